@@ -1,0 +1,40 @@
+# Two entry points, each doing all set-up on a fresh machine:
+#   make train   a short real training run (Fashion-MNIST, SimpleCNN, hybrid first layer) on CPU
+#   make test    the test suite
+# jax >= 0.11 needs Python 3.12: use python3.12 from PATH, or pyenv's 3.12 when the
+# PATH entry is only a pyenv shim that does not resolve.
+PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
+            $$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+WORKDIR ?= runs/quickstart
+CONFIG ?= configs/fashion_mnist.py:hybrid
+
+.PHONY: setup data train test lint bench
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 not found (tried python3.12 and pyenv's 3.12); install python3.12" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The default dataset is Debian's package of the original Fashion-MNIST IDX files.
+data:
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte ]; then \
+	  echo "Fashion-MNIST not found in $(FMNIST_DIR): installing Debian's dataset-fashion-mnist"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q dataset-fashion-mnist || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; }; \
+	fi
+
+train: setup data
+	$(PY) -m hybridconv.main --config=$(CONFIG) --workdir=$(WORKDIR)
+
+test: setup
+	$(PY) -m pytest -n 2 tests
+
+lint: setup
+	$(VENV)/bin/ruff check hybridconv tests experiments configs
