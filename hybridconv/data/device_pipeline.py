@@ -82,6 +82,7 @@ def pad_to_multiple(images: np.ndarray, labels: np.ndarray, multiple: int
   return images, labels, mask
 
 
+@functools.partial(jax.jit, static_argnums=2)
 def _epoch_permutation(root_key: Array, epoch: Array, num_examples: int) -> Array:
   key = jax.random.fold_in(jax.random.fold_in(root_key, _PERMUTATION_STREAM), epoch)
   return jax.random.permutation(key, num_examples)
@@ -99,6 +100,18 @@ def _eval_batch(images, labels, mask, mean, std, offset, *, batch_size: int) -> 
   take = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=offset, slice_size=batch_size)
   return {"image": prepare_batch(take(images), None, mean, std, Augment()),
           "label": take(labels), "mask": take(mask)}
+
+
+# Cached so that pipelines with the same settings share one compiled program.
+@functools.cache
+def _jitted_train_batch(batch_size: int, augment: Augment, sharding: NamedSharding):
+  return jax.jit(functools.partial(_train_batch, batch_size=batch_size, augment=augment),
+                 out_shardings=sharding)
+
+
+@functools.cache
+def _jitted_eval_batch(batch_size: int, sharding: NamedSharding):
+  return jax.jit(functools.partial(_eval_batch, batch_size=batch_size), out_shardings=sharding)
 
 
 class DevicePipeline:
@@ -146,18 +159,14 @@ class DevicePipeline:
     self._root_key = jax.random.key(seed)
     # Dataset arrays are arguments, not closed-over constants, so they are not
     # baked into the compiled program.
-    self._train_fn = jax.jit(
-        functools.partial(_train_batch, batch_size=self.global_batch_size, augment=self.augment),
-        out_shardings=batch_sharding)
-    self._eval_fn = jax.jit(functools.partial(_eval_batch, batch_size=self.eval_batch_size),
-                            out_shardings=batch_sharding)
-    self._permutation_fn = jax.jit(_epoch_permutation, static_argnums=2, out_shardings=replicated)
+    self._train_fn = _jitted_train_batch(self.global_batch_size, self.augment, batch_sharding)
+    self._eval_fn = _jitted_eval_batch(self.eval_batch_size, batch_sharding)
     self._cached_permutation: tuple[int, Array] | None = None
 
   def epoch_permutation(self, epoch: int) -> Array:
     """The order of training examples in ``epoch`` (cached for the current epoch)."""
     if self._cached_permutation is None or self._cached_permutation[0] != epoch:
-      permutation = self._permutation_fn(self._root_key, epoch, self.num_train_examples)
+      permutation = _epoch_permutation(self._root_key, epoch, self.num_train_examples)
       self._cached_permutation = (epoch, permutation)
     return self._cached_permutation[1]
 

@@ -80,6 +80,23 @@ def sample_stats(source: Sequence[Record], num_examples: int) -> tuple[np.ndarra
   return channel_stats(images)
 
 
+def _prepare_train(images, labels, mean, std, root_key, step, *, augment: Augment):
+  images = prepare_batch(images, augment_key(root_key, step), mean, std, augment)
+  return {"image": images, "label": labels}
+
+
+# Cached so that pipelines with the same settings share one compiled program.
+@functools.cache
+def _jitted_prepare_train(augment: Augment, sharding: NamedSharding):
+  return jax.jit(functools.partial(_prepare_train, augment=augment), out_shardings=sharding)
+
+
+@functools.cache
+def _jitted_prepare_eval(sharding: NamedSharding):
+  return jax.jit(functools.partial(prepare_batch, key=None, config=Augment()),
+                 out_shardings=sharding)
+
+
 class StreamingPipeline:
   """Grain-fed batches with per-process shards and a checkpointable iterator.
 
@@ -135,12 +152,11 @@ class StreamingPipeline:
     self._root_key = jax.random.key(seed)
     replicated = NamedSharding(mesh, PartitionSpec())
     self._stats = tuple(jax.device_put(a, replicated) for a in (self.mean, self.std))
-    self._train_fn = jax.jit(self._prepare_train, out_shardings=self._sharding)
-    self._eval_fn = jax.jit(functools.partial(prepare_batch, key=None, config=Augment()),
-                            out_shardings=self._sharding)
+    self._train_fn = _jitted_prepare_train(self.augment, self._sharding)
+    self._eval_fn = _jitted_prepare_eval(self._sharding)
     self._start_step = 0
     self._next_step = 0
-    self._iterator = self._make_iterator(0)
+    self._iterator = self.shard_batches(0)
 
   # -- grain datasets ---------------------------------------------------------
 
@@ -162,14 +178,15 @@ class StreamingPipeline:
     epoch = shard.shuffle(seed=self._seed)[:per_epoch].map(self._example)
     return epoch.batch(self.local_batch_size, drop_remainder=True).repeat(None)
 
-  def _make_iterator(self, start_step: int) -> grain.DatasetIterator:
-    return iter(self._epochs[start_step:].to_iter_dataset(self._read_options))
+  def shard_batches(self, start_step: int = 0) -> grain.DatasetIterator:
+    """A fresh iterator over this process's uint8 batches from ``start_step`` on.
+
+    Each element is ``{'image': uint8 (local_batch, H, W, C), 'label': int32}``;
+    the iterator's ``get_state`` / ``set_state`` are grain's.
+    """
+    return iter(self._epochs[check_step(start_step):].to_iter_dataset(self._read_options))
 
   # -- batches ----------------------------------------------------------------
-
-  def _prepare_train(self, images, labels, mean, std, root_key, step) -> Batch:
-    images = prepare_batch(images, augment_key(root_key, step), mean, std, self.augment)
-    return {"image": images, "label": labels}
 
   def _to_global(self, local: dict[str, np.ndarray], batch_size: int) -> dict[str, jax.Array]:
     return {name: jax.make_array_from_process_local_data(
@@ -180,7 +197,7 @@ class StreamingPipeline:
     step = check_step(step)
     if step != self._next_step:
       self._start_step = self._next_step = step
-      self._iterator = self._make_iterator(step)
+      self._iterator = self.shard_batches(step)
     local = next(self._iterator)
     self._next_step += 1
     batch = self._to_global(local, self.global_batch_size)
@@ -221,6 +238,6 @@ class StreamingPipeline:
     if missing:
       raise ValueError(f"streaming pipeline state lacks {sorted(missing)}; got keys {sorted(state)}")
     self._start_step = check_step(state["start_step"])
-    self._iterator = self._make_iterator(self._start_step)
+    self._iterator = self.shard_batches(self._start_step)
     self._iterator.set_state(state["iterator"])
     self._next_step = check_step(state["next_step"])
