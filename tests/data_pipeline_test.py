@@ -201,7 +201,7 @@ def test_unknown_source_or_pipeline(overrides, message):
 _SHARDED_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from jax.sharding import Mesh, PartitionSpec
-    from hybridconv.data import ArrayDataset, ArraySource, Augment, DevicePipeline, StreamingPipeline
+    from hybridconv.data import ArraySource, Augment, DevicePipeline, StreamingPipeline
     from hybridconv.data.gratings import load_gratings_dataset
 
     assert jax.device_count() == 4, jax.devices()

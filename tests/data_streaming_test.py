@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import textwrap
+
 import jax
 import numpy as np
 import pytest
 from jax.sharding import Mesh
 
 from hybridconv.data import ArrayDataset, ArraySource, Augment, DevicePipeline, StreamingPipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _mesh():
@@ -121,3 +131,74 @@ def test_refusals():
   pipeline = _pipeline(sources=(bad_labels, bad_labels), num_classes=5)
   with pytest.raises(ValueError, match=r"label 5 outside \[0, 5\)"):
     pipeline.train_batch(0)
+
+
+_TWO_PROCESS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    import numpy as np
+    from jax.experimental import multihost_utils
+    from jax.sharding import Mesh
+    from hybridconv.data import (ArrayDataset, ArraySource, Augment, DevicePipeline,
+                                 StreamingPipeline)
+
+    n = 30
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 1))
+    images = images.copy()
+    labels = np.arange(n, dtype=np.int32)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    kw = dict(global_batch_size=8, eval_batch_size=4, seed=5, mesh=mesh,
+              augment_config=Augment(1, True))
+    device = DevicePipeline(ArrayDataset(images, labels, images[:6], labels[:6], n, "idx"), **kw)
+    streaming = StreamingPipeline(ArraySource(images, labels), ArraySource(images[:6], labels[:6]),
+                                  num_classes=n, num_threads=1, **kw)
+    gather = lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)).tolist()
+    out = {"device": [gather(device.train_batch(s)["label"]) for s in (0, 4)],
+           "streaming": [gather(streaming.train_batch(s)["label"]) for s in (0, 1)],
+           "eval_mask": [gather(b["mask"]) for b in streaming.eval_batches()],
+           "eval_label": [gather(b["label"]) for b in streaming.eval_batches()]}
+    print("RESULT" + json.dumps(out))
+""")
+
+
+def test_two_processes_shard_the_stream_and_agree_on_device_batches():
+  # Two JAX processes on CPU (2 fake devices each) talking through gloo.
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    address = f"localhost:{s.getsockname()[1]}"
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu",
+             PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+  procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_SCRIPT, address, str(i)], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outputs = [p.communicate(timeout=300) for p in procs]
+  for proc, (out, err) in zip(procs, outputs, strict=True):
+    assert proc.returncode == 0 and "RESULT" in out, err[-4000:]
+  results = [json.loads(out.split("RESULT")[1]) for out, _ in outputs]
+  assert results[0] == results[1]  # every process sees the same global batches
+  result = results[0]
+
+  # Device pipeline: the same global batches as a single process computes.
+  n = 30
+  images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 1)).copy()
+  labels = np.arange(n, dtype=np.int32)
+  kw = dict(global_batch_size=8, eval_batch_size=4, seed=5, mesh=_mesh(),
+            augment_config=Augment(1, True))
+  single = DevicePipeline(ArrayDataset(images, labels, images[:6], labels[:6], n, "idx"), **kw)
+  assert result["device"] == [np.asarray(single.train_batch(s)["label"]).tolist() for s in (0, 4)]
+
+  # Streaming: process i's half of each global batch comes from its own shard i::2.
+  for step, batch in enumerate(result["streaming"]):
+    for index in range(2):
+      local = StreamingPipeline(ArraySource(images, labels), ArraySource(images[:6], labels[:6]),
+                                num_classes=n, num_threads=1, process_index=index,
+                                process_count=2, **kw)
+      want = [next(local.shard_batches(step))["label"].tolist()]
+      assert batch[4 * index:4 * index + 4] == want[0]
+      assert all(label % 2 == index for label in want[0])
+  # Eval: 3 examples per process (0, 2, 4 and 1, 3, 5), local batches of 2, padded.
+  assert result["eval_mask"] == [[True, True, True, True], [True, False, True, False]]
+  assert [x for b, m in zip(result["eval_label"], result["eval_mask"], strict=True)
+          for x, keep in zip(b, m, strict=True) if keep] == [0, 2, 1, 3, 4, 5]

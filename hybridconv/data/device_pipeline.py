@@ -82,17 +82,16 @@ def pad_to_multiple(images: np.ndarray, labels: np.ndarray, multiple: int
   return images, labels, mask
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _epoch_permutation(root_key: Array, epoch: Array, num_examples: int) -> Array:
-  key = jax.random.fold_in(jax.random.fold_in(root_key, _PERMUTATION_STREAM), epoch)
+def _epoch_permutation(seed, epoch, *, num_examples: int) -> Array:
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _PERMUTATION_STREAM), epoch)
   return jax.random.permutation(key, num_examples)
 
 
-def _train_batch(images, labels, permutation, mean, std, root_key, step, offset, *,
+def _train_batch(images, labels, permutation, mean, std, seed, step, offset, *,
                  batch_size: int, augment: Augment) -> Batch:
   indices = jax.lax.dynamic_slice_in_dim(permutation, offset, batch_size)
-  batch_images = prepare_batch(jnp.take(images, indices, axis=0), augment_key(root_key, step),
-                               mean, std, augment)
+  key = augment_key(jax.random.key(seed), step)
+  batch_images = prepare_batch(jnp.take(images, indices, axis=0), key, mean, std, augment)
   return {"image": batch_images, "label": jnp.take(labels, indices, axis=0)}
 
 
@@ -103,6 +102,15 @@ def _eval_batch(images, labels, mask, mean, std, offset, *, batch_size: int) -> 
 
 
 # Cached so that pipelines with the same settings share one compiled program.
+# The seed and step enter as Python ints (keys are made inside), so every
+# argument is either such a scalar or an array on the mesh, also with several
+# processes.
+@functools.cache
+def _jitted_permutation(num_examples: int, sharding: NamedSharding):
+  return jax.jit(functools.partial(_epoch_permutation, num_examples=num_examples),
+                 out_shardings=sharding)
+
+
 @functools.cache
 def _jitted_train_batch(batch_size: int, augment: Augment, sharding: NamedSharding):
   return jax.jit(functools.partial(_train_batch, batch_size=batch_size, augment=augment),
@@ -156,17 +164,18 @@ class DevicePipeline:
     self.num_eval_batches = len(eval_arrays[1]) // self.eval_batch_size
     self._eval = tuple(put_replicated(a, replicated) for a in eval_arrays)
     self._stats = tuple(put_replicated(a, replicated) for a in (self.mean, self.std))
-    self._root_key = jax.random.key(seed)
+    self.seed = int(seed)
     # Dataset arrays are arguments, not closed-over constants, so they are not
     # baked into the compiled program.
     self._train_fn = _jitted_train_batch(self.global_batch_size, self.augment, batch_sharding)
     self._eval_fn = _jitted_eval_batch(self.eval_batch_size, batch_sharding)
+    self._permutation_fn = _jitted_permutation(num_train, replicated)
     self._cached_permutation: tuple[int, Array] | None = None
 
   def epoch_permutation(self, epoch: int) -> Array:
     """The order of training examples in ``epoch`` (cached for the current epoch)."""
     if self._cached_permutation is None or self._cached_permutation[0] != epoch:
-      permutation = _epoch_permutation(self._root_key, epoch, self.num_train_examples)
+      permutation = self._permutation_fn(self.seed, epoch)
       self._cached_permutation = (epoch, permutation)
     return self._cached_permutation[1]
 
@@ -178,7 +187,7 @@ class DevicePipeline:
     step = check_step(step)
     epoch, position = divmod(step, self.steps_per_epoch)
     return self._train_fn(*self._train, self.epoch_permutation(epoch), *self._stats,
-                          self._root_key, step, position * self.global_batch_size)
+                          self.seed, step, position * self.global_batch_size)
 
   def eval_batches(self) -> Iterator[Batch]:
     """The eval split in fixed order; ``'mask'`` is False on the last batch's padding."""

@@ -50,11 +50,12 @@ def _check_args(image_size, task, num_classes, noise, envelope_sigma, frequency_
   if not noise >= 0:
     raise ValueError(f"gratings noise (pixel std in [0, 1] units) must be >= 0, got {noise!r}")
   if not envelope_sigma >= 0:
-    raise ValueError(f"gratings envelope_sigma must be >= 0 (0 = no window), got {envelope_sigma!r}")
+    raise ValueError(
+        f"gratings envelope_sigma must be >= 0 (0 = no window), got {envelope_sigma!r}")
   low, high = frequency_range
   if not 0 < low < high < 0.5:
-    raise ValueError(
-        f"gratings frequency_range must satisfy 0 < low < high < 0.5 (Nyquist), got {frequency_range!r}")
+    raise ValueError(f"gratings frequency_range must satisfy 0 < low < high < 0.5 (Nyquist), "
+                     f"got {frequency_range!r}")
 
 
 def sample_parameters(rng: np.random.Generator, num: int, *, task: str, num_classes: int,

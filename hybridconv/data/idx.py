@@ -65,7 +65,7 @@ def parse_idx(raw: bytes, *, expected_magic: int, source: str) -> np.ndarray:
     A read-only uint8 array of the dimensions given in the header.
   """
   if len(raw) < 4:
-    raise ValueError(f"{source}: {len(raw)} bytes is too short for an IDX header (4 bytes at least)")
+    raise ValueError(f"{source}: {len(raw)} bytes is too short for an IDX header (at least 4)")
   magic = int.from_bytes(raw[:4], "big")
   if magic != expected_magic:
     raise ValueError(

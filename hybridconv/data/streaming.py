@@ -39,6 +39,7 @@ from hybridconv.data.device_pipeline import (
     check_batch_size,
     check_step,
     data_axis_size,
+    put_replicated,
 )
 
 Record = dict[str, Any]
@@ -80,8 +81,8 @@ def sample_stats(source: Sequence[Record], num_examples: int) -> tuple[np.ndarra
   return channel_stats(images)
 
 
-def _prepare_train(images, labels, mean, std, root_key, step, *, augment: Augment):
-  images = prepare_batch(images, augment_key(root_key, step), mean, std, augment)
+def _prepare_train(images, labels, mean, std, seed, step, *, augment: Augment):
+  images = prepare_batch(images, augment_key(jax.random.key(seed), step), mean, std, augment)
   return {"image": images, "label": labels}
 
 
@@ -149,9 +150,8 @@ class StreamingPipeline:
     self._train_source, self._eval_source = train_source, eval_source
     self._epochs = self._train_epochs()
     self._sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-    self._root_key = jax.random.key(seed)
     replicated = NamedSharding(mesh, PartitionSpec())
-    self._stats = tuple(jax.device_put(a, replicated) for a in (self.mean, self.std))
+    self._stats = tuple(put_replicated(a, replicated) for a in (self.mean, self.std))
     self._train_fn = _jitted_prepare_train(self.augment, self._sharding)
     self._eval_fn = _jitted_prepare_eval(self._sharding)
     self._start_step = 0
@@ -201,7 +201,7 @@ class StreamingPipeline:
     local = next(self._iterator)
     self._next_step += 1
     batch = self._to_global(local, self.global_batch_size)
-    return self._train_fn(batch["image"], batch["label"], *self._stats, self._root_key, step)
+    return self._train_fn(batch["image"], batch["label"], *self._stats, self._seed, step)
 
   def eval_batches(self) -> Iterator[Batch]:
     """The eval split in fixed order, sharded by process; ``'mask'`` is False on padding."""
@@ -236,7 +236,8 @@ class StreamingPipeline:
     """Resumes from :meth:`get_state`'s output: the next batches are the same as then."""
     missing = {"start_step", "next_step", "iterator"} - set(state)
     if missing:
-      raise ValueError(f"streaming pipeline state lacks {sorted(missing)}; got keys {sorted(state)}")
+      raise ValueError(
+          f"streaming pipeline state lacks {sorted(missing)}; got keys {sorted(state)}")
     self._start_step = check_step(state["start_step"])
     self._iterator = self.shard_batches(self._start_step)
     self._iterator.set_state(state["iterator"])
