@@ -11,17 +11,20 @@ Measures, on Fashion-MNIST (Debian's IDX files):
 
 Every pipeline batch and every train step is waited for (``block_until_ready``)
 before the clock moves on, so the figures are per-batch latencies turned into
-rates, not asynchronous dispatch rates. The ratio column is pipeline rate over
+rates, not asynchronous dispatch rates. Entries are timed in interleaved rounds
+and the median round is reported, so that load from other processes hits all
+entries alike. The ratio column is pipeline rate over
 train-step rate: well above 1 means the input pipeline cannot be the
 bottleneck.
 
-    .venv/bin/python experiments/benchmarks/loader_benchmark.py [--batch 128] [--steps 300]
+    .venv/bin/python experiments/benchmarks/loader_benchmark.py [--batch 128] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import jax
@@ -44,6 +47,12 @@ def _rate(produce, steps: int, batch: int, warmup: int = 3) -> float:
   for step in range(warmup, warmup + steps):
     jax.block_until_ready(produce(step))
   return steps * batch / (time.perf_counter() - start)
+
+
+def _stream(pipeline: StreamingPipeline):
+  """``train_batch`` that keeps counting across rounds, so the stream never seeks back."""
+  steps = iter(range(10**9))
+  return lambda step: pipeline.train_batch(next(steps))
 
 
 def _train_step_fn(num_classes: int, image_shape):
@@ -69,8 +78,9 @@ def _train_step_fn(num_classes: int, image_shape):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--batch", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=300, help="timed batches per pipeline")
-  parser.add_argument("--train_steps", type=int, default=20, help="timed train steps")
+  parser.add_argument("--steps", type=int, default=200, help="timed batches per pipeline round")
+  parser.add_argument("--train_steps", type=int, default=10, help="timed train steps per round")
+  parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median kept)")
   parser.add_argument("--data_dir", default="", help="IDX directory (default: Debian's)")
   parser.add_argument("--json", default="", help="also write the figures to this file")
   args = parser.parse_args()
@@ -82,22 +92,30 @@ def main() -> None:
   train_source = ArraySource(dataset.train_images, dataset.train_labels)
   test_source = ArraySource(dataset.test_images, dataset.test_labels)
 
-  rates = {}
+  producers, batches_per_round = {}, {}
   for label, config in (("no augmentation", Augment()), ("crop 2 + flip", augment)):
     device = DevicePipeline(dataset, augment_config=config, **common)
-    rates[f"device pipeline, {label}"] = _rate(device.train_batch, args.steps, args.batch)
+    producers[f"device pipeline, {label}"] = device.train_batch
     streaming = StreamingPipeline(train_source, test_source, num_classes=dataset.num_classes,
                                   augment_config=config, **common)
-    rates[f"streaming pipeline (grain, in-memory source), {label}"] = _rate(
-        streaming.train_batch, args.steps, args.batch)
-
+    producers[f"streaming pipeline (grain, in-memory source), {label}"] = _stream(streaming)
   device = DevicePipeline(dataset, augment_config=augment, **common)
   train_step = _train_step_fn(dataset.num_classes, dataset.image_shape)
   fixed_batch = device.train_batch(0)
-  train_rate = _rate(lambda step: train_step(fixed_batch), args.train_steps, args.batch)
-  rates["train step alone (SimpleCNN, fixed batch)"] = train_rate
-  rates["train step fed by the device pipeline (crop 2 + flip)"] = _rate(
-      lambda step: train_step(device.train_batch(step)), args.train_steps, args.batch)
+  train_name = "train step alone (SimpleCNN, fixed batch)"
+  producers[train_name] = lambda step: train_step(fixed_batch)
+  producers["train step fed by the device pipeline (crop 2 + flip)"] = (
+      lambda step: train_step(device.train_batch(step)))
+  for name in producers:
+    batches_per_round[name] = args.train_steps if "train step" in name else args.steps
+
+  # Interleaved rounds, so that load from other processes hits every entry alike.
+  samples = {name: [] for name in producers}
+  for _ in range(args.rounds):
+    for name, produce in producers.items():
+      samples[name].append(_rate(produce, batches_per_round[name], args.batch))
+  rates = {name: statistics.median(values) for name, values in samples.items()}
+  train_rate = rates[train_name]
 
   print(f"\njax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
         f"batch {args.batch}, Fashion-MNIST 28x28x1\n")
@@ -108,7 +126,7 @@ def main() -> None:
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"device": str(jax.devices()[0].device_kind), "batch": args.batch,
-                 "images_per_s": rates}, f, indent=2)
+                 "images_per_s": rates, "samples": samples}, f, indent=2)
 
 
 if __name__ == "__main__":
