@@ -5,10 +5,11 @@ from __future__ import annotations
 import gzip
 import pathlib
 
+import ml_collections
 import numpy as np
 import pytest
 
-from hybridconv.data import idx
+from hybridconv.data import idx, load_dataset
 
 FASHION_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
@@ -137,3 +138,11 @@ def test_real_fashion_mnist():
   np.testing.assert_array_equal(np.bincount(ds.train_labels), [6000] * 10)
   np.testing.assert_array_equal(np.bincount(ds.test_labels), [1000] * 10)
   assert abs(ds.train_images.mean() / 255 - 0.2860) < 1e-3
+
+
+def test_load_dataset_reads_idx_through_the_config(tmp_path):
+  arrays = _write_dataset(tmp_path, gz=True)
+  config = ml_collections.ConfigDict(dict(source="idx", name="mnist", data_dir=str(tmp_path)))
+  ds = load_dataset(config)
+  assert ds.name == "mnist" and ds.image_shape == (5, 4, 1)
+  np.testing.assert_array_equal(ds.test_labels, arrays["t10k-labels-idx1-ubyte"])
