@@ -87,7 +87,8 @@ def test_white_noise_scores_low():
 def test_rot90_rotates_orientation_by_quarter_turn(noisy_bank):
   _, kernels, fit = noisy_bank
   rotated = gabor_fit.fit_gabor(np.rot90(kernels, 1, axes=(0, 1)))
-  assert np.degrees(_orientation_error(rotated.theta, np.asarray(fit.theta) + np.pi / 2)).max() < 0.5
+  turned = np.asarray(fit.theta) + np.pi / 2
+  assert np.degrees(_orientation_error(rotated.theta, turned)).max() < 0.5
   np.testing.assert_allclose(rotated.r2, fit.r2, atol=1e-3)
 
 
