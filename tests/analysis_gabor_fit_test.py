@@ -11,7 +11,7 @@ import pytest
 from skimage.filters import gabor_kernel
 
 from hybridconv.analysis import gabor_fit
-from hybridconv.kernels.gabor import gabor_real
+from hybridconv.kernels.gabor import centred_grid, gabor_real
 from hybridconv.kernels.init import sigma_from_bandwidth
 
 SIZE = 11
@@ -151,6 +151,32 @@ def test_even_sized_kernels():
   fit = gabor_fit.fit_gabor(kernels, fit_centre=False)
   assert np.degrees(_orientation_error(fit.theta, params["theta"])).max() < 1.0
   assert np.min(fit.r2) > 0.999
+
+
+def test_blobs_and_edges_are_flagged_in_the_layer_summary():
+  x, y = (np.asarray(c) for c in centred_grid(SIZE))
+  blob = np.exp(-(x**2 + y**2) / 8.0)
+  edge = x * blob
+  stripes = np.asarray(gabor_real(SIZE, 0.4, 0.2, 2.5))
+  kernel = np.stack([blob, edge, stripes, stripes], -1)[:, :, None, :]
+  result = gabor_fit.fit_conv_kernel(kernel)
+  assert np.min(result.r2_filter) > 0.99  # all are Gabors, two in the f -> 0 limit
+  cycles = np.asarray(result.fit.frequency * result.fit.sigma)
+  assert np.all(cycles[:2] < 0.2) and np.all(cycles[2:] > 0.4)
+  summary = gabor_fit.layer_gabor_summary(kernel)
+  assert summary["frac_r2_above_0.5_blob_or_edge"] == 0.5
+  # Median of two f -> 0 fits at the 0.02 lower bound and two at 0.2.
+  np.testing.assert_allclose(summary["frequency_median"], 0.11, atol=0.005)
+
+
+def test_theta_stays_below_pi_for_horizontal_wave_vectors():
+  # Wave vectors along x fit to theta ~ 0 or ~ pi; float32 rounding must not
+  # report pi itself.
+  steps = np.where(np.asarray(centred_grid(SIZE)[0]) > 0, 1.0, -1.0)
+  kernels = np.stack([steps, -steps, np.asarray(gabor_real(SIZE, 0.0, 0.2, 2.5))], -1)
+  fit = gabor_fit.fit_gabor(kernels)
+  assert np.all((fit.theta >= 0) & (fit.theta < np.pi))
+  assert np.degrees(_orientation_error(fit.theta, 0.0)).max() < 1.0
 
 
 def test_flat_kernels_score_zero():
