@@ -10,12 +10,15 @@ optionally on a constant offset::
 **Gabor-likeness score.** A kernel's score is the fit's coefficient of
 determination ``R^2 = 1 - SSE / SST`` with ``SST = sum((k - mean(k))^2)``: the
 fraction of the kernel's variance that one Gabor explains. 1 means exactly a
-Gabor; 11x11 white noise scores about 0.14 (median), 5x5 white noise about 0.47
-(fewer pixels per fitted parameter). A kernel with ``SST = 0`` (constant or all
-zeros) has nothing to explain and scores 0. The score does not change when the
-kernel is scaled, negated, rotated by 90 degrees or (with ``fit_centre``)
-shifted inside its support. A layer's score is a summary of its filters'
-scores (:func:`layer_gabor_summary`).
+Gabor. White noise (i.e. an untrained He-normal kernel) scores a median of about
+0.15 at 11x11, 0.28 at 7x7 and 0.46 at 5x5 (fewer pixels per fitted parameter),
+so compare a layer with that baseline for its kernel size. A kernel with
+``SST = 0`` (constant or all zeros) has nothing to explain and scores 0. The
+score does not change when the kernel is scaled, negated, rotated by 90 degrees
+or (with ``fit_centre``) shifted inside its support. Gaussian blobs and
+Gaussian-derivative edges are the Gabor family's f -> 0 limits and score high;
+:func:`layer_gabor_summary` counts them separately. A layer's score is a
+summary of its filters' scores (:func:`layer_gabor_summary`).
 
 **Method** (details in :mod:`hybridconv.analysis.gabor_lm`): amplitude, phase
 and offset are linear given the shape parameters, so they are solved in closed
