@@ -54,7 +54,11 @@ def frequency_bounds(low: float = 0.02, high: float = 0.45) -> Bounds:
 def bounded_log(raw: ArrayLike, bounds: Bounds) -> Array:
   """Raw real -> value in ``[bounds.low, bounds.high]``, uniform in log space."""
   log_low, log_high = math.log(bounds.low), math.log(bounds.high)
-  return jnp.exp(log_low + (log_high - log_low) * jax.nn.sigmoid(raw))
+  value = jnp.exp(log_low + (log_high - log_low) * jax.nn.sigmoid(raw))
+  # float32 rounding of exp(log(bound)) can land one ulp outside the bounds
+  # when the sigmoid saturates; the clip only acts there, where the gradient
+  # is already zero.
+  return jnp.clip(value, bounds.low, bounds.high)
 
 
 def bounded_log_inverse(value: ArrayLike, bounds: Bounds) -> Array:

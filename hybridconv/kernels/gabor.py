@@ -39,6 +39,9 @@ Every function broadcasts over its parameter arrays: parameters of shape
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -48,11 +51,23 @@ from jax.typing import ArrayLike
 _EPS = 1e-12
 
 
+def _is_whole(value) -> bool:
+  """True for ints and integral floats (numpy scalars included), False for bools."""
+  return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+          and math.isfinite(value) and float(value).is_integer())
+
+
 def kernel_size_2d(kernel_size: int | tuple[int, int]) -> tuple[int, int]:
   """Returns ``(kh, kw)`` from an int or a pair, refusing sizes below 1."""
-  size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-  if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
-    raise ValueError(f"kernel_size must be a positive int or a pair of positive ints, got {kernel_size!r}")
+  if _is_whole(kernel_size):
+    size = (kernel_size, kernel_size)
+  elif isinstance(kernel_size, tuple | list):
+    size = tuple(kernel_size)
+  else:
+    size = ()
+  if len(size) != 2 or not all(_is_whole(s) and s >= 1 for s in size):
+    raise ValueError(
+        f"kernel_size must be a positive int or a pair of positive ints, got {kernel_size!r}")
   return int(size[0]), int(size[1])
 
 
