@@ -141,12 +141,13 @@ def _gabor_section(histograms, metrics, fig_dir: str) -> list[str]:
     last = {p: histograms[f"gabor/{group}/{p}"][1] for p in first}
     figure = plots.parameter_histograms(first, last, group,
                                         os.path.join(fig_dir, f"gabor_{_slug(group)}.png"))
-    lines += [f"### `{group}`", "", f"![{group} parameters]({FIGURE_DIR}/{os.path.basename(figure)})",
-              ""]
+    name = os.path.basename(figure)
+    lines += [f"### `{group}`", "", f"![{group} parameters]({FIGURE_DIR}/{name})", ""]
     drift = {p: metrics[f"gabor/{group}/drift/{p}"] for p in GABOR_PARAMETERS
              if f"gabor/{group}/drift/{p}" in metrics}
     if drift:
-      lines += _table(["parameter", "final drift"], [(p, float(s[1][-1])) for p, s in drift.items()])
+      final = [(p, float(series[1][-1])) for p, series in drift.items()]
+      lines += _table(["parameter", "final drift"], final)
       figure = plots.lines(drift, f"{group}: drift from initialisation", "mean |change|",
                            os.path.join(fig_dir, f"gabor_drift_{_slug(group)}.png"))
       lines += [f"![{group} drift]({FIGURE_DIR}/{os.path.basename(figure)})", ""]
@@ -166,15 +167,18 @@ def _likeness_section(metrics, fig_dir: str) -> list[str]:
            "R^2 is the fraction of a filter's variance explained by the best-fitting Gabor "
            "(`hybridconv.analysis.gabor_fit`; colour filters as a Gabor times a colour). 1 is a "
            "Gabor; 5x5 white noise scores about 0.47 and 11x11 noise about 0.14 (median), so "
-           "compare against the first summary, not against 0.", ""]
+           "compare against the first summary, not against 0. A filter with many input "
+           "channels scores low unless one spatial pattern dominates all of them; spatial R^2 "
+           "scores that dominant pattern alone.", ""]
   rows = []
   for layer, stats in layers.items():
     for at, index in (("first", 0), ("last", -1)):
       rows.append((f"`{layer}`", at, int(stats["r2_median"][0][index]),
                    *(float(stats[k][1][index]) if k in stats else "" for k in
-                     ("r2_mean", "r2_median", "frac_r2_above_0.5", "frac_r2_above_0.8"))))
+                     ("r2_mean", "r2_median", "frac_r2_above_0.5", "frac_r2_above_0.8",
+                      "spatial_r2_mean"))))
   lines += _table(["layer", "summary", "step", "R^2 mean", "R^2 median", "frac > 0.5",
-                   "frac > 0.8"], rows)
+                   "frac > 0.8", "spatial R^2 mean"], rows)
   plots.gabor_likeness(layers, os.path.join(fig_dir, "gabor_likeness.png"))
   lines += [f"![R^2 over training]({FIGURE_DIR}/gabor_likeness.png)", ""]
   return lines

@@ -24,7 +24,8 @@ def _save(fig: Figure, path: str) -> str:
 
 def training_curves(metrics: Mapping[str, Series], path: str) -> str | None:
   """Loss and accuracy (train and eval) against step; None if neither was logged."""
-  panels = [("loss", ["train/loss", "eval/loss"]), ("accuracy", ["train/accuracy", "eval/accuracy"])]
+  panels = [("loss", ["train/loss", "eval/loss"]),
+            ("accuracy", ["train/accuracy", "eval/accuracy"])]
   panels = [(title, [k for k in keys if k in metrics]) for title, keys in panels]
   panels = [(title, keys) for title, keys in panels if keys]
   if not panels:

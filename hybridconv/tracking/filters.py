@@ -32,8 +32,9 @@ is its path in the model, e.g. ``conv1``):
   ``spatial_r2`` (and scalar ``spatial_r2_mean``) scores only the dominant
   spatial component, and ``colour_energy`` is that component's share of the
   filter's energy -- deep layers mix many inputs, so their whole-filter score
-  stays low even when the dominant pattern is a clean Gabor. Only free channels are fitted: parametric ones are
-  Gabors by construction, fixed and random ones never change.
+  stays low even when the dominant pattern is a clean Gabor. Only free
+  channels are fitted: parametric ones are Gabors by construction, fixed and
+  random ones never change.
 
 The initial Gabor parameters (the reference for drift) are those of the first
 call; with ``state_path`` they are saved there and reloaded, so a resumed run

@@ -76,7 +76,8 @@ def kernel_grid(kernel_hwio: np.ndarray, *, max_filters: int = 256, tile_pixels:
   th, tw = kh * factor, kw * factor
   cols = math.ceil(math.sqrt(n))
   rows = math.ceil(n / cols)
-  grid = np.zeros((border + rows * (th + border), border + cols * (tw + border), channels), np.uint8)
+  height, width = border + rows * (th + border), border + cols * (tw + border)
+  grid = np.zeros((height, width, channels), np.uint8)
   for i in range(n):
     top = border + (i // cols) * (th + border)
     left = border + (i % cols) * (tw + border)

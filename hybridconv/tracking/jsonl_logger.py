@@ -99,7 +99,7 @@ class JsonlLogger(logger_lib.Logger):
     if self._closed:
       return
     if filename not in self._files:
-      self._files[filename] = open(os.path.join(self.workdir, filename), "a", encoding="utf-8")  # noqa: SIM115
+      self._files[filename] = open(os.path.join(self.workdir, filename), "a", encoding="utf-8")
     f = self._files[filename]
     f.write(json.dumps(json_value(record)) + "\n")
     f.flush()
@@ -126,7 +126,7 @@ class JsonlLogger(logger_lib.Logger):
     columns, rows = logger_lib.check_table(name, columns, rows)
     self._append(TABLES_FILE, {"step": int(step), "name": name, "columns": columns, "rows": rows})
 
-  def log_artifact(self, path_or_ref, name, type):  # noqa: A002
+  def log_artifact(self, path_or_ref, name, type):
     self._append(ARTIFACTS_FILE, {"name": name, "type": type, "path": str(path_or_ref)})
 
   def log_config(self, config: Mapping[str, Any]) -> None:

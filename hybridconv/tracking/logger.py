@@ -96,7 +96,8 @@ def check_image(name: str, image: Any) -> np.ndarray:
   if array.dtype != np.uint8:
     raise ValueError(f"image {name!r} must be uint8 (convert floats yourself), got {array.dtype}")
   if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-    raise ValueError(f"image {name!r} must have shape (H, W, C) with C in 1, 3, 4, got {array.shape}")
+    raise ValueError(f"image {name!r} must have shape (H, W, C) with C in 1, 3, 4, "
+                     f"got {array.shape}")
   return array
 
 
@@ -137,7 +138,7 @@ class Logger(abc.ABC):
     """A table of plain values (numbers and strings), one row per item."""
 
   @abc.abstractmethod
-  def log_artifact(self, path_or_ref: str, name: str, type: str) -> None:  # noqa: A002 (W&B's name)
+  def log_artifact(self, path_or_ref: str, name: str, type: str) -> None:
     """A file, directory or URI reference (``file://``, ``gs://``, ``s3://``) as an artifact."""
 
   @abc.abstractmethod
@@ -173,7 +174,7 @@ class NullLogger(Logger):
   def log_table(self, step, name, columns, rows):
     del step, name, columns, rows
 
-  def log_artifact(self, path_or_ref, name, type):  # noqa: A002
+  def log_artifact(self, path_or_ref, name, type):
     del path_or_ref, name, type
 
   def log_config(self, config):
@@ -203,7 +204,8 @@ class MemoryLogger(Logger):
     self.events.append(Event("scalars", int(step), {k: float(v) for k, v in scalars.items()}))
 
   def log_images(self, step, images):
-    self.events.append(Event("images", int(step), {k: check_image(k, v) for k, v in images.items()}))
+    images = {k: check_image(k, v) for k, v in images.items()}
+    self.events.append(Event("images", int(step), images))
 
   def log_histograms(self, step, histograms):
     self.events.append(Event("histograms", int(step),
@@ -213,8 +215,9 @@ class MemoryLogger(Logger):
     columns, rows = check_table(name, columns, rows)
     self.events.append(Event("table", int(step), {"name": name, "columns": columns, "rows": rows}))
 
-  def log_artifact(self, path_or_ref, name, type):  # noqa: A002
-    self.events.append(Event("artifact", None, {"path": str(path_or_ref), "name": name, "type": type}))
+  def log_artifact(self, path_or_ref, name, type):
+    record = {"path": str(path_or_ref), "name": name, "type": type}
+    self.events.append(Event("artifact", None, record))
 
   def log_config(self, config):
     self.events.append(Event("config", None, dict(config)))
@@ -259,7 +262,7 @@ class MultiLogger(Logger):
     for logger in self.loggers:
       logger.log_table(step, name, columns, rows)
 
-  def log_artifact(self, path_or_ref, name, type):  # noqa: A002
+  def log_artifact(self, path_or_ref, name, type):
     for logger in self.loggers:
       logger.log_artifact(path_or_ref, name, type)
 

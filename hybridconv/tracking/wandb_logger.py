@@ -122,7 +122,7 @@ class WandbLogger(logger_lib.Logger):
     columns, rows = logger_lib.check_table(name, columns, rows)
     self._put(("table", int(step), (name, columns, rows)))
 
-  def log_artifact(self, path_or_ref, name, type):  # noqa: A002
+  def log_artifact(self, path_or_ref, name, type):
     self._put(("artifact", None, (str(path_or_ref), artifact_name(name), type)))
 
   def log_config(self, config):
@@ -166,8 +166,8 @@ class WandbLogger(logger_lib.Logger):
   def _start(self) -> None:
     """Initialises the run: online, then offline, then nothing -- never raises."""
     try:
-      import wandb  # noqa: PLC0415 (lazy: only runs that log to W&B pay for the import)
-    except Exception as error:  # noqa: BLE001 (a broken install must not stop training)
+      import wandb
+    except Exception as error:  # a broken install must not stop training
       self.mode = "disabled"
       self._warn_once("import", f"W&B logging disabled: cannot import wandb ({error})")
       return
@@ -180,8 +180,9 @@ class WandbLogger(logger_lib.Logger):
           logging.warning("W&B runs offline: its files are in %s; upload them later with "
                           "`wandb sync %s`.", self.run.dir, os.path.dirname(self.run.dir))
         return
-      except Exception as error:  # noqa: BLE001 (no key, no network, bad server: all non-fatal)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      except Exception as error:  # no key, no network, bad server: all non-fatal
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
         logging.warning("W&B %s initialisation failed (%s: %s)%s", mode, type(error).__name__,
                         first_line, "; trying offline" if mode == "online" else "")
     self.mode = "disabled"
@@ -220,7 +221,7 @@ class WandbLogger(logger_lib.Logger):
     self._ready.set()
     wandb = None
     if self.run is not None:
-      import wandb  # noqa: PLC0415 (already imported by _start)
+      import wandb
     while True:
       item = self._queue.get()
       if item is _STOP:
@@ -230,11 +231,11 @@ class WandbLogger(logger_lib.Logger):
       kind, step, data = item
       try:
         self._send(wandb, kind, step, data)
-      except Exception as error:  # noqa: BLE001 (a W&B failure must not stop training)
+      except Exception as error:  # a W&B failure must not stop training
         self._warn_once(f"send-{kind}", f"W&B {kind} logging failed ({type(error).__name__}: "
                                         f"{error}); later {kind} failures are not reported")
     if self.run is not None:
       try:
         self.run.finish()
-      except Exception as error:  # noqa: BLE001
+      except Exception as error:
         self._warn_once("finish", f"W&B run.finish failed ({type(error).__name__}: {error})")

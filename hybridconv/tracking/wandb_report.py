@@ -79,7 +79,7 @@ def build_report(entity: str, project: str, *, layers: Sequence[str] = ("conv1",
                      f"entity={entity!r}, project={project!r}")
   if not layers or any(not isinstance(layer, str) or not layer for layer in layers):
     raise ValueError(f"layers must be non-empty layer names such as 'conv1', got {layers!r}")
-  import wandb_workspaces.reports.v2 as wr  # noqa: PLC0415 (optional dependency, slow import)
+  import wandb_workspaces.reports.v2 as wr
 
   def grid(panels):
     runset = wr.Runset(entity=entity, project=project, name="runs", filters=run_filter)
@@ -108,7 +108,7 @@ def panel_specs(report) -> list[dict[str, Any]]:
   specs = []
   for block in report.blocks:
     for panel in getattr(block, "panels", []):
-      specs.append(panel._to_model().model_dump(mode="json"))  # noqa: SLF001 (public API has no offline spec)
+      specs.append(panel._to_model().model_dump(mode="json"))
   return specs
 
 
@@ -130,14 +130,14 @@ def save_report(report, *, timeout: float = 3.0) -> str | None:
     return None
   try:
     report.save()
-  except Exception as error:  # noqa: BLE001 (no key, no access: report it, do not crash)
+  except Exception as error:  # no key or no access: say so, do not crash
     logging.warning("W&B report not saved (%s: %s)", type(error).__name__, error)
     return None
   return report.url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description="Build (and optionally save) a W&B comparison report.")
+  parser = argparse.ArgumentParser(description="Build (optionally save) a W&B comparison report.")
   parser.add_argument("--entity", required=True)
   parser.add_argument("--project", required=True)
   parser.add_argument("--layers", default="conv1", help="comma-separated conv layer paths")
