@@ -77,7 +77,7 @@ def test_report_numbers_come_from_the_logged_history(run_dir):
   assert f"| `eval/accuracy` | 100 | {0.8:.4g} | {0.8:.4g} |" in text
   first, last = metrics["gabor_fit/conv1/r2_median"][1][[0, -1]]
   assert last > 0.95 > first  # the free kernels became Gabors
-  assert f"| `conv1` | first | 0 | " in text
+  assert "| `conv1` | first | 0 | " in text
   row = re.search(r"\| `conv1` \| last \| 100 \| [^|]+ \| ([^|]+) \|", text)
   assert float(row.group(1)) == pytest.approx(last, rel=1e-3)
   drift = metrics["gabor/conv1/drift/theta"][1]
