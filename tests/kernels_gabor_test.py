@@ -11,8 +11,14 @@ import pytest
 from jax.test_util import check_grads
 from skimage.filters import gabor_kernel
 
-from hybridconv.kernels.gabor import (centred_grid, gabor_complex, gabor_envelope,
-                                      gabor_quadrature, gabor_real, kernel_size_2d)
+from hybridconv.kernels.gabor import (
+  centred_grid,
+  gabor_complex,
+  gabor_envelope,
+  gabor_quadrature,
+  gabor_real,
+  kernel_size_2d,
+)
 
 
 def _formula(x, y, theta, f, sigma, gamma, psi):
@@ -63,7 +69,8 @@ def test_kernel_size_2d_refuses_bad_sizes(bad):
 # ---------------------------------------------------------------- closed form
 
 
-@pytest.mark.parametrize("theta,f,psi", [(0.0, 0.2, 0.0), (0.7, 0.11, 1.3), (2.5, 0.3, -math.pi / 2)])
+@pytest.mark.parametrize("theta,f,psi",
+                         [(0.0, 0.2, 0.0), (0.7, 0.11, 1.3), (2.5, 0.3, -math.pi / 2)])
 def test_centre_of_odd_kernel_is_cos_psi(theta, f, psi):
   k = np.asarray(gabor_real(7, theta, f, 2.0, 0.6, psi))
   assert k[3, 3] == pytest.approx(math.cos(psi), abs=1e-6)

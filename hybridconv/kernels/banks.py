@@ -36,8 +36,7 @@ from jax import Array
 from hybridconv.kernels import classic, dct, gaussian, random_kernels
 from hybridconv.kernels.gabor import gabor_real, kernel_size_2d
 from hybridconv.kernels.init import grid_init
-from hybridconv.kernels.options import (check_bool, check_float, check_float_tuple,
-                                        check_int)
+from hybridconv.kernels.options import check_bool, check_float, check_float_tuple, check_int
 
 
 def gabor_bank(
@@ -118,7 +117,8 @@ def user_bank(kernel_size, *, array=None) -> Array:
   try:
     values = np.asarray(array, dtype=np.float64)
   except (TypeError, ValueError, jax.errors.TracerArrayConversionError) as e:
-    raise ValueError(f"option array must be a concrete numeric array, got {type(array)}: {e}")
+    raise ValueError(
+        f"option array must be a concrete numeric array, got {type(array)}: {e}") from e
   if values.ndim == 2:
     values = values[:, :, None]
   if values.ndim != 3 or values.shape[:2] != (kh, kw) or values.shape[2] < 1:

@@ -110,7 +110,7 @@ def sharpen(kernel_size) -> np.ndarray:
 
 
 def sobel_x(kernel_size) -> np.ndarray:
-  """Sobel x-derivative ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``; positive for intensity rising rightwards.
+  """Sobel x-derivative ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``, positive for rises to the right.
 
   Size ``(kh, kw)`` (each odd, >= 3) is the outer product of ``kh`` binomial
   smoothing weights down the columns and Sobel's ``kw``-long derivative
@@ -122,7 +122,7 @@ def sobel_x(kernel_size) -> np.ndarray:
 
 
 def sobel_y(kernel_size) -> np.ndarray:
-  """Sobel y-derivative ``[[1, 2, 1], [0, 0, 0], [-1, -2, -1]]``; positive for intensity rising upwards.
+  """Sobel y-derivative ``[[1, 2, 1], [0, 0, 0], [-1, -2, -1]]``, positive for rises upwards.
 
   ``y`` points up (towards row 0), so this is OpenCV's ``dy`` kernel negated.
   Larger odd sizes are built as for :func:`sobel_x`, with the axes swapped.
@@ -132,22 +132,22 @@ def sobel_y(kernel_size) -> np.ndarray:
 
 
 def prewitt_x(kernel_size) -> np.ndarray:
-  """Prewitt x-derivative ``[[-1, 0, 1]] * 3``; positive for intensity rising rightwards (padded above 3)."""
+  """Prewitt x-derivative ``[[-1, 0, 1]] * 3``, positive for rises to the right (padded above 3)."""
   return _padded("prewitt_x", kernel_size)
 
 
 def prewitt_y(kernel_size) -> np.ndarray:
-  """Prewitt y-derivative ``[[1, 1, 1], [0, 0, 0], [-1, -1, -1]]``; positive for intensity rising upwards."""
+  """Prewitt y-derivative ``[[1, 1, 1], [0, 0, 0], [-1, -1, -1]]``, positive for rises upwards."""
   return _padded("prewitt_y", kernel_size)
 
 
 def scharr_x(kernel_size) -> np.ndarray:
-  """Scharr x-derivative ``[[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]]`` (OpenCV's weights; padded above 3)."""
+  """Scharr x-derivative ``[[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]]`` (OpenCV's; padded above 3)."""
   return _padded("scharr_x", kernel_size)
 
 
 def scharr_y(kernel_size) -> np.ndarray:
-  """Scharr y-derivative ``[[3, 10, 3], [0, 0, 0], [-3, -10, -3]]``; positive for intensity rising upwards."""
+  """Scharr y-derivative ``[[3, 10, 3], [0, 0, 0], [-3, -10, -3]]``, positive for rises upwards."""
   return _padded("scharr_y", kernel_size)
 
 

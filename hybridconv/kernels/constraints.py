@@ -39,7 +39,8 @@ class Bounds:
 
   def __post_init__(self):
     if not (0 < self.low < self.high) or not all(map(math.isfinite, (self.low, self.high))):
-      raise ValueError(f"bounds must satisfy 0 < low < high < inf, got low={self.low}, high={self.high}")
+      raise ValueError(
+          f"bounds must satisfy 0 < low < high < inf, got low={self.low}, high={self.high}")
 
 
 def frequency_bounds(low: float = 0.02, high: float = 0.45) -> Bounds:

@@ -86,7 +86,8 @@ def centred_grid(kernel_size: int | tuple[int, int]) -> tuple[Array, Array]:
 
 def _rotated_coordinates(kernel_size, theta, frequency, sigma, gamma, psi):
   """Broadcast parameters against the grid: returns (x', y') and the params, trailing batch."""
-  params = jnp.broadcast_arrays(*(jnp.asarray(p, jnp.float32) for p in (theta, frequency, sigma, gamma, psi)))
+  params = jnp.broadcast_arrays(
+      *(jnp.asarray(p, jnp.float32) for p in (theta, frequency, sigma, gamma, psi)))
   theta, frequency, sigma, gamma, psi = params
   x, y = centred_grid(kernel_size)
   expand = (slice(None), slice(None)) + (None,) * theta.ndim
@@ -99,7 +100,8 @@ def _rotated_coordinates(kernel_size, theta, frequency, sigma, gamma, psi):
 
 def gabor_envelope(kernel_size, theta, sigma, gamma) -> Array:
   """Gaussian envelope of peak 1, shape ``(kh, kw, *batch)``."""
-  x_rot, y_rot, _, sigma, gamma, _ = _rotated_coordinates(kernel_size, theta, 0.0, sigma, gamma, 0.0)
+  x_rot, y_rot, _, sigma, gamma, _ = _rotated_coordinates(
+      kernel_size, theta, 0.0, sigma, gamma, 0.0)
   return jnp.exp(-(x_rot**2 + (gamma * y_rot) ** 2) / (2 * sigma**2))
 
 

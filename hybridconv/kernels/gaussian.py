@@ -131,9 +131,11 @@ def difference_of_gaussians_bank(kernel_size, *, sigmas=(1.0, 2.0),
                                  ratio: float = 1.6) -> np.ndarray:
   """Difference of Gaussians ``G_sigma - G_(ratio sigma)``, one per sigma.
 
-  On-centre (positive centre, negative surround): with the classic ratio 1.6
-  (Marr and Hildreth) it approximates ``-(ratio - 1) sigma^2`` times the
-  Laplacian of Gaussian, i.e. the negated ``'log'`` kernel, scaled.
+  On-centre (positive centre, negative surround), the negated shape of the
+  ``'log'`` kernel: since ``dG/dsigma = sigma * laplacian(G)``, the DoG tends to
+  ``-(ratio - 1) sigma^2`` times the Laplacian of Gaussian as ``ratio -> 1``.
+  At Marr and Hildreth's ratio 1.6 the match is only approximate (a cosine
+  similarity of about 0.94 on a large kernel), with a wider surround.
 
   Args:
     kernel_size: ``k`` or ``(kh, kw)``.

@@ -80,7 +80,8 @@ def grid_init(
   num_scales = -(-n // per_scale)
   index = jnp.arange(n)
   theta = evenly_spaced_orientations(per_scale)[index % per_scale]
-  frequency = octave_frequencies(num_scales, highest_frequency, octaves_per_step)[index // per_scale]
+  frequencies = octave_frequencies(num_scales, highest_frequency, octaves_per_step)
+  frequency = frequencies[index // per_scale]
   return {
       "theta": theta,
       "frequency": frequency,

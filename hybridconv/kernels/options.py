@@ -12,6 +12,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
+
 from hybridconv.kernels.gabor import kernel_size_2d
 
 
@@ -22,7 +24,8 @@ def check_int(name: str, value, *, minimum: int, maximum: int | None = None) -> 
     value = int(value)
     ok = value >= minimum and (maximum is None or value <= maximum)
   if not ok:
-    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    allowed = (f"an integer >= {minimum}" if maximum is None
+               else f"an integer in [{minimum}, {maximum}]")
     raise ValueError(f"option {name} must be {allowed}, got {value!r}")
   return value
 
@@ -42,6 +45,8 @@ def check_float_tuple(name: str, value, *, positive: bool = False) -> tuple[floa
   """A non-empty sequence of finite reals (a single number is a 1-tuple)."""
   if isinstance(value, numbers.Real) and not isinstance(value, bool):
     value = (value,)
+  elif isinstance(value, np.ndarray) and value.ndim == 1:
+    value = value.tolist()
   if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
     raise ValueError(f"option {name} must be a number or a non-empty sequence of numbers, "
                      f"got {value!r}")
