@@ -11,7 +11,7 @@ import pytest
 from skimage.filters import gabor_kernel
 
 from hybridconv.analysis import gabor_fit
-from hybridconv.kernels.gabor import gabor_real
+from hybridconv.kernels.gabor import centred_grid, gabor_real
 from hybridconv.kernels.init import sigma_from_bandwidth
 
 SIZE = 11
@@ -87,7 +87,8 @@ def test_white_noise_scores_low():
 def test_rot90_rotates_orientation_by_quarter_turn(noisy_bank):
   _, kernels, fit = noisy_bank
   rotated = gabor_fit.fit_gabor(np.rot90(kernels, 1, axes=(0, 1)))
-  assert np.degrees(_orientation_error(rotated.theta, np.asarray(fit.theta) + np.pi / 2)).max() < 0.5
+  turned = np.asarray(fit.theta) + np.pi / 2
+  assert np.degrees(_orientation_error(rotated.theta, turned)).max() < 0.5
   np.testing.assert_allclose(rotated.r2, fit.r2, atol=1e-3)
 
 
@@ -113,12 +114,15 @@ def test_off_centre_gabor_is_located():
 
 
 def test_exact_gabor_without_centre_matches_gabor_real():
-  params = _random_params(np.random.default_rng(3), 6)
-  kernels = _render(params)
+  # Non-square, one side even: the grid is centred between pixels along x.
+  size = (9, 12)
+  params = _random_params(np.random.default_rng(3), 6, size=9)
+  kernels = _render(params, size=size)
   fit = gabor_fit.fit_gabor(kernels, fit_centre=False)
   np.testing.assert_array_equal(fit.centre_x, 0.0)
   assert np.min(fit.r2) > 0.999
-  np.testing.assert_allclose(gabor_fit.gabor_from_fit(fit, SIZE), kernels, atol=1e-2)
+  np.testing.assert_allclose(gabor_fit.gabor_from_fit(fit, size), kernels, atol=1e-2)
+  assert np.degrees(_orientation_error(fit.theta, params["theta"])).max() < 0.5
   np.testing.assert_allclose(fit.frequency, params["frequency"], rtol=1e-2)
   np.testing.assert_allclose(fit.gamma, params["gamma"], rtol=0.05)
 
@@ -144,12 +148,30 @@ def test_matches_scikit_image_orientation_convention():
   np.testing.assert_allclose(fit.sigma, 1.7, rtol=0.02)
 
 
-def test_even_sized_kernels():
-  params = _random_params(np.random.default_rng(5), 4, size=8)
-  kernels = _render(params, size=8)
-  fit = gabor_fit.fit_gabor(kernels, fit_centre=False)
-  assert np.degrees(_orientation_error(fit.theta, params["theta"])).max() < 1.0
-  assert np.min(fit.r2) > 0.999
+def test_blobs_and_edges_are_flagged_in_the_layer_summary():
+  x, y = (np.asarray(c) for c in centred_grid(SIZE))
+  blob = np.exp(-(x**2 + y**2) / 8.0)
+  edge = x * blob
+  stripes = np.asarray(gabor_real(SIZE, 0.4, 0.2, 2.5))
+  kernel = np.stack([blob, edge, stripes, stripes], -1)[:, :, None, :]
+  result = gabor_fit.fit_conv_kernel(kernel)
+  assert np.min(result.r2_filter) > 0.99  # all are Gabors, two in the f -> 0 limit
+  cycles = np.asarray(result.fit.frequency * result.fit.sigma)
+  assert np.all(cycles[:2] < 0.2) and np.all(cycles[2:] > 0.4)
+  summary = gabor_fit.layer_gabor_summary(kernel)
+  assert summary["frac_r2_above_0.5_blob_or_edge"] == 0.5
+  # Median of two f -> 0 fits at the 0.02 lower bound and two at 0.2.
+  np.testing.assert_allclose(summary["frequency_median"], 0.11, atol=0.005)
+
+
+def test_theta_stays_below_pi_for_horizontal_wave_vectors():
+  # Wave vectors along x fit to theta ~ 0 or ~ pi; float32 rounding must not
+  # report pi itself.
+  steps = np.where(np.asarray(centred_grid(SIZE)[0]) > 0, 1.0, -1.0)
+  kernels = np.stack([steps, -steps, np.asarray(gabor_real(SIZE, 0.0, 0.2, 2.5))], -1)
+  fit = gabor_fit.fit_gabor(kernels)
+  assert np.all((fit.theta >= 0) & (fit.theta < np.pi))
+  assert np.degrees(_orientation_error(fit.theta, 0.0)).max() < 1.0
 
 
 def test_flat_kernels_score_zero():

@@ -9,8 +9,8 @@ its 2-D Fourier transform:
   mirror-image blobs; white noise spreads it evenly.
 * :func:`orientation_energy` -- the fraction of (non-DC) energy in each of
   ``num_bins`` orientation bins, and :func:`orientation_selectivity`, one minus
-  the circular variance of orientation (1 for a single orientation, 0 for an
-  isotropic filter).
+  the circular variance of orientation (near 1 for a single orientation, 0
+  for an isotropic filter).
 * :func:`frequency_energy` -- the fraction of energy in radial frequency bands.
 * :func:`gabor_likeness` -- the layer summary of per-filter Gabor-fit R^2
   values (see :mod:`hybridconv.analysis.gabor_fit`).
@@ -77,9 +77,9 @@ def power_spectrum(kernels: ArrayLike, pad: int | None = None) -> Array:
   """
   kernels = _check_kernels(kernels)
   pad = default_pad(kernels.shape) if pad is None else pad
-  if pad < max(kernels.shape[:2]):
-    raise ValueError(f"pad must be >= the kernel size {kernels.shape[:2]}, got {pad}")
-  spectrum = jnp.fft.fft2(kernels, s=(pad, pad), axes=(0, 1))
+  if int(pad) != pad or pad < max(kernels.shape[:2]):
+    raise ValueError(f"pad must be an int >= the kernel size {kernels.shape[:2]}, got {pad!r}")
+  spectrum = jnp.fft.fft2(kernels, s=(int(pad), int(pad)), axes=(0, 1))
   return jnp.abs(spectrum) ** 2
 
 
@@ -93,8 +93,9 @@ def spectral_peak(kernels: ArrayLike, pad: int | None = None) -> SpectralPeak:
   The DC bin is ignored when locating the peak, so a blob with a small offset
   still reports its strongest oriented component. The peak fraction counts all
   energy (DC included) within a radius of ``1 / max(kh, kw)`` cycles/pixel --
-  one native frequency bin -- of the peak and of its mirror image; it is about
-  0.4-0.7 for Gabor filters and about 0.05 for white noise at 11x11.
+  one native frequency bin -- of the peak and of its mirror image. At 11x11 it
+  is about 0.9 for a Gabor of sigma 3 px and about 0.1 for white noise (two
+  discs cover 5% of the spectrum; the maximum picks the luckiest).
 
   Args:
     kernels: ``(kh, kw, *batch)`` real kernels.
@@ -165,8 +166,10 @@ def orientation_selectivity(kernels: ArrayLike, pad: int | None = None) -> Array
   """One minus the circular variance of orientation, weighted by non-DC power.
 
   ``|sum P exp(2 i phi)| / sum P`` over the spectrum (``phi`` the bin's
-  orientation; doubling makes it pi-periodic): 1 for a plane wave, 0 for an
-  isotropic kernel such as a centred Gaussian. Shape ``batch``.
+  orientation; doubling makes it pi-periodic): 0 for an isotropic kernel such
+  as a centred Gaussian, near 1 for a plane wave (0.89 at 11x11: the kernel's
+  square window leaks energy to other orientations), about 0.1 for 11x11
+  white noise. Shape ``batch``.
   """
   kernels = _check_kernels(kernels)
   pad = default_pad(kernels.shape) if pad is None else pad

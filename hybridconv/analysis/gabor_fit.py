@@ -10,12 +10,15 @@ optionally on a constant offset::
 **Gabor-likeness score.** A kernel's score is the fit's coefficient of
 determination ``R^2 = 1 - SSE / SST`` with ``SST = sum((k - mean(k))^2)``: the
 fraction of the kernel's variance that one Gabor explains. 1 means exactly a
-Gabor; 11x11 white noise scores about 0.14 (median), 5x5 white noise about 0.47
-(fewer pixels per fitted parameter). A kernel with ``SST = 0`` (constant or all
-zeros) has nothing to explain and scores 0. The score does not change when the
-kernel is scaled, negated, rotated by 90 degrees or (with ``fit_centre``)
-shifted inside its support. A layer's score is a summary of its filters'
-scores (:func:`layer_gabor_summary`).
+Gabor. White noise (i.e. an untrained He-normal kernel) scores a median of about
+0.15 at 11x11, 0.28 at 7x7 and 0.46 at 5x5 (fewer pixels per fitted parameter),
+so compare a layer with that baseline for its kernel size. A kernel with
+``SST = 0`` (constant or all zeros) has nothing to explain and scores 0. The
+score does not change when the kernel is scaled, negated, rotated by 90 degrees
+or (with ``fit_centre``) shifted inside its support. Gaussian blobs and
+Gaussian-derivative edges are the Gabor family's f -> 0 limits and score high;
+:func:`layer_gabor_summary` counts them separately. A layer's score is a
+summary of its filters' scores (:func:`layer_gabor_summary`).
 
 **Method** (details in :mod:`hybridconv.analysis.gabor_lm`): amplitude, phase
 and offset are linear given the shape parameters, so they are solved in closed
@@ -48,6 +51,10 @@ from hybridconv.kernels.gabor import centred_grid, kernel_size_2d
 _BUCKET = 16
 # Centred sum of squares below this fraction of the energy: a flat filter.
 _FLAT = 1e-10
+# Fewer cycles than this per envelope sigma (f * sigma; one octave of bandwidth
+# is 0.56) make a fitted Gabor its f -> 0 limit: a Gaussian blob (even phase)
+# or a Gaussian-derivative edge (odd phase) rather than a striped filter.
+_BLOB_CYCLES = 0.2
 
 
 class GaborFit(NamedTuple):
@@ -282,14 +289,30 @@ def layer_gabor_summary(
   """A conv layer's Gabor-likeness as plain floats, ready for a logger.
 
   The per-filter score is :attr:`ConvGaborFit.r2_filter`; the summary is
-  :func:`filter_stats.gabor_likeness` of it (mean, median, quartiles, fraction
-  above each threshold), plus the mean orientation selectivity and spectral
-  peak fraction of the fitted spatial kernels and, in 'dominant' mode, the mean
-  colour-separability ``colour_energy_mean``.
+  :func:`filter_stats.gabor_likeness` of it (``r2_mean``, ``r2_median``,
+  quartiles, ``frac_r2_above_<t>`` for each threshold), plus:
+
+  * ``frac_r2_above_0.5_blob_or_edge``: filters with R^2 > 0.5 whose fit has
+    fewer than 0.2 cycles per envelope sigma -- the Gabor family's f -> 0
+    limits, Gaussian blobs and Gaussian-derivative edges, which a Gabor fits
+    well but are not striped. (Per channel: judged on the filter's
+    highest-energy channel.)
+  * ``frequency_median`` of the fits (cycles/pixel);
+  * ``orientation_selectivity_mean`` and ``spectral_peak_fraction_mean`` of
+    the fitted spatial kernels (:mod:`filter_stats`);
+  * in 'dominant' mode, ``colour_energy_mean``: how colour-separable the
+    filters are.
   """
   result = fit_conv_kernel(kernel_hwio, mode, **fit_options)
   summary = filter_stats.gabor_likeness(result.r2_filter, thresholds)
   kernel = _check_hwio(kernel_hwio)
+  cycles = result.fit.frequency * result.fit.sigma
+  if mode == "per_channel":
+    strongest = jnp.argmax(jnp.sum(kernel**2, axis=(0, 1)), axis=0)
+    cycles = jnp.take_along_axis(cycles, strongest[None], axis=0)[0]
+  summary["frac_r2_above_0.5_blob_or_edge"] = float(
+      jnp.mean((result.r2_filter > 0.5) & (cycles < _BLOB_CYCLES)))
+  summary["frequency_median"] = float(jnp.median(result.fit.frequency))
   spatial = kernel if mode == "per_channel" else dominant_component(kernel)[0]
   summary["orientation_selectivity_mean"] = float(
       jnp.mean(filter_stats.orientation_selectivity(spatial)))

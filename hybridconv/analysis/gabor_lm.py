@@ -236,12 +236,16 @@ def _finish(
   offset = coef[:, 2] * scale if cfg.fit_offset else jnp.zeros_like(a)
   psi = jnp.arctan2(-b, a)  # a cos(u) + b sin(u) = A cos(u + psi)
   turns = jnp.floor(theta / jnp.pi)
+  theta = theta - turns * jnp.pi
+  # float32 rounding can land a tiny negative theta exactly on pi: one more turn.
+  turns = jnp.where(theta >= jnp.pi, turns + 1, turns)
+  theta = jnp.where(theta >= jnp.pi, 0.0, theta)
   psi = jnp.where(jnp.mod(turns, 2) == 1, -psi, psi)
   sst = jnp.sum((targets - targets.mean(axis=1, keepdims=True)) ** 2, axis=1)
   flat = sst <= _FLAT * jnp.sum(targets**2, axis=1) + 1e-30
   r2 = jnp.where(flat, 0.0, 1.0 - sse / jnp.where(flat, 1.0, sst))
   return dict(
-      theta=theta - turns * jnp.pi, frequency=frequency, sigma=sigma, gamma=gamma,
+      theta=theta, frequency=frequency, sigma=sigma, gamma=gamma,
       psi=constraints.wrap_phase(psi), amplitude=jnp.hypot(a, b) * scale, offset=offset,
       centre_x=cx, centre_y=cy, r2=r2)
 
