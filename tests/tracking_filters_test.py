@@ -190,6 +190,7 @@ def test_gabor_fit_scores_gabor_kernels_high_and_noise_low():
   fitted = np.array([r["theta"] for r in rows[:8]])
   np.testing.assert_allclose(np.angle(np.exp(2j * (fitted - theta))) / 2, 0, atol=np.deg2rad(2))
   assert scalars["gabor_fit/conv1/frac_r2_above_0.8"] == pytest.approx(0.5)
+  assert scalars["gabor_fit/conv1/frac_r2_above_0.5_blob_or_edge"] == 0  # striped, f*sigma=0.36
   assert set(scalars) >= {"gabor_fit/conv1/r2_median", "gabor_fit/conv1/spatial_r2_mean"}
   assert "gabor_fit/conv1/r2" in logger.keys("histograms")
 

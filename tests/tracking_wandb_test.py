@@ -37,8 +37,22 @@ def wandb_env(tmp_path, monkeypatch):
   return tmp_path
 
 
-def read_wandb_records(run_dir: str) -> list:
-  """Records of an offline run's ``.wandb`` file (W&B's LevelDB-style log of protobufs)."""
+def read_wandb_records(run_dir: str, timeout: float = 30.0) -> list:
+  """Records of an offline run's ``.wandb`` file, once its final 'exit' record is there.
+
+  wandb-core may still be writing the file for a moment after ``run.finish()``
+  returns, so this polls until the run's 'exit' record has arrived.
+  """
+  deadline = time.monotonic() + timeout
+  while True:
+    records = _parse_wandb_file(run_dir)
+    if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+      return records
+    time.sleep(0.1)
+
+
+def _parse_wandb_file(run_dir: str) -> list:
+  """W&B's ``.wandb`` format: a LevelDB-style log of ``Record`` protobufs in 32 KiB blocks."""
   from wandb.proto import wandb_internal_pb2
 
   (path,) = glob.glob(os.path.join(run_dir, "run-*.wandb"))

@@ -25,7 +25,10 @@ is its path in the model, e.g. ``conv1``):
   anything else), fitted by :func:`hybridconv.analysis.gabor_fit.fit_conv_kernel`
   in 'dominant' mode (a colour filter is read as a spatial pattern times a
   colour): scalars ``gabor_fit/<layer>/r2_mean``, ``r2_median``, ``r2_q25``,
-  ``r2_q75``, ``frac_r2_above_0.5``, ``frac_r2_above_0.8``, histogram
+  ``r2_q75``, ``frac_r2_above_0.5``, ``frac_r2_above_0.8``,
+  ``frac_r2_above_0.5_blob_or_edge`` (of those, fits with fewer than 0.2
+  cycles per envelope sigma: Gaussian blobs and edges, see
+  :func:`hybridconv.analysis.gabor_fit.layer_gabor_summary`), histogram
   ``gabor_fit/<layer>/r2`` and table ``gabor_fit/<layer>`` (per filter: R^2,
   the fitted parameters, ``spatial_r2`` and ``colour_energy``). ``r2`` is the
   whole filter's score (all input channels, ``ConvGaborFit.r2_filter``);
@@ -240,6 +243,10 @@ class FilterTracker:
     histograms[f"gabor_fit/{name}/r2"] = r2
     fit = {k: np.asarray(v, np.float64) for k, v in result.fit._asdict().items()}
     scalars[f"gabor_fit/{name}/spatial_r2_mean"] = float(np.mean(fit["r2"]))
+    # Blobs and edges (the Gabor family's f -> 0 limits) fit well but are not
+    # striped: counted apart, with the fitter's threshold on cycles per sigma.
+    blob = fit["frequency"] * fit["sigma"] < gabor_fit._BLOB_CYCLES
+    scalars[f"gabor_fit/{name}/frac_r2_above_0.5_blob_or_edge"] = float(np.mean((r2 > 0.5) & blob))
     energy = (np.asarray(result.colour_energy) if result.colour_energy is not None
               else np.ones_like(r2))
     columns = ["filter", "r2", "spatial_r2", "colour_energy"] + list(GABOR_PARAMETERS)
