@@ -18,7 +18,8 @@ def default_tracking_config() -> ml_collections.ConfigDict:
   tracking.wandb.entity = ""  # W&B user or team ('' = the account's default entity)
   tracking.wandb.name = ""  # run display name ('' = W&B picks one)
   tracking.wandb.init_timeout = 30.0  # seconds to reach the server before falling back to offline
-  tracking.scalars_every_steps = 50  # cadence of per-layer gradient/parameter/update norms
+  tracking.scalars_every_steps = 50  # per-layer grad/param/update norms join the train scalars
+  #   at these steps (0 = never); make it a multiple of log_every_steps
   tracking.filters_every_steps = 500  # filter summaries every n steps, at 0 and at the end; 0 = off
   tracking.gabor_fit = True  # fit Gabors to free kernels (>= 5x5) at the filter cadence: R^2 score
   tracking.animation = True  # at the end, one GIF per layer from its filter PNGs

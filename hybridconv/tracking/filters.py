@@ -51,6 +51,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -74,6 +76,23 @@ class KernelGroup:
   start: int
   stop: int
   path: str  # of the module inside the layer
+
+
+def local_replica(tree: Any) -> Any:
+  """This process's copy of a replicated pytree (a train state), as host NumPy arrays.
+
+  Filter summaries run on process 0 alone, but in a multi-host run the
+  replicated parameters are not fully addressable by one process; each
+  process does hold a complete replica, which is what is summarised. PRNG
+  key arrays are passed through.
+  """
+  def local(x):
+    if not isinstance(x, jax.Array) or jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return x
+    if not x.is_fully_addressable:
+      x = x.addressable_data(0)
+    return np.asarray(x)
+  return jax.tree.map(local, tree)
 
 
 def conv_layers(model: nnx.Module) -> dict[str, nnx.Module]:

@@ -27,6 +27,7 @@ from jax import Array
 
 # Path components at which a layer's name ends (everything below is its kernel).
 LAYER_BOUNDARIES = ("kernel_source",)
+NORM_NAMES = ("grad_norm", "param_norm", "update_norm")
 
 
 def _key_name(key: Any) -> str:
@@ -89,3 +90,8 @@ def scalar_metrics(grads: Any, params: Any, updates: Any | None = None, *,
   if updates is not None:
     out.update(norms(updates, "update_norm", prefix=prefix))
   return out
+
+
+def without_layer_norms(scalars: dict[str, Any]) -> dict[str, Any]:
+  """``scalars`` minus the per-layer norms (for log events off ``tracking.scalars_every_steps``)."""
+  return {k: v for k, v in scalars.items() if k.split("/", 1)[0] not in NORM_NAMES}
