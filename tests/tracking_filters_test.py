@@ -244,3 +244,13 @@ def test_tracker_through_jsonl_writes_pngs_and_one_gif_per_layer(tmp_path):
   assert animation.shape[0] == 3 and animation.dtype == np.uint8
   assert not np.array_equal(animation[0], animation[-1])  # the Gabor filters turned
   assert tracking.write_animations(str(tmp_path / "nothing")) == []
+
+
+def test_animation_of_a_single_summary_is_a_one_frame_gif(tmp_path):
+  # A run stopped before its second summary (e.g. preempted) has one frame per layer.
+  logger = jsonl_logger.JsonlLogger(str(tmp_path))
+  logger.log_images(0, {"filters/conv1": np.full((5, 7, 1), 200, np.uint8)})
+  logger.close()
+  (gif,) = tracking.write_animations(str(tmp_path))
+  frames = iio.imread(gif, index=None)
+  assert frames.shape[0] == 1 and frames.dtype == np.uint8

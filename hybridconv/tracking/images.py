@@ -113,9 +113,11 @@ def write_animation(directory: str, output: str, *, frame_seconds: float = 0.4) 
   sizes = [Image.open(p).size for _, p in frames]  # (W, H)
   size = (max(h for _, h in sizes), max(w for w, _ in sizes))
   images = np.stack([_captioned(p, step, size) for step, p in frames])
-  # Hold the last frame (the trained filters) three times as long.
+  # Hold the last frame (the trained filters) three times as long. (Pillow
+  # wants a plain number, not a list, for a one-frame GIF.)
   durations = [int(frame_seconds * 1000)] * (len(frames) - 1) + [int(frame_seconds * 3000)]
-  iio.imwrite(output, images, extension=GIF_SUFFIX, duration=durations, loop=0)
+  iio.imwrite(output, images, extension=GIF_SUFFIX, loop=0,
+              duration=durations if len(durations) > 1 else durations[0])
   return output
 
 
