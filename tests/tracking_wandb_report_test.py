@@ -8,6 +8,9 @@ import pytest
 
 from hybridconv.tracking import wandb_report
 
+# wandb-workspaces 0.4.13 still uses pydantic v1-style validators.
+pytestmark = pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")
+
 
 @pytest.fixture(autouse=True)
 def no_wandb_server(monkeypatch):

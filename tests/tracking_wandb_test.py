@@ -10,6 +10,8 @@ import glob
 import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -244,3 +246,12 @@ def test_artifact_names_are_made_valid():
   assert wandb_logger.artifact_name("checkpoint 100/best") == "checkpoint-100-best"
   with pytest.raises(ValueError, match="no usable characters"):
     wandb_logger.artifact_name("///")
+
+
+def test_importing_the_library_does_not_import_wandb():
+  code = ("import sys, hybridconv.tracking, hybridconv.analysis.report; "
+          "print(sorted(m for m in sys.modules "
+          "if m.split('.')[0] in ('wandb', 'wandb_workspaces')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip() == "[]"
