@@ -20,11 +20,12 @@ def main():
     parser.add_argument(f"--{name}", type=int, required=True)
   parser.add_argument("--hw", type=int, nargs=2, required=True)
   parser.add_argument("--threads", type=int, default=0)
+  parser.add_argument("--input-grad", action="store_true")
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)
-  x = torch.randn(args.batch, args.cin, *args.hw, requires_grad=True)
+  x = torch.randn(args.batch, args.cin, *args.hw, requires_grad=args.input_grad)
   layers = {
       "nn.Conv2d": torch.nn.Conv2d(args.cin, args.cout, args.kernel, args.stride, args.padding),
       "GaborNet GaborConv2d": GaborConv2d(args.cin, args.cout, args.kernel, args.stride, args.padding),
