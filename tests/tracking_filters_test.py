@@ -219,7 +219,7 @@ def test_layer_name_cuts_at_the_kernel_module():
   key = jax.tree_util.DictKey
   path = (key("stage1"), key(0), key("conv1"), key("kernel_source"), key("groups"), key(1),
           key("theta"), jax.tree_util.GetAttrKey("value"))
-  assert norms.layer_name(path) == "stage1/0/conv1"
+  assert norms.layer_name(path) == "stage1_0_conv1"
   assert norms.layer_name((key("fc1"), key("kernel"))) == "fc1"
 
 

@@ -2,8 +2,9 @@
 
 :class:`FilterTracker` is called with the model every ``filters_every_steps``
 steps (and at step 0) and sends, for each layer with a kernel source
-(``KernelConv`` and ``BankMixConv``, found with ``nnx.iter_graph``; ``<layer>``
-is its path in the model, e.g. ``conv1``):
+(``KernelConv`` and ``BankMixConv``; ``<layer>`` is its spec name, the
+attribute path joined by '_' as in ``model.kernels``, e.g. ``conv1`` or
+``stage1_block1_conv1``; see :func:`conv_layers`):
 
 * ``filters/<layer>``: the filter grid image (:func:`images.kernel_grid`);
   the JSONL backend writes it to ``filters/<layer>/step_XXXXXXX.png``.
@@ -57,6 +58,7 @@ import numpy as np
 from flax import nnx
 
 from hybridconv.analysis import filter_stats, gabor_fit
+from hybridconv.models import layer_specs
 from hybridconv.nn import conv as conv_lib
 from hybridconv.nn import kernel_modules as km
 from hybridconv.tracking import images
@@ -96,8 +98,15 @@ def local_replica(tree: Any) -> Any:
 
 
 def conv_layers(model: nnx.Module) -> dict[str, nnx.Module]:
-  """Layers with a kernel source, keyed by their path in the model ('conv1', 'stage1/0/conv1')."""
-  return {"/".join(map(str, path)): node for path, node in nnx.iter_graph(model)
+  """Layers with a kernel source, keyed by spec name: the attribute path joined by '_'.
+
+  These are the names ``model.kernels`` configures ('conv1',
+  'stage1_block1_conv1'), so a layer's logs carry the name its kernel spec
+  used. Zoo models (with ``conv_layer_names``) list them in forward order.
+  """
+  if hasattr(model, "conv_layer_names"):
+    return layer_specs.conv_layers(model)
+  return {"_".join(map(str, path)): node for path, node in nnx.iter_graph(model)
           if isinstance(node, (conv_lib.KernelConv, conv_lib.BankMixConv)) and path}
 
 

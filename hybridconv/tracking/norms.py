@@ -10,11 +10,13 @@ Keys (``prefix`` defaults to ``'train/'``)::
   grad_norm/<layer>, param_norm/<layer>, update_norm/<layer>   per layer
 
 A leaf's *layer* is its path without the variable's own name, cut at the
-kernel module of a conv layer (``kernel_source``), so ``conv1/bias``, a free
-kernel ``conv1/kernel_source/kernel`` and a hybrid layer's Gabor parameters
-``conv1/kernel_source/groups/0/theta`` all count towards ``conv1``. Per-layer
-keys sit in their own top-level sections so W&B groups them apart from the
-``train/`` curves.
+kernel module of a conv layer (``kernel_source``) and joined by '_' (the spec
+names of ``model.kernels``), so ``conv1/bias``, a free kernel
+``conv1/kernel_source/kernel`` and a hybrid layer's Gabor parameters
+``conv1/kernel_source/groups/0/theta`` all count towards ``conv1``, and
+``stage1_block1/conv1/kernel_source/kernel`` towards ``stage1_block1_conv1``.
+Per-layer keys sit in their own top-level sections so W&B groups them apart
+from the ``train/`` curves.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def layer_name(path: tuple[Any, ...]) -> str:
   for boundary in LAYER_BOUNDARIES:
     if boundary in names:
       names = names[:names.index(boundary)]
-  return "/".join(names) or "root"
+  return "_".join(names) or "root"
 
 
 def layer_sq_norms(tree: Any) -> dict[str, Array]:
