@@ -5,8 +5,11 @@ Run from the repository root:
   python experiments/benchmarks/filter_summary_benchmark.py
 
 Cases: SimpleCNN (28x28x1, conv1 5x5x1x32 and conv2 5x5x32x64) with a free
-and with a hybrid first layer, and an AlexNet first layer alone (11x11x3, 96
-filters, stride 4), free and hybrid; each without and with the Gabor fit.
+and with a hybrid first layer, an AlexNet first layer alone (11x11x3, 96
+filters, stride 4), free and hybrid, and whole zoo models (AlexNet: conv1
+11x11 and conv2 5x5 are fitted; ResNet-18 and ResNet-20: 3x3 layers are
+shown but not fitted, ResNet-18's 7x7 conv1 is); each without and with the
+Gabor fit.
 For each: the first call (which compiles the fit, once per kernel size and
 batch bucket) and the median of later calls, wall and CPU seconds, with the
 load average, because the machine is shared.
@@ -25,7 +28,7 @@ from flax import nnx
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from hybridconv import tracking  # noqa: E402
-from hybridconv.models import SimpleCNN  # noqa: E402
+from hybridconv.models import MODELS, SimpleCNN  # noqa: E402
 from hybridconv.nn import KernelConv  # noqa: E402
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls after the first one.")
@@ -60,6 +63,9 @@ def main(argv):
                                              rngs=nnx.Rngs(0)),
       "alexnet conv1 free": lambda: AlexNetConv1("free"),
       "alexnet conv1 hybrid": lambda: AlexNetConv1("hybrid"),
+      "alexnet (whole)": lambda: MODELS["alexnet"](1000, (224, 224, 3), rngs=nnx.Rngs(0)),
+      "resnet18 (whole)": lambda: MODELS["resnet18"](1000, (224, 224, 3), rngs=nnx.Rngs(0)),
+      "resnet20 (whole)": lambda: MODELS["resnet20"](10, (32, 32, 3), rngs=nnx.Rngs(0)),
   }
   print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
   print(f"{'case':24s} {'gabor fit':9s} {'first s':>8s} {'median s':>9s} {'cpu s':>7s}")
