@@ -1,0 +1,41 @@
+"""The model zoo: SimpleCNN, AlexNet (2012 and small-image), ResNet family.
+
+Each model takes a kernel source per conv layer (see
+:mod:`hybridconv.models.layer_specs`); :func:`build_model` builds one from the
+``model`` section of a config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flax import nnx
+
+from hybridconv.models.simple_cnn import SimpleCNN
+
+MODELS: dict[str, Callable[..., nnx.Module]] = {
+    "simple_cnn": SimpleCNN,
+}
+
+
+def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, int, int],
+                rngs: nnx.Rngs, dtype=None) -> nnx.Module:
+  """A model from a config section with keys ``name``, ``first_layer``, ``kernels``, ``width``.
+
+  Raises:
+    ValueError: for an unknown model name or a bad kernel spec (before any compilation).
+  """
+  name = model_config.name
+  if name not in MODELS:
+    raise ValueError(f"model.name={name!r} is not one of {sorted(MODELS)}")
+  kernels = dict(model_config.kernels) if model_config.kernels else {}
+  first_layer = model_config.first_layer
+  if hasattr(first_layer, "to_dict"):
+    first_layer = first_layer.to_dict()
+  kernels = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in kernels.items()}
+  return MODELS[name](num_classes, tuple(image_shape), first_layer=first_layer, kernels=kernels,
+                      width=model_config.width, dtype=dtype, rngs=rngs)
+
+
+__all__ = ["MODELS", "SimpleCNN", "build_model"]

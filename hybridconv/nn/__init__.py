@@ -1,0 +1,31 @@
+"""Flax NNX conv layers whose kernels are free, parametric Gabor, fixed, random or a mix.
+
+Import surface::
+
+  from hybridconv.nn import KernelConv, BankMixConv, conv_layer, sources
+  conv = KernelConv(3, 64, 11, strides=4, source='hybrid', rngs=nnx.Rngs(0))
+
+Variable types: learned values are ``nnx.Param`` (parametric kernel parameters
+are :class:`KernelParam`, a subclass, so training code can give them their own
+learning rate and no weight decay); fixed banks, random kernels and
+non-learned Gabor parameters are :class:`FrozenKernel`, never trained but saved.
+"""
+
+from hybridconv.nn import sources
+from hybridconv.nn.conv import BankMixConv, KernelConv, conv_layer, convolve
+from hybridconv.nn.kernel_modules import (
+    FreeKernel,
+    FrozenArrayKernel,
+    FrozenKernel,
+    GaborKernel,
+    HybridKernel,
+    KernelParam,
+    build_kernel_module,
+    kernel_parameter_tree,
+)
+
+__all__ = [
+    "BankMixConv", "FreeKernel", "FrozenArrayKernel", "FrozenKernel", "GaborKernel", "HybridKernel",
+    "KernelConv", "KernelParam", "build_kernel_module", "conv_layer", "convolve",
+    "kernel_parameter_tree", "sources",
+]

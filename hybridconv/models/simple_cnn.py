@@ -1,0 +1,52 @@
+"""SimpleCNN: a small two-conv network for 28x28 inputs (MNIST, Fashion-MNIST)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+from flax import nnx
+from jax import Array
+
+from hybridconv.models.layer_specs import resolve_sources
+from hybridconv.nn import conv_layer
+
+
+class SimpleCNN(nnx.Module):
+  """conv5x5(32)-BN-ReLU-pool, conv5x5(64)-BN-ReLU-pool, FC(128)-ReLU, FC(classes).
+
+  BatchNorm after each conv puts every kernel source on the same footing: the
+  layer's output scale no longer depends on how its kernels are normalised.
+
+  Args:
+    num_classes: output logits.
+    image_shape: (height, width, channels) of the inputs, e.g. (28, 28, 1).
+    first_layer, kernels: kernel sources per conv layer, see
+      :func:`hybridconv.models.layer_specs.resolve_sources`.
+    width: channel multiplier.
+    dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
+    rngs: NNX random streams.
+  """
+
+  conv_layer_names = ("conv1", "conv2")
+
+  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *, first_layer: Any = "free",
+               kernels: Mapping[str, Any] | None = None, width: float = 1.0, dtype=None,
+               rngs: nnx.Rngs):
+    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
+    height, width_px, in_channels = image_shape
+    c1, c2, hidden = (max(1, round(c * width)) for c in (32, 64, 128))
+    self.conv1 = conv_layer(in_channels, c1, 5, source=specs["conv1"], dtype=dtype, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(c1, dtype=dtype, rngs=rngs)
+    self.conv2 = conv_layer(c1, c2, 5, source=specs["conv2"], dtype=dtype, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(c2, dtype=dtype, rngs=rngs)
+    flat = (height // 4) * (width_px // 4) * c2
+    self.fc1 = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)
+    self.fc2 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    x = nnx.max_pool(jax.nn.relu(self.bn1(self.conv1(x))), (2, 2), (2, 2))
+    x = nnx.max_pool(jax.nn.relu(self.bn2(self.conv2(x))), (2, 2), (2, 2))
+    x = x.reshape(x.shape[0], -1)
+    return self.fc2(jax.nn.relu(self.fc1(x)))
