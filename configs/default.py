@@ -40,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.gratings.task = "orientation"  # label by 'orientation' or 'frequency' bin
   config.data.gratings.num_classes = 8  # number of label bins
   config.data.gratings.noise = 0.1  # std of additive pixel noise
+  config.data.gratings.envelope_sigma = 0.0  # Gaussian envelope width in pixels (0 = none)
+  config.data.gratings.seed = 0  # seed of the procedural dataset (not of training)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"  # simple_cnn, alexnet, alexnet_small, resnet20/56/18/50

@@ -92,27 +92,26 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
   init_key, train_key = ts.training_keys(config.seed)
 
   def build(key):
-    model = models.build_model(
+    # ``dtype`` is the computation dtype (flax convention); parameters stay float32.
+    return models.build_model(
         config.model, num_classes=num_classes, image_shape=tuple(image_shape),
         rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)),
+        dtype=None if dtype == jnp.float32 else dtype,
     )
-    if dtype != jnp.float32:
-      # The flax convention: ``dtype`` is the computation dtype, ``param_dtype``
-      # stays float32 (and BatchNorm statistics are reduced in float32).
-      model.set_attributes(dtype=dtype, raise_if_not_found=False)
-    return model
 
   fns = ts.model_functions(nnx.eval_shape(build, init_key), dtype)
 
+  # Keys are arguments, not closed-over constants: XLA would otherwise try to
+  # constant-fold the random initialisation, which compiles very slowly.
   @functools.partial(jax.jit, out_shardings=sharding.replicated(mesh))
-  def init():
+  def init(init_key, train_key):
     _, params, _, model_state = ts.split_model(build(init_key))
     return ts.TrainState(
         step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
         opt_state=tx.init(params), rng=jax.random.key_data(train_key),
     )
 
-  return fns, init()
+  return fns, init(init_key, train_key)
 
 
 # ---------------------------------------------------------------------------
@@ -137,9 +136,9 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
       "train/loss": loss,
       "train/accuracy": jnp.mean(metrics_lib.top_k_correct(logits, batch["label"], 1)),
       "train/learning_rate": schedule(state.step),
-      "train/grad_norm": optax.global_norm(grads),
-      "train/update_norm": optax.global_norm(updates),
-      "train/param_norm": optax.global_norm(params),
+      "train/grad_norm": optax.tree.norm(grads),
+      "train/update_norm": optax.tree.norm(updates),
+      "train/param_norm": optax.tree.norm(params),
   }
   new_state = state.replace(
       step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state

@@ -99,7 +99,9 @@ class ModelFunctions:
     """
     graphdef = self.train_graphdef if train else self.eval_graphdef
     rng_state = fresh_rng_state(self.abstract_rng_state, key)
-    model = nnx.merge(graphdef, params, rng_state, model_state)
+    # copy=True: fresh Variables owned by the current trace (inside grad), which
+    # the forward pass may then write (BatchNorm statistics).
+    model = nnx.merge(graphdef, params, rng_state, model_state, copy=True)
     logits = model(images.astype(self.dtype))
     _, _, _, new_model_state = nnx.split(model, nnx.Param, nnx.RngState, ...)
     return logits, new_model_state
