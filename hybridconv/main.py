@@ -66,9 +66,24 @@ def main(argv: list[str]) -> None:
     _print_summary(final, _WORKDIR.value)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with a misspelt ``--config.a.b=v`` explained in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as error:
+    from hybridconv import configlib  # noqa: PLC0415
+
+    print(f"error: {configlib.explain_bad_override(argv) or error}", file=sys.stderr)
+    sys.exit(2)
+  except flags.Error as error:  # what absl's own parser prints
+    print(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on "
+          "flags.", file=sys.stderr)
+    sys.exit(1)
+
+
 def run() -> None:
   """Entry point for ``hybridconv train`` and ``python -m hybridconv.main``."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Optimisers, learning-rate schedules and per-parameter masks built from ``config.optim``.
 
-Masks are computed from parameter paths in the NNX state, so they follow any
-model without per-model code:
+Masks are computed from the variable types and shapes in the NNX state, so they
+follow any model without per-model code:
 
 * weight decay applies only to kernels and weights (ndim >= 2) that are not
   parametric-kernel parameters: never to biases, norm scales/offsets or Gabor
   parameters (decaying an orientation or frequency towards zero has no meaning);
 * the kernel learning-rate multiplier applies to parametric-kernel parameters,
-  whose paths contain ``'gabor'`` (see ``hybridconv.nn``). Parametric filters are
-  known to barely move from their initialisation at the learning rate that suits
-  free kernels, so they get their own scale.
+  the ``hybridconv.nn.KernelParam`` subclass of ``nnx.Param`` (Gabor theta,
+  frequency, ...). Parametric filters are known to barely move from their
+  initialisation at the learning rate that suits free kernels, so they get their
+  own scale.
 
 Fixed and random frozen kernels are not ``nnx.Param`` and never reach the
 optimiser at all.
@@ -22,10 +23,12 @@ from collections.abc import Callable
 
 import jax
 import optax
+from flax import nnx
+
+from hybridconv.nn import KernelParam
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
-KERNEL_PARAM_MARKER = "gabor"
 
 
 def path_name(path) -> str:
@@ -41,21 +44,23 @@ def path_name(path) -> str:
   return "/".join(parts)
 
 
-def is_kernel_param(path) -> bool:
-  """Whether a parameter belongs to a parametric kernel (path contains 'gabor')."""
-  return KERNEL_PARAM_MARKER in path_name(path).lower()
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+def _variable_mask(predicate: Callable[[nnx.Variable], bool], params):
+  """A tree like ``params`` whose variables hold ``predicate(variable)`` instead of arrays."""
+  return jax.tree.map(lambda v: v.replace(predicate(v)), params, is_leaf=_is_variable)
 
 
 def kernel_param_mask(params):
-  """Bool tree: True for parametric-kernel parameters."""
-  return jax.tree_util.tree_map_with_path(lambda path, _: is_kernel_param(path), params)
+  """Bool tree: True for parametric-kernel parameters (``KernelParam``)."""
+  return _variable_mask(lambda v: isinstance(v, KernelParam), params)
 
 
 def weight_decay_mask(params):
   """Bool tree: True for weights that take weight decay (ndim >= 2, not parametric)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, x: x.ndim >= 2 and not is_kernel_param(path), params
-  )
+  return _variable_mask(lambda v: v.ndim >= 2 and not isinstance(v, KernelParam), params)
 
 
 def learning_rate_schedule(

@@ -23,7 +23,6 @@ same commands into the same workdirs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -34,6 +33,8 @@ from typing import Any
 
 from absl import app, flags
 
+from hybridconv import configlib
+
 RESULTS_FILE = "sweep_results.jsonl"
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file and variant whose sweep() to run.")
@@ -43,46 +44,19 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the points and their comman
 _WANDB_YAML = flags.DEFINE_string("wandb_yaml", "", "Write a W&B sweep YAML here and exit.")
 
 
-def load_config_module(spec: str):
-  """``(module, variant)`` of ``'path/to/config.py:variant'``."""
-  path, _, variant = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ValueError(f"--config={spec!r}: no config file {path!r}")
-  if os.getcwd() not in sys.path:  # configs import their defaults as `configs.default`
-    sys.path.insert(0, os.getcwd())
-  module_spec = importlib.util.spec_from_file_location("hybridconv_sweep_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module, variant or None
-
-
 def sweep_points(spec: str) -> list[dict[str, Any]]:
   """The override dicts of the config file's ``sweep()``, each checked against its config."""
-  module, variant = load_config_module(spec)
+  module, variant = configlib.load_config_module(spec)
   if not hasattr(module, "sweep"):
     raise ValueError(f"--config={spec!r}: the config file defines no sweep() generator")
   config = module.get_config(variant) if variant else module.get_config()
+  config.lock()
   points = [dict(point) for point in module.sweep()]
   if not points:
     raise ValueError(f"--config={spec!r}: sweep() yielded no points")
   for point in points:
-    apply_overrides(config, point)  # raises on unknown keys before anything runs
+    configlib.apply_overrides(config, point)  # raises on unknown keys before anything runs
   return points
-
-
-def apply_overrides(config, overrides: Mapping[str, Any]):
-  """Sets dotted keys on a (locked) config; unknown keys raise ValueError naming them."""
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    try:
-      for part in parents:
-        node = getattr(node, part)
-      getattr(node, leaf)
-      setattr(node, leaf, value)
-    except (AttributeError, KeyError) as error:
-      raise ValueError(f"sweep override {dotted!r}: no such config key ({error})") from None
-  return config
 
 
 def point_name(index: int, overrides: Mapping[str, Any]) -> str:

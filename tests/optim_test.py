@@ -11,12 +11,14 @@ from flax import nnx
 
 from configs import default
 from hybridconv import optim
+from hybridconv.nn import KernelParam
 
 
 class _Gabor(nnx.Module):
   def __init__(self):
-    self.theta = nnx.Param(jnp.full((4,), 0.5))
-    self.frequency = nnx.Param(jnp.full((4, 2), 0.5))  # 2-D on purpose: still no decay
+    self.theta = KernelParam(jnp.full((4,), 0.5))
+    self.frequency = KernelParam(jnp.full((4, 2), 0.5))  # 2-D on purpose: still no decay
+    self.mix = nnx.Param(jnp.full((4, 2), 0.5))  # a plain 2-D Param in the same module
 
 
 class _Net(nnx.Module):
@@ -41,12 +43,13 @@ def _optim_config(**overrides):
   return config
 
 
-def test_masks_follow_paths_and_ranks():
+def test_masks_follow_variable_types_and_ranks():
   decay = _flat(optim.weight_decay_mask(_params()))
   kernel = _flat(optim.kernel_param_mask(_params()))
   assert decay == {
       "bn/bias/value": False, "bn/scale/value": False, "conv/bias/value": False,
       "conv/kernel/value": True, "gabor/frequency/value": False, "gabor/theta/value": False,
+      "gabor/mix/value": True,
   }
   assert {k for k, v in kernel.items() if v} == {"gabor/frequency/value", "gabor/theta/value"}
 
