@@ -58,8 +58,8 @@ def main(argv: list[str]) -> None:
   except preemption.Preempted as stop:
     print(stop, file=sys.stderr)
     sys.exit(preemption.EXIT_CODE)
-  except ValueError as error:
-    # Bad configs and data are reported as one line, not a traceback.
+  except (ValueError, FileNotFoundError) as error:
+    # Bad configs and missing or bad data are reported as one line, not a traceback.
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   if jax.process_index() == 0:

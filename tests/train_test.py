@@ -46,11 +46,21 @@ def _saved_arrays(workdir: str, step: int) -> dict[str, np.ndarray]:
   return flat
 
 
-@pytest.fixture(scope="module")
+_FULL_RUNS = {}
+
+
+def _full_run(pipeline, tmp_path_factory):
+  """An uninterrupted run per data pipeline, shared by the tests of this module."""
+  if pipeline not in _FULL_RUNS:
+    workdir = str(tmp_path_factory.mktemp(f"full_{pipeline}"))
+    final = train.train_and_evaluate(_config(**{"data.pipeline": pipeline}), workdir)
+    _FULL_RUNS[pipeline] = (workdir, final)
+  return _FULL_RUNS[pipeline]
+
+
+@pytest.fixture
 def full_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("full"))
-  final = train.train_and_evaluate(_config(), workdir)
-  return workdir, final
+  return _full_run("device", tmp_path_factory)
 
 
 def test_workdir_layout_and_metrics(full_run):
@@ -94,15 +104,17 @@ class _SignalAt:
     pass
 
 
-def test_sigterm_saves_and_resume_is_bitwise_identical(full_run, tmp_path):
-  full_dir, full_final = full_run
+@pytest.mark.parametrize("pipeline", ["device", "streaming"])
+def test_sigterm_saves_and_resume_is_bitwise_identical(pipeline, tmp_path, tmp_path_factory):
+  full_dir, full_final = _full_run(pipeline, tmp_path_factory)
   workdir = str(tmp_path)
+  config = _config(**{"data.pipeline": pipeline})
   with pytest.raises(preemption.Preempted) as stop:
-    train.train_and_evaluate(_config(), workdir, writer=_SignalAt(step=2))
+    train.train_and_evaluate(config, workdir, writer=_SignalAt(step=2))
   assert stop.value.step == 2 and stop.value.signal_name == "SIGTERM"
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
 
-  resumed = train.train_and_evaluate(_config(), workdir)
+  resumed = train.train_and_evaluate(config, workdir)
   assert resumed["step"] == 8
   events = writers.read_metrics(workdir)
   assert [e["step"] for e in events if "train/loss" in e] == [2, 4, 6, 8]
