@@ -38,3 +38,15 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check hybridconv tests experiments configs
+
+# PyTorch peers for the benchmarks: torch's CPU wheel here is for Python 3.11, so
+# the peers run in their own interpreter. GaborNet 0.2.0 pins torch<2: installed
+# without its pins (--no-deps), as the benchmark brief asks.
+TORCH_PYTHON ?= python3.11
+bench-setup: setup
+	test -x .venv-torch/bin/python || $(TORCH_PYTHON) -m venv .venv-torch
+	.venv-torch/bin/pip install -q torch==2.13.0 numpy
+	.venv-torch/bin/pip install -q --no-deps gabornet==0.2.0
+
+bench: bench-setup
+	$(PY) experiments/benchmarks/layer_benchmark.py

@@ -39,7 +39,8 @@ class Bounds:
 
   def __post_init__(self):
     if not (0 < self.low < self.high) or not all(map(math.isfinite, (self.low, self.high))):
-      raise ValueError(f"bounds must satisfy 0 < low < high < inf, got low={self.low}, high={self.high}")
+      raise ValueError(
+          f"bounds must satisfy 0 < low < high < inf, got low={self.low}, high={self.high}")
 
 
 def frequency_bounds(low: float = 0.02, high: float = 0.45) -> Bounds:
@@ -54,7 +55,11 @@ def frequency_bounds(low: float = 0.02, high: float = 0.45) -> Bounds:
 def bounded_log(raw: ArrayLike, bounds: Bounds) -> Array:
   """Raw real -> value in ``[bounds.low, bounds.high]``, uniform in log space."""
   log_low, log_high = math.log(bounds.low), math.log(bounds.high)
-  return jnp.exp(log_low + (log_high - log_low) * jax.nn.sigmoid(raw))
+  value = jnp.exp(log_low + (log_high - log_low) * jax.nn.sigmoid(raw))
+  # float32 rounding of exp(log(bound)) can land one ulp outside the bounds
+  # when the sigmoid saturates; the clip only acts there, where the gradient
+  # is already zero.
+  return jnp.clip(value, bounds.low, bounds.high)
 
 
 def bounded_log_inverse(value: ArrayLike, bounds: Bounds) -> Array:

@@ -39,6 +39,9 @@ Every function broadcasts over its parameter arrays: parameters of shape
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -48,11 +51,23 @@ from jax.typing import ArrayLike
 _EPS = 1e-12
 
 
+def _is_whole(value) -> bool:
+  """True for ints and integral floats (numpy scalars included), False for bools."""
+  return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+          and math.isfinite(value) and float(value).is_integer())
+
+
 def kernel_size_2d(kernel_size: int | tuple[int, int]) -> tuple[int, int]:
   """Returns ``(kh, kw)`` from an int or a pair, refusing sizes below 1."""
-  size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-  if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
-    raise ValueError(f"kernel_size must be a positive int or a pair of positive ints, got {kernel_size!r}")
+  if _is_whole(kernel_size):
+    size = (kernel_size, kernel_size)
+  elif isinstance(kernel_size, tuple | list):
+    size = tuple(kernel_size)
+  else:
+    size = ()
+  if len(size) != 2 or not all(_is_whole(s) and s >= 1 for s in size):
+    raise ValueError(
+        f"kernel_size must be a positive int or a pair of positive ints, got {kernel_size!r}")
   return int(size[0]), int(size[1])
 
 
@@ -71,7 +86,8 @@ def centred_grid(kernel_size: int | tuple[int, int]) -> tuple[Array, Array]:
 
 def _rotated_coordinates(kernel_size, theta, frequency, sigma, gamma, psi):
   """Broadcast parameters against the grid: returns (x', y') and the params, trailing batch."""
-  params = jnp.broadcast_arrays(*(jnp.asarray(p, jnp.float32) for p in (theta, frequency, sigma, gamma, psi)))
+  params = jnp.broadcast_arrays(
+      *(jnp.asarray(p, jnp.float32) for p in (theta, frequency, sigma, gamma, psi)))
   theta, frequency, sigma, gamma, psi = params
   x, y = centred_grid(kernel_size)
   expand = (slice(None), slice(None)) + (None,) * theta.ndim
@@ -84,7 +100,8 @@ def _rotated_coordinates(kernel_size, theta, frequency, sigma, gamma, psi):
 
 def gabor_envelope(kernel_size, theta, sigma, gamma) -> Array:
   """Gaussian envelope of peak 1, shape ``(kh, kw, *batch)``."""
-  x_rot, y_rot, _, sigma, gamma, _ = _rotated_coordinates(kernel_size, theta, 0.0, sigma, gamma, 0.0)
+  x_rot, y_rot, _, sigma, gamma, _ = _rotated_coordinates(
+      kernel_size, theta, 0.0, sigma, gamma, 0.0)
   return jnp.exp(-(x_rot**2 + (gamma * y_rot) ** 2) / (2 * sigma**2))
 
 

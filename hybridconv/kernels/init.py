@@ -8,19 +8,37 @@ constraint maps.
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
 
+def _check_count(what: str, n: int) -> None:
+  if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+    raise ValueError(f"{what} must be an integer >= 1, got {n!r}")
+
+
+def _check_frequency_range(low: float, high: float) -> None:
+  """Frequencies must satisfy ``0 < low <= high < 0.5`` (below Nyquist)."""
+  if not 0 < low <= high < 0.5:
+    raise ValueError(f"frequencies must satisfy 0 < low <= high < 0.5 cycles/pixel (Nyquist), "
+                     f"got low={low}, high={high}")
+
+
 def evenly_spaced_orientations(n: int) -> Array:
   """``n`` orientations ``k * pi / n`` covering ``[0, pi)``."""
+  _check_count("number of orientations", n)
   return jnp.arange(n, dtype=jnp.float32) * (jnp.pi / n)
 
 
 def octave_frequencies(n: int, highest: float = 0.25, octaves_per_step: float = 1.0) -> Array:
   """``n`` frequencies ``highest * 2**(-k * octaves_per_step)``, highest first."""
+  _check_count("number of frequencies", n)
+  _check_frequency_range(highest, highest)
+  if not octaves_per_step > 0:
+    raise ValueError(f"octaves_per_step must be positive, got {octaves_per_step}")
   return highest * 2.0 ** (-octaves_per_step * jnp.arange(n, dtype=jnp.float32))
 
 
@@ -56,13 +74,14 @@ def grid_init(
   Returns:
     dict with float32 arrays ``theta, frequency, sigma, gamma, psi`` of shape ``(n,)``.
   """
-  if n < 1:
-    raise ValueError(f"number of filters must be >= 1, got {n}")
+  _check_count("number of filters", n)
+  _check_count("num_orientations", num_orientations)
   per_scale = min(num_orientations, n)
   num_scales = -(-n // per_scale)
   index = jnp.arange(n)
   theta = evenly_spaced_orientations(per_scale)[index % per_scale]
-  frequency = octave_frequencies(num_scales, highest_frequency, octaves_per_step)[index // per_scale]
+  frequencies = octave_frequencies(num_scales, highest_frequency, octaves_per_step)
+  frequency = frequencies[index // per_scale]
   return {
       "theta": theta,
       "frequency": frequency,
@@ -87,9 +106,9 @@ def random_init(
   ``frequency_range``, sigma tied to frequency by ``bandwidth`` octaves, phase
   uniform on ``[-pi, pi)`` when ``random_phase`` (else 0).
   """
-  if n < 1:
-    raise ValueError(f"number of filters must be >= 1, got {n}")
+  _check_count("number of filters", n)
   low, high = frequency_range
+  _check_frequency_range(low, high)
   k_theta, k_freq, k_psi = jax.random.split(key, 3)
   theta = jax.random.uniform(k_theta, (n,), minval=0.0, maxval=jnp.pi)
   frequency = jnp.exp(jax.random.uniform(k_freq, (n,), minval=math.log(low), maxval=math.log(high)))

@@ -6,8 +6,8 @@ Import surface::
   conv = KernelConv(3, 64, 11, strides=4, source='hybrid', rngs=nnx.Rngs(0))
 
 Variable types: learned values are ``nnx.Param`` (parametric kernel parameters
-are :class:`KernelParam`, a subclass, so training code can give them their own
-learning rate and no weight decay); fixed banks, random kernels and
+are marked, see :func:`is_kernel_parameter`, so training code can give them their
+own learning rate and no weight decay); fixed banks, random kernels and
 non-learned Gabor parameters are :class:`FrozenKernel`, never trained but saved.
 """
 
@@ -19,13 +19,13 @@ from hybridconv.nn.kernel_modules import (
     FrozenKernel,
     GaborKernel,
     HybridKernel,
-    KernelParam,
     build_kernel_module,
+    is_kernel_parameter,
     kernel_parameter_tree,
 )
 
 __all__ = [
     "BankMixConv", "FreeKernel", "FrozenArrayKernel", "FrozenKernel", "GaborKernel", "HybridKernel",
-    "KernelConv", "KernelParam", "build_kernel_module", "conv_layer", "convolve",
+    "KernelConv", "build_kernel_module", "conv_layer", "convolve", "is_kernel_parameter",
     "kernel_parameter_tree", "sources",
 ]

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import Array
 
-from hybridconv.kernels import banks, constraints, gabor, init
+from hybridconv.kernels import banks, constraints, gabor, init, random_kernels
 from hybridconv.nn import sources
 
 # Same initialiser as nnx.Conv, so a 'free' layer reproduces it exactly.
@@ -32,13 +32,20 @@ class FrozenKernel(nnx.Variable):
   """A kernel value that is saved with the model but never trained."""
 
 
-class KernelParam(nnx.Param):
-  """A learned parameter of a parametric kernel (theta, frequency, sigma, gamma, psi).
+def kernel_parameter(value: Array) -> nnx.Param:
+  """An ``nnx.Param`` marked as a learned parameter of a parametric kernel.
 
-  A subclass of ``nnx.Param``, so optimisers built with ``wrt=nnx.Param`` train
-  it, while training code can select it by type for its own learning-rate
-  multiplier and to exempt it from weight decay.
+  The mark (``kernel_parameter=True`` metadata) lets training code give these
+  values their own learning rate and no weight decay. A plain ``Param`` type,
+  rather than a subclass, keeps them in Linen's ``params`` collection when the
+  layer is used through ``nnx.bridge``.
   """
+  return nnx.Param(value, kernel_parameter=True)
+
+
+def is_kernel_parameter(variable) -> bool:
+  """True for values made by :func:`kernel_parameter` (theta, frequency, sigma, gamma, psi)."""
+  return isinstance(variable, nnx.Param) and bool(variable.get_metadata().get("kernel_parameter", False))
 
 
 class FreeKernel(nnx.Module):
@@ -121,8 +128,7 @@ class GaborKernel(nnx.Module):
     shape = (cin, cout) if self.channels == "pair" else (cout,)
     for name in sources.GABOR_PARAMETERS:
       value = jnp.broadcast_to(raw[name], shape).astype(param_dtype)
-      variable_type = KernelParam if name in source.learn else FrozenKernel
-      setattr(self, name, variable_type(value))
+      setattr(self, name, kernel_parameter(value) if name in source.learn else FrozenKernel(value))
     if self.channels == "mix":
       # Start as a luminance filter (equal weights); the mix learns colour.
       self.mix = nnx.Param(jnp.full((cin, cout), 1 / math.sqrt(cin), param_dtype))
@@ -186,7 +192,7 @@ def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, i
   if isinstance(source, sources.Fixed):
     return FrozenArrayKernel(fixed_kernel(source, kernel_shape), param_dtype=param_dtype)
   if isinstance(source, sources.Random):
-    return FrozenArrayKernel(banks.random_he_kernel(source.seed, kernel_shape), param_dtype=param_dtype)
+    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed, kernel_shape), param_dtype=param_dtype)
   if isinstance(source, sources.Hybrid):
     return HybridKernel(source, kernel_shape, param_dtype=param_dtype, rngs=rngs)
   raise ValueError(f"{type(source).__name__} is a layer structure, not a kernel source; "
