@@ -7,8 +7,8 @@ follow any model without per-model code:
   parametric-kernel parameters: never to biases, norm scales/offsets or Gabor
   parameters (decaying an orientation or frequency towards zero has no meaning);
 * the kernel learning-rate multiplier applies to parametric-kernel parameters,
-  the ``hybridconv.nn.KernelParam`` subclass of ``nnx.Param`` (Gabor theta,
-  frequency, ...). Parametric filters are known to barely move from their
+  the ``nnx.Param``s that ``hybridconv.nn`` marks with ``kernel_parameter=True``
+  metadata (Gabor theta, frequency, ...). Parametric filters are known to barely move from their
   initialisation at the learning rate that suits free kernels, so they get their
   own scale.
 
@@ -25,7 +25,7 @@ import jax
 import optax
 from flax import nnx
 
-from hybridconv.nn import KernelParam
+from hybridconv.nn import is_kernel_parameter
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -54,13 +54,13 @@ def _variable_mask(predicate: Callable[[nnx.Variable], bool], params):
 
 
 def kernel_param_mask(params):
-  """Bool tree: True for parametric-kernel parameters (``KernelParam``)."""
-  return _variable_mask(lambda v: isinstance(v, KernelParam), params)
+  """Bool tree: True for parametric-kernel parameters (``hybridconv.nn.is_kernel_parameter``)."""
+  return _variable_mask(is_kernel_parameter, params)
 
 
 def weight_decay_mask(params):
   """Bool tree: True for weights that take weight decay (ndim >= 2, not parametric)."""
-  return _variable_mask(lambda v: v.ndim >= 2 and not isinstance(v, KernelParam), params)
+  return _variable_mask(lambda v: v.ndim >= 2 and not is_kernel_parameter(v), params)
 
 
 def learning_rate_schedule(

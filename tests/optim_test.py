@@ -11,13 +11,13 @@ from flax import nnx
 
 from configs import default
 from hybridconv import optim
-from hybridconv.nn import KernelParam
 
 
 class _Gabor(nnx.Module):
   def __init__(self):
-    self.theta = KernelParam(jnp.full((4,), 0.5))
-    self.frequency = KernelParam(jnp.full((4, 2), 0.5))  # 2-D on purpose: still no decay
+    self.theta = nnx.Param(jnp.full((4,), 0.5), kernel_parameter=True)
+    # 2-D on purpose: still no decay.
+    self.frequency = nnx.Param(jnp.full((4, 2), 0.5), kernel_parameter=True)
     self.mix = nnx.Param(jnp.full((4, 2), 0.5))  # a plain 2-D Param in the same module
 
 

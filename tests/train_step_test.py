@@ -120,3 +120,23 @@ def test_bfloat16_compute_keeps_float32_params():
   new_state, metrics = step(state, _batch())
   assert np.isfinite(float(metrics["train/loss"]))
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(new_state.params))
+
+
+def test_kernel_lr_multiplier_reaches_the_models_gabor_parameters():
+  def update(multiplier):
+    _, state, step = _setup("gabor", name="sgd", momentum=0.0, weight_decay=0.0,
+                            schedule="constant", warmup_epochs=0.0,
+                            kernel_lr_multiplier=multiplier)
+    new_state, _ = step(state, _batch())
+    return {k: _flat(new_state.params)[k] - v for k, v in _flat(state.params).items()}
+
+  plain, boosted = update(1.0), update(10.0)
+  gabor_keys = [k for k in plain if k.split("/")[-2] in ("theta", "frequency")]
+  assert gabor_keys, sorted(plain)
+  for key in plain:
+    factor = 10.0 if key in gabor_keys else 1.0
+    # atol: the differences are new - old in float32, with parameters of order 1-10.
+    np.testing.assert_allclose(boosted[key], factor * plain[key], rtol=1e-3, atol=5e-6,
+                               err_msg=key)
+  for key in gabor_keys:  # they moved enough for the factor to be visible
+    assert np.abs(plain[key]).max() > 1e-4, key
