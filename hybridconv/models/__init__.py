@@ -12,10 +12,24 @@ from typing import Any
 
 from flax import nnx
 
+from hybridconv.models import resnet
+from hybridconv.models.alexnet import AlexNet, AlexNetSmall, local_response_norm
+from hybridconv.models.layer_specs import conv_layers, resolve_sources
+from hybridconv.models.resnet import CifarResNet, ResNet
 from hybridconv.models.simple_cnn import SimpleCNN
 
+# name -> constructor (num_classes, image_shape, *, first_layer, kernels, width, dtype, rngs).
 MODELS: dict[str, Callable[..., nnx.Module]] = {
     "simple_cnn": SimpleCNN,
+    "alexnet": AlexNet,
+    "alexnet_small": AlexNetSmall,
+    "resnet20": resnet.resnet20,
+    "resnet56": resnet.resnet56,
+    "resnet18": resnet.resnet18,
+    "resnet34": resnet.resnet34,
+    "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+    "resnet152": resnet.resnet152,
 }
 
 
@@ -38,4 +52,5 @@ def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, 
                       width=model_config.width, dtype=dtype, rngs=rngs)
 
 
-__all__ = ["MODELS", "SimpleCNN", "build_model"]
+__all__ = ["MODELS", "AlexNet", "AlexNetSmall", "CifarResNet", "ResNet", "SimpleCNN",
+           "build_model", "conv_layers", "local_response_norm", "resolve_sources"]

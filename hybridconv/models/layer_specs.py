@@ -1,20 +1,53 @@
 """Per-layer kernel sources for the model zoo.
 
-Every model names its conv layers (``conv1`` first) and asks
-:func:`resolve_sources` which source each one uses. The rules, in order of
-precedence: an entry for the layer's own name in ``kernels``; the ``'*'``
-entry of ``kernels`` (every conv layer); ``first_layer`` for the first conv
-layer; otherwise a free (learned) kernel. So "first layer Gabor, the rest
-free" is ``first_layer='gabor'`` and "every layer hybrid" is
-``kernels={'*': 'hybrid'}`` -- one config line each.
+Every model names its conv layers (``conv1`` first, in forward order, e.g.
+``stage2_block1_shortcut`` for a ResNet) and asks :func:`resolve_sources`
+which source each one uses. The rules, in order of precedence:
+
+1. an entry for the layer's own name in ``kernels``;
+2. the longest glob pattern in ``kernels`` that matches the name (``'*'``
+   matches every conv layer, ``'stage1_*'`` a ResNet stage, ``'*_shortcut'``
+   the projection shortcuts);
+3. ``first_layer`` for the first conv layer;
+4. otherwise a free (learned) kernel.
+
+So "first layer Gabor, the rest free" is ``first_layer='gabor'``; "every layer
+hybrid" is ``kernels={'*': 'hybrid'}``; "every layer hybrid except the 1x1
+shortcuts" is ``kernels={'*': 'hybrid', '*_shortcut': 'free'}`` -- one config
+line each. (A zero-mean Gabor of size 1x1 is identically zero, so a Gabor
+group on a 1x1 shortcut carries no signal; the second form avoids that.)
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridconv.nn import sources
+from flax import nnx
+
+from hybridconv.nn import BankMixConv, KernelConv, sources
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _is_pattern(key: str) -> bool:
+  return bool(_GLOB_CHARACTERS & set(key))
+
+
+def _matching_spec(name: str, kernels: Mapping[str, Any]) -> tuple[bool, Any]:
+  """(found, spec) for one layer: its own entry, else the longest matching pattern."""
+  if name in kernels:
+    return True, kernels[name]
+  matches = [key for key in kernels if _is_pattern(key) and fnmatch.fnmatchcase(name, key)]
+  if not matches:
+    return False, None
+  longest = max(len(key) for key in matches)
+  best = [key for key in matches if len(key) == longest]
+  if len(best) > 1:
+    raise ValueError(f"model.kernels patterns {best} both match conv layer {name!r} and are "
+                     "equally long; give that layer its own entry or make one pattern longer")
+  return True, kernels[best[0]]
 
 
 def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
@@ -24,26 +57,46 @@ def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
   Args:
     layer_names: the model's conv layer names in forward order.
     first_layer: source spec of the first conv layer.
-    kernels: per-layer overrides, keyed by layer name or '*'.
+    kernels: per-layer overrides, keyed by layer name or glob pattern ('*').
 
   Raises:
-    ValueError: for a key in ``kernels`` that names no conv layer of the model,
-      or an invalid source spec.
+    ValueError: for a key in ``kernels`` that names or matches no conv layer of
+      the model, two equally long patterns matching one layer, or an invalid
+      source spec.
   """
   kernels = dict(kernels or {})
-  unknown = sorted(set(kernels) - set(layer_names) - {"*"})
+  unknown = sorted(
+      key for key in kernels
+      if not (key in layer_names
+              or (_is_pattern(key) and any(fnmatch.fnmatchcase(n, key) for n in layer_names))))
   if unknown:
-    raise ValueError(f"model.kernels names unknown conv layer(s) {unknown}; this model's conv layers are "
-                     f"{list(layer_names)} (or '*' for all)")
+    raise ValueError(f"model.kernels names unknown conv layer(s) {unknown}; this model's conv "
+                     f"layers are {list(layer_names)} (or a glob pattern such as '*')")
   resolved = {}
   for index, name in enumerate(layer_names):
-    if name in kernels:
-      spec = kernels[name]
-    elif "*" in kernels:
-      spec = kernels["*"]
-    elif index == 0:
-      spec = first_layer
-    else:
-      spec = "free"
+    found, spec = _matching_spec(name, kernels)
+    if not found:
+      spec = first_layer if index == 0 else "free"
     resolved[name] = sources.parse(spec)
   return resolved
+
+
+def conv_layers(model: nnx.Module) -> dict[str, KernelConv | BankMixConv]:
+  """A model's conv layers keyed by their spec names, in ``model.conv_layer_names`` order.
+
+  A layer's spec name is its attribute path joined by '_' (``stage1_block1/conv1``
+  is ``stage1_block1_conv1``), so filter logging and analysis can find the
+  layer a spec configured.
+
+  Raises:
+    ValueError: if the model's conv layers and its ``conv_layer_names`` disagree.
+  """
+  found = {}
+  for path, node in nnx.iter_graph(model):
+    if isinstance(node, (KernelConv, BankMixConv)):
+      found["_".join(map(str, path))] = node
+  names = tuple(model.conv_layer_names)
+  if set(found) != set(names):
+    raise ValueError(f"{type(model).__name__} has conv layers {sorted(found)} but declares "
+                     f"conv_layer_names {list(names)}")
+  return {name: found[name] for name in names}

@@ -31,9 +31,9 @@ class SimpleCNN(nnx.Module):
 
   conv_layer_names = ("conv1", "conv2")
 
-  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *, first_layer: Any = "free",
-               kernels: Mapping[str, Any] | None = None, width: float = 1.0, dtype=None,
-               rngs: nnx.Rngs):
+  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
+               first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
+               width: float = 1.0, dtype=None, rngs: nnx.Rngs):
     specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
     height, width_px, in_channels = image_shape
     c1, c2, hidden = (max(1, round(c * width)) for c in (32, 64, 128))
