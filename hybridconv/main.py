@@ -7,9 +7,8 @@ misspelt key is an error.
 
 from __future__ import annotations
 
-import sys
-
 import logging as py_logging
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -57,7 +56,7 @@ def main(argv: list[str]) -> None:
     final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except preemption.Preempted as stop:
     print(stop, file=sys.stderr)
-    sys.exit(preemption.EXIT_CODE)
+    sys.exit(preemption.exit_code(stop.signal_name))
   except (ValueError, FileNotFoundError) as error:
     # Bad configs and missing or bad data are reported as one line, not a traceback.
     print(f"error: {error}", file=sys.stderr)

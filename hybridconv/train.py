@@ -15,7 +15,6 @@ would have.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -25,15 +24,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 import hybridconv
 from hybridconv import checkpointing, data, models, optim, preemption, sharding, writers
 from hybridconv import metrics as metrics_lib
 from hybridconv import train_state as ts
-from hybridconv.progress import Progress
+from hybridconv.progress import Progress, Throughput
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -269,6 +270,21 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
       writer.close()
 
 
+def _stop_requested(flag: preemption.PreemptionFlag, log_due: bool) -> bool:
+  """Whether to save and stop now; every process must give the same answer.
+
+  One process checks its own flag every step. Several processes must stop at
+  the same step (the save is collective), so they compare flags -- one small
+  all-gather -- only at log events, which every process reaches together.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  if not log_due:
+    return False
+  flags = multihost_utils.process_allgather(np.asarray(bool(flag), np.int32))
+  return bool(np.any(flags))
+
+
 def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag,
                 total_steps: int, config_json: dict, lead: bool) -> dict[str, float]:
   """Runs steps from ``state.step`` to ``total_steps`` with logging, evals and checkpoints."""
@@ -281,7 +297,7 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
   final: dict[str, float] = {}
   eval_metrics: dict[str, float] | None = None
   pending = None  # device metrics of the step dispatched last
-  timer = _Throughput(config.batch_size)
+  timer = Throughput(config.batch_size)
 
   def save(at_step: int, with_eval: dict | None):
     checkpointer.save(
@@ -307,7 +323,9 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
 
       eval_due = step % eval_every == 0 or step == total_steps
       checkpoint_due = step % checkpoint_every == 0 or step == total_steps
-      if step % config.log_every_steps == 0 or eval_due or checkpoint_due or flag:
+      log_due = step % config.log_every_steps == 0 or eval_due or checkpoint_due
+      stop = _stop_requested(flag, log_due)
+      if log_due or stop:
         if pending is not None:
           means.add(jax.device_get(pending))
           pending = None
@@ -325,12 +343,12 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
         progress.message(f"eval step {step}: " + ", ".join(
             f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
         final.update(eval_metrics)
-      if checkpoint_due or flag:
+      if checkpoint_due or stop:
         with timer.paused():
           save(step, eval_metrics if eval_due else None)
-      if flag:
+      if stop:
         checkpointer.wait_until_finished()
-        raise preemption.Preempted(step, flag.signal_name)
+        raise preemption.Preempted(step, flag.signal_name or "a signal to another process")
 
     if eval_metrics is None or "eval/accuracy" not in final:
       # Resumed at the end of a finished run: evaluate the restored state.
@@ -342,53 +360,3 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
   if timer.total_images:
     final["images_per_sec"] = timer.total_images / max(timer.total_seconds, 1e-9)
   return final
-
-
-class _Throughput:
-  """Training images/s between log events, excluding compilation, evals and saves.
-
-  The first step of a session (which compiles) is not counted: timing starts
-  when its metrics have been fetched, i.e. when the second step is dispatched.
-  """
-
-  def __init__(self, batch_size: int):
-    self.batch_size = batch_size
-    self.total_images = 0
-    self.total_seconds = 0.0
-    self._started = False
-    self._t = 0.0
-    self._images = 0
-    self._seconds = 0.0
-
-  @property
-  def started(self) -> bool:
-    return self._started
-
-  def count(self) -> None:
-    """Marks one more step done (call after its predecessor's metrics were fetched)."""
-    now = time.perf_counter()
-    if not self._started:
-      self._started, self._t = True, now
-      return
-    self._images += self.batch_size
-    self._seconds += now - self._t
-    self._t = now
-
-  @contextlib.contextmanager
-  def paused(self):
-    """Excludes the time spent inside the block (evaluation, saving)."""
-    start = time.perf_counter()
-    try:
-      yield
-    finally:
-      self._t += time.perf_counter() - start
-
-  def rates(self) -> dict[str, float]:
-    """images/s since the previous call (empty before anything was timed)."""
-    if not self._images:
-      return {}
-    rate = self._images / max(self._seconds, 1e-9)
-    self.total_images += self._images
-    self.total_seconds += self._seconds
-    self._images, self._seconds = 0, 0.0
-    return {"images_per_sec": rate}

@@ -111,13 +111,14 @@ def test_sigterm_saves_and_resume_is_bitwise_identical(pipeline, tmp_path, tmp_p
   config = _config(**{"data.pipeline": pipeline})
   with pytest.raises(preemption.Preempted) as stop:
     train.train_and_evaluate(config, workdir, writer=_SignalAt(step=2))
-  assert stop.value.step == 2 and stop.value.signal_name == "SIGTERM"
-  assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
+  # The signal arrives while step 2 is logged; the loop notices it after step 3.
+  assert stop.value.step == 3 and stop.value.signal_name == "SIGTERM"
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "3"))
 
   resumed = train.train_and_evaluate(config, workdir)
   assert resumed["step"] == 8
   events = writers.read_metrics(workdir)
-  assert [e["step"] for e in events if "train/loss" in e] == [2, 4, 6, 8]
+  assert [e["step"] for e in events if "train/loss" in e] == [2, 3, 4, 6, 8]
   resumed_arrays, full_arrays = _saved_arrays(workdir, 8), _saved_arrays(full_dir, 8)
   assert resumed_arrays.keys() == full_arrays.keys()
   for key, value in full_arrays.items():
