@@ -1,0 +1,60 @@
+"""CIFAR-10 (TFDS) with ResNet-20 or the small-image AlexNet.
+
+Variants are comma-separated tokens: a kernel source for the first conv (free,
+gabor, fixed, random, hybrid; default ``free``), optionally a model
+(``resnet20``, the default, or ``alexnet_small``), e.g.
+``configs/cifar10.py:gabor,alexnet_small``. The dataset must be prepared once
+(``--config.data.prepare=True``, needs TensorFlow) or already be in
+``$TFDS_DATA_DIR``. Meant for an accelerator: ResNet-20 runs about 100 epochs
+of SGD with crop and flip augmentation.
+"""
+
+from __future__ import annotations
+
+from configs import default
+
+KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+MODELS = ("resnet20", "alexnet_small")
+
+
+def get_config(arg: str | None = None):
+  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+  sources = [t for t in tokens if t in KERNEL_SOURCES]
+  models = [t for t in tokens if t in MODELS]
+  if len(sources) + len(models) != len(tokens) or len(sources) > 1 or len(models) > 1:
+    raise ValueError(
+        f"unknown config variant {arg!r}: give at most one kernel source of {KERNEL_SOURCES} "
+        f"and at most one model of {MODELS}, comma-separated (e.g. 'gabor,alexnet_small')"
+    )
+  config = default.get_config()
+  config.data.source = "tfds"
+  config.data.name = "cifar10"
+  config.data.pipeline = "device"
+  config.data.augment.crop_padding = 4
+  config.data.augment.horizontal_flip = True
+  config.model.name = models[0] if models else "resnet20"
+  config.model.first_layer = sources[0] if sources else "free"
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 100.0
+  config.log_every_steps = 100
+  config.eval_every_epochs = 5.0
+  config.checkpoint.every_epochs = 5.0
+  config.optim.name = "sgd"
+  config.optim.learning_rate = 0.1
+  config.optim.momentum = 0.9
+  config.optim.nesterov = True
+  config.optim.weight_decay = 5e-4
+  config.optim.warmup_epochs = 2.0
+  config.optim.schedule = "cosine"
+  if config.model.name == "alexnet_small":
+    config.optim.learning_rate = 0.02
+    config.num_epochs = 60.0
+  return config
+
+
+def sweep():
+  """First-layer kernel source x seed for ResNet-20."""
+  for seed in range(3):
+    for source in KERNEL_SOURCES:
+      yield {"model.first_layer": source, "seed": seed}

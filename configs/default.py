@@ -1,0 +1,80 @@
+"""Every config key, declared once with its meaning; experiment configs start from here.
+
+Experiment files (``configs/fashion_mnist.py`` ...) call :func:`get_config` and
+change values; they never add keys, so a typo in an experiment file or in a
+``--config.a.b=value`` override is an error instead of a silently ignored
+setting. Epoch-valued keys may be fractional.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The defaults: Fashion-MNIST, SimpleCNN with a hybrid first layer, AdamW, on CPU."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # seeds parameter init, data order, augmentation and dropout
+  config.batch_size = 128  # global train batch: split over all devices of all processes
+  config.eval_batch_size = 1000  # global evaluation batch (last batch padded and masked)
+  config.num_epochs = 3.0  # training length in epochs (ignored when num_train_steps > 0)
+  config.num_train_steps = -1  # > 0: train exactly this many steps instead of num_epochs
+  config.log_every_steps = 50  # cadence of train scalars in metrics.jsonl and log lines
+  config.eval_every_epochs = 1.0  # cadence of test-split evaluation (and always at the end)
+  config.compute_dtype = "float32"  # activations: 'float32' or 'bfloat16' (params stay f32)
+  config.label_smoothing = 0.0  # train-loss label smoothing in [0, 1); eval loss is plain NLL
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "idx"  # 'idx' (local IDX files), 'tfds' or 'gratings' (procedural)
+  config.data.name = "fashion_mnist"  # dataset, e.g. 'fashion_mnist', 'cifar10', 'imagenet2012'
+  config.data.data_dir = ""  # '' = HYBRIDCONV_IDX_DIR / TFDS_DATA_DIR or the packaged default
+  config.data.pipeline = "device"  # 'device' (whole dataset in device memory) or 'streaming'
+  config.data.prepare = False  # tfds: run download_and_prepare when the dataset is missing
+  config.data.augment = ml_collections.ConfigDict()
+  config.data.augment.crop_padding = 0  # random crops after zero-padding by this many pixels
+  config.data.augment.horizontal_flip = False  # random left-right flips
+  config.data.gratings = ml_collections.ConfigDict()
+  config.data.gratings.num_train = 10_000  # procedural training images
+  config.data.gratings.num_test = 2_000  # procedural test images
+  config.data.gratings.image_size = 32  # square image side in pixels
+  config.data.gratings.task = "orientation"  # label by 'orientation' or 'frequency' bin
+  config.data.gratings.num_classes = 8  # number of label bins
+  config.data.gratings.noise = 0.1  # std of additive pixel noise
+  config.data.gratings.envelope_sigma = 0.0  # Gaussian envelope width in pixels (0 = none)
+  config.data.gratings.seed = 0  # seed of the procedural dataset (not of training)
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "simple_cnn"  # simple_cnn, alexnet, alexnet_small, resnet20/56/18/50
+  config.model.first_layer = "hybrid"  # first conv's kernel source: free/gabor/fixed/random/hybrid
+  config.model.kernels = ml_collections.ConfigDict()  # conv name -> kernel source ('*' = all convs)
+  config.model.width = 1.0  # channel-count multiplier
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = "adamw"  # 'adamw' or 'sgd'
+  config.optim.learning_rate = 2e-3  # peak learning rate (after warm-up)
+  config.optim.schedule = "cosine"  # 'cosine', 'step' or 'constant' (each after linear warm-up)
+  config.optim.warmup_epochs = 0.2  # linear warm-up from zero
+  config.optim.end_learning_rate_factor = 0.0  # cosine: final learning rate / peak
+  config.optim.step_epochs = (30.0, 60.0, 80.0)  # step: epochs at which the rate is multiplied
+  config.optim.step_factor = 0.1  # step: the multiplier
+  config.optim.momentum = 0.9  # sgd: momentum (0 = none)
+  config.optim.nesterov = True  # sgd: Nesterov momentum
+  config.optim.b1 = 0.9  # adamw: first-moment decay
+  config.optim.b2 = 0.999  # adamw: second-moment decay
+  config.optim.eps = 1e-8  # adamw: denominator epsilon
+  config.optim.weight_decay = 1e-4  # weights with ndim >= 2 only; never Gabor params/norms/biases
+  config.optim.kernel_lr_multiplier = 10.0  # learning-rate factor for parametric (Gabor) params
+  config.optim.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_epochs = 1.0  # save cadence (and always at the end and on SIGTERM)
+  config.checkpoint.keep = 2  # keep the latest this many checkpoints
+  config.checkpoint.keep_best = 1  # also keep the best this many by eval accuracy (0 = off)
+  config.checkpoint.async_save = True  # write in the background after the device-to-host copy
+
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.initialize = "auto"  # jax.distributed: 'auto' (env/address), 'always', 'never'
+  config.distributed.coordinator_address = ""  # 'host:port' of process 0 ('' = env / auto-detect)
+  config.distributed.num_processes = -1  # -1 = auto-detect
+  config.distributed.process_id = -1  # -1 = auto-detect
+  return config

@@ -1,0 +1,60 @@
+"""ImageNet (TFDS ``imagenet2012``): AlexNet in the 2012 layout, or ResNet-50.
+
+Variants: a kernel source for the first conv (free, gabor, fixed, random,
+hybrid; default ``free``) optionally with a model (``alexnet``, the default, or
+``resnet50``), e.g. ``configs/imagenet.py:gabor,resnet50``. Streams through
+grain with per-process shards; prepare the TFDS dataset (manual download) first.
+For multi-host accelerators: the global batch is split over every device.
+"""
+
+from __future__ import annotations
+
+from configs import default
+
+KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+MODELS = ("alexnet", "resnet50")
+
+
+def get_config(arg: str | None = None):
+  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+  sources = [t for t in tokens if t in KERNEL_SOURCES]
+  models = [t for t in tokens if t in MODELS]
+  if len(sources) + len(models) != len(tokens) or len(sources) > 1 or len(models) > 1:
+    raise ValueError(
+        f"unknown config variant {arg!r}: give at most one kernel source of {KERNEL_SOURCES} "
+        f"and at most one model of {MODELS}, comma-separated (e.g. 'gabor,resnet50')"
+    )
+  config = default.get_config()
+  config.data.source = "tfds"
+  config.data.name = "imagenet2012"
+  config.data.pipeline = "streaming"
+  config.data.augment.horizontal_flip = True
+  config.model.name = models[0] if models else "alexnet"
+  config.model.first_layer = sources[0] if sources else "free"
+  config.compute_dtype = "bfloat16"
+  config.batch_size = 1024
+  config.eval_batch_size = 1024
+  config.log_every_steps = 100
+  config.eval_every_epochs = 1.0
+  config.checkpoint.every_epochs = 1.0
+  config.checkpoint.keep = 3
+  config.optim.name = "sgd"
+  config.optim.momentum = 0.9
+  config.optim.nesterov = True
+  config.label_smoothing = 0.1
+  if config.model.name == "resnet50":
+    # Goyal et al. (2017): lr 0.1 per 256 images, 5 warm-up epochs; cosine instead of steps.
+    config.num_epochs = 90.0
+    config.optim.learning_rate = 0.1 * config.batch_size / 256
+    config.optim.warmup_epochs = 5.0
+    config.optim.weight_decay = 1e-4
+    config.optim.schedule = "cosine"
+  else:
+    # Krizhevsky et al. (2012): lr 0.01 at batch 128, /10 on plateaus (here: fixed epochs).
+    config.num_epochs = 90.0
+    config.optim.learning_rate = 0.01 * config.batch_size / 128
+    config.optim.warmup_epochs = 2.0
+    config.optim.weight_decay = 5e-4
+    config.optim.schedule = "step"
+    config.optim.step_epochs = (30.0, 60.0, 80.0)
+  return config

@@ -1,0 +1,42 @@
+"""The ``hybridconv`` console script: ``hybridconv <command> [flags]``.
+
+Commands:
+  train    same flags as ``python -m hybridconv.main``
+  sweep    run a config's ``sweep()`` points locally, or export a W&B sweep YAML
+           (``hybridconv sweep --help``)
+
+Each command's module defines its own absl flags, so only the chosen one is
+imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+COMMANDS = {
+    "train": "hybridconv.main",
+    "sweep": "hybridconv.sweeps",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(__doc__.strip())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  command = argv[1]
+  if command not in COMMANDS:
+    print(f"error: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+    sys.exit(2)
+  # Config files import their sibling defaults as `configs.default`; make the
+  # working directory importable as `python -m` does.
+  if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())
+  sys.argv = [f"hybridconv {command}", *argv[2:]]
+  importlib.import_module(COMMANDS[command]).run()
+
+
+if __name__ == "__main__":
+  main()

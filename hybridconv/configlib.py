@@ -1,0 +1,78 @@
+"""Loading config files by path and applying dotted-key overrides with clear errors.
+
+Shared by the entry point (to explain a bad ``--config.a.b=value``) and the
+sweep runner (to apply a ``sweep()`` point).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+OVERRIDE_PREFIX = "--config."
+
+
+def load_config_module(spec: str):
+  """``(module, variant)`` of ``'path/to/config.py:variant'`` (variant None if absent)."""
+  path, _, variant = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"--config={spec!r}: no config file {path!r}")
+  if os.getcwd() not in sys.path:  # configs import their defaults as `configs.default`
+    sys.path.insert(0, os.getcwd())
+  module_spec = importlib.util.spec_from_file_location("hybridconv_loaded_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module, variant or None
+
+
+def load_config(spec: str):
+  """The config of ``'path:variant'``, as ``config_flags`` would build it (unlocked)."""
+  module, variant = load_config_module(spec)
+  return module.get_config(variant) if variant else module.get_config()
+
+
+def missing_key(config, dotted: str) -> str | None:
+  """None if ``dotted`` names a key of ``config``, else a message saying what exists."""
+  node, path = config, "config"
+  for part in dotted.split("."):
+    keys = list(node.keys()) if hasattr(node, "keys") else []
+    if part not in keys:
+      allowed = ", ".join(sorted(keys)) if keys else f"none ({path} is a value, not a section)"
+      return f"{path} has no key {part!r}; its keys: {allowed}"
+    node, path = node[part], f"{path}.{part}"
+  return None
+
+
+def apply_overrides(config, overrides: Mapping[str, Any]):
+  """Sets dotted keys on a (locked) config; an unknown key raises one ValueError naming it."""
+  for dotted, value in overrides.items():
+    problem = missing_key(config, dotted)
+    if problem:
+      raise ValueError(f"override {dotted!r}: {problem}")
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def explain_bad_override(argv: Sequence[str]) -> str | None:
+  """The first ``--config.a.b=v`` in ``argv`` whose key the ``--config`` file lacks, explained."""
+  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  if not specs:
+    return None
+  try:
+    config = load_config(specs[-1])
+  except Exception:  # noqa: BLE001 (the config itself is broken; let the caller report that)
+    return None
+  for arg in argv:
+    if arg.startswith(OVERRIDE_PREFIX):
+      dotted = arg[len(OVERRIDE_PREFIX):].split("=", 1)[0]
+      problem = missing_key(config, dotted)
+      if problem:
+        return f"{arg}: {problem}"
+  return None

@@ -1,0 +1,94 @@
+"""Device mesh, shardings and multi-host start-up for data-parallel training.
+
+Training is data-parallel in the ``jax.pmap`` sense, written with ``jit`` and
+``NamedSharding``: one mesh axis, ``'data'``, over every device of every
+process; batches are split along it and the train state is replicated. JAX
+inserts the gradient all-reduce itself because the loss is a mean over the
+globally sharded batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+_INITIALIZE_CHOICES = ("auto", "always", "never")
+
+
+def cluster_requested(dist_config) -> bool:
+  """Whether the config or the environment asks for ``jax.distributed``.
+
+  ``'auto'`` starts it when a coordinator address is given (config or
+  ``JAX_COORDINATOR_ADDRESS``), under SLURM with more than one task, or on a
+  multi-host Cloud TPU slice; single-process runs stay single-process.
+  """
+  mode = dist_config.initialize
+  if mode not in _INITIALIZE_CHOICES:
+    raise ValueError(
+        f"config.distributed.initialize={mode!r} is not one of {_INITIALIZE_CHOICES}"
+    )
+  if mode != "auto":
+    return mode == "always"
+  env = os.environ
+  if dist_config.coordinator_address or env.get("JAX_COORDINATOR_ADDRESS"):
+    return True
+  if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+    return True
+  return "," in env.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def maybe_initialize_distributed(dist_config) -> bool:
+  """Calls ``jax.distributed.initialize`` once when requested; returns whether it ran.
+
+  Must run before any JAX computation. Unset config values (``''`` or ``-1``)
+  are left to JAX's cluster auto-detection (SLURM, Cloud TPU, MPI, k8s).
+  """
+  if not cluster_requested(dist_config) or jax.distributed.is_initialized():
+    return False
+  kwargs = {}
+  if dist_config.coordinator_address:
+    kwargs["coordinator_address"] = dist_config.coordinator_address
+  if dist_config.num_processes >= 0:
+    kwargs["num_processes"] = dist_config.num_processes
+  if dist_config.process_id >= 0:
+    kwargs["process_id"] = dist_config.process_id
+  jax.distributed.initialize(**kwargs)
+  logging.info(
+      "jax.distributed: process %d of %d, %d local / %d global devices",
+      jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+  )
+  return True
+
+
+def make_mesh(devices=None) -> Mesh:
+  """One-axis mesh over all devices (all processes), in ``jax.devices()`` order."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Sharding of the train state: a full copy on every device."""
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Sharding of batches: the leading (example) axis split over ``'data'``."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_batch_size(name: str, batch_size: int, mesh: Mesh) -> None:
+  """Refuses a batch size that does not split evenly over the mesh's devices."""
+  num_devices = mesh.devices.size
+  if batch_size < 1 or batch_size % num_devices:
+    raise ValueError(
+        f"config.{name}={batch_size} must be a positive multiple of the number of "
+        f"devices ({num_devices}: {jax.process_count()} process(es) x "
+        f"{jax.local_device_count()} local device(s)); e.g. "
+        f"{max(1, round(batch_size / num_devices)) * num_devices}"
+    )

@@ -1,0 +1,131 @@
+"""Configs: every key declared once with a comment, variants, sweeps, CLI overrides."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import cifar10, default, fashion_mnist, gratings, imagenet, tiny
+from hybridconv import configlib, sweeps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+VARIANTS = {
+    fashion_mnist: [*SOURCES, "hybrid,long", "gabor,resnet20", "free,resnet20,long", None],
+    gratings: [*SOURCES, None],
+    cifar10: [*SOURCES, "gabor,alexnet_small", "resnet20", None],
+    imagenet: [*SOURCES, "gabor,resnet50", "alexnet", None],
+    tiny: [*SOURCES, None],
+}
+
+
+def _flat_keys(config, prefix=""):
+  keys = set()
+  for key, value in config.items():
+    if hasattr(value, "items") and key != "kernels":
+      keys |= _flat_keys(value, f"{prefix}{key}.")
+    else:
+      keys.add(prefix + key)
+  return keys
+
+
+def test_default_declares_every_key_once_with_a_comment():
+  source = open(os.path.join(ROOT, "configs", "default.py"), encoding="utf-8").read()
+  declared = _flat_keys(default.get_config())
+  assigned = []
+  for line in source.splitlines():
+    stripped = line.strip()
+    if stripped.startswith("config.") and " = " in stripped:
+      target = stripped.split(" = ")[0][len("config."):]
+      assigned.append(target)
+      if target in declared:  # a key, not a section header
+        assert "  # " in line, f"configs/default.py: {target} has no comment"
+  assert len(assigned) == len(set(assigned)), "a key is assigned twice in default.py"
+  sections = {k for k in assigned if any(d.startswith(k + ".") for d in declared)}
+  assert set(assigned) - sections == declared
+
+
+@pytest.mark.parametrize(
+    ("module", "variant"), [(m, v) for m, vs in VARIANTS.items() for v in vs],
+    ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
+)
+def test_variants_only_change_declared_keys(module, variant):
+  config = module.get_config(variant) if variant else module.get_config()
+  assert _flat_keys(config) == _flat_keys(default.get_config())
+  if variant and variant.split(",")[0] in SOURCES:
+    assert config.model.first_layer == variant.split(",")[0]
+
+
+@pytest.mark.parametrize("module", list(VARIANTS), ids=lambda m: m.__name__.split(".")[-1])
+def test_unknown_variant_names_the_variants(module):
+  with pytest.raises(ValueError, match=r"unknown config variant 'gabbor'.*'gabor'"):
+    module.get_config("gabbor")
+
+
+def test_fashion_mnist_quickstart_is_the_default_variant():
+  config = fashion_mnist.get_config()
+  assert (config.data.name, config.model.name, config.model.first_layer) == (
+      "fashion_mnist", "simple_cnn", "hybrid")
+  assert config.num_epochs <= 3
+
+
+@pytest.mark.parametrize("spec", ["configs/fashion_mnist.py:hybrid", "configs/gratings.py",
+                                  "configs/cifar10.py:free"])
+def test_sweep_points_apply_to_the_locked_config(spec, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  points = sweeps.sweep_points(spec)
+  assert len(points) == len({tuple(sorted(p.items())) for p in points}), "duplicate points"
+  names = [sweeps.point_name(i, p) for i, p in enumerate(points)]
+  assert len(set(names)) == len(names)
+
+
+def test_apply_overrides_refuses_unknown_keys():
+  config = default.get_config()
+  config.lock()
+  configlib.apply_overrides(config, {"optim.learning_rate": 0.5, "seed": 3})
+  assert (config.optim.learning_rate, config.seed) == (0.5, 3)
+  with pytest.raises(ValueError,
+                     match="override .optim.learnig_rate.: config.optim has no key .learnig_rate."):
+    configlib.apply_overrides(config, {"optim.learnig_rate": 0.1})
+
+
+def test_point_command_round_trips_values():
+  command = sweeps.point_command("configs/tiny.py", "/w", {"seed": 2, "model.first_layer": "gabor",
+                                                           "optim.step_epochs": (1.0, 2.0)})
+  assert command[-3:] == ["--config.seed=2", "--config.model.first_layer=gabor",
+                          "--config.optim.step_epochs=(1.0, 2.0)"]
+  assert ast.literal_eval(command[-1].split("=", 1)[1]) == (1.0, 2.0)
+
+
+def test_wandb_yaml_is_a_grid_over_points():
+  yaml = pytest.importorskip("yaml")
+  points = [{"seed": 0}, {"seed": 1}]
+  sweep = yaml.safe_load(sweeps.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points))
+  assert sweep["method"] == "grid"
+  assert sweep["parameters"] == {"point": {"values": [0, 1]}}
+  assert sweep["command"][-1] == "${args}"
+  assert "--config=configs/tiny.py:gabor" in sweep["command"]
+
+
+def _main(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "hybridconv.main", *args], cwd=ROOT, capture_output=True, text=True,
+      timeout=120,
+  )
+
+
+def test_cli_refuses_unknown_override_key(tmp_path):
+  result = _main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.optim.lr=0.1")
+  assert result.returncode != 0
+  assert "config.optim has no key 'lr'; its keys: b1" in result.stderr
+  assert not os.listdir(tmp_path)
+
+
+def test_cli_refuses_unknown_variant(tmp_path):
+  result = _main("--config=configs/fashion_mnist.py:gabbor", f"--workdir={tmp_path}")
+  assert result.returncode != 0
+  assert "unknown config variant 'gabbor'" in result.stderr

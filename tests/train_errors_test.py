@@ -1,0 +1,81 @@
+"""Mistakes fail fast: one clear message naming the key and what is allowed, nothing compiled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import tiny
+from hybridconv import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _no_train_step(monkeypatch):
+  """Tracing the train step would mean the error came too late."""
+
+  def fail(*args, **kwargs):
+    raise AssertionError("the train step was traced before the configuration error")
+
+  monkeypatch.setattr(train, "train_step", fail)
+
+
+def _config(**overrides):
+  config = tiny.get_config("hybrid")
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  config.lock()
+  return config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"batch_size": 0}, r"config.batch_size=0 must be a positive multiple of the number of "
+                            r"devices"),
+        ({"compute_dtype": "float16"}, r"config.compute_dtype='float16' is not one of "
+                                       r"\('float32', 'bfloat16'\)"),
+        ({"label_smoothing": 1.0}, r"config.label_smoothing=1.0 must be in \[0, 1\)"),
+        ({"eval_every_epochs": 0.0}, r"config.eval_every_epochs=0.0 must be > 0"),
+        ({"optim.name": "rmsprop"}, r"config.optim.name='rmsprop' is not one of"),
+        ({"data.source": "hdf5"}, r"data.source must be one of \('idx', 'tfds', 'gratings'\), "
+                                  r"got 'hdf5'"),
+        ({"model.name": "resnet9000"}, r"model.name='resnet9000' is not one of \[.*'simple_cnn'"),
+        ({"model.first_layer": "gabbor"}, r"unknown kernel source 'gabbor'; allowed: .*'gabor'"),
+    ],
+    ids=lambda x: next(iter(x)) if isinstance(x, dict) else None,
+)
+def test_bad_setting_fails_before_compiling(overrides, message, tmp_path):
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(_config(**overrides), str(tmp_path))
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
+
+
+def test_missing_dataset_names_the_directory(tmp_path):
+  missing = os.path.join(tmp_path, "no_such_dir")
+  config = _config(**{"data.source": "idx", "data.name": "fashion_mnist", "data.data_dir": missing})
+  with pytest.raises(FileNotFoundError,
+                     match=r"fashion_mnist IDX files not found in .*no_such_dir"):
+    train.train_and_evaluate(config, str(tmp_path / "work"))
+
+
+def test_batch_not_divisible_by_devices_is_one_line_from_the_cli(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4")
+  result = subprocess.run(
+      [sys.executable, "-m", "hybridconv.main", "--config=configs/tiny.py",
+       f"--workdir={tmp_path}", "--config.batch_size=30"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert errors == [
+      "error: config.batch_size=30 must be a positive multiple of the number of devices "
+      "(4: 1 process(es) x 4 local device(s)); e.g. 32"]
+  assert "Traceback" not in result.stderr
