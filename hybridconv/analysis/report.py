@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -224,5 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   return 0
 
 
+def run() -> None:
+  """Entry for ``hybridconv analyze`` (arguments from ``sys.argv``)."""
+  raise SystemExit(main(sys.argv[1:]))
+
+
 if __name__ == "__main__":
-  raise SystemExit(main())
+  run()
