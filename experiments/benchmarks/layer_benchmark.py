@@ -56,13 +56,15 @@ SOURCES = {
 
 
 def _forward_backward(layer: KernelConv, input_grad: bool):
-  """Jitted step: gradients of a random projection of the output w.r.t. every Param (and the input)."""
+  """Jitted step: gradients of a squared error of the output w.r.t. every Param (and the input)."""
   graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
 
   @jax.jit
   def step(params, rest, x, cotangent):
     def loss(params, x):
-      return jnp.vdot(nnx.merge(graphdef, params, rest)(x), cotangent)
+      # A squared error needs the forward output in the backward pass, as the
+      # next layer does in training (a linear loss would let XLA skip the conv).
+      return 0.5 * jnp.sum((nnx.merge(graphdef, params, rest)(x) - cotangent) ** 2)
     return jax.grad(loss, argnums=(0, 1) if input_grad else 0)(params, x)
 
   return lambda x, ct: step(params, rest, x, ct)

@@ -36,7 +36,7 @@ def main():
     start = time.perf_counter()
     layer.zero_grad(set_to_none=True)
     x.grad = None
-    (layer(x) * cotangent).sum().backward()
+    (0.5 * (layer(x) - cotangent) ** 2).sum().backward()
     return time.perf_counter() - start
 
   for layer in layers.values():
