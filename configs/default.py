@@ -78,3 +78,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.distributed.num_processes = -1  # -1 = auto-detect
   config.distributed.process_id = -1  # -1 = auto-detect
   return config
+
+
+def fixed_gabor_bank(num_filters: int) -> ml_collections.ConfigDict:
+  """A fixed first-layer Gabor bank of ``num_filters`` filters (4 scales x 2 phases x n/8 angles).
+
+  The default bank has 32 filters; stems with more channels (AlexNet 96, ResNet-50
+  and the small AlexNet 64) name their first conv in ``model.kernels`` with this.
+  """
+  if num_filters % 8:
+    raise ValueError(f"fixed_gabor_bank needs a multiple of 8 filters, got {num_filters}")
+  return ml_collections.ConfigDict({
+      "source": "fixed", "bank": "gabor",
+      "options": {"num_orientations": num_filters // 8, "num_scales": 4},
+  })
