@@ -77,6 +77,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.distributed.coordinator_address = ""  # 'host:port' of process 0 ('' = env / auto-detect)
   config.distributed.num_processes = -1  # -1 = auto-detect
   config.distributed.process_id = -1  # -1 = auto-detect
+  config.tracking = ml_collections.ConfigDict()
+  config.tracking.wandb = ml_collections.ConfigDict()
+  config.tracking.wandb.mode = "offline"  # 'online', 'offline' (`wandb sync` later) or 'disabled'
+  config.tracking.wandb.project = "hybridconv"  # W&B project
+  config.tracking.wandb.entity = ""  # W&B user or team ('' = the account's default)
+  config.tracking.wandb.name = ""  # run display name ('' = W&B picks one)
+  config.tracking.wandb.init_timeout = 30.0  # seconds to reach W&B before going offline
+  config.tracking.scalars_every_steps = 50  # per-layer grad/param/update norms logged here
+  config.tracking.filters_every_steps = 500  # filter summaries: step 0, every n, end (0 = off)
+  config.tracking.gabor_fit = True  # Gabor-fit free kernels >= 5x5 in summaries (R^2 score)
+  config.tracking.animation = True  # at the end, one GIF per layer from its filter PNGs
+  config.tracking.log_checkpoints = False  # checkpoints to W&B as artifacts by reference
   return config
 
 

@@ -33,6 +33,10 @@ def get_config(arg: str | None = None):
   config.eval_every_epochs = 1.0
   config.checkpoint.every_epochs = 0.5
   config.optim.warmup_epochs = 0.25
+  # Tests turn tracking on where they test it; elsewhere it would only add
+  # a wandb process and a Gabor-fit compile to every smoke run.
+  config.tracking.wandb.mode = "disabled"
+  config.tracking.filters_every_steps = 0
   return config
 
 

@@ -4,6 +4,7 @@ Commands:
   train    same flags as ``python -m hybridconv.main``
   sweep    run a config's ``sweep()`` points locally, or export a W&B sweep YAML
            (``hybridconv sweep --help``)
+  analyze  write REPORT.md with figures for a finished run: ``--workdir DIR``
 
 Each command's module defines its own absl flags, so only the chosen one is
 imported.
@@ -18,6 +19,7 @@ import sys
 COMMANDS = {
     "train": "hybridconv.main",
     "sweep": "hybridconv.sweeps",
+    "analyze": "hybridconv.analysis.report",
 }
 
 

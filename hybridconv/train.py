@@ -31,7 +31,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 import hybridconv
-from hybridconv import checkpointing, data, models, optim, preemption, sharding, writers
+from hybridconv import checkpointing, data, models, optim, preemption, sharding, tracking, writers
 from hybridconv import metrics as metrics_lib
 from hybridconv import train_state as ts
 from hybridconv.progress import Progress, Throughput
@@ -137,10 +137,9 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
       "train/loss": loss,
       "train/accuracy": jnp.mean(metrics_lib.top_k_correct(logits, batch["label"], 1)),
       "train/learning_rate": schedule(state.step),
-      "train/grad_norm": optax.tree.norm(grads),
-      "train/update_norm": optax.tree.norm(updates),
-      "train/param_norm": optax.tree.norm(params),
   }
+  # Global and per-layer gradient, parameter and update norms.
+  scalars.update(tracking.scalar_metrics(grads, params, updates))
   new_state = state.replace(
       step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
   )
@@ -235,8 +234,9 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
       mesh=mesh, tx=tx,
   )
   config_json = _write_config(config, workdir)
-  sinks = [writers.JsonlWriter(workdir)] if lead else []
-  writer = writers.MultiWriter(sinks + ([writer] if writer is not None else []))
+  # JSON lines in the workdir plus W&B (unless disabled); a no-op off process 0.
+  logger = tracking.make_logger(config.tracking, workdir, is_main_process=lead, config=config_json)
+  writer = writers.MultiWriter([logger] + ([writer] if writer is not None else []))
 
   replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   train_fn = jax.jit(
@@ -261,13 +261,24 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
         if data_state is not None:
           pipeline.set_state(data_state)
         logging.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
-      return _train_loop(
+      final = _train_loop(
           config, state, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
           checkpointer=checkpointer, writer=writer, flag=flag, total_steps=total_steps,
-          config_json=config_json, lead=lead,
+          config_json=config_json, lead=lead, fns=fns, logger=logger, workdir=workdir,
       )
     finally:
       writer.close()
+  if lead and config.tracking.animation:  # not in `finally`: it must not mask Preempted
+    tracking.write_animations(workdir)
+  return final
+
+
+def _filter_summary(tracker, fns: ts.ModelFunctions, state: ts.TrainState, step: int) -> None:
+  """Logs the filters of ``state``'s model (this process's replica) at ``step``."""
+  rng_state = ts.fresh_rng_state(fns.abstract_rng_state, jax.random.key(0))
+  model = nnx.merge(fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
+                    tracking.local_replica(state.model_state))
+  tracker(model, step)
 
 
 def _stop_requested(flag: preemption.PreemptionFlag, log_due: bool) -> bool:
@@ -286,7 +297,8 @@ def _stop_requested(flag: preemption.PreemptionFlag, log_due: bool) -> bool:
 
 
 def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag,
-                total_steps: int, config_json: dict, lead: bool) -> dict[str, float]:
+                total_steps: int, config_json: dict, lead: bool, fns, logger, workdir: str
+                ) -> dict[str, float]:
   """Runs steps from ``state.step`` to ``total_steps`` with logging, evals and checkpoints."""
   steps_per_epoch = pipeline.steps_per_epoch
   eval_every = every_steps(config.eval_every_epochs, steps_per_epoch)
@@ -298,6 +310,11 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
   eval_metrics: dict[str, float] | None = None
   pending = None  # device metrics of the step dispatched last
   timer = Throughput(config.batch_size)
+  filters_every = config.tracking.filters_every_steps
+  tracker = tracking.FilterTracker(
+      logger, gabor_fit=config.tracking.gabor_fit,
+      state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"),
+  ) if lead and filters_every > 0 else None
 
   def save(at_step: int, with_eval: dict | None):
     checkpointer.save(
@@ -307,6 +324,8 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
     )
 
   try:
+    if tracker is not None and step == 0:
+      _filter_summary(tracker, fns, state, 0)
     while step < total_steps:
       batch = pipeline.train_batch(step)
       state, step_metrics = train_fn(state, batch)
@@ -332,6 +351,8 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
         scalars = means.pop()
         scalars.update(timer.rates())
         scalars["epoch"] = step / steps_per_epoch
+        if not tracking.is_due(step, config.tracking.scalars_every_steps, total_steps):
+          scalars = tracking.without_layer_norms(scalars)
         writer.write_scalars(step, scalars)
         progress.log(step, {"loss": scalars["train/loss"],
                             "img/s": scalars.get("images_per_sec", float("nan"))})
@@ -343,9 +364,15 @@ def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, wri
         progress.message(f"eval step {step}: " + ", ".join(
             f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
         final.update(eval_metrics)
+      if tracker is not None and tracking.is_due(step, filters_every, total_steps):
+        with timer.paused():
+          _filter_summary(tracker, fns, state, step)
       if checkpoint_due or stop:
         with timer.paused():
           save(step, eval_metrics if eval_due else None)
+        if config.tracking.log_checkpoints:
+          logger.log_artifact(f"file://{os.path.join(checkpointer.directory, str(step))}",
+                              "checkpoints", "model")
       if stop:
         checkpointer.wait_until_finished()
         raise preemption.Preempted(step, flag.signal_name or "a signal to another process")

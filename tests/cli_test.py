@@ -20,7 +20,7 @@ def test_usage_and_unknown_command():
   assert _cli().returncode == 2
   result = _cli("fly")
   assert result.returncode == 2
-  assert "unknown command 'fly'; commands: train, sweep" in result.stderr
+  assert "unknown command 'fly'; commands: train, sweep, analyze" in result.stderr
 
 
 def test_train_prints_where_the_results_are(tmp_path):
@@ -30,6 +30,12 @@ def test_train_prints_where_the_results_are(tmp_path):
   assert "finished at step 2" in result.stdout
   assert f"results in {tmp_path}: config.json, metrics.jsonl, checkpoints/" in result.stdout
   assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "metrics.jsonl"]
+  analyze = _cli("analyze", f"--workdir={tmp_path}")
+  assert analyze.returncode == 0, analyze.stderr[-2000:]
+  assert analyze.stdout.strip().endswith("REPORT.md")
+  with open(tmp_path / "REPORT.md", encoding="utf-8") as f:
+    assert "| `eval/accuracy` |" in f.read()
+  assert _cli("analyze", f"--workdir={tmp_path / 'missing'}").returncode == 2
 
 
 def test_sweep_dry_run_lists_one_command_per_point(tmp_path):

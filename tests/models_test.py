@@ -1,6 +1,6 @@
 """Tests of the model zoo: parameter-count pins, shapes, per-layer kernel specs, train/eval modes.
 
-Parameter counts are the sizes of all ``nnx.Param`` leaves (``KernelParam``
+Parameter counts are the sizes of all ``nnx.Param`` leaves (parametric-kernel ``Param``s
 included): weights, biases and BatchNorm scale/bias; not BatchNorm running
 statistics, frozen kernels or RNG state -- the same thing PyTorch's
 ``sum(p.numel() for p in model.parameters())`` counts. Large models are only
@@ -29,7 +29,10 @@ from hybridconv.models import (
     local_response_norm,
     resolve_sources,
 )
-from hybridconv.nn import FreeKernel, GaborKernel, HybridKernel, KernelParam, sources
+from hybridconv.nn import FreeKernel, GaborKernel, HybridKernel, is_kernel_parameter, sources
+
+# nnx filter selecting the learned parameters of parametric kernels.
+KernelParam = lambda path, variable: is_kernel_parameter(variable)  # noqa: E731
 
 # (model, num_classes, image_shape, parameters). ResNet-18/34/50/101/152 at 1000
 # classes are torchvision's published counts; the others are this code's, pinned.
@@ -99,7 +102,7 @@ REPRESENTATIVES = ["simple_cnn", "alexnet", "alexnet_small", "resnet20", "resnet
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_gabor_first_layer_changes_the_count_by_the_kernel_parameters(name):
-  """A 'pair' Gabor learning (theta, frequency) has 2*cin*cout KernelParams, not kh*kw*cin*cout."""
+  """A 'pair' Gabor learning (theta, frequency) has 2*cin*cout kernel parameters, not kh*kw*cin*cout."""
   free = _abstract(name)
   gabor = _abstract(name, first_layer="gabor")
   conv1 = conv_layers(free)["conv1"]
