@@ -50,6 +50,8 @@ def get_config(arg: str | None = None):
   if config.model.name == "alexnet_small":
     config.optim.learning_rate = 0.02
     config.num_epochs = 60.0
+    if config.model.first_layer == "fixed":  # 64 filters; the default bank has 32
+      config.model.kernels.conv1 = default.fixed_gabor_bank(64)
   return config
 
 

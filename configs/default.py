@@ -90,3 +90,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.tracking.animation = True  # at the end, one GIF per layer from its filter PNGs
   config.tracking.log_checkpoints = False  # checkpoints to W&B as artifacts by reference
   return config
+
+
+def fixed_gabor_bank(num_filters: int) -> ml_collections.ConfigDict:
+  """A fixed first-layer Gabor bank of ``num_filters`` filters (4 scales x 2 phases x n/8 angles).
+
+  The default bank has 32 filters; stems with more channels (AlexNet 96, ResNet-50
+  and the small AlexNet 64) name their first conv in ``model.kernels`` with this.
+  """
+  if num_filters % 8:
+    raise ValueError(f"fixed_gabor_bank needs a multiple of 8 filters, got {num_filters}")
+  return ml_collections.ConfigDict({
+      "source": "fixed", "bank": "gabor",
+      "options": {"num_orientations": num_filters // 8, "num_scales": 4},
+  })

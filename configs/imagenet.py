@@ -31,6 +31,10 @@ def get_config(arg: str | None = None):
   config.data.augment.horizontal_flip = True
   config.model.name = models[0] if models else "alexnet"
   config.model.first_layer = sources[0] if sources else "free"
+  if config.model.first_layer == "fixed":
+    # The stems have 96 (AlexNet) and 64 (ResNet-50) filters, the default bank 32.
+    config.model.kernels.conv1 = default.fixed_gabor_bank(
+        96 if config.model.name == "alexnet" else 64)
   config.compute_dtype = "bfloat16"
   config.batch_size = 1024
   config.eval_batch_size = 1024

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from flax import nnx
 
 from configs import cifar10, default, fashion_mnist, gratings, imagenet, tiny
-from hybridconv import configlib, sweeps
+from hybridconv import configlib, models, sweeps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
@@ -58,6 +59,23 @@ def test_variants_only_change_declared_keys(module, variant):
   assert _flat_keys(config) == _flat_keys(default.get_config())
   if variant and variant.split(",")[0] in SOURCES:
     assert config.model.first_layer == variant.split(",")[0]
+
+
+# (image shape, classes) of each config's dataset, to build its models abstractly.
+DATA_SHAPES = {fashion_mnist: ((28, 28, 1), 10), gratings: ((32, 32, 1), 8),
+               cifar10: ((32, 32, 3), 10), imagenet: ((224, 224, 3), 1000), tiny: ((16, 16, 1), 4)}
+
+
+@pytest.mark.parametrize(
+    ("module", "variant"), [(m, v) for m, vs in VARIANTS.items() for v in vs],
+    ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
+)
+def test_every_variant_builds_its_model(module, variant):
+  config = module.get_config(variant) if variant else module.get_config()
+  image_shape, num_classes = DATA_SHAPES[module]
+  model = nnx.eval_shape(lambda: models.build_model(
+      config.model, num_classes=num_classes, image_shape=image_shape, rngs=nnx.Rngs(0)))
+  assert model is not None
 
 
 @pytest.mark.parametrize("module", list(VARIANTS), ids=lambda m: m.__name__.split(".")[-1])
