@@ -2,11 +2,12 @@
 
 Log files and CI consoles garble carriage-return bars, so when stderr is not a
 TTY the same information (step, loss, images/s, ETA) goes out as one line per
-log event instead.
+log event instead. :class:`Throughput` measures the images/s those lines report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import sys
 import time
@@ -89,3 +90,53 @@ class Progress:
     if self._bar is not None:
       self._bar.close()
       self._bar = None
+
+
+class Throughput:
+  """Training images/s between log events, excluding compilation, evals and saves.
+
+  The first step of a session (which compiles) is not counted: timing starts
+  when its metrics have been fetched, i.e. when the second step is dispatched.
+  """
+
+  def __init__(self, batch_size: int):
+    self.batch_size = batch_size
+    self.total_images = 0
+    self.total_seconds = 0.0
+    self._started = False
+    self._t = 0.0
+    self._images = 0
+    self._seconds = 0.0
+
+  @property
+  def started(self) -> bool:
+    return self._started
+
+  def count(self) -> None:
+    """Marks one more step done (call after its predecessor's metrics were fetched)."""
+    now = time.perf_counter()
+    if not self._started:
+      self._started, self._t = True, now
+      return
+    self._images += self.batch_size
+    self._seconds += now - self._t
+    self._t = now
+
+  @contextlib.contextmanager
+  def paused(self):
+    """Excludes the time spent inside the block (evaluation, saving)."""
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._t += time.perf_counter() - start
+
+  def rates(self) -> dict[str, float]:
+    """images/s since the previous call (empty before anything was timed)."""
+    if not self._images:
+      return {}
+    rate = self._images / max(self._seconds, 1e-9)
+    self.total_images += self._images
+    self.total_seconds += self._seconds
+    self._images, self._seconds = 0, 0.0
+    return {"images_per_sec": rate}

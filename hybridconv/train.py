@@ -11,13 +11,19 @@ Everything a step depends on is a function of (config, seed, step): batches come
 from the data pipeline by step, dropout keys are ``fold_in(key, step)``. A run
 resumed from a checkpoint therefore continues exactly as the uninterrupted run
 would have.
+
+Faults the loop is built to survive (tests in ``tests/reliability_*_test.py``):
+SIGKILL anywhere (resume from the last checkpoint, bit-identical result);
+SIGTERM/SIGINT (checkpoint at the next step boundary, also when the signal came
+during compilation, evaluation or logging, then :class:`preemption.Preempted`);
+damaged checkpoints (:meth:`checkpointing.Checkpointer.restore_latest`);
+non-finite losses or gradients (:mod:`hybridconv.nonfinite`); a failing or
+hanging extra metric writer (:class:`writers.BackgroundWriter`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import math
 import os
 import time
@@ -30,40 +36,29 @@ from absl import logging
 from flax import nnx
 
 import hybridconv
-from hybridconv import checkpointing, data, models, optim, preemption, sharding, writers
+from hybridconv import (
+  checkpointing,
+  data,
+  faults,
+  models,
+  nonfinite,
+  optim,
+  preemption,
+  sharding,
+  validation,
+  writers,
+)
 from hybridconv import metrics as metrics_lib
 from hybridconv import train_state as ts
-from hybridconv.progress import Progress
+from hybridconv import workdir as workdir_lib
+from hybridconv.progress import Progress, Throughput
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = workdir_lib.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 
 
 # ---------------------------------------------------------------------------
-# Validation and set-up (all before anything is compiled)
-
-
-def validate_config(config, mesh) -> None:
-  """Refuses settings the run cannot honour, each with one message naming the key."""
-  sharding.check_batch_size("batch_size", config.batch_size, mesh)
-  sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
-  ts.compute_dtype(config.compute_dtype)
-  if not (config.num_epochs > 0 or config.num_train_steps > 0):
-    raise ValueError(
-        f"config.num_epochs={config.num_epochs} and config.num_train_steps="
-        f"{config.num_train_steps}: one of them must be > 0"
-    )
-  for key in ("log_every_steps",):
-    if getattr(config, key) < 1:
-      raise ValueError(f"config.{key}={getattr(config, key)} must be >= 1")
-  for key, value in (
-      ("eval_every_epochs", config.eval_every_epochs),
-      ("checkpoint.every_epochs", config.checkpoint.every_epochs),
-  ):
-    if not value > 0:
-      raise ValueError(f"config.{key}={value} must be > 0 (epochs, may be fractional)")
-  if not 0 <= config.label_smoothing < 1:
-    raise ValueError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
+# Set-up (validation in hybridconv.validation, all before anything is compiled)
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:
@@ -99,7 +94,13 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
         dtype=None if dtype == jnp.float32 else dtype,
     )
 
-  fns = ts.model_functions(nnx.eval_shape(build, init_key), dtype)
+  try:
+    abstract_model = nnx.eval_shape(build, init_key)
+  except ValueError as error:  # bad kernel specs, group sizes, image sizes
+    raise ValueError(f"{error} {validation.model_context(config.model, image_shape)}") from error
+  fns = ts.model_functions(abstract_model, dtype)
+  validation.check_model(config.model, abstract_model, fns, image_shape=tuple(image_shape),
+                         num_classes=num_classes)
 
   # Keys are arguments, not closed-over constants: XLA would otherwise try to
   # constant-fold the random initialisation, which compiles very slowly.
@@ -119,8 +120,15 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
 
 
 def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, schedule,
-               label_smoothing: float):
-  """One optimiser update on a global batch; returns the new state and scalar metrics."""
+               label_smoothing: float, skip_nonfinite: bool = False):
+  """One optimiser update on a global batch; returns the new state and scalar metrics.
+
+  The metrics also hold ``nonfinite.FLAGS_KEY``: whether the loss and each
+  gradient array are finite. With ``skip_nonfinite`` a non-finite step keeps
+  the old params, optimiser state and model state (BatchNorm statistics) and
+  only advances ``step``, so the batch is dropped and the optimiser's own
+  count (hence its schedule) does not move.
+  """
   key = ts.step_key(state)
 
   def loss_fn(params):
@@ -132,6 +140,12 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
   (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  flags = nonfinite.finite_flags(loss, grads)
+  finite = nonfinite.all_finite(flags)
+  if skip_nonfinite:
+    params, opt_state, model_state = nonfinite.keep_if(
+        finite, (params, opt_state, model_state),
+        (state.params, state.opt_state, state.model_state))
   scalars = {
       "train/loss": loss,
       "train/accuracy": jnp.mean(metrics_lib.top_k_correct(logits, batch["label"], 1)),
@@ -139,6 +153,8 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
       "train/grad_norm": optax.tree.norm(grads),
       "train/update_norm": optax.tree.norm(updates),
       "train/param_norm": optax.tree.norm(params),
+      "train/nonfinite": 1.0 - finite.astype(jnp.float32),
+      nonfinite.FLAGS_KEY: flags,
   }
   new_state = state.replace(
       step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
@@ -153,12 +169,19 @@ def eval_step(params, model_state, batch, *, fns: ts.ModelFunctions):
   return metrics_lib.eval_sums(logits, batch["label"], batch["mask"])
 
 
-def evaluate(eval_fn, state: ts.TrainState, pipeline) -> dict[str, float]:
-  """Test-split loss, top-1 (and top-5) accuracy of ``state``."""
+def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None
+             ) -> dict[str, float] | None:
+  """Test-split loss, top-1 (and top-5) accuracy of ``state``.
+
+  ``interrupted()`` is asked after each batch is dispatched; when it returns
+  True the evaluation is abandoned and None returned (a stop signal arrived).
+  """
   sums = None
   for batch in pipeline.eval_batches():
     out = eval_fn(state.params, state.model_state, batch)
     sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    if interrupted is not None and interrupted():
+      return None
   if sums is None:
     raise ValueError("the test split produced no evaluation batches")
   return metrics_lib.summarize_eval(jax.device_get(sums))
@@ -182,14 +205,6 @@ def _metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dic
   }
 
 
-def _write_config(config, workdir: str) -> dict:
-  config_json = json.loads(config.to_json_best_effort())
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_FILE), "w", encoding="utf-8") as f:
-      json.dump(config_json, f, indent=2, sort_keys=True)
-  return config_json
-
-
 def _pipeline_state(pipeline):
   return pipeline.get_state() if hasattr(pipeline, "get_state") else None
 
@@ -202,8 +217,10 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
     config: a locked ``ml_collections.ConfigDict`` with the keys of
       ``configs/default.py``.
     workdir: run directory: ``config.json``, ``metrics.jsonl``, ``checkpoints/``.
-    writer: extra metric writer (e.g. an experiment tracker); the JSON lines
-      file is always written.
+    writer: extra metric writer (e.g. an experiment tracker). It runs in a
+      background thread (:class:`writers.BackgroundWriter`), so a tracker that
+      fails or hangs costs a warning, not the run; the JSON lines file is
+      always written.
 
   Returns:
     the final metrics: ``step``, the last ``train/*`` means, ``eval/*`` of the
@@ -212,183 +229,222 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
 
   Raises:
     preemption.Preempted: stopped by SIGTERM/SIGINT after saving a checkpoint.
+    nonfinite.NonFiniteError: a non-finite loss or gradient (``config.nan_policy``).
+    checkpointing.CheckpointError: checkpoints exist but none can be restored.
+    ValueError: a bad config, a config that changes the model of the workdir's
+      checkpoints, or bad data -- before anything is compiled.
   """
   sharding.maybe_initialize_distributed(config.distributed)
   mesh = sharding.make_mesh()
-  validate_config(config, mesh)
+  validation.validate_config(config, mesh)
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
+  fault = faults.from_env()
+  checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  config_json = workdir_lib.config_json(config)
+  if checkpointing.existing_steps(checkpoint_dir):
+    workdir_lib.check_resume(workdir, config_json, allow_change=config.allow_config_change)
 
-  pipeline = data.build_pipeline(
-      config.data, global_batch_size=config.batch_size,
-      eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
-  )
-  steps_per_epoch = pipeline.steps_per_epoch
-  total_steps = num_train_steps(config, steps_per_epoch)
-  tx, schedule = optim.build_optimizer(
-      config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
-  )
-  fns, state = create_train_state(
-      config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape,
-      mesh=mesh, tx=tx,
-  )
-  config_json = _write_config(config, workdir)
-  sinks = [writers.JsonlWriter(workdir)] if lead else []
-  writer = writers.MultiWriter(sinks + ([writer] if writer is not None else []))
-
-  replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  train_fn = jax.jit(
-      functools.partial(train_step, fns=fns, tx=tx, schedule=schedule,
-                        label_smoothing=config.label_smoothing),
-      in_shardings=(replicated, batch_sharded), out_shardings=(replicated, replicated),
-      donate_argnums=0,
-  )
-  eval_fn = jax.jit(
-      functools.partial(eval_step, fns=fns),
-      in_shardings=(replicated, replicated, batch_sharded), out_shardings=replicated,
-  )
-  checkpointer = checkpointing.Checkpointer(
-      os.path.join(workdir, CHECKPOINT_DIR), keep=config.checkpoint.keep,
-      keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
-  )
-  with checkpointer, preemption.PreemptionFlag() as flag:
-    try:
-      latest = checkpointer.latest_step()
-      if latest is not None:
-        state, _, data_state = checkpointer.restore(latest, ts.abstract_like(state))
-        if data_state is not None:
-          pipeline.set_state(data_state)
-        logging.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
-      return _train_loop(
-          config, state, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
-          checkpointer=checkpointer, writer=writer, flag=flag, total_steps=total_steps,
-          config_json=config_json, lead=lead,
-      )
-    finally:
-      writer.close()
-
-
-def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag,
-                total_steps: int, config_json: dict, lead: bool) -> dict[str, float]:
-  """Runs steps from ``state.step`` to ``total_steps`` with logging, evals and checkpoints."""
-  steps_per_epoch = pipeline.steps_per_epoch
-  eval_every = every_steps(config.eval_every_epochs, steps_per_epoch)
-  checkpoint_every = every_steps(config.checkpoint.every_epochs, steps_per_epoch)
-  step = int(jax.device_get(state.step))
-  progress = Progress(total_steps=total_steps, initial_step=step, enabled=lead)
-  means = metrics_lib.MeanAccumulator()
-  final: dict[str, float] = {}
-  eval_metrics: dict[str, float] | None = None
-  pending = None  # device metrics of the step dispatched last
-  timer = _Throughput(config.batch_size)
-
-  def save(at_step: int, with_eval: dict | None):
-    checkpointer.save(
-        at_step, state, config_json=config_json,
-        metadata=_metadata(at_step, steps_per_epoch, with_eval), metrics=with_eval,
-        data_state=_pipeline_state(pipeline),
+  # From here on a signal stops the run at the next safe point, also one that
+  # arrives while the data loads or the step compiles.
+  with preemption.PreemptionFlag() as flag:
+    pipeline = data.build_pipeline(
+        config.data, global_batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
     )
+    steps_per_epoch = pipeline.steps_per_epoch
+    total_steps = num_train_steps(config, steps_per_epoch)
+    tx, schedule = optim.build_optimizer(
+        config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+    )
+    fns, state = create_train_state(
+        config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape,
+        mesh=mesh, tx=tx,
+    )
+    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.write_config(workdir, config_json)
 
-  try:
-    while step < total_steps:
-      batch = pipeline.train_batch(step)
-      state, step_metrics = train_fn(state, batch)
-      step += 1
-      if pending is not None:
-        means.add(jax.device_get(pending))  # step n-1: overlaps with step n on the device
-      pending = step_metrics
-      if not timer.started:
-        # The session's first step compiles: wait for it before the clock starts.
-        means.add(jax.device_get(pending))
-        pending = None
-      timer.count()
-      progress.step(step)
-
-      eval_due = step % eval_every == 0 or step == total_steps
-      checkpoint_due = step % checkpoint_every == 0 or step == total_steps
-      if step % config.log_every_steps == 0 or eval_due or checkpoint_due or flag:
-        if pending is not None:
-          means.add(jax.device_get(pending))
-          pending = None
-        scalars = means.pop()
-        scalars.update(timer.rates())
-        scalars["epoch"] = step / steps_per_epoch
-        writer.write_scalars(step, scalars)
-        progress.log(step, {"loss": scalars["train/loss"],
-                            "img/s": scalars.get("images_per_sec", float("nan"))})
-        final.update(scalars)
-      if eval_due:
-        with timer.paused():
-          eval_metrics = evaluate(eval_fn, state, pipeline)
-        writer.write_scalars(step, eval_metrics)
-        progress.message(f"eval step {step}: " + ", ".join(
-            f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
-        final.update(eval_metrics)
-      if checkpoint_due or flag:
-        with timer.paused():
-          save(step, eval_metrics if eval_due else None)
-      if flag:
-        checkpointer.wait_until_finished()
-        raise preemption.Preempted(step, flag.signal_name)
-
-    if eval_metrics is None or "eval/accuracy" not in final:
-      # Resumed at the end of a finished run: evaluate the restored state.
-      eval_metrics = evaluate(eval_fn, state, pipeline)
-      final.update(eval_metrics)
-  finally:
-    progress.close()
-  final.update(step=step, train_seconds=timer.total_seconds)
-  if timer.total_images:
-    final["images_per_sec"] = timer.total_images / max(timer.total_seconds, 1e-9)
-  return final
+    replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    train_fn = jax.jit(
+        functools.partial(train_step, fns=fns, tx=tx, schedule=schedule,
+                          label_smoothing=config.label_smoothing,
+                          skip_nonfinite=config.nan_policy == "skip"),
+        in_shardings=(replicated, batch_sharded), out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    eval_fn = jax.jit(
+        functools.partial(eval_step, fns=fns),
+        in_shardings=(replicated, replicated, batch_sharded), out_shardings=replicated,
+    )
+    param_names = [optim.path_name(p) for p, _ in
+                   jax.tree_util.tree_flatten_with_path(state.params)[0]]
+    sinks = [writers.JsonlWriter(workdir)] if lead else []
+    extra = [writers.BackgroundWriter(writer)] if writer is not None else []
+    writer = writers.MultiWriter(sinks + extra)
+    checkpointer = checkpointing.Checkpointer(
+        checkpoint_dir, keep=config.checkpoint.keep,
+        keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
+    )
+    with checkpointer:
+      try:
+        restored = checkpointer.restore_latest(ts.abstract_like(state))
+        metadata = {}
+        if restored is not None:
+          state, metadata = restored.state, restored.metadata
+          if restored.data_state is not None:
+            pipeline.set_state(restored.data_state)
+          logging.info("resumed from checkpoint %d in %s", restored.step, checkpointer.directory)
+        monitor = nonfinite.Monitor(config.nan_policy, config.max_consecutive_skips, param_names,
+                                    consecutive=metadata.get("consecutive_skips", 0))
+        loop = _Loop(config, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
+                     checkpointer=checkpointer, writer=writer, flag=flag, fault=fault,
+                     monitor=monitor, total_steps=total_steps, config_json=config_json,
+                     lead=lead)
+        return loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
+      finally:
+        writer.close()
 
 
-class _Throughput:
-  """Training images/s between log events, excluding compilation, evals and saves.
+def _stop_requested(flag: preemption.PreemptionFlag, collective_point: bool) -> bool:
+  """Whether to stop here; multi-process runs agree, at points every process reaches."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return collective_point and sharding.any_process(bool(flag))
 
-  The first step of a session (which compiles) is not counted: timing starts
-  when its metrics have been fetched, i.e. when the second step is dispatched.
+
+class _Loop:
+  """The train loop: steps from ``state.step`` to ``total_steps`` with logging, evals, saves.
+
+  Order within a step, which the fault guarantees rest on: dispatch step n,
+  then fetch step n-1's metrics (the non-finite check happens here); at a log,
+  eval or checkpoint step fetch step n's too, write the scalars, evaluate,
+  then decide whether to stop (a signal may have come during any of these),
+  save, and stop. Every save therefore follows the non-finite check of the
+  state it saves.
   """
 
-  def __init__(self, batch_size: int):
-    self.batch_size = batch_size
-    self.total_images = 0
-    self.total_seconds = 0.0
-    self._started = False
-    self._t = 0.0
-    self._images = 0
-    self._seconds = 0.0
+  def __init__(self, config, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag, fault,
+               monitor, total_steps: int, config_json: dict, lead: bool):
+    self.config, self.pipeline = config, pipeline
+    self.train_fn, self.eval_fn = train_fn, eval_fn
+    self.checkpointer, self.writer, self.flag, self.fault = checkpointer, writer, flag, fault
+    self.monitor, self.total_steps, self.config_json = monitor, total_steps, config_json
+    self.steps_per_epoch = pipeline.steps_per_epoch
+    self.eval_every = every_steps(config.eval_every_epochs, self.steps_per_epoch)
+    self.checkpoint_every = every_steps(config.checkpoint.every_epochs, self.steps_per_epoch)
+    self.means = metrics_lib.MeanAccumulator()
+    self.timer = Throughput(config.batch_size)
+    self.lead = lead
+    self.pending = None  # (step, device metrics) of the step dispatched last
+    self.final: dict[str, float] = {}
+    self.progress: Progress | None = None
 
-  @property
-  def started(self) -> bool:
-    return self._started
-
-  def count(self) -> None:
-    """Marks one more step done (call after its predecessor's metrics were fetched)."""
-    now = time.perf_counter()
-    if not self._started:
-      self._started, self._t = True, now
+  def _fetch(self) -> None:
+    """Brings the pending step's metrics to the host and checks them for non-finite values."""
+    if self.pending is None:
       return
-    self._images += self.batch_size
-    self._seconds += now - self._t
-    self._t = now
+    at, device_metrics = self.pending
+    self.pending = None
+    scalars = jax.device_get(device_metrics)
+    flags = scalars.pop(nonfinite.FLAGS_KEY)
+    self.monitor.check(at, scalars, flags)
+    self.means.add(scalars)
 
-  @contextlib.contextmanager
-  def paused(self):
-    """Excludes the time spent inside the block (evaluation, saving)."""
-    start = time.perf_counter()
+  def _log(self, step: int) -> None:
+    self._fetch()
+    scalars = self.means.pop()
+    if not scalars:
+      return
+    scalars.update(self.timer.rates())
+    scalars["epoch"] = step / self.steps_per_epoch
+    self.fault.at("log", step)
+    self.writer.write_scalars(step, scalars)
+    self.progress.log(step, {"loss": scalars["train/loss"],
+                             "img/s": scalars.get("images_per_sec", float("nan"))})
+    self.final.update(scalars)
+
+  def _evaluate(self, state, step: int) -> dict[str, float] | None:
+    """Evaluates and logs; None if a stop signal interrupted it (single-process runs)."""
+    def interrupted() -> bool:
+      self.fault.at("eval", step)
+      return jax.process_count() == 1 and bool(self.flag)
+
+    with self.timer.paused():
+      eval_metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted)
+    if eval_metrics is None:
+      return None
+    self.writer.write_scalars(step, eval_metrics)
+    self.progress.message(f"eval step {step}: " + ", ".join(
+        f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
+    self.final.update(eval_metrics)
+    return eval_metrics
+
+  def _save(self, state, step: int, eval_metrics: dict | None) -> None:
+    metadata = _metadata(step, self.steps_per_epoch, eval_metrics)
+    metadata["consecutive_skips"] = self.monitor.consecutive
+    with self.timer.paused():
+      self.checkpointer.save(step, state, config_json=self.config_json, metadata=metadata,
+                             metrics=eval_metrics, data_state=_pipeline_state(self.pipeline))
+
+  def _stop(self, state, step: int, eval_metrics: dict | None):
+    """Saves (unless checkpoint ``step`` exists), waits for the write, raises Preempted."""
+    self._save(state, step, eval_metrics)
+    self.checkpointer.wait_until_finished()
+    raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process")
+
+  def _eval_due(self, step: int) -> bool:
+    return step % self.eval_every == 0 or step == self.total_steps
+
+  def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
+    """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
+    step = int(jax.device_get(state.step))
+    self.progress = Progress(total_steps=self.total_steps, initial_step=step, enabled=self.lead)
+    eval_metrics = None
     try:
-      yield
-    finally:
-      self._t += time.perf_counter() - start
+      if resumed_eval == {} and step < self.total_steps and self._eval_due(step):
+        # The checkpoint was saved when a signal interrupted this step's evaluation.
+        eval_metrics = self._evaluate(state, step)
+        if eval_metrics is None:
+          self._stop(state, step, None)
+      while step < self.total_steps:
+        batch = self.fault.poison(self.pipeline.train_batch(step), step + 1)
+        state, step_metrics = self.train_fn(state, batch)
+        step += 1
+        self.fault.at("step", step)
+        self._fetch()  # step n-1: overlaps with step n on the device
+        self.pending = (step, step_metrics)
+        if not self.timer.started:
+          # The session's first step compiles: wait for it before the clock starts.
+          self._fetch()
+        self.timer.count()
+        self.progress.step(step)
 
-  def rates(self) -> dict[str, float]:
-    """images/s since the previous call (empty before anything was timed)."""
-    if not self._images:
-      return {}
-    rate = self._images / max(self._seconds, 1e-9)
-    self.total_images += self._images
-    self.total_seconds += self._seconds
-    self._images, self._seconds = 0, 0.0
-    return {"images_per_sec": rate}
+        eval_due = self._eval_due(step)
+        checkpoint_due = step % self.checkpoint_every == 0 or step == self.total_steps
+        log_due = step % self.config.log_every_steps == 0 or eval_due or checkpoint_due
+        # Single-process runs stop at once; multi-process ones agree below.
+        stopping = jax.process_count() == 1 and bool(self.flag)
+        if log_due or stopping:
+          self._log(step)
+        eval_metrics = None
+        if eval_due and not stopping:
+          eval_metrics = self._evaluate(state, step)
+        # A signal during logging or evaluation stops here too.
+        stopping = (stopping or (eval_due and eval_metrics is None)
+                    or _stop_requested(self.flag, log_due))
+        if stopping:
+          self._log(step)  # the steps since the last log event, if any
+          self._stop(state, step, eval_metrics)
+        if checkpoint_due:
+          self._save(state, step, eval_metrics if eval_due else None)
+
+      if "eval/accuracy" not in self.final:
+        # Resumed at the end of a finished run: evaluate the restored state.
+        eval_metrics = evaluate(self.eval_fn, state, self.pipeline)
+        self.final.update(eval_metrics)
+    finally:
+      self.progress.close()
+    self.final.update(step=step, train_seconds=self.timer.total_seconds)
+    if self.timer.total_images:
+      self.final["images_per_sec"] = self.timer.total_images / max(self.timer.total_seconds, 1e-9)
+    return self.final
