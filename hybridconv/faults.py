@@ -34,7 +34,7 @@ ACTIONS = ("kill", "sigterm", "sigint", "nan")
 POINTS = ("step", "eval", "log", "save", "compile")
 _SIGNALS = {"kill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}
 # The jitted train step's name as JAX reports it in compile events.
-TRAIN_STEP_NAME = "train_step"
+TRAIN_STEP_NAME = "jit(train_step)"
 _LOWERED_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 
 
