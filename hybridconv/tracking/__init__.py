@@ -1,0 +1,40 @@
+"""Experiment tracking: one logger interface, filter summaries, norms and W&B reports.
+
+Typical use in a training loop (only process 0 writes; see the README's
+tracking section for where each call goes)::
+
+  from hybridconv import tracking
+  logger = tracking.make_logger(config.tracking, workdir, is_main_process=lead,
+                                config=config.to_dict())
+  tracker = tracking.FilterTracker(logger, gabor_fit=config.tracking.gabor_fit)
+  ...
+  scalars.update(tracking.scalar_metrics(grads, params, updates))   # inside the jitted step
+  logger.log_scalars(step, scalars)
+  if tracking.is_due(step, config.tracking.filters_every_steps, total_steps):
+    tracker(model, step)
+  ...
+  logger.close()
+  tracking.write_animations(workdir)
+"""
+
+from hybridconv.tracking.config import default_tracking_config
+from hybridconv.tracking.factory import is_due, make_logger
+from hybridconv.tracking.filters import FilterTracker, conv_layers, kernel_groups, local_replica
+from hybridconv.tracking.images import kernel_grid, write_animations
+from hybridconv.tracking.jsonl_logger import JsonlLogger, read_metrics
+from hybridconv.tracking.logger import (
+    Histogram,
+    Logger,
+    MemoryLogger,
+    MultiLogger,
+    NullLogger,
+)
+from hybridconv.tracking.norms import scalar_metrics, without_layer_norms
+from hybridconv.tracking.wandb_logger import WandbLogger
+
+__all__ = [
+    "FilterTracker", "Histogram", "JsonlLogger", "Logger", "MemoryLogger", "MultiLogger",
+    "NullLogger", "WandbLogger", "conv_layers", "default_tracking_config", "is_due",
+    "kernel_grid", "kernel_groups", "local_replica", "make_logger", "read_metrics",
+    "scalar_metrics", "without_layer_norms", "write_animations",
+]

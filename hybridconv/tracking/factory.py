@@ -1,0 +1,58 @@
+"""Builds a run's logger from ``config.tracking``: only process 0 writes anything."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hybridconv.tracking import jsonl_logger, wandb_logger
+from hybridconv.tracking import logger as logger_lib
+
+
+def is_due(step: int, every: int, total_steps: int | None = None) -> bool:
+  """Whether a cadence of ``every`` steps fires at ``step`` (0 = never; always at the end).
+
+  Step 0 (before the first update) fires too, so summaries start from the
+  initial kernels.
+  """
+  if every <= 0:
+    return False
+  return step % every == 0 or (total_steps is not None and step == total_steps)
+
+
+def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
+                config: Mapping[str, Any] | None = None,
+                write_scalars_file: bool = True) -> logger_lib.Logger:
+  """The run's logger: JSONL/PNG files in ``workdir`` plus W&B unless disabled.
+
+  Args:
+    tracking: the ``config.tracking`` section
+      (:func:`hybridconv.tracking.config.default_tracking_config`).
+    workdir: the run directory; W&B keeps its files in ``workdir/wandb``.
+    is_main_process: ``jax.process_index() == 0``; other processes get a
+      :class:`~hybridconv.tracking.logger.NullLogger`.
+    config: the full run config as a plain dict, logged at start.
+    write_scalars_file: False if the caller already writes ``metrics.jsonl``.
+
+  Raises:
+    ValueError: for a bad ``tracking.wandb`` setting, before anything starts.
+  """
+  settings = tracking.wandb
+  if settings.mode not in wandb_logger.MODES:
+    raise ValueError(f"tracking.wandb.mode={settings.mode!r} is not one of {wandb_logger.MODES}")
+  for key in ("scalars_every_steps", "filters_every_steps"):
+    value = tracking[key]
+    if not isinstance(value, int) or value < 0:
+      raise ValueError(f"tracking.{key} must be an int >= 0 (0 = off), got {value!r}")
+  if not is_main_process:
+    return logger_lib.NullLogger()
+  loggers: list[logger_lib.Logger] = [
+      jsonl_logger.JsonlLogger(workdir, write_scalars_file=write_scalars_file)]
+  if settings.mode != "disabled":
+    loggers.append(wandb_logger.WandbLogger(
+        project=settings.project, entity=settings.entity, name=settings.name, mode=settings.mode,
+        init_timeout=settings.init_timeout, directory=workdir, config=config))
+  logger = logger_lib.MultiLogger(loggers)
+  if config is not None:
+    loggers[0].log_config(config)  # W&B received it with wandb.init
+  return logger

@@ -1,0 +1,284 @@
+"""Filter summaries: what every conv layer's kernels look like, at the rare cadence.
+
+:class:`FilterTracker` is called with the model every ``filters_every_steps``
+steps (and at step 0) and sends, for each layer with a kernel source
+(``KernelConv`` and ``BankMixConv``; ``<layer>`` is its spec name, the
+attribute path joined by '_' as in ``model.kernels``, e.g. ``conv1`` or
+``stage1_block1_conv1``; see :func:`conv_layers`):
+
+* ``filters/<layer>``: the filter grid image (:func:`images.kernel_grid`);
+  the JSONL backend writes it to ``filters/<layer>/step_XXXXXXX.png``.
+* Spectral energy of the shown spatial kernels
+  (:mod:`hybridconv.analysis.filter_stats`): histograms
+  ``filters/<layer>/orientation_energy`` (mean share of energy per orientation
+  bin, edges in degrees) and ``filters/<layer>/frequency_energy`` (per radial
+  band, cycles/pixel), scalar ``filters/<layer>/orientation_selectivity`` (mean).
+* Parametric Gabor groups (``<g>`` is the layer, or ``<layer>/<group path>``
+  when a layer has several): histograms ``gabor/<g>/<param>`` of the
+  constrained values (theta wrapped to [0, pi), radians; frequency in
+  cycles/pixel; sigma in pixels; gamma; psi in radians), a per-filter table
+  ``gabor/<g>`` with the values and their change since the first summary, and
+  drift scalars ``gabor/<g>/drift/<param>``: mean |change| for theta (wrapped
+  to [-pi/2, pi/2)) and psi (wrapped to [-pi, pi)), mean |p / p0 - 1| for
+  frequency, sigma and gamma.
+* Gabor-likeness of free (learned) kernels of at least ``min_fit_size``
+  pixels a side (smaller ones have too few pixels to tell a Gabor from
+  anything else), fitted by :func:`hybridconv.analysis.gabor_fit.fit_conv_kernel`
+  in 'dominant' mode (a colour filter is read as a spatial pattern times a
+  colour): scalars ``gabor_fit/<layer>/r2_mean``, ``r2_median``, ``r2_q25``,
+  ``r2_q75``, ``frac_r2_above_0.5``, ``frac_r2_above_0.8``,
+  ``frac_r2_above_0.5_blob_or_edge`` (of those, fits with fewer than 0.2
+  cycles per envelope sigma: Gaussian blobs and edges, see
+  :func:`hybridconv.analysis.gabor_fit.layer_gabor_summary`), histogram
+  ``gabor_fit/<layer>/r2`` and table ``gabor_fit/<layer>`` (per filter: R^2,
+  the fitted parameters, ``spatial_r2`` and ``colour_energy``). ``r2`` is the
+  whole filter's score (all input channels, ``ConvGaborFit.r2_filter``);
+  ``spatial_r2`` (and scalar ``spatial_r2_mean``) scores only the dominant
+  spatial component, and ``colour_energy`` is that component's share of the
+  filter's energy -- deep layers mix many inputs, so their whole-filter score
+  stays low even when the dominant pattern is a clean Gabor. Only free
+  channels are fitted: parametric ones are Gabors by construction, fixed and
+  random ones never change.
+
+The initial Gabor parameters (the reference for drift) are those of the first
+call; with ``state_path`` they are saved there and reloaded, so a resumed run
+keeps measuring drift from the true initialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hybridconv.analysis import filter_stats, gabor_fit
+from hybridconv.models import layer_specs
+from hybridconv.nn import conv as conv_lib
+from hybridconv.nn import kernel_modules as km
+from hybridconv.tracking import images
+from hybridconv.tracking import logger as logger_lib
+
+GABOR_PARAMETERS = ("theta", "frequency", "sigma", "gamma", "psi")
+_RELATIVE = ("frequency", "sigma", "gamma")
+ORIENTATION_BINS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelGroup:
+  """Output channels ``[start, stop)`` of a layer that come from one kernel module."""
+
+  kind: str  # 'free', 'gabor' or 'frozen' (fixed bank or random)
+  module: nnx.Module
+  start: int
+  stop: int
+  path: str  # of the module inside the layer
+
+
+def local_replica(tree: Any) -> Any:
+  """This process's copy of a replicated pytree (a train state), as host NumPy arrays.
+
+  Filter summaries run on process 0 alone, but in a multi-host run the
+  replicated parameters are not fully addressable by one process; each
+  process does hold a complete replica, which is what is summarised. PRNG
+  key arrays are passed through.
+  """
+  def local(x):
+    if not isinstance(x, jax.Array) or jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return x
+    if not x.is_fully_addressable:
+      x = x.addressable_data(0)
+    return np.asarray(x)
+  return jax.tree.map(local, tree)
+
+
+def conv_layers(model: nnx.Module) -> dict[str, nnx.Module]:
+  """Layers with a kernel source, keyed by spec name: the attribute path joined by '_'.
+
+  These are the names ``model.kernels`` configures ('conv1',
+  'stage1_block1_conv1'), so a layer's logs carry the name its kernel spec
+  used. Zoo models (with ``conv_layer_names``) list them in forward order.
+  """
+  if hasattr(model, "conv_layer_names"):
+    return layer_specs.conv_layers(model)
+  return {"_".join(map(str, path)): node for path, node in nnx.iter_graph(model)
+          if isinstance(node, (conv_lib.KernelConv, conv_lib.BankMixConv)) and path}
+
+
+def _groups(module: nnx.Module, start: int, path: str) -> list[KernelGroup]:
+  if isinstance(module, km.HybridKernel):
+    groups, offset = [], start
+    for i, (child, count) in enumerate(zip(module.groups, module.counts, strict=True)):
+      groups += _groups(child, offset, f"{path}/groups/{i}")
+      offset += count
+    return groups
+  kind = {km.FreeKernel: "free", km.GaborKernel: "gabor"}.get(type(module), "frozen")
+  stop = start + int(module().shape[-1])
+  return [KernelGroup(kind, module, start, stop, path)]
+
+
+def kernel_groups(layer: nnx.Module) -> list[KernelGroup]:
+  """The kernel modules of a ``KernelConv`` or ``BankMixConv`` and their channel ranges."""
+  if isinstance(layer, conv_lib.BankMixConv):
+    return _groups(layer.bank, 0, "bank")
+  return _groups(layer.kernel_source, 0, "kernel_source")
+
+
+def wrap(values: np.ndarray, period: float) -> np.ndarray:
+  """``values`` wrapped to ``[-period/2, period/2)``."""
+  return np.mod(values + period / 2, period) - period / 2
+
+
+def gabor_values(module: km.GaborKernel) -> dict[str, np.ndarray]:
+  """Constrained parameters as host float64, theta in [0, pi), psi in [-pi, pi)."""
+  values = {k: np.asarray(v, np.float64) for k, v in module.parameters().items()}
+  values["theta"] = np.mod(values["theta"], np.pi)
+  values["psi"] = wrap(values["psi"], 2 * np.pi)
+  return values
+
+
+def drift(values: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray]
+          ) -> dict[str, np.ndarray]:
+  """Per-filter change since ``initial``: wrapped differences, relative for positive params."""
+  changes = {}
+  for name in GABOR_PARAMETERS:
+    if name in _RELATIVE:
+      changes[name] = values[name] / initial[name] - 1.0
+    else:
+      changes[name] = wrap(values[name] - initial[name], np.pi if name == "theta" else 2 * np.pi)
+  return changes
+
+
+def _gabor_table(values, changes, start: int) -> tuple[list[str], list[list[Any]]]:
+  columns = (["filter", "input"] + list(GABOR_PARAMETERS)
+             + [f"d_{n}" for n in GABOR_PARAMETERS])
+  shape = values["theta"].shape  # (cin, cout) in 'pair' mode, (cout,) in 'mix' mode
+  rows = []
+  for index in np.ndindex(shape):
+    inp, out = (index if len(shape) == 2 else (-1, index[0]))
+    rows.append([start + out, inp] + [float(values[n][index]) for n in GABOR_PARAMETERS]
+                + [float(changes[n][index]) for n in GABOR_PARAMETERS])
+  return columns, rows
+
+
+class FilterTracker:
+  """Computes and logs filter summaries; see the module docstring for the keys.
+
+  Args:
+    logger: where the summaries go.
+    gabor_fit: fit Gabors to free kernels (the Gabor-likeness score).
+    min_fit_size: smallest kernel side that is fitted.
+    max_filters: at most this many filters per grid image.
+    fit_options: passed to :func:`hybridconv.analysis.gabor_fit.fit_gabor`.
+    state_path: optional ``.npz`` file keeping the initial Gabor parameters
+      across restarts (e.g. ``<workdir>/filters/initial_gabor_parameters.npz``).
+  """
+
+  def __init__(self, logger: logger_lib.Logger, *, gabor_fit: bool = True, min_fit_size: int = 5,
+               max_filters: int = 256, fit_options: Mapping[str, Any] | None = None,
+               state_path: str | None = None):
+    self.logger = logger
+    self.gabor_fit = gabor_fit
+    self.min_fit_size = min_fit_size
+    self.max_filters = max_filters
+    self.fit_options = dict(fit_options or {})
+    self.state_path = state_path
+    self.initial: dict[str, dict[str, np.ndarray]] = {}
+    if state_path and os.path.exists(state_path):
+      with np.load(state_path) as saved:
+        for key in saved.files:
+          group, name = key.rsplit(":", 1)
+          self.initial.setdefault(group, {})[name] = saved[key]
+
+  def _save_initial(self) -> None:
+    if not self.state_path:
+      return
+    os.makedirs(os.path.dirname(os.path.abspath(self.state_path)), exist_ok=True)
+    np.savez(self.state_path, **{f"{g}:{n}": v for g, params in self.initial.items()
+                                 for n, v in params.items()})
+
+  def __call__(self, model: nnx.Module, step: int) -> dict[str, float]:
+    """Logs the summaries of every conv layer of ``model`` at ``step``; returns the scalars."""
+    step = int(step)
+    scalars: dict[str, float] = {}
+    histograms: dict[str, Any] = {}
+    pictures: dict[str, np.ndarray] = {}
+    added_initial = False
+    for name, layer in conv_layers(model).items():
+      kernel = logger_lib.to_host(layer.kernel()).astype(np.float32)
+      groups = kernel_groups(layer)
+      if min(kernel.shape[:2]) >= 2:
+        pictures[f"filters/{name}"] = images.kernel_grid(kernel, max_filters=self.max_filters)
+        self._spectra(name, kernel, scalars, histograms)
+      gabors = [g for g in groups if g.kind == "gabor"]
+      for group in gabors:
+        label = name if len(gabors) == 1 else f"{name}/{group.path}"
+        added_initial |= self._gabor_parameters(step, label, group, scalars, histograms)
+      free = np.concatenate([np.arange(g.start, g.stop) for g in groups if g.kind == "free"]
+                            or [np.zeros(0, int)])
+      if self.gabor_fit and free.size and min(kernel.shape[:2]) >= self.min_fit_size:
+        self._gabor_fit(step, name, kernel[..., free], free, scalars, histograms)
+    if added_initial:
+      self._save_initial()
+    if pictures:
+      self.logger.log_images(step, pictures)
+    if histograms:
+      self.logger.log_histograms(step, histograms)
+    if scalars:
+      self.logger.log_scalars(step, scalars)
+    return scalars
+
+  def _spectra(self, name: str, kernel: np.ndarray, scalars, histograms) -> None:
+    tiles = images.spatial_kernels(kernel)
+    spatial = tiles.reshape(tiles.shape[:2] + (-1,))  # RGB: each colour plane counts
+    orientation = np.asarray(filter_stats.orientation_energy(spatial, ORIENTATION_BINS))
+    width = 180.0 / ORIENTATION_BINS
+    edges = np.arange(ORIENTATION_BINS + 1) * width - width / 2
+    histograms[f"filters/{name}/orientation_energy"] = logger_lib.Histogram(
+        orientation.mean(axis=-1), edges)
+    band_edges = np.array((0.0, 0.0625, 0.125, 0.25, 0.5, 0.75))
+    frequency = np.asarray(filter_stats.frequency_energy(spatial, tuple(band_edges)))
+    histograms[f"filters/{name}/frequency_energy"] = logger_lib.Histogram(
+        frequency.mean(axis=-1), band_edges)
+    scalars[f"filters/{name}/orientation_selectivity"] = float(
+        np.mean(filter_stats.orientation_selectivity(spatial)))
+
+  def _gabor_parameters(self, step: int, label: str, group: KernelGroup, scalars,
+                        histograms) -> bool:
+    values = gabor_values(group.module)
+    added = label not in self.initial
+    if added:
+      self.initial[label] = {k: v.copy() for k, v in values.items()}
+    changes = drift(values, self.initial[label])
+    for param in GABOR_PARAMETERS:
+      histograms[f"gabor/{label}/{param}"] = values[param]
+      scalars[f"gabor/{label}/drift/{param}"] = float(np.mean(np.abs(changes[param])))
+    columns, rows = _gabor_table(values, changes, group.start)
+    self.logger.log_table(step, f"gabor/{label}", columns, rows)
+    return added
+
+  def _gabor_fit(self, step: int, name: str, kernel: np.ndarray, channels: np.ndarray, scalars,
+                 histograms) -> None:
+    result = gabor_fit.fit_conv_kernel(kernel, "dominant", **self.fit_options)
+    r2 = np.asarray(result.r2_filter, np.float64)
+    for key, value in filter_stats.gabor_likeness(r2).items():
+      scalars[f"gabor_fit/{name}/{key}"] = value
+    histograms[f"gabor_fit/{name}/r2"] = r2
+    fit = {k: np.asarray(v, np.float64) for k, v in result.fit._asdict().items()}
+    scalars[f"gabor_fit/{name}/spatial_r2_mean"] = float(np.mean(fit["r2"]))
+    # Blobs and edges (the Gabor family's f -> 0 limits) fit well but are not
+    # striped: counted apart, with the fitter's threshold on cycles per sigma.
+    blob = fit["frequency"] * fit["sigma"] < gabor_fit._BLOB_CYCLES
+    scalars[f"gabor_fit/{name}/frac_r2_above_0.5_blob_or_edge"] = float(np.mean((r2 > 0.5) & blob))
+    energy = (np.asarray(result.colour_energy) if result.colour_energy is not None
+              else np.ones_like(r2))
+    columns = ["filter", "r2", "spatial_r2", "colour_energy"] + list(GABOR_PARAMETERS)
+    rows = [[int(c), float(r2[i]), float(fit["r2"][i]), float(energy[i])]
+            + [float(fit[p][i]) for p in GABOR_PARAMETERS] for i, c in enumerate(channels)]
+    self.logger.log_table(step, f"gabor_fit/{name}", columns, rows)
+

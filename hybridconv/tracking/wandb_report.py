@@ -1,0 +1,161 @@
+"""A W&B comparison report of a project's runs, built with ``wandb-workspaces``.
+
+The report has three sections, each a panel grid over the same run set:
+accuracy and loss curves; the filter grids of the chosen layers side by side
+(one column per run, one row per logged step); and Gabor-likeness (median R^2
+of the free kernels) plus the drift of parametric Gabor parameters over
+training. Metric and image keys are those logged by
+:class:`hybridconv.tracking.FilterTracker` and the train loop.
+
+Building needs no network (:func:`build_report`; :func:`panel_specs`
+serialises the panels offline). Saving needs a reachable W&B server and an API
+key: :func:`save_report` checks the server with a short TCP timeout first and
+returns None, with a message, when it cannot save.
+
+Usage::
+
+  python -m hybridconv.tracking.wandb_report --entity me --project hybridconv \\
+      --layers conv1,conv2 --save
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from absl import logging
+
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+
+
+def _panels_accuracy(wr) -> list[Any]:
+  return [
+      wr.LinePlot(title="test accuracy", y=["eval/accuracy"]),
+      wr.LinePlot(title="train accuracy", y=["train/accuracy"], smoothing_factor=0.6),
+      wr.LinePlot(title="train loss", y=["train/loss"], smoothing_factor=0.6),
+  ]
+
+
+def _panels_filters(wr, layers: Sequence[str]) -> list[Any]:
+  return [wr.MediaBrowser(title=f"{layer} filters", media_keys=[f"filters/{layer}"], mode="grid",
+                          grid_x_axis="run", grid_y_axis="step") for layer in layers]
+
+
+def _panels_gabor(wr, layers: Sequence[str]) -> list[Any]:
+  panels = [wr.LinePlot(title=f"{layer}: Gabor-likeness (R^2 median of free kernels)",
+                        y=[f"gabor_fit/{layer}/r2_median"], range_y=(0.0, 1.0))
+            for layer in layers]
+  panels += [wr.LinePlot(title=f"{layer}: Gabor parameter drift",
+                         y=[f"gabor/{layer}/drift/{p}" for p in ("theta", "frequency", "sigma")])
+             for layer in layers]
+  return panels
+
+
+def build_report(entity: str, project: str, *, layers: Sequence[str] = ("conv1",),
+                 title: str = "hybridconv: kernel sources compared", run_filter: str = "",
+                 description: str = ""):
+  """The report object (nothing is sent anywhere).
+
+  Args:
+    entity: W&B user or team owning ``project`` (needed: the default entity
+      can only be looked up online).
+    project: project whose runs are compared.
+    layers: conv layers (model paths such as 'conv1') whose filters and
+      Gabor-likeness are shown.
+    title: report title (at most 128 characters).
+    run_filter: W&B filter expression selecting runs, e.g.
+      ``"Config('model.first_layer') = 'gabor'"``; '' for all runs.
+    description: text under the title.
+
+  Returns:
+    a ``wandb_workspaces.reports.v2.Report``.
+  """
+  if not entity or not project:
+    raise ValueError(f"entity and project must be non-empty to build a report offline, got "
+                     f"entity={entity!r}, project={project!r}")
+  if not layers or any(not isinstance(layer, str) or not layer for layer in layers):
+    raise ValueError(f"layers must be non-empty layer names such as 'conv1', got {layers!r}")
+  import wandb_workspaces.reports.v2 as wr
+
+  def grid(panels):
+    runset = wr.Runset(entity=entity, project=project, name="runs", filters=run_filter)
+    return wr.PanelGrid(runsets=[runset], panels=panels)
+
+  blocks = [
+      wr.P(description or f"Runs of {entity}/{project}: curves, filters and how Gabor-like the "
+           "learned kernels become."),
+      wr.H2("Accuracy"), grid(_panels_accuracy(wr)),
+      wr.H2("Filters over training"),
+      wr.P("Each tile is one filter, normalised on its own with zero as mid-grey; columns are "
+           "runs, rows are logged steps."),
+      grid(_panels_filters(wr, layers)),
+      wr.H2("Gabor-likeness"),
+      wr.P("Median R^2 of a Gabor fit to each free (learned) kernel: the fraction of the kernel's "
+           "variance one Gabor explains. Drift: mean change of parametric Gabor parameters since "
+           "initialisation."),
+      grid(_panels_gabor(wr, layers)),
+  ]
+  return wr.Report(entity=entity, project=project, title=title, description=description,
+                   blocks=blocks, width="fluid")
+
+
+def panel_specs(report) -> list[dict[str, Any]]:
+  """The report's panels serialised to W&B's JSON spec, offline (run sets need the server)."""
+  specs = []
+  for block in report.blocks:
+    for panel in getattr(block, "panels", []):
+      specs.append(panel._to_model().model_dump(mode="json"))
+  return specs
+
+
+def server_reachable(base_url: str | None = None, timeout: float = 3.0) -> bool:
+  """Whether a TCP connection to the W&B server opens within ``timeout`` seconds."""
+  url = urllib.parse.urlparse(base_url or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
+  port = url.port or (443 if url.scheme == "https" else 80)
+  try:
+    with socket.create_connection((url.hostname, port), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def save_report(report, *, timeout: float = 3.0) -> str | None:
+  """Saves ``report`` if the W&B server is reachable; returns its URL, else None."""
+  if not server_reachable(timeout=timeout):
+    logging.warning("W&B server not reachable: the report was built but not saved.")
+    return None
+  try:
+    report.save()
+  except Exception as error:  # no key or no access: say so, do not crash
+    logging.warning("W&B report not saved (%s: %s)", type(error).__name__, error)
+    return None
+  return report.url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description="Build (optionally save) a W&B comparison report.")
+  parser.add_argument("--entity", required=True)
+  parser.add_argument("--project", required=True)
+  parser.add_argument("--layers", default="conv1", help="comma-separated conv layer paths")
+  parser.add_argument("--filter", default="", help="W&B run filter expression")
+  parser.add_argument("--title", default="hybridconv: kernel sources compared")
+  parser.add_argument("--save", action="store_true", help="save to W&B (needs server and key)")
+  args = parser.parse_args(argv)
+  try:
+    report = build_report(args.entity, args.project, layers=args.layers.split(","),
+                          title=args.title, run_filter=args.filter)
+  except ValueError as error:
+    parser.error(str(error))
+  print(f"built report {report.title!r} with {len(panel_specs(report))} panels")
+  if args.save:
+    url = save_report(report)
+    print(url or "not saved (server unreachable or not logged in)")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

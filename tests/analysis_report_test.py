@@ -1,0 +1,97 @@
+"""Tests of the run report on a workdir written by the tracking logger from a tiny model."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from hybridconv import tracking
+from hybridconv.analysis import report
+from hybridconv.kernels import gabor
+from hybridconv.models import SimpleCNN
+from hybridconv.tracking import jsonl_logger
+
+STEPS = (0, 50, 100)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+  """A run of three summaries: free conv1 kernels morph into Gabors, Gabor thetas turn.
+
+  The parameter changes are made by hand (no training): enough for the
+  report's format, and a known answer for its R^2 and drift sections.
+  """
+  workdir = str(tmp_path_factory.mktemp("run"))
+  model = SimpleCNN(10, (28, 28, 1), first_layer="hybrid", width=0.25, rngs=nnx.Rngs(0))
+  logger = jsonl_logger.JsonlLogger(workdir)
+  logger.log_config({"model": {"name": "simple_cnn", "first_layer": "hybrid", "width": 0.25},
+                     "data": {"name": "fashion_mnist"}, "seed": 0})
+  tracker = tracking.FilterTracker(logger, gabor_fit=True)
+  gabor_group, free_group = tracking.kernel_groups(model.conv1)
+  free = free_group.module.kernel
+  start = np.asarray(free[...])
+  theta = np.linspace(0, np.pi, 4, endpoint=False)
+  target = np.asarray(gabor.gabor_real((5, 5), theta, 0.2, 1.5, 1.0, 0.0))[:, :, None, :]
+  target = target * np.linalg.norm(start) / np.linalg.norm(target)
+  for i, step in enumerate(STEPS):
+    blend = i / (len(STEPS) - 1)
+    free[...] = (1 - blend) * start + blend * target
+    logger.log_scalars(step, {"train/loss": 2.0 - 0.5 * i, "train/accuracy": 0.3 + 0.2 * i})
+    if step:
+      logger.log_scalars(step, {"eval/loss": 1.8 - 0.4 * i, "eval/accuracy": 0.4 + 0.2 * i})
+    tracker(model, step)
+    gabor_group.module.theta[...] = gabor_group.module.theta[...] + 0.1
+  logger.close()
+  tracking.write_animations(workdir)
+  return workdir
+
+
+def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
+  path = report.write_report(run_dir)
+  assert path == os.path.join(run_dir, "REPORT.md")
+  text = open(path).read()
+  for heading in ("## Configuration", "## Results", "## Filters", "### `conv1`", "### `conv2`",
+                  "## Gabor parameters", "## Gabor-likeness of learned kernels"):
+    assert heading in text
+  links = re.findall(r"\]\(([^)]+)\)", text)
+  assert {"report/curves.png", "report/filters_conv1.png", "report/gabor_conv1.png",
+          "report/gabor_drift_conv1.png", "report/gabor_likeness.png",
+          "filters/conv1.gif"} <= set(links)
+  for link in links:
+    assert os.path.exists(os.path.join(run_dir, link)), link
+  for link in links:
+    if link.endswith(".png"):
+      figure = np.asarray(Image.open(os.path.join(run_dir, link)).convert("L"), float)
+      assert figure.shape[0] > 100 and figure.std() > 5, link  # drawn, not blank
+  assert '| `model.first_layer` | `"hybrid"` |' in text
+
+
+def test_report_numbers_come_from_the_logged_history(run_dir):
+  text = open(report.write_report(run_dir)).read()
+  metrics = tracking.read_metrics(run_dir)
+  assert f"| `eval/accuracy` | 100 | {0.8:.4g} | {0.8:.4g} |" in text
+  first, last = metrics["gabor_fit/conv1/r2_median"][1][[0, -1]]
+  assert last > 0.95 > first  # the free kernels became Gabors
+  assert "| `conv1` | first | 0 | " in text
+  row = re.search(r"\| `conv1` \| last \| 100 \| [^|]+ \| ([^|]+) \|", text)
+  assert float(row.group(1)) == pytest.approx(last, rel=1e-3)
+  drift = metrics["gabor/conv1/drift/theta"][1]
+  np.testing.assert_allclose(drift, [0.0, 0.1, 0.2], atol=1e-5)
+  assert f"| theta | {drift[-1]:.4g} |" in text
+
+
+def test_command_line_entry_point(run_dir, capsys):
+  assert report.main(["--workdir", run_dir]) == 0
+  assert capsys.readouterr().out.strip() == os.path.join(run_dir, "REPORT.md")
+
+
+def test_a_directory_without_a_run_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="holds no run"):
+    report.write_report(str(tmp_path))
+  with pytest.raises(SystemExit):
+    report.main(["--workdir", str(tmp_path / "missing")])

@@ -1,0 +1,257 @@
+"""Tests of the W&B backend: offline end to end, fallback without network, never blocking.
+
+No test reaches the network: WANDB_BASE_URL points at a closed local port,
+the API key is removed and W&B's directories are temporary.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hybridconv import tracking
+from hybridconv.tracking import wandb_logger
+
+QUIET = {"x_disable_stats": True, "console": "off"}
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+  for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_RUN_ID",
+              "WANDB_RESUME", "WANDB_NAME"):
+    monkeypatch.delenv(var, raising=False)
+  for var, sub in (("WANDB_DIR", "wandb_dir"), ("WANDB_CONFIG_DIR", "wandb_config"),
+                   ("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_DATA_DIR", "wandb_data")):
+    os.makedirs(tmp_path / sub, exist_ok=True)
+    monkeypatch.setenv(var, str(tmp_path / sub))
+  monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+  return tmp_path
+
+
+def read_wandb_records(run_dir: str, timeout: float = 30.0) -> list:
+  """Records of an offline run's ``.wandb`` file, once its final 'exit' record is there.
+
+  wandb-core may still be writing the file for a moment after ``run.finish()``
+  returns, so this polls until the run's 'exit' record has arrived.
+  """
+  deadline = time.monotonic() + timeout
+  while True:
+    records = _parse_wandb_file(run_dir)
+    if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+      return records
+    time.sleep(0.1)
+
+
+def _parse_wandb_file(run_dir: str) -> list:
+  """W&B's ``.wandb`` format: a LevelDB-style log of ``Record`` protobufs in 32 KiB blocks."""
+  from wandb.proto import wandb_internal_pb2
+
+  (path,) = glob.glob(os.path.join(run_dir, "run-*.wandb"))
+  raw = open(path, "rb").read()
+  assert raw[:4] == b":W&B"
+  block, pos, pending, records = 32768, 7, b"", []
+  while pos + 7 <= len(raw):
+    left = block - pos % block
+    if left < 7:  # block trailer
+      pos += left
+      continue
+    _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+    if length == 0 and kind == 0:
+      pos += left
+      continue
+    data, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
+    if kind == 1:  # full
+      records.append(data)
+    elif kind == 2:  # first
+      pending = data
+    elif kind == 3:  # middle
+      pending += data
+    elif kind == 4:  # last
+      records.append(pending + data)
+  parsed = []
+  for data in records:
+    record = wandb_internal_pb2.Record()
+    record.ParseFromString(data)
+    parsed.append(record)
+  return parsed
+
+
+def history(records) -> list[dict]:
+  rows = []
+  for record in records:
+    if record.WhichOneof("record_type") == "history":
+      rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                   for item in record.history.item})
+  return rows
+
+
+def _log_a_run(logger):
+  logger.log_config({"model": {"name": "simple_cnn"}})
+  logger.log_scalars(1, {"train/loss": 0.75})
+  logger.log_images(1, {"filters/conv1": np.full((9, 12, 3), 100, np.uint8),
+                        "filters/conv2": np.full((5, 5, 1), 30, np.uint8)})
+  logger.log_histograms(1, {"gabor/conv1/theta": np.linspace(0, 3, 40),
+                            "filters/conv1/orientation_energy": tracking.Histogram(
+                                np.array([0.5, 0.5]), np.array([0.0, 90.0, 180.0]))})
+  logger.log_table(1, "gabor/conv1", ["filter", "theta"], [[0, 0.5], [1, 1.5]])
+  logger.log_scalars(2, {"train/loss": 0.5, "eval/accuracy": 0.9})
+
+
+def _run_dir(directory, prefix="offline-run-"):
+  (run_dir,) = glob.glob(os.path.join(directory, "wandb", prefix + "*"))
+  return run_dir
+
+
+def test_offline_logger_records_every_kind_without_network(wandb_env):
+  workdir = wandb_env / "run"
+  checkpoint = wandb_env / "checkpoint.bin"
+  checkpoint.write_bytes(b"weights")
+  logger = wandb_logger.WandbLogger(project="hybridconv-test", mode="offline",
+                                    directory=str(workdir), init_timeout=30, settings=QUIET)
+  _log_a_run(logger)
+  logger.log_artifact(f"file://{checkpoint}", "checkpoint 2", "model")
+  logger.close()
+  assert logger.mode == "offline" and logger.dropped == 0 and not logger._warned
+  rows = history(read_wandb_records(_run_dir(str(workdir))))
+  assert [(r["_step"], r.get("train/loss")) for r in rows] == [(1, 0.75), (2, 0.5)]
+  first = rows[0]
+  assert first["filters/conv1/_type"] == "image-file"
+  assert (first["filters/conv1/width"], first["filters/conv1/height"]) == (12, 9)
+  assert first["filters/conv2/_type"] == "image-file"
+  assert first["gabor/conv1/theta/_type"] == "histogram"
+  assert sum(first["gabor/conv1/theta/values"]) == 40
+  assert first["filters/conv1/orientation_energy/values"] == [0.5, 0.5]
+  assert first["gabor/conv1/_type"] == "table-file" and first["gabor/conv1/nrows"] == 2
+  assert rows[1]["eval/accuracy"] == 0.9
+  records = read_wandb_records(_run_dir(str(workdir)))
+  kinds = [r.WhichOneof("record_type") for r in records]
+  assert "artifact" in kinds and "config" in kinds
+  images = glob.glob(os.path.join(_run_dir(str(workdir)), "files", "media", "images", "**",
+                                  "*.png"), recursive=True)
+  assert len(images) == 2
+
+
+@pytest.mark.parametrize("api_key", [None, "x" * 40], ids=["no_api_key", "unreachable_server"])
+def test_online_without_network_falls_back_to_offline_in_bounded_time(wandb_env, monkeypatch,
+                                                                       api_key):
+  if api_key:
+    monkeypatch.setenv("WANDB_API_KEY", api_key)
+  workdir = wandb_env / "run"
+  start = time.monotonic()
+  logger = wandb_logger.WandbLogger(project="hybridconv-test", mode="online",
+                                    directory=str(workdir), init_timeout=2, settings=QUIET)
+  constructed = time.monotonic() - start
+  _log_a_run(logger)
+  assert logger.wait_until_ready(60)
+  logger.close()
+  elapsed = time.monotonic() - start
+  assert constructed < 1.0  # the training loop never waits for wandb.init
+  assert elapsed < 60
+  assert logger.mode == "offline"
+  rows = history(read_wandb_records(_run_dir(str(workdir))))
+  assert [r["_step"] for r in rows] == [1, 2]
+
+
+def test_make_logger_sends_to_workdir_and_wandb_offline(wandb_env):
+  config = tracking.default_tracking_config()
+  config.wandb.mode = "offline"
+  config.wandb.init_timeout = 30.0
+  workdir = str(wandb_env / "run")
+  logger = tracking.make_logger(config, workdir, is_main_process=True, config={"seed": 3})
+  assert [type(x).__name__ for x in logger.loggers] == ["JsonlLogger", "WandbLogger"]
+  logger.log_scalars(4, {"train/loss": 1.5})
+  logger.close()
+  assert tracking.read_metrics(workdir)["train/loss"][1].tolist() == [1.5]
+  records = read_wandb_records(_run_dir(workdir))
+  assert [r["train/loss"] for r in history(records)] == [1.5]
+
+
+class _FakeRun:
+  def __init__(self, fail=False):
+    self.logged, self.finished, self.fail = [], False, fail
+    self.dir = "/nonexistent/files"
+
+  def log(self, data, step=None):
+    if self.fail:
+      raise RuntimeError("connection reset")
+    self.logged.append((step, data))
+
+  def finish(self):
+    self.finished = True
+
+
+def test_a_failing_wandb_never_raises_into_the_training_loop(monkeypatch):
+  run = _FakeRun(fail=True)
+  monkeypatch.setattr(wandb_logger.WandbLogger, "_init_run", lambda self, wandb, mode: run)
+  logger = wandb_logger.WandbLogger(project="p", mode="offline", settings=QUIET)
+  for step in range(3):
+    logger.log_scalars(step, {"train/loss": 1.0})
+  logger.close()
+  assert run.finished
+  assert "send-log" in logger._warned  # reported once, not raised
+
+
+def test_a_stuck_wandb_drops_events_and_close_returns_in_bounded_time(monkeypatch):
+  release = threading.Event()
+
+  def stuck_init(self, wandb, mode):
+    release.wait(30)
+    return _FakeRun()
+
+  monkeypatch.setattr(wandb_logger.WandbLogger, "_init_run", stuck_init)
+  logger = wandb_logger.WandbLogger(project="p", mode="offline", queue_size=4, close_timeout=0.5)
+  try:
+    start = time.monotonic()
+    for step in range(50):
+      logger.log_scalars(step, {"train/loss": float(step)})
+    assert time.monotonic() - start < 0.5  # enqueueing never waits for W&B
+    assert logger.dropped == 46
+    start = time.monotonic()
+    logger.close()
+    assert time.monotonic() - start < 3
+    logger.log_scalars(60, {"train/loss": 0.0})  # after close: ignored, no error
+  finally:
+    release.set()
+
+
+def test_disabled_mode_starts_nothing_and_ignores_calls():
+  logger = wandb_logger.WandbLogger(project="p", mode="disabled")
+  _log_a_run(logger)
+  logger.close()
+  assert logger._thread is None and logger.run is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mode": "cloud"}, "tracking.wandb.mode='cloud'"),
+    ({"init_timeout": 0}, "init_timeout must be > 0"),
+    ({"project": ""}, "tracking.wandb.project"),
+])
+def test_bad_settings_are_refused_before_anything_starts(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    wandb_logger.WandbLogger(**{"project": "p", **kwargs})
+
+
+def test_artifact_names_are_made_valid():
+  assert wandb_logger.artifact_name("checkpoint 100/best") == "checkpoint-100-best"
+  with pytest.raises(ValueError, match="no usable characters"):
+    wandb_logger.artifact_name("///")
+
+
+def test_importing_the_library_does_not_import_wandb():
+  code = ("import sys, hybridconv.tracking, hybridconv.analysis.report; "
+          "print(sorted(m for m in sys.modules "
+          "if m.split('.')[0] in ('wandb', 'wandb_workspaces')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip() == "[]"
