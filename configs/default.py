@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "idx"  # 'idx' (local IDX files), 'tfds' or 'gratings' (procedural)
-  config.data.name = "fashion_mnist"  # dataset name, e.g. 'fashion_mnist', 'cifar10', 'imagenet2012'
+  config.data.name = "fashion_mnist"  # dataset, e.g. 'fashion_mnist', 'cifar10', 'imagenet2012'
   config.data.data_dir = ""  # '' = HYBRIDCONV_IDX_DIR / TFDS_DATA_DIR or the packaged default
   config.data.pipeline = "device"  # 'device' (whole dataset in device memory) or 'streaming'
   config.data.prepare = False  # tfds: run download_and_prepare when the dataset is missing
@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"  # simple_cnn, alexnet, alexnet_small, resnet20/56/18/50
-  config.model.first_layer = "hybrid"  # kernel source of the first conv: free/gabor/fixed/random/hybrid
+  config.model.first_layer = "hybrid"  # first conv's kernel source: free/gabor/fixed/random/hybrid
   config.model.kernels = ml_collections.ConfigDict()  # conv name -> kernel source ('*' = all convs)
   config.model.width = 1.0  # channel-count multiplier
 
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b1 = 0.9  # adamw: first-moment decay
   config.optim.b2 = 0.999  # adamw: second-moment decay
   config.optim.eps = 1e-8  # adamw: denominator epsilon
-  config.optim.weight_decay = 1e-4  # on weights with ndim >= 2 only; never Gabor params/norms/biases
+  config.optim.weight_decay = 1e-4  # weights with ndim >= 2 only; never Gabor params/norms/biases
   config.optim.kernel_lr_multiplier = 10.0  # learning-rate factor for parametric (Gabor) params
   config.optim.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
 
@@ -76,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint.async_save = True  # write in the background after the device-to-host copy
 
   config.distributed = ml_collections.ConfigDict()
-  config.distributed.initialize = "auto"  # jax.distributed: 'auto' (env/coordinator), 'always', 'never'
+  config.distributed.initialize = "auto"  # jax.distributed: 'auto' (env/address), 'always', 'never'
   config.distributed.coordinator_address = ""  # 'host:port' of process 0 ('' = env / auto-detect)
   config.distributed.num_processes = -1  # -1 = auto-detect
   config.distributed.process_id = -1  # -1 = auto-detect

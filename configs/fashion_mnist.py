@@ -52,6 +52,7 @@ def get_config(arg: str | None = None):
     config.data.augment.crop_padding = 2
     config.data.augment.horizontal_flip = True
     config.label_smoothing = 0.1
+    config.optim.weight_decay = 0.05  # decoupled (AdamW): shrinks by lr * 0.05 per step
     config.eval_every_epochs = 2.0
     config.checkpoint.every_epochs = 2.0
   if "resnet20" in options:

@@ -50,7 +50,7 @@ def get_config(arg: str | None = None):
     config.optim.weight_decay = 1e-4
     config.optim.schedule = "cosine"
   else:
-    # Krizhevsky et al. (2012): lr 0.01 at batch 128, divided by 10 on plateaus (here: fixed epochs).
+    # Krizhevsky et al. (2012): lr 0.01 at batch 128, /10 on plateaus (here: fixed epochs).
     config.num_epochs = 90.0
     config.optim.learning_rate = 0.01 * config.batch_size / 128
     config.optim.warmup_epochs = 2.0

@@ -34,3 +34,9 @@ def get_config(arg: str | None = None):
   config.checkpoint.every_epochs = 0.5
   config.optim.warmup_epochs = 0.25
   return config
+
+
+def sweep():
+  """Two points, for testing the sweep runner."""
+  for source in ("free", "gabor"):
+    yield {"model.first_layer": source}

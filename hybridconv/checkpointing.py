@@ -78,6 +78,10 @@ def existing_steps(directory: str) -> list[int]:
                 if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
 
 
+def _best_metric(metrics: dict[str, float]) -> float:
+  return metrics[BEST_METRIC]
+
+
 class Checkpointer:
   """Saves and restores ``TrainState``s in ``directory``; keeps the latest N and the best.
 
@@ -98,12 +102,15 @@ class Checkpointer:
     if keep_best:
       preserve.append(
           policies.BestN(
-              get_metric_fn=lambda metrics: metrics[BEST_METRIC], reverse=False,
+              get_metric_fn=_best_metric, reverse=False,
               n=keep_best, keep_checkpoints_without_metrics=False,
           )
       )
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policies.AnyPreservationPolicy(preserve),
+        # best_fn also makes orbax write each checkpoint's metrics to disk, so the
+        # best checkpoint is still known (and kept) after a restart.
+        best_fn=_best_metric if keep_best else None,
         enable_async_checkpointing=async_save,
         # A process killed mid-save leaves a temporary directory; drop it.
         cleanup_tmp_directories=True,

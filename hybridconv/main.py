@@ -6,15 +6,15 @@ misspelt key is an error.
 
 Exit status: 0 finished; 2 a bad config, bad data or no restorable checkpoint
 (one ``error:`` line, nothing compiled for config errors); 3 a non-finite loss
-or gradient (``config.nan_policy``); 143 stopped by SIGTERM or SIGINT after
-saving a checkpoint -- run the same command again to resume.
+or gradient (``config.nan_policy``); 128 + the signal's number (143 SIGTERM,
+130 SIGINT) stopped by that signal after saving a checkpoint -- run the same
+command again to resume.
 """
 
 from __future__ import annotations
 
-import sys
-
 import logging as py_logging
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> None:
     final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except preemption.Preempted as stop:
     print(f"preempted: {stop}", file=sys.stderr)
-    sys.exit(preemption.EXIT_CODE)
+    sys.exit(preemption.exit_code(stop.signal_name))
   except nonfinite.NonFiniteError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(nonfinite.EXIT_CODE)

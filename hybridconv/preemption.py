@@ -13,7 +13,13 @@ from __future__ import annotations
 import signal
 import threading
 
-EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on SIGTERM
+
+def exit_code(signal_name: str) -> int:
+  """``128 + signal number`` (143 for SIGTERM, 130 for SIGINT), as a shell reports it."""
+  try:
+    return 128 + signal.Signals[signal_name].value
+  except KeyError:
+    return 128 + signal.SIGTERM.value
 
 
 class Preempted(Exception):

@@ -88,7 +88,8 @@ def test_apply_overrides_refuses_unknown_keys():
   config.lock()
   configlib.apply_overrides(config, {"optim.learning_rate": 0.5, "seed": 3})
   assert (config.optim.learning_rate, config.seed) == (0.5, 3)
-  with pytest.raises(ValueError, match="override .optim.learnig_rate.: config.optim has no key .learnig_rate."):
+  with pytest.raises(ValueError,
+                     match="override .optim.learnig_rate.: config.optim has no key .learnig_rate."):
     configlib.apply_overrides(config, {"optim.learnig_rate": 0.1})
 
 

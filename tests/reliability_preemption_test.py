@@ -75,7 +75,7 @@ def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_pa
 
 def test_command_line_exits_143_and_says_how_to_resume(reference, tmp_path):
   stopped = rs.run_cli(tmp_path, fault="sigterm@step:3")
-  assert stopped.returncode == preemption.EXIT_CODE == 143, stopped.stderr[-2000:]
+  assert stopped.returncode == preemption.exit_code("SIGTERM") == 143, stopped.stderr[-2000:]
   assert ("preempted: stopped by SIGTERM at step 3 after saving a checkpoint; run the same "
           "command again to resume") in stopped.stderr
   assert "Traceback" not in stopped.stderr

@@ -62,7 +62,8 @@ def test_bad_setting_fails_before_compiling(overrides, message, tmp_path):
 def test_missing_dataset_names_the_directory(tmp_path):
   missing = os.path.join(tmp_path, "no_such_dir")
   config = _config(**{"data.source": "idx", "data.name": "fashion_mnist", "data.data_dir": missing})
-  with pytest.raises(FileNotFoundError, match=r"fashion_mnist IDX files not found in .*no_such_dir"):
+  with pytest.raises(FileNotFoundError,
+                     match=r"fashion_mnist IDX files not found in .*no_such_dir"):
     train.train_and_evaluate(config, str(tmp_path / "work"))
 
 
