@@ -171,8 +171,8 @@ class Checkpointer:
       logging.info("checkpoint %d: saving to %s", step, self.directory)
     return saved
 
-  def restore(self, step: int, abstract_state) -> Restored:
-    """Checkpoint ``step``, verified against the checksums saved with it.
+  def restore(self, step: int, abstract_state) -> tuple[Any, dict[str, Any], dict | None]:
+    """``(state, metadata, data_state)`` of checkpoint ``step``, verified by its checksums.
 
     Args:
       step: an existing checkpoint step.
@@ -192,17 +192,18 @@ class Checkpointer:
     if has_data:
       items["data"] = ocp.args.JsonRestore()
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    metadata = restored["metadata"]
+    metadata = dict(restored["metadata"])
     data_state = restored["data"] if has_data else None
     where = os.path.join(self.directory, str(step))
-    if "fingerprint" in metadata:  # absent in checkpoints written before checksums existed
-      problem = fingerprint.first_mismatch(metadata["fingerprint"],
-                                           fingerprint.fingerprint(restored["state"]))
+    sums = metadata.pop("fingerprint", None)  # absent in checkpoints from before checksums
+    if sums is not None:
+      problem = fingerprint.first_mismatch(sums, fingerprint.fingerprint(restored["state"]))
       if problem:
         raise ValueError(f"checkpoint {where}: {problem}")
-    if data_state is not None and metadata.get("data_sha256") not in (None, _sha256(data_state)):
+    data_sum = metadata.pop("data_sha256", None)
+    if data_state is not None and data_sum not in (None, _sha256(data_state)):
       raise ValueError(f"checkpoint {where}: the data iterator state does not match its checksum")
-    return Restored(step, restored["state"], metadata, data_state)
+    return restored["state"], metadata, data_state
 
   def restore_latest(self, abstract_state) -> Restored | None:
     """The newest checkpoint that restores intact; None if there is no checkpoint.
@@ -220,7 +221,7 @@ class Checkpointer:
     for step in sorted(self.all_steps(), reverse=True):
       restored, error = None, None
       try:
-        restored = self.restore(step, abstract_state)
+        restored = Restored(step, *self.restore(step, abstract_state))
       except Exception as e:  # noqa: BLE001 (orbax/tensorstore raise many types; all mean "not usable")
         error = e
       # Every process must pick the same checkpoint.
