@@ -22,6 +22,8 @@ from typing import Protocol
 from absl import logging
 
 METRICS_FILE = "metrics.jsonl"
+# The longest a run's end waits for a background writer (e.g. W&B) to finish.
+CLOSE_TIMEOUT_S = 30.0
 
 
 class MetricWriter(Protocol):
@@ -107,13 +109,13 @@ class BackgroundWriter:
   Args:
     writer: the writer to protect (e.g. a W&B logger).
     max_queue: events held at most while the writer is busy.
-    close_timeout_s: the longest ``close`` waits.
+    close_timeout_s: the longest ``close`` waits (default :data:`CLOSE_TIMEOUT_S`).
   """
 
   def __init__(self, writer: MetricWriter, *, max_queue: int = 1000,
-               close_timeout_s: float = 30.0):
+               close_timeout_s: float | None = None):
     self.writer = writer
-    self.close_timeout_s = close_timeout_s
+    self.close_timeout_s = CLOSE_TIMEOUT_S if close_timeout_s is None else close_timeout_s
     self.dropped = 0
     self.errors = 0
     self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
