@@ -17,8 +17,9 @@ hook is one dictionary lookup that finds nothing.
   the update that yields step N); ``eval:N`` inside the evaluation at step N,
   after its first batch; ``log:N`` while the scalars of step N are written;
   ``save:N`` inside the write of checkpoint N, after its arrays are on disk and
-  before it is committed; and ``compile`` (no step) while the train step is
-  being compiled, between tracing and the backend compiler.
+  before it is committed; and, without a step, ``compile`` while the train
+  step is being compiled (between tracing and the backend compiler) and
+  ``data`` right after the dataset was loaded, before the model is built.
 
 Example: ``HYBRIDCONV_FAULT=kill@step:6 python -m hybridconv.main ...``.
 """
@@ -31,7 +32,8 @@ import signal
 
 ENV_VAR = "HYBRIDCONV_FAULT"
 ACTIONS = ("kill", "sigterm", "sigint", "nan")
-POINTS = ("step", "eval", "log", "save", "compile")
+POINTS = ("step", "eval", "log", "save", "compile", "data")
+_STEPLESS = ("compile", "data")
 _SIGNALS = {"kill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}
 # The jitted train step's name as JAX reports it in compile events.
 TRAIN_STEP_NAME = "jit(train_step)"
@@ -60,7 +62,7 @@ def parse(spec: str) -> tuple[Fault, ...]:
                        f"action in {ACTIONS} and a point in {POINTS}")
     if action == "nan" and point != "step":
       raise ValueError(f"{ENV_VAR}={spec!r}: 'nan' only works at point 'step'")
-    if point == "compile":
+    if point in _STEPLESS:
       faults.append(Fault(action, point))
       continue
     first, _, last = steps.partition("-")

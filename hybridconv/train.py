@@ -252,6 +252,7 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
         config.data, global_batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
     )
+    fault.at("data", 0)
     steps_per_epoch = pipeline.steps_per_epoch
     total_steps = num_train_steps(config, steps_per_epoch)
     tx, schedule = optim.build_optimizer(
@@ -401,6 +402,10 @@ class _Loop:
     self.progress = Progress(total_steps=self.total_steps, initial_step=step, enabled=self.lead)
     eval_metrics = None
     try:
+      if step < self.total_steps and _stop_requested(self.flag, True):
+        # The signal came while the data loaded or the state was built or restored.
+        raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process",
+                                   saved=step > 0)
       if resumed_eval == {} and step < self.total_steps and self._eval_due(step):
         # The checkpoint was saved when a signal interrupted this step's evaluation.
         eval_metrics = self._evaluate(state, step)

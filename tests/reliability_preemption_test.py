@@ -57,6 +57,16 @@ def test_signal_saves_at_next_step_and_resume_is_exact(fault, overrides, stop_st
   rs.assert_same_run(workdir, final, reference)
 
 
+def test_signal_before_the_first_step_stops_without_training(tmp_path, monkeypatch):
+  monkeypatch.setenv(faults.ENV_VAR, "sigterm@data")  # right after the dataset is loaded
+  with pytest.raises(preemption.Preempted, match="at step 0 before training began") as stop:
+    train.train_and_evaluate(rs.config(), str(tmp_path))
+  assert stop.value.step == 0
+  assert checkpointing.existing_steps(str(tmp_path / "checkpoints")) == []
+  assert not os.path.exists(tmp_path / "metrics.jsonl") or not writers.read_metrics(
+      str(tmp_path))
+
+
 def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_path, monkeypatch):
   workdir = str(tmp_path)
   monkeypatch.setenv(faults.ENV_VAR, "sigterm@eval:4")
