@@ -12,7 +12,8 @@ from the data pipeline by step, dropout keys are ``fold_in(key, step)``. A run
 resumed from a checkpoint therefore continues exactly as the uninterrupted run
 would have.
 
-Faults the loop is built to survive (tests in ``tests/reliability_*_test.py``):
+Faults a run is built to survive (tests in ``tests/reliability_*_test.py``; the
+order of work within a step that they rest on is in ``hybridconv.train_loop``):
 SIGKILL anywhere (resume from the last checkpoint, bit-identical result);
 SIGTERM/SIGINT (checkpoint at the next step boundary, also when the signal came
 during compilation, evaluation or logging, then :class:`preemption.Preempted`);
@@ -26,8 +27,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +34,6 @@ import optax
 from absl import logging
 from flax import nnx
 
-import hybridconv
 from hybridconv import (
   checkpointing,
   data,
@@ -45,13 +43,13 @@ from hybridconv import (
   optim,
   preemption,
   sharding,
+  train_loop,
   validation,
   writers,
 )
 from hybridconv import metrics as metrics_lib
 from hybridconv import train_state as ts
 from hybridconv import workdir as workdir_lib
-from hybridconv.progress import Progress, Throughput
 
 CONFIG_FILE = workdir_lib.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
@@ -66,11 +64,6 @@ def num_train_steps(config, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return config.num_train_steps
   return max(1, math.ceil(config.num_epochs * steps_per_epoch))
-
-
-def every_steps(epochs: float, steps_per_epoch: int) -> int:
-  """An epoch-valued cadence in steps (at least every step)."""
-  return max(1, round(epochs * steps_per_epoch))
 
 
 def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
@@ -169,44 +162,8 @@ def eval_step(params, model_state, batch, *, fns: ts.ModelFunctions):
   return metrics_lib.eval_sums(logits, batch["label"], batch["mask"])
 
 
-def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None
-             ) -> dict[str, float] | None:
-  """Test-split loss, top-1 (and top-5) accuracy of ``state``.
-
-  ``interrupted()`` is asked after each batch is dispatched; when it returns
-  True the evaluation is abandoned and None returned (a stop signal arrived).
-  """
-  sums = None
-  for batch in pipeline.eval_batches():
-    out = eval_fn(state.params, state.model_state, batch)
-    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    if interrupted is not None and interrupted():
-      return None
-  if sums is None:
-    raise ValueError("the test split produced no evaluation batches")
-  return metrics_lib.summarize_eval(jax.device_get(sums))
-
-
 # ---------------------------------------------------------------------------
-# The loop
-
-
-def _metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dict[str, Any]:
-  return {
-      "step": step,
-      "epoch": step / steps_per_epoch,
-      "time": time.time(),
-      "process_count": jax.process_count(),
-      "device_count": jax.device_count(),
-      "platform": jax.devices()[0].platform,
-      "jax_version": jax.__version__,
-      "hybridconv_version": hybridconv.__version__,
-      "eval": eval_metrics or {},
-  }
-
-
-def _pipeline_state(pipeline):
-  return pipeline.get_state() if hasattr(pipeline, "get_state") else None
+# Putting it together (the loop itself is hybridconv.train_loop)
 
 
 def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | None = None
@@ -279,14 +236,14 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
     )
     param_names = [optim.path_name(p) for p, _ in
                    jax.tree_util.tree_flatten_with_path(state.params)[0]]
-    sinks = [writers.JsonlWriter(workdir)] if lead else []
-    extra = [writers.BackgroundWriter(writer)] if writer is not None else []
-    writer = writers.MultiWriter(sinks + extra)
     checkpointer = checkpointing.Checkpointer(
         checkpoint_dir, keep=config.checkpoint.keep,
         keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
     )
     with checkpointer:
+      sinks = [writers.JsonlWriter(workdir)] if lead else []
+      extra = [writers.BackgroundWriter(writer)] if writer is not None else []
+      writer = writers.MultiWriter(sinks + extra)
       try:
         restored = checkpointer.restore_latest(ts.abstract_like(state))
         metadata = {}
@@ -297,159 +254,10 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
           logging.info("resumed from checkpoint %d in %s", restored.step, checkpointer.directory)
         monitor = nonfinite.Monitor(config.nan_policy, config.max_consecutive_skips, param_names,
                                     consecutive=metadata.get("consecutive_skips", 0))
-        loop = _Loop(config, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
-                     checkpointer=checkpointer, writer=writer, flag=flag, fault=fault,
-                     monitor=monitor, total_steps=total_steps, config_json=config_json,
-                     lead=lead)
+        loop = train_loop.TrainLoop(
+            config, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
+            checkpointer=checkpointer, writer=writer, flag=flag, fault=fault, monitor=monitor,
+            total_steps=total_steps, config_json=config_json, lead=lead)
         return loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
       finally:
         writer.close()
-
-
-def _stop_requested(flag: preemption.PreemptionFlag, collective_point: bool) -> bool:
-  """Whether to stop here; multi-process runs agree, at points every process reaches."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  return collective_point and sharding.any_process(bool(flag))
-
-
-class _Loop:
-  """The train loop: steps from ``state.step`` to ``total_steps`` with logging, evals, saves.
-
-  Order within a step, which the fault guarantees rest on: dispatch step n,
-  then fetch step n-1's metrics (the non-finite check happens here); at a log,
-  eval or checkpoint step fetch step n's too, write the scalars, evaluate,
-  then decide whether to stop (a signal may have come during any of these),
-  save, and stop. Every save therefore follows the non-finite check of the
-  state it saves.
-  """
-
-  def __init__(self, config, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag, fault,
-               monitor, total_steps: int, config_json: dict, lead: bool):
-    self.config, self.pipeline = config, pipeline
-    self.train_fn, self.eval_fn = train_fn, eval_fn
-    self.checkpointer, self.writer, self.flag, self.fault = checkpointer, writer, flag, fault
-    self.monitor, self.total_steps, self.config_json = monitor, total_steps, config_json
-    self.steps_per_epoch = pipeline.steps_per_epoch
-    self.eval_every = every_steps(config.eval_every_epochs, self.steps_per_epoch)
-    self.checkpoint_every = every_steps(config.checkpoint.every_epochs, self.steps_per_epoch)
-    self.means = metrics_lib.MeanAccumulator()
-    self.timer = Throughput(config.batch_size)
-    self.lead = lead
-    self.pending = None  # (step, device metrics) of the step dispatched last
-    self.final: dict[str, float] = {}
-    self.progress: Progress | None = None
-
-  def _fetch(self) -> None:
-    """Brings the pending step's metrics to the host and checks them for non-finite values."""
-    if self.pending is None:
-      return
-    at, device_metrics = self.pending
-    self.pending = None
-    scalars = jax.device_get(device_metrics)
-    flags = scalars.pop(nonfinite.FLAGS_KEY)
-    self.monitor.check(at, scalars, flags)
-    self.means.add(scalars)
-
-  def _log(self, step: int) -> None:
-    self._fetch()
-    scalars = self.means.pop()
-    if not scalars:
-      return
-    scalars.update(self.timer.rates())
-    scalars["epoch"] = step / self.steps_per_epoch
-    self.fault.at("log", step)
-    self.writer.write_scalars(step, scalars)
-    self.progress.log(step, {"loss": scalars["train/loss"],
-                             "img/s": scalars.get("images_per_sec", float("nan"))})
-    self.final.update(scalars)
-
-  def _evaluate(self, state, step: int) -> dict[str, float] | None:
-    """Evaluates and logs; None if a stop signal interrupted it (single-process runs)."""
-    def interrupted() -> bool:
-      self.fault.at("eval", step)
-      return jax.process_count() == 1 and bool(self.flag)
-
-    with self.timer.paused():
-      eval_metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted)
-    if eval_metrics is None:
-      return None
-    self.writer.write_scalars(step, eval_metrics)
-    self.progress.message(f"eval step {step}: " + ", ".join(
-        f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
-    self.final.update(eval_metrics)
-    return eval_metrics
-
-  def _save(self, state, step: int, eval_metrics: dict | None) -> None:
-    metadata = _metadata(step, self.steps_per_epoch, eval_metrics)
-    metadata["consecutive_skips"] = self.monitor.consecutive
-    with self.timer.paused():
-      self.checkpointer.save(step, state, config_json=self.config_json, metadata=metadata,
-                             metrics=eval_metrics, data_state=_pipeline_state(self.pipeline))
-
-  def _stop(self, state, step: int, eval_metrics: dict | None):
-    """Saves (unless checkpoint ``step`` exists), waits for the write, raises Preempted."""
-    self._save(state, step, eval_metrics)
-    self.checkpointer.wait_until_finished()
-    raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process")
-
-  def _eval_due(self, step: int) -> bool:
-    return step % self.eval_every == 0 or step == self.total_steps
-
-  def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
-    """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
-    step = int(jax.device_get(state.step))
-    self.progress = Progress(total_steps=self.total_steps, initial_step=step, enabled=self.lead)
-    eval_metrics = None
-    try:
-      if step < self.total_steps and _stop_requested(self.flag, True):
-        # The signal came while the data loaded or the state was built or restored.
-        raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process",
-                                   saved=step > 0)
-      if resumed_eval == {} and step < self.total_steps and self._eval_due(step):
-        # The checkpoint was saved when a signal interrupted this step's evaluation.
-        eval_metrics = self._evaluate(state, step)
-        if eval_metrics is None:
-          self._stop(state, step, None)
-      while step < self.total_steps:
-        batch = self.fault.poison(self.pipeline.train_batch(step), step + 1)
-        state, step_metrics = self.train_fn(state, batch)
-        step += 1
-        self.fault.at("step", step)
-        self._fetch()  # step n-1: overlaps with step n on the device
-        self.pending = (step, step_metrics)
-        if not self.timer.started:
-          # The session's first step compiles: wait for it before the clock starts.
-          self._fetch()
-        self.timer.count()
-        self.progress.step(step)
-
-        eval_due = self._eval_due(step)
-        checkpoint_due = step % self.checkpoint_every == 0 or step == self.total_steps
-        log_due = step % self.config.log_every_steps == 0 or eval_due or checkpoint_due
-        # Single-process runs stop at once; multi-process ones agree below.
-        stopping = jax.process_count() == 1 and bool(self.flag)
-        if log_due or stopping:
-          self._log(step)
-        eval_metrics = None
-        if eval_due and not stopping:
-          eval_metrics = self._evaluate(state, step)
-        # A signal during logging or evaluation stops here too.
-        stopping = (stopping or (eval_due and eval_metrics is None)
-                    or _stop_requested(self.flag, log_due))
-        if stopping:
-          self._log(step)  # the steps since the last log event, if any
-          self._stop(state, step, eval_metrics)
-        if checkpoint_due:
-          self._save(state, step, eval_metrics if eval_due else None)
-
-      if "eval/accuracy" not in self.final:
-        # Resumed at the end of a finished run: evaluate the restored state.
-        eval_metrics = evaluate(self.eval_fn, state, self.pipeline)
-        self.final.update(eval_metrics)
-    finally:
-      self.progress.close()
-    self.final.update(step=step, train_seconds=self.timer.total_seconds)
-    if self.timer.total_images:
-      self.final["images_per_sec"] = self.timer.total_images / max(self.timer.total_seconds, 1e-9)
-    return self.final
