@@ -23,6 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 1.0  # cadence of test-split evaluation (and always at the end)
   config.compute_dtype = "float32"  # activations: 'float32' or 'bfloat16' (params stay f32)
   config.label_smoothing = 0.0  # train-loss label smoothing in [0, 1); eval loss is plain NLL
+  config.nan_policy = "stop"  # non-finite loss or gradient: 'stop' the run, or 'skip' the update
+  config.max_consecutive_skips = 3  # nan_policy='skip': stop after more non-finite steps in a row
+  config.allow_config_change = False  # resume a workdir although seed/model/data/optim.name changed
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "idx"  # 'idx' (local IDX files), 'tfds' or 'gratings' (procedural)

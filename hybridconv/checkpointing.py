@@ -14,19 +14,68 @@ Saves are asynchronous: ``save`` returns once the arrays are copied off the
 device, so the next (donating) train step can start at once. ``close`` waits
 for pending writes; use the checkpointer as a context manager so that happens
 on every exit path.
+
+What survives faults:
+
+* a process killed while writing leaves ``<step>.orbax-checkpoint-tmp-*``, which
+  orbax never lists as a checkpoint (a step directory appears only by atomic
+  rename once everything is written) and deletes when the next run opens the
+  directory (``cleanup_tmp_directories``); older checkpoints are removed only
+  after the new one is committed;
+* a damaged checkpoint (truncated, deleted or altered files) fails to restore
+  or fails its checksums (:mod:`hybridconv.fingerprint`);
+  :meth:`Checkpointer.restore_latest` then names it, falls back to the newest
+  intact one and moves the damaged ones to ``<directory>.corrupt/`` (never
+  deleting them). If none restores, nothing is moved and the run stops.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from typing import Any
+import shutil
+from typing import Any, NamedTuple
 
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
+from hybridconv import fingerprint, sharding
+
 BEST_METRIC = "eval/accuracy"
 ITEMS = ("state", "config", "metadata", "data")
+CORRUPT_SUFFIX = ".corrupt"
+_ERROR_CHARS = 300  # of each checkpoint's restore error in a message
+
+
+class CheckpointError(ValueError):
+  """No checkpoint of a non-empty checkpoint directory could be restored."""
+
+
+class Restored(NamedTuple):
+  step: int
+  state: Any
+  metadata: dict[str, Any]
+  data_state: dict[str, Any] | None
+
+
+def _sha256(data: dict[str, Any]) -> str:
+  return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _one_line(error: BaseException) -> str:
+  text = " ".join(f"{type(error).__name__}: {error}".split())
+  return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
+
+
+def existing_steps(directory: str) -> list[int]:
+  """Steps of the committed checkpoints in ``directory`` (no orbax manager, nothing created)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory)
+                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
@@ -104,6 +153,10 @@ class Checkpointer:
     """
     if step in self._manager.all_steps():
       return False
+    # Checksums of exactly what is saved, so a restore can tell damaged files.
+    metadata = {**metadata, "fingerprint": fingerprint.fingerprint(state)}
+    if data_state is not None:
+      metadata["data_sha256"] = _sha256(data_state)
     items = {
         "state": ocp.args.StandardSave(state),
         "config": ocp.args.JsonSave(config_json),
@@ -119,12 +172,17 @@ class Checkpointer:
     return saved
 
   def restore(self, step: int, abstract_state) -> tuple[Any, dict[str, Any], dict | None]:
-    """``(state, metadata, data_state)`` of checkpoint ``step``.
+    """``(state, metadata, data_state)`` of checkpoint ``step``, verified by its checksums.
 
     Args:
       step: an existing checkpoint step.
       abstract_state: pytree of ``jax.ShapeDtypeStruct`` with shardings, the
         same structure as the saved state.
+
+    Raises:
+      ValueError: the restored arrays or data state do not match the checksums
+        saved with them (damaged files). Orbax raises its own errors for
+        missing or truncated files.
     """
     items = {
         "state": ocp.args.StandardRestore(abstract_state),
@@ -134,7 +192,69 @@ class Checkpointer:
     if has_data:
       items["data"] = ocp.args.JsonRestore()
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    return restored["state"], restored["metadata"], (restored["data"] if has_data else None)
+    metadata = dict(restored["metadata"])
+    data_state = restored["data"] if has_data else None
+    where = os.path.join(self.directory, str(step))
+    sums = metadata.pop("fingerprint", None)  # absent in checkpoints from before checksums
+    if sums is not None:
+      problem = fingerprint.first_mismatch(sums, fingerprint.fingerprint(restored["state"]))
+      if problem:
+        raise ValueError(f"checkpoint {where}: {problem}")
+    data_sum = metadata.pop("data_sha256", None)
+    if data_state is not None and data_sum not in (None, _sha256(data_state)):
+      raise ValueError(f"checkpoint {where}: the data iterator state does not match its checksum")
+    return restored["state"], metadata, data_state
+
+  def restore_latest(self, abstract_state) -> Restored | None:
+    """The newest checkpoint that restores intact; None if there is no checkpoint.
+
+    Damaged checkpoints newer than it are logged by name and moved to
+    ``<directory>.corrupt/`` so the resumed run can write those steps again.
+    A failure only counts as damage when an older checkpoint restores: if none
+    does (a changed model, say), nothing is moved.
+
+    Raises:
+      CheckpointError: checkpoints exist but none could be restored; the
+        message names each one with its error.
+    """
+    failures: list[tuple[int, BaseException]] = []
+    for step in sorted(self.all_steps(), reverse=True):
+      restored, error = None, None
+      try:
+        restored = Restored(step, *self.restore(step, abstract_state))
+      except Exception as e:  # noqa: BLE001 (orbax/tensorstore raise many types; all mean "not usable")
+        error = e
+      # Every process must pick the same checkpoint.
+      if sharding.all_processes(error is None):
+        if failures:
+          self._quarantine([s for s, _ in failures])
+        return restored
+      error = error or RuntimeError("restored on this process, failed on another")
+      logging.error("checkpoint %s cannot be restored, trying an older one: %s",
+                    os.path.join(self.directory, str(step)), _one_line(error))
+      failures.append((step, error))
+    if not failures:
+      return None
+    details = "; ".join(f"step {step}: {_one_line(error)}" for step, error in failures)
+    raise CheckpointError(
+        f"none of the {len(failures)} checkpoint(s) in {self.directory} can be restored "
+        f"({details}). If the config or the code changed the model or optimiser, use a new "
+        "--workdir; otherwise move the damaged step directories away to start from scratch")
+
+  def _quarantine(self, steps: list[int]) -> None:
+    """Moves damaged step directories to ``<directory>.corrupt/`` (process 0), then reloads."""
+    target_root = self.directory + CORRUPT_SUFFIX
+    if jax.process_index() == 0:
+      os.makedirs(target_root, exist_ok=True)
+      for step in steps:
+        source = os.path.join(self.directory, str(step))
+        target, n = os.path.join(target_root, str(step)), 1
+        while os.path.exists(target):
+          target, n = os.path.join(target_root, f"{step}.{n}"), n + 1
+        shutil.move(source, target)
+        logging.warning("moved damaged checkpoint %s to %s", source, target)
+    sharding.sync_processes("hybridconv_checkpoint_quarantine")
+    self._manager.reload()
 
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()

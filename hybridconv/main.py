@@ -3,6 +3,12 @@ r"""Command line: ``python -m hybridconv.main --config=configs/<file>.py:<varian
 Flags only; the work is ``hybridconv.train.train_and_evaluate``. The config is
 locked: ``--config.optim.learning_rate=3e-3`` changes a declared key, and a
 misspelt key is an error.
+
+Exit status: 0 finished; 2 a bad config, bad data or no restorable checkpoint
+(one ``error:`` line, nothing compiled for config errors); 3 a non-finite loss
+or gradient (``config.nan_policy``); 128 + the signal's number (143 SIGTERM,
+130 SIGINT) stopped by that signal after saving a checkpoint -- run the same
+command again to resume.
 """
 
 from __future__ import annotations
@@ -49,14 +55,17 @@ def main(argv: list[str]) -> None:
   # Imported here so that `--help` and flag errors do not pay for importing JAX.
   import jax  # noqa: PLC0415
 
-  from hybridconv import preemption, train  # noqa: PLC0415
+  from hybridconv import nonfinite, preemption, train  # noqa: PLC0415
 
   logging.get_absl_handler().addFilter(_LibraryInfoFilter())
   try:
     final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except preemption.Preempted as stop:
-    print(stop, file=sys.stderr)
+    print(f"preempted: {stop}", file=sys.stderr)
     sys.exit(preemption.exit_code(stop.signal_name))
+  except nonfinite.NonFiniteError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(nonfinite.EXIT_CODE)
   except (ValueError, FileNotFoundError) as error:
     # Bad configs and missing or bad data are reported as one line, not a traceback.
     print(f"error: {error}", file=sys.stderr)

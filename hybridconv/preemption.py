@@ -6,6 +6,12 @@ before killing a job. Orbax only notices preemption after
 the signal sets a flag, and the loop saves a checkpoint at the next step
 boundary and stops with :class:`Preempted`. A second signal of the same kind
 falls through to the previous handler (so a double Ctrl-C still interrupts).
+
+The handler is installed before the data is loaded, so a signal that arrives
+while data loads, the step compiles, an evaluation runs or metrics are logged
+is not lost: the loop checks the flag after each of these. Processes of a
+multi-process run compare their flags at log events (``hybridconv.train``), so
+all of them save the same step.
 """
 
 from __future__ import annotations
@@ -25,10 +31,10 @@ def exit_code(signal_name: str) -> int:
 class Preempted(Exception):
   """Training stopped on a signal after saving a checkpoint at ``step``."""
 
-  def __init__(self, step: int, signal_name: str):
+  def __init__(self, step: int, signal_name: str, saved: bool = True):
+    what = "after saving a checkpoint" if saved else "before training began (nothing to save)"
     super().__init__(
-        f"stopped by {signal_name} at step {step} after saving a checkpoint; "
-        "run the same command again to resume"
+        f"stopped by {signal_name} at step {step} {what}; run the same command again to resume"
     )
     self.step = step
     self.signal_name = signal_name

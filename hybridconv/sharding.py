@@ -92,3 +92,30 @@ def check_batch_size(name: str, batch_size: int, mesh: Mesh) -> None:
         f"{jax.local_device_count()} local device(s)); e.g. "
         f"{max(1, round(batch_size / num_devices)) * num_devices}"
     )
+
+
+def any_process(flag: bool) -> bool:
+  """Whether ``flag`` is True on any process (the value itself when there is only one).
+
+  Multi-process runs use it wherever processes must take the same branch, e.g.
+  to stop on a signal that reached only some of them. It is a collective:
+  every process must call it at the same point.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # noqa: PLC0415
+
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+
+
+def all_processes(flag: bool) -> bool:
+  """Whether ``flag`` is True on every process (a collective, like :func:`any_process`)."""
+  return not any_process(not flag)
+
+
+def sync_processes(name: str) -> None:
+  """A barrier across processes (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    multihost_utils.sync_global_devices(name)

@@ -11,60 +11,53 @@ Everything a step depends on is a function of (config, seed, step): batches come
 from the data pipeline by step, dropout keys are ``fold_in(key, step)``. A run
 resumed from a checkpoint therefore continues exactly as the uninterrupted run
 would have.
+
+Faults a run is built to survive (tests in ``tests/reliability_*_test.py``; the
+order of work within a step that they rest on is in ``hybridconv.train_loop``):
+SIGKILL anywhere (resume from the last checkpoint, bit-identical result);
+SIGTERM/SIGINT (checkpoint at the next step boundary, also when the signal came
+during compilation, evaluation or logging, then :class:`preemption.Preempted`);
+damaged checkpoints (:meth:`checkpointing.Checkpointer.restore_latest`);
+non-finite losses or gradients (:mod:`hybridconv.nonfinite`); a failing or
+hanging extra metric writer (:class:`writers.BackgroundWriter`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
-import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from absl import logging
 from flax import nnx
-from jax.experimental import multihost_utils
 
-import hybridconv
-from hybridconv import checkpointing, data, models, optim, preemption, sharding, tracking, writers
+from hybridconv import (
+  checkpointing,
+  data,
+  faults,
+  models,
+  nonfinite,
+  optim,
+  preemption,
+  sharding,
+  tracking,
+  train_loop,
+  validation,
+  writers,
+)
 from hybridconv import metrics as metrics_lib
 from hybridconv import train_state as ts
-from hybridconv.progress import Progress, Throughput
+from hybridconv import workdir as workdir_lib
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = workdir_lib.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 
 
 # ---------------------------------------------------------------------------
-# Validation and set-up (all before anything is compiled)
-
-
-def validate_config(config, mesh) -> None:
-  """Refuses settings the run cannot honour, each with one message naming the key."""
-  sharding.check_batch_size("batch_size", config.batch_size, mesh)
-  sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
-  ts.compute_dtype(config.compute_dtype)
-  if not (config.num_epochs > 0 or config.num_train_steps > 0):
-    raise ValueError(
-        f"config.num_epochs={config.num_epochs} and config.num_train_steps="
-        f"{config.num_train_steps}: one of them must be > 0"
-    )
-  for key in ("log_every_steps",):
-    if getattr(config, key) < 1:
-      raise ValueError(f"config.{key}={getattr(config, key)} must be >= 1")
-  for key, value in (
-      ("eval_every_epochs", config.eval_every_epochs),
-      ("checkpoint.every_epochs", config.checkpoint.every_epochs),
-  ):
-    if not value > 0:
-      raise ValueError(f"config.{key}={value} must be > 0 (epochs, may be fractional)")
-  if not 0 <= config.label_smoothing < 1:
-    raise ValueError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
+# Set-up (validation in hybridconv.validation, all before anything is compiled)
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:
@@ -72,11 +65,6 @@ def num_train_steps(config, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return config.num_train_steps
   return max(1, math.ceil(config.num_epochs * steps_per_epoch))
-
-
-def every_steps(epochs: float, steps_per_epoch: int) -> int:
-  """An epoch-valued cadence in steps (at least every step)."""
-  return max(1, round(epochs * steps_per_epoch))
 
 
 def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
@@ -100,7 +88,13 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
         dtype=None if dtype == jnp.float32 else dtype,
     )
 
-  fns = ts.model_functions(nnx.eval_shape(build, init_key), dtype)
+  try:
+    abstract_model = nnx.eval_shape(build, init_key)
+  except ValueError as error:  # bad kernel specs, group sizes, image sizes
+    raise ValueError(f"{error} {validation.model_context(config.model, image_shape)}") from error
+  fns = ts.model_functions(abstract_model, dtype)
+  validation.check_model(config.model, abstract_model, fns, image_shape=tuple(image_shape),
+                         num_classes=num_classes)
 
   # Keys are arguments, not closed-over constants: XLA would otherwise try to
   # constant-fold the random initialisation, which compiles very slowly.
@@ -120,8 +114,15 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
 
 
 def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, schedule,
-               label_smoothing: float):
-  """One optimiser update on a global batch; returns the new state and scalar metrics."""
+               label_smoothing: float, skip_nonfinite: bool = False):
+  """One optimiser update on a global batch; returns the new state and scalar metrics.
+
+  The metrics also hold ``nonfinite.FLAGS_KEY``: whether the loss and each
+  gradient array are finite. With ``skip_nonfinite`` a non-finite step keeps
+  the old params, optimiser state and model state (BatchNorm statistics) and
+  only advances ``step``, so the batch is dropped and the optimiser's own
+  count (hence its schedule) does not move.
+  """
   key = ts.step_key(state)
 
   def loss_fn(params):
@@ -133,10 +134,18 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
   (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  flags = nonfinite.finite_flags(loss, grads)
+  finite = nonfinite.all_finite(flags)
+  if skip_nonfinite:
+    params, opt_state, model_state = nonfinite.keep_if(
+        finite, (params, opt_state, model_state),
+        (state.params, state.opt_state, state.model_state))
   scalars = {
       "train/loss": loss,
       "train/accuracy": jnp.mean(metrics_lib.top_k_correct(logits, batch["label"], 1)),
       "train/learning_rate": schedule(state.step),
+      "train/nonfinite": 1.0 - finite.astype(jnp.float32),
+      nonfinite.FLAGS_KEY: flags,
   }
   # Global and per-layer gradient, parameter and update norms.
   scalars.update(tracking.scalar_metrics(grads, params, updates))
@@ -153,45 +162,8 @@ def eval_step(params, model_state, batch, *, fns: ts.ModelFunctions):
   return metrics_lib.eval_sums(logits, batch["label"], batch["mask"])
 
 
-def evaluate(eval_fn, state: ts.TrainState, pipeline) -> dict[str, float]:
-  """Test-split loss, top-1 (and top-5) accuracy of ``state``."""
-  sums = None
-  for batch in pipeline.eval_batches():
-    out = eval_fn(state.params, state.model_state, batch)
-    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-  if sums is None:
-    raise ValueError("the test split produced no evaluation batches")
-  return metrics_lib.summarize_eval(jax.device_get(sums))
-
-
 # ---------------------------------------------------------------------------
-# The loop
-
-
-def _metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dict[str, Any]:
-  return {
-      "step": step,
-      "epoch": step / steps_per_epoch,
-      "time": time.time(),
-      "process_count": jax.process_count(),
-      "device_count": jax.device_count(),
-      "platform": jax.devices()[0].platform,
-      "jax_version": jax.__version__,
-      "hybridconv_version": hybridconv.__version__,
-      "eval": eval_metrics or {},
-  }
-
-
-def _write_config(config, workdir: str) -> dict:
-  config_json = json.loads(config.to_json_best_effort())
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_FILE), "w", encoding="utf-8") as f:
-      json.dump(config_json, f, indent=2, sort_keys=True)
-  return config_json
-
-
-def _pipeline_state(pipeline):
-  return pipeline.get_state() if hasattr(pipeline, "get_state") else None
+# Putting it together (the loop itself is hybridconv.train_loop)
 
 
 def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | None = None
@@ -202,8 +174,10 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
     config: a locked ``ml_collections.ConfigDict`` with the keys of
       ``configs/default.py``.
     workdir: run directory: ``config.json``, ``metrics.jsonl``, ``checkpoints/``.
-    writer: extra metric writer (e.g. an experiment tracker); the JSON lines
-      file is always written.
+    writer: extra metric writer (e.g. an experiment tracker). It runs in a
+      background thread (:class:`writers.BackgroundWriter`), so a tracker that
+      fails or hangs costs a warning, not the run; the JSON lines file is
+      always written.
 
   Returns:
     the final metrics: ``step``, the last ``train/*`` means, ``eval/*`` of the
@@ -212,178 +186,102 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
 
   Raises:
     preemption.Preempted: stopped by SIGTERM/SIGINT after saving a checkpoint.
+    nonfinite.NonFiniteError: a non-finite loss or gradient (``config.nan_policy``).
+    checkpointing.CheckpointError: checkpoints exist but none can be restored.
+    ValueError: a bad config, a config that changes the model of the workdir's
+      checkpoints, or bad data -- before anything is compiled.
   """
   sharding.maybe_initialize_distributed(config.distributed)
   mesh = sharding.make_mesh()
-  validate_config(config, mesh)
+  validation.validate_config(config, mesh)
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
+  fault = faults.from_env()
+  checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  config_json = workdir_lib.config_json(config)
+  if checkpointing.existing_steps(checkpoint_dir):
+    workdir_lib.check_resume(workdir, config_json, allow_change=config.allow_config_change)
 
-  pipeline = data.build_pipeline(
-      config.data, global_batch_size=config.batch_size,
-      eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
-  )
-  steps_per_epoch = pipeline.steps_per_epoch
-  total_steps = num_train_steps(config, steps_per_epoch)
-  tx, schedule = optim.build_optimizer(
-      config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
-  )
-  fns, state = create_train_state(
-      config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape,
-      mesh=mesh, tx=tx,
-  )
-  config_json = _write_config(config, workdir)
-  # JSON lines in the workdir plus W&B (unless disabled); a no-op off process 0.
-  logger = tracking.make_logger(config.tracking, workdir, is_main_process=lead, config=config_json)
-  writer = writers.MultiWriter([logger] + ([writer] if writer is not None else []))
+  # From here on a signal stops the run at the next safe point, also one that
+  # arrives while the data loads or the step compiles.
+  with preemption.PreemptionFlag() as flag:
+    pipeline = data.build_pipeline(
+        config.data, global_batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
+    )
+    fault.at("data", 0)
+    steps_per_epoch = pipeline.steps_per_epoch
+    total_steps = num_train_steps(config, steps_per_epoch)
+    tx, schedule = optim.build_optimizer(
+        config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+    )
+    fns, state = create_train_state(
+        config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape,
+        mesh=mesh, tx=tx,
+    )
+    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.write_config(workdir, config_json)
 
-  replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  train_fn = jax.jit(
-      functools.partial(train_step, fns=fns, tx=tx, schedule=schedule,
-                        label_smoothing=config.label_smoothing),
-      in_shardings=(replicated, batch_sharded), out_shardings=(replicated, replicated),
-      donate_argnums=0,
-  )
-  eval_fn = jax.jit(
-      functools.partial(eval_step, fns=fns),
-      in_shardings=(replicated, replicated, batch_sharded), out_shardings=replicated,
-  )
-  checkpointer = checkpointing.Checkpointer(
-      os.path.join(workdir, CHECKPOINT_DIR), keep=config.checkpoint.keep,
-      keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
-  )
-  with checkpointer, preemption.PreemptionFlag() as flag:
-    try:
-      latest = checkpointer.latest_step()
-      if latest is not None:
-        state, _, data_state = checkpointer.restore(latest, ts.abstract_like(state))
-        if data_state is not None:
-          pipeline.set_state(data_state)
-        logging.info("resumed from checkpoint %d in %s", latest, checkpointer.directory)
-      final = _train_loop(
-          config, state, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
-          checkpointer=checkpointer, writer=writer, flag=flag, total_steps=total_steps,
-          config_json=config_json, lead=lead, fns=fns, logger=logger, workdir=workdir,
-      )
-    finally:
-      writer.close()
-  if lead and config.tracking.animation:  # not in `finally`: it must not mask Preempted
+    replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    train_fn = jax.jit(
+        functools.partial(train_step, fns=fns, tx=tx, schedule=schedule,
+                          label_smoothing=config.label_smoothing,
+                          skip_nonfinite=config.nan_policy == "skip"),
+        in_shardings=(replicated, batch_sharded), out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    eval_fn = jax.jit(
+        functools.partial(eval_step, fns=fns),
+        in_shardings=(replicated, replicated, batch_sharded), out_shardings=replicated,
+    )
+    param_names = [optim.path_name(p) for p, _ in
+                   jax.tree_util.tree_flatten_with_path(state.params)[0]]
+    checkpointer = checkpointing.Checkpointer(
+        checkpoint_dir, keep=config.checkpoint.keep,
+        keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
+    )
+    with checkpointer:
+      # JSON lines in the workdir plus W&B unless disabled (its own bounded
+      # background thread); a no-op logger off process 0.
+      logger = tracking.make_logger(config.tracking, workdir, is_main_process=lead,
+                                    config=config_json)
+      extra = [writers.BackgroundWriter(writer)] if writer is not None else []
+      writer = writers.MultiWriter([logger] + extra)
+      try:
+        restored = checkpointer.restore_latest(ts.abstract_like(state))
+        metadata = {}
+        if restored is not None:
+          state, metadata = restored.state, restored.metadata
+          if restored.data_state is not None:
+            pipeline.set_state(restored.data_state)
+          logging.info("resumed from checkpoint %d in %s", restored.step, checkpointer.directory)
+        monitor = nonfinite.Monitor(config.nan_policy, config.max_consecutive_skips, param_names,
+                                    consecutive=metadata.get("consecutive_skips", 0))
+        loop = train_loop.TrainLoop(
+            config, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
+            checkpointer=checkpointer, writer=writer, flag=flag, fault=fault, monitor=monitor,
+            total_steps=total_steps, config_json=config_json, lead=lead, logger=logger,
+            summarize=_filter_summarizer(config, fns, logger, workdir, lead))
+        final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
+      finally:
+        writer.close()
+  if lead and config.tracking.animation:  # after the loop only: it must not mask Preempted
     tracking.write_animations(workdir)
   return final
 
 
-def _filter_summary(tracker, fns: ts.ModelFunctions, state: ts.TrainState, step: int) -> None:
-  """Logs the filters of ``state``'s model (this process's replica) at ``step``."""
-  rng_state = ts.fresh_rng_state(fns.abstract_rng_state, jax.random.key(0))
-  model = nnx.merge(fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
-                    tracking.local_replica(state.model_state))
-  tracker(model, step)
-
-
-def _stop_requested(flag: preemption.PreemptionFlag, log_due: bool) -> bool:
-  """Whether to save and stop now; every process must give the same answer.
-
-  One process checks its own flag every step. Several processes must stop at
-  the same step (the save is collective), so they compare flags -- one small
-  all-gather -- only at log events, which every process reaches together.
-  """
-  if jax.process_count() == 1:
-    return bool(flag)
-  if not log_due:
-    return False
-  flags = multihost_utils.process_allgather(np.asarray(bool(flag), np.int32))
-  return bool(np.any(flags))
-
-
-def _train_loop(config, state, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag,
-                total_steps: int, config_json: dict, lead: bool, fns, logger, workdir: str
-                ) -> dict[str, float]:
-  """Runs steps from ``state.step`` to ``total_steps`` with logging, evals and checkpoints."""
-  steps_per_epoch = pipeline.steps_per_epoch
-  eval_every = every_steps(config.eval_every_epochs, steps_per_epoch)
-  checkpoint_every = every_steps(config.checkpoint.every_epochs, steps_per_epoch)
-  step = int(jax.device_get(state.step))
-  progress = Progress(total_steps=total_steps, initial_step=step, enabled=lead)
-  means = metrics_lib.MeanAccumulator()
-  final: dict[str, float] = {}
-  eval_metrics: dict[str, float] | None = None
-  pending = None  # device metrics of the step dispatched last
-  timer = Throughput(config.batch_size)
-  filters_every = config.tracking.filters_every_steps
+def _filter_summarizer(config, fns: ts.ModelFunctions, logger, workdir: str, lead: bool):
+  """``summarize(state, step)`` logging every conv layer's filters, or None when off."""
+  if not lead or config.tracking.filters_every_steps <= 0:
+    return None
   tracker = tracking.FilterTracker(
       logger, gabor_fit=config.tracking.gabor_fit,
-      state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"),
-  ) if lead and filters_every > 0 else None
+      state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"))
 
-  def save(at_step: int, with_eval: dict | None):
-    checkpointer.save(
-        at_step, state, config_json=config_json,
-        metadata=_metadata(at_step, steps_per_epoch, with_eval), metrics=with_eval,
-        data_state=_pipeline_state(pipeline),
-    )
+  def summarize(state: ts.TrainState, step: int) -> None:
+    rng_state = ts.fresh_rng_state(fns.abstract_rng_state, jax.random.key(0))
+    model = nnx.merge(fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
+                      tracking.local_replica(state.model_state))
+    tracker(model, step)
 
-  try:
-    if tracker is not None and step == 0:
-      _filter_summary(tracker, fns, state, 0)
-    while step < total_steps:
-      batch = pipeline.train_batch(step)
-      state, step_metrics = train_fn(state, batch)
-      step += 1
-      if pending is not None:
-        means.add(jax.device_get(pending))  # step n-1: overlaps with step n on the device
-      pending = step_metrics
-      if not timer.started:
-        # The session's first step compiles: wait for it before the clock starts.
-        means.add(jax.device_get(pending))
-        pending = None
-      timer.count()
-      progress.step(step)
-
-      eval_due = step % eval_every == 0 or step == total_steps
-      checkpoint_due = step % checkpoint_every == 0 or step == total_steps
-      log_due = step % config.log_every_steps == 0 or eval_due or checkpoint_due
-      stop = _stop_requested(flag, log_due)
-      if log_due or stop:
-        if pending is not None:
-          means.add(jax.device_get(pending))
-          pending = None
-        scalars = means.pop()
-        scalars.update(timer.rates())
-        scalars["epoch"] = step / steps_per_epoch
-        if not tracking.is_due(step, config.tracking.scalars_every_steps, total_steps):
-          scalars = tracking.without_layer_norms(scalars)
-        writer.write_scalars(step, scalars)
-        progress.log(step, {"loss": scalars["train/loss"],
-                            "img/s": scalars.get("images_per_sec", float("nan"))})
-        final.update(scalars)
-      if eval_due:
-        with timer.paused():
-          eval_metrics = evaluate(eval_fn, state, pipeline)
-        writer.write_scalars(step, eval_metrics)
-        progress.message(f"eval step {step}: " + ", ".join(
-            f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
-        final.update(eval_metrics)
-      if tracker is not None and tracking.is_due(step, filters_every, total_steps):
-        with timer.paused():
-          _filter_summary(tracker, fns, state, step)
-      if checkpoint_due or stop:
-        with timer.paused():
-          save(step, eval_metrics if eval_due else None)
-        if config.tracking.log_checkpoints:
-          logger.log_artifact(f"file://{os.path.join(checkpointer.directory, str(step))}",
-                              "checkpoints", "model")
-      if stop:
-        checkpointer.wait_until_finished()
-        raise preemption.Preempted(step, flag.signal_name or "a signal to another process")
-
-    if eval_metrics is None or "eval/accuracy" not in final:
-      # Resumed at the end of a finished run: evaluate the restored state.
-      eval_metrics = evaluate(eval_fn, state, pipeline)
-      final.update(eval_metrics)
-  finally:
-    progress.close()
-  final.update(step=step, train_seconds=timer.total_seconds)
-  if timer.total_images:
-    final["images_per_sec"] = timer.total_images / max(timer.total_seconds, 1e-9)
-  return final
+  return summarize

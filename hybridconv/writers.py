@@ -2,7 +2,10 @@
 
 The train loop talks to one small interface, ``write_scalars(step, scalars)``,
 so experiment trackers (``hybridconv.tracking``) plug in beside the JSON lines
-file without the loop knowing about them.
+file without the loop knowing about them. A tracker is a network service that
+can fail or hang; :class:`BackgroundWriter` keeps it off the training thread, so
+an outage costs at most a bounded wait at the end of the run and the workdir's
+``metrics.jsonl`` still gets every event.
 """
 
 from __future__ import annotations
@@ -10,10 +13,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from absl import logging
+
 METRICS_FILE = "metrics.jsonl"
+# The longest a run's end waits for a background writer (e.g. W&B) to finish.
+CLOSE_TIMEOUT_S = 30.0
 
 
 class MetricWriter(Protocol):
@@ -83,3 +93,87 @@ def read_metrics(workdir: str) -> list[dict]:
   """All events of ``<workdir>/metrics.jsonl``, in order."""
   with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+class BackgroundWriter:
+  """Runs another writer on a daemon thread, so its failures and stalls never reach training.
+
+  ``write_scalars`` only enqueues (it never blocks): when the queue is full --
+  the writer hangs or is far behind -- events are dropped and counted. An
+  exception from the writer is logged once with a warning and the following
+  events are still offered to it (a tracker may recover). ``close`` waits at
+  most ``close_timeout_s`` for the queue to drain and the writer to close, then
+  gives up with a warning; the thread is a daemon, so a hung writer cannot keep
+  the process alive.
+
+  Args:
+    writer: the writer to protect (e.g. a W&B logger).
+    max_queue: events held at most while the writer is busy.
+    close_timeout_s: the longest ``close`` waits (default :data:`CLOSE_TIMEOUT_S`).
+  """
+
+  def __init__(self, writer: MetricWriter, *, max_queue: int = 1000,
+               close_timeout_s: float | None = None):
+    self.writer = writer
+    self.close_timeout_s = CLOSE_TIMEOUT_S if close_timeout_s is None else close_timeout_s
+    self.dropped = 0
+    self.errors = 0
+    self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+    self._closed = False
+    self._name = type(writer).__name__
+    self._thread = threading.Thread(target=self._work, name=f"writer-{self._name}", daemon=True)
+    self._thread.start()
+
+  def _warn_once(self, what: str, error: BaseException) -> None:
+    self.errors += 1
+    if self.errors == 1:
+      logging.warning("metric writer %s failed (%s: %s: %s); training goes on, metrics.jsonl "
+                      "has every event; further failures are counted, not logged", self._name,
+                      what, type(error).__name__, error)
+
+  def _work(self) -> None:
+    while True:
+      item = self._queue.get()
+      if item is None:
+        break
+      try:
+        self.writer.write_scalars(*item)
+      except Exception as error:  # noqa: BLE001 (any tracker failure is survivable)
+        self._warn_once("write_scalars", error)
+    try:
+      self.writer.close()
+    except Exception as error:  # noqa: BLE001
+      self._warn_once("close", error)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    if self._closed:
+      return
+    try:
+      self._queue.put_nowait((step, dict(scalars)))
+    except queue.Full:
+      self.dropped += 1
+      if self.dropped == 1:
+        logging.warning("metric writer %s is not keeping up (queue of %d full); dropping its "
+                        "events, metrics.jsonl still has them", self._name, self._queue.maxsize)
+
+  def close(self) -> None:
+    """Waits up to ``close_timeout_s`` for the writer to finish and close."""
+    if self._closed:
+      return
+    self._closed = True
+    deadline = time.monotonic() + self.close_timeout_s
+    while True:  # the end marker must get in even if the queue is full of a hung writer's events
+      try:
+        self._queue.put(None, timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+        break
+      except queue.Full:
+        if time.monotonic() >= deadline:
+          break
+    self._thread.join(max(0.0, deadline - time.monotonic()))
+    if self._thread.is_alive():
+      logging.warning("metric writer %s did not finish within %.0f s; giving up on it (%d events "
+                      "not delivered, %d dropped); metrics.jsonl has them all", self._name,
+                      self.close_timeout_s, self._queue.qsize(), self.dropped)
+    elif self.errors or self.dropped:
+      logging.warning("metric writer %s: %d failed calls, %d dropped events", self._name,
+                      self.errors, self.dropped)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from hybridconv import preemption, train, writers
+from hybridconv import faults, preemption, train, writers
 
 
 def _config(variant="hybrid", **overrides):
@@ -89,36 +88,24 @@ def test_workdir_layout_and_metrics(full_run):
   assert metadata["step"] == 8 and metadata["device_count"] >= 1
 
 
-class _SignalAt:
-  """A writer that sends SIGTERM to this process when a given step is logged."""
-
-  def __init__(self, step: int):
-    self.step = step
-
-  def write_scalars(self, step, scalars):
-    del scalars
-    if step == self.step:
-      os.kill(os.getpid(), signal.SIGTERM)
-
-  def close(self):
-    pass
-
-
 @pytest.mark.parametrize("pipeline", ["device", "streaming"])
-def test_sigterm_saves_and_resume_is_bitwise_identical(pipeline, tmp_path, tmp_path_factory):
+def test_sigterm_saves_and_resume_is_bitwise_identical(pipeline, tmp_path, tmp_path_factory,
+                                                       monkeypatch):
   full_dir, full_final = _full_run(pipeline, tmp_path_factory)
   workdir = str(tmp_path)
   config = _config(**{"data.pipeline": pipeline})
+  # SIGTERM while the scalars of step 2 are being written (faults.py test hook).
+  monkeypatch.setenv(faults.ENV_VAR, "sigterm@log:2")
   with pytest.raises(preemption.Preempted) as stop:
-    train.train_and_evaluate(config, workdir, writer=_SignalAt(step=2))
-  # The signal arrives while step 2 is logged; the loop notices it after step 3.
-  assert stop.value.step == 3 and stop.value.signal_name == "SIGTERM"
-  assert os.path.isdir(os.path.join(workdir, "checkpoints", "3"))
+    train.train_and_evaluate(config, workdir)
+  assert stop.value.step == 2 and stop.value.signal_name == "SIGTERM"
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
 
+  monkeypatch.delenv(faults.ENV_VAR)
   resumed = train.train_and_evaluate(config, workdir)
   assert resumed["step"] == 8
   events = writers.read_metrics(workdir)
-  assert [e["step"] for e in events if "train/loss" in e] == [2, 3, 4, 6, 8]
+  assert [e["step"] for e in events if "train/loss" in e] == [2, 4, 6, 8]
   resumed_arrays, full_arrays = _saved_arrays(workdir, 8), _saved_arrays(full_dir, 8)
   assert resumed_arrays.keys() == full_arrays.keys()
   for key, value in full_arrays.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import pathlib
+import zlib
 
 import numpy as np
 
@@ -98,7 +99,8 @@ def _read_bytes(path: pathlib.Path) -> bytes:
     try:
       with gzip.open(path, "rb") as f:
         return f.read()
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+    # gzip.BadGzipFile is an OSError; a damaged deflate stream raises zlib.error.
+    except (OSError, EOFError, zlib.error) as e:
       raise ValueError(f"{path}: not a valid gzip file ({e})") from e
   return path.read_bytes()
 

@@ -35,19 +35,19 @@ def _is_pattern(key: str) -> bool:
   return bool(_GLOB_CHARACTERS & set(key))
 
 
-def _matching_spec(name: str, kernels: Mapping[str, Any]) -> tuple[bool, Any]:
-  """(found, spec) for one layer: its own entry, else the longest matching pattern."""
+def _matching_spec(name: str, kernels: Mapping[str, Any]) -> tuple[str | None, Any]:
+  """(key, spec) for one layer: its own entry, else the longest matching pattern (None, None)."""
   if name in kernels:
-    return True, kernels[name]
+    return name, kernels[name]
   matches = [key for key in kernels if _is_pattern(key) and fnmatch.fnmatchcase(name, key)]
   if not matches:
-    return False, None
+    return None, None
   longest = max(len(key) for key in matches)
   best = [key for key in matches if len(key) == longest]
   if len(best) > 1:
     raise ValueError(f"model.kernels patterns {best} both match conv layer {name!r} and are "
                      "equally long; give that layer its own entry or make one pattern longer")
-  return True, kernels[best[0]]
+  return best[0], kernels[best[0]]
 
 
 def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
@@ -74,10 +74,15 @@ def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
                      f"layers are {list(layer_names)} (or a glob pattern such as '*')")
   resolved = {}
   for index, name in enumerate(layer_names):
-    found, spec = _matching_spec(name, kernels)
-    if not found:
+    key, spec = _matching_spec(name, kernels)
+    where = f"model.kernels[{key!r}]"
+    if key is None:
       spec = first_layer if index == 0 else "free"
-    resolved[name] = sources.parse(spec)
+      where = "model.first_layer"
+    try:
+      resolved[name] = sources.parse(spec)
+    except ValueError as error:  # name the config key that holds the bad spec
+      raise ValueError(f"{where}={spec!r}: {error}") from error
   return resolved
 
 

@@ -21,6 +21,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybridconv.kernels import banks
+
 GABOR_PARAMETERS = ("theta", "frequency", "sigma", "gamma", "psi")
 GABOR_CHANNEL_MODES = ("pair", "mix")
 GABOR_INITS = ("grid", "random")
@@ -124,6 +126,8 @@ class Fixed:
   normalize: bool = True
 
   def __post_init__(self):
+    if self.bank not in banks.BANKS:  # fail when the config is read, not when the layer is built
+      raise ValueError(f"unknown kernel bank {self.bank!r}; known banks: {', '.join(banks.BANKS)}")
     options = self.options.items() if isinstance(self.options, Mapping) else self.options
     object.__setattr__(self, "options", tuple((str(k), v) for k, v in options))
 

@@ -1,0 +1,238 @@
+"""The train loop: steps, logging, evaluations, checkpoints, and the points where faults stop it.
+
+:class:`TrainLoop` runs the jitted step from the restored step to the last,
+dispatching step n before fetching step n-1's metrics so the host never stalls
+the device. Its order within a step is what the reliability guarantees rest on
+(tested in ``tests/reliability_*_test.py``):
+
+1. dispatch step n, then fetch step n-1's metrics -- the non-finite check
+   (:mod:`hybridconv.nonfinite`) happens on these already-fetched values;
+2. at a log, eval or checkpoint step: fetch step n's metrics too, write the
+   scalars, evaluate (abandoned at the next batch if a stop signal arrives);
+3. decide whether to stop -- after logging and evaluation, so a signal that
+   came during either is seen here; processes of a multi-process run agree;
+4. save (every save follows the non-finite check of the state it saves), and
+   on a stop wait for the write and raise :class:`preemption.Preempted`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import hybridconv
+from hybridconv import metrics as metrics_lib
+from hybridconv import nonfinite, preemption, sharding, tracking
+from hybridconv import train_state as ts
+from hybridconv.progress import Progress, Throughput
+
+
+def every_steps(epochs: float, steps_per_epoch: int) -> int:
+  """An epoch-valued cadence in steps (at least every step)."""
+  return max(1, round(epochs * steps_per_epoch))
+
+
+def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None
+             ) -> dict[str, float] | None:
+  """Test-split loss, top-1 (and top-5) accuracy of ``state``.
+
+  ``interrupted()`` is asked after each batch is dispatched; when it returns
+  True the evaluation is abandoned and None returned (a stop signal arrived).
+  """
+  sums = None
+  for batch in pipeline.eval_batches():
+    out = eval_fn(state.params, state.model_state, batch)
+    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    if interrupted is not None and interrupted():
+      return None
+  if sums is None:
+    raise ValueError("the test split produced no evaluation batches")
+  return metrics_lib.summarize_eval(jax.device_get(sums))
+
+
+def run_metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dict[str, Any]:
+  return {
+      "step": step,
+      "epoch": step / steps_per_epoch,
+      "time": time.time(),
+      "process_count": jax.process_count(),
+      "device_count": jax.device_count(),
+      "platform": jax.devices()[0].platform,
+      "jax_version": jax.__version__,
+      "hybridconv_version": hybridconv.__version__,
+      "eval": eval_metrics or {},
+  }
+
+
+def pipeline_state(pipeline):
+  return pipeline.get_state() if hasattr(pipeline, "get_state") else None
+
+
+def stop_requested(flag: preemption.PreemptionFlag, collective_point: bool) -> bool:
+  """Whether to stop here; multi-process runs agree, at points every process reaches."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return collective_point and sharding.any_process(bool(flag))
+
+
+class TrainLoop:
+  """The train loop: steps from ``state.step`` to ``total_steps`` with logging, evals, saves.
+
+  Order within a step, which the fault guarantees rest on: dispatch step n,
+  then fetch step n-1's metrics (the non-finite check happens here); at a log,
+  eval or checkpoint step fetch step n's too, write the scalars, evaluate,
+  then decide whether to stop (a signal may have come during any of these),
+  save, and stop. Every save therefore follows the non-finite check of the
+  state it saves.
+  """
+
+  def __init__(self, config, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag, fault,
+               monitor, total_steps: int, config_json: dict, lead: bool, logger=None,
+               summarize=None):
+    self.config, self.pipeline = config, pipeline
+    self.train_fn, self.eval_fn = train_fn, eval_fn
+    self.checkpointer, self.writer, self.flag, self.fault = checkpointer, writer, flag, fault
+    self.monitor, self.total_steps, self.config_json = monitor, total_steps, config_json
+    self.steps_per_epoch = pipeline.steps_per_epoch
+    self.eval_every = every_steps(config.eval_every_epochs, self.steps_per_epoch)
+    self.checkpoint_every = every_steps(config.checkpoint.every_epochs, self.steps_per_epoch)
+    self.means = metrics_lib.MeanAccumulator()
+    self.timer = Throughput(config.batch_size)
+    self.lead = lead
+    self.logger = logger
+    self.summarize = summarize  # summarize(state, step): filter summaries, or None
+    self.pending = None  # (step, device metrics) of the step dispatched last
+    self.final: dict[str, float] = {}
+    self.progress: Progress | None = None
+
+  def _fetch(self) -> None:
+    """Brings the pending step's metrics to the host and checks them for non-finite values."""
+    if self.pending is None:
+      return
+    at, device_metrics = self.pending
+    self.pending = None
+    scalars = jax.device_get(device_metrics)
+    flags = scalars.pop(nonfinite.FLAGS_KEY)
+    self.monitor.check(at, scalars, flags)
+    self.means.add(scalars)
+
+  def _log(self, step: int) -> None:
+    self._fetch()
+    scalars = self.means.pop()
+    if not scalars:
+      return
+    scalars.update(self.timer.rates())
+    scalars["epoch"] = step / self.steps_per_epoch
+    if not tracking.is_due(step, self.config.tracking.scalars_every_steps, self.total_steps):
+      scalars = tracking.without_layer_norms(scalars)
+    self.fault.at("log", step)
+    self.writer.write_scalars(step, scalars)
+    self.progress.log(step, {"loss": scalars["train/loss"],
+                             "img/s": scalars.get("images_per_sec", float("nan"))})
+    self.final.update(scalars)
+
+  def _evaluate(self, state, step: int) -> dict[str, float] | None:
+    """Evaluates and logs; None if a stop signal interrupted it (single-process runs)."""
+    def interrupted() -> bool:
+      self.fault.at("eval", step)
+      return jax.process_count() == 1 and bool(self.flag)
+
+    with self.timer.paused():
+      eval_metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted)
+    if eval_metrics is None:
+      return None
+    self.writer.write_scalars(step, eval_metrics)
+    self.progress.message(f"eval step {step}: " + ", ".join(
+        f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
+    self.final.update(eval_metrics)
+    return eval_metrics
+
+  def _save(self, state, step: int, eval_metrics: dict | None) -> None:
+    metadata = run_metadata(step, self.steps_per_epoch, eval_metrics)
+    metadata["consecutive_skips"] = self.monitor.consecutive
+    with self.timer.paused():
+      self.checkpointer.save(step, state, config_json=self.config_json, metadata=metadata,
+                             metrics=eval_metrics, data_state=pipeline_state(self.pipeline))
+    if self.logger is not None and self.config.tracking.log_checkpoints:
+      self.logger.log_artifact(f"file://{self.checkpointer.directory}/{step}", "checkpoints",
+                               "model")
+
+  def _stop(self, state, step: int, eval_metrics: dict | None):
+    """Saves (unless checkpoint ``step`` exists), waits for the write, raises Preempted."""
+    self._save(state, step, eval_metrics)
+    self.checkpointer.wait_until_finished()
+    raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process")
+
+  def _summarize(self, state, step: int) -> None:
+    if self.summarize is not None and tracking.is_due(
+        step, self.config.tracking.filters_every_steps, self.total_steps):
+      with self.timer.paused():
+        self.summarize(state, step)
+
+  def _eval_due(self, step: int) -> bool:
+    return step % self.eval_every == 0 or step == self.total_steps
+
+  def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
+    """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
+    step = int(jax.device_get(state.step))
+    self.progress = Progress(total_steps=self.total_steps, initial_step=step, enabled=self.lead)
+    eval_metrics = None
+    try:
+      if step < self.total_steps and stop_requested(self.flag, True):
+        # The signal came while the data loaded or the state was built or restored.
+        raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process",
+                                   saved=step > 0)
+      if resumed_eval == {} and step < self.total_steps and self._eval_due(step):
+        # The checkpoint was saved when a signal interrupted this step's evaluation.
+        eval_metrics = self._evaluate(state, step)
+        if eval_metrics is None:
+          self._stop(state, step, None)
+      if step == 0:
+        self._summarize(state, 0)
+      while step < self.total_steps:
+        batch = self.fault.poison(self.pipeline.train_batch(step), step + 1)
+        state, step_metrics = self.train_fn(state, batch)
+        step += 1
+        self.fault.at("step", step)
+        self._fetch()  # step n-1: overlaps with step n on the device
+        self.pending = (step, step_metrics)
+        if not self.timer.started:
+          # The session's first step compiles: wait for it before the clock starts.
+          self._fetch()
+        self.timer.count()
+        self.progress.step(step)
+
+        eval_due = self._eval_due(step)
+        checkpoint_due = step % self.checkpoint_every == 0 or step == self.total_steps
+        log_due = step % self.config.log_every_steps == 0 or eval_due or checkpoint_due
+        # Single-process runs stop at once; multi-process ones agree below.
+        stopping = jax.process_count() == 1 and bool(self.flag)
+        if log_due or stopping:
+          self._log(step)
+        eval_metrics = None
+        if eval_due and not stopping:
+          eval_metrics = self._evaluate(state, step)
+        if not stopping:
+          self._summarize(state, step)
+        # A signal during logging, evaluation or a filter summary stops here too.
+        stopping = (stopping or (eval_due and eval_metrics is None)
+                    or stop_requested(self.flag, log_due))
+        if stopping:
+          self._log(step)  # the steps since the last log event, if any
+          self._stop(state, step, eval_metrics)
+        if checkpoint_due:
+          self._save(state, step, eval_metrics if eval_due else None)
+
+      if "eval/accuracy" not in self.final:
+        # Resumed at the end of a finished run: evaluate the restored state.
+        eval_metrics = evaluate(self.eval_fn, state, self.pipeline)
+        self.final.update(eval_metrics)
+    finally:
+      self.progress.close()
+    self.final.update(step=step, train_seconds=self.timer.total_seconds)
+    if self.timer.total_images:
+      self.final["images_per_sec"] = self.timer.total_images / max(self.timer.total_seconds, 1e-9)
+    return self.final

@@ -1,0 +1,87 @@
+"""Checks that refuse a run before anything is compiled, each with one message naming the key.
+
+``validate_config`` needs only the config and the mesh; ``check_model`` needs
+the abstract model and the dataset's image shape, and traces one abstract
+forward pass (no compilation, no memory) so that a model that cannot run on
+these images fails here with its config keys named, instead of deep inside the
+compilation of the train step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hybridconv import models, nonfinite, sharding
+from hybridconv import train_state as ts
+
+
+def validate_config(config, mesh) -> None:
+  """Refuses settings the run cannot honour, each with one message naming the key."""
+  sharding.check_batch_size("batch_size", config.batch_size, mesh)
+  sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
+  ts.compute_dtype(config.compute_dtype)
+  if not (config.num_epochs > 0 or config.num_train_steps > 0):
+    raise ValueError(
+        f"config.num_epochs={config.num_epochs} and config.num_train_steps="
+        f"{config.num_train_steps}: one of them must be > 0"
+    )
+  for key in ("log_every_steps",):
+    if getattr(config, key) < 1:
+      raise ValueError(f"config.{key}={getattr(config, key)} must be >= 1")
+  for key, value in (
+      ("eval_every_epochs", config.eval_every_epochs),
+      ("checkpoint.every_epochs", config.checkpoint.every_epochs),
+  ):
+    if not value > 0:
+      raise ValueError(f"config.{key}={value} must be > 0 (epochs, may be fractional)")
+  if not 0 <= config.label_smoothing < 1:
+    raise ValueError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
+  nonfinite.check_config(config.nan_policy, config.max_consecutive_skips)
+
+
+def model_context(model_config, image_shape) -> str:
+  """Which config keys and data shape a model error is about."""
+  h, w, c = image_shape
+  return f"(building model.name={model_config.name!r} for {h}x{w}x{c} images)"
+
+
+def _kernel_extent(layer) -> tuple[int, int]:
+  return tuple((k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.kernel_dilation,
+                                               strict=True))
+
+
+def check_model(model_config, abstract_model: nnx.Module, fns: ts.ModelFunctions, *,
+                image_shape, num_classes: int) -> None:
+  """Refuses a first conv kernel larger than the images, and any model that cannot run on them.
+
+  Only the first layer's kernel is compared with its input: deeper layers of
+  ImageNet-style networks legitimately see feature maps smaller than their 3x3
+  kernels when trained on small images (e.g. ResNet-18 on 64x64).
+
+  Raises:
+    ValueError: naming the layer's config key, its kernel size and the image size.
+  """
+  layers = models.conv_layers(abstract_model)
+  if layers:
+    name, first = next(iter(layers.items()))
+    kh, kw = _kernel_extent(first)
+    if kh > image_shape[0] or kw > image_shape[1]:
+      raise ValueError(
+          f"conv layer {name!r} (model.first_layer / model.kernels) has a {kh}x{kw} kernel, "
+          f"larger than the {image_shape[0]}x{image_shape[1]} input images; allowed: kernels "
+          f"no larger than the images {model_context(model_config, image_shape)}")
+  _, params, _, model_state = ts.split_model(abstract_model)
+  images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+
+  def forward(params, model_state, images):
+    return fns.apply(params, model_state, images, train=True, key=jax.random.key(0))[0]
+
+  try:
+    logits = jax.eval_shape(forward, params, model_state, images)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{error} {model_context(model_config, image_shape)}") from error
+  if logits.shape != (2, num_classes):
+    raise ValueError(f"the model returns logits of shape {logits.shape[1:]} per image, expected "
+                     f"({num_classes},) {model_context(model_config, image_shape)}")

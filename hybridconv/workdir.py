@@ -1,0 +1,97 @@
+"""The run directory's ``config.json``, and whether a new config may resume its checkpoints.
+
+Running the same command again resumes from the workdir's checkpoints. If the
+config changed in between, the restored state would belong to a different
+experiment: a changed model or optimiser no longer fits the saved arrays, a
+changed dataset or seed silently mixes two runs. So a change to a key in
+:data:`MODEL_KEYS` is refused, naming the key and both values, unless
+``config.allow_config_change`` is True. Other changes (cadences, run length,
+learning rate, paths) are allowed and logged, because extending or re-pacing a
+run is routine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+from absl import logging
+
+CONFIG_FILE = "config.json"
+# Dotted prefixes of keys whose change makes a resumed run a different experiment.
+MODEL_KEYS = ("seed", "compute_dtype", "model", "data.source", "data.name", "data.gratings",
+              "optim.name")
+OVERRIDE_KEY = "allow_config_change"
+_ABSENT = "<absent>"
+
+
+def config_json(config) -> dict[str, Any]:
+  """The config as plain JSON data (what ``config.json`` holds)."""
+  return json.loads(config.to_json_best_effort())
+
+
+def write_config(workdir: str, config_data: dict[str, Any]) -> None:
+  """Writes ``config.json`` (process 0), replacing it atomically."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(config_data, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in data.items():
+    dotted = f"{prefix}{key}"
+    if isinstance(value, Mapping) and value:
+      flat.update(_flatten(value, dotted + "."))
+    else:
+      flat[dotted] = value
+  return flat
+
+
+def config_changes(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+  """``(dotted key, saved value, new value)`` for every key that differs, sorted by key."""
+  old_flat, new_flat = _flatten(saved), _flatten(new)
+  keys = sorted((set(old_flat) | set(new_flat)) - {OVERRIDE_KEY})
+  return [(key, old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)) for key in keys
+          if old_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)]
+
+
+def changes_model(key: str) -> bool:
+  return any(key == prefix or key.startswith(prefix + ".") for prefix in MODEL_KEYS)
+
+
+def check_resume(workdir: str, new: Mapping[str, Any], *, allow_change: bool) -> None:
+  """Refuses to resume ``workdir``'s checkpoints with a config that changes the model.
+
+  Call only when the workdir holds checkpoints. Keys missing from one side
+  (configs written by another version of the code) count as allowed changes.
+
+  Raises:
+    ValueError: a key of :data:`MODEL_KEYS` differs and ``allow_change`` is False.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    logging.warning("%s has checkpoints but no %s; cannot check the config", workdir,
+                    CONFIG_FILE)
+    return
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  changes = config_changes(saved, new)
+  refused = [(k, old, value) for k, old, value in changes
+             if changes_model(k) and _ABSENT not in (old, value)]
+  if refused and not allow_change:
+    key, old, value = refused[0]
+    others = ", ".join(k for k, _, _ in refused[1:])
+    raise ValueError(
+        f"config.{key}={value!r} differs from {old!r} in {path}, whose checkpoints this run "
+        f"would resume{f' (also changed: {others})' if others else ''}; a change of "
+        f"{', '.join(MODEL_KEYS)} makes a different experiment. Use a new --workdir, or pass "
+        f"--config.{OVERRIDE_KEY}=True to resume anyway")
+  for key, old, value in changes:
+    logging.warning("resuming %s with config.%s=%r (was %r)", workdir, key, value, old)
