@@ -14,6 +14,7 @@ command again to resume.
 from __future__ import annotations
 
 import logging as py_logging
+import os
 import sys
 
 from absl import app, flags, logging
@@ -41,12 +42,14 @@ class _LibraryInfoFilter(py_logging.Filter):
 
 
 def _print_summary(final: dict, workdir: str) -> None:
-  import os  # noqa: PLC0415
-
+  """The final metrics, and what the workdir now holds."""
+  workdir = os.path.abspath(workdir)
   shown = ("eval/accuracy", "eval/top5_accuracy", "eval/loss", "images_per_sec", "train_seconds")
   lines = [f"  {key}: {final[key]:.4f}" for key in shown if key in final]
   print(f"finished at step {final['step']}:", *lines, sep="\n")
-  print(f"results in {os.path.abspath(workdir)}: config.json, metrics.jsonl, checkpoints/")
+  entries = sorted(name + ("/" if os.path.isdir(os.path.join(workdir, name)) else "")
+                   for name in os.listdir(workdir))
+  print(f"results in {workdir}: {', '.join(entries)}")
 
 
 def main(argv: list[str]) -> None:

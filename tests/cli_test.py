@@ -28,7 +28,7 @@ def test_train_prints_where_the_results_are(tmp_path):
                 "--config.num_train_steps=2")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "finished at step 2" in result.stdout
-  assert f"results in {tmp_path}: config.json, metrics.jsonl, checkpoints/" in result.stdout
+  assert f"results in {tmp_path}: checkpoints/, config.json, metrics.jsonl" in result.stdout
   assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "metrics.jsonl"]
   analyze = _cli("analyze", f"--workdir={tmp_path}")
   assert analyze.returncode == 0, analyze.stderr[-2000:]
