@@ -10,7 +10,7 @@ Layout inside the workdir (every JSONL line is one event with its ``step``)::
   config.json         the logged config
   <image key>/step_0000100.png   e.g. filters/conv1/step_0000100.png
 
-``metrics.jsonl`` has the format of ``hybridconv.writers.JsonlWriter``, so the
+``metrics.jsonl`` has one JSON object per event (``step`` plus scalars); the
 analysis tools read either. Files are opened in append mode, so a resumed run
 continues the same history (events after the last checkpoint may appear
 twice; readers keep the later one). Every event is flushed, so a killed run
@@ -84,8 +84,8 @@ class JsonlLogger(logger_lib.Logger):
 
   Args:
     workdir: run directory (created if missing).
-    write_scalars_file: False when another writer (the train loop's own
-      ``JsonlWriter``) already writes ``metrics.jsonl``, to avoid duplicate lines.
+    write_scalars_file: False when another writer already writes
+      ``metrics.jsonl``, to avoid duplicate lines.
   """
 
   def __init__(self, workdir: str, *, write_scalars_file: bool = True):
