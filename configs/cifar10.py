@@ -13,27 +13,21 @@ from __future__ import annotations
 
 from configs import default
 
-KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+KERNEL_SOURCES = default.KERNEL_SOURCES
 MODELS = ("resnet20", "alexnet_small")
 
 
 def get_config(arg: str | None = None):
-  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
-  sources = [t for t in tokens if t in KERNEL_SOURCES]
-  models = [t for t in tokens if t in MODELS]
-  if len(sources) + len(models) != len(tokens) or len(sources) > 1 or len(models) > 1:
-    raise ValueError(
-        f"unknown config variant {arg!r}: give at most one kernel source of {KERNEL_SOURCES} "
-        f"and at most one model of {MODELS}, comma-separated (e.g. 'gabor,alexnet_small')"
-    )
+  source, model = default.parse_source_and_model(arg, MODELS, default_source="free",
+                                                 default_model="resnet20")
   config = default.get_config()
   config.data.source = "tfds"
   config.data.name = "cifar10"
   config.data.pipeline = "device"
   config.data.augment.crop_padding = 4
   config.data.augment.horizontal_flip = True
-  config.model.name = models[0] if models else "resnet20"
-  config.model.first_layer = sources[0] if sources else "free"
+  config.model.name = model
+  config.model.first_layer = source
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.num_epochs = 100.0

@@ -11,6 +11,27 @@ from __future__ import annotations
 import ml_collections
 
 
+KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+
+
+def parse_source_and_model(arg: str | None, models: tuple[str, ...], *, default_source: str,
+                           default_model: str) -> tuple[str, str]:
+  """``(kernel source, model)`` from a variant such as ``'gabor,resnet50'``.
+
+  Each token is a first-layer kernel source or one of ``models``; at most one
+  of each. Anything else is refused with one message listing what is allowed.
+  """
+  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+  sources = [t for t in tokens if t in KERNEL_SOURCES]
+  chosen = [t for t in tokens if t in models]
+  if len(sources) + len(chosen) != len(tokens) or len(sources) > 1 or len(chosen) > 1:
+    raise ValueError(
+        f"unknown config variant {arg!r}: give at most one kernel source of {KERNEL_SOURCES} "
+        f"and at most one model of {models}, comma-separated (e.g. 'gabor,{models[-1]}')"
+    )
+  return (sources[0] if sources else default_source), (chosen[0] if chosen else default_model)
+
+
 def get_config() -> ml_collections.ConfigDict:
   """The defaults: Fashion-MNIST, SimpleCNN with a hybrid first layer, AdamW, on CPU."""
   config = ml_collections.ConfigDict()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from configs import default
 
-KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+KERNEL_SOURCES = default.KERNEL_SOURCES
 OPTIONS = ("long", "resnet20")
 
 

@@ -11,26 +11,20 @@ from __future__ import annotations
 
 from configs import default
 
-KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
+KERNEL_SOURCES = default.KERNEL_SOURCES
 MODELS = ("alexnet", "resnet50")
 
 
 def get_config(arg: str | None = None):
-  tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
-  sources = [t for t in tokens if t in KERNEL_SOURCES]
-  models = [t for t in tokens if t in MODELS]
-  if len(sources) + len(models) != len(tokens) or len(sources) > 1 or len(models) > 1:
-    raise ValueError(
-        f"unknown config variant {arg!r}: give at most one kernel source of {KERNEL_SOURCES} "
-        f"and at most one model of {MODELS}, comma-separated (e.g. 'gabor,resnet50')"
-    )
+  source, model = default.parse_source_and_model(arg, MODELS, default_source="free",
+                                                 default_model="alexnet")
   config = default.get_config()
   config.data.source = "tfds"
   config.data.name = "imagenet2012"
   config.data.pipeline = "streaming"
   config.data.augment.horizontal_flip = True
-  config.model.name = models[0] if models else "alexnet"
-  config.model.first_layer = sources[0] if sources else "free"
+  config.model.name = model
+  config.model.first_layer = source
   if config.model.first_layer == "fixed":
     # The stems have 96 (AlexNet) and 64 (ResNet-50) filters, the default bank 32.
     config.model.kernels.conv1 = default.fixed_gabor_bank(
