@@ -16,7 +16,7 @@ from flax import nnx
 from jax import Array
 
 from hybridconv.models.layer_specs import resolve_sources
-from hybridconv.nn import conv_layer
+from hybridconv.nn import conv_layer, max_pool
 
 
 def local_response_norm(x: Array, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
@@ -122,7 +122,7 @@ class AlexNet(nnx.Module):
 
   @staticmethod
   def _pool(x: Array) -> Array:
-    return nnx.max_pool(x, (3, 3), strides=(2, 2))
+    return max_pool(x, (3, 3), strides=(2, 2))
 
   def __call__(self, x: Array) -> Array:
     x = jax.nn.relu(self.conv1(x))
@@ -185,7 +185,7 @@ class AlexNetSmall(nnx.Module):
     self.fc8 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    pool = lambda y: nnx.max_pool(y, (2, 2), strides=(2, 2))
+    pool = lambda y: max_pool(y, (2, 2), strides=(2, 2))
     x = pool(jax.nn.relu(self.bn1(self.conv1(x))))
     x = pool(jax.nn.relu(self.bn2(self.conv2(x))))
     x = jax.nn.relu(self.bn3(self.conv3(x)))

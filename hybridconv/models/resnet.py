@@ -28,7 +28,7 @@ from flax import nnx
 from jax import Array
 
 from hybridconv.models.layer_specs import resolve_sources
-from hybridconv.nn import conv_layer, sources
+from hybridconv.nn import conv_layer, max_pool, sources
 
 BLOCKS = ("basic", "bottleneck")
 SHORTCUTS = ("projection", "pad")
@@ -263,7 +263,7 @@ class ResNet(_ResNetBase):
 
   def __call__(self, x: Array) -> Array:
     x = jax.nn.relu(self.bn1(self.conv1(x)))
-    x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     return self._stages_and_head(x)
 
 

@@ -10,7 +10,7 @@ from flax import nnx
 from jax import Array
 
 from hybridconv.models.layer_specs import resolve_sources
-from hybridconv.nn import conv_layer
+from hybridconv.nn import conv_layer, max_pool
 
 
 class SimpleCNN(nnx.Module):
@@ -46,7 +46,7 @@ class SimpleCNN(nnx.Module):
     self.fc2 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    x = nnx.max_pool(jax.nn.relu(self.bn1(self.conv1(x))), (2, 2), (2, 2))
-    x = nnx.max_pool(jax.nn.relu(self.bn2(self.conv2(x))), (2, 2), (2, 2))
+    x = max_pool(jax.nn.relu(self.bn1(self.conv1(x))), (2, 2), (2, 2))
+    x = max_pool(jax.nn.relu(self.bn2(self.conv2(x))), (2, 2), (2, 2))
     x = x.reshape(x.shape[0], -1)
     return self.fc2(jax.nn.relu(self.fc1(x)))

@@ -9,6 +9,9 @@ Variable types: learned values are ``nnx.Param`` (parametric kernel parameters
 are marked, see :func:`is_kernel_parameter`, so training code can give them their
 own learning rate and no weight decay); fixed banks, random kernels and
 non-learned Gabor parameters are :class:`FrozenKernel`, never trained but saved.
+
+``max_pool`` is ``nnx.max_pool`` with the same outputs and gradients and a
+gradient that is 10-30x cheaper on XLA:CPU (see :mod:`hybridconv.nn.pooling`).
 """
 
 from hybridconv.nn import sources
@@ -23,9 +26,10 @@ from hybridconv.nn.kernel_modules import (
     is_kernel_parameter,
     kernel_parameter_tree,
 )
+from hybridconv.nn.pooling import max_pool
 
 __all__ = [
     "BankMixConv", "FreeKernel", "FrozenArrayKernel", "FrozenKernel", "GaborKernel", "HybridKernel",
     "KernelConv", "build_kernel_module", "conv_layer", "convolve", "is_kernel_parameter",
-    "kernel_parameter_tree", "sources",
+    "kernel_parameter_tree", "max_pool", "sources",
 ]
