@@ -177,6 +177,27 @@ def test_make_logger_sends_to_workdir_and_wandb_offline(wandb_env):
   assert [r["train/loss"] for r in history(records)] == [1.5]
 
 
+def test_a_resumed_run_in_the_same_workdir_continues_the_same_wandb_run(wandb_env):
+  config = tracking.default_tracking_config()
+  config.wandb.mode = "offline"
+  workdir = str(wandb_env / "run")
+  run_ids = []
+  for step in (4, 9):  # first attempt, then the resumed one
+    logger = tracking.make_logger(config, workdir, is_main_process=True, config={"seed": 3})
+    wandb_run = logger.loggers[1]
+    assert wandb_run.wait_until_ready(60) and wandb_run.mode == "offline"
+    run_ids.append(wandb_run.run.id)
+    logger.log_scalars(step, {"train/loss": 1.0 / step})
+    logger.close()
+  run_id = open(os.path.join(workdir, "wandb_run_id")).read().strip()
+  assert run_ids == [run_id, run_id]
+  run_dirs = glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
+  assert run_dirs and all(f"-{run_id}" in os.path.basename(d) for d in run_dirs)
+  other = str(wandb_env / "other")
+  tracking.make_logger(config, other, is_main_process=True).close()
+  assert open(os.path.join(other, "wandb_run_id")).read().strip() != run_id
+
+
 class _FakeRun:
   def __init__(self, fail=False):
     self.logged, self.finished, self.fail = [], False, fail

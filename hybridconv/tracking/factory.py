@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,8 +53,37 @@ def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
   if settings.mode != "disabled":
     loggers.append(wandb_logger.WandbLogger(
         project=settings.project, entity=settings.entity, name=settings.name, mode=settings.mode,
-        init_timeout=settings.init_timeout, directory=workdir, config=config))
+        init_timeout=settings.init_timeout, directory=workdir, config=config,
+        run_id=workdir_run_id(workdir)))
   logger = logger_lib.MultiLogger(loggers)
   if config is not None:
     loggers[0].log_config(config)  # W&B received it with wandb.init
   return logger
+
+
+RUN_ID_FILE = "wandb_run_id"
+
+
+def workdir_run_id(workdir: str) -> str:
+  """The W&B run id of this workdir: read from ``workdir/wandb_run_id``, or made and saved there.
+
+  A training run resumed in the same workdir (after preemption, say) then logs
+  into the same W&B run. W&B ignores points logged at steps below the run's
+  last one, so the steps repeated between the restored checkpoint and the stop
+  show once, from the first attempt.
+  """
+  path = os.path.join(workdir, RUN_ID_FILE)
+  try:
+    with open(path) as f:
+      run_id = f.read().strip()
+    if run_id:
+      return run_id
+  except FileNotFoundError:
+    pass
+  run_id = uuid.uuid4().hex[:16]
+  os.makedirs(workdir, exist_ok=True)
+  temporary = f"{path}.tmp{os.getpid()}"
+  with open(temporary, "w") as f:
+    f.write(run_id + "\n")
+  os.replace(temporary, path)
+  return run_id

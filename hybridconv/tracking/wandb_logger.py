@@ -57,6 +57,8 @@ class WandbLogger(logger_lib.Logger):
     queue_size: pending events kept before new ones are dropped.
     close_timeout: seconds :meth:`close` waits for the upload to finish.
     settings: extra ``wandb.Settings`` fields (e.g. ``{'console': 'off'}``).
+    run_id: W&B run id; a run started again with the same id (a resumed
+      training run) continues the same W&B run instead of starting a new one.
 
   Attributes:
     mode: the mode the run actually uses once initialised ('online',
@@ -66,7 +68,8 @@ class WandbLogger(logger_lib.Logger):
   def __init__(self, *, project: str, entity: str = "", name: str = "", mode: str = "online",
                init_timeout: float = 30.0, directory: str | None = None,
                config: Mapping[str, Any] | None = None, queue_size: int = 256,
-               close_timeout: float = 60.0, settings: Mapping[str, Any] | None = None):
+               close_timeout: float = 60.0, settings: Mapping[str, Any] | None = None,
+               run_id: str | None = None):
     if mode not in MODES:
       raise ValueError(f"tracking.wandb.mode={mode!r} is not one of {MODES}")
     if not init_timeout or init_timeout <= 0:
@@ -78,6 +81,8 @@ class WandbLogger(logger_lib.Logger):
     self._init_args = dict(project=project, entity=entity or None, name=name or None,
                            config=dict(config) if config else None,
                            dir=os.path.abspath(directory) if directory else None)
+    if run_id:
+      self._init_args.update(id=run_id, resume="allow")
     self._init_timeout = float(init_timeout)
     self._close_timeout = float(close_timeout)
     self._settings = dict(settings or {})
