@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ml_collections
 
-
 KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
 
 

@@ -1,3 +1,3 @@
-"""hybridconv: CNNs whose convolution kernels are hand-crafted, random, learned, parametric or mixed."""
+"""hybridconv: CNNs with hand-crafted, random, learned, parametric or mixed conv kernels."""
 
 __version__ = "0.1.0"

@@ -102,7 +102,7 @@ REPRESENTATIVES = ["simple_cnn", "alexnet", "alexnet_small", "resnet20", "resnet
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_gabor_first_layer_changes_the_count_by_the_kernel_parameters(name):
-  """A 'pair' Gabor learning (theta, frequency) has 2*cin*cout kernel parameters, not kh*kw*cin*cout."""
+  """A 'pair' Gabor learning (theta, frequency) has 2*cin*cout kernel params, not kh*kw*cin*cout."""
   free = _abstract(name)
   gabor = _abstract(name, first_layer="gabor")
   conv1 = conv_layers(free)["conv1"]

@@ -9,7 +9,14 @@ import optax
 import pytest
 from flax import nnx
 
-from hybridconv.nn import BankMixConv, FrozenKernel, KernelConv, conv_layer, is_kernel_parameter, sources
+from hybridconv.nn import (
+  BankMixConv,
+  FrozenKernel,
+  KernelConv,
+  conv_layer,
+  is_kernel_parameter,
+  sources,
+)
 
 ALL_GABOR = sources.Gabor(learn=sources.GABOR_PARAMETERS, gain=True)
 SOURCES = {
@@ -80,7 +87,8 @@ def test_every_gabor_parameter_is_learnable_and_typed():
   names = {path[-1] for path, v in nnx.to_flat_state(nnx.state(layer)) if is_kernel_parameter(v)}
   assert names == set(sources.GABOR_PARAMETERS)
   default = KernelConv(3, 8, 5, source="gabor", rngs=nnx.Rngs(0))
-  learned = {path[-1] for path, v in nnx.to_flat_state(nnx.state(default)) if is_kernel_parameter(v)}
+  learned = {path[-1] for path, v in nnx.to_flat_state(nnx.state(default))
+             if is_kernel_parameter(v)}
   frozen = {path[-1] for path in _leaves_by_type(nnx.state(default), FrozenKernel)}
   assert learned == {"theta", "frequency"} and frozen == {"sigma", "gamma", "psi"}
 
@@ -89,7 +97,8 @@ def test_every_gabor_parameter_is_learnable_and_typed():
 def test_extreme_raw_parameters_give_finite_kernels_and_gradients(raw):
   layer = KernelConv(3, 4, 7, source=ALL_GABOR, rngs=nnx.Rngs(0))
   for name in sources.GABOR_PARAMETERS:
-    getattr(layer.kernel_source, name)[...] = jnp.full_like(getattr(layer.kernel_source, name)[...], raw)
+    getattr(layer.kernel_source, name)[...] = jnp.full_like(
+        getattr(layer.kernel_source, name)[...], raw)
   x = _images(0, (2, 9, 9, 3))
   kernel = layer.kernel()
   assert np.all(np.isfinite(kernel))
@@ -107,8 +116,9 @@ def test_constrained_parameters_stay_in_range():
   assert np.all(params["sigma"] >= 0.5) and np.all(params["gamma"] > 0)
 
 
-@pytest.mark.parametrize("padding,strides,dilation", [("SAME", 1, 1), ("VALID", 2, 1), ("CIRCULAR", 1, 2),
-                                                      ("REFLECT", 2, 1), (((1, 2), (0, 1)), 1, 1)])
+@pytest.mark.parametrize("padding,strides,dilation", [("SAME", 1, 1), ("VALID", 2, 1),
+                                                      ("CIRCULAR", 1, 2), ("REFLECT", 2, 1),
+                                                      (((1, 2), (0, 1)), 1, 1)])
 def test_free_matches_nnx_conv(padding, strides, dilation):
   ours = KernelConv(3, 6, (3, 5), strides=strides, padding=padding, kernel_dilation=dilation,
                     rngs=nnx.Rngs(7))
@@ -119,7 +129,8 @@ def test_free_matches_nnx_conv(padding, strides, dilation):
   np.testing.assert_allclose(ours(x), ref(x), rtol=1e-6, atol=1e-6)
   g_ours = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(ours)
   g_ref = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(ref)
-  np.testing.assert_allclose(g_ours.kernel_source.kernel[...], g_ref.kernel[...], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(g_ours.kernel_source.kernel[...], g_ref.kernel[...],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_hybrid_equals_its_groups_concatenated():
@@ -136,7 +147,8 @@ def test_hybrid_equals_its_groups_concatenated():
 
 
 def test_hybrid_fractions_round_to_counts():
-  layer = KernelConv(3, 10, 3, source=sources.Hybrid(((sources.Gabor(), 1 / 3), (sources.Free(), 2 / 3))),
+  layer = KernelConv(3, 10, 3,
+                     source=sources.Hybrid(((sources.Gabor(), 1 / 3), (sources.Free(), 2 / 3))),
                      rngs=nnx.Rngs(0))
   assert layer.kernel_source.counts == (3, 7)
   assert layer.kernel().shape == (3, 3, 3, 10)
@@ -216,7 +228,8 @@ def test_fixed_bank_smaller_than_group_is_refused():
 def test_parse_strings_and_dicts():
   assert sources.parse("fixed:dct") == sources.Fixed("dct")
   assert sources.parse("random:5") == sources.Random(5)
-  hybrid = sources.parse({"source": "hybrid", "groups": [["gabor", 2], ["fixed:sobel_x", 1], ["free", 5]]})
+  hybrid = sources.parse({"source": "hybrid",
+                          "groups": [["gabor", 2], ["fixed:sobel_x", 1], ["free", 5]]})
   assert hybrid.counts(8) == [2, 1, 5]
   with pytest.raises(ValueError, match="unknown field"):
     sources.parse({"source": "random", "sed": 1})

@@ -7,11 +7,11 @@ free, gabor, ...) so machine noise hits them alike; the table reports medians
 and ratios to `free`. Gradients are taken as training takes them: w.r.t.
 the parameters only for first-layer shapes (3 input channels), w.r.t. the
 parameters and the input for the middle-layer 3x3 shape; a fixed or random
-first layer therefore has no backward pass at all. The PyTorch peers -- `torch.nn.Conv2d` and the GaborNet
-layer (PyPI `gabornet` 0.2.0, the Gabor layer a user would otherwise pick) --
-run in a subprocess of the PyTorch interpreter (`make bench-setup` builds
-`.venv-torch`; torch's CPU wheel here exists for Python 3.11 only) right after
-the JAX rounds of the same shape.
+first layer therefore has no backward pass at all. The PyTorch peers --
+`torch.nn.Conv2d` and the GaborNet layer (PyPI `gabornet` 0.2.0, the Gabor
+layer a user would otherwise pick) -- run in a subprocess of the PyTorch
+interpreter (`make bench-setup` builds `.venv-torch`; torch's CPU wheel here
+exists for Python 3.11 only) right after the JAX rounds of the same shape.
 
     .venv/bin/python experiments/benchmarks/layer_benchmark.py [--batch 128] [--rounds 7]
 """
@@ -49,7 +49,9 @@ SOURCES = {
     "gabor": sources.Gabor(),
     "fixed": sources.Fixed("gabor", options={"num_orientations": 8, "num_scales": 4}),
     "hybrid": sources.Hybrid(((sources.Gabor(), 16),
-                              (sources.Fixed("gabor", options={"num_orientations": 8, "num_scales": 1}), 16),
+                              (sources.Fixed("gabor",
+                                             options={"num_orientations": 8, "num_scales": 1}),
+                               16),
                               (sources.Free(), 32))),
     "random": sources.Random(seed=0),
 }
@@ -100,8 +102,9 @@ def bench_torch(shape_name: str, batch: int, rounds: int) -> dict[str, float] | 
     return f"skipped: {TORCH_PYTHON} missing (run `make bench-setup`)"
   (h, w, cin), cout, k, stride, pad, input_grad = SHAPES[shape_name]
   command = [str(TORCH_PYTHON), str(pathlib.Path(__file__).with_name("torch_layers.py")),
-             "--batch", str(batch), "--rounds", str(rounds), "--hw", str(h), str(w), "--cin", str(cin),
-             "--cout", str(cout), "--kernel", str(k), "--stride", str(stride), "--padding", str(pad)]
+             "--batch", str(batch), "--rounds", str(rounds), "--hw", str(h), str(w),
+             "--cin", str(cin), "--cout", str(cout), "--kernel", str(k),
+             "--stride", str(stride), "--padding", str(pad)]
   if input_grad:
     command.append("--input-grad")
   result = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -38,7 +38,8 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
 def _check_padding(padding: Padding) -> Padding:
   if isinstance(padding, str):
     if padding.upper() not in PADDING_MODES:
-      raise ValueError(f"padding={padding!r} is not one of {PADDING_MODES}, an int or ((lo, hi), (lo, hi))")
+      raise ValueError(f"padding={padding!r} is not one of {PADDING_MODES}, "
+                       "an int or ((lo, hi), (lo, hi))")
     return padding.upper()
   if isinstance(padding, int):
     return ((padding, padding), (padding, padding))
@@ -118,7 +119,8 @@ class KernelConv(nnx.Module):
 
   def __call__(self, x: Array) -> Array:
     if x.ndim != 4 or x.shape[-1] != self.in_features:
-      raise ValueError(f"KernelConv expects NHWC input with {self.in_features} channels, got shape {x.shape}")
+      raise ValueError(f"KernelConv expects NHWC input with {self.in_features} channels, "
+                       f"got shape {x.shape}")
     kernel = self.kernel_source()
     bias = self.bias[...] if self.bias is not None else None
     x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)

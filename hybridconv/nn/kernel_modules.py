@@ -45,7 +45,8 @@ def kernel_parameter(value: Array) -> nnx.Param:
 
 def is_kernel_parameter(variable) -> bool:
   """True for values made by :func:`kernel_parameter` (theta, frequency, sigma, gamma, psi)."""
-  return isinstance(variable, nnx.Param) and bool(variable.get_metadata().get("kernel_parameter", False))
+  return isinstance(variable, nnx.Param) and bool(
+      variable.get_metadata().get("kernel_parameter", False))
 
 
 class FreeKernel(nnx.Module):
@@ -73,7 +74,8 @@ def fixed_kernel(source: sources.Fixed, kernel_shape: tuple[int, int, int, int])
   kh, kw, cin, cout = kernel_shape
   bank = banks.make_bank(source.bank, (kh, kw), **dict(source.options))  # (kh, kw, n)
   if bank.ndim != 3 or bank.shape[:2] != (kh, kw):
-    raise ValueError(f"fixed bank {source.bank!r} gave shape {bank.shape}, expected ({kh}, {kw}, n)")
+    raise ValueError(f"fixed bank {source.bank!r} gave shape {bank.shape}, "
+                     f"expected ({kh}, {kw}, n)")
   available = bank.shape[-1]
   if cout > available:
     raise ValueError(
@@ -112,7 +114,8 @@ class GaborKernel(nnx.Module):
       low, high = source.frequency_range
       num_scales = -(-cout // min(source.num_orientations, cout))
       octaves = math.log2(high / low) / (num_scales - 1) if num_scales > 1 else 1.0
-      values = init.grid_init(cout, num_orientations=source.num_orientations, highest_frequency=high,
+      values = init.grid_init(cout, num_orientations=source.num_orientations,
+                              highest_frequency=high,
                               octaves_per_step=octaves, bandwidth=source.bandwidth,
                               gamma=source.gamma, psi=source.psi)
     else:
@@ -192,7 +195,8 @@ def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, i
   if isinstance(source, sources.Fixed):
     return FrozenArrayKernel(fixed_kernel(source, kernel_shape), param_dtype=param_dtype)
   if isinstance(source, sources.Random):
-    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed, kernel_shape), param_dtype=param_dtype)
+    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed, kernel_shape),
+                             param_dtype=param_dtype)
   if isinstance(source, sources.Hybrid):
     return HybridKernel(source, kernel_shape, param_dtype=param_dtype, rngs=rngs)
   raise ValueError(f"{type(source).__name__} is a layer structure, not a kernel source; "

@@ -82,7 +82,8 @@ class Gabor:
     object.__setattr__(self, "frequency_bounds", tuple(self.frequency_bounds))
     unknown = [p for p in self.learn if p not in GABOR_PARAMETERS]
     if unknown:
-      raise ValueError(f"Gabor learn={self.learn!r}: unknown parameter(s) {unknown}; allowed: {GABOR_PARAMETERS}")
+      raise ValueError(f"Gabor learn={self.learn!r}: unknown parameter(s) {unknown}; "
+                       f"allowed: {GABOR_PARAMETERS}")
     _check_choice("Gabor init", self.init, GABOR_INITS)
     _check_choice("Gabor channels", self.channels, GABOR_CHANNEL_MODES)
     low, high = self.frequency_range
@@ -102,7 +103,8 @@ class Gabor:
     if self.num_orientations < 1:
       raise ValueError(f"Gabor num_orientations must be >= 1, got {self.num_orientations}")
     if self.bandwidth <= 0 or self.gamma <= 0:
-      raise ValueError(f"Gabor bandwidth and gamma must be positive, got {self.bandwidth}, {self.gamma}")
+      raise ValueError(f"Gabor bandwidth and gamma must be positive, "
+                       f"got {self.bandwidth}, {self.gamma}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +164,8 @@ class Hybrid:
         raise ValueError(f"Hybrid group size must be a positive int or fraction, got {size!r}")
     kinds = {isinstance(size, int) for _, size in groups}
     if len(kinds) > 1:
-      raise ValueError(f"Hybrid group sizes must be all counts or all fractions, got {[s for _, s in groups]}")
+      raise ValueError(f"Hybrid group sizes must be all counts or all fractions, "
+                       f"got {[s for _, s in groups]}")
     if kinds == {False} and abs(sum(s for _, s in groups) - 1) > 1e-6:
       raise ValueError(f"Hybrid group fractions must add up to 1, got {[s for _, s in groups]}")
     object.__setattr__(self, "groups", groups)
@@ -236,7 +239,8 @@ def parse(spec: Any) -> KernelSource:
   if isinstance(spec, str):
     name, _, argument = spec.partition(":")
     if name not in _BY_NAME:
-      raise ValueError(f"unknown kernel source {spec!r}; allowed: {SOURCE_NAMES} (e.g. 'fixed:sobel_x')")
+      raise ValueError(f"unknown kernel source {spec!r}; allowed: {SOURCE_NAMES} "
+                       f"(e.g. 'fixed:sobel_x')")
     if not argument:
       return _BY_NAME[name]()
     if name == "fixed":
@@ -255,6 +259,7 @@ def parse(spec: Any) -> KernelSource:
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - allowed)
     if unknown:
-      raise ValueError(f"kernel source {name!r}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+      raise ValueError(f"kernel source {name!r}: unknown field(s) {unknown}; "
+                       f"allowed: {sorted(allowed)}")
     return cls(**fields)
   raise ValueError(f"cannot read a kernel source from {spec!r} (a {type(spec).__name__})")
