@@ -58,7 +58,13 @@ def main(argv: list[str]) -> None:
   # Imported here so that `--help` and flag errors do not pay for importing JAX.
   import jax  # noqa: PLC0415
 
-  from hybridconv import nonfinite, preemption, train  # noqa: PLC0415
+  from hybridconv import nonfinite, preemption, sharding, train  # noqa: PLC0415
+
+  try:
+    sharding.configure_cpu_devices(_CONFIG.value)  # before anything starts JAX
+  except ValueError as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
   logging.get_absl_handler().addFilter(_LibraryInfoFilter())
   try:

@@ -43,6 +43,57 @@ def cluster_requested(dist_config) -> bool:
   return "," in env.get("TPU_WORKER_HOSTNAMES", "")
 
 
+# Auto mode stops here: measured only on a 2-core host, where two devices beat one.
+MAX_AUTO_CPU_DEVICES = 8
+
+
+def cpu_device_count(requested: int, batch_sizes, cores: int) -> int:
+  """How many CPU devices to run: ``requested``, or for 0 one per core that divides the batches.
+
+  Pure: ``cores`` is the number of cores this process may use. Auto mode takes
+  the largest count up to ``min(cores, MAX_AUTO_CPU_DEVICES)`` that divides
+  every batch size, so a config that works on one device still works.
+  """
+  if not isinstance(requested, int) or requested < 0:
+    raise ValueError(f"config.cpu_devices={requested!r} must be an int >= 0 "
+                     "(0 = one per core, 1 = a single CPU device)")
+  if requested:
+    return requested
+  limit = max(1, min(cores, MAX_AUTO_CPU_DEVICES))
+  return max(n for n in range(1, limit + 1) if all(b % n == 0 for b in batch_sizes))
+
+
+def configure_cpu_devices(config) -> int | None:
+  """Asks XLA for ``config.cpu_devices`` data-parallel CPU devices; call before JAX starts.
+
+  Why: XLA:CPU runs one device's program largely one operation at a time, and
+  many operations of a small network use one core; one device per core, each
+  with its share of the batch, keeps every core busy (SimpleCNN train step on 2
+  cores: 2,478 -> 3,414 img/s; see the README). The result is the same
+  data-parallel step as on several GPUs, so the numbers match a one-device run
+  up to float rounding. Accelerators are unaffected (the mesh uses the default
+  backend's devices).
+
+  Leaves JAX alone, returning None, in multi-process runs and when the
+  environment already sets the count (``JAX_NUM_CPU_DEVICES`` or XLA's
+  ``--xla_force_host_platform_device_count``); warns and returns None when JAX
+  has already started.
+  """
+  if cluster_requested(config.distributed):
+    return None
+  if ("JAX_NUM_CPU_DEVICES" in os.environ
+      or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+    return None
+  count = cpu_device_count(config.cpu_devices, (config.batch_size, config.eval_batch_size),
+                           len(os.sched_getaffinity(0)))
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError:
+    logging.warning("config.cpu_devices=%d not applied: JAX had already started", count)
+    return None
+  return count
+
+
 def maybe_initialize_distributed(dist_config) -> bool:
   """Calls ``jax.distributed.initialize`` once when requested; returns whether it ran.
 

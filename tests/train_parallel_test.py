@@ -19,6 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from hybridconv import sharding
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 OVERRIDES = {"optim.name": "sgd", "optim.learning_rate": 0.05, "num_train_steps": STEPS,
@@ -119,3 +121,41 @@ def test_two_processes_match_one_device(one_device_run, tmp_path):
   with open(os.path.join(tmp_path, "metrics.jsonl"), encoding="utf-8") as f:
     steps = [json.loads(line)["step"] for line in f if "train/loss" in line]
   assert steps == [2, 3]
+
+
+@pytest.mark.parametrize("requested,batches,cores,expected", [
+    (0, (128, 1000), 2, 2),   # one per core
+    (0, (128, 1000), 16, 8),  # auto stops at MAX_AUTO_CPU_DEVICES
+    (0, (128, 1000), 3, 2),   # 3 does not divide 128: the largest count that does
+    (0, (100, 1000), 8, 5),
+    (0, (7, 1000), 4, 1),
+    (3, (128, 1000), 2, 3),   # an explicit count is taken as given (validation refuses it later)
+])
+def test_cpu_device_count(requested, batches, cores, expected):
+  assert sharding.cpu_device_count(requested, batches, cores) == expected
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2"])
+def test_cpu_device_count_refuses_bad_values(bad):
+  with pytest.raises(ValueError, match="config.cpu_devices"):
+    sharding.cpu_device_count(bad, (128,), 2)
+
+
+@pytest.mark.parametrize("environment,expected", [
+    ({}, ["3", "3"]),
+    ({"JAX_NUM_CPU_DEVICES": "2"}, ["None", "2"]),  # the environment's count wins
+])
+def test_configure_cpu_devices_before_jax_starts(environment, expected):
+  env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  script = (
+      "import jax\n"
+      "from configs import tiny\n"
+      "from hybridconv import sharding\n"
+      "config = tiny.get_config()\n"
+      "config.cpu_devices = 3\n"
+      "print(sharding.configure_cpu_devices(config), jax.device_count())\n"
+  )
+  result = subprocess.run([sys.executable, "-c", script], env=env | environment, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.split() == expected

@@ -12,6 +12,11 @@ ratio JAX / PyTorch (> 1: JAX is faster).
 
     .venv/bin/python experiments/benchmarks/train_throughput.py [--rounds 5] [--steps 10]
 
+The JAX side runs on the devices ``python -m hybridconv.main`` would use:
+on a CPU host one data-parallel device per core (``config.cpu_devices``;
+``--cpu-devices 1`` for a single device), PyTorch on its default intra-op
+threads (one per core).
+
 Synthetic batches are fine here: the number measured is time per step, which
 does not depend on the pixel values.
 """
@@ -106,7 +111,15 @@ def main():
   parser.add_argument("--torch-python", type=pathlib.Path, default=DEFAULT_TORCH_PYTHON,
                       help="interpreter with torch (built by `make bench-setup`)")
   parser.add_argument("--json", type=pathlib.Path, help="also write all samples here")
+  parser.add_argument("--cpu-devices", type=int, default=default.get_config().cpu_devices,
+                      help="config.cpu_devices for the JAX side (0 = one per core, as "
+                           "`hybridconv.main` does; 1 = a single CPU device)")
   args = parser.parse_args()
+  # The same device set-up as `python -m hybridconv.main`, before JAX starts.
+  device_config = default.get_config()
+  device_config.cpu_devices = args.cpu_devices
+  device_config.batch_size = args.batch
+  sharding.configure_cpu_devices(device_config)
 
   torch_worker = TorchWorker(args.torch_python) if args.torch_python.exists() else None
   if torch_worker is None:
