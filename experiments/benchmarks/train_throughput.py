@@ -8,7 +8,10 @@ donation exactly as ``train_and_evaluate`` does, AdamW, on a fixed random batch
 the PyTorch interpreter in ``.venv-torch``). Rounds are interleaved (JAX then
 PyTorch for every model and source, then the next round) so that load from
 other processes hits both alike; the table reports medians over rounds and the
-ratio JAX / PyTorch (> 1: JAX is faster).
+ratio JAX / PyTorch (> 1: JAX is faster). A pause before each timed run
+(``--pause``) lets the other framework's worker threads, which spin for a
+while after their work ends, go idle first: without it the JAX rounds, which
+follow PyTorch's, ran up to a third slower.
 
     .venv/bin/python experiments/benchmarks/train_throughput.py [--rounds 5] [--steps 10]
 
@@ -108,6 +111,9 @@ def main():
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
   parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--pause", type=float, default=1.0,
+                      help="seconds of idle before each timed run, so that the other "
+                           "framework's worker threads have stopped spinning")
   parser.add_argument("--torch-python", type=pathlib.Path, default=DEFAULT_TORCH_PYTHON,
                       help="interpreter with torch (built by `make bench-setup`)")
   parser.add_argument("--json", type=pathlib.Path, help="also write all samples here")
@@ -129,8 +135,10 @@ def main():
   samples = {key: {"jax": [], "torch": []} for key in keys}
   for _ in range(args.rounds):
     for key in keys:
+      time.sleep(args.pause)
       samples[key]["jax"].append(jax_trainers[key].run(args.steps))
       if torch_worker is not None:
+        time.sleep(args.pause)
         samples[key]["torch"].append(torch_worker.run(*key, args.batch, args.steps))
   if torch_worker is not None:
     torch_worker.close()
