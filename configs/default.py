@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50  # cadence of train scalars in metrics.jsonl and log lines
   config.eval_every_epochs = 1.0  # cadence of test-split evaluation (and always at the end)
   config.cpu_devices = 0  # CPU: data-parallel devices (0 = one per core, <= 8, dividing batches)
+  config.keep_host_buffers = True  # glibc: reuse large freed host buffers (see host_memory.py)
   config.compute_dtype = "float32"  # activations: 'float32' or 'bfloat16' (params stay f32)
   config.label_smoothing = 0.0  # train-loss label smoothing in [0, 1); eval loss is plain NLL
   config.nan_policy = "stop"  # non-finite loss or gradient: 'stop' the run, or 'skip' the update

@@ -20,6 +20,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from hybridconv import host_memory
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file and variant, e.g. configs/fashion_mnist.py:hybrid.",
     lock_config=True,
@@ -55,6 +57,8 @@ def _print_summary(final: dict, workdir: str) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _CONFIG.value.keep_host_buffers:
+    host_memory.keep_large_buffers_in_heap()  # before JAX allocates anything
   # Imported here so that `--help` and flag errors do not pay for importing JAX.
   import jax  # noqa: PLC0415
 

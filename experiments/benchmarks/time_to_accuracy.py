@@ -81,7 +81,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from configs import fashion_mnist  # noqa: E402
-from hybridconv import preemption, sharding, train, writers  # noqa: E402
+from hybridconv import host_memory, preemption, sharding, train, writers  # noqa: E402
 from hybridconv import workdir as workdir_lib  # noqa: E402
 from hybridconv.data import idx  # noqa: E402
 
@@ -319,7 +319,9 @@ def main():
 
   config = build_config(args.variant, eval_every=args.eval_every, max_epochs=args.max_epochs,
                         seed=args.seed, data_dir=args.data_dir)
-  sharding.configure_cpu_devices(config)  # the devices `hybridconv.main` would use
+  if config.keep_host_buffers:  # the host and device set-up of `hybridconv.main`
+    host_memory.keep_large_buffers_in_heap()
+  sharding.configure_cpu_devices(config)
   spec = torch_spec(config, target=args.target, stop_at_target=args.stop_at_target,
                     init=args.torch_init, num_threads=args.torch_threads)
   if config.model.first_layer == "fixed":

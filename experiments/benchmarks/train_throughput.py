@@ -43,7 +43,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from configs import default  # noqa: E402
-from hybridconv import optim, sharding, train  # noqa: E402
+from hybridconv import host_memory, optim, sharding, train  # noqa: E402
 
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
 MODELS = {"simple_cnn": (28, 28, 1), "resnet20": (32, 32, 3)}
@@ -121,8 +121,10 @@ def main():
                       help="config.cpu_devices for the JAX side (0 = one per core, as "
                            "`hybridconv.main` does; 1 = a single CPU device)")
   args = parser.parse_args()
-  # The same device set-up as `python -m hybridconv.main`, before JAX starts.
+  # The same host and device set-up as `python -m hybridconv.main`, before JAX starts.
   device_config = default.get_config()
+  if device_config.keep_host_buffers:
+    host_memory.keep_large_buffers_in_heap()
   device_config.cpu_devices = args.cpu_devices
   device_config.batch_size = args.batch
   sharding.configure_cpu_devices(device_config)
