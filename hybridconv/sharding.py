@@ -47,6 +47,13 @@ def cluster_requested(dist_config) -> bool:
 MAX_AUTO_CPU_DEVICES = 8
 
 
+def check_cpu_devices(requested) -> None:
+  """Refuses a ``config.cpu_devices`` that is not an int >= 0."""
+  if not isinstance(requested, int) or requested < 0:
+    raise ValueError(f"config.cpu_devices={requested!r} must be an int >= 0 "
+                     "(0 = one per core, 1 = a single CPU device)")
+
+
 def cpu_device_count(requested: int, batch_sizes, cores: int) -> int:
   """How many CPU devices to run: ``requested``, or for 0 one per core that divides the batches.
 
@@ -54,9 +61,7 @@ def cpu_device_count(requested: int, batch_sizes, cores: int) -> int:
   the largest count up to ``min(cores, MAX_AUTO_CPU_DEVICES)`` that divides
   every batch size, so a config that works on one device still works.
   """
-  if not isinstance(requested, int) or requested < 0:
-    raise ValueError(f"config.cpu_devices={requested!r} must be an int >= 0 "
-                     "(0 = one per core, 1 = a single CPU device)")
+  check_cpu_devices(requested)
   if requested:
     return requested
   limit = max(1, min(cores, MAX_AUTO_CPU_DEVICES))

@@ -19,7 +19,7 @@ from hybridconv import train_state as ts
 
 def validate_config(config, mesh) -> None:
   """Refuses settings the run cannot honour, each with one message naming the key."""
-  sharding.cpu_device_count(config.cpu_devices, (), cores=1)  # type and range only
+  sharding.check_cpu_devices(config.cpu_devices)
   sharding.check_batch_size("batch_size", config.batch_size, mesh)
   sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
   ts.compute_dtype(config.compute_dtype)

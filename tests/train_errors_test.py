@@ -43,6 +43,7 @@ def _config(**overrides):
                             r"devices"),
         ({"compute_dtype": "float16"}, r"config.compute_dtype='float16' is not one of "
                                        r"\('float32', 'bfloat16'\)"),
+        ({"cpu_devices": -1}, r"config.cpu_devices=-1 must be an int >= 0"),
         ({"label_smoothing": 1.0}, r"config.label_smoothing=1.0 must be in \[0, 1\)"),
         ({"eval_every_epochs": 0.0}, r"config.eval_every_epochs=0.0 must be > 0"),
         ({"optim.name": "rmsprop"}, r"config.optim.name='rmsprop' is not one of"),
@@ -79,3 +80,16 @@ def test_batch_not_divisible_by_devices_is_one_line_from_the_cli(tmp_path):
       "error: config.batch_size=30 must be a positive multiple of the number of devices "
       "(4: 1 process(es) x 4 local device(s)); e.g. 32"]
   assert "Traceback" not in result.stderr
+
+
+def test_bad_cpu_devices_is_one_line_from_the_cli_before_jax_starts(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  result = subprocess.run(
+      [sys.executable, "-m", "hybridconv.main", "--config=configs/tiny.py",
+       f"--workdir={tmp_path}", "--config.cpu_devices=-2"],
+      cwd=ROOT, env=env | {"JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert errors == ["error: config.cpu_devices=-2 must be an int >= 0 "
+                    "(0 = one per core, 1 = a single CPU device)"]
+  assert "Traceback" not in result.stderr and not os.listdir(tmp_path)
