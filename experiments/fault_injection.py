@@ -53,7 +53,8 @@ _RESUMED = re.compile(r"resumed from checkpoint (\d+)")
 TRACKER_DRIVER = """
 import sys, threading
 from configs import tiny
-from hybridconv import train, writers
+from hybridconv.training import train
+from hybridconv.tracking import writers
 writers.CLOSE_TIMEOUT_S = 2.0
 class Broken:
   def __init__(self, mode): self.mode, self.calls = mode, 0

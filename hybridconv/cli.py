@@ -19,7 +19,7 @@ import sys
 COMMANDS = {
     "train": "hybridconv.main",
     "sweep": "hybridconv.sweeps",
-    "analyze": "hybridconv.analysis.report",
+    "analyze": "hybridconv.tracking.report",
 }
 
 

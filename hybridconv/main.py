@@ -1,6 +1,6 @@
 r"""Command line: ``python -m hybridconv.main --config=configs/<file>.py:<variant> --workdir=DIR``.
 
-Flags only; the work is ``hybridconv.train.train_and_evaluate``. The config is
+Flags only; the work is ``hybridconv.training.train.train_and_evaluate``. The config is
 locked: ``--config.optim.learning_rate=3e-3`` changes a declared key, and a
 misspelt key is an error.
 
@@ -62,7 +62,8 @@ def main(argv: list[str]) -> None:
   # Imported here so that `--help` and flag errors do not pay for importing JAX.
   import jax  # noqa: PLC0415
 
-  from hybridconv import nonfinite, preemption, sharding, train  # noqa: PLC0415
+  from hybridconv import sharding  # noqa: PLC0415
+  from hybridconv.training import nonfinite, preemption, train  # noqa: PLC0415
 
   try:
     sharding.configure_cpu_devices(_CONFIG.value)  # before anything starts JAX

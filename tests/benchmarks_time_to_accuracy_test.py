@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 from configs import fashion_mnist
-from hybridconv import optim, train, train_loop, writers
 from hybridconv.data import augment, idx
+from hybridconv.tracking import writers
+from hybridconv.training import loop as train_loop
+from hybridconv.training import optim, train
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
 sys.path.append(str(BENCHMARKS))

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hybridconv import checkpointing
-from hybridconv import train_state as ts
+from hybridconv.training import checkpointing
+from hybridconv.training import state as ts
 
 
 def _state(value: float):

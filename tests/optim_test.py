@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs import default
-from hybridconv import optim
+from hybridconv.training import optim
 
 
 class _Gabor(nnx.Module):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hybridconv import checkpointing, fingerprint, train
+from hybridconv.training import checkpointing, fingerprint, train
 from tests import reliability_support as rs
 
 

@@ -13,7 +13,8 @@ import shutil
 import numpy as np
 import pytest
 
-from hybridconv import data, train
+from hybridconv import data
+from hybridconv.training import train
 from tests import reliability_support as rs
 
 

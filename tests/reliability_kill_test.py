@@ -1,7 +1,7 @@
 """SIGKILL at chosen points of a real run, then a resume in the same workdir: nothing differs.
 
 Each killed run is a ``python -m hybridconv.main`` subprocess that a test hook
-(``HYBRIDCONV_FAULT``, see ``hybridconv/faults.py``) kills with SIGKILL exactly
+(``HYBRIDCONV_FAULT``, see ``hybridconv/training/faults.py``) kills with SIGKILL exactly
 where asked; the resume runs in this process and must end with the train state
 and eval metrics of an uninterrupted run, bit for bit.
 """
@@ -12,7 +12,8 @@ import signal
 
 import pytest
 
-from hybridconv import checkpointing, train, writers
+from hybridconv.tracking import writers
+from hybridconv.training import checkpointing, train
 from tests import reliability_support as rs
 
 

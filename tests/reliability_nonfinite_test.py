@@ -1,6 +1,6 @@
 """NaN/Inf: stop naming the step and the quantity, or skip the update -- BatchNorm included.
 
-NaNs are injected with the ``nan@step:N`` test hook (``hybridconv/faults.py``),
+NaNs are injected with the ``nan@step:N`` test hook (``hybridconv/training/faults.py``),
 which replaces the images of the batch of update N with NaN, and with an
 absurd learning rate, the way they usually arrive.
 """
@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hybridconv import checkpointing, faults, nonfinite, optim, sharding, train, writers
+from hybridconv import sharding
+from hybridconv.tracking import writers
+from hybridconv.training import checkpointing, faults, nonfinite, optim, train
 from tests import reliability_support as rs
 
 

@@ -1,6 +1,6 @@
 """SIGTERM/SIGINT: a checkpoint at the next safe point, a 'preempted' exit, an exact resume.
 
-Signals come from the ``HYBRIDCONV_FAULT`` test hook (``hybridconv/faults.py``)
+Signals come from the ``HYBRIDCONV_FAULT`` test hook (``hybridconv/training/faults.py``)
 at the hard moments: while the train step compiles, during an evaluation,
 while a checkpoint is being written. In-process runs see
 :class:`preemption.Preempted`; the command line exits with status 143.
@@ -16,7 +16,8 @@ import sys
 
 import pytest
 
-from hybridconv import checkpointing, faults, preemption, train, writers
+from hybridconv.tracking import writers
+from hybridconv.training import checkpointing, faults, preemption, train
 from tests import reliability_support as rs
 
 

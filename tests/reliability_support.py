@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from configs import tiny
-from hybridconv import faults, train
+from hybridconv.training import faults, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 8

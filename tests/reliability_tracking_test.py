@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from hybridconv import train, writers
-from hybridconv.tracking import wandb_logger
+from hybridconv.tracking import wandb_logger, writers
+from hybridconv.training import train
 from tests import reliability_support as rs
 
 

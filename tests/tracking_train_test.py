@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from configs import default, tiny
-from hybridconv import tracking, train
+from hybridconv import tracking
 from hybridconv.analysis import report
 from hybridconv.tracking import jsonl_logger
+from hybridconv.training import train
 
 
 @pytest.fixture

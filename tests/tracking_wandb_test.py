@@ -270,7 +270,7 @@ def test_artifact_names_are_made_valid():
 
 
 def test_importing_the_library_does_not_import_wandb():
-  code = ("import sys, hybridconv.tracking, hybridconv.analysis.report; "
+  code = ("import sys, hybridconv.tracking, hybridconv.tracking.report; "
           "print(sorted(m for m in sys.modules "
           "if m.split('.')[0] in ('wandb', 'wandb_workspaces')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from configs import tiny
-from hybridconv import train
+from hybridconv.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -29,7 +29,7 @@ OVERRIDES = {"optim.name": "sgd", "optim.learning_rate": 0.05, "num_train_steps"
 SCRIPT = """
 import json, sys
 from configs import tiny
-from hybridconv import train
+from hybridconv.training import train
 config = tiny.get_config("hybrid")
 for dotted, value in json.loads(sys.argv[2]).items():
   *parents, leaf = dotted.split(".")

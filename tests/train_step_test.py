@@ -11,9 +11,10 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from hybridconv import optim, sharding, train
-from hybridconv import train_state as ts
+from hybridconv import sharding
 from hybridconv.nn import FrozenKernel
+from hybridconv.training import optim, train
+from hybridconv.training import state as ts
 
 IMAGE_SHAPE = (16, 16, 1)
 NUM_CLASSES = 4

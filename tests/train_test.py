@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from hybridconv import faults, preemption, train, writers
+from hybridconv.tracking import writers
+from hybridconv.training import faults, preemption, train
 
 
 def _config(variant="hybrid", **overrides):

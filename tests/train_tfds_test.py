@@ -7,7 +7,8 @@ from unittest import mock
 import pytest
 
 from configs import tiny
-from hybridconv import train, writers
+from hybridconv.tracking import writers
+from hybridconv.training import train
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -81,9 +81,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from configs import fashion_mnist  # noqa: E402
-from hybridconv import host_memory, preemption, sharding, train, writers  # noqa: E402
-from hybridconv import workdir as workdir_lib  # noqa: E402
+from hybridconv import host_memory, sharding  # noqa: E402
 from hybridconv.data import idx  # noqa: E402
+from hybridconv.tracking import writers  # noqa: E402
+from hybridconv.training import preemption, train  # noqa: E402
+from hybridconv.training import workdir as workdir_lib  # noqa: E402
 
 TORCH_SCRIPT = pathlib.Path(__file__).with_name("torch_time_to_accuracy.py")
 DEFAULT_TORCH_VENV = ROOT / ".venv-torch" / "bin" / "python"

@@ -25,7 +25,7 @@ not in recipe:
   by the training set's per-channel mean and std; each epoch a fresh
   permutation, the last partial batch dropped; augmentation on the uint8
   pixels before normalisation (zero-padded random crop, horizontal flip);
-* the optimiser (``hybridconv/optim.py``): AdamW with decoupled decay, or SGD
+* the optimiser (``hybridconv/training/optim.py``): AdamW with decoupled decay, or SGD
   with L2 decay before (Nesterov) momentum; decay only on weights with
   ndim >= 2 that are not Gabor parameters; Gabor parameters at
   ``kernel_lr_multiplier`` times the learning rate; the learning rate of update
@@ -125,7 +125,7 @@ def warmup_steps(optim: dict, total_steps: int, steps_per_epoch: int) -> int:
 
 
 def learning_rate(step: int, optim: dict, total_steps: int, steps_per_epoch: int) -> float:
-  """The learning rate of update ``step`` (0-based): ``hybridconv.optim.learning_rate_schedule``.
+  """The learning rate of update ``step`` (0-based), as ``training.optim.learning_rate_schedule``.
 
   Linear warm-up from 0 over ``warmup`` steps, then cosine decay to
   ``peak * end_learning_rate_factor`` at ``total_steps`` (optax's

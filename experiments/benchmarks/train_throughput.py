@@ -2,7 +2,7 @@
 
 For SimpleCNN (28x28x1, Fashion-MNIST shape) and ResNet-20 (32x32x3, CIFAR
 shape), each first-layer source (free, gabor, fixed, random, hybrid) is timed
-with hybridconv's own train step -- ``hybridconv.train.train_step`` jitted with
+with hybridconv's own train step -- ``hybridconv.training.train.train_step`` jitted with
 donation exactly as ``train_and_evaluate`` does, AdamW, on a fixed random batch
 -- and with the equivalent PyTorch model and loop (``torch_train.py``, run by
 the PyTorch interpreter in ``.venv-torch``). Rounds are interleaved (JAX then
@@ -43,7 +43,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from configs import default  # noqa: E402
-from hybridconv import host_memory, optim, sharding, train  # noqa: E402
+from hybridconv import host_memory, sharding  # noqa: E402
+from hybridconv.training import optim, train  # noqa: E402
 
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
 MODELS = {"simple_cnn": (28, 28, 1), "resnet20": (32, 32, 3)}

@@ -117,7 +117,7 @@ class Logger(abc.ABC):
   """Where a run's events go. ``step`` is the number of updates applied so far.
 
   ``write_scalars`` is an alias of :meth:`log_scalars`, so any logger is also a
-  ``hybridconv.writers.MetricWriter`` for the train loop.
+  ``hybridconv.tracking.writers.MetricWriter`` for the train loop.
   """
 
   @abc.abstractmethod

@@ -23,7 +23,7 @@ What survives faults:
   directory (``cleanup_tmp_directories``); older checkpoints are removed only
   after the new one is committed;
 * a damaged checkpoint (truncated, deleted or altered files) fails to restore
-  or fails its checksums (:mod:`hybridconv.fingerprint`);
+  or fails its checksums (:mod:`hybridconv.training.fingerprint`);
   :meth:`Checkpointer.restore_latest` then names it, falls back to the newest
   intact one and moves the damaged ones to ``<directory>.corrupt/`` (never
   deleting them). If none restores, nothing is moved and the run stops.
@@ -42,7 +42,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as policies
 
-from hybridconv import fingerprint, sharding
+from hybridconv import sharding
+from hybridconv.training import fingerprint
 
 BEST_METRIC = "eval/accuracy"
 ITEMS = ("state", "config", "metadata", "data")

@@ -10,7 +10,7 @@ falls through to the previous handler (so a double Ctrl-C still interrupts).
 The handler is installed before the data is loaded, so a signal that arrives
 while data loads, the step compiles, an evaluation runs or metrics are logged
 is not lost: the loop checks the flag after each of these. Processes of a
-multi-process run compare their flags at log events (``hybridconv.train``), so
+multi-process run compare their flags at log events (``hybridconv.training.train``), so
 all of them save the same step.
 """
 

@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hybridconv import models, nonfinite, sharding
-from hybridconv import train_state as ts
+from hybridconv import models, sharding
+from hybridconv.training import nonfinite
+from hybridconv.training import state as ts
 
 
 def validate_config(config, mesh) -> None:

@@ -8,7 +8,7 @@ PNGs/GIFs by relative paths, so the workdir can be copied or browsed as is.
 
 Usage::
 
-  python -m hybridconv.analysis.report --workdir /tmp/run
+  python -m hybridconv.tracking.report --workdir /tmp/run
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridconv.analysis import report_plots as plots
 from hybridconv.tracking import images
 from hybridconv.tracking import jsonl_logger as jsonl
+from hybridconv.tracking import report_plots as plots
 
 REPORT_FILE = "REPORT.md"
 FIGURE_DIR = "report"
@@ -201,7 +201,7 @@ def write_report(workdir: str) -> str:
   os.makedirs(fig_dir, exist_ok=True)
   histograms = first_and_last_histograms(workdir)
   lines = [f"# Run report: {os.path.basename(workdir)}", "",
-           f"Workdir `{workdir}`; written by `python -m hybridconv.analysis.report`.", ""]
+           f"Workdir `{workdir}`; written by `python -m hybridconv.tracking.report`.", ""]
   lines += _config_section(workdir)
   lines += _results_section(metrics, fig_dir)
   lines += _filters_section(workdir, frames, metrics, fig_dir)

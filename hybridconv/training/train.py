@@ -13,12 +13,12 @@ resumed from a checkpoint therefore continues exactly as the uninterrupted run
 would have.
 
 Faults a run is built to survive (tests in ``tests/reliability_*_test.py``; the
-order of work within a step that they rest on is in ``hybridconv.train_loop``):
+order of work within a step that they rest on is in ``hybridconv.training.loop``):
 SIGKILL anywhere (resume from the last checkpoint, bit-identical result);
 SIGTERM/SIGINT (checkpoint at the next step boundary, also when the signal came
 during compilation, evaluation or logging, then :class:`preemption.Preempted`);
 damaged checkpoints (:meth:`checkpointing.Checkpointer.restore_latest`);
-non-finite losses or gradients (:mod:`hybridconv.nonfinite`); a failing or
+non-finite losses or gradients (:mod:`hybridconv.training.nonfinite`); a failing or
 hanging extra metric writer (:class:`writers.BackgroundWriter`).
 """
 
@@ -34,30 +34,20 @@ import optax
 from absl import logging
 from flax import nnx
 
-from hybridconv import (
-  checkpointing,
-  data,
-  faults,
-  models,
-  nonfinite,
-  optim,
-  preemption,
-  sharding,
-  tracking,
-  train_loop,
-  validation,
-  writers,
-)
-from hybridconv import metrics as metrics_lib
-from hybridconv import train_state as ts
-from hybridconv import workdir as workdir_lib
+from hybridconv import data, models, sharding, tracking
+from hybridconv.tracking import writers
+from hybridconv.training import checkpointing, faults, nonfinite, optim, preemption, validation
+from hybridconv.training import loop as train_loop
+from hybridconv.training import metrics as metrics_lib
+from hybridconv.training import state as ts
+from hybridconv.training import workdir as workdir_lib
 
 CONFIG_FILE = workdir_lib.CONFIG_FILE
 CHECKPOINT_DIR = "checkpoints"
 
 
 # ---------------------------------------------------------------------------
-# Set-up (validation in hybridconv.validation, all before anything is compiled)
+# Set-up (validation in hybridconv.training.validation, all before anything is compiled)
 
 
 def num_train_steps(config, steps_per_epoch: int) -> int:
@@ -163,7 +153,7 @@ def eval_step(params, model_state, batch, *, fns: ts.ModelFunctions):
 
 
 # ---------------------------------------------------------------------------
-# Putting it together (the loop itself is hybridconv.train_loop)
+# Putting it together (the loop itself is hybridconv.training.loop)
 
 
 def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | None = None

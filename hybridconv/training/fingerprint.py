@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hybridconv import optim
+from hybridconv.training import optim
 
 
 def _checksum(x: jax.Array) -> jax.Array:

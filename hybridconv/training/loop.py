@@ -6,7 +6,7 @@ the device. Its order within a step is what the reliability guarantees rest on
 (tested in ``tests/reliability_*_test.py``):
 
 1. dispatch step n, then fetch step n-1's metrics -- the non-finite check
-   (:mod:`hybridconv.nonfinite`) happens on these already-fetched values;
+   (:mod:`hybridconv.training.nonfinite`) happens on these already-fetched values;
 2. at a log, eval or checkpoint step: fetch step n's metrics too, write the
    scalars, evaluate (abandoned at the next batch if a stop signal arrives);
 3. decide whether to stop -- after logging and evaluation, so a signal that
@@ -24,10 +24,11 @@ import jax
 import jax.numpy as jnp
 
 import hybridconv
-from hybridconv import metrics as metrics_lib
-from hybridconv import nonfinite, preemption, sharding, tracking
-from hybridconv import train_state as ts
-from hybridconv.progress import Progress, Throughput
+from hybridconv import sharding, tracking
+from hybridconv.training import metrics as metrics_lib
+from hybridconv.training import nonfinite, preemption
+from hybridconv.training import state as ts
+from hybridconv.training.progress import Progress, Throughput
 
 
 def every_steps(epochs: float, steps_per_epoch: int) -> int:
