@@ -1,6 +1,8 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make train   a short real training run (Fashion-MNIST, SimpleCNN, hybrid first layer) on CPU
-#   make test    the test suite
+#   make test    the test suite (make test-fast: without the slow multi-process and kill tests)
+# Dependencies install from requirements.lock, the exact versions the suite passes with
+# (pyproject.toml keeps ranges for people who import hybridconv); `make lock` refreshes it.
 # jax >= 0.11 needs Python 3.12: use python3.12 from PATH, or pyenv's 3.12 when the
 # PATH entry is only a pyenv shim that does not resolve.
 PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12; do \
@@ -10,14 +12,20 @@ PY := $(VENV)/bin/python
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/quickstart
 CONFIG ?= configs/fashion_mnist.py:hybrid
+# Persistent XLA compilation cache: most of the test suite's time is compiling the same small
+# programs, and a second `make train` starts in seconds. Delete the folder to drop it.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= 0
 
-.PHONY: setup data train test lint bench
+.PHONY: setup data train test test-fast lint lock bench
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 not found (tried python3.12 and pyenv's 3.12); install python3.12" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -36,8 +44,20 @@ train: setup data
 test: setup
 	$(PY) -m pytest -n 2 tests
 
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not slow" tests
+
 lint: setup
 	$(VENV)/bin/ruff check hybridconv tests experiments configs
+	$(VENV)/bin/ruff format --check hybridconv tests experiments configs
+
+# Re-resolves requirements.lock from pyproject.toml, keeping the pinned versions that still
+# satisfy it; add --upgrade (LOCK_FLAGS=--upgrade) to move to the newest releases, then run
+# `make test` before committing the new lock.
+LOCK_FLAGS ?=
+lock: setup
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.12 \
+	  --custom-compile-command "make lock" $(LOCK_FLAGS) -o requirements.lock
 
 # PyTorch peers for the benchmarks: torch's CPU wheel here is for Python 3.11, so
 # the peers run in their own interpreter. GaborNet 0.2.0 pins torch<2: installed

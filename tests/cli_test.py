@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -23,6 +25,7 @@ def test_usage_and_unknown_command():
   assert "unknown command 'fly'; commands: train, sweep, analyze" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_prints_where_the_results_are(tmp_path):
   result = _cli("train", "--config=configs/tiny.py:free", f"--workdir={tmp_path}",
                 "--config.num_train_steps=2")
@@ -50,6 +53,7 @@ def test_sweep_dry_run_lists_one_command_per_point(tmp_path):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_sweep_runs_each_point_in_its_own_workdir(tmp_path):
   result = _cli("sweep", "--config=configs/tiny.py", f"--workdir={tmp_path}", timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -163,6 +163,7 @@ _TWO_PROCESS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_shard_the_stream_and_agree_on_device_batches():
   # Two JAX processes on CPU (2 fake devices each) talking through gloo.
   with socket.socket() as s:

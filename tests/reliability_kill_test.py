@@ -16,6 +16,9 @@ from hybridconv.tracking import writers
 from hybridconv.training import checkpointing, train
 from tests import reliability_support as rs
 
+# Each test kills a real training subprocess and resumes it: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):

@@ -84,6 +84,7 @@ def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_pa
   assert evals == want  # the resumed run evaluated step 4 first, with the same result
 
 
+@pytest.mark.slow
 def test_command_line_exits_143_and_says_how_to_resume(reference, tmp_path):
   stopped = rs.run_cli(tmp_path, fault="sigterm@step:3")
   assert stopped.returncode == preemption.exit_code("SIGTERM") == 143, stopped.stderr[-2000:]
@@ -100,6 +101,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_stop_at_the_same_step_when_one_is_signalled(tmp_path):
   """SIGTERM reaches process 1 only; both agree at the next log step (4) and save together."""
   address = f"127.0.0.1:{_free_port()}"

@@ -95,6 +95,7 @@ def _assert_same_training(run, reference):
     np.testing.assert_allclose(params[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(one_device_run, tmp_path):
   final = _finish(_launch(tmp_path, 4))
   _assert_same_training((final, _params(tmp_path)), one_device_run)
@@ -106,6 +107,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_device(one_device_run, tmp_path):
   address = f"127.0.0.1:{_free_port()}"
   processes = [
