@@ -60,9 +60,64 @@ def apply_overrides(config, overrides: Mapping[str, Any]):
   return config
 
 
+def _config_specs(argv: Sequence[str]) -> list[str]:
+  return [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+
+
+def explain_bad_value(argv: Sequence[str]) -> str | None:
+  """One line for a ``--config`` that cannot be built or a ``--config.a.b=v`` of the wrong type.
+
+  Returns:
+    ``--config=SPEC: <the config file's own message>`` when its ``get_config``
+    raises (e.g. an unknown variant), ``--config.a.b='v': ...`` naming the
+    expected type when a value does not parse as the key's type, else None.
+  """
+  specs = _config_specs(argv)
+  if not specs:
+    return None
+  try:
+    config = load_config(specs[-1])
+  except Exception as error:  # noqa: BLE001 (any error of the user's config file is reported)
+    message = str(error)
+    return message if message.startswith("--config=") else f"--config={specs[-1]}: {message}"
+  for arg in argv:
+    if not arg.startswith(OVERRIDE_PREFIX) or "=" not in arg:
+      continue
+    dotted, value = arg[len(OVERRIDE_PREFIX):].split("=", 1)
+    if missing_key(config, dotted):
+      continue
+    current = config
+    for part in dotted.split("."):
+      current = current[part]
+    kind = type(current)
+    if kind in (int, float, bool) and not _parses_as(kind, value):
+      article = "an" if kind is int else "a"
+      return (f"{OVERRIDE_PREFIX}{dotted}={value!r} is not {article} {kind.__name__}; allowed: "
+              f"{article} {kind.__name__} like the default {current!r}")
+  return None
+
+
+def _parses_as(kind: type, text: str) -> bool:
+  """Whether ``text`` is a literal ``config_flags`` accepts for a key of type ``kind``."""
+  if kind is bool:
+    return text.lower() in ("true", "false", "1", "0")
+  try:
+    kind(text) if kind is float else int(text, 0)
+  except ValueError:
+    return kind is int and _is_integral_float(text)
+  return True
+
+
+def _is_integral_float(text: str) -> bool:
+  try:
+    return float(text).is_integer()
+  except ValueError:
+    return False
+
+
 def explain_bad_override(argv: Sequence[str]) -> str | None:
   """The first ``--config.a.b=v`` in ``argv`` whose key the ``--config`` file lacks, explained."""
-  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  specs = _config_specs(argv)
   if not specs:
     return None
   try:

@@ -57,7 +57,14 @@ def _print_summary(final: dict, workdir: str) -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _CONFIG.value.keep_host_buffers:
+  try:
+    keep_host_buffers = _CONFIG.value.keep_host_buffers
+  except OSError as error:  # config_flags loads the file lazily: a missing file shows here
+    from hybridconv import configlib  # noqa: PLC0415
+
+    print(f"error: {configlib.explain_bad_value(sys.argv) or error}", file=sys.stderr)
+    sys.exit(2)
+  if keep_host_buffers:
     host_memory.keep_large_buffers_in_heap()  # before JAX allocates anything
   # Imported here so that `--help` and flag errors do not pay for importing JAX.
   import jax  # noqa: PLC0415
@@ -96,6 +103,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
     from hybridconv import configlib  # noqa: PLC0415
 
     print(f"error: {configlib.explain_bad_override(argv) or error}", file=sys.stderr)
+    sys.exit(2)
+  except flags.IllegalFlagValueError as error:
+    # A --config that cannot be built (unknown variant) or a --config.key value of the wrong
+    # type: absl would print a traceback and exit 1.
+    from hybridconv import configlib  # noqa: PLC0415
+
+    print(f"error: {configlib.explain_bad_value(argv) or error}", file=sys.stderr)
     sys.exit(2)
   except flags.Error as error:  # what absl's own parser prints
     print(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on "

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from configs import tiny
 from hybridconv.training import faults, train
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 8
@@ -33,15 +33,7 @@ _REFERENCE: dict[str, tuple[str, dict]] = {}
 
 def config(**overrides):
   """The tiny reliability config (locked), with dotted-key overrides."""
-  cfg = tiny.get_config()
-  for dotted, value in {**OVERRIDES, **overrides}.items():
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  cfg.lock()
-  return cfg
+  return make_tiny_config("hybrid", **{**OVERRIDES, **overrides})
 
 
 def reference(tmp_path_factory) -> tuple[str, dict]:

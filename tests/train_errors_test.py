@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from configs import tiny
 from hybridconv.training import train
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,15 +25,7 @@ def _no_train_step(monkeypatch):
 
 
 def _config(**overrides):
-  config = tiny.get_config("hybrid")
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  config.lock()
-  return config
+  return make_tiny_config("hybrid", **overrides)
 
 
 @pytest.mark.parametrize(

@@ -9,21 +9,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import tiny
 from hybridconv.tracking import writers
 from hybridconv.training import faults, preemption, train
+from tests.conftest import make_tiny_config
 
 
 def _config(variant="hybrid", **overrides):
-  config = tiny.get_config(variant)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  config.lock()
-  return config
+  return make_tiny_config(variant, **overrides)
 
 
 def _saved_arrays(workdir: str, step: int) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@
 from hybridconv.data.augment import Augment
 from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
-from hybridconv.data.pipeline import build_pipeline, load_dataset
+from hybridconv.data.pipeline import build_pipeline, check_config, load_dataset
 from hybridconv.data.streaming import ArraySource, StreamingPipeline
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "DevicePipeline",
     "StreamingPipeline",
     "build_pipeline",
+    "check_config",
     "load_dataset",
 ]

@@ -29,6 +29,12 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
 
 
+def check_config(data_config: Any) -> None:
+  """Refuses an unknown ``data.source`` or ``data.pipeline`` before anything loads."""
+  _check_choice("data.pipeline", data_config.pipeline, PIPELINES)
+  _check_choice("data.source", data_config.source, SOURCES)
+
+
 def load_dataset(data_config: Any) -> ArrayDataset:
   """Reads the configured dataset fully into host memory.
 

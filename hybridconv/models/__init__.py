@@ -17,6 +17,7 @@ from hybridconv.models.alexnet import AlexNet, AlexNetSmall, local_response_norm
 from hybridconv.models.layer_specs import conv_layers, resolve_sources
 from hybridconv.models.resnet import CifarResNet, ResNet
 from hybridconv.models.simple_cnn import SimpleCNN
+from hybridconv.nn import sources
 
 # name -> constructor (num_classes, image_shape, *, first_layer, kernels, width, dtype, rngs).
 MODELS: dict[str, Callable[..., nnx.Module]] = {
@@ -31,6 +32,19 @@ MODELS: dict[str, Callable[..., nnx.Module]] = {
     "resnet101": resnet.resnet101,
     "resnet152": resnet.resnet152,
 }
+
+
+def check_config(model_config: Any) -> None:
+  """Refuses an unknown model name or kernel spec from the config alone, before any data loads.
+
+  Raises:
+    ValueError: naming the key and what is allowed.
+  """
+  if model_config.name not in MODELS:
+    raise ValueError(f"model.name={model_config.name!r} is not one of {sorted(MODELS)}")
+  specs = [model_config.first_layer, *(dict(model_config.kernels or {}).values())]
+  for spec in specs:
+    sources.parse(spec.to_dict() if hasattr(spec, "to_dict") else spec)
 
 
 def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, int, int],

@@ -22,6 +22,17 @@ def is_due(step: int, every: int, total_steps: int | None = None) -> bool:
   return step % every == 0 or (total_steps is not None and step == total_steps)
 
 
+def check_config(tracking) -> None:
+  """Refuses a bad ``config.tracking`` setting from the config alone, before anything starts."""
+  mode = tracking.wandb.mode
+  if mode not in wandb_logger.MODES:
+    raise ValueError(f"tracking.wandb.mode={mode!r} is not one of {wandb_logger.MODES}")
+  for key in ("scalars_every_steps", "filters_every_steps"):
+    value = tracking[key]
+    if not isinstance(value, int) or value < 0:
+      raise ValueError(f"tracking.{key} must be an int >= 0 (0 = off), got {value!r}")
+
+
 def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
                 config: Mapping[str, Any] | None = None,
                 write_scalars_file: bool = True) -> logger_lib.Logger:
@@ -40,12 +51,7 @@ def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
     ValueError: for a bad ``tracking.wandb`` setting, before anything starts.
   """
   settings = tracking.wandb
-  if settings.mode not in wandb_logger.MODES:
-    raise ValueError(f"tracking.wandb.mode={settings.mode!r} is not one of {wandb_logger.MODES}")
-  for key in ("scalars_every_steps", "filters_every_steps"):
-    value = tracking[key]
-    if not isinstance(value, int) or value < 0:
-      raise ValueError(f"tracking.{key} must be an int >= 0 (0 = off), got {value!r}")
+  check_config(tracking)
   if not is_main_process:
     return logger_lib.NullLogger()
   loggers: list[logger_lib.Logger] = [

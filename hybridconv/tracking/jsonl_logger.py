@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from hybridconv.tracking import logger as logger_lib
@@ -79,6 +80,38 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
   return events
 
 
+def drop_partial_last_line(path: str) -> None:
+  """Cuts a last line without its newline (a writer killed mid-record) off a JSONL file.
+
+  A resumed run appends to the file; without the cut its first record would be
+  glued onto the partial one and both would be lost to every reader.
+  """
+  if not os.path.exists(path):
+    return
+  with open(path, "rb+") as f:
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+      return
+    f.seek(size - 1)
+    if f.read(1) == b"\n":
+      return
+    # Read back in blocks to the previous newline (records are small; files may be large).
+    end, block = size, 1 << 16
+    while end > 0:
+      start = max(0, end - block)
+      f.seek(start)
+      newline = f.read(end - start).rfind(b"\n")
+      if newline >= 0:
+        cut = start + newline + 1
+        break
+      end = start
+    else:
+      cut = 0
+    f.truncate(cut)
+  logging.warning("%s ended in a partial line (%d bytes, a killed writer); removed it", path,
+                  size - cut)
+
+
 class JsonlLogger(logger_lib.Logger):
   """Writes the workdir layout above.
 
@@ -99,7 +132,9 @@ class JsonlLogger(logger_lib.Logger):
     if self._closed:
       return
     if filename not in self._files:
-      self._files[filename] = open(os.path.join(self.workdir, filename), "a", encoding="utf-8")
+      path = os.path.join(self.workdir, filename)
+      drop_partial_last_line(path)
+      self._files[filename] = open(path, "a", encoding="utf-8")
     f = self._files[filename]
     f.write(json.dumps(json_value(record)) + "\n")
     f.flush()

@@ -46,6 +46,8 @@ from hybridconv import sharding
 from hybridconv.training import fingerprint
 
 BEST_METRIC = "eval/accuracy"
+# The checkpoint folder inside a run's workdir.
+CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "config", "metadata", "data")
 CORRUPT_SUFFIX = ".corrupt"
 _ERROR_CHARS = 300  # of each checkpoint's restore error in a message
@@ -83,6 +85,14 @@ def _best_metric(metrics: dict[str, float]) -> float:
   return metrics[BEST_METRIC]
 
 
+def check_keep(keep: int, keep_best: int) -> None:
+  """Refuses retention settings no checkpoint manager can honour."""
+  if keep < 1:
+    raise ValueError(f"config.checkpoint.keep={keep} must be >= 1")
+  if keep_best < 0:
+    raise ValueError(f"config.checkpoint.keep_best={keep_best} must be >= 0")
+
+
 class Checkpointer:
   """Saves and restores ``TrainState``s in ``directory``; keeps the latest N and the best.
 
@@ -95,10 +105,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, *, keep: int, keep_best: int, async_save: bool):
-    if keep < 1:
-      raise ValueError(f"config.checkpoint.keep={keep} must be >= 1")
-    if keep_best < 0:
-      raise ValueError(f"config.checkpoint.keep_best={keep_best} must be >= 0")
+    check_keep(keep, keep_best)
     preserve = [policies.LatestN(n=keep)]
     if keep_best:
       preserve.append(

@@ -100,6 +100,18 @@ def learning_rate_schedule(
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
 
 
+def check_config(optim_config) -> None:
+  """Refuses an unknown optimiser or schedule and bad numbers, from ``config.optim`` alone."""
+  if optim_config.name not in OPTIMIZERS:
+    raise ValueError(f"config.optim.name={optim_config.name!r} is not one of {OPTIMIZERS}")
+  if optim_config.schedule not in SCHEDULES:
+    raise ValueError(f"config.optim.schedule={optim_config.schedule!r} is not one of {SCHEDULES}")
+  for key in ("learning_rate", "weight_decay", "grad_clip_norm", "kernel_lr_multiplier"):
+    value = getattr(optim_config, key)
+    if not (math.isfinite(value) and value >= 0):
+      raise ValueError(f"config.optim.{key}={value!r} must be a finite number >= 0")
+
+
 def build_optimizer(
     optim_config, *, total_steps: int, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
@@ -113,12 +125,7 @@ def build_optimizer(
     (transformation, schedule); the schedule is returned for logging.
   """
   name = optim_config.name
-  if name not in OPTIMIZERS:
-    raise ValueError(f"config.optim.name={name!r} is not one of {OPTIMIZERS}")
-  for key in ("learning_rate", "weight_decay", "grad_clip_norm", "kernel_lr_multiplier"):
-    value = getattr(optim_config, key)
-    if not (math.isfinite(value) and value >= 0):
-      raise ValueError(f"config.optim.{key}={value!r} must be a finite number >= 0")
+  check_config(optim_config)
   schedule = learning_rate_schedule(
       optim_config, total_steps=total_steps, steps_per_epoch=steps_per_epoch
   )

@@ -42,8 +42,7 @@ from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import state as ts
 from hybridconv.training import workdir as workdir_lib
 
-CONFIG_FILE = workdir_lib.CONFIG_FILE
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = checkpointing.CHECKPOINT_DIR
 
 
 # ---------------------------------------------------------------------------
@@ -178,13 +177,20 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
     preemption.Preempted: stopped by SIGTERM/SIGINT after saving a checkpoint.
     nonfinite.NonFiniteError: a non-finite loss or gradient (``config.nan_policy``).
     checkpointing.CheckpointError: checkpoints exist but none can be restored.
-    ValueError: a bad config, a config that changes the model of the workdir's
-      checkpoints, or bad data -- before anything is compiled.
+    ValueError: a bad config or workdir, a workdir in use by another run, a
+      config that changes the model of the workdir's checkpoints, or bad data
+      -- before anything is compiled.
   """
   sharding.maybe_initialize_distributed(config.distributed)
   mesh = sharding.make_mesh()
-  validation.validate_config(config, mesh)
   workdir = os.path.abspath(workdir)
+  validation.validate_config(config, mesh, workdir)  # every section, before any work
+  with workdir_lib.exclusive(workdir):  # held until the run ends, however it ends
+    return _run(config, workdir, mesh, writer)
+
+
+def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dict[str, float]:
+  """``train_and_evaluate`` once the config is checked and the workdir is locked."""
   lead = jax.process_index() == 0
   fault = faults.from_env()
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)

@@ -1,6 +1,10 @@
-"""Checks that refuse a run before anything is compiled, each with one message naming the key.
+"""Checks that refuse a run before any work, each with one message naming the key.
 
-``validate_config`` needs only the config and the mesh; ``check_model`` needs
+``validate_config`` needs only the config, the mesh and the workdir, and runs
+the checks of every config section (run length and cadences, optim,
+checkpoint, tracking, data, model, workdir) before the data loads or anything
+compiles, so a bad value costs seconds, not a checkpoint interval;
+``check_model`` needs
 the abstract model and the dataset's image shape, and traces one abstract
 forward pass (no compilation, no memory) so that a model that cannot run on
 these images fails here with its config keys named, instead of deep inside the
@@ -9,17 +13,26 @@ compilation of the train step.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hybridconv import models, sharding
-from hybridconv.training import nonfinite
+from hybridconv import data, models, sharding, tracking
+from hybridconv.training import checkpointing, nonfinite, optim
 from hybridconv.training import state as ts
+from hybridconv.training import workdir as workdir_lib
 
 
-def validate_config(config, mesh) -> None:
-  """Refuses settings the run cannot honour, each with one message naming the key."""
+def validate_config(config, mesh, workdir: str | None = None) -> None:
+  """Refuses settings the run cannot honour, each with one message naming the key.
+
+  Args:
+    config: the run's config.
+    mesh: the device mesh (batch sizes must divide over it).
+    workdir: the run directory, checked too when given (absolute path).
+  """
   sharding.check_cpu_devices(config.cpu_devices)
   sharding.check_batch_size("batch_size", config.batch_size, mesh)
   sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
@@ -41,6 +54,13 @@ def validate_config(config, mesh) -> None:
   if not 0 <= config.label_smoothing < 1:
     raise ValueError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
   nonfinite.check_config(config.nan_policy, config.max_consecutive_skips)
+  optim.check_config(config.optim)
+  checkpointing.check_keep(config.checkpoint.keep, config.checkpoint.keep_best)
+  tracking.check_config(config.tracking)
+  data.check_config(config.data)
+  models.check_config(config.model)
+  if workdir is not None:
+    workdir_lib.check_workdir(workdir, os.path.join(workdir, checkpointing.CHECKPOINT_DIR))
 
 
 def model_context(model_config, image_shape) -> str:

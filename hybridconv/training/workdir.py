@@ -1,4 +1,4 @@
-"""The run directory's ``config.json``, and whether a new config may resume its checkpoints.
+"""The run directory: its ``config.json``, whether a config may resume it, and its lock.
 
 Running the same command again resumes from the workdir's checkpoints. If the
 config changed in between, the restored state would belong to a different
@@ -12,9 +12,11 @@ run is routine.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -95,3 +97,67 @@ def check_resume(workdir: str, new: Mapping[str, Any], *, allow_change: bool) ->
         f"--config.{OVERRIDE_KEY}=True to resume anyway")
   for key, old, value in changes:
     logging.warning("resuming %s with config.%s=%r (was %r)", workdir, key, value, old)
+
+
+def check_workdir(workdir: str, checkpoint_dir: str) -> None:
+  """Refuses a workdir (or its checkpoint folder) that is a file, before any work.
+
+  Without this check a workdir that is a file fails with a traceback, and a
+  ``checkpoints`` file inside the workdir lets the run train a whole checkpoint
+  interval before the first save fails.
+
+  Raises:
+    ValueError: naming the path and what is allowed.
+  """
+  for path, what in ((workdir, "--workdir"), (checkpoint_dir, "the checkpoint folder")):
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise ValueError(f"{what} {path!r} is an existing file; allowed: a directory, or a path "
+                       "that does not exist yet")
+
+
+def _lock_holder(path: str) -> str:
+  """The pid holding a ``flock`` on ``path``, from Linux's /proc/locks ('' if unknown)."""
+  try:
+    inode = os.stat(path).st_ino
+    with open("/proc/locks", encoding="ascii") as f:
+      for line in f:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+        fields = line.split()
+        if "FLOCK" in fields and len(fields) >= 6 and fields[5].endswith(f":{inode}"):
+          return fields[4]
+  except OSError:
+    pass
+  return ""
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str) -> Iterator[None]:
+  """Holds an exclusive lock on the workdir for a run's whole life.
+
+  Two runs started into one workdir would interleave their records in
+  ``metrics.jsonl`` and save into the same checkpoint folder. The lock is a
+  ``flock`` on the directory itself (no lock file to clean up): the kernel
+  drops it when the process exits in any way, a SIGKILL included, so a crashed
+  run never blocks its own resume. Only process 0 locks: the processes of one
+  multi-host run share the workdir.
+
+  Raises:
+    ValueError: the workdir is locked by another run, naming it and the
+      process that holds it.
+  """
+  if jax.process_index() != 0:
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = _lock_holder(workdir)
+      raise ValueError(
+          f"--workdir={workdir!r} is in use by another run (process "
+          f"{holder or 'unknown'}); allowed: a workdir no running run holds -- wait for that "
+          "run to finish or stop it, or pass another --workdir") from None
+    yield
+  finally:
+    os.close(fd)  # releases the lock
