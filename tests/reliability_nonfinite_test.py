@@ -30,9 +30,9 @@ def _step_setup():
   config = rs.config()
   mesh = sharding.make_mesh(jax.devices()[:1])
   tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=8)
-  fns, state = train.create_train_state(config, num_classes=4, image_shape=(16, 16, 1),
+  model_fns, state = train.create_train_state(config, num_classes=4, image_shape=(16, 16, 1),
                                         mesh=mesh, tx=tx)
-  step = functools.partial(train.train_step, fns=fns, tx=tx, schedule=schedule,
+  step = functools.partial(train.train_step, model_fns=model_fns, tx=tx, schedule=schedule,
                            label_smoothing=0.0)
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.normal(size=(8, 16, 16, 1)), jnp.float32),
@@ -75,7 +75,7 @@ def test_skip_keeps_params_optimizer_and_batchnorm_state_bit_for_bit():
 
 def test_monitor_names_the_step_and_the_non_finite_gradients():
   names = ["conv1/kernel", "conv1/bias", "fc/kernel", "fc/bias"]
-  monitor = nonfinite.Monitor("stop", 3, names)
+  monitor = nonfinite.NonFiniteMonitor("stop", 3, names)
   monitor.check(5, {"train/loss": 0.5}, {"loss": True, "grads": np.ones(4, bool)})
   flags = {"loss": True, "grads": np.asarray([True, False, True, False])}
   with pytest.raises(nonfinite.NonFiniteError, match=(
@@ -84,7 +84,7 @@ def test_monitor_names_the_step_and_the_non_finite_gradients():
     monitor.check(6, {"train/loss": 0.5}, flags)
   assert error.value.step == 6
   with pytest.raises(ValueError, match=r"config.nan_policy='ignore' is not one of"):
-    nonfinite.Monitor("ignore", 3, names)
+    nonfinite.NonFiniteMonitor("ignore", 3, names)
 
 
 def test_nan_stops_naming_the_step_and_resume_loses_only_unsaved_steps(reference, tmp_path):

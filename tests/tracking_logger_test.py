@@ -131,14 +131,6 @@ def test_read_metrics_keeps_the_later_value_of_a_repeated_step(tmp_path):
   np.testing.assert_array_equal(metrics["eval/accuracy"][0], [20])
 
 
-def test_jsonl_logger_without_scalars_file_leaves_metrics_to_the_train_loop(tmp_path):
-  with jsonl_logger.JsonlLogger(str(tmp_path), write_scalars_file=False) as logger:
-    logger.log_scalars(1, {"train/loss": 1.0})
-    logger.log_table(1, "t", ["a"], [[1]])
-  assert not os.path.exists(tmp_path / "metrics.jsonl")
-  assert os.path.exists(tmp_path / "tables.jsonl")
-
-
 def test_make_logger_gives_other_processes_a_null_logger(tmp_path):
   logger = tracking.make_logger(_tracking_config("offline"), str(tmp_path), is_main_process=False)
   assert isinstance(logger, tracking.NullLogger)

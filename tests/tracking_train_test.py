@@ -11,8 +11,7 @@ from PIL import Image
 
 from configs import default, tiny
 from hybridconv import tracking
-from hybridconv.analysis import report
-from hybridconv.tracking import jsonl_logger
+from hybridconv.tracking import jsonl_logger, report
 from hybridconv.training import train
 
 

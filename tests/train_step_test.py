@@ -34,11 +34,11 @@ def _setup(variant="hybrid", **optim_overrides):
     setattr(config.optim, key, value)
   mesh = sharding.make_mesh(jax.devices()[:1])
   tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
-  fns, state = train.create_train_state(
+  model_fns, state = train.create_train_state(
       config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx)
-  step = jax.jit(functools.partial(train.train_step, fns=fns, tx=tx, schedule=schedule,
+  step = jax.jit(functools.partial(train.train_step, model_fns=model_fns, tx=tx, schedule=schedule,
                                    label_smoothing=config.label_smoothing))
-  return fns, state, step
+  return model_fns, state, step
 
 
 def _flat(tree):
@@ -64,9 +64,9 @@ def test_one_step_golden_values():
 
 
 def test_step_loss_is_the_cross_entropy_of_the_train_mode_logits():
-  fns, state, step = _setup("hybrid")
+  model_fns, state, step = _setup("hybrid")
   batch = _batch()
-  logits, _ = fns.apply(state.params, state.model_state, batch["image"], train=True,
+  logits, _ = model_fns.apply(state.params, state.model_state, batch["image"], train=True,
                         key=ts.step_key(state))
   logits = np.asarray(logits, np.float64)
   log_probs = logits - logits.max(-1, keepdims=True)
@@ -77,7 +77,7 @@ def test_step_loss_is_the_cross_entropy_of_the_train_mode_logits():
 
 
 def test_step_updates_params_and_batch_stats_but_never_frozen_kernels():
-  fns, state, step = _setup("gabor")
+  model_fns, state, step = _setup("gabor")
   before_params = _flat(state.params)
   before_state = _flat(state.model_state)
   frozen_paths = {
@@ -94,7 +94,7 @@ def test_step_updates_params_and_batch_stats_but_never_frozen_kernels():
     is_frozen = any(key.startswith(p) for p in frozen_paths)
     changed = not np.array_equal(value, after_state[key])
     assert changed != is_frozen, f"{key}: frozen={is_frozen} changed={changed}"
-  del fns
+  del model_fns
 
 
 def test_step_key_depends_only_on_seed_and_step():
@@ -111,12 +111,12 @@ def test_bfloat16_compute_keeps_float32_params():
   config.compute_dtype = "bfloat16"
   mesh = sharding.make_mesh(jax.devices()[:1])
   tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
-  fns, state = train.create_train_state(
+  model_fns, state = train.create_train_state(
       config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx)
-  logits, _ = fns.apply(state.params, state.model_state, _batch()["image"], train=False,
+  logits, _ = model_fns.apply(state.params, state.model_state, _batch()["image"], train=False,
                         key=jax.random.key(0))
   assert logits.dtype == jnp.bfloat16
-  step = jax.jit(functools.partial(train.train_step, fns=fns, tx=tx, schedule=schedule,
+  step = jax.jit(functools.partial(train.train_step, model_fns=model_fns, tx=tx, schedule=schedule,
                                    label_smoothing=0.0))
   new_state, metrics = step(state, _batch())
   assert np.isfinite(float(metrics["train/loss"]))

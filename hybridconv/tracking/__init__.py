@@ -4,7 +4,7 @@ Typical use in a training loop (only process 0 writes; see the README's
 tracking section for where each call goes)::
 
   from hybridconv import tracking
-  logger = tracking.make_logger(config.tracking, workdir, is_main_process=lead,
+  logger = tracking.make_logger(config.tracking, workdir, is_main_process=is_main_process,
                                 config=config.to_dict())
   tracker = tracking.FilterTracker(logger, gabor_fit=config.tracking.gabor_fit)
   ...

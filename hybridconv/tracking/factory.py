@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridconv.tracking import jsonl_logger, wandb_logger
+from hybridconv.tracking import jsonl_logger, wandb_logger, writers
 from hybridconv.tracking import logger as logger_lib
 
 
@@ -35,8 +35,12 @@ def check_config(tracking) -> None:
 
 def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
                 config: Mapping[str, Any] | None = None,
-                write_scalars_file: bool = True) -> logger_lib.Logger:
-  """The run's logger: JSONL/PNG files in ``workdir`` plus W&B unless disabled.
+                extra: Sequence[writers.MetricWriter] = ()) -> logger_lib.Logger:
+  """The run's one logger: JSONL/PNG files in ``workdir``, W&B unless disabled, and extras.
+
+  The train loop writes only to this logger. Each extra writer (e.g. a
+  caller's tracker) runs behind a :class:`writers.BackgroundWriter`, so its
+  failures and stalls cost a warning, not the run.
 
   Args:
     tracking: the ``config.tracking`` section
@@ -45,26 +49,25 @@ def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
     is_main_process: ``jax.process_index() == 0``; other processes get a
       :class:`~hybridconv.tracking.logger.NullLogger`.
     config: the full run config as a plain dict, logged at start.
-    write_scalars_file: False if the caller already writes ``metrics.jsonl``.
+    extra: further writers of scalar events, on every process.
 
   Raises:
     ValueError: for a bad ``tracking.wandb`` setting, before anything starts.
   """
   settings = tracking.wandb
   check_config(tracking)
+  background = [writers.BackgroundWriter(writer) for writer in extra]
   if not is_main_process:
-    return logger_lib.NullLogger()
-  loggers: list[logger_lib.Logger] = [
-      jsonl_logger.JsonlLogger(workdir, write_scalars_file=write_scalars_file)]
+    return logger_lib.MultiLogger(background) if background else logger_lib.NullLogger()
+  loggers: list[logger_lib.Logger] = [jsonl_logger.JsonlLogger(workdir)]
   if settings.mode != "disabled":
     loggers.append(wandb_logger.WandbLogger(
         project=settings.project, entity=settings.entity, name=settings.name, mode=settings.mode,
         init_timeout=settings.init_timeout, directory=workdir, config=config,
         run_id=workdir_run_id(workdir)))
-  logger = logger_lib.MultiLogger(loggers)
   if config is not None:
     loggers[0].log_config(config)  # W&B received it with wandb.init
-  return logger
+  return logger_lib.MultiLogger(loggers + background)
 
 
 RUN_ID_FILE = "wandb_run_id"

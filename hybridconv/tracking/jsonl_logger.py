@@ -117,14 +117,11 @@ class JsonlLogger(logger_lib.Logger):
 
   Args:
     workdir: run directory (created if missing).
-    write_scalars_file: False when another writer already writes
-      ``metrics.jsonl``, to avoid duplicate lines.
   """
 
-  def __init__(self, workdir: str, *, write_scalars_file: bool = True):
+  def __init__(self, workdir: str):
     self.workdir = os.path.abspath(workdir)
     os.makedirs(self.workdir, exist_ok=True)
-    self.write_scalars_file = write_scalars_file
     self._files: dict[str, Any] = {}
     self._closed = False
 
@@ -140,8 +137,7 @@ class JsonlLogger(logger_lib.Logger):
     f.flush()
 
   def log_scalars(self, step, scalars):
-    if self.write_scalars_file:
-      self._append(METRICS_FILE, {"step": int(step), **{k: float(v) for k, v in scalars.items()}})
+    self._append(METRICS_FILE, {"step": int(step), **{k: float(v) for k, v in scalars.items()}})
 
   def log_images(self, step, images):
     if self._closed:

@@ -20,6 +20,8 @@ from typing import Protocol
 
 from absl import logging
 
+from hybridconv.tracking import logger as logger_lib
+
 METRICS_FILE = "metrics.jsonl"
 # The longest a run's end waits for a background writer (e.g. W&B) to finish.
 CLOSE_TIMEOUT_S = 30.0
@@ -54,8 +56,13 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-class BackgroundWriter:
+class BackgroundWriter(logger_lib.Logger):
   """Runs another writer on a daemon thread, so its failures and stalls never reach training.
+
+  It is a :class:`~hybridconv.tracking.logger.Logger`, so the train loop's one
+  logger (:func:`hybridconv.tracking.make_logger`) fans out to it; the wrapped
+  writer receives the scalar events (images, tables and artifacts are for the
+  run's own backends).
 
   ``write_scalars`` only enqueues (it never blocks): when the queue is full --
   the writer hangs or is far behind -- events are dropped and counted. An
@@ -104,7 +111,7 @@ class BackgroundWriter:
     except Exception as error:  # noqa: BLE001
       self._warn_once("close", error)
 
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+  def log_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if self._closed:
       return
     try:
@@ -114,6 +121,21 @@ class BackgroundWriter:
       if self.dropped == 1:
         logging.warning("metric writer %s is not keeping up (queue of %d full); dropping its "
                         "events, metrics.jsonl still has them", self._name, self._queue.maxsize)
+
+  def log_images(self, step, images):
+    del step, images
+
+  def log_histograms(self, step, histograms):
+    del step, histograms
+
+  def log_table(self, step, name, columns, rows):
+    del step, name, columns, rows
+
+  def log_artifact(self, path_or_ref, name, type):
+    del path_or_ref, name, type
+
+  def log_config(self, config):
+    del config
 
   def close(self) -> None:
     """Waits up to ``close_timeout_s`` for the writer to finish and close."""

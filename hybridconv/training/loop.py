@@ -28,12 +28,8 @@ from hybridconv import sharding, tracking
 from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import nonfinite, preemption
 from hybridconv.training import state as ts
+from hybridconv.training.cadence import Cadence, every_steps  # noqa: F401 (every_steps re-exported)
 from hybridconv.training.progress import Progress, Throughput
-
-
-def every_steps(epochs: float, steps_per_epoch: int) -> int:
-  """An epoch-valued cadence in steps (at least every step)."""
-  return max(1, round(epochs * steps_per_epoch))
 
 
 def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None
@@ -90,20 +86,19 @@ class TrainLoop:
   state it saves.
   """
 
-  def __init__(self, config, *, pipeline, train_fn, eval_fn, checkpointer, writer, flag, fault,
-               monitor, total_steps: int, config_json: dict, lead: bool, logger=None,
+  def __init__(self, cadence: Cadence, *, pipeline, train_fn, eval_fn, checkpointer,
+               logger: tracking.Logger, flag, fault, monitor, config_json: dict,
+               batch_size: int, is_main_process: bool, log_checkpoints: bool = False,
                summarize=None):
-    self.config, self.pipeline = config, pipeline
-    self.train_fn, self.eval_fn = train_fn, eval_fn
-    self.checkpointer, self.writer, self.flag, self.fault = checkpointer, writer, flag, fault
-    self.monitor, self.total_steps, self.config_json = monitor, total_steps, config_json
+    self.cadence, self.total_steps = cadence, cadence.total_steps
+    self.pipeline, self.train_fn, self.eval_fn = pipeline, train_fn, eval_fn
+    self.checkpointer, self.logger, self.flag, self.fault = checkpointer, logger, flag, fault
+    self.monitor, self.config_json = monitor, config_json
     self.steps_per_epoch = pipeline.steps_per_epoch
-    self.eval_every = every_steps(config.eval_every_epochs, self.steps_per_epoch)
-    self.checkpoint_every = every_steps(config.checkpoint.every_epochs, self.steps_per_epoch)
     self.means = metrics_lib.MeanAccumulator()
-    self.timer = Throughput(config.batch_size)
-    self.lead = lead
-    self.logger = logger
+    self.timer = Throughput(batch_size)
+    self.is_main_process = is_main_process
+    self.log_checkpoints = log_checkpoints  # checkpoints as W&B artifact references
     self.summarize = summarize  # summarize(state, step): filter summaries, or None
     self.pending = None  # (step, device metrics) of the step dispatched last
     self.final: dict[str, float] = {}
@@ -127,10 +122,10 @@ class TrainLoop:
       return
     scalars.update(self.timer.rates())
     scalars["epoch"] = step / self.steps_per_epoch
-    if not tracking.is_due(step, self.config.tracking.scalars_every_steps, self.total_steps):
+    if not self.cadence.scalars_due(step):
       scalars = tracking.without_layer_norms(scalars)
     self.fault.at("log", step)
-    self.writer.write_scalars(step, scalars)
+    self.logger.log_scalars(step, scalars)
     self.progress.log(step, {"loss": scalars["train/loss"],
                              "img/s": scalars.get("images_per_sec", float("nan"))})
     self.final.update(scalars)
@@ -145,7 +140,7 @@ class TrainLoop:
       eval_metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted)
     if eval_metrics is None:
       return None
-    self.writer.write_scalars(step, eval_metrics)
+    self.logger.log_scalars(step, eval_metrics)
     self.progress.message(f"eval step {step}: " + ", ".join(
         f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
     self.final.update(eval_metrics)
@@ -157,7 +152,7 @@ class TrainLoop:
     with self.timer.paused():
       self.checkpointer.save(step, state, config_json=self.config_json, metadata=metadata,
                              metrics=eval_metrics, data_state=pipeline_state(self.pipeline))
-    if self.logger is not None and self.config.tracking.log_checkpoints:
+    if self.log_checkpoints:
       self.logger.log_artifact(f"file://{self.checkpointer.directory}/{step}", "checkpoints",
                                "model")
 
@@ -168,25 +163,22 @@ class TrainLoop:
     raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process")
 
   def _summarize(self, state, step: int) -> None:
-    if self.summarize is not None and tracking.is_due(
-        step, self.config.tracking.filters_every_steps, self.total_steps):
+    if self.summarize is not None and self.cadence.filters_due(step):
       with self.timer.paused():
         self.summarize(state, step)
-
-  def _eval_due(self, step: int) -> bool:
-    return step % self.eval_every == 0 or step == self.total_steps
 
   def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
     """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
     step = int(jax.device_get(state.step))
-    self.progress = Progress(total_steps=self.total_steps, initial_step=step, enabled=self.lead)
+    self.progress = Progress(total_steps=self.total_steps, initial_step=step,
+                             enabled=self.is_main_process)
     eval_metrics = None
     try:
       if step < self.total_steps and stop_requested(self.flag, True):
         # The signal came while the data loaded or the state was built or restored.
         raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process",
                                    saved=step > 0)
-      if resumed_eval == {} and step < self.total_steps and self._eval_due(step):
+      if resumed_eval == {} and step < self.total_steps and self.cadence.eval_due(step):
         # The checkpoint was saved when a signal interrupted this step's evaluation.
         eval_metrics = self._evaluate(state, step)
         if eval_metrics is None:
@@ -206,9 +198,9 @@ class TrainLoop:
         self.timer.count()
         self.progress.step(step)
 
-        eval_due = self._eval_due(step)
-        checkpoint_due = step % self.checkpoint_every == 0 or step == self.total_steps
-        log_due = step % self.config.log_every_steps == 0 or eval_due or checkpoint_due
+        eval_due = self.cadence.eval_due(step)
+        checkpoint_due = self.cadence.checkpoint_due(step)
+        log_due = self.cadence.log_due(step)
         # Single-process runs stop at once; multi-process ones agree below.
         stopping = jax.process_count() == 1 and bool(self.flag)
         if log_due or stopping:

@@ -6,7 +6,7 @@ gradient array are finite, and with ``config.nan_policy='skip'``
 (BatchNorm statistics included) when they are not -- a select, so the step stays
 one compiled program with no host round trip. The host checks the flags of
 metrics it has already fetched (step n-1's, after dispatching step n), so the
-check never stalls the device; :class:`Monitor` then stops the run naming the
+check never stalls the device; :class:`NonFiniteMonitor` then stops the run naming the
 step and the offending quantities, or counts consecutive skips.
 
 Every save and evaluation in the train loop first fetches all pending metrics,
@@ -71,7 +71,7 @@ def _describe(step: int, scalars: dict, flags: dict, param_names: Sequence[str])
   return f"step {step}: " + " and ".join(parts or ["non-finite values"])
 
 
-class Monitor:
+class NonFiniteMonitor:
   """Host-side check of each step's finite flags.
 
   Args:

@@ -41,6 +41,7 @@ from hybridconv.training import loop as train_loop
 from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import state as ts
 from hybridconv.training import workdir as workdir_lib
+from hybridconv.training.cadence import Cadence
 
 CHECKPOINT_DIR = checkpointing.CHECKPOINT_DIR
 
@@ -81,8 +82,8 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
     abstract_model = nnx.eval_shape(build, init_key)
   except ValueError as error:  # bad kernel specs, group sizes, image sizes
     raise ValueError(f"{error} {validation.model_context(config.model, image_shape)}") from error
-  fns = ts.model_functions(abstract_model, dtype)
-  validation.check_model(config.model, abstract_model, fns, image_shape=tuple(image_shape),
+  model_fns = ts.model_functions(abstract_model, dtype)
+  validation.check_model(config.model, abstract_model, model_fns, image_shape=tuple(image_shape),
                          num_classes=num_classes)
 
   # Keys are arguments, not closed-over constants: XLA would otherwise try to
@@ -95,14 +96,14 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
         opt_state=tx.init(params), rng=jax.random.key_data(train_key),
     )
 
-  return fns, init(init_key, train_key)
+  return model_fns, init(init_key, train_key)
 
 
 # ---------------------------------------------------------------------------
 # The step functions (pure; jitted in train_and_evaluate)
 
 
-def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, schedule,
+def train_step(state: ts.TrainState, batch, *, model_fns: ts.ModelFunctions, tx, schedule,
                label_smoothing: float, skip_nonfinite: bool = False):
   """One optimiser update on a global batch; returns the new state and scalar metrics.
 
@@ -115,7 +116,7 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
   key = ts.step_key(state)
 
   def loss_fn(params):
-    logits, model_state = fns.apply(params, state.model_state, batch["image"], train=True,
+    logits, model_state = model_fns.apply(params, state.model_state, batch["image"], train=True,
                                     key=key)
     losses = metrics_lib.cross_entropy(logits, batch["label"], label_smoothing=label_smoothing)
     return jnp.mean(losses), (logits, model_state)
@@ -144,9 +145,9 @@ def train_step(state: ts.TrainState, batch, *, fns: ts.ModelFunctions, tx, sched
   return new_state, scalars
 
 
-def eval_step(params, model_state, batch, *, fns: ts.ModelFunctions):
+def eval_step(params, model_state, batch, *, model_fns: ts.ModelFunctions):
   """Sums of loss and correct predictions over the real examples of one batch."""
-  logits, _ = fns.apply(params, model_state, batch["image"], train=False,
+  logits, _ = model_fns.apply(params, model_state, batch["image"], train=False,
                         key=jax.random.key(0))
   return metrics_lib.eval_sums(logits, batch["label"], batch["mask"])
 
@@ -191,7 +192,7 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
 
 def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dict[str, float]:
   """``train_and_evaluate`` once the config is checked and the workdir is locked."""
-  lead = jax.process_index() == 0
+  is_main_process = jax.process_index() == 0
   fault = faults.from_env()
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
   config_json = workdir_lib.config_json(config)
@@ -211,7 +212,7 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
     tx, schedule = optim.build_optimizer(
         config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
     )
-    fns, state = create_train_state(
+    model_fns, state = create_train_state(
         config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape,
         mesh=mesh, tx=tx,
     )
@@ -220,14 +221,14 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
 
     replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     train_fn = jax.jit(
-        functools.partial(train_step, fns=fns, tx=tx, schedule=schedule,
+        functools.partial(train_step, model_fns=model_fns, tx=tx, schedule=schedule,
                           label_smoothing=config.label_smoothing,
                           skip_nonfinite=config.nan_policy == "skip"),
         in_shardings=(replicated, batch_sharded), out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
     eval_fn = jax.jit(
-        functools.partial(eval_step, fns=fns),
+        functools.partial(eval_step, model_fns=model_fns),
         in_shardings=(replicated, replicated, batch_sharded), out_shardings=replicated,
     )
     param_names = [optim.path_name(p) for p, _ in
@@ -237,12 +238,10 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
         keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
     )
     with checkpointer:
-      # JSON lines in the workdir plus W&B unless disabled (its own bounded
-      # background thread); a no-op logger off process 0.
-      logger = tracking.make_logger(config.tracking, workdir, is_main_process=lead,
-                                    config=config_json)
-      extra = [writers.BackgroundWriter(writer)] if writer is not None else []
-      writer = writers.MultiWriter([logger] + extra)
+      # The loop's one logger: JSON lines in the workdir, W&B unless disabled (its own
+      # bounded background thread), ``writer`` behind a bounded background thread.
+      logger = tracking.make_logger(config.tracking, workdir, is_main_process=is_main_process,
+                                    config=config_json, extra=[writer] if writer else [])
       try:
         restored = checkpointer.restore_latest(ts.abstract_like(state))
         metadata = {}
@@ -251,32 +250,38 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
           if restored.data_state is not None:
             pipeline.set_state(restored.data_state)
           logging.info("resumed from checkpoint %d in %s", restored.step, checkpointer.directory)
-        monitor = nonfinite.Monitor(config.nan_policy, config.max_consecutive_skips, param_names,
-                                    consecutive=metadata.get("consecutive_skips", 0))
+        monitor = nonfinite.NonFiniteMonitor(
+            config.nan_policy, config.max_consecutive_skips, param_names,
+            consecutive=metadata.get("consecutive_skips", 0))
+        cadence = Cadence.from_config(config, steps_per_epoch=steps_per_epoch,
+                                      total_steps=total_steps)
         loop = train_loop.TrainLoop(
-            config, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
-            checkpointer=checkpointer, writer=writer, flag=flag, fault=fault, monitor=monitor,
-            total_steps=total_steps, config_json=config_json, lead=lead, logger=logger,
-            summarize=_filter_summarizer(config, fns, logger, workdir, lead))
+            cadence, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
+            checkpointer=checkpointer, logger=logger, flag=flag, fault=fault, monitor=monitor,
+            config_json=config_json, batch_size=config.batch_size,
+            is_main_process=is_main_process,
+            log_checkpoints=is_main_process and config.tracking.log_checkpoints,
+            summarize=_filter_summarizer(config, model_fns, logger, workdir, is_main_process))
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
       finally:
-        writer.close()
-  if lead and config.tracking.animation:  # after the loop only: it must not mask Preempted
+        logger.close()
+  if is_main_process and config.tracking.animation:  # after the loop: must not mask Preempted
     tracking.write_animations(workdir)
   return final
 
 
-def _filter_summarizer(config, fns: ts.ModelFunctions, logger, workdir: str, lead: bool):
+def _filter_summarizer(config, model_fns: ts.ModelFunctions, logger, workdir: str,
+                       is_main_process: bool):
   """``summarize(state, step)`` logging every conv layer's filters, or None when off."""
-  if not lead or config.tracking.filters_every_steps <= 0:
+  if not is_main_process or config.tracking.filters_every_steps <= 0:
     return None
   tracker = tracking.FilterTracker(
       logger, gabor_fit=config.tracking.gabor_fit,
       state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"))
 
   def summarize(state: ts.TrainState, step: int) -> None:
-    rng_state = ts.fresh_rng_state(fns.abstract_rng_state, jax.random.key(0))
-    model = nnx.merge(fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
+    rng_state = ts.fresh_rng_state(model_fns.abstract_rng_state, jax.random.key(0))
+    model = nnx.merge(model_fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
                       tracking.local_replica(state.model_state))
     tracker(model, step)
 

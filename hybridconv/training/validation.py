@@ -74,7 +74,7 @@ def _kernel_extent(layer) -> tuple[int, int]:
                                                strict=True))
 
 
-def check_model(model_config, abstract_model: nnx.Module, fns: ts.ModelFunctions, *,
+def check_model(model_config, abstract_model: nnx.Module, model_fns: ts.ModelFunctions, *,
                 image_shape, num_classes: int) -> None:
   """Refuses a first conv kernel larger than the images, and any model that cannot run on them.
 
@@ -98,7 +98,7 @@ def check_model(model_config, abstract_model: nnx.Module, fns: ts.ModelFunctions
   images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
 
   def forward(params, model_state, images):
-    return fns.apply(params, model_state, images, train=True, key=jax.random.key(0))[0]
+    return model_fns.apply(params, model_state, images, train=True, key=jax.random.key(0))[0]
 
   try:
     logits = jax.eval_shape(forward, params, model_state, images)

@@ -11,10 +11,9 @@ from flax import nnx
 from PIL import Image
 
 from hybridconv import tracking
-from hybridconv.analysis import report
 from hybridconv.kernels import gabor
 from hybridconv.models import SimpleCNN
-from hybridconv.tracking import jsonl_logger
+from hybridconv.tracking import jsonl_logger, report
 
 STEPS = (0, 50, 100)
 
