@@ -13,22 +13,29 @@ import ml_collections
 KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
 
 
-def parse_source_and_model(arg: str | None, models: tuple[str, ...], *, default_source: str,
-                           default_model: str) -> tuple[str, str]:
-  """``(kernel source, model)`` from a variant such as ``'gabor,resnet50'``.
+def parse_variant(arg: str | None, *, default_source: str, models: tuple[str, ...] = (),
+                  default_model: str = "", options: tuple[str, ...] = ()
+                  ) -> tuple[str, str, set[str]]:
+  """``(kernel source, model, options)`` from a variant such as ``'gabor,resnet50'``.
 
-  Each token is a first-layer kernel source or one of ``models``; at most one
-  of each. Anything else is refused with one message listing what is allowed.
+  The one variant parser of every config file. Each comma-separated token is a
+  first-layer kernel source, one of ``models`` or one of ``options``; at most
+  one source and one model. Anything else is refused with one message listing
+  what is allowed.
   """
   tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
   sources = [t for t in tokens if t in KERNEL_SOURCES]
   chosen = [t for t in tokens if t in models]
-  if len(sources) + len(chosen) != len(tokens) or len(sources) > 1 or len(chosen) > 1:
-    raise ValueError(
-        f"unknown config variant {arg!r}: give at most one kernel source of {KERNEL_SOURCES} "
-        f"and at most one model of {models}, comma-separated (e.g. 'gabor,{models[-1]}')"
-    )
-  return (sources[0] if sources else default_source), (chosen[0] if chosen else default_model)
+  unknown = [t for t in tokens if t not in KERNEL_SOURCES + models + options]
+  if unknown or len(sources) > 1 or len(chosen) > 1:
+    allowed = [f"at most one kernel source of {KERNEL_SOURCES}"]
+    allowed += [f"at most one model of {models}"] if models else []
+    allowed += [f"any of the options {options}"] if options else []
+    example = ",".join(["gabor", *(models or options)[-1:]])
+    raise ValueError(f"unknown config variant {arg!r}: give {' and '.join(allowed)}, "
+                     f"comma-separated (e.g. {example!r})")
+  return ((sources[0] if sources else default_source), (chosen[0] if chosen else default_model),
+          set(tokens) - set(sources) - set(chosen))
 
 
 def get_config() -> ml_collections.ConfigDict:

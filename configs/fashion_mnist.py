@@ -20,21 +20,8 @@ KERNEL_SOURCES = default.KERNEL_SOURCES
 OPTIONS = ("long", "resnet20")
 
 
-def parse_variant(arg: str | None) -> tuple[str, set[str]]:
-  """``(kernel source, options)`` from ``'hybrid,long'``; refuses unknown tokens."""
-  tokens = [t.strip() for t in (arg or "hybrid").split(",") if t.strip()]
-  sources = [t for t in tokens if t in KERNEL_SOURCES]
-  unknown = [t for t in tokens if t not in KERNEL_SOURCES + OPTIONS]
-  if unknown or len(sources) > 1:
-    raise ValueError(
-        f"unknown config variant {arg!r}: give one kernel source of {KERNEL_SOURCES} "
-        f"optionally with options {OPTIONS}, comma-separated (e.g. 'gabor,long')"
-    )
-  return (sources[0] if sources else "hybrid"), set(tokens) - set(sources)
-
-
 def get_config(arg: str | None = None):
-  source, options = parse_variant(arg)
+  source, _, options = default.parse_variant(arg, default_source="hybrid", options=OPTIONS)
   config = default.get_config()
   config.data.source = "idx"
   config.data.name = "fashion_mnist"

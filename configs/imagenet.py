@@ -16,8 +16,8 @@ MODELS = ("alexnet", "resnet50")
 
 
 def get_config(arg: str | None = None):
-  source, model = default.parse_source_and_model(arg, MODELS, default_source="free",
-                                                 default_model="alexnet")
+  source, model, _ = default.parse_variant(arg, default_source="free", models=MODELS,
+                                           default_model="alexnet")
   config = default.get_config()
   config.data.source = "tfds"
   config.data.name = "imagenet2012"

@@ -13,9 +13,7 @@ KERNEL_SOURCES = default.KERNEL_SOURCES
 
 
 def get_config(arg: str | None = None):
-  source = arg or "hybrid"
-  if source not in KERNEL_SOURCES:
-    raise ValueError(f"unknown config variant {arg!r}; variants: {KERNEL_SOURCES}")
+  source, _, _ = default.parse_variant(arg, default_source="hybrid")
   config = default.get_config()
   config.data.source = "gratings"
   config.data.name = "gratings"

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import default
 from hybridconv import tracking
 from hybridconv.tracking import jsonl_logger
 from hybridconv.tracking import logger as logger_lib
 
 
 def _tracking_config(mode="disabled"):
-  config = tracking.default_tracking_config()
+  config = default.get_config().tracking
   config.wandb.mode = mode
   return config
 
@@ -33,8 +34,8 @@ def _log_everything(logger, step=3):
   logger.log_artifact("file:///tmp/checkpoints/100", "checkpoint-100", "model")
 
 
-def test_default_tracking_config_declares_the_documented_keys():
-  config = tracking.default_tracking_config()
+def test_the_tracking_section_declares_the_documented_keys():
+  config = default.get_config().tracking
   assert set(config.wandb.keys()) == {"mode", "project", "entity", "name", "init_timeout"}
   assert set(config.keys()) == {"wandb", "scalars_every_steps", "filters_every_steps", "gabor_fit",
                                 "animation", "log_checkpoints"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import default, tiny
+from configs import tiny
 from hybridconv import tracking
 from hybridconv.tracking import jsonl_logger, report
 from hybridconv.training import train
@@ -69,6 +69,3 @@ def test_online_without_network_finishes_normally(tmp_path, offline_wandb):
   assert final["step"] == 8 and "eval/accuracy" in final
   assert glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
 
-
-def test_default_config_declares_the_tracking_section_of_the_library():
-  assert default.get_config().tracking.to_dict() == tracking.default_tracking_config().to_dict()

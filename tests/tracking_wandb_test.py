@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pytest
 
+from configs import default
 from hybridconv import tracking
 from hybridconv.tracking import wandb_logger
 
@@ -164,7 +165,7 @@ def test_online_without_network_falls_back_to_offline_in_bounded_time(wandb_env,
 
 
 def test_make_logger_sends_to_workdir_and_wandb_offline(wandb_env):
-  config = tracking.default_tracking_config()
+  config = default.get_config().tracking
   config.wandb.mode = "offline"
   config.wandb.init_timeout = 30.0
   workdir = str(wandb_env / "run")
@@ -178,7 +179,7 @@ def test_make_logger_sends_to_workdir_and_wandb_offline(wandb_env):
 
 
 def test_a_resumed_run_in_the_same_workdir_continues_the_same_wandb_run(wandb_env):
-  config = tracking.default_tracking_config()
+  config = default.get_config().tracking
   config.wandb.mode = "offline"
   workdir = str(wandb_env / "run")
   run_ids = []

@@ -45,7 +45,7 @@ def test_unknown_variant(command, tmp_path):
   error = _one_error(_run(*first, "--config=configs/fashion_mnist.py:gabbor",
                           f"--workdir={tmp_path}", module=module))
   assert error.startswith("error: --config=configs/fashion_mnist.py:gabbor: unknown config "
-                          "variant 'gabbor': give one kernel source of ('free', 'gabor'")
+                          "variant 'gabbor': give at most one kernel source of ('free', 'gabor'")
   assert not os.listdir(tmp_path)
 
 

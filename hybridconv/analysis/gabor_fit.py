@@ -304,6 +304,13 @@ def layer_gabor_summary(
     filters are.
   """
   result = fit_conv_kernel(kernel_hwio, mode, **fit_options)
+  return fit_summary(result, kernel_hwio, mode, thresholds)
+
+
+def fit_summary(result: ConvGaborFit, kernel_hwio: ArrayLike,
+                mode: Literal["dominant", "per_channel"] = "dominant",
+                thresholds: tuple[float, ...] = (0.5, 0.8)) -> dict[str, float]:
+  """:func:`layer_gabor_summary` of an existing fit (callers that also need per-filter values)."""
   summary = filter_stats.gabor_likeness(result.r2_filter, thresholds)
   kernel = _check_hwio(kernel_hwio)
   cycles = result.fit.frequency * result.fit.sigma

@@ -11,7 +11,7 @@
 from hybridconv.data.augment import Augment
 from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
-from hybridconv.data.pipeline import build_pipeline, check_config, load_dataset
+from hybridconv.data.pipeline import Pipeline, build_pipeline, check_config, load_dataset
 from hybridconv.data.streaming import ArraySource, StreamingPipeline
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ArraySource",
     "Augment",
     "DevicePipeline",
+    "Pipeline",
     "StreamingPipeline",
     "build_pipeline",
     "check_config",

@@ -34,8 +34,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hybridconv.data.augment import Augment, augment_key, channel_stats, prepare_batch
 from hybridconv.data.dataset import ArrayDataset
+from hybridconv.sharding import DATA_AXIS
 
-DATA_AXIS = "data"
 # Folded into the root key before the epoch; augmentation uses stream 1
 # (hybridconv.data.augment.augment_key).
 _PERMUTATION_STREAM = 0
@@ -193,3 +193,10 @@ class DevicePipeline:
     """The eval split in fixed order; ``'mask'`` is False on the last batch's padding."""
     for index in range(self.num_eval_batches):
       yield self._eval_fn(*self._eval, *self._stats, index * self.eval_batch_size)
+
+  def get_state(self) -> None:
+    """Nothing to checkpoint: every batch is a pure function of ``(seed, step)``."""
+    return None
+
+  def set_state(self, state: None) -> None:
+    del state  # see get_state

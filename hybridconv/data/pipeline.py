@@ -9,7 +9,8 @@ num_classes, noise, envelope_sigma, seed}``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from jax.sharding import Mesh
 
@@ -22,6 +23,32 @@ from hybridconv.data.tfds_source import load_tfds_dataset, open_tfds_sources
 
 SOURCES = ("idx", "tfds", "gratings")
 PIPELINES = ("device", "streaming")
+
+
+class Pipeline(Protocol):
+  """What the train loop needs of a data pipeline: a DevicePipeline or a StreamingPipeline.
+
+  Attributes:
+    steps_per_epoch: training batches per epoch.
+    num_classes: labels are in ``[0, num_classes)``.
+    image_shape: ``(H, W, C)`` of one image.
+  """
+
+  steps_per_epoch: int
+  num_classes: int
+  image_shape: tuple[int, ...]
+
+  def train_batch(self, step: int) -> dict[str, Any]:
+    """Training batch ``step`` (0-based), sharded over the mesh."""
+
+  def eval_batches(self) -> Iterator[dict[str, Any]]:
+    """The eval split in fixed order, with a ``'mask'`` of real examples."""
+
+  def get_state(self) -> Any:
+    """What a checkpoint saves to resume the batch stream exactly (None: nothing)."""
+
+  def set_state(self, state: Any) -> None:
+    """Resumes from :meth:`get_state`'s output."""
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -58,7 +85,7 @@ def load_dataset(data_config: Any) -> ArrayDataset:
 
 
 def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size: int,
-                   seed: int, mesh: Mesh) -> DevicePipeline | StreamingPipeline:
+                   seed: int, mesh: Mesh) -> Pipeline:
   """The pipeline named by ``data.pipeline`` over the configured source.
 
   ``'device'`` loads the dataset into memory and onto the devices. ``'streaming'``

@@ -48,6 +48,8 @@ from jax.typing import ArrayLike
 
 # Added to denominators so that normalising a kernel that underflowed to zero
 # gives zero (finite) instead of NaN.
+# The parameters of a Gabor kernel, in the order sources, tables and reports list them.
+GABOR_PARAMETERS = ("theta", "frequency", "sigma", "gamma", "psi")
 _EPS = 1e-12
 
 

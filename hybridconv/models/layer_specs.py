@@ -24,9 +24,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flax import nnx
-
-from hybridconv.nn import BankMixConv, KernelConv, sources
+from hybridconv.nn import BankMixConv, KernelConv, conv_layers, sources  # noqa: F401
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -85,23 +83,3 @@ def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
       raise ValueError(f"{where}={spec!r}: {error}") from error
   return resolved
 
-
-def conv_layers(model: nnx.Module) -> dict[str, KernelConv | BankMixConv]:
-  """A model's conv layers keyed by their spec names, in ``model.conv_layer_names`` order.
-
-  A layer's spec name is its attribute path joined by '_' (``stage1_block1/conv1``
-  is ``stage1_block1_conv1``), so filter logging and analysis can find the
-  layer a spec configured.
-
-  Raises:
-    ValueError: if the model's conv layers and its ``conv_layer_names`` disagree.
-  """
-  found = {}
-  for path, node in nnx.iter_graph(model):
-    if isinstance(node, (KernelConv, BankMixConv)):
-      found["_".join(map(str, path))] = node
-  names = tuple(model.conv_layer_names)
-  if set(found) != set(names):
-    raise ValueError(f"{type(model).__name__} has conv layers {sorted(found)} but declares "
-                     f"conv_layer_names {list(names)}")
-  return {name: found[name] for name in names}

@@ -16,6 +16,7 @@ gradient that is 10-30x cheaper on XLA:CPU (see :mod:`hybridconv.nn.pooling`).
 
 from hybridconv.nn import sources
 from hybridconv.nn.conv import BankMixConv, KernelConv, conv_layer, convolve
+from hybridconv.nn.introspect import KernelGroup, conv_layers, kernel_groups
 from hybridconv.nn.kernel_modules import (
     FreeKernel,
     FrozenArrayKernel,
@@ -24,12 +25,11 @@ from hybridconv.nn.kernel_modules import (
     HybridKernel,
     build_kernel_module,
     is_kernel_parameter,
-    kernel_parameter_tree,
 )
 from hybridconv.nn.pooling import max_pool
 
 __all__ = [
     "BankMixConv", "FreeKernel", "FrozenArrayKernel", "FrozenKernel", "GaborKernel", "HybridKernel",
-    "KernelConv", "build_kernel_module", "conv_layer", "convolve", "is_kernel_parameter",
-    "kernel_parameter_tree", "max_pool", "sources",
+    "KernelConv", "KernelGroup", "build_kernel_module", "conv_layer", "conv_layers", "convolve",
+    "is_kernel_parameter", "kernel_groups", "max_pool", "sources",
 ]

@@ -202,12 +202,3 @@ def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, i
   raise ValueError(f"{type(source).__name__} is a layer structure, not a kernel source; "
                    "build it with hybridconv.nn.conv_layer")
 
-
-def kernel_parameter_tree(module: nnx.Module) -> dict[str, dict[str, Array]]:
-  """Constrained parameters of every :class:`GaborKernel` inside ``module``, by path."""
-  found = {}
-  for path, node in nnx.iter_graph(module):
-    if isinstance(node, GaborKernel):
-      found["/".join(map(str, path))] = node.parameters()
-  return found
-

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hybridconv.kernels import banks
+from hybridconv.kernels.gabor import GABOR_PARAMETERS
 
-GABOR_PARAMETERS = ("theta", "frequency", "sigma", "gamma", "psi")
 GABOR_CHANNEL_MODES = ("pair", "mix")
 GABOR_INITS = ("grid", "random")
 BANKMIX_NORMS = ("none", "batch")

@@ -17,7 +17,6 @@ tracking section for where each call goes)::
   tracking.write_animations(workdir)
 """
 
-from hybridconv.tracking.config import default_tracking_config
 from hybridconv.tracking.factory import check_config, is_due, make_logger
 from hybridconv.tracking.filters import FilterTracker, conv_layers, kernel_groups, local_replica
 from hybridconv.tracking.images import kernel_grid, write_animations
@@ -34,7 +33,7 @@ from hybridconv.tracking.wandb_logger import WandbLogger
 
 __all__ = [
     "FilterTracker", "Histogram", "JsonlLogger", "Logger", "MemoryLogger", "MultiLogger",
-    "NullLogger", "WandbLogger", "check_config", "conv_layers", "default_tracking_config", "is_due",
+    "NullLogger", "WandbLogger", "check_config", "conv_layers", "is_due",
     "kernel_grid", "kernel_groups", "local_replica", "make_logger", "read_metrics",
     "scalar_metrics", "without_layer_norms", "write_animations",
 ]

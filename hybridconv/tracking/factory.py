@@ -44,7 +44,7 @@ def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
 
   Args:
     tracking: the ``config.tracking`` section
-      (:func:`hybridconv.tracking.config.default_tracking_config`).
+      (declared in ``configs/default.py``).
     workdir: the run directory; W&B keeps its files in ``workdir/wandb``.
     is_main_process: ``jax.process_index() == 0``; other processes get a
       :class:`~hybridconv.tracking.logger.NullLogger`.

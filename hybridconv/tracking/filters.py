@@ -47,7 +47,6 @@ keeps measuring drift from the true initialisation.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -58,26 +57,14 @@ import numpy as np
 from flax import nnx
 
 from hybridconv.analysis import filter_stats, gabor_fit
-from hybridconv.models import layer_specs
-from hybridconv.nn import conv as conv_lib
+from hybridconv.kernels.gabor import GABOR_PARAMETERS
+from hybridconv.nn import KernelGroup, conv_layers, kernel_groups  # noqa: F401 (re-exported)
 from hybridconv.nn import kernel_modules as km
 from hybridconv.tracking import images
 from hybridconv.tracking import logger as logger_lib
 
-GABOR_PARAMETERS = ("theta", "frequency", "sigma", "gamma", "psi")
 _RELATIVE = ("frequency", "sigma", "gamma")
 ORIENTATION_BINS = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class KernelGroup:
-  """Output channels ``[start, stop)`` of a layer that come from one kernel module."""
-
-  kind: str  # 'free', 'gabor' or 'frozen' (fixed bank or random)
-  module: nnx.Module
-  start: int
-  stop: int
-  path: str  # of the module inside the layer
 
 
 def local_replica(tree: Any) -> Any:
@@ -95,38 +82,6 @@ def local_replica(tree: Any) -> Any:
       x = x.addressable_data(0)
     return np.asarray(x)
   return jax.tree.map(local, tree)
-
-
-def conv_layers(model: nnx.Module) -> dict[str, nnx.Module]:
-  """Layers with a kernel source, keyed by spec name: the attribute path joined by '_'.
-
-  These are the names ``model.kernels`` configures ('conv1',
-  'stage1_block1_conv1'), so a layer's logs carry the name its kernel spec
-  used. Zoo models (with ``conv_layer_names``) list them in forward order.
-  """
-  if hasattr(model, "conv_layer_names"):
-    return layer_specs.conv_layers(model)
-  return {"_".join(map(str, path)): node for path, node in nnx.iter_graph(model)
-          if isinstance(node, (conv_lib.KernelConv, conv_lib.BankMixConv)) and path}
-
-
-def _groups(module: nnx.Module, start: int, path: str) -> list[KernelGroup]:
-  if isinstance(module, km.HybridKernel):
-    groups, offset = [], start
-    for i, (child, count) in enumerate(zip(module.groups, module.counts, strict=True)):
-      groups += _groups(child, offset, f"{path}/groups/{i}")
-      offset += count
-    return groups
-  kind = {km.FreeKernel: "free", km.GaborKernel: "gabor"}.get(type(module), "frozen")
-  stop = start + int(module().shape[-1])
-  return [KernelGroup(kind, module, start, stop, path)]
-
-
-def kernel_groups(layer: nnx.Module) -> list[KernelGroup]:
-  """The kernel modules of a ``KernelConv`` or ``BankMixConv`` and their channel ranges."""
-  if isinstance(layer, conv_lib.BankMixConv):
-    return _groups(layer.bank, 0, "bank")
-  return _groups(layer.kernel_source, 0, "kernel_source")
 
 
 def wrap(values: np.ndarray, period: float) -> np.ndarray:
@@ -266,15 +221,12 @@ class FilterTracker:
                  histograms) -> None:
     result = gabor_fit.fit_conv_kernel(kernel, "dominant", **self.fit_options)
     r2 = np.asarray(result.r2_filter, np.float64)
-    for key, value in filter_stats.gabor_likeness(r2).items():
+    # The analysis layer's summary (R^2 quantiles, blobs and edges counted apart, ...).
+    for key, value in gabor_fit.fit_summary(result, kernel, "dominant").items():
       scalars[f"gabor_fit/{name}/{key}"] = value
     histograms[f"gabor_fit/{name}/r2"] = r2
     fit = {k: np.asarray(v, np.float64) for k, v in result.fit._asdict().items()}
     scalars[f"gabor_fit/{name}/spatial_r2_mean"] = float(np.mean(fit["r2"]))
-    # Blobs and edges (the Gabor family's f -> 0 limits) fit well but are not
-    # striped: counted apart, with the fitter's threshold on cycles per sigma.
-    blob = fit["frequency"] * fit["sigma"] < gabor_fit._BLOB_CYCLES
-    scalars[f"gabor_fit/{name}/frac_r2_above_0.5_blob_or_edge"] = float(np.mean((r2 > 0.5) & blob))
     energy = (np.asarray(result.colour_energy) if result.colour_energy is not None
               else np.ones_like(r2))
     columns = ["filter", "r2", "spatial_r2", "colour_energy"] + list(GABOR_PARAMETERS)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridconv.kernels.gabor import GABOR_PARAMETERS
 from hybridconv.tracking import images
 from hybridconv.tracking import jsonl_logger as jsonl
 from hybridconv.tracking import report_plots as plots
@@ -33,7 +34,6 @@ CONFIG_KEYS = ("model.name", "model.first_layer", "model.kernels", "model.width"
                "optim.name", "optim.learning_rate", "batch_size", "num_epochs", "num_train_steps",
                "seed")
 RESULT_KEYS = ("eval/accuracy", "eval/top5_accuracy", "eval/loss", "train/accuracy", "train/loss")
-GABOR_PARAMETERS = ("theta", "frequency", "sigma", "gamma", "psi")
 
 
 def _slug(name: str) -> str:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 import hybridconv
-from hybridconv import sharding, tracking
+from hybridconv import data, sharding, tracking
 from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import nonfinite, preemption
 from hybridconv.training import state as ts
@@ -64,8 +64,8 @@ def run_metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> 
   }
 
 
-def pipeline_state(pipeline):
-  return pipeline.get_state() if hasattr(pipeline, "get_state") else None
+def pipeline_state(pipeline: data.Pipeline):
+  return pipeline.get_state()
 
 
 def stop_requested(flag: preemption.PreemptionFlag, collective_point: bool) -> bool:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hybridconv import data, models, sharding, tracking
+from hybridconv import data, models, nn, sharding, tracking
 from hybridconv.training import checkpointing, nonfinite, optim
 from hybridconv.training import state as ts
 from hybridconv.training import workdir as workdir_lib
@@ -85,7 +85,7 @@ def check_model(model_config, abstract_model: nnx.Module, model_fns: ts.ModelFun
   Raises:
     ValueError: naming the layer's config key, its kernel size and the image size.
   """
-  layers = models.conv_layers(abstract_model)
+  layers = nn.conv_layers(abstract_model)
   if layers:
     name, first = next(iter(layers.items()))
     kh, kw = _kernel_extent(first)
