@@ -5,8 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
-from hybridconv.training import checkpointing
+from hybridconv.training import checkpointing, optim
 from hybridconv.training import state as ts
 
 
@@ -47,3 +49,22 @@ def test_restore_into_abstract_target_with_shardings(tmp_path):
   assert state["w"].sharding == target["w"].sharding
   assert metadata == {"step": 3} and data_state is None
   assert isinstance(state["w"], jax.Array)
+
+
+def test_checksum_names_of_a_train_state_stay_readable():
+  """Checkpoint metadata keys its checksums by these names: pinned so old checkpoints match."""
+  class Net(nnx.Module):
+    def __init__(self):
+      self.conv1 = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+      self.blocks = nnx.List([nnx.BatchNorm(3, rngs=nnx.Rngs(0))])
+
+  _, params, rest = nnx.split(Net(), nnx.Param, ...)
+  tx = optax.sgd(0.1, momentum=0.9)
+  tree = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+          "rng": jax.random.key_data(jax.random.key(0))}
+  names = list(checkpointing.fingerprint(tree))
+  assert {"step", "rng", "params/conv1/kernel/value", "params/conv1/bias/value",
+          "params/blocks/0/scale/value",
+          "opt_state/0/trace/conv1/kernel/value"} <= set(names), names
+  assert [optim.path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]] == [
+      n[len("params/"):] for n in names if n.startswith("params/")]

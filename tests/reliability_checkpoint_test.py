@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hybridconv.training import checkpointing, fingerprint, train
+from hybridconv.training import checkpointing, train
 from tests import reliability_support as rs
 
 
@@ -115,7 +115,7 @@ def test_checksums_match_an_independent_computation_and_see_every_bit():
   rng = np.random.default_rng(0)
   tree = {"w": rng.normal(size=(3, 5, 7)).astype(np.float32),
           "count": np.asarray(7, np.int32), "key": np.asarray([1, 2**32 - 1], np.uint32)}
-  sums = fingerprint.fingerprint(jax.tree.map(jnp.asarray, tree))
+  sums = checkpointing.fingerprint(jax.tree.map(jnp.asarray, tree))
   assert sums == {"count": _numpy_checksum(tree["count"]), "key": _numpy_checksum(tree["key"]),
                   "w": _numpy_checksum(tree["w"])}
   words = tree["w"].view(np.uint32).reshape(-1)
@@ -123,8 +123,9 @@ def test_checksums_match_an_independent_computation_and_see_every_bit():
     flipped = words.copy()
     flipped[index] ^= np.uint32(1 << bit)
     damaged = {**tree, "w": flipped.view(np.float32).reshape(tree["w"].shape)}
-    problem = fingerprint.first_mismatch(sums, fingerprint.fingerprint(damaged))
+    problem = checkpointing.first_mismatch(sums, checkpointing.fingerprint(damaged))
     assert problem == "1 of 3 arrays do not match the checksums saved with it (first: w)"
   swapped = tree["w"].reshape(-1).copy()
   swapped[[3, 4]] = swapped[[4, 3]]
-  assert fingerprint.fingerprint({**tree, "w": swapped.reshape(tree["w"].shape)})["w"] != sums["w"]
+  swapped_sums = checkpointing.fingerprint({**tree, "w": swapped.reshape(tree["w"].shape)})
+  assert swapped_sums["w"] != sums["w"]

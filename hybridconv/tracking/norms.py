@@ -32,16 +32,9 @@ LAYER_BOUNDARIES = ("kernel_source",)
 NORM_NAMES = ("grad_norm", "param_norm", "update_norm")
 
 
-def _key_name(key: Any) -> str:
-  for attribute in ("key", "name", "idx"):
-    if hasattr(key, attribute):
-      return str(getattr(key, attribute))
-  return str(key)
-
-
 def layer_name(path: tuple[Any, ...]) -> str:
   """The layer a leaf at ``path`` (a ``tree_flatten_with_path`` key path) belongs to."""
-  names = [_key_name(k) for k in path]
+  names = [jax.tree_util.keystr((k,), simple=True, separator="/") for k in path]
   if names and names[-1] == "value":  # an nnx.Variable's payload
     names = names[:-1]
   names = names[:-1] or names  # drop the variable's own name

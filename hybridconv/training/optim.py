@@ -32,16 +32,12 @@ SCHEDULES = ("cosine", "step", "constant")
 
 
 def path_name(path) -> str:
-  """``'a/b/c'`` for a JAX key path (dict keys, attributes, sequence indices)."""
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
+  """``'a/b/c'`` for a JAX key path (dict keys, attributes, sequence indices): JAX's own namer.
+
+  These names key the checksums in checkpoint metadata and the non-finite
+  reports; ``tests/checkpointing_test.py`` pins a few so they stay readable.
+  """
+  return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def _is_variable(x) -> bool:
