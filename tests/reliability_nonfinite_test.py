@@ -114,7 +114,7 @@ def test_skip_policy_skips_then_stops_after_too_many_in_a_row(tmp_path, monkeypa
   monkeypatch.setenv(faults.ENV_VAR, "nan@step:3-4")
   final = train.train_and_evaluate(rs.config(**skip), str(tmp_path / "two"))
   assert final["step"] == rs.TOTAL_STEPS and np.isfinite(final["eval/loss"])
-  logged = {e["step"]: e["train/nonfinite"] for e in writers.read_metrics(str(tmp_path / "two"))
+  logged = {e["step"]: e["train/nonfinite"] for e in writers.read_events(str(tmp_path / "two"))
             if "train/nonfinite" in e}
   assert logged == {2: 0.0, 4: 1.0, 6: 0.0, 8: 0.0}  # steps 3 and 4 were skipped
 

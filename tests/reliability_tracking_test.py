@@ -56,7 +56,7 @@ class _HangingWriter:
 
 def _events(workdir):
   return [{k: v for k, v in e.items() if k not in ("images_per_sec",)}
-          for e in writers.read_metrics(workdir)]
+          for e in writers.read_events(workdir)]
 
 
 def _same_training(workdir, final, reference):
@@ -73,7 +73,7 @@ def test_a_tracker_failing_mid_run_costs_one_warning(reference, tmp_path, caplog
   with caplog.at_level(logging.WARNING):
     final = train.train_and_evaluate(rs.config(), str(tmp_path), writer=failing)
   _same_training(str(tmp_path), final, reference)
-  assert failing.calls == len(writers.read_metrics(str(tmp_path)))  # offered every event
+  assert failing.calls == len(writers.read_events(str(tmp_path)))  # offered every event
   failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
   assert len([m for m in failures if "ConnectionError" in m]) == 1, failures
 

@@ -33,5 +33,5 @@ def test_mnist_end_to_end_under_mock_data(pipeline, tmp_path):
   assert final["step"] == 4
   # 10 classes: top-5 is reported; mock labels are random, so only ranges are checked.
   assert 0.0 <= final["eval/accuracy"] <= final["eval/top5_accuracy"] <= 1.0
-  events = writers.read_metrics(str(tmp_path / "work"))
+  events = writers.read_events(str(tmp_path / "work"))
   assert any("eval/loss" in e for e in events) and any("train/loss" in e for e in events)

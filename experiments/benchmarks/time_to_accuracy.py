@@ -194,7 +194,7 @@ def run_jax(config, *, target: float, stop_at_target: bool = False) -> dict:
     stopped = True
   total = time.perf_counter() - start
   try:
-    evals = eval_events(writers.read_metrics(workdir), clock.events)
+    evals = eval_events(writers.read_events(workdir), clock.events)
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   hit = first_crossing(evals, target)

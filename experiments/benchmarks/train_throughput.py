@@ -60,10 +60,10 @@ class JaxTrainer:
     config.model.first_layer = source
     mesh = sharding.make_mesh()
     tx, schedule = optim.build_optimizer(config.optim, total_steps=1000, steps_per_epoch=100)
-    fns, self.state = train.create_train_state(
+    model_fns, self.state = train.create_train_state(
         config, num_classes=10, image_shape=MODELS[model], mesh=mesh, tx=tx)
     self.step_fn = jax.jit(
-        functools.partial(train.train_step, fns=fns, tx=tx, schedule=schedule,
+        functools.partial(train.train_step, model_fns=model_fns, tx=tx, schedule=schedule,
                           label_smoothing=0.0),
         in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
         out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),

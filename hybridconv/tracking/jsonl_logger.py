@@ -173,6 +173,15 @@ class JsonlLogger(logger_lib.Logger):
     self._files.clear()
 
 
+def read_events(workdir: str) -> list[dict[str, Any]]:
+  """Every event of ``<workdir>/metrics.jsonl`` as written, in order (strict: a bad line raises).
+
+  :func:`read_metrics` gives the same file as per-key histories.
+  """
+  with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def read_tables(workdir: str, name: str | None = None) -> list[dict[str, Any]]:
   """Table events of a workdir (all, or those named ``name``), in logged order."""
   events = read_jsonl(os.path.join(workdir, TABLES_FILE))

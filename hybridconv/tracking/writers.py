@@ -10,8 +10,6 @@ an outage costs at most a bounded wait at the end of the run and the workdir's
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
 import time
@@ -21,8 +19,8 @@ from typing import Protocol
 from absl import logging
 
 from hybridconv.tracking import logger as logger_lib
+from hybridconv.tracking.jsonl_logger import METRICS_FILE, read_events  # noqa: F401 (re-exported)
 
-METRICS_FILE = "metrics.jsonl"
 # The longest a run's end waits for a background writer (e.g. W&B) to finish.
 CLOSE_TIMEOUT_S = 30.0
 
@@ -48,12 +46,6 @@ class MultiWriter:
   def close(self) -> None:
     for writer in self.writers:
       writer.close()
-
-
-def read_metrics(workdir: str) -> list[dict]:
-  """All events of ``<workdir>/metrics.jsonl``, in order."""
-  with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 class BackgroundWriter(logger_lib.Logger):
