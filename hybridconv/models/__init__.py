@@ -42,9 +42,15 @@ def check_config(model_config: Any) -> None:
   """
   if model_config.name not in MODELS:
     raise ValueError(f"model.name={model_config.name!r} is not one of {sorted(MODELS)}")
-  specs = [model_config.first_layer, *(dict(model_config.kernels or {}).values())]
-  for spec in specs:
-    sources.parse(spec.to_dict() if hasattr(spec, "to_dict") else spec)
+  kernels = dict(model_config.kernels or {})
+  specs = [("model.first_layer", model_config.first_layer),
+           *((f"model.kernels[{key!r}]", spec) for key, spec in kernels.items())]
+  for where, spec in specs:
+    spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
+    try:
+      sources.parse(spec)
+    except ValueError as error:  # named as layer_specs.resolve_sources names it
+      raise ValueError(f"{where}={spec!r}: {error}") from error
 
 
 def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, int, int],
