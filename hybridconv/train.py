@@ -85,7 +85,7 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
     return models.build_model(
         config.model, num_classes=num_classes, image_shape=tuple(image_shape),
         rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)),
-        dtype=None if dtype == jnp.float32 else dtype,
+        dtype=None if dtype == jnp.float32 else dtype, seed=config.seed,
     )
 
   try:

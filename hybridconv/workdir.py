@@ -23,7 +23,7 @@ from absl import logging
 CONFIG_FILE = "config.json"
 # Dotted prefixes of keys whose change makes a resumed run a different experiment.
 MODEL_KEYS = ("seed", "compute_dtype", "model", "data.source", "data.name", "data.gratings",
-              "optim.name")
+              "data.train_size", "data.subset_seed", "optim.name")
 OVERRIDE_KEY = "allow_config_change"
 _ABSENT = "<absent>"
 

@@ -195,7 +195,7 @@ def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, i
   if isinstance(source, sources.Fixed):
     return FrozenArrayKernel(fixed_kernel(source, kernel_shape), param_dtype=param_dtype)
   if isinstance(source, sources.Random):
-    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed, kernel_shape),
+    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed or 0, kernel_shape),
                              param_dtype=param_dtype)
   if isinstance(source, sources.Hybrid):
     return HybridKernel(source, kernel_shape, param_dtype=param_dtype, rngs=rngs)

@@ -136,9 +136,20 @@ class Fixed:
 
 @dataclasses.dataclass(frozen=True)
 class Random:
-  """He-normal random kernels drawn from ``seed`` and never trained."""
+  """He-normal random kernels drawn from ``seed`` and never trained.
 
-  seed: int = 0
+  ``seed=None`` (the string ``'random'``) means "the run's": the model zoo
+  replaces it by a seed derived from the run's seed and the layer's name
+  (:func:`hybridconv.models.layer_specs.seed_random_source`); a layer built
+  directly with it draws from seed 0.
+  """
+
+  seed: int | None = None
+
+  def __post_init__(self):
+    if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed
+                                  or self.seed < 0):
+      raise ValueError(f"Random seed must be an int >= 0 or None (the run's), got {self.seed!r}")
 
 
 @dataclasses.dataclass(frozen=True)

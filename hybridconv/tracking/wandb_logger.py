@@ -59,6 +59,8 @@ class WandbLogger(logger_lib.Logger):
     settings: extra ``wandb.Settings`` fields (e.g. ``{'console': 'off'}``).
     run_id: W&B run id; a run started again with the same id (a resumed
       training run) continues the same W&B run instead of starting a new one.
+    group, tags, job_type: W&B's grouping fields ('' / () for none); a study
+      groups its runs by sweep and tags them with their factor values.
 
   Attributes:
     mode: the mode the run actually uses once initialised ('online',
@@ -69,7 +71,8 @@ class WandbLogger(logger_lib.Logger):
                init_timeout: float = 30.0, directory: str | None = None,
                config: Mapping[str, Any] | None = None, queue_size: int = 256,
                close_timeout: float = 60.0, settings: Mapping[str, Any] | None = None,
-               run_id: str | None = None):
+               run_id: str | None = None, group: str = "", tags: tuple[str, ...] = (),
+               job_type: str = ""):
     if mode not in MODES:
       raise ValueError(f"tracking.wandb.mode={mode!r} is not one of {MODES}")
     if not init_timeout or init_timeout <= 0:
@@ -80,7 +83,9 @@ class WandbLogger(logger_lib.Logger):
     self.mode = mode
     self._init_args = dict(project=project, entity=entity or None, name=name or None,
                            config=dict(config) if config else None,
-                           dir=os.path.abspath(directory) if directory else None)
+                           dir=os.path.abspath(directory) if directory else None,
+                           group=group or None, tags=list(tags) or None,
+                           job_type=job_type or None)
     if run_id:
       self._init_args.update(id=run_id, resume="allow")
     self._init_timeout = float(init_timeout)
