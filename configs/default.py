@@ -94,6 +94,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.kernel_lr_multiplier = 10.0  # learning-rate factor for parametric (Gabor) params
   config.optim.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
 
+  config.robustness = ml_collections.ConfigDict()
+  config.robustness.after_training = False  # sweep runner: evaluate each finished point's robustness
+  config.robustness.suite = "default"  # the corruption/attack suite of `hybridconv evaluate`
+  config.robustness.pgd_images = 2000  # test images attacked by FGSM/PGD (0 = all)
+
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1.0  # save cadence (and always at the end and on SIGTERM)
   config.checkpoint.keep = 2  # keep the latest this many checkpoints

@@ -39,6 +39,7 @@ from hybridconv import (
   data,
   faults,
   models,
+  provenance,
   nonfinite,
   optim,
   preemption,
@@ -50,6 +51,7 @@ from hybridconv import (
 )
 from hybridconv import metrics as metrics_lib
 from hybridconv import train_state as ts
+from hybridconv.tracking import snapshots
 from hybridconv import workdir as workdir_lib
 
 CONFIG_FILE = workdir_lib.CONFIG_FILE
@@ -210,6 +212,8 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
         eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
     )
     fault.at("data", 0)
+    if checkpointing.existing_steps(checkpoint_dir):
+      workdir_lib.check_train_subset(workdir, pipeline.train_subset)
     steps_per_epoch = pipeline.steps_per_epoch
     total_steps = num_train_steps(config, steps_per_epoch)
     tx, schedule = optim.build_optimizer(
@@ -221,6 +225,8 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
     )
     os.makedirs(workdir, exist_ok=True)
     workdir_lib.write_config(workdir, config_json)
+    workdir_lib.write_train_subset(workdir, pipeline.train_subset)
+    provenance.record_start(workdir)
 
     replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     train_fn = jax.jit(
@@ -265,6 +271,8 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
       finally:
         writer.close()
+  if lead:
+    workdir_lib.write_summary(workdir, final, total_steps=total_steps)
   if lead and config.tracking.animation:  # after the loop only: it must not mask Preempted
     tracking.write_animations(workdir)
   return final
@@ -283,5 +291,6 @@ def _filter_summarizer(config, fns: ts.ModelFunctions, logger, workdir: str, lea
     model = nnx.merge(fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
                       tracking.local_replica(state.model_state))
     tracker(model, step)
+    snapshots.save_snapshot(workdir, model, step)
 
   return summarize

@@ -15,6 +15,7 @@ from flax import nnx
 
 from hybridconv import models, nonfinite, sharding
 from hybridconv import train_state as ts
+from hybridconv.data import subset
 
 
 def validate_config(config, mesh) -> None:
@@ -22,6 +23,7 @@ def validate_config(config, mesh) -> None:
   sharding.check_cpu_devices(config.cpu_devices)
   sharding.check_batch_size("batch_size", config.batch_size, mesh)
   sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
+  subset.check_subset_config(config.data, config.batch_size)
   ts.compute_dtype(config.compute_dtype)
   if not (config.num_epochs > 0 or config.num_train_steps > 0):
     raise ValueError(

@@ -50,6 +50,18 @@ def _ranks(seed: int, indices: np.ndarray, stream: int) -> np.ndarray:
   return splitmix64(indices.astype(np.uint64) ^ base)
 
 
+def check_subset_config(data_config, global_batch_size: int) -> None:
+  """The checks of ``data.train_size`` / ``data.subset_seed`` that need no data (run first)."""
+  size, seed = data_config.train_size, data_config.subset_seed
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise ValueError(f"data.train_size={size!r} must be an int >= 0 (0 = all images)")
+  if 0 < size < global_batch_size:
+    raise ValueError(f"data.train_size={size} is smaller than the global batch (batch_size="
+                     f"{global_batch_size}); use at least {global_batch_size} or a smaller batch")
+  if isinstance(seed, bool) or not isinstance(seed, int) or seed < -1:
+    raise ValueError(f"data.subset_seed={seed!r} must be an int >= 0, or -1 to follow config.seed")
+
+
 def check_train_size(train_size: int, *, split_size: int, num_classes: int,
                      global_batch_size: int) -> None:
   """Refuses a ``data.train_size`` that no balanced subset of this split can meet.
