@@ -86,7 +86,7 @@ def wandb_sweep_yaml(spec: str, root: str, points: Sequence[Mapping[str, Any]],
   """A W&B grid sweep over the factors themselves; each agent run runs one matching point."""
   import yaml  # noqa: PLC0415
 
-  factors = grid_lib.factors_of(points)
+  factors = grid_lib.primary_factors(points)
   values = {k: [] for k in factors}
   for point in points:
     for key in factors:
@@ -132,15 +132,15 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     return
   chosen = [points[i] for i in indices]
   if _DRY_RUN.value:
-    factors = grid_lib.factors_of(points)
+    factors = grid_lib.primary_factors(points)
     for point in chosen:
-      workdir = os.path.join(root, grid_lib.point_name(point))
+      workdir = os.path.join(root, runner.point_name(point, factors))
       print(runner.shell_line(runner.point_command(
           spec, workdir, point, overrides=overrides, group=runner.sweep_name(spec),
           tags=runner.point_tags(point, factors))))
     return
-  failed = runner.run_sweep(spec, root, chosen, overrides=overrides, jobs=_JOBS.value,
-                            device_var=_DEVICE_VAR.value)
+  failed = runner.run_sweep(spec, root, points, indices=indices, overrides=overrides,
+                            jobs=_JOBS.value, device_var=_DEVICE_VAR.value)
   print(f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
         f"{os.path.join(root, runner.RESULTS_FILE)}")
   sys.exit(1 if failed else 0)

@@ -19,6 +19,7 @@ separate from the module lets configs name sources with a string or a dict
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -292,7 +293,7 @@ SOURCE_NAMES = tuple(_BY_NAME)
 def parse(spec: Any) -> KernelSource:
   """A kernel source from a source object, a string or a dict.
 
-  Strings: 'free', 'free:init=<bank>' (free weights starting as that fixed
+  Strings: a JSON object (the dict form, e.g. for ``model.first_layer``), 'free', 'free:init=<bank>' (free weights starting as that fixed
   bank, e.g. 'free:init=gabor'), 'gabor', 'fixed' (the default Gabor bank),
   'fixed:<bank>' (e.g. 'fixed:sobel_x'), 'random', 'random:<seed>', 'hybrid' (half
   parametric Gabor, half free), 'bankmix', 'bankmix:<bank>'. Dicts name the
@@ -302,6 +303,14 @@ def parse(spec: Any) -> KernelSource:
   """
   if isinstance(spec, (Free, Gabor, Fixed, Random, Hybrid, BankMix)):
     return spec
+  if isinstance(spec, str) and spec.lstrip().startswith("{"):
+    # A dict spec written as JSON: how a config key declared as a string (such as
+    # model.first_layer, or a sweep factor) holds a source with options.
+    try:
+      spec = json.loads(spec)
+    except ValueError as error:
+      raise ValueError(f"kernel source {spec!r} starts like JSON but does not parse: {error}") \
+          from error
   if isinstance(spec, str):
     name, _, argument = spec.partition(":")
     if name not in _BY_NAME:

@@ -93,6 +93,29 @@ def _hashable(value: Any) -> str:
   return repr(value)
 
 
+def primary_factors(points: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The varying keys that are not determined by an earlier one.
+
+  A study sets a budget per training size (batch, epochs, cadences): those keys
+  vary, but each is a function of ``data.train_size``, so they are not factors
+  of their own. A key counts as derived when its value is the same for every
+  point that shares the value of some earlier primary factor; put the real
+  factors first in each point.
+  """
+  primary: list[str] = []
+  for key in factors_of(points):
+    determined = False
+    for factor in primary:
+      seen: dict[str, str] = {}
+      if all(seen.setdefault(_hashable(p.get(factor)), _hashable(p.get(key))) ==
+             _hashable(p.get(key)) for p in points):
+        determined = True
+        break
+    if not determined:
+      primary.append(key)
+  return primary
+
+
 def _short(key: str, keys: Sequence[str]) -> str:
   """The key's last part, or more of it when another key ends the same way."""
   parts = key.split(".")
@@ -105,6 +128,9 @@ def _short(key: str, keys: Sequence[str]) -> str:
 
 def _text(value: Any) -> str:
   text = value if isinstance(value, str) else repr(value)
+  if text.lstrip().startswith("{"):  # a JSON kernel spec: its source name and a stable hash
+    head = re.search(r'"source":\s*"(\w+)"', text)
+    return f"{head.group(1) if head else 'spec'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
   text = re.sub(r"[^A-Za-z0-9_.+=:-]", "-", text)
   if len(text) > 40:  # dict-valued specs: keep a readable head and a stable hash
     text = text[:24] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]

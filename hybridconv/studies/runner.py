@@ -94,6 +94,11 @@ def shell_line(command: Sequence[str]) -> str:
   return " ".join(shlex.quote(part) for part in command)
 
 
+def point_name(point: Mapping[str, Any], factors: Sequence[str]) -> str:
+  """The point's folder: its primary factor values (all its values when none vary)."""
+  return grid_lib.point_name({k: point[k] for k in factors if k in point} or point)
+
+
 def point_tags(point: Mapping[str, Any], factors: Sequence[str]) -> list[str]:
   return [f"{key}={point[key]}" for key in factors if key in point][:20]  # W&B allows 64 chars
 
@@ -192,25 +197,27 @@ def _robustness_settings(spec: str, overrides: Mapping[str, Any], point: Mapping
 
 
 def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
-              overrides: Mapping[str, Any] | None = None, jobs: int = 1,
-              device_var: str = "") -> int:
-  """Runs every unfinished point (``jobs`` at a time); returns how many failed.
+              indices: Sequence[int] | None = None, overrides: Mapping[str, Any] | None = None,
+              jobs: int = 1, device_var: str = "") -> int:
+  """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time.
 
-  Finished points are skipped (their robustness evaluation still runs if it is
-  due and missing). The results file is rewritten after every point.
+  Returns how many failed. Finished points are skipped (their robustness
+  evaluation still runs if it is due and missing). Names and the results file
+  cover all ``points``, so running a few of them (a W&B agent) writes into the
+  same folders as running the whole study.
   """
   overrides = dict(overrides or {})
   root = os.path.abspath(root)
   os.makedirs(root, exist_ok=True)
-  factors = grid_lib.factors_of(points)
-  names = [grid_lib.point_name(p) for p in points]
+  factors = grid_lib.primary_factors(points)
+  names = [point_name(p, factors) for p in points]
   if len(set(names)) != len(names):
     raise ValueError("two points of the sweep have the same name; their factor values repeat")
   write_plan(root, spec, points, overrides, factors)
   group = sweep_name(spec)
   exit_codes: dict[str, int | None] = {}
   running: list[tuple[subprocess.Popen, str, int, float]] = []
-  queue = list(range(len(points)))
+  queue = list(range(len(points)) if indices is None else indices)
   free_slots = list(range(max(1, jobs)))
 
   def finish(process, name, slot, started):
@@ -227,7 +234,8 @@ def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
   while queue or running:
     while queue and free_slots:
       index = queue.pop(0)
-      name, workdir = names[index], os.path.join(root, names[index])
+      name = names[index]
+      workdir = os.path.join(root, name)
       if is_finished(workdir):
         _maybe_evaluate(spec, root, name, overrides, points[index])
         continue
