@@ -130,11 +130,18 @@ def _text(value: Any) -> str:
   text = value if isinstance(value, str) else repr(value)
   if text.lstrip().startswith("{"):  # a JSON kernel spec: its source name and a stable hash
     head = re.search(r'"source":\s*"(\w+)"', text)
-    return f"{head.group(1) if head else 'spec'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    found = re.findall(r'"bank":\s*"(\w+)"', text)
+    return (f"{head.group(1) if head else 'spec'}" + (f"-{'+'.join(found)}" if found else "")
+            + f"-{hashlib.sha256(text.encode()).hexdigest()[:6]}")
   text = re.sub(r"[^A-Za-z0-9_.+=:-]", "-", text)
   if len(text) > 40:  # dict-valued specs: keep a readable head and a stable hash
     text = text[:24] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
   return text.replace(":", "-")
+
+
+def label(value: Any) -> str:
+  """A short readable label of a factor value (JSON kernel specs shortened as in names)."""
+  return _text(value) if isinstance(value, str) and value.lstrip().startswith("{") else str(value)
 
 
 def point_name(point: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridconv.studies import records, stats, study_figures
+from hybridconv.studies import grid, records, stats, study_figures
 from hybridconv.tracking import snapshots
 
 SIZE_KEY = "data.train_size"
@@ -41,7 +41,7 @@ def train_images(run: records.RunRecord) -> int:
 def arm_name(run: records.RunRecord, arm_factors: Sequence[str]) -> str:
   if not arm_factors:
     return "all runs"
-  return ", ".join(f"{k.split('.')[-1]}={run.flat.get(k)}" for k in arm_factors)
+  return ", ".join(f"{k.split('.')[-1]}={grid.label(run.flat.get(k))}" for k in arm_factors)
 
 
 def _arms(runs, arm_factors) -> dict[str, list[records.RunRecord]]:
@@ -136,7 +136,7 @@ def _results_section(summary, factors, reference) -> list[str]:
     header += ["diff vs ref (points)", "95% CI of diff", "wins", "p (Holm)"]
   rows = []
   for row in summary:
-    cells = [str(row.get(k)) for k in factors]
+    cells = [grid.label(row.get(k)) for k in factors]
     cells += [str(row["n"]), _pct(row["mean"]), _pct(row["std"]),
               f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}" if row["n"] > 1 else ""]
     if reference:
@@ -155,7 +155,7 @@ def _results_section(summary, factors, reference) -> list[str]:
                    if k.startswith("robustness_") and k.endswith("_mean")})
   if robust:
     header = [k.split(".")[-1] for k in factors] + [f"{f} %" for f in robust]
-    rows = [[str(row.get(k)) for k in factors]
+    rows = [[grid.label(row.get(k)) for k in factors]
             + [f"{_pct(row.get(f'robustness_{f}_mean', math.nan))} "
                f"({_pct(row.get(f'robustness_{f}_ci_low', math.nan))}–"
                f"{_pct(row.get(f'robustness_{f}_ci_high', math.nan))})" for f in robust]
