@@ -188,7 +188,7 @@ def check_request(suite: str | suites.Suite, *, corruptions_: list[str] | None,
   if pgd_steps is not None:
     chosen = suites.Suite(chosen.name, chosen.levels, pgd_steps)
   if isinstance(attack_images, bool) or not isinstance(attack_images, int) or attack_images < 0:
-    raise ValueError(f"--pgd_images={attack_images!r} must be an int >= 0 (0 = all test images)")
+    raise ValueError(f"--pgd-images={attack_images!r} must be an int >= 0 (0 = all test images)")
   return chosen
 
 

@@ -120,5 +120,9 @@ def restore_model(config, workdir: str, step: int, split: TestSplit, mesh
   fns, state = train.create_train_state(
       config, num_classes=split.num_classes, image_shape=split.images.shape[1:], mesh=mesh, tx=tx)
   with _checkpointer(config, workdir) as manager:
-    restored, _, _ = manager.restore(step, ts.abstract_like(state))
+    try:
+      restored, _, _ = manager.restore(step, ts.abstract_like(state))
+    except Exception as error:  # noqa: BLE001 (orbax/tensorstore raise many types)
+      raise ValueError(f"checkpoint {step} in {manager.directory} cannot be restored: "
+                       f"{checkpointing._one_line(error)}") from error
   return fns, restored.params, restored.model_state
