@@ -132,6 +132,17 @@ class WandbLogger(logger_lib.Logger):
     columns, rows = logger_lib.check_table(name, columns, rows)
     self._put(("table", int(step), (name, columns, rows)))
 
+  def log_results_table(self, name, columns, rows, *, scalars=None, line_plot=None):
+    """A table of results computed after training (robustness), at W&B's current step.
+
+    Logged without a step because W&B drops points below a resumed run's last
+    step. ``scalars`` are logged with it; ``line_plot = (key, x column, y
+    column, title)`` adds a ``wandb.plot.line`` of the table.
+    """
+    columns, rows = logger_lib.check_table(name, columns, rows)
+    scalars = {k: float(v) for k, v in (scalars or {}).items()}
+    self._put(("results", None, (name, columns, rows, scalars, line_plot)))
+
   def log_artifact(self, path_or_ref, name, type):
     self._put(("artifact", None, (str(path_or_ref), artifact_name(name), type)))
 
@@ -211,6 +222,14 @@ class WandbLogger(logger_lib.Logger):
     elif kind == "table":
       name, columns, rows = data
       run.log({name: wandb.Table(columns=columns, data=rows)}, step=step)
+    elif kind == "results":
+      name, columns, rows, scalars, line_plot = data
+      table = wandb.Table(columns=columns, data=rows)
+      logged = {name: table, **scalars}
+      if line_plot is not None:
+        key, x, y, title = line_plot
+        logged[key] = wandb.plot.line(table, x, y, title=title)
+      run.log(logged)
     elif kind == "artifact":
       path, name, artifact_type = data
       artifact = wandb.Artifact(name, type=artifact_type)
