@@ -41,7 +41,7 @@ def parse_variant(arg: str | None, *, default_source: str, models: tuple[str, ..
 def get_config() -> ml_collections.ConfigDict:
   """The defaults: Fashion-MNIST, SimpleCNN with a hybrid first layer, AdamW, on CPU."""
   config = ml_collections.ConfigDict()
-  config.seed = 0  # seeds parameter init, data order, augmentation and dropout
+  config.seed = 0  # init, data order, augmentation, dropout, random kernels, training subset
   config.batch_size = 128  # global train batch: split over all devices of all processes
   config.eval_batch_size = 1000  # global evaluation batch (last batch padded and masked)
   config.num_epochs = 3.0  # training length in epochs (ignored when num_train_steps > 0)
@@ -61,6 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "fashion_mnist"  # dataset, e.g. 'fashion_mnist', 'cifar10', 'imagenet2012'
   config.data.data_dir = ""  # '' = HYBRIDCONV_IDX_DIR / TFDS_DATA_DIR or the packaged default
   config.data.pipeline = "device"  # 'device' (whole dataset in device memory) or 'streaming'
+  config.data.train_size = 0  # class-balanced training subset of this many images (0 = all)
+  config.data.subset_seed = -1  # seed choosing the subset (-1 = config.seed, so seeds vary it)
   config.data.prepare = False  # tfds: run download_and_prepare when the dataset is missing
   config.data.augment = ml_collections.ConfigDict()
   config.data.augment.crop_padding = 0  # random crops after zero-padding by this many pixels
@@ -80,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.first_layer = "hybrid"  # first conv's kernel source: free/gabor/fixed/random/hybrid
   config.model.kernels = ml_collections.ConfigDict()  # conv name -> kernel source ('*' = all convs)
   config.model.width = 1.0  # channel-count multiplier
+  config.model.first_kernel_size = 0  # simple_cnn: first conv's kernel side (0 = the model's 5)
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "adamw"  # 'adamw' or 'sgd'
@@ -98,6 +101,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.kernel_lr_multiplier = 10.0  # learning-rate factor for parametric (Gabor) params
   config.optim.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
 
+  config.robustness = ml_collections.ConfigDict()
+  config.robustness.after_training = False  # sweep runner: evaluate each finished point's robustness
+  config.robustness.suite = "default"  # the corruption/attack suite of `hybridconv evaluate`
+  config.robustness.pgd_images = 2000  # test images attacked by FGSM/PGD (0 = all)
+
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1.0  # save cadence (and always at the end and on SIGTERM)
   config.checkpoint.keep = 2  # keep the latest this many checkpoints
@@ -115,6 +123,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.tracking.wandb.project = "hybridconv"  # W&B project
   config.tracking.wandb.entity = ""  # W&B user or team ('' = the account's default)
   config.tracking.wandb.name = ""  # run display name ('' = W&B picks one)
+  config.tracking.wandb.group = ""  # W&B run group ('' = none; the sweep runner sets the sweep name)
+  config.tracking.wandb.tags = ()  # W&B run tags (the sweep runner adds 'key=value' per factor)
+  config.tracking.wandb.job_type = ""  # W&B job type, e.g. 'train' or 'study' ('' = none)
   config.tracking.wandb.init_timeout = 30.0  # seconds to reach W&B before going offline
   config.tracking.scalars_every_steps = 50  # per-layer grad/param/update norms logged here
   config.tracking.filters_every_steps = 500  # filter summaries: step 0, every n, end (0 = off)

@@ -5,6 +5,8 @@ Commands:
   sweep    run a config's ``sweep()`` points locally, or export a W&B sweep YAML
            (``hybridconv sweep --help``)
   analyze  write REPORT.md with figures for a finished run: ``--workdir DIR``
+  evaluate robustness of a trained run: noise, blur, contrast, FGSM, PGD
+           (``hybridconv evaluate --help``)
 
 Each command's module defines its own absl flags, so only the chosen one is
 imported.
@@ -20,6 +22,7 @@ COMMANDS = {
     "train": "hybridconv.main",
     "sweep": "hybridconv.sweeps",
     "analyze": "hybridconv.tracking.report",
+    "evaluate": "hybridconv.robustness.main",
 }
 
 

@@ -1,161 +1,156 @@
-r"""Sweeps declared in config files: a local runner and a W&B sweep-YAML exporter.
+r"""``hybridconv sweep``: run a study's points locally, or export them as a W&B sweep.
 
-A config file may define ``sweep()``, a generator of override dicts
-(``{'model.first_layer': 'gabor', 'seed': 1}``). Each point is the file's
-config with those keys changed; nothing else about a sweep is configured.
+A study is a config file's ``sweep()`` (points built with
+:func:`hybridconv.studies.grid.product`), a grid on the command line, or both
+crossed::
 
-    # run every point one after the other, each in its own workdir
-    python -m hybridconv.sweeps --config=configs/fashion_mnist.py:hybrid --workdir=runs/sweep
-    # list the points without running them
-    python -m hybridconv.sweeps --config=configs/fashion_mnist.py:hybrid --workdir=runs/sweep \
-        --dry_run
-    # write a W&B sweep (grid over point indices), then `wandb sweep sweep.yaml`
-    python -m hybridconv.sweeps --config=configs/fashion_mnist.py:hybrid --workdir=runs/sweep \
-        --wandb_yaml=sweep.yaml
+  # every point of the file's sweep(), one after the other, into one root
+  hybridconv sweep --config=experiments/kernel_study/study.py --workdir=runs/study
+  # a grid from the command line, with overrides applied to every point
+  hybridconv sweep --config=configs/fashion_mnist.py:free --workdir=runs/quick \
+      --grid model.first_layer=free,gabor,random --grid seed=0,1,2 \
+      --config.data.train_size=1000 --config.num_epochs=5
+  # print the complete commands (paste into a shell), run nothing
+  hybridconv sweep ... --dry_run
+  # two points at a time; on a multi-GPU host, one GPU per point
+  hybridconv sweep ... --jobs=4 --device_var=CUDA_VISIBLE_DEVICES
+  # only the points matching some factor values (what a W&B agent runs)
+  hybridconv sweep ... model.first_layer=gabor seed=1
+  # a W&B sweep whose parameters are the factors themselves
+  hybridconv sweep ... --wandb_yaml=sweep.yaml && wandb sweep sweep.yaml
 
-Point ``i`` runs in ``<workdir>/<i:03d>_<overrides>`` as a separate
-``python -m hybridconv.main`` process (a crash or an out-of-memory in one point
-does not end the sweep), so rerunning the sweep resumes unfinished points from
-their checkpoints. The W&B sweep varies only ``point``; each agent run calls
-this module with ``--point=i``, so a W&B sweep and a local sweep run exactly the
-same commands into the same workdirs.
+Each point runs in ``<workdir>/<factor values>`` (e.g.
+``first_layer=gabor,seed=1``) as its own ``python -m hybridconv.main`` process;
+see :mod:`hybridconv.studies.runner` for resumption, the results file and the
+shared compilation cache. Exit status: 0 all points finished, 1 some failed,
+2 bad input (one ``error:`` line, nothing run).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from absl import app, flags
 
-from hybridconv import configlib
+from hybridconv.studies import grid as grid_lib
+from hybridconv.studies import runner
 
-RESULTS_FILE = "sweep_results.jsonl"
-
-_CONFIG = flags.DEFINE_string("config", None, "Config file and variant whose sweep() to run.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root; point i runs in <workdir>/<i>_<name>.")
-_POINT = flags.DEFINE_integer("point", -1, "Run only this point index (-1: all).")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the points and their commands; run nothing.")
+_CONFIG = flags.DEFINE_string("config", None, "Config file (and variant) of every point.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each point runs in a folder below it.")
+_GRID = flags.DEFINE_multi_string(
+    "grid", [], "A factor: key=value1,value2,... (repeat for more; crossed with sweep()).")
+_POINT = flags.DEFINE_integer("point", -1, "Run only the point with this index (-1: all).")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once.")
+_DEVICE_VAR = flags.DEFINE_string(
+    "device_var", "", "Give each of the --jobs slots its own device through this variable, "
+    "e.g. CUDA_VISIBLE_DEVICES (slot i sees device i).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print each point's command; run nothing.")
 _WANDB_YAML = flags.DEFINE_string("wandb_yaml", "", "Write a W&B sweep YAML here and exit.")
 
-
-def sweep_points(spec: str) -> list[dict[str, Any]]:
-  """The override dicts of the config file's ``sweep()``, each checked against its config."""
-  module, variant = configlib.load_config_module(spec)
-  if not hasattr(module, "sweep"):
-    raise ValueError(f"--config={spec!r}: the config file defines no sweep() generator")
-  config = module.get_config(variant) if variant else module.get_config()
-  config.lock()
-  points = [dict(point) for point in module.sweep()]
-  if not points:
-    raise ValueError(f"--config={spec!r}: sweep() yielded no points")
-  for point in points:
-    configlib.apply_overrides(config, point)  # raises on unknown keys before anything runs
-  return points
+# The runner's own flags, listed by `hybridconv sweep --help` (absl prints only
+# these because the module defines no others).
+OVERRIDE_PREFIX = "--config."
 
 
-def point_name(index: int, overrides: Mapping[str, Any]) -> str:
-  """``'003_first_layer=gabor,seed=1'``: index first (unique, sorted), then short key=value."""
-  parts = [f"{key.split('.')[-1]}={value}" for key, value in overrides.items()]
-  return f"{index:03d}_" + re.sub(r"[^A-Za-z0-9_.,=+-]", "-", ",".join(parts))[:120]
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+  """Separates ``--config.a.b=value`` overrides (not absl flags) from the other arguments."""
+  rest, overrides = [], {}
+  for arg in argv:
+    if arg.startswith(OVERRIDE_PREFIX):
+      overrides.update(grid_lib.parse_assignments([arg], "override"))
+    else:
+      rest.append(arg)
+  return rest, overrides
 
 
-def _flag_value(value: Any) -> str:
-  # config_flags takes str fields verbatim and parses other types as Python literals.
-  return value if isinstance(value, str) else repr(value)
+def select(points: Sequence[Mapping[str, Any]], selectors: Mapping[str, Any]
+           ) -> list[int]:
+  """Indices of the points whose values equal every ``key=value`` selector."""
+  for key in selectors:
+    if not any(key in p for p in points):
+      raise ValueError(f"selector {key}=... names no factor of the sweep; factors: "
+                       f"{grid_lib.factors_of(points) or sorted({k for p in points for k in p})}")
+  chosen = [i for i, p in enumerate(points)
+            if all(key in p and (p[key] == value or str(p[key]) == str(value))
+                   for key, value in selectors.items())]
+  if not chosen:
+    raise ValueError(f"no point of the sweep has {selectors}")
+  return chosen
 
 
-def point_command(spec: str, workdir: str, overrides: Mapping[str, Any]) -> list[str]:
-  """The ``python -m hybridconv.main`` command line of one point."""
-  return [sys.executable, "-m", "hybridconv.main", f"--config={spec}", f"--workdir={workdir}",
-          *(f"--config.{key}={_flag_value(value)}" for key, value in overrides.items())]
-
-
-def _final_eval(workdir: str) -> dict[str, float]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return {}
-  with open(path, encoding="utf-8") as f:
-    evals = [e for e in map(json.loads, filter(str.strip, f)) if "eval/accuracy" in e]
-  return evals[-1] if evals else {}
-
-
-def run_points(spec: str, root: str, indices: Iterable[int], points: list[dict]) -> int:
-  """Runs the chosen points in order; returns the number that failed."""
-  failed = 0
-  os.makedirs(root, exist_ok=True)
-  for index in indices:
-    workdir = os.path.join(root, point_name(index, points[index]))
-    command = point_command(spec, workdir, points[index])
-    print(f"[sweep] point {index}: {' '.join(command[1:])}", flush=True)
-    code = subprocess.call(command)
-    result = {"point": index, "workdir": workdir, "overrides": points[index], "exit_code": code,
-              **_final_eval(workdir)}
-    with open(os.path.join(root, RESULTS_FILE), "a", encoding="utf-8") as f:
-      f.write(json.dumps(result) + "\n")
-    failed += code != 0
-    print(f"[sweep] point {index} exit {code} eval/accuracy "
-          f"{result.get('eval/accuracy', float('nan')):.4f}", flush=True)
-  return failed
-
-
-def wandb_sweep_yaml(spec: str, root: str, points: list[dict]) -> str:
-  """A W&B grid sweep over the point indices whose runs call ``--point=i``."""
+def wandb_sweep_yaml(spec: str, root: str, points: Sequence[Mapping[str, Any]],
+                     overrides: Mapping[str, Any]) -> str:
+  """A W&B grid sweep over the factors themselves; each agent run runs one matching point."""
   import yaml  # noqa: PLC0415
 
+  factors = grid_lib.primary_factors(points)
+  values = {k: [] for k in factors}
+  for point in points:
+    for key in factors:
+      if point[key] not in values[key]:
+        values[key].append(point[key])
   sweep = {
-      "name": os.path.splitext(os.path.basename(spec.partition(":")[0]))[0]
-              + (f"-{spec.partition(':')[2]}" if ":" in spec else ""),
+      "name": runner.sweep_name(spec),
       "method": "grid",
       "metric": {"name": "eval/accuracy", "goal": "maximize"},
-      "parameters": {"point": {"values": list(range(len(points)))}},
+      "parameters": {key: {"values": vals} for key, vals in values.items()},
       "command": ["${env}", "${interpreter}", "-m", "hybridconv.sweeps", f"--config={spec}",
-                  f"--workdir={root}", "${args}"],
-      "description": "points: " + json.dumps(points),
+                  f"--workdir={root}",
+                  *(f"{OVERRIDE_PREFIX}{k}={runner._flag_value(v)}" for k, v in overrides.items()),
+                  "${args_no_hyphens}"],
   }
+  if len(points) != len(list(grid_lib.product(values))):
+    sweep["description"] = ("not a full product: agents skip combinations that are not points "
+                            "(they exit 2 with 'no point of the sweep has ...')")
   return yaml.safe_dump(sweep, sort_keys=False)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
   spec, root = _CONFIG.value, os.path.abspath(_WORKDIR.value)
   try:
-    points = sweep_points(spec)
+    selectors = grid_lib.parse_assignments(argv[1:], "selector")
+    points = runner.load_points(spec, grid_lib.parse_grid(_GRID.value), overrides)
+    indices = select(points, selectors) if selectors else list(range(len(points)))
+    if _POINT.value >= 0:
+      if _POINT.value >= len(points):
+        raise ValueError(f"--point={_POINT.value} but the sweep has {len(points)} points "
+                         f"(0..{len(points) - 1})")
+      indices = [_POINT.value]
+    if _JOBS.value < 1:
+      raise ValueError(f"--jobs={_JOBS.value} must be >= 1")
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   if _WANDB_YAML.value:
     with open(_WANDB_YAML.value, "w", encoding="utf-8") as f:
-      f.write(wandb_sweep_yaml(spec, root, points))
+      f.write(wandb_sweep_yaml(spec, root, points, overrides))
     print(f"wrote {_WANDB_YAML.value} ({len(points)} points); start it with "
-          f"`wandb sweep {_WANDB_YAML.value}` and `wandb agent <sweep id>`")
+          f"`wandb sweep {_WANDB_YAML.value}`, then `wandb agent <sweep id>` on each machine")
     return
-  if _POINT.value >= len(points):
-    print(f"error: --point={_POINT.value} but the sweep has {len(points)} points "
-          f"(0..{len(points) - 1})", file=sys.stderr)
-    sys.exit(2)
-  indices = range(len(points)) if _POINT.value < 0 else [_POINT.value]
+  chosen = [points[i] for i in indices]
   if _DRY_RUN.value:
-    for index in indices:
-      workdir = os.path.join(root, point_name(index, points[index]))
-      print(" ".join(point_command(spec, workdir, points[index])[1:]))
+    factors = grid_lib.primary_factors(points)
+    for point in chosen:
+      workdir = os.path.join(root, runner.point_name(point, factors))
+      print(runner.shell_line(runner.point_command(
+          spec, workdir, point, overrides=overrides, group=runner.sweep_name(spec),
+          tags=runner.point_tags(point, factors))))
     return
-  failed = run_points(spec, root, indices, points)
-  print(f"[sweep] {len(indices) - failed} of {len(indices)} points finished; "
-        f"results in {os.path.join(root, RESULTS_FILE)}")
+  failed = runner.run_sweep(spec, root, points, indices=indices, overrides=overrides,
+                            jobs=_JOBS.value, device_var=_DEVICE_VAR.value)
+  print(f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
+        f"{os.path.join(root, runner.RESULTS_FILE)}")
   sys.exit(1 if failed else 0)
 
 
 def run() -> None:
   """Entry point for ``hybridconv sweep`` and ``python -m hybridconv.sweeps``."""
+  argv, overrides = split_overrides(sys.argv)
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(lambda args: main(args, overrides), argv=argv)
 
 
 if __name__ == "__main__":

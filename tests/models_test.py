@@ -347,6 +347,7 @@ def test_bad_model_arguments_raise_value_errors(build, match):
 
 def test_build_model_from_a_config_section():
   config = ml_collections.ConfigDict({"name": "resnet20", "first_layer": "gabor", "width": 0.5,
+                                      "first_kernel_size": 0,
                                       "kernels": {"*_shortcut": {"source": "random", "seed": 3}}})
   model = nnx.eval_shape(lambda: build_model(config, num_classes=7, image_shape=(32, 32, 3),
                                              rngs=nnx.Rngs(0)))

@@ -2,18 +2,23 @@
 
 Config keys read here (declared in ``configs/default.py``):
 ``data.source``, ``data.name``, ``data.data_dir``, ``data.pipeline``,
-``data.prepare``, ``data.augment.{crop_padding, horizontal_flip}`` and, for
+``data.prepare``, ``data.train_size``, ``data.subset_seed``,
+``data.augment.{crop_padding, horizontal_flip}`` and, for
 gratings, ``data.gratings.{num_train, num_test, image_size, task,
 num_classes, noise, envelope_sigma, seed}``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import numpy as np
 from jax.sharding import Mesh
 
+from hybridconv.data import subset
 from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
 from hybridconv.data.gratings import load_gratings_dataset
@@ -97,14 +102,44 @@ def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size:
   _check_choice("data.source", data_config.source, SOURCES)
   common = dict(global_batch_size=global_batch_size, eval_batch_size=eval_batch_size, seed=seed,
                 mesh=mesh, augment_config=data_config.augment)
+  subset_seed = seed if data_config.subset_seed < 0 else data_config.subset_seed
+  choose = functools.partial(_train_subset, data_config.train_size, subset_seed=subset_seed,
+                             global_batch_size=global_batch_size)
   if data_config.pipeline == "device":
-    return DevicePipeline(load_dataset(data_config), **common)
-  if data_config.source == "tfds":
-    train, evaluation, num_classes = open_tfds_sources(
-        data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare)
-  else:
     dataset = load_dataset(data_config)
-    train = ArraySource(dataset.train_images, dataset.train_labels)
-    evaluation = ArraySource(dataset.test_images, dataset.test_labels)
-    num_classes = dataset.num_classes
-  return StreamingPipeline(train, evaluation, num_classes=num_classes, **common)
+    indices, record = choose(dataset.train_labels, dataset.num_classes)
+    if indices is not None:
+      dataset = dataclasses.replace(dataset, train_images=dataset.train_images[indices],
+                                    train_labels=dataset.train_labels[indices])
+    pipeline = DevicePipeline(dataset, **common)
+  else:
+    if data_config.source == "tfds":
+      train, evaluation, num_classes = open_tfds_sources(
+          data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare)
+      labels = subset.labels_of(train) if data_config.train_size else None
+    else:
+      dataset = load_dataset(data_config)
+      train = ArraySource(dataset.train_images, dataset.train_labels)
+      evaluation = ArraySource(dataset.test_images, dataset.test_labels)
+      num_classes, labels = dataset.num_classes, dataset.train_labels
+    if data_config.train_size:
+      indices, record = choose(labels, num_classes)
+      train = subset.SubsetSource(train, indices, labels)
+    else:
+      record = {"train_size": 0, "split_size": len(train), "num_examples": len(train)}
+    pipeline = StreamingPipeline(train, evaluation, num_classes=num_classes, **common)
+  pipeline.train_subset = record
+  return pipeline
+
+
+def _train_subset(train_size: int, labels: np.ndarray, num_classes: int, *, subset_seed: int,
+                  global_batch_size: int) -> tuple[np.ndarray | None, dict[str, Any]]:
+  """``(indices or None for all, record for train_subset.json)`` of the training split."""
+  subset.check_train_size(train_size, split_size=len(labels), num_classes=num_classes,
+                          global_batch_size=global_batch_size)
+  indices = None
+  if train_size:
+    indices = subset.balanced_indices(labels, num_classes=num_classes, size=train_size,
+                                      seed=subset_seed)
+  return indices, subset.subset_record(indices, labels, num_classes=num_classes,
+                                       train_size=train_size, subset_seed=subset_seed)

@@ -12,6 +12,8 @@ cross-correlation as ``lax.conv_general_dilated`` does. The banks:
 ``dct``                     orthonormal 2-D DCT-II basis, zig-zag order
 ``classic``                 identity, blurs, sharpen, Sobel/Prewitt/Scharr,
                             Laplacian, emboss (each also a one-filter bank)
+``classic_scales``          the classic kernels, then Gaussian-smoothed at
+                            larger scales (32 filters by default)
 ``random``                  He-normal random filters from a seed
 ``user``                    an array supplied by the user
 ==========================  ====================================================
@@ -151,6 +153,44 @@ def classic_bank(kernel_size, *, names=classic.CLASSIC_NAMES) -> Array:
   return jnp.asarray(np.stack([classic.CLASSIC_KERNELS[n](kernel_size) for n in names], -1))
 
 
+# Identity and sharpen smoothed by a Gaussian are the Gaussian blur and a
+# blur-plus-Laplacian mix, both already in the bank: left out above scale 0.
+_REDUNDANT_WHEN_SMOOTHED = ("identity", "sharpen")
+
+
+def classic_scales_bank(kernel_size, *, sigmas=(1.0, 2.0)) -> Array:
+  """The classic kernels at several scales: as they are, then smoothed by Gaussians.
+
+  The scale-space way to take an operator to a larger scale (Lindeberg):
+  convolve it with a Gaussian of standard deviation ``sigma``. Scale 0 is the
+  twelve kernels of :func:`classic_bank`; every ``sigma`` adds the ten that are
+  not redundant when smoothed (all but identity and sharpen). The default
+  gives 12 + 10 + 10 = 32 filters, the width of a SimpleCNN first layer, so a
+  "classic kernels" arm matches the other arms' width without repeating a
+  filter.
+
+  Args:
+    kernel_size: odd ``k`` or ``(kh, kw)``, at least 3.
+    sigmas: Gaussian standard deviations in pixels (each > 0).
+
+  Returns:
+    float32 ``(kh, kw, 12 + 10 * len(sigmas))``, scale varying slowest.
+  """
+  kh, kw = kernel_size_2d(kernel_size)
+  sigmas = check_float_tuple("sigmas", sigmas, positive=True)
+  base = classic_bank((kh, kw))
+  filters = [base]
+  keep = [i for i, n in enumerate(classic.CLASSIC_NAMES) if n not in _REDUNDANT_WHEN_SMOOTHED]
+  y, x = np.mgrid[-(kh // 2):kh // 2 + 1, -(kw // 2):kw // 2 + 1]
+  for sigma in sigmas:
+    gaussian_kernel = np.exp(-(x**2 + y**2) / (2 * sigma**2))
+    gaussian_kernel /= gaussian_kernel.sum()
+    gaussian_kernel = jnp.asarray(gaussian_kernel, jnp.float32)
+    filters.append(jnp.stack([jax.scipy.signal.convolve2d(base[..., i], gaussian_kernel,
+                                                          mode="same") for i in keep], -1))
+  return jnp.concatenate(filters, -1).astype(jnp.float32)
+
+
 def _one_classic(name: str, kernel_size) -> Array:
   """The classic kernel ``name`` as a one-filter bank ``(kh, kw, 1)``."""
   return jnp.asarray(classic.CLASSIC_KERNELS[name](kernel_size))[:, :, None]
@@ -163,6 +203,7 @@ BANKS: dict[str, Callable[..., Array]] = {
     "dog": gaussian.difference_of_gaussians_bank,
     "dct": dct.dct_bank,
     "classic": classic_bank,
+    "classic_scales": classic_scales_bank,
     "random": random_kernels.random_bank,
     "user": user_bank,
     **{name: functools.partial(_one_classic, name) for name in classic.CLASSIC_NAMES},

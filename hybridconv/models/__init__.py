@@ -54,8 +54,12 @@ def check_config(model_config: Any) -> None:
 
 
 def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, int, int],
-                rngs: nnx.Rngs, dtype=None) -> nnx.Module:
-  """A model from a config section with keys ``name``, ``first_layer``, ``kernels``, ``width``.
+                rngs: nnx.Rngs, dtype=None, seed: int | None = None) -> nnx.Module:
+  """A model from a config section with keys ``name``, ``first_layer``, ``kernels``, ``width``,
+  ``first_kernel_size``.
+
+  ``seed`` (the run's seed) seeds random kernel sources that name no seed of
+  their own, folded with each layer's name (:func:`resolve_sources`).
 
   Raises:
     ValueError: for an unknown model name or a bad kernel spec (before any compilation).
@@ -68,8 +72,14 @@ def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, 
   if hasattr(first_layer, "to_dict"):
     first_layer = first_layer.to_dict()
   kernels = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in kernels.items()}
+  extra = {}
+  if model_config.first_kernel_size:
+    if name != "simple_cnn":
+      raise ValueError(f"model.first_kernel_size={model_config.first_kernel_size!r} is only for "
+                       f"simple_cnn (0 = the model's own size); {name} fixes its kernel sizes")
+    extra["first_kernel_size"] = model_config.first_kernel_size
   return MODELS[name](num_classes, tuple(image_shape), first_layer=first_layer, kernels=kernels,
-                      width=model_config.width, dtype=dtype, rngs=rngs)
+                      width=model_config.width, dtype=dtype, kernel_seed=seed, rngs=rngs, **extra)
 
 
 __all__ = ["MODELS", "AlexNet", "AlexNetSmall", "CifarResNet", "ResNet", "SimpleCNN",

@@ -93,9 +93,11 @@ class AlexNet(nnx.Module):
 
   def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
                first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, lrn: bool = False, rngs: nnx.Rngs):
+               width: float = 1.0, dtype=None, lrn: bool = False, kernel_seed: int | None = None,
+               rngs: nnx.Rngs):
     _check_image_shape(image_shape, 63, "AlexNet")
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
+    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
+                            seed=kernel_seed)
     height, width_px, in_channels = image_shape
     c1, c2, c3, c4, c5, hidden = _scaled((96, 256, 384, 384, 256, 4096), width)
     layers = (("conv1", in_channels, c1, 11, 4, 2), ("conv2", c1, c2, 5, 1, 2),
@@ -165,9 +167,11 @@ class AlexNetSmall(nnx.Module):
 
   def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
                first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, rngs: nnx.Rngs):
+               width: float = 1.0, dtype=None, kernel_seed: int | None = None,
+               rngs: nnx.Rngs):
     _check_image_shape(image_shape, 8, "AlexNetSmall")
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
+    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
+                            seed=kernel_seed)
     height, width_px, in_channels = image_shape
     c1, c2, c3, c4, c5, hidden = _scaled((64, 192, 384, 256, 256, 1024), width)
     layers = (("conv1", in_channels, c1, 5), ("conv2", c1, c2, 5), ("conv3", c2, c3, 3),

@@ -16,11 +16,20 @@ hybrid" is ``kernels={'*': 'hybrid'}``; "every layer hybrid except the 1x1
 shortcuts" is ``kernels={'*': 'hybrid', '*_shortcut': 'free'}`` -- one config
 line each. (A zero-mean Gabor of size 1x1 is identically zero, so a Gabor
 group on a 1x1 shortcut carries no signal; the second form avoids that.)
+
+Random kernels follow the run's seed. A ``random`` source without a seed of
+its own (``'random'``, not ``'random:3'``), and a fixed ``random`` bank without
+a ``seed`` option, get the seed :func:`derived_seed` of the run's seed and the
+layer's name (and the group's position inside a hybrid layer), so every seed of
+a study draws new random kernels, every layer draws different ones, and
+``'random:<n>'`` still pins one draw for all seeds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,14 +57,45 @@ def _matching_spec(name: str, kernels: Mapping[str, Any]) -> tuple[str | None, A
   return best[0], kernels[best[0]]
 
 
+def derived_seed(seed: int, name: str) -> int:
+  """A seed in ``[0, 2**31)`` from the run's ``seed`` and a layer (or group) ``name``.
+
+  SHA-256 of ``'<seed>/<name>'``: stable across machines and versions, and
+  unrelated for neighbouring seeds or similar names.
+  """
+  digest = hashlib.sha256(f"{int(seed)}/{name}".encode()).digest()
+  return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def seed_random_source(source: sources.KernelSource, seed: int, name: str
+                       ) -> sources.KernelSource:
+  """``source`` with every random draw that names no seed seeded from ``(seed, name)``."""
+  if isinstance(source, sources.Random) and source.seed is None:
+    return sources.Random(seed=derived_seed(seed, name))
+  if isinstance(source, sources.Fixed) and source.bank == "random":
+    options = dict(source.options)
+    if "seed" not in options:
+      return dataclasses.replace(source, options={**options, "seed": derived_seed(seed, name)})
+  if isinstance(source, sources.BankMix):
+    return dataclasses.replace(source, bank=seed_random_source(source.bank, seed, name))
+  if isinstance(source, sources.Hybrid):
+    groups = tuple((seed_random_source(group, seed, f"{name}/group{index}"), size)
+                   for index, (group, size) in enumerate(source.groups))
+    return sources.Hybrid(groups=groups)
+  return source
+
+
 def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
-                    kernels: Mapping[str, Any] | None = None) -> dict[str, sources.KernelSource]:
+                    kernels: Mapping[str, Any] | None = None,
+                    seed: int | None = None) -> dict[str, sources.KernelSource]:
   """Kernel source of each conv layer of a model.
 
   Args:
     layer_names: the model's conv layer names in forward order.
     first_layer: source spec of the first conv layer.
     kernels: per-layer overrides, keyed by layer name or glob pattern ('*').
+    seed: the run's seed: random sources without their own seed draw from it
+      and the layer name (module docstring). None leaves them at seed 0.
 
   Raises:
     ValueError: for a key in ``kernels`` that names or matches no conv layer of
@@ -81,5 +121,7 @@ def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
       resolved[name] = sources.parse(spec)
     except ValueError as error:  # name the config key that holds the bad spec
       raise ValueError(f"{where}={spec!r}: {error}") from error
+    if seed is not None:
+      resolved[name] = seed_random_source(resolved[name], seed, name)
   return resolved
 

@@ -201,7 +201,7 @@ class CifarResNet(_ResNetBase):
   def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
                first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
                width: float = 1.0, dtype=None, depth: int = 20, shortcut: str = "projection",
-               rngs: nnx.Rngs):
+               kernel_seed: int | None = None, rngs: nnx.Rngs):
     _check_common(image_shape, width, "CifarResNet")
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
       raise ValueError(f"CifarResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, ...), "
@@ -212,7 +212,8 @@ class CifarResNet(_ResNetBase):
     channels = tuple(_scaled(c, width) for c in (16, 32, 64))
     plans = _plan(((depth - 2) // 6,) * 3, channels, stem, 1, shortcut)
     self.conv_layer_names = ("conv1",) + sum((p.conv_names("basic") for p in plans), ())
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
+    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
+                            seed=kernel_seed)
     self.conv1 = _conv(image_shape[-1], stem, 3, 1, specs["conv1"], dtype, rngs)
     self.bn1 = _batch_norm(stem, dtype, rngs)
     features = self._build_stages(plans, "basic", specs, dtype, rngs)
@@ -242,7 +243,7 @@ class ResNet(_ResNetBase):
   def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
                first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
                width: float = 1.0, dtype=None, stage_sizes: tuple[int, ...] = (2, 2, 2, 2),
-               block: str = "basic", rngs: nnx.Rngs):
+               block: str = "basic", kernel_seed: int | None = None, rngs: nnx.Rngs):
     _check_common(image_shape, width, "ResNet")
     if block not in BLOCKS:
       raise ValueError(f"ResNet block={block!r} is not one of {BLOCKS}")
@@ -255,7 +256,8 @@ class ResNet(_ResNetBase):
     channels = tuple(_scaled(64 * 2**i, width) for i in range(len(stage_sizes)))
     plans = _plan(tuple(stage_sizes), channels, stem, expansion, "projection")
     self.conv_layer_names = ("conv1",) + sum((p.conv_names(block) for p in plans), ())
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
+    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
+                            seed=kernel_seed)
     self.conv1 = _conv(image_shape[-1], stem, 7, 2, specs["conv1"], dtype, rngs)
     self.bn1 = _batch_norm(stem, dtype, rngs)
     features = self._build_stages(plans, block, specs, dtype, rngs)

@@ -14,7 +14,7 @@ from hybridconv.nn import conv_layer, max_pool
 
 
 class SimpleCNN(nnx.Module):
-  """conv5x5(32)-BN-ReLU-pool, conv5x5(64)-BN-ReLU-pool, FC(128)-ReLU, FC(classes).
+  """conv kxk(32)-BN-ReLU-pool (k = 5 unless set), conv5x5(64)-BN-ReLU-pool, FC(128)-ReLU, FC(classes).
 
   BatchNorm after each conv puts every kernel source on the same footing: the
   layer's output scale no longer depends on how its kernels are normalised.
@@ -25,6 +25,10 @@ class SimpleCNN(nnx.Module):
     first_layer, kernels: kernel sources per conv layer, see
       :func:`hybridconv.models.layer_specs.resolve_sources`.
     width: channel multiplier.
+    first_kernel_size: side of the first conv's kernels (5 in the original
+      layout; 7 or more lets a Gabor-likeness score tell filters from noise).
+    kernel_seed: the run's seed; random kernel sources without a seed of
+      their own draw from it (see :func:`resolve_sources`).
     dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
     rngs: NNX random streams.
   """
@@ -33,11 +37,17 @@ class SimpleCNN(nnx.Module):
 
   def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
                first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, rngs: nnx.Rngs):
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels)
+               width: float = 1.0, first_kernel_size: int = 5, dtype=None,
+               kernel_seed: int | None = None, rngs: nnx.Rngs):
+    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
+                            seed=kernel_seed)
     height, width_px, in_channels = image_shape
     c1, c2, hidden = (max(1, round(c * width)) for c in (32, 64, 128))
-    self.conv1 = conv_layer(in_channels, c1, 5, source=specs["conv1"], dtype=dtype, rngs=rngs)
+    if isinstance(first_kernel_size, bool) or not isinstance(first_kernel_size, int) or not (
+        1 <= first_kernel_size <= min(height, width_px)):
+      raise ValueError(f"model.first_kernel_size={first_kernel_size!r} must be an int in "
+                       f"[1, {min(height, width_px)}] (the image side)")
+    self.conv1 = conv_layer(in_channels, c1, first_kernel_size, source=specs["conv1"], dtype=dtype, rngs=rngs)
     self.bn1 = nnx.BatchNorm(c1, dtype=dtype, rngs=rngs)
     self.conv2 = conv_layer(c1, c2, 5, source=specs["conv2"], dtype=dtype, rngs=rngs)
     self.bn2 = nnx.BatchNorm(c2, dtype=dtype, rngs=rngs)

@@ -50,10 +50,24 @@ def is_kernel_parameter(variable) -> bool:
 
 
 class FreeKernel(nnx.Module):
-  """Learned weights with ``nnx.Conv``'s LeCun-normal initialisation."""
+  """Learned weights: ``nnx.Conv``'s LeCun-normal initialisation, a bank's, or an array."""
 
-  def __init__(self, kernel_shape: tuple[int, int, int, int], *, param_dtype, rngs: nnx.Rngs):
-    self.kernel = nnx.Param(_free_kernel_init(rngs.params(), kernel_shape, param_dtype))
+  def __init__(self, kernel_shape: tuple[int, int, int, int], *, param_dtype, rngs: nnx.Rngs,
+               source: sources.Free = sources.Free()):
+    # The key is drawn whatever the init, so the layers built after this one
+    # start the same in every arm of a study (paired seeds).
+    key = rngs.params()
+    if source.init is None:
+      value = _free_kernel_init(key, kernel_shape, param_dtype)
+    elif isinstance(source.init, str):
+      value = fixed_kernel(sources.Fixed(source.init, source.options, source.normalize),
+                           kernel_shape)
+    elif source.init.shape != tuple(kernel_shape):
+      raise ValueError(f"Free init array has shape {source.init.shape}, but the layer's kernel "
+                       f"is {tuple(kernel_shape)} (kh, kw, cin, cout)")
+    else:
+      value = source.init
+    self.kernel = nnx.Param(jnp.asarray(value, param_dtype))
 
   def __call__(self) -> Array:
     return self.kernel[...]
@@ -189,13 +203,13 @@ def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, i
   """The NNX module producing kernels of ``kernel_shape`` (HWIO) for ``source``."""
   source = sources.parse(source)
   if isinstance(source, sources.Free):
-    return FreeKernel(kernel_shape, param_dtype=param_dtype, rngs=rngs)
+    return FreeKernel(kernel_shape, param_dtype=param_dtype, rngs=rngs, source=source)
   if isinstance(source, sources.Gabor):
     return GaborKernel(source, kernel_shape, param_dtype=param_dtype, rngs=rngs)
   if isinstance(source, sources.Fixed):
     return FrozenArrayKernel(fixed_kernel(source, kernel_shape), param_dtype=param_dtype)
   if isinstance(source, sources.Random):
-    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed, kernel_shape),
+    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed or 0, kernel_shape),
                              param_dtype=param_dtype)
   if isinstance(source, sources.Hybrid):
     return HybridKernel(source, kernel_shape, param_dtype=param_dtype, rngs=rngs)

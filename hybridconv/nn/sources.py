@@ -5,7 +5,8 @@ it into an NNX module that produces an HWIO kernel. Keeping the description
 separate from the module lets configs name sources with a string or a dict
 (:func:`parse`) and lets models take one source per layer.
 
-* :class:`Free` -- ordinary learned weights (as ``nnx.Conv``).
+* :class:`Free` -- ordinary learned weights (as ``nnx.Conv``), optionally
+  starting from a named bank or an array.
 * :class:`Gabor` -- parametric Gabor functions whose parameters are learned.
 * :class:`Fixed` -- a named bank from :mod:`hybridconv.kernels.banks`, frozen.
 * :class:`Random` -- He-normal random kernels from a seed, frozen.
@@ -18,8 +19,11 @@ separate from the module lets configs name sources with a string or a dict
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from hybridconv.kernels import banks
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
@@ -37,7 +41,58 @@ def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Free:
-  """Learned weights, initialised and computed exactly as ``nnx.Conv``."""
+  """Learned weights; by default initialised and computed exactly as ``nnx.Conv``.
+
+  ``init`` starts the weights elsewhere, then they are learned as usual: the
+  "bank-initialised, then learned" arm of a kernel study (``'free:init=gabor'``)
+  or a converted layer that keeps its weights (:mod:`hybridconv.nn.conversion`).
+
+  Attributes:
+    init: None -- LeCun-normal, as ``nnx.Conv``; a bank name of
+      :mod:`hybridconv.kernels.banks` -- the exact kernel that ``Fixed(init,
+      options, normalize)`` gives at the same shape (same bank, same
+      normalisation, so a study compares like with like); or an HWIO array
+      ``(kh, kw, cin, cout)`` used as given.
+    options: keyword options of the bank (a mapping or pairs), as ``Fixed``.
+    normalize: as ``Fixed.normalize``, for a bank ``init``.
+  """
+
+  init: Any = None
+  options: tuple[tuple[str, Any], ...] = ()
+  normalize: bool = True
+
+  def __post_init__(self):
+    options = self.options.items() if isinstance(self.options, Mapping) else self.options
+    object.__setattr__(self, "options", tuple((str(k), v) for k, v in options))
+    if self.init is None or isinstance(self.init, str):
+      if self.init is not None:
+        Fixed(self.init, self.options, self.normalize)  # the same bank check as Fixed
+        allowed = banks.bank_options(self.init)
+        unknown = sorted({k for k, _ in self.options} - set(allowed))
+        if unknown:
+          raise ValueError(f"Free init={self.init!r}: unknown bank option(s) {unknown}; "
+                           f"allowed: {sorted(allowed) if allowed else 'none'}")
+      elif self.options:
+        raise ValueError(f"Free options={dict(self.options)} need a bank init, e.g. init='gabor'")
+      return
+    if self.options:
+      raise ValueError("Free options apply to a bank init, not to an array init")
+    object.__setattr__(self, "init", checked_kernel_array("Free init", self.init))
+
+
+def checked_kernel_array(what: str, value: Any) -> np.ndarray:
+  """A read-only float32 copy of a finite HWIO array, or one ``ValueError`` naming ``what``."""
+  try:
+    array = np.array(value, dtype=np.float32)
+  except (TypeError, ValueError) as error:
+    raise ValueError(f"{what} must be a bank name or a numeric HWIO array, got "
+                     f"{type(value).__name__}: {error}") from None
+  if array.ndim != 4 or min(array.shape, default=0) < 1:
+    raise ValueError(f"{what} must be an HWIO array (kh, kw, cin, cout), got shape {array.shape}")
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f"{what} has {int(np.sum(~np.isfinite(array)))} NaN or infinite values")
+  array.flags.writeable = False
+  return array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +191,20 @@ class Fixed:
 
 @dataclasses.dataclass(frozen=True)
 class Random:
-  """He-normal random kernels drawn from ``seed`` and never trained."""
+  """He-normal random kernels drawn from ``seed`` and never trained.
 
-  seed: int = 0
+  ``seed=None`` (the string ``'random'``) means "the run's": the model zoo
+  replaces it by a seed derived from the run's seed and the layer's name
+  (:func:`hybridconv.models.layer_specs.seed_random_source`); a layer built
+  directly with it draws from seed 0.
+  """
+
+  seed: int | None = None
+
+  def __post_init__(self):
+    if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed
+                                  or self.seed < 0):
+      raise ValueError(f"Random seed must be an int >= 0 or None (the run's), got {self.seed!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,8 +293,9 @@ SOURCE_NAMES = tuple(_BY_NAME)
 def parse(spec: Any) -> KernelSource:
   """A kernel source from a source object, a string or a dict.
 
-  Strings: 'free', 'gabor', 'fixed' (the default Gabor bank), 'fixed:<bank>'
-  (e.g. 'fixed:sobel_x'), 'random', 'random:<seed>', 'hybrid' (half
+  Strings: a JSON object (the dict form, e.g. for ``model.first_layer``), 'free', 'free:init=<bank>' (free weights starting as that fixed
+  bank, e.g. 'free:init=gabor'), 'gabor', 'fixed' (the default Gabor bank),
+  'fixed:<bank>' (e.g. 'fixed:sobel_x'), 'random', 'random:<seed>', 'hybrid' (half
   parametric Gabor, half free), 'bankmix', 'bankmix:<bank>'. Dicts name the
   source under 'source' and give its fields, e.g. ``{'source': 'gabor', 'learn':
   ['theta', 'frequency', 'sigma']}`` or ``{'source': 'hybrid', 'groups':
@@ -236,6 +303,14 @@ def parse(spec: Any) -> KernelSource:
   """
   if isinstance(spec, (Free, Gabor, Fixed, Random, Hybrid, BankMix)):
     return spec
+  if isinstance(spec, str) and spec.lstrip().startswith("{"):
+    # A dict spec written as JSON: how a config key declared as a string (such as
+    # model.first_layer, or a sweep factor) holds a source with options.
+    try:
+      spec = json.loads(spec)
+    except ValueError as error:
+      raise ValueError(f"kernel source {spec!r} starts like JSON but does not parse: {error}") \
+          from error
   if isinstance(spec, str):
     name, _, argument = spec.partition(":")
     if name not in _BY_NAME:
@@ -249,6 +324,12 @@ def parse(spec: Any) -> KernelSource:
       return BankMix(bank=Fixed(bank=argument))
     if name == "random" and argument.isdigit():
       return Random(seed=int(argument))
+    if name == "free":
+      key, equals, bank = argument.partition("=")
+      if key == "init" and equals and bank:
+        return Free(init=bank)
+      raise ValueError(f"kernel source {spec!r}: 'free' takes 'init=<bank>' (e.g. "
+                       f"'free:init=gabor'), not {argument!r}; banks: {', '.join(banks.BANKS)}")
     raise ValueError(f"kernel source {spec!r}: {name!r} takes no argument {argument!r}")
   if isinstance(spec, Mapping):
     fields = dict(spec)

@@ -64,7 +64,8 @@ def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
     loggers.append(wandb_logger.WandbLogger(
         project=settings.project, entity=settings.entity, name=settings.name, mode=settings.mode,
         init_timeout=settings.init_timeout, directory=workdir, config=config,
-        run_id=workdir_run_id(workdir)))
+        run_id=workdir_run_id(workdir), group=settings.group, tags=tuple(settings.tags),
+        job_type=settings.job_type))
   if config is not None:
     loggers[0].log_config(config)  # W&B received it with wandb.init
   return logger_lib.MultiLogger(loggers + background)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
+from hybridconv.robustness import outputs as robustness
 from hybridconv.tracking import images
 from hybridconv.tracking import jsonl_logger as jsonl
 from hybridconv.tracking import report_plots as plots
@@ -207,6 +208,7 @@ def write_report(workdir: str) -> str:
   lines += _filters_section(workdir, frames, metrics, fig_dir)
   lines += _gabor_section(histograms, metrics, fig_dir)
   lines += _likeness_section(metrics, fig_dir)
+  lines += robustness.report_section(workdir, fig_dir, FIGURE_DIR)  # robustness.json, if any
   path = os.path.join(workdir, REPORT_FILE)
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))

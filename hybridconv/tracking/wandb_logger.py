@@ -59,6 +59,8 @@ class WandbLogger(logger_lib.Logger):
     settings: extra ``wandb.Settings`` fields (e.g. ``{'console': 'off'}``).
     run_id: W&B run id; a run started again with the same id (a resumed
       training run) continues the same W&B run instead of starting a new one.
+    group, tags, job_type: W&B's grouping fields ('' / () for none); a study
+      groups its runs by sweep and tags them with their factor values.
 
   Attributes:
     mode: the mode the run actually uses once initialised ('online',
@@ -69,7 +71,8 @@ class WandbLogger(logger_lib.Logger):
                init_timeout: float = 30.0, directory: str | None = None,
                config: Mapping[str, Any] | None = None, queue_size: int = 256,
                close_timeout: float = 60.0, settings: Mapping[str, Any] | None = None,
-               run_id: str | None = None):
+               run_id: str | None = None, group: str = "", tags: tuple[str, ...] = (),
+               job_type: str = ""):
     if mode not in MODES:
       raise ValueError(f"tracking.wandb.mode={mode!r} is not one of {MODES}")
     if not init_timeout or init_timeout <= 0:
@@ -80,7 +83,9 @@ class WandbLogger(logger_lib.Logger):
     self.mode = mode
     self._init_args = dict(project=project, entity=entity or None, name=name or None,
                            config=dict(config) if config else None,
-                           dir=os.path.abspath(directory) if directory else None)
+                           dir=os.path.abspath(directory) if directory else None,
+                           group=group or None, tags=list(tags) or None,
+                           job_type=job_type or None)
     if run_id:
       self._init_args.update(id=run_id, resume="allow")
     self._init_timeout = float(init_timeout)
@@ -126,6 +131,17 @@ class WandbLogger(logger_lib.Logger):
   def log_table(self, step, name, columns, rows):
     columns, rows = logger_lib.check_table(name, columns, rows)
     self._put(("table", int(step), (name, columns, rows)))
+
+  def log_results_table(self, name, columns, rows, *, scalars=None, line_plot=None):
+    """A table of results computed after training (robustness), at W&B's current step.
+
+    Logged without a step because W&B drops points below a resumed run's last
+    step. ``scalars`` are logged with it; ``line_plot = (key, x column, y
+    column, title)`` adds a ``wandb.plot.line`` of the table.
+    """
+    columns, rows = logger_lib.check_table(name, columns, rows)
+    scalars = {k: float(v) for k, v in (scalars or {}).items()}
+    self._put(("results", None, (name, columns, rows, scalars, line_plot)))
 
   def log_artifact(self, path_or_ref, name, type):
     self._put(("artifact", None, (str(path_or_ref), artifact_name(name), type)))
@@ -206,6 +222,14 @@ class WandbLogger(logger_lib.Logger):
     elif kind == "table":
       name, columns, rows = data
       run.log({name: wandb.Table(columns=columns, data=rows)}, step=step)
+    elif kind == "results":
+      name, columns, rows, scalars, line_plot = data
+      table = wandb.Table(columns=columns, data=rows)
+      logged = {name: table, **scalars}
+      if line_plot is not None:
+        key, x, y, title = line_plot
+        logged[key] = wandb.plot.line(table, x, y, title=title)
+      run.log(logged)
     elif kind == "artifact":
       path, name, artifact_type = data
       artifact = wandb.Artifact(name, type=artifact_type)

@@ -35,8 +35,16 @@ from absl import logging
 from flax import nnx
 
 from hybridconv import data, models, sharding, tracking
-from hybridconv.tracking import writers
-from hybridconv.training import checkpointing, faults, nonfinite, optim, preemption, validation
+from hybridconv.tracking import snapshots, writers
+from hybridconv.training import (
+    checkpointing,
+    faults,
+    nonfinite,
+    optim,
+    preemption,
+    provenance,
+    validation,
+)
 from hybridconv.training import loop as train_loop
 from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import state as ts
@@ -75,7 +83,7 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
     return models.build_model(
         config.model, num_classes=num_classes, image_shape=tuple(image_shape),
         rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)),
-        dtype=None if dtype == jnp.float32 else dtype,
+        dtype=None if dtype == jnp.float32 else dtype, seed=config.seed,
     )
 
   try:
@@ -207,6 +215,8 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
         eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
     )
     fault.at("data", 0)
+    if checkpointing.existing_steps(checkpoint_dir):
+      workdir_lib.check_train_subset(workdir, pipeline.train_subset)
     steps_per_epoch = pipeline.steps_per_epoch
     total_steps = num_train_steps(config, steps_per_epoch)
     tx, schedule = optim.build_optimizer(
@@ -218,6 +228,8 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
     )
     os.makedirs(workdir, exist_ok=True)
     workdir_lib.write_config(workdir, config_json)
+    workdir_lib.write_train_subset(workdir, pipeline.train_subset)
+    provenance.record_start(workdir)
 
     replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     train_fn = jax.jit(
@@ -265,6 +277,8 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
       finally:
         logger.close()
+  if is_main_process:
+    workdir_lib.write_summary(workdir, final, total_steps=total_steps)
   if is_main_process and config.tracking.animation:  # after the loop: must not mask Preempted
     tracking.write_animations(workdir)
   return final
@@ -284,5 +298,6 @@ def _filter_summarizer(config, model_fns: ts.ModelFunctions, logger, workdir: st
     model = nnx.merge(model_fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
                       tracking.local_replica(state.model_state))
     tracker(model, step)
+    snapshots.save_snapshot(workdir, model, step)
 
   return summarize

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hybridconv import data, models, nn, sharding, tracking
+from hybridconv.data import subset
 from hybridconv.training import checkpointing, nonfinite, optim
 from hybridconv.training import state as ts
 from hybridconv.training import workdir as workdir_lib
@@ -36,6 +37,7 @@ def validate_config(config, mesh, workdir: str | None = None) -> None:
   sharding.check_cpu_devices(config.cpu_devices)
   sharding.check_batch_size("batch_size", config.batch_size, mesh)
   sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
+  subset.check_subset_config(config.data, config.batch_size)
   ts.compute_dtype(config.compute_dtype)
   if not (config.num_epochs > 0 or config.num_train_steps > 0):
     raise ValueError(

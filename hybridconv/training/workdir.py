@@ -23,9 +23,11 @@ import jax
 from absl import logging
 
 CONFIG_FILE = "config.json"
+SUBSET_FILE = "train_subset.json"
+SUMMARY_FILE = "summary.json"  # written when a run reaches its last step: final metrics  # which training images the run uses (data.train_size)
 # Dotted prefixes of keys whose change makes a resumed run a different experiment.
 MODEL_KEYS = ("seed", "compute_dtype", "model", "data.source", "data.name", "data.gratings",
-              "optim.name")
+              "data.train_size", "data.subset_seed", "optim.name")
 OVERRIDE_KEY = "allow_config_change"
 _ABSENT = "<absent>"
 
@@ -161,3 +163,52 @@ def exclusive(workdir: str) -> Iterator[None]:
     yield
   finally:
     os.close(fd)  # releases the lock
+def check_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
+  """Refuses to resume a run whose training images differ from those it started with.
+
+  The subset's recipe is in :data:`MODEL_KEYS`; this also catches a changed
+  dataset under the same config (other files, another version of the data).
+  """
+  path = os.path.join(workdir, SUBSET_FILE)
+  if not os.path.isfile(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  for key in ("indices_sha256", "num_examples"):
+    if key in saved and key in record and saved[key] != record[key]:
+      raise ValueError(
+          f"the training images differ from those of {path} ({key} {record[key]!r} != "
+          f"{saved[key]!r}); resuming would mix two training sets. Use a new --workdir")
+
+
+def write_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
+  """Writes ``train_subset.json`` (process 0)."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, SUBSET_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(dict(record), f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+def write_summary(workdir: str, final: Mapping[str, Any], *, total_steps: int) -> None:
+  """Writes ``summary.json``: the final metrics of a run that reached ``total_steps``.
+
+  Its presence marks a finished run (the sweep runner skips such points);
+  values are plain floats so the file reads without the library.
+  """
+  data = {"finished": int(final.get("step", -1)) >= total_steps, "total_steps": int(total_steps),
+          **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in final.items()}}
+  path = os.path.join(workdir, SUMMARY_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+def read_summary(workdir: str) -> dict[str, Any] | None:
+  """``summary.json`` of ``workdir``, or None when the run has not finished."""
+  try:
+    with open(os.path.join(workdir, SUMMARY_FILE), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None

@@ -1,0 +1,110 @@
+r"""The kernel-choice study: which first-layer kernels, at which training-set size.
+
+Fashion-MNIST, SimpleCNN with a 7x7 first layer of 32 filters whose kernels
+come from one of nine sources (the arms); everything after the first layer is
+free and identical. Each point is (training-set size, seed, arm); seeds are
+shared by all arms, so seed s of every arm trains on the same class-balanced
+subset in the same order (a paired design).
+
+Run, resume and report (the runner skips finished points, committed ones too)::
+
+  hybridconv sweep --config=experiments/kernel_study/study.py \
+      --workdir=experiments/kernel_study/results/fashion_mnist
+  hybridconv compare --workdir=experiments/kernel_study/results/fashion_mnist \
+      --reference model.first_layer=free
+
+Design, fixed before any result was seen (see README.md beside this file):
+
+* sizes 100, 1,000, 10,000 and 60,000 (all) training images; 3 seeds;
+* arms: see :data:`ARMS`; all 32 filters wide at 7x7 (the 12 classic kernels
+  are widened to 32 by Gaussian scale space, the Gaussian-derivative bank is
+  orders 0-3 at three scales plus two Laplacians of Gaussian);
+* budget per size in :data:`BUDGETS`: small sets get many more passes so every
+  arm's training loss plateaus; AdamW, cosine schedule, 5% warm-up;
+* robustness suite (noise, blur, contrast, FGSM, PGD on 1,000 test images)
+  for every arm and seed at 1,000 and 60,000 images.
+"""
+
+from __future__ import annotations
+
+import json
+
+from configs import default
+from hybridconv.studies.grid import product
+
+# First-layer kernel sources, by arm name (the value of model.first_layer).
+# (JSON: model.first_layer is a string key; sources.parse reads JSON objects.)
+GAUSSIAN_DERIVATIVES = json.dumps({"source": "hybrid", "groups": [
+    [{"source": "fixed", "bank": "gaussian_derivatives",
+      "options": {"order": 3, "sigmas": [1.0, 1.6, 2.5]}}, 30],
+    [{"source": "fixed", "bank": "log", "options": {"sigmas": [1.0, 2.0]}}, 2]]})
+ARMS = {
+    "free": "free",  # LeCun-normal init, learned
+    "free_gabor_init": "free:init=gabor",  # the fixed Gabor bank as init, then learned
+    "gabor": "gabor",  # parametric Gabor: orientation, frequency, width, ... learned
+    "fixed_gabor": "fixed:gabor",  # 8 orientations x 2 scales x 2 phases, frozen
+    "fixed_classic": "fixed:classic_scales",  # Sobel, Prewitt, Scharr, Laplacian, blurs ...
+    "fixed_gaussian_derivatives": GAUSSIAN_DERIVATIVES,
+    "fixed_dct": "fixed:dct",  # the 32 lowest-frequency 2-D DCT basis functions
+    "random": "random",  # He-normal, frozen, drawn from the run's seed
+    "hybrid": "hybrid",  # 16 parametric Gabor + 16 free
+}
+SIZES = (100, 1_000, 10_000, 60_000)
+SEEDS = (0, 1, 2)
+# training images -> (batch size, epochs): about 20k, 60k, 150k and 240k images seen.
+BUDGETS = {100: (50, 200.0), 1_000: (100, 60.0), 10_000: (128, 15.0), 60_000: (128, 4.0)}
+ROBUSTNESS_SIZES = (1_000, 60_000)
+EVALS_PER_RUN = 10
+
+
+def get_config(arg: str | None = None):
+  """The study's base config (one point: free, all images); ``sweep()`` varies it."""
+  if arg:
+    raise ValueError(f"unknown config variant {arg!r}: this study file has none")
+  config = default.get_config()
+  config.data.source = "idx"
+  config.data.name = "fashion_mnist"
+  config.model.name = "simple_cnn"
+  config.model.first_layer = "free"
+  config.model.first_kernel_size = 7
+  config.optim.name = "adamw"
+  config.optim.learning_rate = 2e-3
+  config.optim.weight_decay = 1e-4
+  config.eval_batch_size = 1000
+  config.tracking.wandb.mode = "disabled"  # the study commits light records, not W&B folders
+  config.tracking.animation = False
+  config.robustness.pgd_images = 1000
+  config.checkpoint.keep = 1
+  config.checkpoint.keep_best = 0
+  apply_budget(config, 60_000)
+  return config
+
+
+def budget(size: int) -> dict:
+  """The overrides that set a training size's batch, length and cadences."""
+  batch, epochs = BUDGETS[size]
+  steps = int(epochs * size / batch)
+  return {"data.train_size": 0 if size == 60_000 else size, "batch_size": batch,
+          "num_epochs": epochs, "optim.warmup_epochs": 0.05 * epochs,
+          "eval_every_epochs": epochs / EVALS_PER_RUN, "checkpoint.every_epochs": epochs / 2,
+          "log_every_steps": max(1, steps // 50), "tracking.scalars_every_steps": max(1, steps // 50),
+          "tracking.filters_every_steps": steps,
+          "robustness.after_training": size in ROBUSTNESS_SIZES}
+
+
+def apply_budget(config, size: int) -> None:
+  for key, value in budget(size).items():
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+
+
+def sweep():
+  """Size (cheapest first), then seed, then arm: a partial run has whole seeds of every arm."""
+  for point in product({"size": SIZES, "seed": SEEDS, "arm": list(ARMS)}):
+    # Factors first: the runner names points by them; the budget keys follow the size.
+    size = point["size"]
+    yield {"data.train_size": 0 if size == 60_000 else size, "seed": point["seed"],
+           "model.first_layer": ARMS[point["arm"]], **budget(size)}

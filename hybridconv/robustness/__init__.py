@@ -1,0 +1,1 @@
+"""Robustness of trained runs: corruptions, adversarial attacks, ``hybridconv evaluate``."""

@@ -1,0 +1,9 @@
+"""Studies: grids of runs over factors and seeds, and their comparison with confidence intervals.
+
+* :mod:`~hybridconv.studies.grid` -- factors, products and point names (no flags, no JAX:
+  config files import it for ``sweep()``);
+* :mod:`~hybridconv.studies.runner` -- runs points as processes into one sweep root;
+* :mod:`~hybridconv.studies.records` -- what a run directory holds, read without JAX;
+* :mod:`~hybridconv.studies.stats` -- per-group intervals and paired differences;
+* :mod:`~hybridconv.studies.compare` -- ``hybridconv compare``: STUDY.md, CSVs, figures.
+"""

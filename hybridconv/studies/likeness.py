@@ -1,0 +1,84 @@
+"""Gabor-likeness of a run's first-layer filters at the start and the end, against a null.
+
+A fitter's R^2 means little alone: random filters of small size already fit
+well. So every score here comes with two references computed by the same
+fitter (:func:`hybridconv.analysis.gabor_fit.fit_conv_kernel`, 'dominant'
+mode):
+
+* the **null**: phase-randomised surrogates of the same filters (same power
+  spectrum, no spatial structure; :mod:`hybridconv.analysis.gabor_null`);
+  a filter counts as Gabor-like when its R^2 exceeds the null's 95th
+  percentile;
+* the **positive control**: the fixed Gabor bank at the same kernel size.
+
+Scores are cached per run in ``gabor_likeness.json`` (a light record), so a
+study report is regenerated in seconds once computed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from hybridconv.analysis import gabor_fit, gabor_null
+from hybridconv.kernels import banks
+from hybridconv.tracking import snapshots
+
+CACHE_FILE = "gabor_likeness.json"
+VERSION = 1
+NULL_DRAWS = 4  # surrogates per filter: 4 x 32 filters = 128 null scores per run
+NULL_QUANTILE = 0.95
+
+
+def r2_scores(kernel_hwio: np.ndarray) -> np.ndarray:
+  """Whole-filter R^2 of each output filter's Gabor fit."""
+  result = gabor_fit.fit_conv_kernel(np.asarray(kernel_hwio, np.float32), "dominant")
+  return np.asarray(result.r2_filter, np.float64)
+
+
+def score_kernels(kernel_hwio: np.ndarray, seed: int = 0) -> dict[str, Any]:
+  """R^2 per filter, the null's scores and the fraction above its 95th percentile."""
+  r2 = r2_scores(kernel_hwio)
+  null = gabor_null.null_scores(np.asarray(kernel_hwio, np.float32), jax.random.key(seed),
+                                num_draws=NULL_DRAWS, mode="dominant").ravel()
+  threshold = float(np.quantile(null, NULL_QUANTILE))
+  return {"r2": r2.tolist(), "r2_mean": float(r2.mean()), "r2_median": float(np.median(r2)),
+          "null_r2": null.tolist(), "null_r2_median": float(np.median(null)),
+          "null_p95": threshold, "frac_above_null_p95": float((r2 > threshold).mean())}
+
+
+def positive_control(kernel_size: tuple[int, int], num_filters: int) -> dict[str, Any]:
+  """Scores of the default fixed Gabor bank (as many filters as the layer, when it has them)."""
+  bank = np.asarray(banks.make_bank("gabor", kernel_size))
+  bank = bank[..., :num_filters][:, :, None, :]
+  return score_kernels(bank)
+
+
+def run_likeness(workdir: str) -> dict[str, Any] | None:
+  """``{'initial': scores, 'final': scores, 'kernel_size', ...}`` of a run, cached; None without
+  a first-layer snapshot."""
+  snapshot = snapshots.read_snapshot(workdir)
+  if "final/kernel" not in snapshot:
+    return None
+  path = os.path.join(workdir, CACHE_FILE)
+  final_step = int(snapshot["final/step"])
+  try:
+    with open(path, encoding="utf-8") as f:
+      cached = json.load(f)
+    if cached.get("version") == VERSION and cached.get("final_step") == final_step:
+      return cached
+  except (OSError, ValueError):
+    pass
+  result = {"version": VERSION, "final_step": final_step,
+            "initial_step": int(snapshot["initial/step"]),
+            "kernel_size": list(snapshot["final/kernel"].shape[:2]),
+            "initial": score_kernels(snapshot["initial/kernel"]),
+            "final": score_kernels(snapshot["final/kernel"])}
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(result, f)
+  os.replace(path + ".tmp", path)
+  return result

@@ -1,0 +1,120 @@
+"""What a run directory holds, read back for a study (no checkpoints needed).
+
+A study report is computed from each run's light records only: ``config.json``,
+``metrics.jsonl``, ``summary.json``, ``run_info.json``, ``train_subset.json``,
+``robustness.json`` and ``filters/first_layer.npz`` -- about a hundred KB a
+run, small enough to commit, so ``hybridconv compare`` regenerates a report
+from a fresh clone without the checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from hybridconv.training import provenance
+from hybridconv.training import workdir as workdir_lib
+from hybridconv.tracking.jsonl_logger import read_metrics
+from hybridconv.tracking.snapshots import SNAPSHOT_FILE
+
+ROBUSTNESS_FILE = "robustness.json"
+# Light records of a run: what a study commits and what the report reads.
+LIGHT_FILES = (workdir_lib.CONFIG_FILE, "metrics.jsonl", workdir_lib.SUMMARY_FILE,
+               provenance.RUN_INFO_FILE, workdir_lib.SUBSET_FILE, ROBUSTNESS_FILE,
+               SNAPSHOT_FILE, "gabor_likeness.json")
+_SKIP_DIRS = {"checkpoints", "wandb", "filters", "figures", ".jax_cache"}
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """Nested dicts -> ``{'a.b': value}``; lists become tuples so values can be compared."""
+  flat = {}
+  for key, value in data.items():
+    dotted = f"{prefix}{key}"
+    if isinstance(value, Mapping) and value and dotted not in ("model.kernels",):
+      flat.update(flatten(value, dotted + "."))
+    else:
+      flat[dotted] = _freeze(value)
+  return flat
+
+
+def _freeze(value: Any) -> Any:
+  if isinstance(value, list):
+    return tuple(_freeze(v) for v in value)
+  if isinstance(value, Mapping):
+    return json.dumps(value, sort_keys=True)
+  return value
+
+
+@dataclasses.dataclass
+class RunRecord:
+  """One run's records. ``path`` is absolute; ``flat`` is the config flattened."""
+
+  path: str
+  config: dict[str, Any]
+  flat: dict[str, Any]
+  metrics: dict[str, tuple[np.ndarray, np.ndarray]]
+  summary: dict[str, Any] | None
+  starts: list[dict[str, Any]]
+  robustness: dict[str, Any] | None
+
+  @property
+  def finished(self) -> bool:
+    return bool(self.summary and self.summary.get("finished"))
+
+  def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of a logged scalar (empty arrays when never logged)."""
+    return self.metrics.get(key, (np.zeros(0, int), np.zeros(0)))
+
+  def final(self, key: str = "eval/accuracy") -> float:
+    """The value at the last logged step (NaN when never logged)."""
+    _, values = self.series(key)
+    return float(values[-1]) if len(values) else float("nan")
+
+  def best(self, key: str = "eval/accuracy") -> tuple[float, int]:
+    """The highest value and its step (NaN, -1 when never logged)."""
+    steps, values = self.series(key)
+    if not len(values):
+      return float("nan"), -1
+    i = int(np.nanargmax(values))
+    return float(values[i]), int(steps[i])
+
+
+def _read_json(path: str) -> Any:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def load_run(path: str) -> RunRecord:
+  """The records of the run in ``path`` (which holds ``config.json``)."""
+  path = os.path.abspath(path)
+  config = _read_json(os.path.join(path, workdir_lib.CONFIG_FILE))
+  if not isinstance(config, dict):
+    raise ValueError(f"{path} holds no readable {workdir_lib.CONFIG_FILE}")
+  metrics = read_metrics(path) if os.path.exists(os.path.join(path, "metrics.jsonl")) else {}
+  return RunRecord(path=path, config=config, flat=flatten(config), metrics=metrics,
+                   summary=workdir_lib.read_summary(path),
+                   starts=provenance.read_run_info(path),
+                   robustness=_read_json(os.path.join(path, ROBUSTNESS_FILE)))
+
+
+def find_run_dirs(paths: Iterable[str]) -> list[str]:
+  """Run directories (those with ``config.json``) at or below ``paths``, sorted."""
+  found = set()
+  for root in paths:
+    if os.path.isfile(os.path.join(root, workdir_lib.CONFIG_FILE)):
+      found.add(os.path.abspath(root))
+      continue
+    for directory, subdirs, files in os.walk(root):
+      subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
+      if workdir_lib.CONFIG_FILE in files:
+        found.add(os.path.abspath(directory))
+        subdirs[:] = []
+  return sorted(found)

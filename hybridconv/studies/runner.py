@@ -1,0 +1,269 @@
+"""Runs a study's points as processes into one sweep root, resumably.
+
+Each point runs ``python -m hybridconv.main`` in ``<root>/<point name>``
+(:func:`hybridconv.studies.grid.point_name`), so
+
+* a crash or out-of-memory in one point does not end the study;
+* running the same sweep again skips finished points (``summary.json`` says
+  ``finished``; committed light records count too) and resumes interrupted
+  ones from their checkpoints;
+* ``<root>/sweep_results.csv`` is rewritten from the points' own records after
+  every point: one row per point, never duplicated;
+* ``<root>/sweep.json`` records the spec, factors, overrides and points, which
+  ``hybridconv compare`` reads to know the study's factors.
+
+Start-up cost: every point is a new process that compiles its step. Points
+share a persistent JAX compilation cache (``<root>/.jax_cache`` unless
+``JAX_COMPILATION_CACHE_DIR`` is set), so the second and later points of an
+arm load their programs instead of compiling them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hybridconv import configlib
+from hybridconv.studies import grid as grid_lib
+from hybridconv.studies import records
+
+RESULTS_FILE = "sweep_results.csv"
+PLAN_FILE = "sweep.json"
+CACHE_DIR = ".jax_cache"
+
+
+def _flag_value(value: Any) -> str:
+  # config_flags takes str fields verbatim and parses other types as Python literals.
+  return value if isinstance(value, str) else repr(value)
+
+
+def load_points(spec: str, grid: Mapping[str, Sequence[Any]],
+                overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
+  """The study's points: the config file's ``sweep()`` (if any) crossed with ``grid``.
+
+  Every point, with ``overrides`` applied first, is checked against the config
+  so a misspelt key fails before anything runs.
+
+  Raises:
+    ValueError: an unknown key, a file with neither ``sweep()`` nor a grid.
+  """
+  module, variant = configlib.load_config_module(spec)
+  points = [dict(p) for p in module.sweep()] if hasattr(module, "sweep") else []
+  if hasattr(module, "sweep") and not points:
+    raise ValueError(f"--config={spec!r}: sweep() yielded no points")
+  if not points and not grid:
+    raise ValueError(f"--config={spec!r} defines no sweep() and no --grid was given; "
+                     "add --grid key=v1,v2 or a sweep() to the config file")
+  points = grid_lib.combine(points, grid)
+  config = module.get_config(variant) if variant else module.get_config()
+  config.lock()
+  configlib.apply_overrides(config, dict(overrides))
+  for point in points:
+    configlib.apply_overrides(config, point)
+  return points
+
+
+def sweep_name(spec: str) -> str:
+  """``'kernel_study'`` from ``'experiments/kernel_study/study.py:main'`` (file + variant)."""
+  path, _, variant = spec.partition(":")
+  base = os.path.splitext(os.path.basename(path))[0]
+  if base in ("study", "config", "sweep"):
+    base = os.path.basename(os.path.dirname(os.path.abspath(path))) or base
+  return f"{base}-{variant}" if variant else base
+
+
+def point_command(spec: str, workdir: str, point: Mapping[str, Any], *,
+                  overrides: Mapping[str, Any], group: str, tags: Sequence[str]) -> list[str]:
+  """The ``python -m hybridconv.main`` command line of one point."""
+  settings = {"tracking.wandb.group": group, "tracking.wandb.tags": tuple(tags),
+              **overrides, **point}
+  return [sys.executable, "-m", "hybridconv.main", f"--config={spec}", f"--workdir={workdir}",
+          *(f"--config.{key}={_flag_value(value)}" for key, value in settings.items())]
+
+
+def shell_line(command: Sequence[str]) -> str:
+  """A command as one line that can be pasted into a shell."""
+  import shlex  # noqa: PLC0415
+
+  return " ".join(shlex.quote(part) for part in command)
+
+
+def point_name(point: Mapping[str, Any], factors: Sequence[str]) -> str:
+  """The point's folder: its primary factor values (all its values when none vary)."""
+  return grid_lib.point_name({k: point[k] for k in factors if k in point} or point)
+
+
+def point_tags(point: Mapping[str, Any], factors: Sequence[str]) -> list[str]:
+  return [f"{key}={point[key]}" for key in factors if key in point][:20]  # W&B allows 64 chars
+
+
+def is_finished(workdir: str) -> bool:
+  """Whether the point's run reached its last step (its ``summary.json`` says so)."""
+  summary = records.workdir_lib.read_summary(workdir)
+  return bool(summary and summary.get("finished"))
+
+
+def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
+  """The environment of a point: shared compilation cache; one device per slot if asked."""
+  env = dict(os.environ)
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, CACHE_DIR))
+  # Cache every program: a point's few small programs each compile in well under
+  # JAX's default 1 s threshold, yet together they are most of its start-up.
+  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  if device_var:
+    env[device_var] = str(slot)
+  cwd = os.getcwd()  # config files import `configs.default` from the working directory
+  env["PYTHONPATH"] = cwd + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+  return env
+
+
+def robustness_command(workdir: str, *, suite: str, pgd_images: int) -> list[str]:
+  """``hybridconv evaluate`` of a finished point."""
+  return [sys.executable, "-m", "hybridconv.cli", "evaluate", f"--workdir={workdir}",
+          f"--suite={suite}", f"--pgd_images={pgd_images}"]
+
+
+def result_row(root: str, name: str, point: Mapping[str, Any], factors: Sequence[str],
+               exit_code: int | None) -> dict[str, Any]:
+  """One row of ``sweep_results.csv`` from the point's records on disk."""
+  workdir = os.path.join(root, name)
+  row: dict[str, Any] = {"point": name, "workdir": os.path.relpath(workdir, root)}
+  row.update({key: point.get(key, "") for key in factors})
+  finished = is_finished(workdir)
+  if finished:
+    row["status"] = "finished"
+  elif exit_code not in (None, 0):
+    row["status"] = f"failed (exit {exit_code})"
+  else:
+    row["status"] = "started" if os.path.isdir(workdir) else "pending"
+  if os.path.isfile(os.path.join(workdir, records.workdir_lib.CONFIG_FILE)):
+    run = records.load_run(workdir)
+    best, best_step = run.best()
+    row.update({"final_eval_accuracy": run.final(), "final_eval_loss": run.final("eval/loss"),
+                "best_eval_accuracy": best, "best_step": best_step,
+                "steps": (run.summary or {}).get("step", ""),
+                "train_seconds": (run.summary or {}).get("train_seconds", "")})
+    for family, value in ((run.robustness or {}).get("summary") or {}).items():
+      row[f"robustness_{family}"] = value
+  return row
+
+
+def write_results(root: str, rows: Sequence[Mapping[str, Any]]) -> str:
+  """Rewrites ``sweep_results.csv`` (atomically) with one row per point."""
+  columns: list[str] = []
+  for row in rows:
+    columns += [c for c in row if c not in columns]
+  path = os.path.join(root, RESULTS_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def write_plan(root: str, spec: str, points: Sequence[Mapping[str, Any]],
+               overrides: Mapping[str, Any], factors: Sequence[str]) -> None:
+  """``sweep.json``: what this root is a study of (read by ``hybridconv compare``)."""
+  plan = {"spec": spec, "name": sweep_name(spec), "factors": list(factors),
+          "overrides": dict(overrides), "points": [dict(p) for p in points]}
+  path = os.path.join(root, PLAN_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(plan, f, indent=2, default=repr)
+  os.replace(path + ".tmp", path)
+
+
+def read_plan(root: str) -> dict[str, Any] | None:
+  try:
+    with open(os.path.join(root, PLAN_FILE), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _robustness_settings(spec: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
+                         ) -> tuple[bool, str, int]:
+  config = configlib.load_config(spec)
+  configlib.apply_overrides(config, {**overrides, **point})
+  section = config.robustness
+  return bool(section.after_training), section.suite, int(section.pgd_images)
+
+
+def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
+              indices: Sequence[int] | None = None, overrides: Mapping[str, Any] | None = None,
+              jobs: int = 1, device_var: str = "") -> int:
+  """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time.
+
+  Returns how many failed. Finished points are skipped (their robustness
+  evaluation still runs if it is due and missing). Names and the results file
+  cover all ``points``, so running a few of them (a W&B agent) writes into the
+  same folders as running the whole study.
+  """
+  overrides = dict(overrides or {})
+  root = os.path.abspath(root)
+  os.makedirs(root, exist_ok=True)
+  factors = grid_lib.primary_factors(points)
+  names = [point_name(p, factors) for p in points]
+  if len(set(names)) != len(names):
+    raise ValueError("two points of the sweep have the same name; their factor values repeat")
+  write_plan(root, spec, points, overrides, factors)
+  group = sweep_name(spec)
+  exit_codes: dict[str, int | None] = {}
+  running: list[tuple[subprocess.Popen, str, int, float]] = []
+  queue = list(range(len(points)) if indices is None else indices)
+  free_slots = list(range(max(1, jobs)))
+
+  def finish(process, name, slot, started):
+    exit_codes[name] = process.returncode
+    free_slots.append(slot)
+    index = names.index(name)
+    print(f"[sweep] {name}: exit {process.returncode} after {time.time() - started:.0f} s",
+          flush=True)
+    if process.returncode == 0:
+      _maybe_evaluate(spec, root, name, overrides, points[index])
+    write_results(root, [result_row(root, n, p, factors, exit_codes.get(n))
+                         for n, p in zip(names, points, strict=True)])
+
+  while queue or running:
+    while queue and free_slots:
+      index = queue.pop(0)
+      name = names[index]
+      workdir = os.path.join(root, name)
+      if is_finished(workdir):
+        _maybe_evaluate(spec, root, name, overrides, points[index])
+        continue
+      slot = free_slots.pop(0)
+      command = point_command(spec, workdir, points[index], overrides=overrides, group=group,
+                              tags=point_tags(points[index], factors))
+      print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
+      process = subprocess.Popen(command, env=child_environment(root, slot, device_var))
+      running.append((process, name, slot, time.time()))
+    for item in list(running):
+      if item[0].poll() is not None:
+        running.remove(item)
+        finish(*item)
+    if running:
+      time.sleep(0.2)
+  write_results(root, [result_row(root, n, p, factors, exit_codes.get(n))
+                       for n, p in zip(names, points, strict=True)])
+  return sum(1 for code in exit_codes.values() if code)
+
+
+def _maybe_evaluate(spec: str, root: str, name: str, overrides: Mapping[str, Any],
+                    point: Mapping[str, Any]) -> None:
+  due, suite, pgd_images = _robustness_settings(spec, overrides, point)
+  workdir = os.path.join(root, name)
+  if not due or os.path.exists(os.path.join(workdir, records.ROBUSTNESS_FILE)):
+    return
+  print(f"[sweep] robustness of {name}", flush=True)
+  code = subprocess.call(robustness_command(workdir, suite=suite, pgd_images=pgd_images),
+                         env=child_environment(root, 0, ""))
+  if code:
+    print(f"[sweep] robustness evaluation of {name} failed with exit {code}", flush=True)

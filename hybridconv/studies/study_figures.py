@@ -1,0 +1,152 @@
+"""The figures of a study report (matplotlib, files only; each function returns its path)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hybridconv.studies import stats  # noqa: E402
+
+Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, low, high
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def band(x: Sequence[float], samples: Sequence[Sequence[float]]) -> Band:
+  """Mean and 95% t-interval of ``samples[i]`` (values over seeds) at each ``x[i]``."""
+  summaries = [stats.t_interval(s) for s in samples]
+  mean = np.array([s.mean for s in summaries])
+  low = np.array([s.ci_low if s.n > 1 else s.mean for s in summaries])
+  high = np.array([s.ci_high if s.n > 1 else s.mean for s in summaries])
+  return np.asarray(x, float), mean, low, high
+
+
+def _plot_band(ax, data: Band, label: str, **kwargs):
+  x, mean, low, high = data
+  line, = ax.plot(x, mean, marker="o", markersize=3, label=label, **kwargs)
+  ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+  return line
+
+
+def lines_with_bands(series: Mapping[str, Band], *, title: str, xlabel: str, ylabel: str,
+                     path: str, log_x: bool = False, reference: Mapping[str, float] | None = None
+                     ) -> str:
+  """One line with a CI band per arm (e.g. accuracy against training-set size)."""
+  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  for label, data in series.items():
+    _plot_band(ax, data, label)
+  for label, value in (reference or {}).items():
+    ax.axhline(value, color="grey", linestyle=":", linewidth=1)
+    ax.annotate(label, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
+  if log_x:
+    ax.set_xscale("log")
+  ax.set_title(title)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2)
+  return _save(fig, path)
+
+
+def panels_with_bands(panels: Mapping[str, Mapping[str, Band]], *, title: str, xlabel: str,
+                      ylabel: str, path: str, sharey: bool = True) -> str:
+  """A row of panels (e.g. one per training size or corruption family), arms as banded lines."""
+  count = max(1, len(panels))
+  columns = min(count, 3)
+  rows = -(-count // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), sharey=sharey,
+                           squeeze=False)
+  for ax, (name, series) in zip(axes.ravel(), panels.items(), strict=False):
+    for label, data in series.items():
+      _plot_band(ax, data, label)
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis("off")
+  axes.ravel()[0].legend(fontsize=6)
+  fig.suptitle(title)
+  return _save(fig, path)
+
+
+def kernel_mosaic(rows: Mapping[str, np.ndarray], *, title: str, path: str,
+                  max_filters: int = 32) -> str:
+  """One row of filter tiles per arm (``(kh, kw, n)`` arrays), each tile scaled on its own.
+
+  Zero is mid-grey in every tile, so sign and structure read alike across arms.
+  """
+  names = list(rows)
+  count = max((min(a.shape[-1], max_filters) for a in rows.values()), default=1)
+  fig, axes = plt.subplots(len(names), count, figsize=(0.42 * count + 1.8, 0.5 * len(names) + 0.6),
+                           squeeze=False)
+  for r, name in enumerate(names):
+    tiles = rows[name]
+    for c in range(count):
+      ax = axes[r, c]
+      ax.set_xticks([])
+      ax.set_yticks([])
+      for spine in ax.spines.values():
+        spine.set_visible(False)
+      if c < tiles.shape[-1]:
+        tile = tiles[..., c]
+        scale = float(np.abs(tile).max()) or 1.0
+        ax.imshow(tile, cmap="gray", vmin=-scale, vmax=scale, interpolation="nearest")
+    axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  return _save(fig, path)
+
+
+def likeness_plot(arms: Mapping[str, Mapping[str, Sequence[float]]], *, control: float,
+                  null_median: float, title: str, path: str) -> str:
+  """Fraction of filters above the null's 95th percentile, start and end, per arm (95% CI)."""
+  names = list(arms)
+  fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 4.2))
+  x = np.arange(len(names))
+  for offset, when, marker in ((-0.12, "initial", "o"), (0.12, "final", "s")):
+    summaries = [stats.t_interval(arms[n][when]) for n in names]
+    means = np.array([s.mean for s in summaries])
+    low = np.array([s.mean - (s.ci_low if s.n > 1 else s.mean) for s in summaries])
+    high = np.array([(s.ci_high if s.n > 1 else s.mean) - s.mean for s in summaries])
+    ax.errorbar(x + offset, means, yerr=[low, high], fmt=marker, capsize=3,
+                label=f"{'start' if when == 'initial' else 'end'} of training")
+  ax.axhline(control, color="green", linestyle="--", linewidth=1,
+             label=f"positive control: fixed Gabor bank ({control:.2f})")
+  ax.axhline(0.05, color="grey", linestyle=":", linewidth=1,
+             label="null: 5% of surrogates exceed their own 95th percentile")
+  ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+  ax.set_ylim(-0.02, 1.02)
+  ax.set_ylabel("fraction of filters above the null's 95th percentile")
+  ax.set_title(f"{title} (null R² median {null_median:.2f})", fontsize=9)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def scatter_before_after(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str,
+                         xlabel: str, ylabel: str, path: str) -> str:
+  """Initial against final values of a parameter, one panel per quantity, identity drawn."""
+  fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.0), squeeze=False)
+  for ax, (name, (before, after)) in zip(axes.ravel(), pairs.items(), strict=True):
+    ax.scatter(before, after, s=10, alpha=0.6)
+    lo = float(min(before.min(initial=0), after.min(initial=0)))
+    hi = float(max(before.max(initial=1), after.max(initial=1)))
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8, linestyle=":")
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel(f"{xlabel}")
+    ax.set_ylabel(f"{ylabel}")
+    ax.grid(alpha=0.3)
+  fig.suptitle(title)
+  return _save(fig, path)

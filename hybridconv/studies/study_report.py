@@ -1,0 +1,333 @@
+"""``STUDY.md`` and its figures from a study's runs (see :mod:`hybridconv.studies.compare`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hybridconv.studies import grid, records, stats, study_figures
+from hybridconv.tracking import snapshots
+
+SIZE_KEY = "data.train_size"
+FIGURES = "figures"
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+  if isinstance(value, float):
+    return "" if math.isnan(value) else f"{value:.{digits}f}"
+  return "" if value is None else str(value)
+
+
+def _pct(value: float) -> str:
+  return "" if value is None or (isinstance(value, float) and math.isnan(value)) else \
+      f"{100 * value:.2f}"
+
+
+def train_images(run: records.RunRecord) -> int:
+  """Training images a run used (its subset record, else the configured size)."""
+  try:
+    with open(os.path.join(run.path, "train_subset.json"), encoding="utf-8") as f:
+      return int(json.load(f)["num_examples"])
+  except (OSError, ValueError, KeyError):
+    return int(run.flat.get(SIZE_KEY) or 0)
+
+
+def arm_name(run: records.RunRecord, arm_factors: Sequence[str]) -> str:
+  if not arm_factors:
+    return "all runs"
+  return ", ".join(f"{k.split('.')[-1]}={grid.label(run.flat.get(k))}" for k in arm_factors)
+
+
+def _arms(runs, arm_factors) -> dict[str, list[records.RunRecord]]:
+  arms: dict[str, list[records.RunRecord]] = {}
+  for run in runs:
+    arms.setdefault(arm_name(run, arm_factors), []).append(run)
+  return arms
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |"
+            for row in rows]
+  return lines + [""]
+
+
+def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
+  commits, version_sets, devices = {}, {}, {}
+  for run in runs:
+    for start in run.starts or [{}]:
+      git = start.get("git") or {}
+      commit = f"{(git.get('commit') or 'unknown')[:10]}{' (dirty)' if git.get('dirty') else ''}"
+      commits.setdefault(commit, set()).add(run.path)
+      versions = json.dumps(start.get("versions") or {}, sort_keys=True)
+      version_sets.setdefault(versions, set()).add(run.path)
+      dev = start.get("devices") or {}
+      devices.setdefault(f"{dev.get('count', '?')} x {dev.get('kind', '?')}", set()).add(run.path)
+  lines = ["## What produced these runs", ""]
+  lines += [f"- code: {', '.join(f'`{c}` ({len(p)} runs)' for c, p in commits.items())}"]
+  lines += [f"- devices: {', '.join(f'{d} ({len(p)} runs)' for d, p in devices.items())}"]
+  for versions, paths in version_sets.items():
+    lines.append(f"- versions ({len(paths)} runs): `{versions}`")
+  if len(commits) > 1 or len(version_sets) > 1:
+    lines.append("- **flag: the runs differ in code commit or library versions** (listed above); "
+                 "differences between arms may partly reflect them.")
+  dirty = [c for c in commits if "dirty" in c]
+  if dirty:
+    lines.append("- **flag: some runs were trained from a working tree with uncommitted "
+                 "changes.**")
+  lines.append(f"- report written with Python {platform.python_version()}")
+  return lines + [""]
+
+
+def write_study(out: str, runs: Sequence[records.RunRecord], factors: Sequence[str],
+                reference: tuple[str, Any] | None, results: Sequence[Mapping[str, Any]],
+                summary: Sequence[Mapping[str, Any]], *, plan: Mapping[str, Any] | None,
+                figures: bool, likeness: bool) -> str:
+  """Writes ``STUDY.md`` (and figures under ``figures/``) in ``out``; returns its path."""
+  arm_factors = [k for k in factors if k != SIZE_KEY]
+  has_sizes = SIZE_KEY in factors
+  lines = ["# Study report", "",
+           f"{len(runs)} runs ({sum(r.finished for r in runs)} finished) under "
+           f"`{os.path.basename(out) or out}`"
+           + (f", from the sweep `{plan.get('spec')}`" if plan else "") + ".", "",
+           "Regenerate with `hybridconv compare --workdir <this folder>"
+           + (f" --reference {reference[0]}={reference[1]}" if reference else "") + "`.", "",
+           "## Method", "",
+           f"- Groups: the factors {', '.join(f'`{k}`' for k in factors) or '(none)'}; the seed "
+           "varies within a group (initialisation, data order, augmentation, random kernels "
+           "and the training subset all follow it, so seed *s* of every arm sees the same "
+           "images in the same order).",
+           "- Metric: test accuracy at the end of training (`eval/accuracy`, the whole test "
+           "split); `best` is the highest evaluation seen during training (optimistic, shown "
+           "for reference only).",
+           "- Per group: n, mean, sample standard deviation and a 95% Student-t interval of the "
+           "mean (n is small, so no bootstrap).",
+           ]
+  if reference:
+    lines.append(f"- Against the reference arm `{reference[0]}={reference[1]}` (within each "
+                 "level of the other factors): the per-seed differences (arm minus reference), "
+                 "their mean with a 95% paired t-interval, the seeds the arm wins, and a paired "
+                 "t-test with Holm's adjustment over all comparisons shown. An interval that "
+                 "spans 0 means no detectable difference at this n, not equality.")
+  lines.append("")
+  lines += _results_section(summary, factors, reference)
+  if figures:
+    lines += _figures_section(out, runs, factors, arm_factors, has_sizes, likeness)
+  lines += _provenance_section(runs)
+  unfinished = [os.path.relpath(r.path, out) for r in runs if not r.finished]
+  if unfinished:
+    lines += ["## Unfinished runs", "", "Included with their latest evaluation: "
+              + ", ".join(f"`{u}`" for u in unfinished[:30]), ""]
+  path = os.path.join(out, "STUDY.md")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines))
+  return path
+
+
+def _results_section(summary, factors, reference) -> list[str]:
+  header = [k.split(".")[-1] for k in factors] + ["n", "mean acc. %", "sd", "95% CI"]
+  if reference:
+    header += ["diff vs ref (points)", "95% CI of diff", "wins", "p (Holm)"]
+  rows = []
+  for row in summary:
+    cells = [grid.label(row.get(k)) for k in factors]
+    cells += [str(row["n"]), _pct(row["mean"]), _pct(row["std"]),
+              f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}" if row["n"] > 1 else ""]
+    if reference:
+      if row.get("is_reference"):
+        cells += ["reference", "", "", ""]
+      elif row.get("diff_n"):
+        cells += [_pct(row["diff_mean"]),
+                  f"{_pct(row['diff_ci_low'])}–{_pct(row['diff_ci_high'])}"
+                  if row["diff_n"] > 1 else "", str(row["wins"]),
+                  _fmt(row.get("diff_p_holm", math.nan), 3)]
+      else:
+        cells += ["no shared seeds", "", "", ""]
+    rows.append(cells)
+  lines = ["## Final test accuracy", ""] + _md_table(header, rows)
+  robust = sorted({k[len("robustness_"):-len("_mean")] for row in summary for k in row
+                   if k.startswith("robustness_") and k.endswith("_mean")})
+  if robust:
+    header = [k.split(".")[-1] for k in factors] + [f"{f} %" for f in robust]
+    rows = [[grid.label(row.get(k)) for k in factors]
+            + [f"{_pct(row.get(f'robustness_{f}_mean', math.nan))} "
+               f"({_pct(row.get(f'robustness_{f}_ci_low', math.nan))}–"
+               f"{_pct(row.get(f'robustness_{f}_ci_high', math.nan))})" for f in robust]
+            for row in summary if any(f"robustness_{f}_mean" in row for f in robust)]
+    lines += ["## Robustness (mean accuracy over each family's levels, 95% CI)", ""]
+    lines += _md_table(header, rows)
+  return lines
+
+
+def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> list[str]:
+  fig_dir = os.path.join(out, FIGURES)
+  lines = ["## Figures", ""]
+
+  def add(title: str, path: str | None, caption: str) -> None:
+    if path:
+      lines.extend([f"### {title}", "", f"![{title}]({os.path.relpath(path, out)})", "",
+                    caption, ""])
+
+  arms = _arms(runs, arm_factors)
+  if has_sizes:
+    series = {}
+    for name, members in arms.items():
+      sizes = sorted({train_images(r) for r in members})
+      series[name] = study_figures.band(
+          sizes, [[r.final() for r in members if train_images(r) == s] for s in sizes])
+    add("Accuracy against training-set size",
+        study_figures.lines_with_bands(series, title="Final test accuracy (mean, 95% CI)",
+                                       xlabel="training images (log scale)",
+                                       ylabel="test accuracy", log_x=True,
+                                       path=os.path.join(fig_dir, "accuracy_vs_size.png")),
+        "Each line is an arm; the band is the 95% t-interval over seeds.")
+  add("Evaluation curves", _curves_figure(runs, arms, has_sizes, fig_dir),
+      "Test accuracy during training, mean over seeds with its 95% band; one panel per "
+      "training-set size.")
+  add("First-layer filters", _filters_figure(runs, arms, has_sizes, fig_dir),
+      "Each row is an arm (its lowest seed, largest training set): final filters, then for "
+      "learned arms the change since initialisation (each tile scaled on its own, zero "
+      "mid-grey).")
+  if likeness:
+    path, table = _likeness_figure(runs, arm_factors, has_sizes, fig_dir)
+    add("Gabor-likeness of first-layer filters", path,
+        "Fraction of a run's first-layer filters whose Gabor-fit R² exceeds the 95th percentile "
+        "of its own null (phase-randomised surrogates: same power spectrum, no spatial "
+        "structure), at the start and the end of training; mean over seeds with 95% CI. The "
+        "positive control is the fixed Gabor bank at the same size.")
+    lines += table
+  add("Robustness", _robustness_figure(runs, arms, has_sizes, fig_dir),
+      "Accuracy against corruption level per family, mean over seeds with 95% band.")
+  return lines
+
+
+def _size_panels(runs, arms, has_sizes):
+  sizes = sorted({train_images(r) for r in runs}) if has_sizes else [None]
+  for size in sizes:
+    title = f"{size} training images" if size else "all runs"
+    yield title, {name: [r for r in members if size is None or train_images(r) == size]
+                  for name, members in arms.items()}
+
+
+def _curves_figure(runs, arms, has_sizes, fig_dir):
+  panels = {}
+  for title, by_arm in _size_panels(runs, arms, has_sizes):
+    series = {}
+    for name, members in by_arm.items():
+      curves = [r.series("eval/accuracy") for r in members if len(r.series("eval/accuracy")[0])]
+      if not curves:
+        continue
+      steps = sorted(set.intersection(*[set(s.tolist()) for s, _ in curves]))
+      if not steps:
+        continue
+      samples = [[float(v[list(s).index(step)]) for s, v in curves] for step in steps]
+      series[name] = study_figures.band(steps, samples)
+    if series:
+      panels[title] = series
+  if not panels:
+    return None
+  return study_figures.panels_with_bands(panels, title="Test accuracy during training",
+                                         xlabel="training step", ylabel="test accuracy",
+                                         path=os.path.join(fig_dir, "eval_curves.png"),
+                                         sharey=False)
+
+
+def _representative(members):
+  members = [r for r in members if snapshots.read_snapshot(r.path)]
+  if not members:
+    return None
+  largest = max(train_images(r) for r in members)
+  return min((r for r in members if train_images(r) == largest),
+             key=lambda r: (str(r.flat.get("seed")), r.path))
+
+
+def _spatial(kernel: np.ndarray) -> np.ndarray:
+  """``(kh, kw, n)`` display filters: the input-channel mean of HWIO kernels."""
+  return kernel.mean(axis=2) if kernel.ndim == 4 else kernel
+
+
+def _filters_figure(runs, arms, has_sizes, fig_dir):
+  rows = {}
+  for name, members in arms.items():
+    run = _representative(members)
+    if run is None:
+      continue
+    snap = snapshots.read_snapshot(run.path)
+    final = _spatial(snap["final/kernel"])
+    rows[f"{name}: end"] = final
+    change = final - _spatial(snap["initial/kernel"])
+    if np.abs(change).max() > 1e-7:
+      rows[f"{name}: change"] = change
+  if not rows:
+    return None
+  return study_figures.kernel_mosaic(rows, title="First-layer filters at the end of training",
+                                     path=os.path.join(fig_dir, "first_layer_filters.png"))
+
+
+def _likeness_figure(runs, arm_factors, has_sizes, fig_dir):
+  from hybridconv.studies import likeness  # noqa: PLC0415  (JAX)
+
+  scores = {r.path: likeness.run_likeness(r.path) for r in runs}
+  scored = [r for r in runs if scores[r.path]]
+  if not scored:
+    return None, []
+  kernel_size = tuple(scores[scored[0].path]["kernel_size"])
+  width = len(scores[scored[0].path]["final"]["r2"])
+  control = likeness.positive_control(kernel_size, width)
+  table_rows, arms = [], {}
+  groups = _arms(scored, arm_factors + ([SIZE_KEY] if has_sizes else []))
+  for name, members in groups.items():
+    initial = [scores[r.path]["initial"]["frac_above_null_p95"] for r in members]
+    final = [scores[r.path]["final"]["frac_above_null_p95"] for r in members]
+    r2 = [scores[r.path]["final"]["r2_mean"] for r in members]
+    arms[name] = {"initial": initial, "final": final}
+    start, end = stats.t_interval(initial), stats.t_interval(final)
+    table_rows.append([name, str(len(members)), _fmt(start.mean, 2),
+                       f"{_fmt(start.ci_low, 2)}–{_fmt(start.ci_high, 2)}", _fmt(end.mean, 2),
+                       f"{_fmt(end.ci_low, 2)}–{_fmt(end.ci_high, 2)}",
+                       _fmt(float(np.mean(r2)), 3)])
+  null_median = float(np.median([scores[r.path]["final"]["null_r2_median"] for r in scored]))
+  path = study_figures.likeness_plot(
+      arms, control=control["frac_above_null_p95"], null_median=null_median,
+      title=f"Gabor-likeness, {kernel_size[0]}x{kernel_size[1]} first-layer filters",
+      path=os.path.join(fig_dir, "gabor_likeness.png"))
+  table = _md_table(["arm", "n", "start: frac. > null p95", "95% CI", "end: frac. > null p95",
+                     "95% CI", "end: mean R²"], table_rows)
+  table += [f"Positive control (fixed Gabor bank, {kernel_size[0]}x{kernel_size[1]}): "
+            f"{_fmt(control['frac_above_null_p95'], 2)} of filters above its null's 95th "
+            f"percentile, mean R² {_fmt(control['r2_mean'], 3)}; null median R² over runs "
+            f"{_fmt(null_median, 3)}.", ""]
+  return path, table
+
+
+def _robustness_figure(runs, arms, has_sizes, fig_dir):
+  rated = [r for r in runs if r.robustness and r.robustness.get("entries")]
+  if not rated:
+    return None
+  families = sorted({e["family"] for r in rated for e in r.robustness["entries"]} - {"clean"})
+  panels = {}
+  sizes = sorted({train_images(r) for r in rated}) if has_sizes else [None]
+  for size in sizes:
+    for family in families:
+      series = {}
+      for name, members in arms.items():
+        members = [r for r in members if r in rated and (size is None or train_images(r) == size)]
+        if not members:
+          continue
+        levels = sorted({e["level"] for r in members for e in r.robustness["entries"]
+                         if e["family"] == family})
+        samples = [[e["accuracy"] for r in members for e in r.robustness["entries"]
+                    if e["family"] == family and e["level"] == level] for level in levels]
+        series[name] = study_figures.band(levels, samples)
+      if series:
+        panels[f"{family}" + (f", {size} images" if size else "")] = series
+  return study_figures.panels_with_bands(panels, title="Accuracy under corruptions and attacks",
+                                         xlabel="level (family's own unit)",
+                                         ylabel="test accuracy",
+                                         path=os.path.join(fig_dir, "robustness.png"))

@@ -1,0 +1,182 @@
+"""``hybridconv evaluate`` end to end on a tiny trained run: exactness, monotonicity, outputs, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from configs import tiny
+from hybridconv.training import train
+from hybridconv.tracking import report
+from hybridconv.robustness import evaluate, outputs, suites
+from hybridconv.robustness import main as cli
+from hybridconv.tracking import wandb_logger
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+# Level 0 of every family must reproduce the clean evaluation exactly.
+CHECK_SUITE = suites.Suite("check", {
+    suites.CLEAN: (0.0,), suites.NOISE: (0.0, 0.1), suites.BLUR: (0.0, 1.0),
+    suites.CONTRAST: (0.5,), suites.FGSM: EPS, suites.PGD: EPS,
+}, pgd_steps=5)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """A tiny trained run (8 steps, checkpoints at 4 and 8) and its final metrics."""
+  workdir = str(tmp_path_factory.mktemp("robust_run"))
+  config = tiny.get_config("hybrid")
+  config.lock()
+  final = train.train_and_evaluate(config, workdir)
+  return workdir, final
+
+
+@pytest.fixture(scope="module")
+def results(run):
+  workdir, _ = run
+  return evaluate.evaluate_workdir(workdir, suite=CHECK_SUITE, pgd_images=0)
+
+
+def _by_family(results):
+  return {f: [e["correct"] for e in entries] for f, entries in outputs.by_family(results).items()}
+
+
+def test_clean_accuracy_equals_the_runs_final_evaluation(run, results):
+  _, final = run
+  assert results["step"] == final["step"] == 8
+  assert results["clean_accuracy"] == final["eval/accuracy"]
+  assert results["num_test_images"] == 100
+
+
+def test_level_zero_reproduces_clean_exactly(results):
+  counts = _by_family(results)
+  clean = counts[suites.CLEAN][0]
+  for family in (suites.NOISE, suites.BLUR, suites.FGSM, suites.PGD):
+    assert counts[family][0] == clean, family
+  assert results["num_attack_images"] == 100  # pgd_images=0: the same images as clean
+
+
+def test_pgd_accuracy_does_not_rise_with_eps_nor_beat_fgsm(results):
+  counts = _by_family(results)
+  tolerance = math.ceil(results["num_attack_images"] / 1000)  # one image per 1,000
+  pgd, fgsm = counts[suites.PGD], counts[suites.FGSM]
+  assert all(b <= a + tolerance for a, b in zip(pgd, pgd[1:], strict=False)), pgd
+  assert all(p <= f + tolerance for p, f in zip(pgd, fgsm, strict=True)), (pgd, fgsm)
+  assert pgd[-1] < pgd[0]  # the attack does something on this model
+
+
+def test_results_file_schema_and_summary(run, results):
+  workdir, _ = run
+  with open(os.path.join(workdir, evaluate.RESULTS_FILE), encoding="utf-8") as f:
+    saved = json.load(f)
+  assert saved == json.loads(json.dumps(results))
+  assert [e["family"] for e in saved["entries"]].count(suites.PGD) == len(EPS)
+  for entry in saved["entries"]:
+    assert set(entry) == {"family", "level", "accuracy", "correct", "num_images"}
+    assert entry["accuracy"] == entry["correct"] / entry["num_images"]
+  for family, value in saved["summary"].items():
+    levels = [e["accuracy"] for e in saved["entries"] if e["family"] == family]
+    assert value == pytest.approx(sum(levels) / len(levels))
+  assert list(saved["summary"]) == list(suites.FAMILIES)
+
+
+def test_report_gets_a_robustness_table_and_curves(run, results):
+  workdir, _ = run
+  path = report.write_report(workdir)
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  assert "## Robustness" in text
+  assert "| pgd_linf | 16/255 |" in text
+  assert os.path.isfile(os.path.join(workdir, report.FIGURE_DIR, outputs.FIGURE_NAME))
+
+
+def test_wandb_gets_a_table_and_one_line_plot_per_family(results, monkeypatch):
+  logged = []
+
+  class FakeRun:
+    def log(self, data, step=None):
+      logged.append((step, data))
+
+    def finish(self):
+      pass
+
+  monkeypatch.setattr(wandb_logger.WandbLogger, "_init_run", lambda self, wandb, mode: FakeRun())
+  logger = wandb_logger.WandbLogger(project="p", mode="offline")
+  outputs.log_to_wandb(logger, results)
+  logger.close()
+  keys = {key for _, data in logged for key in data}
+  curves = {f"robustness/{f}_curve" for f in suites.FAMILIES if f != suites.CLEAN}
+  assert curves <= keys
+  assert {"robustness/results", "robustness/pgd_linf"} <= keys
+  table = next(data["robustness/results"] for _, data in logged if "robustness/results" in data)
+  assert len(table.data) == len(results["entries"])
+  assert all(step is None for step, _ in logged)
+
+
+def test_checkpoint_choices(run):
+  workdir, _ = run
+  small = suites.Suite("small", {suites.CLEAN: (0.0,)})
+  assert evaluate.evaluate_workdir(workdir, checkpoint="best", suite=small)["step"] == 8
+  assert evaluate.evaluate_workdir(workdir, checkpoint=4, suite=small)["step"] == 4
+
+
+def _listing(workdir):
+  return sorted((os.path.relpath(os.path.join(d, n), workdir), os.path.getmtime(os.path.join(d, n)))
+                for d, _, names in os.walk(workdir) for n in names)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--suite=big"], "unknown suite 'big'; suites: default"),
+    (["--corruptions=gaussian_noise,fog"], "unknown corruption 'fog'"),
+    (["--eps=0,1.5"], "eps=1.5 is outside [0, 1]"),
+    (["--checkpoint=5"], "no checkpoint of step 5"),
+    (["--checkpoint=first"], "--checkpoint='first' is not 'latest', 'best' or a saved step"),
+    (["--pgd-images=-3"], "--pgd-images=-3 must be an int >= 0"),
+])
+def test_bad_input_is_one_error_line_and_exit_2_changing_nothing(run, capsys, argv, message):
+  workdir, _ = run
+  before = _listing(workdir)
+  assert cli.main([f"--workdir={workdir}", *argv]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+  assert _listing(workdir) == before
+
+
+def test_a_workdir_without_checkpoints_is_refused(run, tmp_path, capsys):
+  workdir, _ = run
+  shutil.copy(os.path.join(workdir, "config.json"), tmp_path / "config.json")
+  assert cli.main([f"--workdir={tmp_path}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "has no checkpoint" in err[0]
+  assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_cli_on_four_devices_matches_the_one_device_evaluation(run, tmp_path):
+  workdir, _ = run
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4")
+  args = ["--corruptions=gaussian_noise,pgd_linf", "--eps=0,4/255", "--pgd-images=40",
+          "--pgd-steps=3"]
+  result = subprocess.run([sys.executable, "-m", "hybridconv.cli", "evaluate",
+                           f"--workdir={copy}", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "results in" in result.stdout and (copy / "REPORT.md").exists()
+  with open(copy / evaluate.RESULTS_FILE, encoding="utf-8") as f:
+    sharded = json.load(f)
+  import jax  # noqa: PLC0415
+  assert jax.device_count() != 4
+  local = evaluate.evaluate_workdir(
+      str(copy), corruptions=["gaussian_noise", "pgd_linf"], eps=[0.0, 4 / 255], pgd_images=40,
+      pgd_steps=3)
+  assert sharded["num_attack_images"] == local["num_attack_images"] == 40
+  for a, b in zip(sharded["entries"], local["entries"], strict=True):
+    assert (a["family"], a["level"]) == (b["family"], b["level"])
+    assert abs(a["correct"] - b["correct"]) <= 1, (a, b)  # float reduction order only
