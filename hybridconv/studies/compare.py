@@ -49,7 +49,7 @@ def varying_keys(runs: Sequence[records.RunRecord]) -> list[str]:
 
 def choose_factors(runs: Sequence[records.RunRecord], by: Sequence[str] | None,
                    plan: Mapping[str, Any] | None) -> list[str]:
-  """The grouping keys, checked: every other varying key must be the seed.
+  """The grouping keys, checked: within a group only the seed may vary.
 
   Raises:
     ValueError: an unknown ``--by`` key, or a varying key that is neither a
@@ -67,15 +67,21 @@ def choose_factors(runs: Sequence[records.RunRecord], by: Sequence[str] | None,
     factors = [k for k in plan["factors"] if k not in SEED_KEYS and k in known]
   else:
     factors = [k for k in varying if k not in SEED_KEYS]
-  stray = [k for k in varying if k not in factors and k not in SEED_KEYS
-           and k != "data.subset_seed"]
-  if stray:
-    example = stray[0]
-    values = sorted({repr(run.flat.get(example, "<absent>")) for run in runs})
-    raise ValueError(
-        f"runs differ in config.{example} ({', '.join(values[:4])}), which is neither a factor "
-        f"({factors or 'none'}) nor the seed; add it with --by {example} or compare those runs "
-        "separately")
+  # A key outside the factors may vary between groups (a budget set per training
+  # size), never within one: then two runs of a group would not be replicates.
+  groups: dict[tuple, list[records.RunRecord]] = {}
+  for run in runs:
+    groups.setdefault(tuple(repr(run.flat.get(k)) for k in factors), []).append(run)
+  for key in varying:
+    if key in factors or key in SEED_KEYS or key == "data.subset_seed":
+      continue
+    for members in groups.values():
+      values = sorted({repr(run.flat.get(key, "<absent>")) for run in members})
+      if len(values) > 1:
+        raise ValueError(
+            f"runs differ in config.{key} ({', '.join(values[:4])}) within one group of the "
+            f"factors {factors or '(none)'}, and it is neither a factor nor the seed; add it "
+            f"with --by {key} or compare those runs separately")
   return factors
 
 

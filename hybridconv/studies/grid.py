@@ -10,6 +10,7 @@ files can import it.
 from __future__ import annotations
 
 import ast
+import json
 import hashlib
 import itertools
 import re
@@ -127,6 +128,9 @@ def _short(key: str, keys: Sequence[str]) -> str:
 
 
 def _text(value: Any) -> str:
+  if isinstance(value, Mapping):  # per-layer specs: {'*': 'random'} -> 'all=random'
+    return "+".join(f"{'all' if k == '*' else _text(k)}={_text(v)}" for k, v in value.items()) \
+        or "none"
   text = value if isinstance(value, str) else repr(value)
   if text.lstrip().startswith("{"):  # a JSON kernel spec: its source name and a stable hash
     head = re.search(r'"source":\s*"(\w+)"', text)
@@ -140,8 +144,14 @@ def _text(value: Any) -> str:
 
 
 def label(value: Any) -> str:
-  """A short readable label of a factor value (JSON kernel specs shortened as in names)."""
-  return _text(value) if isinstance(value, str) and value.lstrip().startswith("{") else str(value)
+  """A short readable label of a factor value, as in point names (JSON text read back first)."""
+  if isinstance(value, str) and value.lstrip().startswith("{"):
+    try:
+      parsed = json.loads(value)  # compare reads dict-valued keys back as JSON text
+    except ValueError:
+      return _text(value)
+    return _text(value) if isinstance(parsed, Mapping) and "source" in parsed else _text(parsed)
+  return _text(value) if isinstance(value, Mapping) else str(value)
 
 
 def point_name(point: Mapping[str, Any]) -> str:

@@ -112,7 +112,7 @@ def find_run_dirs(paths: Iterable[str]) -> list[str]:
     if os.path.isfile(os.path.join(root, workdir_lib.CONFIG_FILE)):
       found.add(os.path.abspath(root))
       continue
-    for directory, subdirs, files in os.walk(root):
+    for directory, subdirs, files in os.walk(root, followlinks=True):
       subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
       if workdir_lib.CONFIG_FILE in files:
         found.add(os.path.abspath(directory))

@@ -1,0 +1,142 @@
+"""A tiny end-to-end study: runs in-process, then `hybridconv compare` checked against their records."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from hybridconv import train
+from hybridconv.studies import compare, records, stats
+
+ARMS = ("free", "gabor")
+SIZES = (64, 128)
+SEEDS = (0, 1)
+
+
+def _config(first_layer, size, seed, **extra):
+  config = tiny.get_config()
+  settings = {"model.first_layer": first_layer, "data.train_size": size, "seed": seed,
+              "num_train_steps": 6, "tracking.filters_every_steps": 6,
+              "tracking.gabor_fit": False, "eval_every_epochs": 1.0, **extra}
+  for key, value in settings.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  config.lock()
+  return config
+
+
+@pytest.fixture(scope="module")
+def study_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp("study")
+  for arm in ARMS:
+    for size in SIZES:
+      for seed in SEEDS:
+        train.train_and_evaluate(_config(arm, size, seed),
+                                 str(root / f"first_layer={arm},train_size={size},seed={seed}"))
+  return str(root)
+
+
+def _read_csv(path):
+  with open(path, encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
+  assert compare.main(["--workdir", study_root, "--reference", "model.first_layer=free",
+                       "--no-likeness"]) == 0
+  results = _read_csv(os.path.join(study_root, "results.csv"))
+  assert len(results) == len(ARMS) * len(SIZES) * len(SEEDS)
+  finals = {}
+  for row in results:
+    with open(os.path.join(study_root, row["run"], "metrics.jsonl"), encoding="utf-8") as f:
+      evals = [e for e in map(json.loads, f) if "eval/accuracy" in e]
+    assert float(row["final_eval_accuracy"]) == pytest.approx(evals[-1]["eval/accuracy"], abs=1e-6)
+    assert float(row["best_eval_accuracy"]) == pytest.approx(
+        max(e["eval/accuracy"] for e in evals), abs=1e-6)
+    assert row["finished"] == "True"
+    finals[(row["model.first_layer"], int(row["data.train_size"]), int(row["seed"]))] = \
+        evals[-1]["eval/accuracy"]
+  summary = _read_csv(os.path.join(study_root, "summary.csv"))
+  assert len(summary) == len(ARMS) * len(SIZES)
+  for row in summary:
+    arm, size = row["model.first_layer"], int(row["data.train_size"])
+    values = [finals[(arm, size, s)] for s in SEEDS]
+    expected = stats.t_interval(values)
+    assert int(row["n"]) == 2
+    assert float(row["mean"]) == pytest.approx(np.mean(values), abs=1e-5)
+    assert float(row["ci_low"]) == pytest.approx(expected.ci_low, abs=1e-5)
+    if arm == "gabor":
+      diffs = [finals[("gabor", size, s)] - finals[("free", size, s)] for s in SEEDS]
+      assert float(row["diff_mean"]) == pytest.approx(np.mean(diffs), abs=1e-5)
+      assert row["wins"] == f"{sum(d > 0 for d in diffs)}/2"
+    else:
+      assert row["is_reference"] == "True"
+  study = open(os.path.join(study_root, "STUDY.md"), encoding="utf-8").read()
+  assert "| train_size | first_layer | n |" in study
+  gabor_64 = np.mean([finals[("gabor", 64, s)] for s in SEEDS])
+  assert f"{100 * gabor_64:.2f}" in study
+  for figure in ("accuracy_vs_size.png", "eval_curves.png", "first_layer_filters.png"):
+    assert os.path.getsize(os.path.join(study_root, "figures", figure)) > 1000
+    assert f"figures/{figure}" in study
+
+
+def test_runs_record_subset_provenance_and_first_layer_snapshots(study_root):
+  run = records.load_run(os.path.join(study_root, "first_layer=gabor,train_size=64,seed=1"))
+  assert run.finished and run.summary["step"] == 6
+  subset = json.load(open(os.path.join(run.path, "train_subset.json"), encoding="utf-8"))
+  assert subset["num_examples"] == 64 and subset["class_counts"] == [16, 16, 16, 16]
+  assert subset["subset_seed"] == 1
+  start = run.starts[0]
+  assert start["versions"]["jax"] and start["devices"]["count"] >= 1
+  assert set(start["git"]) == {"commit", "dirty"}
+  snapshot = np.load(os.path.join(run.path, "filters", "first_layer.npz"))
+  assert snapshot["initial/kernel"].shape == snapshot["final/kernel"].shape
+  assert int(snapshot["initial/step"]) == 0 and int(snapshot["final/step"]) == 6
+  assert any(k.startswith("final/gabor/") for k in snapshot.files)
+
+
+def test_same_seed_same_subset_across_arms(study_root):
+  hashes = {arm: json.load(open(os.path.join(
+      study_root, f"first_layer={arm},train_size=64,seed=0", "train_subset.json")))
+      ["indices_sha256"] for arm in ARMS}
+  assert hashes["free"] == hashes["gabor"]
+
+
+def test_gabor_likeness_against_the_null_is_computed_and_cached(study_root, tmp_path):
+  out = str(tmp_path / "report")
+  assert compare.main(["--workdir", study_root, "--out", out]) == 0
+  study = open(os.path.join(out, "STUDY.md"), encoding="utf-8").read()
+  assert "figures/gabor_likeness.png" in study and "Positive control" in study
+  cached = json.load(open(os.path.join(study_root, "first_layer=free,train_size=64,seed=0",
+                                       "gabor_likeness.json"), encoding="utf-8"))
+  assert 0 <= cached["final"]["frac_above_null_p95"] <= 1
+  assert len(cached["final"]["null_r2"]) == 4 * len(cached["final"]["r2"])
+
+
+def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
+  assert compare.main(["--workdir", str(tmp_path)]) == 2
+  assert "no runs found" in capsys.readouterr().err
+  assert compare.main(["--workdir", study_root, "--by", "model.bogus"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "--by 'model.bogus' is not a config key" in err
+  assert compare.main(["--workdir", study_root, "--reference", "seed=0"]) == 2
+  assert "--reference 'seed=0'" in capsys.readouterr().err
+  # A run that differs in a key that is neither a factor nor the seed.
+  stray = tmp_path / "stray"
+  train.train_and_evaluate(_config("free", 64, 0, **{"optim.learning_rate": 0.01}),
+                           str(stray / "odd"))
+  os.symlink(os.path.join(study_root, "first_layer=free,train_size=64,seed=1"),
+             stray / "normal")
+  assert compare.main(["--workdir", str(stray), "--no-figures"]) == 0  # lr becomes a factor
+  assert compare.main(["--workdir", str(stray), "--by", "model.first_layer",
+                       "--no-figures"]) == 2
+  err = capsys.readouterr().err
+  assert "differ in config.optim.learning_rate" in err and "neither a factor nor the seed" in err

@@ -1,0 +1,107 @@
+"""The sweep runner as a user drives it: grids, overrides, dry runs, re-runs, a killed point."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from hybridconv import sweeps
+from hybridconv.studies import runner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = "configs/tiny.py"
+FAST = ["--config.num_train_steps=6", "--config.cpu_devices=1"]
+
+
+def _sweep(*args, env=None, check=True):
+  done = subprocess.run([sys.executable, "-m", "hybridconv.sweeps", f"--config={SPEC}", *args],
+                        cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                        timeout=900)
+  if check:
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+  return done
+
+
+def _rows(root):
+  with open(os.path.join(root, runner.RESULTS_FILE), encoding="utf-8") as f:
+    return list(csv.DictReader(f))
+
+
+def test_dry_run_prints_pasteable_commands_with_grid_and_overrides(tmp_path):
+  done = _sweep(f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.data.train_size=64",
+                "--dry_run")
+  lines = done.stdout.strip().splitlines()
+  assert len(lines) == 4  # tiny's sweep() has 2 arms, crossed with 2 seeds
+  argv = shlex.split(lines[-1])
+  assert argv[1:3] == ["-m", "hybridconv.main"]
+  assert "--config.data.train_size=64" in argv and "--config.seed=1" in argv
+  assert f"--workdir={tmp_path}/first_layer=gabor,seed=1" in argv
+  assert "--config.tracking.wandb.group=tiny" in argv
+
+
+def test_bad_input_is_one_error_line(tmp_path):
+  for args, message in (
+      (["--grid", "seed"], "expected key=value1,value2"),
+      (["--config.bogus.key=1"], "bogus"),
+      (["--grid", "model.nope=1,2"], "nope"),
+      (["model.first_layer=nothing"], "no point of the sweep has"),
+      (["--jobs=0"], "--jobs=0 must be >= 1")):
+    done = _sweep(f"--workdir={tmp_path}", *args, check=False)
+    assert done.returncode == 2, (args, done.stderr)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], (args, done.stderr)
+
+
+def test_help_lists_the_runners_own_flags():
+  done = subprocess.run([sys.executable, "-m", "hybridconv.sweeps", "--help"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+  for flag in ("--grid", "--jobs", "--dry_run", "--wandb_yaml", "--device_var"):
+    assert flag in done.stdout
+
+
+def test_wandb_yaml_parameters_are_the_factors(tmp_path):
+  path = tmp_path / "sweep.yaml"
+  _sweep(f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.num_train_steps=6",
+         f"--wandb_yaml={path}")
+  sweep = yaml.safe_load(path.read_text())
+  assert sweep["parameters"] == {"model.first_layer": {"values": ["free", "gabor"]},
+                                 "seed": {"values": [0, 1]}}
+  assert sweep["command"][-1] == "${args_no_hyphens}"
+  assert "--config.num_train_steps=6" in sweep["command"]
+  points = [{"model.first_layer": a, "seed": s} for a in ("free", "gabor") for s in (0, 1)]
+  # what an agent's `${args_no_hyphens}` selects: one point (values arrive as text)
+  assert sweeps.select(points, {"model.first_layer": "gabor", "seed": "1"}) == [3]
+
+
+@pytest.mark.slow
+def test_rerun_adds_no_rows_and_a_killed_point_resumes(tmp_path):
+  root = str(tmp_path / "study")
+  # The gabor point is killed at step 5, after its step-4 checkpoint (tiny: every half epoch).
+  _sweep(f"--workdir={root}", *FAST, "model.first_layer=free")
+  killed = _sweep(f"--workdir={root}", *FAST, "model.first_layer=gabor",
+                  env={"HYBRIDCONV_FAULT": "kill@step:5"}, check=False)
+  assert killed.returncode == 1
+  rows = {row["point"]: row for row in _rows(root)}
+  assert rows["first_layer=free"]["status"] == "finished"
+  assert rows["first_layer=gabor"]["status"].startswith("failed")
+  again = _sweep(f"--workdir={root}", *FAST)
+  assert "start first_layer=free" not in again.stdout  # finished: skipped
+  assert "start first_layer=gabor" in again.stdout
+  rows = _rows(root)
+  assert [r["point"] for r in rows] == ["first_layer=free", "first_layer=gabor"]
+  assert all(r["status"] == "finished" for r in rows)
+  assert rows[1]["model.first_layer"] == "gabor" and rows[1]["workdir"] == "first_layer=gabor"
+  with open(os.path.join(root, "first_layer=gabor", "run_info.json"), encoding="utf-8") as f:
+    assert len(json.load(f)["starts"]) == 2  # resumed, not restarted
+  with open(os.path.join(root, "first_layer=gabor", "metrics.jsonl"), encoding="utf-8") as f:
+    steps = [e["step"] for e in map(json.loads, f) if "train/loss" in e]
+  assert steps[-1] == 6
+  _sweep(f"--workdir={root}", *FAST)
+  assert len(_rows(root)) == 2
