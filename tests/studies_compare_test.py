@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from hybridconv import train
+from hybridconv.training import train
 from hybridconv.studies import compare, records, stats
 
 ARMS = ("free", "gabor")
