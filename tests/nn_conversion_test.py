@@ -230,3 +230,11 @@ def test_mix_channels_start_from_the_dominant_colour_component():
   np.testing.assert_allclose(mix / jnp.linalg.norm(mix, axis=0), jnp.broadcast_to(
       colour[:, None] / jnp.linalg.norm(colour), (3, 4)) * jnp.sign(mix[0]), atol=1e-4)
   assert math.isclose(float(replaced.summary()["r2_mean"]), float(replaced.r2.mean()))
+
+
+def test_gabor_conversion_of_all_zero_kernels_gives_a_finite_layer():
+  model = CNN(rngs=nnx.Rngs(0))
+  model.conv1.kernel[...] = jnp.zeros_like(model.conv1.kernel[...])
+  model, [replaced] = convert(model, {"conv1": {"source": "gabor", "gain": True}})
+  assert np.all(np.isfinite(np.asarray(model.conv1.kernel())))
+  np.testing.assert_array_equal(replaced.r2, np.zeros(8))  # nothing to explain scores 0

@@ -23,6 +23,8 @@ rework ``analysis/``, would be worse.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,15 +86,22 @@ def refine(module: nnx.Module, target: Array, steps: int = REFINE_STEPS) -> None
   because all of them set where the layer starts.
   """
   graphdef, state = nnx.split(module)
-  target = jnp.asarray(target, jnp.float32)
+  refined = _compiled_refine(graphdef, steps)(state, jnp.asarray(target, jnp.float32))
+  # A degenerate target (e.g. all-zero kernels) can leave L-BFGS with a 0/0
+  # step; then the fitter's start is kept rather than a NaN layer.
+  if all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(refined)):
+    nnx.update(module, refined)
 
-  def loss(state):
-    return jnp.sum((nnx.merge(graphdef, state)().astype(jnp.float32) - target) ** 2)
 
+@functools.lru_cache(maxsize=32)
+def _compiled_refine(graphdef, steps: int):
+  """The jitted L-BFGS loop for one module structure, cached so layers of one shape share it."""
   optimizer = optax.lbfgs()
 
-  @jax.jit
-  def run(state):
+  def run(state, target):
+    def loss(state):
+      return jnp.sum((nnx.merge(graphdef, state)().astype(jnp.float32) - target) ** 2)
+
     value_and_grad = optax.value_and_grad_from_state(loss)
 
     def step(_, carry):
@@ -104,4 +113,4 @@ def refine(module: nnx.Module, target: Array, steps: int = REFINE_STEPS) -> None
 
     return jax.lax.fori_loop(0, steps, step, (state, optimizer.init(state)))[0]
 
-  nnx.update(module, run(state))
+  return jax.jit(run)
