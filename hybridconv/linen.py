@@ -41,7 +41,8 @@ class KernelConv(linen.Module):
 
   Attributes:
     features: output channels.
-    kernel_size: ``k`` or ``(kh, kw)`` (2-D convs only).
+    kernel_size: ``(kh, kw)``, or ``k`` for ``(k, k)`` (2-D convs only; an
+      int is not a 1-D conv here, unlike ``linen.Conv``).
     strides, padding, kernel_dilation, feature_group_count, use_bias, dtype,
       param_dtype, precision: as in ``linen.Conv`` (padding: 'SAME', 'VALID',
       'CIRCULAR', 'REFLECT', an int or ``((lo, hi), (lo, hi))``).
