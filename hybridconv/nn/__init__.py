@@ -10,6 +10,9 @@ are marked, see :func:`is_kernel_parameter`, so training code can give them thei
 own learning rate and no weight decay); fixed banks, random kernels and
 non-learned Gabor parameters are :class:`FrozenKernel`, never trained but saved.
 
+``convert(model, spec)`` swaps the ``nnx.Conv`` layers of any NNX model for
+:class:`KernelConv` layers (see :mod:`hybridconv.nn.conversion`).
+
 ``max_pool`` is ``nnx.max_pool`` with the same outputs and gradients and a
 gradient that is 10-30x cheaper on XLA:CPU (see :mod:`hybridconv.nn.pooling`).
 """
@@ -17,6 +20,7 @@ gradient that is 10-30x cheaper on XLA:CPU (see :mod:`hybridconv.nn.pooling`).
 from hybridconv.nn import sources
 from hybridconv.nn.conv import BankMixConv, KernelConv, conv_layer, convolve
 from hybridconv.nn.introspect import KernelGroup, conv_layers, kernel_groups
+from hybridconv.nn.conversion import Replacement, convert, find_convs
 from hybridconv.nn.kernel_modules import (
     FreeKernel,
     FrozenArrayKernel,
@@ -30,6 +34,7 @@ from hybridconv.nn.pooling import max_pool
 
 __all__ = [
     "BankMixConv", "FreeKernel", "FrozenArrayKernel", "FrozenKernel", "GaborKernel", "HybridKernel",
-    "KernelConv", "KernelGroup", "build_kernel_module", "conv_layer", "conv_layers", "convolve",
-    "is_kernel_parameter", "kernel_groups", "max_pool", "sources",
+    "KernelConv", "KernelGroup", "Replacement", "build_kernel_module", "conv_layer", "conv_layers",
+    "convert", "convolve", "find_convs", "is_kernel_parameter", "kernel_groups", "max_pool",
+    "sources",
 ]

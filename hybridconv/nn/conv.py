@@ -78,9 +78,11 @@ class KernelConv(nnx.Module):
     kernel_size: ``k`` or ``(kh, kw)``, >= 1.
     source: a :mod:`hybridconv.nn.sources` object, string or dict
       ('free', 'gabor', 'fixed:sobel_x', 'random', 'hybrid', ...).
-    strides, padding, kernel_dilation, use_bias, dtype, param_dtype, precision:
-      as in ``nnx.Conv``; ``dtype`` is the compute dtype (e.g. ``jnp.bfloat16``),
-      kernels are generated in ``param_dtype`` and cast.
+    strides, padding, kernel_dilation, feature_group_count, use_bias, dtype,
+      param_dtype, precision: as in ``nnx.Conv`` (with ``feature_group_count=g``
+      the kernel is ``(kh, kw, in_features // g, out_features)``); ``dtype`` is
+      the compute dtype (e.g. ``jnp.bfloat16``), kernels are generated in
+      ``param_dtype`` and cast.
     rngs: NNX random streams (``params`` is used).
 
   Raises:
@@ -90,11 +92,16 @@ class KernelConv(nnx.Module):
   def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
                source: sources.KernelSource | str | dict = sources.Free(),
                strides: int | Sequence[int] = 1, padding: Padding = "SAME",
-               kernel_dilation: int | Sequence[int] = 1, use_bias: bool = True,
-               dtype=None, param_dtype=jnp.float32, precision=None, rngs: nnx.Rngs):
-    for name, value in (("in_features", in_features), ("out_features", out_features)):
+               kernel_dilation: int | Sequence[int] = 1, feature_group_count: int = 1,
+               use_bias: bool = True, dtype=None, param_dtype=jnp.float32, precision=None,
+               rngs: nnx.Rngs):
+    for name, value in (("in_features", in_features), ("out_features", out_features),
+                        ("feature_group_count", feature_group_count)):
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if in_features % feature_group_count or out_features % feature_group_count:
+      raise ValueError(f"feature_group_count={feature_group_count} must divide in_features="
+                       f"{in_features} and out_features={out_features}")
     kh, kw = gabor_kernels.kernel_size_2d(kernel_size)
     source = sources.parse(source)
     if isinstance(source, sources.BankMix):
@@ -104,17 +111,19 @@ class KernelConv(nnx.Module):
     self.strides = _pair(strides, "strides")
     self.kernel_dilation = _pair(kernel_dilation, "kernel_dilation")
     self.padding = _check_padding(padding)
+    self.feature_group_count = feature_group_count
     self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
     self.source_name = type(source).__name__.lower()
     # Kernel first, then bias: the same order of key draws as nnx.Conv.
     self.kernel_source = kernel_modules.build_kernel_module(
-        source, (kh, kw, in_features, out_features), param_dtype=param_dtype, rngs=rngs)
+        source, (kh, kw, in_features // feature_group_count, out_features),
+        param_dtype=param_dtype, rngs=rngs)
     self.bias = (nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else nnx.data(None))
     if use_bias:
       rngs.params()  # nnx.Conv draws (and ignores) a key for its zero bias init.
 
   def kernel(self) -> Array:
-    """The current kernel, HWIO ``(kh, kw, in_features, out_features)``, for logging."""
+    """The current kernel, HWIO ``(kh, kw, in_features // groups, out_features)``, for logging."""
     return self.kernel_source()
 
   def __call__(self, x: Array) -> Array:
@@ -125,7 +134,8 @@ class KernelConv(nnx.Module):
     bias = self.bias[...] if self.bias is not None else None
     x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
     y = convolve(x, kernel, strides=self.strides, padding=self.padding,
-                 kernel_dilation=self.kernel_dilation, precision=self.precision)
+                 kernel_dilation=self.kernel_dilation,
+                 feature_group_count=self.feature_group_count, precision=self.precision)
     return y + bias if bias is not None else y
 
 

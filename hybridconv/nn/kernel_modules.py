@@ -18,7 +18,7 @@ from flax import nnx
 from jax import Array
 
 from hybridconv.kernels import banks, constraints, gabor, init, random_kernels
-from hybridconv.nn import sources
+from hybridconv.nn import gabor_init, sources
 
 # Same initialiser as nnx.Conv, so a 'free' layer reproduces it exactly.
 _free_kernel_init = nnx.initializers.lecun_normal()
@@ -151,6 +151,33 @@ class GaborKernel(nnx.Module):
       self.mix = nnx.Param(jnp.full((cin, cout), 1 / math.sqrt(cin), param_dtype))
     self.gain = nnx.Param(jnp.ones((cout,), param_dtype)) if source.gain else nnx.data(None)
     self.input_scale = 1 / math.sqrt(cin) if self.channels == "pair" else 1.0
+    if source.init_from is not None:
+      if source.init_from.shape != tuple(kernel_shape):
+        raise ValueError(f"Gabor init_from has shape {source.init_from.shape}, but the layer's "
+                         f"kernel is {tuple(kernel_shape)} (kh, kw, cin, cout)")
+      self._start_from(source.init_from)
+
+  def _start_from(self, target: Array) -> None:
+    """Fitted shape parameters, then the learnable linear part by least squares."""
+    fitted = gabor_init.fit_parameters(
+        target, channels=self.channels, zero_mean=self.zero_mean,
+        frequency=self.frequency_bounds, sigma=self.sigma_bounds, gamma=self.gamma_bounds)
+    raw = {"theta": fitted["theta"], "psi": fitted["psi"],
+           "frequency": self._inverse(fitted["frequency"], self.frequency_bounds),
+           "sigma": self._inverse(fitted["sigma"], self.sigma_bounds),
+           "gamma": self._inverse(fitted["gamma"], self.gamma_bounds)}
+    for name, value in raw.items():
+      variable = getattr(self, name)
+      variable[...] = jnp.broadcast_to(value, variable.shape).astype(variable.dtype)
+    target = jnp.asarray(target, jnp.float32)
+    if self.channels == "mix":
+      self.mix[...] = jnp.ones_like(self.mix[...])
+      self.mix[...] = gabor_init.least_squares_scale(
+          target, self()[:, :, :1, :], axes=(0, 1)).astype(self.mix.dtype)
+    elif self.gain is not None:
+      self.gain[...] = gabor_init.least_squares_scale(  # self() has unit gain here
+          target, self(), axes=(0, 1, 2)).astype(self.gain.dtype)
+    gabor_init.refine(self, target)
 
   @staticmethod
   def _inverse(value: Array, bounds: constraints.Bounds) -> Array:

@@ -85,7 +85,7 @@ def checked_kernel_array(what: str, value: Any) -> np.ndarray:
   try:
     array = np.array(value, dtype=np.float32)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{what} must be a bank name or a numeric HWIO array, got "
+    raise ValueError(f"{what} must be a numeric HWIO array (or a bank name), got "
                      f"{type(value).__name__}: {error}") from None
   if array.ndim != 4 or min(array.shape, default=0) < 1:
     raise ValueError(f"{what} must be an HWIO array (kh, kw, cin, cout), got shape {array.shape}")
@@ -117,6 +117,10 @@ class Gabor:
     channels: 'pair' -- one Gabor per (input, output) channel pair; 'mix' -- one
       spatial Gabor per output channel, mixed across input channels by learned
       weights (colour handled by the mix).
+    init_from: None, or an HWIO array ``(kh, kw, cin, cout)`` of kernels to start
+      from: the parameters are fitted to them with hybridconv's Gabor fitter,
+      overriding ``init`` (:mod:`hybridconv.nn.gabor_init`; used by
+      :func:`hybridconv.nn.convert`).
   """
 
   learn: tuple[str, ...] = ("theta", "frequency")
@@ -130,8 +134,12 @@ class Gabor:
   zero_mean: bool = True
   gain: bool = False
   channels: str = "pair"
+  init_from: Any = None
 
   def __post_init__(self):
+    if self.init_from is not None:
+      object.__setattr__(self, "init_from", checked_kernel_array("Gabor init_from",
+                                                                 self.init_from))
     object.__setattr__(self, "learn", tuple(self.learn))
     object.__setattr__(self, "frequency_range", tuple(self.frequency_range))
     object.__setattr__(self, "frequency_bounds", tuple(self.frequency_bounds))
