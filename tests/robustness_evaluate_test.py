@@ -12,11 +12,10 @@ import sys
 import pytest
 
 from configs import tiny
-from hybridconv.training import train
-from hybridconv.tracking import report
 from hybridconv.robustness import evaluate, outputs, suites
 from hybridconv.robustness import main as cli
-from hybridconv.tracking import wandb_logger
+from hybridconv.tracking import report, wandb_logger
+from hybridconv.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from hybridconv.training import train
 from hybridconv.studies import compare, records, stats
+from hybridconv.training import train
 
 ARMS = ("free", "gabor")
 SIZES = (64, 128)

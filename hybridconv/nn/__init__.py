@@ -19,8 +19,8 @@ gradient that is 10-30x cheaper on XLA:CPU (see :mod:`hybridconv.nn.pooling`).
 
 from hybridconv.nn import sources
 from hybridconv.nn.conv import BankMixConv, KernelConv, conv_layer, convolve
-from hybridconv.nn.introspect import KernelGroup, conv_layers, kernel_groups
 from hybridconv.nn.conversion import Replacement, convert, find_convs
+from hybridconv.nn.introspect import KernelGroup, conv_layers, kernel_groups
 from hybridconv.nn.kernel_modules import (
     FreeKernel,
     FrozenArrayKernel,

@@ -74,9 +74,12 @@ def _request(args):
 
 def _publish(config, workdir: str, results: dict) -> None:
   """REPORT.md and W&B; neither may lose the results already written."""
-  from hybridconv.tracking import report  # noqa: PLC0415
   from hybridconv.robustness import outputs  # noqa: PLC0415
-  from hybridconv.tracking import factory, wandb_logger  # noqa: PLC0415
+  from hybridconv.tracking import (  # noqa: PLC0415
+    factory,
+    report,  # noqa: PLC0415
+    wandb_logger,
+  )
 
   try:
     print(f"report: {report.write_report(workdir)}")

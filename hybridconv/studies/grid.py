@@ -10,9 +10,9 @@ files can import it.
 from __future__ import annotations
 
 import ast
-import json
 import hashlib
 import itertools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any

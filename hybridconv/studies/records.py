@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from hybridconv.training import provenance
-from hybridconv.training import workdir as workdir_lib
 from hybridconv.tracking.jsonl_logger import read_metrics
 from hybridconv.tracking.snapshots import SNAPSHOT_FILE
+from hybridconv.training import provenance
+from hybridconv.training import workdir as workdir_lib
 
 ROBUSTNESS_FILE = "robustness.json"
 # Light records of a run: what a study commits and what the report reads.
