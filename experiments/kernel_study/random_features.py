@@ -3,7 +3,7 @@ r"""Random frozen features: ResNet-20 with every conv kernel random and frozen, 
 The setting of Frankle et al. (2021, "Training BatchNorm and only BatchNorm"),
 who report 82% on CIFAR-10 with deep ResNets, here on Fashion-MNIST against
 the same ResNet-20 fully trained, 3 seeds each, the same budget (SGD,
-Nesterov, 4 epochs, crop-and-flip augmentation). Random kernels are He-normal
+Nesterov, 3 epochs, crop-and-flip augmentation). Random kernels are He-normal
 draws from each run's seed folded with the layer's name.
 
   hybridconv sweep --config=experiments/kernel_study/random_features.py \
@@ -17,7 +17,7 @@ from __future__ import annotations
 from configs import fashion_mnist
 from hybridconv.studies.grid import product
 
-EPOCHS = 4.0
+EPOCHS = 3.0
 
 
 def get_config(arg: str | None = None):
