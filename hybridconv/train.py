@@ -263,10 +263,10 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
             total_steps=total_steps, config_json=config_json, lead=lead, logger=logger,
             summarize=_filter_summarizer(config, fns, logger, workdir, lead))
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
+        if lead and config.tracking.animation:  # after the loop only: not on Preempted
+          tracking.log_animations(logger, workdir, final["step"])  # workdir and W&B
       finally:
         writer.close()
-  if lead and config.tracking.animation:  # after the loop only: it must not mask Preempted
-    tracking.write_animations(workdir)
   return final
 
 

@@ -317,6 +317,21 @@ def test_tracker_through_jsonl_writes_pngs_and_one_gif_per_layer(tmp_path):
   assert tracking.write_animations(str(tmp_path / "nothing")) == []
 
 
+def test_log_animations_sends_every_layer_gif_to_the_logger(tmp_path):
+  logger = jsonl_logger.JsonlLogger(str(tmp_path))
+  for step in (0, 4):
+    logger.log_images(step, {"filters/conv1": np.full((5, 7, 3), 50 * step, np.uint8),
+                             "filters/stage1_block1_conv1": np.zeros((5, 7, 1), np.uint8)})
+  memory = tracking.MemoryLogger()
+  gifs = tracking.log_animations(tracking.MultiLogger([logger, memory]), str(tmp_path), 4)
+  videos = {k: v for e in memory.events if e.kind == "video" and e.step == 4
+            for k, v in e.data.items()}
+  assert videos == {"filters_gif/conv1": str(tmp_path / "filters" / "conv1.gif"),
+                    "filters_gif/stage1_block1_conv1":
+                        str(tmp_path / "filters" / "stage1_block1_conv1.gif")}
+  assert sorted(videos.values()) == sorted(gifs)
+
+
 def test_animation_of_a_single_summary_is_a_one_frame_gif(tmp_path):
   # A run stopped before its second summary (e.g. preempted) has one frame per layer.
   logger = jsonl_logger.JsonlLogger(str(tmp_path))

@@ -144,6 +144,26 @@ def kernel_groups(layer: nnx.Module) -> list[KernelGroup]:
   return _groups(layer.kernel_source, 0, "kernel_source")
 
 
+ANIMATION_KEY = "filters_gif"
+
+
+def log_animations(logger: logger_lib.Logger, workdir: str, step: int) -> list[str]:
+  """Writes one GIF per layer (:func:`images.write_animations`) and logs each as a video.
+
+  The keys are ``filters_gif/<layer>`` (not ``filters/<layer>``, which holds
+  the grid images), so W&B shows the animations next to the grids.
+
+  Returns:
+    the GIF paths written.
+  """
+  base = os.path.join(workdir, "filters")
+  gifs = images.write_animations(workdir)
+  for gif in gifs:
+    layer = os.path.relpath(gif, base)[:-len(images.GIF_SUFFIX)].replace(os.sep, "/")
+    logger.log_video(step, f"{ANIMATION_KEY}/{layer}", gif)
+  return gifs
+
+
 def wrap(values: np.ndarray, period: float) -> np.ndarray:
   """``values`` wrapped to ``[-period/2, period/2)``."""
   return np.mod(values + period / 2, period) - period / 2
