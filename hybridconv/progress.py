@@ -196,9 +196,13 @@ class Progress:
     try:
       yield
     finally:
-      self._paused_seconds += time.perf_counter() - start
+      seconds = time.perf_counter() - start
+      self._paused_seconds += seconds
       if self._bar is not None:
-        self._bar.unpause()
+        # Shift the bar's clock by exactly the pause (tqdm's unpause() would
+        # also drop the training time since its last redraw).
+        self._bar.start_t += seconds
+        self._bar.last_print_t += seconds
 
   def _show_postfix(self) -> None:
     if self._bar is not None:
@@ -246,7 +250,7 @@ class Progress:
       self._restore()
       with bar.get_lock():
         # tqdm's close draws the bar with its average rate: elapsed time since
-        # the bar opened (after compilation) less the paused time (unpause()).
+        # the bar opened (after compilation) less the paused time (paused()).
         bar.close()
       self._out.flush()
 

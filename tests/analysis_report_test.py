@@ -61,7 +61,7 @@ def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
   links = re.findall(r"\]\(([^)]+)\)", text)
   assert {"report/curves.png", "report/filters_conv1.png", "report/gabor_conv1.png",
           "report/gabor_drift_conv1.png", "report/gabor_likeness.png",
-          "filters/conv1.gif"} <= set(links)
+          "filters/conv1.gif", "filters_change/conv1/step_0000100.png"} <= set(links)
   for link in links:
     assert os.path.exists(os.path.join(run_dir, link)), link
   for link in links:

@@ -119,6 +119,12 @@ def _filters_section(workdir: str, frames, metrics, fig_dir: str) -> list[str]:
     if os.path.exists(gif):
       lines += [f"Animation over {len(layer_frames_)} summaries: [filters/{layer}.gif]"
                 f"(filters/{layer}.gif)", ""]
+    changes = images.frame_steps(os.path.join(workdir, "filters_change", layer))
+    if changes:
+      step, png = changes[-1]
+      link = os.path.relpath(png, workdir).replace(os.sep, "/")
+      lines += [f"Change since the first summary, at step {step} (one scale for all tiles, "
+                "written under the grid):", "", f"![{layer} change]({link})", ""]
     key = f"filters/{layer}/orientation_selectivity"
     if key in metrics:
       values = metrics[key][1]

@@ -69,10 +69,24 @@ def first_and_last(frames: Sequence[tuple[int, str]], title: str, path: str) -> 
   return _save(fig, path)
 
 
-def _bar_histogram(ax, event: Mapping, label: str, alpha: float) -> None:
+def _bar_histogram(ax, event: Mapping, label: str, alpha: float, colour: str) -> None:
   edges = np.asarray(event["bin_edges"], float)
   counts = np.asarray(event["bin_counts"], float)
-  ax.stairs(counts, edges, fill=True, alpha=alpha, label=label)
+  if "min" in event and float(event["min"]) == float(event["max"]):
+    # All filters share one value (e.g. a grid initialisation): a bar at that
+    # value, not a bin of NumPy's arbitrary unit width around it.
+    ax.vlines([float(event["min"])], 0, counts.sum(), lw=4, alpha=alpha, label=label,
+              color=colour)
+    return
+  ax.stairs(counts, edges, fill=True, alpha=alpha, label=label, color=colour)
+
+
+def _data_limits(ax, events: Sequence[Mapping]) -> None:
+  """x limits around the values themselves, so narrow histograms stay visible."""
+  low = min(float(e["min"]) for e in events)
+  high = max(float(e["max"]) for e in events)
+  pad = max(0.05 * (high - low), 0.02 * max(abs(low), abs(high)), 1e-3)
+  ax.set_xlim(low - pad, high + pad)
 
 
 def parameter_histograms(first: Mapping[str, Mapping], last: Mapping[str, Mapping],
@@ -91,20 +105,28 @@ def parameter_histograms(first: Mapping[str, Mapping], last: Mapping[str, Mappin
     ax = fig.add_subplot(1, len(names), i + 1)
     ax.set_xlabel(PARAMETER_LABELS.get(name, name))
     if name in fixed:
-      edges = np.asarray(fixed[name]["bin_edges"], float)
-      counts = np.asarray(fixed[name]["bin_counts"], float)
-      values = 0.5 * (edges[:-1] + edges[1:])[counts > 0]
+      event = fixed[name]
+      low, high = float(event["min"]), float(event["max"])
+      if high > low:  # several values: the occupied bins, at their centres
+        edges = np.asarray(event["bin_edges"], float)
+        values = 0.5 * (edges[:-1] + edges[1:])[np.asarray(event["bin_counts"], float) > 0]
+        note = f"fixed: {low:.4g} to {high:.4g}"
+      else:  # one value shared by all filters: exactly that value
+        values, note = np.array([low]), f"fixed at {low:.4g}"
       ax.vlines(values, 0, 1, color="grey")
       ax.set_ylim(0, 1.6)
       ax.set_yticks([])
       ax.set_ylabel("value (fixed)")
-      ax.text(0.5, 0.92, "fixed: not learned", transform=ax.transAxes, ha="center",
+      ax.text(0.5, 0.92, f"not learned\n{note}", transform=ax.transAxes, ha="center",
               va="top", fontsize=8, color="dimgrey")
       ax.set_title(f"{title} {name} (fixed)")
       continue
-    if name in first:
-      _bar_histogram(ax, first[name], f"step {first[name]['step']}", 0.4)
-    _bar_histogram(ax, last[name], f"step {last[name]['step']}", 0.6)
+    shown = [first[name]] if name in first else []
+    styles = ((0.4, "C0"), (0.6, "C1"))[-len(shown) - 1:]  # first summary, last summary
+    for event, (alpha, colour) in zip(shown + [last[name]], styles, strict=True):
+      _bar_histogram(ax, event, f"step {event['step']}", alpha, colour)
+    if all("min" in e for e in shown + [last[name]]):
+      _data_limits(ax, shown + [last[name]])
     ax.set_ylabel("filters")
     ax.set_title(f"{title} {name}")
     ax.legend(fontsize=7)
