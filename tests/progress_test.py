@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pty
 import re
 import struct
 import subprocess
@@ -84,25 +83,31 @@ def _screen(raw: str) -> list[str]:
 
 
 def _run_in_pty() -> str:
-  pid, fd = pty.fork()
-  if pid == 0:  # the child: stdin, stdout and stderr are the pseudo-terminal
-    os.chdir(REPO)
-    # A new pseudo-terminal is 0 columns wide: give it a terminal's size.
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    os.execv(sys.executable, [sys.executable, "-c", CHILD])
+  """The child's output with stdin, stdout and stderr on a pseudo-terminal.
+
+  ``os.openpty`` and ``subprocess`` (which forks and execs in C) rather than
+  ``pty.fork``: a test process that already runs JAX's threads must not fork
+  Python.
+  """
+  master, slave = os.openpty()
+  # A new pseudo-terminal is 0 columns wide: give it a terminal's size.
+  fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+  child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO, stdin=slave, stdout=slave,
+                           stderr=slave, close_fds=True, start_new_session=True)
+  os.close(slave)
   chunks = []
   while True:
     try:
-      data = os.read(fd, 4096)
+      data = os.read(master, 4096)
     except OSError:  # EIO: the child closed the terminal
       break
     if not data:
       break
     chunks.append(data)
-  _, status = os.waitpid(pid, 0)
-  os.close(fd)
-  assert os.waitstatus_to_exitcode(status) == 0, b"".join(chunks).decode(errors="replace")
-  return b"".join(chunks).decode(errors="replace")
+  os.close(master)
+  output = b"".join(chunks).decode(errors="replace")
+  assert child.wait(timeout=120) == 0, output
+  return output
 
 
 BAR = re.compile(r"^train: +\d+%\|")
