@@ -60,7 +60,7 @@ def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
   links = re.findall(r"\]\(([^)]+)\)", text)
   assert {"report/curves.png", "report/filters_conv1.png", "report/gabor_conv1.png",
           "report/gabor_drift_conv1.png", "report/gabor_likeness.png",
-          "filters/conv1.gif"} <= set(links)
+          "filters/conv1.gif", "filters_change/conv1/step_0000100.png"} <= set(links)
   for link in links:
     assert os.path.exists(os.path.join(run_dir, link)), link
   for link in links:
@@ -94,3 +94,72 @@ def test_a_directory_without_a_run_is_refused(tmp_path):
     report.write_report(str(tmp_path))
   with pytest.raises(SystemExit):
     report.main(["--workdir", str(tmp_path / "missing")])
+
+
+@pytest.fixture
+def figures(monkeypatch):
+  """Every matplotlib figure the report saves, by file name."""
+  saved = {}
+  save = report.plots._save
+
+  def keep(fig, path):
+    saved[os.path.basename(path)] = fig
+    return save(fig, path)
+
+  monkeypatch.setattr(report.plots, "_save", keep)
+  return saved
+
+
+def test_every_plot_carries_axis_labels(run_dir, figures):
+  report.write_report(run_dir)
+  assert {"curves.png", "gabor_conv1.png", "gabor_drift_conv1.png",
+          "gabor_likeness.png"} <= set(figures)
+  for name, fig in figures.items():
+    for ax in fig.axes:
+      if ax.axison:  # filter pictures are images with their axes hidden
+        assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+  units = {ax.get_xlabel() for ax in figures["gabor_conv1.png"].axes}
+  assert {"theta (rad, mod pi)", "frequency (cycles/pixel)", "sigma (pixels)",
+          "psi (rad)"} <= units
+
+
+def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, figures):
+  text = open(report.write_report(run_dir)).read()
+  # sources.Gabor learns theta and frequency by default; the rest are fixed.
+  assert "Fixed (not learned): sigma, gamma, psi." in text
+  titles = {ax.get_title(): ax for ax in figures["gabor_conv1.png"].axes}
+  assert set(titles) == {"conv1 theta", "conv1 frequency", "conv1 sigma (fixed)",
+                         "conv1 gamma (fixed)", "conv1 psi (fixed)"}
+  assert not titles["conv1 psi (fixed)"].patches  # no histogram bars, only value ticks
+  assert titles["conv1 theta"].patches
+  assert "| sigma |" not in text  # no drift row for what cannot drift
+
+
+def test_angle_and_relative_drift_have_separate_axes(run_dir, figures):
+  report.write_report(run_dir)
+  axes = figures["gabor_drift_conv1.png"].axes
+  assert len(axes) == 2
+  angle, relative = axes
+  assert "rad" in angle.get_ylabel() and "relative" in relative.get_ylabel()
+  assert [line.get_label() for line in angle.lines] == ["theta"]
+  assert [line.get_label() for line in relative.lines] == ["frequency"]
+
+
+def test_gabor_likeness_is_drawn_over_its_null_band(run_dir, figures):
+  text = open(report.write_report(run_dir)).read()
+  metrics = tracking.read_metrics(run_dir)
+  null = metrics["gabor_fit/conv1/null_r2_median"][1]
+  assert len(null) == len(STEPS)
+  (ax,) = figures["gabor_likeness.png"].axes
+  labels = [line.get_label() for line in ax.lines]
+  assert "conv1 null median" in labels
+  np.testing.assert_allclose(ax.lines[labels.index("conv1 null median")].get_ydata(), null)
+  assert any(c.get_label() == "conv1 null 25-75%" for c in ax.collections)
+  row = re.search(r"\| `conv1` \| last \| 100 \| [^|]+ \| [^|]+ \| ([^|]+) \|", text)
+  assert float(row.group(1)) == pytest.approx(null[-1], rel=1e-3)
+  assert null[-1] < metrics["gabor_fit/conv1/r2_median"][1][-1]  # Gabors beat their surrogates
+
+
+def test_report_holds_no_absolute_path(run_dir):
+  text = open(report.write_report(run_dir)).read()
+  assert run_dir not in text and "](/" not in text

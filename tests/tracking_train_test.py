@@ -58,6 +58,12 @@ def test_offline_run_writes_filter_images_histograms_and_scalars(tmp_path, offli
   hists = {e["name"] for e in jsonl_logger.read_histograms(workdir)}
   assert {"gabor/conv1/theta", "gabor/conv1/frequency", "gabor_fit/conv2/r2"} <= hists
   assert glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "run-*.wandb"))
+  # The GIFs also went to W&B (filters_gif/<layer>), and change grids were drawn.
+  videos = glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "files", "media", "videos",
+                                  "**", "*.gif"), recursive=True)
+  assert len(videos) == 2
+  changes = sorted(glob.glob(os.path.join(workdir, "filters_change", "conv1", "step_*.png")))
+  assert [os.path.basename(f) for f in changes] == ["step_0000004.png", "step_0000008.png"]
   artifacts = jsonl_logger.read_jsonl(os.path.join(workdir, "artifacts.jsonl"))
   assert artifacts and artifacts[-1]["path"].endswith("/checkpoints/8")
   assert os.path.exists(report.write_report(workdir))

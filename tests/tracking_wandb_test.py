@@ -277,3 +277,22 @@ def test_importing_the_library_does_not_import_wandb():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert out.stdout.strip() == "[]"
+
+
+def test_filter_animations_reach_wandb_as_gifs(wandb_env):
+  workdir = str(wandb_env / "run")
+  config = default.get_config().tracking
+  logger = tracking.make_logger(config, workdir, is_main_process=True)
+  for step, value in ((0, 60), (5, 200)):
+    logger.log_images(step, {"filters/conv1": np.full((9, 12, 3), value, np.uint8)})
+  gifs = tracking.log_animations(logger, workdir, 5)
+  logger.close()
+  assert gifs == [os.path.join(workdir, "filters", "conv1.gif")]
+  rows = history(read_wandb_records(_run_dir(workdir)))
+  last = [r for r in rows if r["_step"] == 5][0]
+  assert last["filters_gif/conv1/_type"] == "video-file"
+  videos = glob.glob(os.path.join(_run_dir(workdir), "files", "media", "videos", "**", "*.gif"),
+                     recursive=True)
+  assert len(videos) == 1
+  with open(videos[0], "rb") as copy, open(gifs[0], "rb") as original:
+    assert copy.read() == original.read()

@@ -13,12 +13,18 @@ tracking section for where each call goes)::
   if tracking.is_due(step, config.tracking.filters_every_steps, total_steps):
     tracker(model, step)
   ...
+  tracking.log_animations(logger, workdir, step)  # GIFs into the workdir and to W&B
   logger.close()
-  tracking.write_animations(workdir)
 """
 
 from hybridconv.tracking.factory import check_config, is_due, make_logger
-from hybridconv.tracking.filters import FilterTracker, conv_layers, kernel_groups, local_replica
+from hybridconv.tracking.filters import (
+    FilterTracker,
+    conv_layers,
+    kernel_groups,
+    local_replica,
+    log_animations,
+)
 from hybridconv.tracking.images import kernel_grid, write_animations
 from hybridconv.tracking.jsonl_logger import JsonlLogger, read_events, read_metrics
 from hybridconv.tracking.logger import (
@@ -34,6 +40,7 @@ from hybridconv.tracking.wandb_logger import WandbLogger
 __all__ = [
     "FilterTracker", "Histogram", "JsonlLogger", "Logger", "MemoryLogger", "MultiLogger",
     "NullLogger", "WandbLogger", "check_config", "conv_layers", "is_due",
-    "kernel_grid", "kernel_groups", "local_replica", "make_logger", "read_events", "read_metrics",
+    "kernel_grid", "kernel_groups", "local_replica", "log_animations", "make_logger",
+    "read_events", "read_metrics",
     "scalar_metrics", "without_layer_norms", "write_animations",
 ]

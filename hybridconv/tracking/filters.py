@@ -6,8 +6,14 @@ steps (and at step 0) and sends, for each layer with a kernel source
 attribute path joined by '_' as in ``model.kernels``, e.g. ``conv1`` or
 ``stage1_block1_conv1``; see :func:`conv_layers`):
 
-* ``filters/<layer>``: the filter grid image (:func:`images.kernel_grid`);
-  the JSONL backend writes it to ``filters/<layer>/step_XXXXXXX.png``.
+* ``filters/<layer>``: the filter grid image (:func:`images.kernel_grid`):
+  numbered tiles, one frame colour per kernel source with a legend; the JSONL
+  backend writes it to ``filters/<layer>/step_XXXXXXX.png``.
+* ``filters_change/<layer>`` (layers with learned channels, from the second
+  summary on): the grid of ``kernel - kernel at the first summary`` on one
+  shared scale, its caption giving the largest change relative to the
+  largest initial weight -- free filters that barely move look the same
+  first to last by eye, and this grid shows where and how much they moved.
 * Spectral energy of the shown spatial kernels
   (:mod:`hybridconv.analysis.filter_stats`): histograms
   ``filters/<layer>/orientation_energy`` (mean share of energy per orientation
@@ -15,11 +21,13 @@ attribute path joined by '_' as in ``model.kernels``, e.g. ``conv1`` or
   band, cycles/pixel), scalar ``filters/<layer>/orientation_selectivity`` (mean).
 * Parametric Gabor groups (``<g>`` is the layer, or ``<layer>/<group path>``
   when a layer has several): histograms ``gabor/<g>/<param>`` of the
-  constrained values (theta wrapped to [0, pi), radians; frequency in
-  cycles/pixel; sigma in pixels; gamma; psi in radians), a per-filter table
-  ``gabor/<g>`` with the values and their change since the first summary, and
-  drift scalars ``gabor/<g>/drift/<param>``: mean |change| for theta (wrapped
-  to [-pi/2, pi/2)) and psi (wrapped to [-pi, pi)), mean |p / p0 - 1| for
+  learned parameters' constrained values (``gabor/<g>/fixed/<param>`` for
+  those not learned, so no plot shows them as a learned distribution):
+  theta wrapped to [0, pi), radians; frequency in cycles/pixel; sigma in
+  pixels; gamma; psi in radians. A per-filter table ``gabor/<g>`` with the
+  values and their change since the first summary, and drift scalars
+  ``gabor/<g>/drift/<param>`` of the learned parameters: mean |change| for
+  theta (wrapped to [-pi/2, pi/2)) and psi (wrapped to [-pi, pi)), mean |p / p0 - 1| for
   frequency, sigma and gamma.
 * Gabor-likeness of free (learned) kernels of at least ``min_fit_size``
   pixels a side (smaller ones have too few pixels to tell a Gabor from
@@ -38,11 +46,17 @@ attribute path joined by '_' as in ``model.kernels``, e.g. ``conv1`` or
   filter's energy -- deep layers mix many inputs, so their whole-filter score
   stays low even when the dominant pattern is a clean Gabor. Only free
   channels are fitted: parametric ones are Gabors by construction, fixed and
-  random ones never change.
+  random ones never change. The null band: ``gabor_fit/<layer>/null_r2_median``,
+  ``null_r2_q25``, ``null_r2_q75`` -- the same fitter's R^2 for phase-randomised
+  copies of the same filters (same shape and power spectrum, no spatial
+  structure; :mod:`hybridconv.analysis.gabor_null`), the score a layer must
+  beat to be called Gabor-like.
 
-The initial Gabor parameters (the reference for drift) are those of the first
-call; with ``state_path`` they are saved there and reloaded, so a resumed run
-keeps measuring drift from the true initialisation.
+The initial Gabor parameters (the reference for drift) and kernels (the
+reference of the change grids) are those of the first call; with
+``state_path`` they are saved there (kernels in ``initial_kernels.npz`` next to
+it) and reloaded, so a resumed run keeps measuring from the true
+initialisation.
 """
 
 from __future__ import annotations
@@ -56,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hybridconv.analysis import filter_stats, gabor_fit
+from hybridconv.analysis import filter_stats, gabor_fit, gabor_null
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
 from hybridconv.nn import KernelGroup, conv_layers, kernel_groups  # noqa: F401 (re-exported)
 from hybridconv.nn import kernel_modules as km
@@ -64,6 +78,7 @@ from hybridconv.tracking import images
 from hybridconv.tracking import logger as logger_lib
 
 _RELATIVE = ("frequency", "sigma", "gamma")
+KERNELS_FILE = "initial_kernels.npz"
 ORIENTATION_BINS = 8
 
 
@@ -84,9 +99,48 @@ def local_replica(tree: Any) -> Any:
   return jax.tree.map(local, tree)
 
 
+ANIMATION_KEY = "filters_gif"
+
+
+def log_animations(logger: logger_lib.Logger, workdir: str, step: int) -> list[str]:
+  """Writes one GIF per layer (:func:`images.write_animations`) and logs each as a video.
+
+  The keys are ``filters_gif/<layer>`` (not ``filters/<layer>``, which holds
+  the grid images), so W&B shows the animations next to the grids.
+
+  Returns:
+    the GIF paths written.
+  """
+  base = os.path.join(workdir, "filters")
+  gifs = images.write_animations(workdir)
+  for gif in gifs:
+    layer = os.path.relpath(gif, base)[:-len(images.GIF_SUFFIX)].replace(os.sep, "/")
+    logger.log_video(step, f"{ANIMATION_KEY}/{layer}", gif)
+  return gifs
+
+
 def wrap(values: np.ndarray, period: float) -> np.ndarray:
   """``values`` wrapped to ``[-period/2, period/2)``."""
   return np.mod(values + period / 2, period) - period / 2
+
+
+def learned_parameters(module: km.GaborKernel) -> tuple[str, ...]:
+  """The Gabor parameters ``module`` learns (``nnx.Param``); the others are fixed."""
+  return tuple(n for n in GABOR_PARAMETERS if isinstance(getattr(module, n), nnx.Param))
+
+
+def grid_groups(groups: list[KernelGroup]) -> list[images.GridGroup]:
+  """The legend of a layer's grid: one entry per kernel source, by kind."""
+  return [images.GridGroup(g.kind, g.start, g.stop) for g in groups]
+
+
+def change_caption(change: np.ndarray, initial: np.ndarray, since: int) -> list[str]:
+  """The scale of a change grid, in words: how far its brightest tile moved."""
+  largest = float(np.max(np.abs(change)))
+  reference = float(np.max(np.abs(initial)))
+  share = f" ({100 * largest / reference:.3g}% of the largest initial weight)" if reference else ""
+  return [f"change since step {since}, one scale for all tiles:",
+          f"white/black = +/-{largest:.3g}{share}"]
 
 
 def gabor_values(module: km.GaborKernel) -> dict[str, np.ndarray]:
@@ -131,24 +185,40 @@ class FilterTracker:
     max_filters: at most this many filters per grid image.
     fit_options: passed to :func:`hybridconv.analysis.gabor_fit.fit_gabor`.
     state_path: optional ``.npz`` file keeping the initial Gabor parameters
-      across restarts (e.g. ``<workdir>/filters/initial_gabor_parameters.npz``).
+      across restarts (e.g. ``<workdir>/filters/initial_gabor_parameters.npz``);
+      the initial kernels go to ``initial_kernels.npz`` in the same folder.
+    null_draws: phase-randomised copies per free filter scored for the null
+      band of the Gabor fit (0 = no null band).
   """
 
   def __init__(self, logger: logger_lib.Logger, *, gabor_fit: bool = True, min_fit_size: int = 5,
                max_filters: int = 256, fit_options: Mapping[str, Any] | None = None,
-               state_path: str | None = None):
+               state_path: str | None = None, null_draws: int = 1):
     self.logger = logger
+    self.null_draws = null_draws
     self.gabor_fit = gabor_fit
     self.min_fit_size = min_fit_size
     self.max_filters = max_filters
     self.fit_options = dict(fit_options or {})
     self.state_path = state_path
     self.initial: dict[str, dict[str, np.ndarray]] = {}
+    self.initial_kernels: dict[str, tuple[int, np.ndarray]] = {}  # layer: (step, kernel)
     if state_path and os.path.exists(state_path):
       with np.load(state_path) as saved:
         for key in saved.files:
           group, name = key.rsplit(":", 1)
           self.initial.setdefault(group, {})[name] = saved[key]
+    if self._kernels_path and os.path.exists(self._kernels_path):
+      with np.load(self._kernels_path) as saved:
+        for key in saved.files:
+          step, layer = key.split(":", 1)
+          self.initial_kernels[layer] = (int(step), saved[key])
+
+  @property
+  def _kernels_path(self) -> str | None:
+    if not self.state_path:
+      return None
+    return os.path.join(os.path.dirname(os.path.abspath(self.state_path)), KERNELS_FILE)
 
   def _save_initial(self) -> None:
     if not self.state_path:
@@ -157,19 +227,29 @@ class FilterTracker:
     np.savez(self.state_path, **{f"{g}:{n}": v for g, params in self.initial.items()
                                  for n, v in params.items()})
 
+  def _save_initial_kernels(self) -> None:
+    if self._kernels_path:
+      os.makedirs(os.path.dirname(self._kernels_path), exist_ok=True)
+      np.savez(self._kernels_path, **{f"{step}:{layer}": kernel for layer, (step, kernel)
+                                      in self.initial_kernels.items()})
+
   def __call__(self, model: nnx.Module, step: int) -> dict[str, float]:
     """Logs the summaries of every conv layer of ``model`` at ``step``; returns the scalars."""
     step = int(step)
     scalars: dict[str, float] = {}
     histograms: dict[str, Any] = {}
     pictures: dict[str, np.ndarray] = {}
-    added_initial = False
+    added_initial = added_kernels = False
     for name, layer in conv_layers(model).items():
       kernel = logger_lib.to_host(layer.kernel()).astype(np.float32)
       groups = kernel_groups(layer)
       if min(kernel.shape[:2]) >= 2:
-        pictures[f"filters/{name}"] = images.kernel_grid(kernel, max_filters=self.max_filters)
+        legend = grid_groups(groups)
+        pictures[f"filters/{name}"] = images.kernel_grid(kernel, max_filters=self.max_filters,
+                                                         groups=legend)
         self._spectra(name, kernel, scalars, histograms)
+        if any(g.kind != "frozen" for g in groups):
+          added_kernels |= self._change_grid(step, name, kernel, legend, pictures)
       gabors = [g for g in groups if g.kind == "gabor"]
       for group in gabors:
         label = name if len(gabors) == 1 else f"{name}/{group.path}"
@@ -180,6 +260,8 @@ class FilterTracker:
         self._gabor_fit(step, name, kernel[..., free], free, scalars, histograms)
     if added_initial:
       self._save_initial()
+    if added_kernels:
+      self._save_initial_kernels()
     if pictures:
       self.logger.log_images(step, pictures)
     if histograms:
@@ -203,6 +285,19 @@ class FilterTracker:
     scalars[f"filters/{name}/orientation_selectivity"] = float(
         np.mean(filter_stats.orientation_selectivity(spatial)))
 
+  def _change_grid(self, step: int, name: str, kernel: np.ndarray, legend, pictures) -> bool:
+    """Adds ``filters_change/<name>`` after the first summary; True if a new reference."""
+    if name not in self.initial_kernels or self.initial_kernels[name][1].shape != kernel.shape:
+      self.initial_kernels[name] = (step, kernel.copy())
+      return True
+    since, initial = self.initial_kernels[name]
+    if step != since:
+      change = kernel - initial
+      pictures[f"filters_change/{name}"] = images.kernel_grid(
+          change, max_filters=self.max_filters, groups=legend, shared_scale=True,
+          caption=change_caption(change, initial, since))
+    return False
+
   def _gabor_parameters(self, step: int, label: str, group: KernelGroup, scalars,
                         histograms) -> bool:
     values = gabor_values(group.module)
@@ -210,9 +305,13 @@ class FilterTracker:
     if added:
       self.initial[label] = {k: v.copy() for k, v in values.items()}
     changes = drift(values, self.initial[label])
+    learned = learned_parameters(group.module)
     for param in GABOR_PARAMETERS:
-      histograms[f"gabor/{label}/{param}"] = values[param]
-      scalars[f"gabor/{label}/drift/{param}"] = float(np.mean(np.abs(changes[param])))
+      if param in learned:
+        histograms[f"gabor/{label}/{param}"] = values[param]
+        scalars[f"gabor/{label}/drift/{param}"] = float(np.mean(np.abs(changes[param])))
+      else:
+        histograms[f"gabor/{label}/fixed/{param}"] = values[param]
     columns, rows = _gabor_table(values, changes, group.start)
     self.logger.log_table(step, f"gabor/{label}", columns, rows)
     return added
@@ -224,6 +323,13 @@ class FilterTracker:
     # The analysis layer's summary (R^2 quantiles, blobs and edges counted apart, ...).
     for key, value in gabor_fit.fit_summary(result, kernel, "dominant").items():
       scalars[f"gabor_fit/{name}/{key}"] = value
+    if self.null_draws:
+      # Same fitter, same settings, surrogates of these very filters: a key
+      # per step, so the band is reproducible and not the same draw each time.
+      null = gabor_null.null_scores(kernel, jax.random.fold_in(jax.random.key(0), step),
+                                    self.null_draws, "dominant", **self.fit_options)
+      for key, value in gabor_null.null_summary(null).items():
+        scalars[f"gabor_fit/{name}/{key}"] = value
     histograms[f"gabor_fit/{name}/r2"] = r2
     fit = {k: np.asarray(v, np.float64) for k, v in result.fit._asdict().items()}
     scalars[f"gabor_fit/{name}/spatial_r2_mean"] = float(np.mean(fit["r2"]))

@@ -149,6 +149,14 @@ class Logger(abc.ABC):
   def close(self) -> None:
     """Flushes and releases resources; further calls are ignored."""
 
+  def log_video(self, step: int, name: str, path: str) -> None:
+    """A video or animated GIF file (``filters_gif/conv1``); backends without video skip it.
+
+    Not abstract: the workdir backend already holds the file, and the
+    fan-out, memory and W&B backends override it.
+    """
+    del step, name, path
+
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     self.log_scalars(step, scalars)
 
@@ -188,7 +196,7 @@ class NullLogger(Logger):
 class Event:
   """One recorded call of a :class:`MemoryLogger`."""
 
-  kind: str  # 'scalars', 'images', 'histograms', 'table', 'artifact' or 'config'
+  kind: str  # 'scalars', 'images', 'histograms', 'table', 'artifact', 'config' or 'video'
   step: int | None
   data: Any
 
@@ -221,6 +229,9 @@ class MemoryLogger(Logger):
 
   def log_config(self, config):
     self.events.append(Event("config", None, dict(config)))
+
+  def log_video(self, step, name, path):
+    self.events.append(Event("video", int(step), {name: str(path)}))
 
   def close(self):
     self.closed = True
@@ -269,6 +280,10 @@ class MultiLogger(Logger):
   def log_config(self, config):
     for logger in self.loggers:
       logger.log_config(config)
+
+  def log_video(self, step, name, path):
+    for logger in self.loggers:
+      logger.log_video(step, name, path)
 
   def close(self):
     for logger in self.loggers:

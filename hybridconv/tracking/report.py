@@ -120,6 +120,12 @@ def _filters_section(workdir: str, frames, metrics, fig_dir: str) -> list[str]:
     if os.path.exists(gif):
       lines += [f"Animation over {len(layer_frames_)} summaries: [filters/{layer}.gif]"
                 f"(filters/{layer}.gif)", ""]
+    changes = images.frame_steps(os.path.join(workdir, "filters_change", layer))
+    if changes:
+      step, png = changes[-1]
+      link = os.path.relpath(png, workdir).replace(os.sep, "/")
+      lines += [f"Change since the first summary, at step {step} (one scale for all tiles, "
+                "written under the grid):", "", f"![{layer} change]({link})", ""]
     key = f"filters/{layer}/orientation_selectivity"
     if key in metrics:
       values = metrics[key][1]
@@ -128,29 +134,53 @@ def _filters_section(workdir: str, frames, metrics, fig_dir: str) -> list[str]:
   return lines
 
 
+def gabor_groups(histograms: Mapping[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
+  """``{group: (learned parameters, fixed parameters)}`` from the histogram names.
+
+  Learned parameters are logged as ``gabor/<group>/<param>``, fixed ones as
+  ``gabor/<group>/fixed/<param>`` (:mod:`hybridconv.tracking.filters`).
+  """
+  groups: dict[str, tuple[list[str], list[str]]] = {}
+  for name in sorted(histograms):
+    head, _, param = name.rpartition("/")
+    if not name.startswith("gabor/") or param not in GABOR_PARAMETERS:
+      continue
+    group = head[len("gabor/"):]
+    is_fixed = group.endswith("/fixed")
+    group = group[:-len("/fixed")] if is_fixed else group
+    groups.setdefault(group, ([], []))[int(is_fixed)].append(param)
+  order = GABOR_PARAMETERS.index
+  return {g: (sorted(learned, key=order), sorted(fixed, key=order))
+          for g, (learned, fixed) in groups.items()}
+
+
 def _gabor_section(histograms, metrics, fig_dir: str) -> list[str]:
-  groups = sorted({name[len("gabor/"):].rsplit("/", 1)[0] for name in histograms
-                   if name.startswith("gabor/") and name.rsplit("/", 1)[-1] in GABOR_PARAMETERS})
+  groups = gabor_groups(histograms)
   if not groups:
     return []
   lines = ["## Gabor parameters", "",
            "Constrained values (theta in [0, pi) and psi in radians, frequency in cycles/pixel, "
-           "sigma in pixels) at the first and last summary; drift is the mean |change| since the "
-           "first summary (relative for frequency, sigma and gamma).", ""]
-  for group in groups:
-    first = {p: histograms[f"gabor/{group}/{p}"][0] for p in GABOR_PARAMETERS
-             if f"gabor/{group}/{p}" in histograms}
-    last = {p: histograms[f"gabor/{group}/{p}"][1] for p in first}
+           "sigma in pixels) at the first and last summary; parameters the source does not learn "
+           "are marked fixed. Drift is the mean |change| since the first summary: in radians "
+           "for theta (wrapped modulo pi) and psi, relative (|p / p0 - 1|) for frequency, sigma "
+           "and gamma, on separate axes.", ""]
+  for group, (learned, fixed) in groups.items():
+    first = {p: histograms[f"gabor/{group}/{p}"][0] for p in learned}
+    last = {p: histograms[f"gabor/{group}/{p}"][1] for p in learned}
+    fixed_last = {p: histograms[f"gabor/{group}/fixed/{p}"][1] for p in fixed}
     figure = plots.parameter_histograms(first, last, group,
-                                        os.path.join(fig_dir, f"gabor_{_slug(group)}.png"))
+                                        os.path.join(fig_dir, f"gabor_{_slug(group)}.png"),
+                                        fixed=fixed_last)
     name = os.path.basename(figure)
     lines += [f"### `{group}`", "", f"![{group} parameters]({FIGURE_DIR}/{name})", ""]
-    drift = {p: metrics[f"gabor/{group}/drift/{p}"] for p in GABOR_PARAMETERS
+    if fixed:
+      lines += [f"Fixed (not learned): {', '.join(fixed)}.", ""]
+    drift = {p: metrics[f"gabor/{group}/drift/{p}"] for p in learned
              if f"gabor/{group}/drift/{p}" in metrics}
     if drift:
       final = [(p, float(series[1][-1])) for p, series in drift.items()]
       lines += _table(["parameter", "final drift"], final)
-      figure = plots.lines(drift, f"{group}: drift from initialisation", "mean |change|",
+      figure = plots.drift(drift, f"{group} drift",
                            os.path.join(fig_dir, f"gabor_drift_{_slug(group)}.png"))
       lines += [f"![{group} drift]({FIGURE_DIR}/{os.path.basename(figure)})", ""]
   return lines
@@ -159,7 +189,8 @@ def _gabor_section(histograms, metrics, fig_dir: str) -> list[str]:
 def _likeness_section(metrics, fig_dir: str) -> list[str]:
   layers: dict[str, dict[str, tuple]] = {}
   for key, series in metrics.items():
-    match = re.fullmatch(r"gabor_fit/(.+)/(r2_\w+|frac_r2_above_[\d.]+|spatial_r2_mean)", key)
+    match = re.fullmatch(
+        r"gabor_fit/(.+)/(r2_\w+|null_r2_\w+|frac_r2_above_[\d.]+|spatial_r2_mean)", key)
     if match:
       layers.setdefault(match.group(1), {})[match.group(2)] = series
   layers = {k: v for k, v in layers.items() if "r2_median" in v}
@@ -168,19 +199,23 @@ def _likeness_section(metrics, fig_dir: str) -> list[str]:
   lines = ["## Gabor-likeness of learned kernels", "",
            "R^2 is the fraction of a filter's variance explained by the best-fitting Gabor "
            "(`hybridconv.analysis.gabor_fit`; colour filters as a Gabor times a colour). 1 is a "
-           "Gabor; 5x5 white noise scores about 0.47 and 11x11 noise about 0.14 (median), so "
-           "compare against the first summary, not against 0. A filter with many input "
-           "channels scores low unless one spatial pattern dominates all of them; spatial R^2 "
-           "scores that dominant pattern alone.", ""]
+           "Gabor, but noise does not score 0: few pixels per fitted parameter let a Gabor "
+           "explain much of a random filter. The null band (hatched, dashed median) is the same "
+           "fitter's R^2 for phase-randomised copies of the layer's filters at each summary -- "
+           "same shape, same power spectrum, no spatial structure "
+           "(`hybridconv.analysis.gabor_null`); the filters are Gabor-like as far as their "
+           "score sits above it. A filter with many input channels scores low unless one "
+           "spatial pattern dominates all of them; spatial R^2 scores that dominant pattern "
+           "alone.", ""]
   rows = []
   for layer, stats in layers.items():
     for at, index in (("first", 0), ("last", -1)):
       rows.append((f"`{layer}`", at, int(stats["r2_median"][0][index]),
                    *(float(stats[k][1][index]) if k in stats else "" for k in
-                     ("r2_mean", "r2_median", "frac_r2_above_0.5", "frac_r2_above_0.8",
-                      "spatial_r2_mean"))))
-  lines += _table(["layer", "summary", "step", "R^2 mean", "R^2 median", "frac > 0.5",
-                   "frac > 0.8", "spatial R^2 mean"], rows)
+                     ("r2_mean", "r2_median", "null_r2_median", "frac_r2_above_0.5",
+                      "frac_r2_above_0.8", "spatial_r2_mean"))))
+  lines += _table(["layer", "summary", "step", "R^2 mean", "R^2 median", "null R^2 median",
+                   "frac > 0.5", "frac > 0.8", "spatial R^2 mean"], rows)
   plots.gabor_likeness(layers, os.path.join(fig_dir, "gabor_likeness.png"))
   lines += [f"![R^2 over training]({FIGURE_DIR}/gabor_likeness.png)", ""]
   return lines
@@ -201,8 +236,11 @@ def write_report(workdir: str) -> str:
   fig_dir = os.path.join(workdir, FIGURE_DIR)
   os.makedirs(fig_dir, exist_ok=True)
   histograms = first_and_last_histograms(workdir)
+  # No absolute path anywhere: the report and its links stay valid when the
+  # workdir is copied, archived or browsed elsewhere.
   lines = [f"# Run report: {os.path.basename(workdir)}", "",
-           f"Workdir `{workdir}`; written by `python -m hybridconv.tracking.report`.", ""]
+           "Written by `python -m hybridconv.tracking.report` into the run's workdir; every "
+           "path below is relative to it.", ""]
   lines += _config_section(workdir)
   lines += _results_section(metrics, fig_dir)
   lines += _filters_section(workdir, frames, metrics, fig_dir)

@@ -149,6 +149,9 @@ class WandbLogger(logger_lib.Logger):
   def log_config(self, config):
     self._put(("config", None, dict(config)))
 
+  def log_video(self, step, name, path):
+    self._put(("video", int(step), (name, os.path.abspath(path))))
+
   def wait_until_ready(self, timeout: float | None = None) -> bool:
     """Blocks until initialisation has succeeded or given up (for tests and scripts)."""
     return self._ready.wait(timeout)
@@ -244,6 +247,11 @@ class WandbLogger(logger_lib.Logger):
       run.log_artifact(artifact)
     elif kind == "config":
       run.config.update(data, allow_val_change=True)
+    elif kind == "video":
+      name, path = data
+      # A GIF path is copied as it is (no video encoder needed); W&B plays it.
+      run.log({name: wandb.Video(path, format=os.path.splitext(path)[1][1:] or None)},
+              step=step)
 
   def _work(self) -> None:
     self._start()

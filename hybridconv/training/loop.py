@@ -136,20 +136,19 @@ class TrainLoop:
       self.fault.at("eval", step)
       return jax.process_count() == 1 and bool(self.flag)
 
-    with self.timer.paused():
+    with self.timer.paused(), self.progress.paused():
       eval_metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted)
     if eval_metrics is None:
       return None
     self.logger.log_scalars(step, eval_metrics)
-    self.progress.message(f"eval step {step}: " + ", ".join(
-        f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
+    self.progress.evaluated(step, eval_metrics)
     self.final.update(eval_metrics)
     return eval_metrics
 
   def _save(self, state, step: int, eval_metrics: dict | None) -> None:
     metadata = run_metadata(step, self.steps_per_epoch, eval_metrics)
     metadata["consecutive_skips"] = self.monitor.consecutive
-    with self.timer.paused():
+    with self.timer.paused(), self.progress.paused():
       self.checkpointer.save(step, state, config_json=self.config_json, metadata=metadata,
                              metrics=eval_metrics, data_state=pipeline_state(self.pipeline))
     if self.log_checkpoints:
@@ -164,7 +163,7 @@ class TrainLoop:
 
   def _summarize(self, state, step: int) -> None:
     if self.summarize is not None and self.cadence.filters_due(step):
-      with self.timer.paused():
+      with self.timer.paused(), self.progress.paused():
         self.summarize(state, step)
 
   def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
@@ -187,6 +186,8 @@ class TrainLoop:
         self._summarize(state, 0)
       while step < self.total_steps:
         batch = self.fault.poison(self.pipeline.train_batch(step), step + 1)
+        if not self.timer.started:
+          self.progress.compiling()
         state, step_metrics = self.train_fn(state, batch)
         step += 1
         self.fault.at("step", step)
@@ -195,6 +196,7 @@ class TrainLoop:
         if not self.timer.started:
           # The session's first step compiles: wait for it before the clock starts.
           self._fetch()
+          self.progress.compiled(step)
         self.timer.count()
         self.progress.step(step)
 

@@ -1,17 +1,35 @@
 """Progress reporting: a tqdm bar on a terminal, plain periodic lines otherwise.
 
 Log files and CI consoles garble carriage-return bars, so when stderr is not a
-TTY the same information (step, loss, images/s, ETA) goes out as one line per
-log event instead. :class:`Throughput` measures the images/s those lines report.
+TTY the same information (step, loss, images/s, latest eval accuracy, ETA)
+goes out as one line per log event instead. :class:`Throughput` measures the
+images/s those lines report.
+
+What a person sees, in order: a ``compiling the train step ...`` line as soon
+as the first step is dispatched, a line with the time that took once it has
+run, and only then the bar (or the first plain line). The bar and the ETA
+start at that point, so compilation (often most of a short run's wall time)
+does not enter the rate, and time spent evaluating, saving or summarising
+filters is taken out of it too (:meth:`Progress.paused`).
+
+While the bar is shown, stdout, stderr and every logging handler that writes
+to them go through :class:`_BarStream`: whole lines are printed above the bar
+(clear the bar, write the line, redraw the bar) and partial writes wait for
+their newline, so the W&B banner or an absl log line is never glued onto the
+bar's line. The final 100% bar is drawn once, when the bar is closed, with
+the rate of the training steps alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import logging as py_logging
 import sys
+import threading
 import time
 from collections.abc import Mapping
+from typing import Any, TextIO
 
 from absl import logging
 
@@ -24,8 +42,47 @@ def _format_scalars(scalars: Mapping[str, float]) -> str:
   return " ".join(f"{key}={value:.4g}" for key, value in scalars.items())
 
 
+class _BarStream:
+  """A text stream that prints whole lines above a tqdm bar (see the module docstring).
+
+  Partial writes are buffered until their newline (or :meth:`flush_partial`);
+  attributes other than ``write`` and ``flush`` are the real stream's, so
+  ``isatty()`` and ``fileno()`` still describe the terminal.
+  """
+
+  def __init__(self, progress: Progress, stream: TextIO):
+    self._progress = progress
+    self._stream = stream
+    self._pending = ""
+    self._lock = threading.Lock()
+
+  def write(self, text: str) -> int:
+    with self._lock:
+      self._pending += text
+      head, newline, self._pending = self._pending.rpartition("\n")
+    if newline:
+      self._progress._print_above(head + newline)
+    return len(text)
+
+  def flush(self) -> None:
+    """Lines are written as they complete; a partial line waits for its end."""
+
+  def flush_partial(self) -> None:
+    with self._lock:
+      rest, self._pending = self._pending, ""
+    if rest:
+      self._progress._print_above(rest + "\n")
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._stream, name)
+
+
 class Progress:
   """Reports training progress of one process.
+
+  Call :meth:`compiling` before the session's first step is dispatched and
+  :meth:`compiled` when it has run; :meth:`step` every step, :meth:`log` at log
+  events, :meth:`evaluated` after an evaluation, :meth:`close` at the end.
 
   Args:
     total_steps: the step the run ends at.
@@ -40,56 +97,162 @@ class Progress:
   ):
     self.total_steps = total_steps
     self.enabled = enabled
+    self._use_bar = enabled and (sys.stderr.isatty() if use_bar is None else use_bar)
     self._start_step = initial_step
     self._start_time = time.perf_counter()
+    self._compile_start: float | None = None
+    self._paused_seconds = 0.0
+    self._postfix: dict[str, float] = {}
     self._bar = None
-    if enabled and (sys.stderr.isatty() if use_bar is None else use_bar):
-      from tqdm import tqdm  # noqa: PLC0415 (only on terminals)
+    self._out: TextIO = sys.stderr
+    self._redirected: list[tuple[Any, str, Any]] = []  # (object, attribute, original)
 
-      self._bar = tqdm(
-          total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True,
-          smoothing=0.1, desc="train",
-      )
+  # -- compilation and the start of the clock -----------------------------------
+
+  def compiling(self) -> None:
+    """Says that the first step is being compiled (before it is dispatched)."""
+    self._compile_start = time.perf_counter()
+    self.message("compiling the train step ...")
+
+  def compiled(self, step: int) -> None:
+    """The first step has run: reports how long that took and starts the clock (and bar)."""
+    if self._compile_start is not None:
+      seconds = time.perf_counter() - self._compile_start
+      self.message(f"compiled the train step and ran step {step} in {seconds:.1f} s")
+    self._start_step, self._start_time, self._paused_seconds = step, time.perf_counter(), 0.0
+    if self._use_bar and self._bar is None and step < self.total_steps:
+      self._open_bar(step)
+
+  def _open_bar(self, step: int) -> None:
+    from tqdm import tqdm  # noqa: PLC0415 (only on terminals)
+
+    self._out = sys.stderr
+    self._bar = tqdm(
+        total=self.total_steps, initial=step, unit="step", dynamic_ncols=True,
+        smoothing=0.1, desc="train", file=self._out,
+    )
+    self._redirect()
+
+  def _redirect(self) -> None:
+    """Sends stdout, stderr and the logging handlers that write to them through the bar."""
+    streams = {id(sys.stdout): _BarStream(self, sys.stdout),
+               id(sys.stderr): _BarStream(self, sys.stderr)}
+    handlers = list(py_logging.getLogger().handlers)
+    absl_handler = logging.get_absl_handler()
+    handlers.append(absl_handler.python_handler)
+    for handler in handlers:
+      stream = getattr(handler, "stream", None)
+      if isinstance(handler, py_logging.StreamHandler) and id(stream) in streams:
+        self._redirected.append((handler, "stream", stream))
+        handler.stream = streams[id(stream)]
+    for name in ("stdout", "stderr"):
+      original = getattr(sys, name)
+      self._redirected.append((sys, name, original))
+      setattr(sys, name, streams[id(original)])
+
+  def _restore(self) -> None:
+    for owner, attribute, original in reversed(self._redirected):
+      current = getattr(owner, attribute)
+      setattr(owner, attribute, original)
+      if isinstance(current, _BarStream):
+        current.flush_partial()
+    self._redirected.clear()
+
+  def _print_above(self, text: str) -> None:
+    """Writes whole lines above the bar: clear it, write, redraw it (unless it is done)."""
+    bar = self._bar
+    if bar is None:
+      self._out.write(text)
+      self._out.flush()
+      return
+    with bar.get_lock():
+      bar.clear(nolock=True)
+      self._out.write(text)
+      self._out.flush()
+      if bar.n < self.total_steps:  # the finished bar is drawn once, by close()
+        bar.refresh(nolock=True)
+
+  # -- per step and per event -----------------------------------------------------
 
   def _eta(self, step: int) -> float:
     done = step - self._start_step
-    elapsed = time.perf_counter() - self._start_time
+    elapsed = time.perf_counter() - self._start_time - self._paused_seconds
     return elapsed / done * (self.total_steps - step) if done > 0 else float("nan")
 
-  def step(self, step: int, postfix: Mapping[str, float] | None = None) -> None:
+  def step(self, step: int) -> None:
     """Advances the bar to ``step`` (cheap; call every step)."""
+    bar = self._bar
+    if bar is None:
+      return
+    if step < self.total_steps:
+      bar.update(step - bar.n)
+    else:
+      bar.n = step  # drawn by close(), once, with the final postfix
+
+  @contextlib.contextmanager
+  def paused(self):
+    """Takes the time spent inside the block (evaluation, saving) out of the rate and ETA."""
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      seconds = time.perf_counter() - start
+      self._paused_seconds += seconds
+      if self._bar is not None:
+        # Shift the bar's clock by exactly the pause (tqdm's unpause() would
+        # also drop the training time since its last redraw).
+        self._bar.start_t += seconds
+        self._bar.last_print_t += seconds
+
+  def _show_postfix(self) -> None:
     if self._bar is not None:
-      self._bar.update(step - self._bar.n)
-      if postfix:
-        self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+      self._bar.set_postfix({k: f"{v:.4g}" for k, v in self._postfix.items()}, refresh=False)
 
   def log(self, step: int, scalars: Mapping[str, float]) -> None:
-    """One event's scalars: a line in the log (without a bar) or the bar's postfix."""
+    """One event's scalars: the bar's postfix, or a line in the log (without a bar)."""
     if not self.enabled:
       return
-    if self._bar is not None:
-      self.step(step, scalars)
+    self._postfix.update(scalars)
+    if self._use_bar:
+      self.step(step)
+      self._show_postfix()
       return
     eta = self._eta(step)
     eta_text = _format_eta(eta) if eta == eta else "?"
     logging.info(
         "step %d/%d (%.0f%%) %s eta %s", step, self.total_steps,
-        100.0 * step / self.total_steps, _format_scalars(scalars), eta_text,
+        100.0 * step / self.total_steps, _format_scalars(self._postfix), eta_text,
     )
+
+  def evaluated(self, step: int, eval_metrics: Mapping[str, float]) -> None:
+    """An evaluation's line, and its accuracy into the postfix of later bars and lines."""
+    if not self.enabled:
+      return
+    if "eval/accuracy" in eval_metrics:
+      self._postfix["eval_acc"] = float(eval_metrics["eval/accuracy"])
+      self._show_postfix()
+    self.message(f"eval step {step}: " + ", ".join(
+        f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
 
   def message(self, text: str) -> None:
     """A line that does not break the bar (evaluation results, checkpoints)."""
     if not self.enabled:
       return
     if self._bar is not None:
-      self._bar.write(text)
+      self._print_above(text + "\n")
     else:
       logging.info("%s", text)
 
   def close(self) -> None:
-    if self._bar is not None:
-      self._bar.close()
-      self._bar = None
+    """Draws the final bar once (rate of the training steps alone) and restores the streams."""
+    bar, self._bar = self._bar, None
+    if bar is not None:
+      self._restore()
+      with bar.get_lock():
+        # tqdm's close draws the bar with its average rate: elapsed time since
+        # the bar opened (after compilation) less the paused time (paused()).
+        bar.close()
+      self._out.flush()
 
 
 class Throughput:

@@ -275,12 +275,12 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
             log_checkpoints=is_main_process and config.tracking.log_checkpoints,
             summarize=_filter_summarizer(config, model_fns, logger, workdir, is_main_process))
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
+        if is_main_process and config.tracking.animation:  # after the loop only: not Preempted
+          tracking.log_animations(logger, workdir, final["step"])  # workdir and W&B
       finally:
         logger.close()
   if is_main_process:
     workdir_lib.write_summary(workdir, final, total_steps=total_steps)
-  if is_main_process and config.tracking.animation:  # after the loop: must not mask Preempted
-    tracking.write_animations(workdir)
   return final
 
 
