@@ -11,10 +11,10 @@ and ArrayRecord writer unchanged) with its download step replaced by reading
 the first ``NUM_TRAIN`` / ``NUM_TEST`` examples of the local Fashion-MNIST IDX
 files (Debian's ``dataset-fashion-mnist``). The result, under
 ``tests/data/tfds/fashion_mnist/3.0.1/``, is exactly what ``download_and_prepare``
-writes for the full dataset, only smaller (37 KB of records; ArrayRecord pads each shard file to 128 KB,
-which git compresses away), so the tests exercise
-TFDS's real prepared-dataset path: ``is_prepared``, ``dataset_info.json``,
-ArrayRecord shards and PNG decoding.
+writes for the full dataset, only smaller (37 KB of records; the ArrayRecord
+writer pads each shard file to 128 KB of zeros, which git compresses away), so
+the tests exercise TFDS's real prepared-dataset path: ``is_prepared``,
+``dataset_info.json``, ArrayRecord shards and PNG decoding.
 
 Why a patched builder rather than a hand-written one: the tests then read the
 dataset under its registered name, exactly as ``data.name='fashion_mnist'``
