@@ -51,9 +51,11 @@ def test_eval_sums_ignore_padded_rows_that_carry_wrong_labels():
   logits = rng.normal(size=(12, 10)).astype(np.float32) * 3
   labels = rng.integers(0, 10, size=12)
   mask = np.arange(12) < 9
-  # Padding rows: confident, wrong, and with a huge loss if it were counted.
-  labels[9:] = (np.argmax(logits[9:], -1) + 1) % 10
-  logits[9:, labels[9:]] = -50.0
+  # Padding rows carry labels that would change every sum if counted: row 9 is
+  # predicted correctly (top-1 and top-5), rows 10-11 wrongly with a huge loss.
+  labels[9] = np.argmax(logits[9])
+  labels[10:] = (np.argmax(logits[10:], -1) + 1) % 10
+  logits[np.arange(10, 12), labels[10:]] = -50.0
   sums = {k: float(v) for k, v in metrics.eval_sums(
       jnp.asarray(logits), jnp.asarray(labels, jnp.int32), jnp.asarray(mask)).items()}
   real_logits, real_labels = logits[:9], labels[:9]
