@@ -132,10 +132,13 @@ def test_label_smoothing_changes_the_gradient():
 def test_bfloat16_loss_matches_float32_within_bf16_precision():
   """The same initial params and batch: bf16 activations change the loss by < 2%, not 0."""
   _, state32, step32 = _setup(compute_dtype="float32")
-  _, state16, step16 = _setup(compute_dtype="bfloat16")
+  fns16, state16, step16 = _setup(compute_dtype="bfloat16")
   for a, b in zip(jax.tree.leaves(state32.params), jax.tree.leaves(state16.params), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   batch = _batch(batch_size=16)
+  logits, _ = fns16.apply(state16.params, state16.model_state, batch["image"], train=True,
+                          key=ts.step_key(state16))
+  assert logits.dtype == jnp.bfloat16  # the layers compute in bf16, not only the input cast
   loss32 = float(step32(state32, batch)[1]["train/loss"])
   loss16 = float(step16(state16, batch)[1]["train/loss"])
   assert loss16 == pytest.approx(loss32, rel=2e-2)
