@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from hybridconv.kernels import constraints
 from hybridconv.kernels.gabor import gabor_real
 from hybridconv.nn import BankMixConv, FrozenKernel, KernelConv, is_kernel_parameter, sources
 
@@ -167,3 +168,12 @@ def test_optimiser_over_params_sees_no_frozen_value():
   layer = KernelConv(2, 4, 3, source=source, rngs=nnx.Rngs(0))
   trained = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(layer, nnx.Param))}
   assert trained == {"kernel_source/groups/2/kernel", "bias"}
+
+
+def test_frequency_bound_at_nyquist_is_refused_naming_the_value_and_the_limit():
+  with pytest.raises(ValueError) as error:
+    constraints.frequency_bounds(0.02, 0.5)
+  message = str(error.value)
+  assert "upper bound 0.5" in message and "Nyquist limit 0.5" in message
+  assert "choose a value below 0.5" in message
+  assert constraints.frequency_bounds() == constraints.Bounds(0.02, 0.45)
