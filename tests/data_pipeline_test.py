@@ -249,3 +249,28 @@ def test_sharding_over_four_fake_cpu_devices():
   result = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0 and "SHARDED-OK" in result.stdout, result.stderr[-4000:]
+
+
+def _flip_pattern(pipeline, step):
+  """Which rows of training batch ``step`` are mirrored (all images are the same left bar)."""
+  pixels = _pixels(pipeline, pipeline.train_batch(step)["image"])
+  flipped = pixels[:, :, 2, 0].mean(axis=1) == 200
+  assert np.all(flipped ^ (pixels[:, :, 0, 0].mean(axis=1) == 200))
+  return flipped
+
+
+def test_augmentation_draws_depend_on_the_step_within_and_across_epochs():
+  train = np.zeros((64, 3, 3, 1), np.uint8)
+  train[:, :, 0] = 200  # identical images: the batch content no longer depends on the order
+  dataset = ArrayDataset(train, np.zeros(64, np.int32), train[:4], np.zeros(4, np.int32),
+                         num_classes=1, name="left-bar")
+  pipeline = _pipeline(dataset, augment=Augment(horizontal_flip=True), batch=32)
+  assert pipeline.steps_per_epoch == 2
+  patterns = [_flip_pattern(pipeline, step) for step in range(4)]
+  # Steps 0 and 1 share an epoch, 2 and 3 the next one: every step draws afresh.
+  for a in range(4):
+    for b in range(a + 1, 4):
+      assert not np.array_equal(patterns[a], patterns[b]), (a, b)
+  np.testing.assert_array_equal(_flip_pattern(pipeline, 1), patterns[1])
+  other_seed = _pipeline(dataset, augment=Augment(horizontal_flip=True), batch=32, seed=5)
+  assert not np.array_equal(_flip_pattern(other_seed, 1), patterns[1])
