@@ -20,11 +20,12 @@ import pytest
 from jax.sharding import Mesh
 
 from configs import tiny
-from hybridconv import train, writers
+from hybridconv import tracking
 from hybridconv.data import build_pipeline, load_dataset
 from hybridconv.data.idx import load_idx_dataset
 from hybridconv.data.streaming import StreamingPipeline
 from hybridconv.data.tfds_source import open_tfds_sources
+from hybridconv.training import train
 
 TFDS_DIR = pathlib.Path(__file__).resolve().parent / "data" / "tfds"
 NUM_TRAIN, NUM_TEST = 48, 20
@@ -123,7 +124,7 @@ def test_train_and_evaluate_on_real_tfds_files(pipeline, tfds_dir, tmp_path):
   assert final["step"] == 4
   assert 0.0 <= final["eval/accuracy"] <= final["eval/top5_accuracy"] <= 1.0
   assert np.isfinite(final["eval/loss"]) and final["eval/loss"] > 0
-  events = writers.read_metrics(workdir)
+  events = tracking.read_events(workdir)
   assert [e["step"] for e in events if "eval/accuracy" in e][-1] == 4
   data_dirs = list(pathlib.Path(workdir, "checkpoints").glob("*/data"))
   assert bool(data_dirs) == (pipeline == "streaming")  # the iterator state is checkpointed

@@ -20,8 +20,9 @@ import optax
 import pytest
 
 from configs import tiny
-from hybridconv import checkpointing, data, metrics, optim, sharding, train, writers
-from hybridconv import train_state as ts
+from hybridconv import data, sharding, tracking
+from hybridconv.training import checkpointing, metrics, optim, train
+from hybridconv.training import state as ts
 
 IMAGE_SHAPE = (16, 16, 1)
 NUM_CLASSES = 4
@@ -203,7 +204,7 @@ def test_first_logged_train_loss_is_label_smoothed_as_configured(smoothed_run):
   batch = pipeline.train_batch(0)
   logits, _ = fns.apply(state.params, state.model_state, batch["image"], train=True,
                         key=ts.step_key(state))
-  first = next(e for e in writers.read_metrics(workdir) if "train/loss" in e)
+  first = next(e for e in tracking.read_events(workdir) if "train/loss" in e)
   assert first["step"] == 1
   expected = _smoothed_ce(logits, batch["label"], 0.2)
   assert first["train/loss"] == pytest.approx(expected, rel=1e-4)
