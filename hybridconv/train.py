@@ -221,6 +221,8 @@ def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | N
     )
     os.makedirs(workdir, exist_ok=True)
     workdir_lib.write_config(workdir, config_json)
+    if lead and getattr(pipeline, "class_names", None):
+      data.write_class_names(workdir, pipeline.class_names)
 
     replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     train_fn = jax.jit(

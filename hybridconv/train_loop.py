@@ -71,6 +71,11 @@ def pipeline_state(pipeline):
   return pipeline.get_state() if hasattr(pipeline, "get_state") else None
 
 
+def pipeline_metrics(pipeline) -> dict[str, int]:
+  """The pipeline's data counters (e.g. skipped unreadable images), where it keeps any."""
+  return pipeline.metrics() if hasattr(pipeline, "metrics") else {}
+
+
 def stop_requested(flag: preemption.PreemptionFlag, collective_point: bool) -> bool:
   """Whether to stop here; multi-process runs agree, at points every process reaches."""
   if jax.process_count() == 1:
@@ -126,6 +131,7 @@ class TrainLoop:
       return
     scalars.update(self.timer.rates())
     scalars["epoch"] = step / self.steps_per_epoch
+    scalars.update(pipeline_metrics(self.pipeline))
     if not tracking.is_due(step, self.config.tracking.scalars_every_steps, self.total_steps):
       scalars = tracking.without_layer_norms(scalars)
     self.fault.at("log", step)
@@ -233,6 +239,7 @@ class TrainLoop:
     finally:
       self.progress.close()
     self.final.update(step=step, train_seconds=self.timer.total_seconds)
+    self.final.update(pipeline_metrics(self.pipeline))
     if self.timer.total_images:
       self.final["images_per_sec"] = self.timer.total_images / max(self.timer.total_seconds, 1e-9)
     return self.final
