@@ -3,7 +3,7 @@
 Training follows Inception / torchvision's ``RandomResizedCrop``: a box of
 ``scale`` (0.08-1) times the image area and aspect ratio in ``ratio`` (3/4-4/3,
 log-uniform), ten tries, then a centre crop with the ratio clamped; the box is
-resized to ``size x size`` (bilinear, antialiased as in Pillow) and flipped
+resized to ``size x size`` (bilinear, area-averaged beyond 2x) and flipped
 left-right with probability 1/2. Every random draw comes from a generator
 seeded by ``(seed, step, index)``, so a batch is a pure function of where it sits
 in the stream and resumption is exact whichever worker decodes it.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from hybridconv.data import decode
 
@@ -66,34 +66,50 @@ def center_box(height: int, width: int, size: int, resize: int) -> Box:
   return (height - h) / 2, (width - w) / 2, h, w
 
 
-def _resize_box(data: bytes | np.ndarray, box_fn, size: int) -> np.ndarray:
+def resize_box(pixels: np.ndarray, box: Box, size: int) -> np.ndarray:
+  """Resizes the ``(top, left, height, width)`` box of ``pixels`` to ``(size, size, 3)``.
+
+  OpenCV, not Pillow: measured 4x faster for this resize (0.6 vs 2.5 ms a 224
+  crop, see the decode benchmark). Bilinear where the box is at most twice the
+  output (the decoder's DCT scaling keeps it so for JPEGs), area averaging
+  beyond, so downscales do not alias.
+  """
+  top, left, h, w = (int(round(v)) for v in box)
+  h, w = max(h, 1), max(w, 1)
+  region = pixels[top:top + h, left:left + w]
+  interpolation = cv2.INTER_AREA if min(h, w) > 2 * size else cv2.INTER_LINEAR
+  return cv2.resize(region, (size, size), interpolation=interpolation)
+
+
+def _resize_box(data: bytes | np.ndarray, box_fn, size: int, decoder=decode.decode_rgb
+                ) -> np.ndarray:
   """Decodes (reduced where possible), then resizes the box from ``box_fn(h, w)`` to size."""
   if isinstance(data, np.ndarray):  # already decoded (e.g. TFDS sources without fixed shape)
     pixels = data[..., None] if data.ndim == 2 else data
     pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
-    height, width = pixels.shape[:2]
-    top, left, h, w = box_fn(height, width)
-  else:
-    height, width = decode.image_size(data)
-    top, left, h, w = box_fn(height, width)
-    # Ask for enough pixels that the box still has >= size pixels per side.
-    pixels = decode.decode_rgb(data, min_height=math.ceil(height * size / h),
-                               min_width=math.ceil(width * size / w))
+    return resize_box(np.ascontiguousarray(pixels, np.uint8), box_fn(*pixels.shape[:2]), size)
+  height, width = decode.image_size(data)
+  top, left, h, w = box_fn(height, width)
+  # Ask for enough pixels that the box still has >= size pixels per side.
+  pixels = decoder(data, min_height=math.ceil(height * size / h),
+                   min_width=math.ceil(width * size / w))
   sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
-  box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
-  image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
-  return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=box))
+  return resize_box(pixels, (top * sy, left * sx, h * sy, w * sx), size)
 
 
 def train_crop(data: bytes | np.ndarray, rng: np.random.Generator, *, size: int,
                scale: tuple[float, float], ratio: tuple[float, float],
-               flip: bool) -> np.ndarray:
+               flip: bool, decoder=decode.decode_rgb) -> np.ndarray:
   """Random-resized crop (and flip) of one image to ``uint8 (size, size, 3)``.
+
+  ``decoder(data, min_height, min_width)`` is :func:`decode.decode_rgb`; the
+  decoder benchmark swaps in the alternatives it compares.
 
   Raises:
     decode.DecodeError: the image cannot be decoded.
   """
-  out = _resize_box(data, lambda h, w: random_resized_box(rng, h, w, scale, ratio), size)
+  out = _resize_box(data, lambda h, w: random_resized_box(rng, h, w, scale, ratio), size,
+                    decoder)
   if flip and rng.random() < 0.5:
     out = out[:, ::-1]
   return out
