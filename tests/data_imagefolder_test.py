@@ -253,3 +253,45 @@ def test_decode_config_refuses_bad_values():
     DecodeConfig(crop_scale=(0.5, 0.1))
   with pytest.raises(ValueError, match="image_size"):
     DecodeConfig(image_size=0)
+
+
+class _FakeBuilder:
+  """What open_tfds_streaming_sources reads of a TFDS builder; records the decoders asked for."""
+
+  def __init__(self, image_shape, records):
+    feature = type("F", (), {"shape": image_shape, "num_classes": 3})()
+    self.info = type("I", (), {"features": {"image": feature, "label": feature},
+                               "splits": {"train": 1, "validation": 1}})()
+    self.records, self.decoders = records, []
+
+  def as_data_source(self, split, decoders=None):
+    self.decoders.append(decoders)
+    return self.records
+
+
+@pytest.mark.parametrize("shape, encoded", [((None, None, 3), True), ((32, 32, 3), False)])
+def test_tfds_images_of_varying_size_stay_encoded_for_the_workers(folder, monkeypatch, shape,
+                                                                  encoded):
+  import tensorflow_datasets as tfds
+
+  from hybridconv.data import tfds_source
+
+  # TFDS's numpy parser hands skipped features over as 0-d object arrays of bytes.
+  train_source, _, _ = open_imagefolder(str(folder))
+  records = [{"image": np.array(train_source[i]["image"], dtype=object),
+              "label": train_source[i]["label"]} for i in range(len(train_source))]
+  builder = _FakeBuilder(shape, records)
+  monkeypatch.setattr(tfds_source, "open_tfds_builder", lambda *a, **k: builder)
+  train_records, eval_records, num_classes, is_encoded = (
+      tfds_source.open_tfds_streaming_sources("imagenette"))
+  assert (num_classes, is_encoded) == (3, encoded)
+  if not encoded:
+    assert builder.decoders == [None, None]
+    return
+  assert all(isinstance(d["image"], tfds.decode.SkipDecoding) for d in builder.decoders)
+  pipeline = StreamingPipeline(
+      train_records, eval_records, num_classes=3, global_batch_size=5, eval_batch_size=5,
+      seed=0, mesh=_mesh(), decode=DecodeConfig(image_size=24, eval_resize=28))
+  batches = _raw_batches(pipeline, 5)
+  assert batches[0]["image"].shape == (5, 24, 24, 3)
+  assert sum(int(b["skipped"]) for b in batches) == 1  # one epoch: the truncated file once

@@ -84,6 +84,8 @@ def resize_box(pixels: np.ndarray, box: Box, size: int) -> np.ndarray:
 def _resize_box(data: bytes | np.ndarray, box_fn, size: int, decoder=decode.decode_rgb
                 ) -> np.ndarray:
   """Decodes (reduced where possible), then resizes the box from ``box_fn(h, w)`` to size."""
+  if isinstance(data, np.ndarray) and data.dtype.kind in "OSV":
+    data = data.item()  # encoded bytes held in a 0-d array (TFDS's numpy parser)
   if isinstance(data, np.ndarray):  # already decoded (e.g. TFDS sources without fixed shape)
     pixels = data[..., None] if data.ndim == 2 else data
     pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
