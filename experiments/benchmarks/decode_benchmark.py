@@ -160,9 +160,9 @@ def main() -> None:
   _init([], args.size)
   images = make_jpegs(args.images)
   sizes = [decode.image_size(d) for d in images]
-  print(f"{SIZE}x{SIZE} crops of {len(images)} JPEGs, quality 90, mean {np.mean([s[1] for s in sizes]):.0f}x"
-        f"{np.mean([s[0] for s in sizes]):.0f} px, {np.mean([len(d) for d in images]) / 1e3:.0f}"
-        " kB each")
+  width, height = np.mean([s[1] for s in sizes]), np.mean([s[0] for s in sizes])
+  print(f"{SIZE}x{SIZE} crops of {len(images)} JPEGs, quality 90, mean {width:.0f}x{height:.0f} px,"
+        f" {np.mean([len(d) for d in images]) / 1e3:.0f} kB each")
   rates = {name: [] for name in PIPELINES}
   for _ in range(args.rounds):
     for name in PIPELINES:
