@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import pathlib
 
 import jax
@@ -171,6 +172,7 @@ def test_iterator_resumes_exactly_with_worker_processes(folder):
   pipeline = _pipeline(folder, batch=4, workers=2)
   for step in range(3):
     pipeline.train_batch(step)
+  assert len(multiprocessing.active_children()) >= 2  # grain's decoding workers
   state = pipeline.get_state()
   expected = [jax.device_get(pipeline.train_batch(step)) for step in range(3, 9)]  # 2 epochs
   resumed = _pipeline(folder, batch=4, workers=2)

@@ -1,12 +1,14 @@
 """Encoded images (JPEG, PNG) to RGB uint8 arrays, at reduced size where that loses nothing.
 
 Decoder choice, by measurement (``experiments/benchmarks/decode_benchmark.py``,
-500x375 quality-90 JPEGs, one core): JPEGs go through simplejpeg (libjpeg-turbo)
-with reduced-size decoding; everything else, and the JPEGs simplejpeg refuses
-(CMYK/YCCK), through Pillow. Both use libjpeg-turbo's DCT scaling (1/2, 1/4,
-1/8) when the crop needs fewer pixels than the file has; simplejpeg was the
-faster of the two because it decodes straight into a numpy array (Pillow
-decodes into its own image and then copies), see the README figures.
+~465x411 quality-90 JPEGs, one core, decode + 224 random-resized crop + flip
+with the same OpenCV resize): simplejpeg (libjpeg-turbo) 316 img/s, Pillow
+with ``Image.draft`` 191 img/s; torchvision's Pillow pipeline 155 img/s. Both
+decoders use libjpeg-turbo and its DCT scaling (1/2, 1/4, 1/8) when the crop
+needs fewer pixels than the file has; simplejpeg is faster because it decodes
+straight into a numpy array while Pillow decodes into its own image buffer and
+then converts and copies. So JPEGs go through simplejpeg; everything else, and
+the JPEGs simplejpeg refuses (CMYK/YCCK), through Pillow.
 
 Reduced-size decoding is exact in the sense that matters here: the decoder is
 asked for at least as many pixels as the final resize reads, so the output
