@@ -6,6 +6,8 @@ import io
 import json
 import multiprocessing
 import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -297,3 +299,18 @@ def test_tfds_images_of_varying_size_stay_encoded_for_the_workers(folder, monkey
   batches = _raw_batches(pipeline, 5)
   assert batches[0]["image"].shape == (5, 24, 24, 3)
   assert sum(int(b["skipped"]) for b in batches) == 1  # one epoch: the truncated file once
+
+
+def test_cli_refuses_a_class_folder_without_images_with_one_error_line(tmp_path):
+  root = make_imagefolder(tmp_path / "images", per_class=(2, 1), corrupt=False)
+  (root / "train" / "empty_class").mkdir()
+  workdir = tmp_path / "work"
+  result = subprocess.run(
+      [sys.executable, "-m", "hybridconv.main", "--config=configs/imagefolder.py",
+       f"--config.data.data_dir={root}", f"--workdir={workdir}"],
+      cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 2
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "empty_class holds no images" in errors[0]
+  assert not workdir.exists()

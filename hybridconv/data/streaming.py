@@ -208,15 +208,15 @@ class StreamingPipeline:
     """Reads ``dataset`` on threads, and in worker processes when decoding with workers."""
     if self._decode is None or not self._decode.workers:
       return iter(dataset.to_iter_dataset(self._read_options))
-    # One thread per worker: the workers are the parallelism, and each holds
-    # whole batches in flight.
+    # One thread and one buffered batch per worker: the workers are the
+    # parallelism, and an ImageNet batch of 1024 at 224 px is 154 MB.
     in_worker = grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
     if not flags.FLAGS.is_parsed():
       # grain's mp_prefetch reads its absl flags; under `hybridconv train` they are
       # parsed, in library use (tests, notebooks) their defaults are what we want.
       flags.FLAGS.mark_as_parsed()
     options = grain.MultiprocessingOptions(num_workers=self._decode.workers,
-                                           per_worker_buffer_size=2)
+                                           per_worker_buffer_size=1)
     return iter(dataset.to_iter_dataset(in_worker).mp_prefetch(options))
 
   def shard_batches(self, start_step: int = 0) -> grain.DatasetIterator:
