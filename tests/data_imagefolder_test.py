@@ -12,7 +12,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from imagefolder_support import make_imagefolder, random_photo, write_image
+from imagefolder_support import make_imagefolder, random_photo, write_image, write_tfds_imagenette
 from jax.sharding import Mesh
 from PIL import Image
 
@@ -314,3 +314,26 @@ def test_cli_refuses_a_class_folder_without_images_with_one_error_line(tmp_path)
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "empty_class holds no images" in errors[0]
   assert not workdir.exists()
+
+
+def test_small_alexnet_trains_from_a_real_prepared_tfds_imagenette(tmp_path):
+  """Real ArrayRecord files read without TensorFlow; JPEGs decoded in a worker process."""
+  write_tfds_imagenette(tmp_path / "tfds", num_train=12, num_val=5)
+  config = tiny.get_config("free")
+  config.data.source = "tfds"
+  config.data.name = "imagenette"
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.data.pipeline = "streaming"
+  config.data.decode.image_size = 32
+  config.data.decode.eval_resize = 36
+  config.data.decode.workers = 1  # the TFDS source is pickled into the worker
+  config.model.name = "alexnet_small"
+  config.batch_size = 4
+  config.eval_batch_size = 5
+  config.num_train_steps = 4
+  config.cpu_devices = 1
+  config.lock()
+  final = train.train_and_evaluate(config, str(tmp_path / "work"))
+  assert final["step"] == 4 and np.isfinite(final["train/loss"])
+  assert 0.0 <= final["eval/accuracy"] <= final["eval/top5_accuracy"] <= 1.0
+  assert final["data/skipped_images"] == 0 and final["data/skipped_eval_images"] == 0
