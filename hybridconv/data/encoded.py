@@ -124,7 +124,8 @@ class ImageBatches:
     if len(bad) == size:
       raise decode.DecodeError(f"every image of the {size}-image batch at step {step} is "
                                "unreadable; check the data")
-    good = [i for i in range(size) if i not in set(bad)]
+    unreadable = set(bad)
+    good = [i for i in range(size) if i not in unreadable]
     for i in bad:  # the next readable image of the batch, cyclically
       j = next((g for g in good if g > i), good[0])
       images[i], labels[i] = images[j], labels[j]
