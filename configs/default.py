@@ -57,9 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.allow_config_change = False  # resume a workdir although seed/model/data/optim.name changed
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = "idx"  # 'idx' (local IDX files), 'tfds' or 'gratings' (procedural)
+  config.data.source = "idx"  # 'idx' (IDX files), 'tfds', 'gratings' or 'imagefolder'
   config.data.name = "fashion_mnist"  # dataset, e.g. 'fashion_mnist', 'cifar10', 'imagenet2012'
-  config.data.data_dir = ""  # '' = HYBRIDCONV_IDX_DIR / TFDS_DATA_DIR or the packaged default
+  config.data.data_dir = ""  # '' = HYBRIDCONV_IDX_DIR / TFDS_DATA_DIR / packaged; imagefolder root
   config.data.pipeline = "device"  # 'device' (whole dataset in device memory) or 'streaming'
   config.data.train_size = 0  # class-balanced training subset of this many images (0 = all)
   config.data.subset_seed = -1  # seed choosing the subset (-1 = config.seed, so seeds vary it)
@@ -67,6 +67,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.augment = ml_collections.ConfigDict()
   config.data.augment.crop_padding = 0  # random crops after zero-padding by this many pixels
   config.data.augment.horizontal_flip = False  # random left-right flips
+  config.data.decode = ml_collections.ConfigDict()  # variable-size images (imagefolder, ImageNet)
+  config.data.decode.image_size = 224  # side of the square train/eval crops fed to the model
+  config.data.decode.eval_resize = 256  # eval: shorter side resized to this, then centre crop
+  config.data.decode.crop_scale = (0.08, 1.0)  # train: random-resized crop area fraction range
+  config.data.decode.crop_ratio = (3 / 4, 4 / 3)  # train: crop aspect ratio (w/h) range
+  config.data.decode.workers = -1  # grain decode processes (-1 = cores - 1, 0 = threads here)
   config.data.gratings = ml_collections.ConfigDict()
   config.data.gratings.num_train = 10_000  # procedural training images
   config.data.gratings.num_test = 2_000  # procedural test images

@@ -4,7 +4,11 @@ Variants: a kernel source for the first conv (free, gabor, fixed, random,
 hybrid; default ``free``) optionally with a model (``alexnet``, the default, or
 ``resnet50``), e.g. ``configs/imagenet.py:gabor,resnet50``. Streams through
 grain with per-process shards; prepare the TFDS dataset (manual download) first.
-For multi-host accelerators: the global batch is split over every device.
+The JPEGs stay encoded in the ArrayRecord files and are decoded, random-resized
+cropped (scale 0.08-1, ratio 3/4-4/3) and flipped to 224x224 in grain worker
+processes (one per core but one); evaluation resizes the shorter side to 256
+and centre-crops 224. For multi-host accelerators: the global batch is split
+over every device.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ def get_config(arg: str | None = None):
   config.data.name = "imagenet2012"
   config.data.pipeline = "streaming"
   config.data.augment.horizontal_flip = True
+  config.data.decode.image_size = 224  # Krizhevsky et al. took 224 crops too (227 in Caffe)
+  config.data.decode.eval_resize = 256
+  config.data.decode.workers = -1
   config.model.name = model
   config.model.first_layer = source
   if config.model.first_layer == "fixed":

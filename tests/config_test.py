@@ -10,7 +10,7 @@ import sys
 import pytest
 from flax import nnx
 
-from configs import cifar10, default, fashion_mnist, gratings, imagenet, tiny
+from configs import cifar10, default, fashion_mnist, gratings, imagefolder, imagenet, tiny
 from hybridconv import configlib, models, sweeps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +20,7 @@ VARIANTS = {
     gratings: [*SOURCES, None],
     cifar10: [*SOURCES, "gabor,alexnet_small", "resnet20", None],
     imagenet: [*SOURCES, "gabor,resnet50", "alexnet", None],
+    imagefolder: ["free", "gabor,resnet50", None],
     tiny: [*SOURCES, None],
 }
 
@@ -63,7 +64,8 @@ def test_variants_only_change_declared_keys(module, variant):
 
 # (image shape, classes) of each config's dataset, to build its models abstractly.
 DATA_SHAPES = {fashion_mnist: ((28, 28, 1), 10), gratings: ((32, 32, 1), 8),
-               cifar10: ((32, 32, 3), 10), imagenet: ((224, 224, 3), 1000), tiny: ((16, 16, 1), 4)}
+               cifar10: ((32, 32, 3), 10), imagenet: ((224, 224, 3), 1000), tiny: ((16, 16, 1), 4),
+               imagefolder: ((224, 224, 3), 10)}
 
 
 @pytest.mark.parametrize(

@@ -186,7 +186,8 @@ def test_build_pipeline_dispatch():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(source="hdf5"), r"data.source must be one of \('idx', 'tfds', 'gratings'\), got 'hdf5'"),
+    (dict(source="hdf5"),
+     r"data.source must be one of \('idx', 'tfds', 'gratings', 'imagefolder'\), got 'hdf5'"),
     (dict(pipeline="tfdata"), r"data.pipeline must be one of \('device', 'streaming'\)"),
 ])
 def test_unknown_source_or_pipeline(overrides, message):

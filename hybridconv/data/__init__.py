@@ -1,4 +1,4 @@
-"""Data sources (IDX files, TFDS, procedural gratings) and input pipelines.
+"""Data sources (IDX files, TFDS, procedural gratings, image folders) and input pipelines.
 
 * :func:`load_dataset` reads the configured source into an :class:`ArrayDataset`.
 * :class:`DevicePipeline` keeps the dataset on the devices; batch ``s`` is a pure
@@ -6,11 +6,16 @@
 * :class:`StreamingPipeline` streams through grain with per-process shards and a
   checkpointable iterator.
 * :func:`build_pipeline` picks one from ``data.pipeline``.
+* :func:`open_imagefolder` reads a ``train/`` + ``val/`` folder of class folders
+  of JPEG/PNG files; :class:`DecodeConfig` says how such variable-size images are
+  decoded and cropped in grain's workers.
 """
 
 from hybridconv.data.augment import Augment
 from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
+from hybridconv.data.encoded import DecodeConfig
+from hybridconv.data.imagefolder import open_imagefolder, write_class_names
 from hybridconv.data.pipeline import Pipeline, build_pipeline, check_config, load_dataset
 from hybridconv.data.streaming import ArraySource, StreamingPipeline
 
@@ -18,10 +23,13 @@ __all__ = [
     "ArrayDataset",
     "ArraySource",
     "Augment",
+    "DecodeConfig",
     "DevicePipeline",
     "Pipeline",
     "StreamingPipeline",
     "build_pipeline",
     "check_config",
     "load_dataset",
+    "open_imagefolder",
+    "write_class_names",
 ]

@@ -3,7 +3,8 @@
 Config keys read here (declared in ``configs/default.py``):
 ``data.source``, ``data.name``, ``data.data_dir``, ``data.pipeline``,
 ``data.prepare``, ``data.train_size``, ``data.subset_seed``,
-``data.augment.{crop_padding, horizontal_flip}`` and, for
+``data.augment.{crop_padding, horizontal_flip}``, for variable-size images
+(``imagefolder``, TFDS ImageNet) ``data.decode.*`` and, for
 gratings, ``data.gratings.{num_train, num_test, image_size, task,
 num_classes, noise, envelope_sigma, seed}``.
 """
@@ -12,21 +13,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
 from jax.sharding import Mesh
 
-from hybridconv.data import subset
+from hybridconv.data import imagefolder, subset
 from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
+from hybridconv.data.encoded import DecodeConfig
 from hybridconv.data.gratings import load_gratings_dataset
 from hybridconv.data.idx import load_idx_dataset
 from hybridconv.data.streaming import ArraySource, StreamingPipeline
-from hybridconv.data.tfds_source import load_tfds_dataset, open_tfds_sources
+from hybridconv.data.tfds_source import load_tfds_dataset, open_tfds_streaming_sources
 
-SOURCES = ("idx", "tfds", "gratings")
+SOURCES = ("idx", "tfds", "gratings", "imagefolder")
 PIPELINES = ("device", "streaming")
 
 
@@ -78,6 +81,10 @@ def load_dataset(data_config: Any) -> ArrayDataset:
   """
   source = data_config.source
   _check_choice("data.source", source, SOURCES)
+  if source == "imagefolder":
+    raise ValueError("data.source='imagefolder' needs data.pipeline='streaming' (its images "
+                     "differ in size and are decoded while streaming), got data.pipeline="
+                     f"{data_config.pipeline!r}")
   if source == "idx":
     return load_idx_dataset(data_config.name, data_config.data_dir)
   if source == "tfds":
@@ -112,24 +119,40 @@ def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size:
       dataset = dataclasses.replace(dataset, train_images=dataset.train_images[indices],
                                     train_labels=dataset.train_labels[indices])
     pipeline = DevicePipeline(dataset, **common)
+    pipeline.train_subset = record
+    return pipeline
+  class_names = None
+  decode = None
+  labels = None
+  if data_config.source == "imagefolder":
+    decode = _decode_config(data_config)  # checked before the folder scan
+    train, evaluation, class_names = imagefolder.open_imagefolder(data_config.data_dir)
+    num_classes = len(class_names)
+  elif data_config.source == "tfds":
+    train, evaluation, num_classes, encoded = open_tfds_streaming_sources(
+        data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare)
+    decode = _decode_config(data_config) if encoded else None
   else:
-    if data_config.source == "tfds":
-      train, evaluation, num_classes = open_tfds_sources(
-          data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare)
-      labels = subset.labels_of(train) if data_config.train_size else None
-    else:
-      dataset = load_dataset(data_config)
-      train = ArraySource(dataset.train_images, dataset.train_labels)
-      evaluation = ArraySource(dataset.test_images, dataset.test_labels)
-      num_classes, labels = dataset.num_classes, dataset.train_labels
-    if data_config.train_size:
-      indices, record = choose(labels, num_classes)
-      train = subset.SubsetSource(train, indices, labels)
-    else:
-      record = {"train_size": 0, "split_size": len(train), "num_examples": len(train)}
-    pipeline = StreamingPipeline(train, evaluation, num_classes=num_classes, **common)
+    dataset = load_dataset(data_config)
+    train = ArraySource(dataset.train_images, dataset.train_labels)
+    evaluation = ArraySource(dataset.test_images, dataset.test_labels)
+    num_classes, labels = dataset.num_classes, dataset.train_labels
+  if data_config.train_size:
+    labels = subset.labels_of(train) if labels is None else labels
+    indices, record = choose(labels, num_classes)
+    train = subset.SubsetSource(train, indices, labels)
+  else:
+    record = {"train_size": 0, "split_size": len(train), "num_examples": len(train)}
+  pipeline = StreamingPipeline(train, evaluation, num_classes=num_classes, decode=decode,
+                               **common)
+  pipeline.class_names = class_names
   pipeline.train_subset = record
   return pipeline
+
+
+def _decode_config(data_config: Any) -> DecodeConfig:
+  return DecodeConfig.from_config(data_config.decode, data_config.augment.horizontal_flip,
+                                  os.cpu_count() or 1)
 
 
 def _train_subset(train_size: int, labels: np.ndarray, num_classes: int, *, subset_seed: int,

@@ -18,11 +18,15 @@ number of processes.
 
 Sources are anything with ``__len__`` and ``__getitem__`` returning ``{'image', 'label'}``
 records: TFDS data sources (:func:`hybridconv.data.tfds_source.open_tfds_sources`) or
-in-memory arrays (:class:`ArraySource`). Images must all have one shape.
+in-memory arrays (:class:`ArraySource`). Images must all have one shape, unless
+``decode`` is given: then records may hold encoded JPEG/PNG bytes or arrays of any
+size, and grain's worker processes decode them and crop them to one shape
+(:mod:`hybridconv.data.encoded`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,8 +34,10 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+from absl import flags, logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from hybridconv.data import encoded
 from hybridconv.data.augment import Augment, augment_key, channel_stats, prepare_batch
 from hybridconv.data.device_pipeline import (
     DATA_AXIS,
@@ -113,13 +119,17 @@ class StreamingPipeline:
     prefetch_buffer_size: local batches grain reads ahead.
     stats_examples: how many training records estimate the normalisation statistics.
     process_index, process_count: this process's shard; default from JAX.
+    decode: for variable-size or encoded images: crop settings and worker count.
+      Flips then happen in the workers (``decode.horizontal_flip``), and
+      ``augment_config`` may only pad-crop.
   """
 
   def __init__(self, train_source: Sequence[Record], eval_source: Sequence[Record], *,
                num_classes: int, global_batch_size: int, eval_batch_size: int, seed: int,
                mesh: Mesh, augment_config=None, num_threads: int = 4,
                prefetch_buffer_size: int = 8, stats_examples: int = 4096,
-               process_index: int | None = None, process_count: int | None = None):
+               process_index: int | None = None, process_count: int | None = None,
+               decode: encoded.DecodeConfig | None = None):
     self.process_index = jax.process_index() if process_index is None else process_index
     self.process_count = jax.process_count() if process_count is None else process_count
     num_shards = data_axis_size(mesh)
@@ -137,10 +147,21 @@ class StreamingPipeline:
       raise ValueError(f"global_batch_size={global_batch_size} exceeds the {len(train_source)} "
                        "training examples")
     self.num_classes = int(num_classes)
-    first = np.asarray(train_source[0]["image"])
-    self.image_shape = tuple(first.shape) if first.ndim == 3 else (*first.shape, 1)
     self.augment = Augment.from_config(augment_config)
-    self.mean, self.std = sample_stats(train_source, stats_examples)
+    self._decode = decode
+    if decode is None:
+      first = np.asarray(train_source[0]["image"])
+      self.image_shape = tuple(first.shape) if first.ndim == 3 else (*first.shape, 1)
+      self.mean, self.std = sample_stats(train_source, stats_examples)
+    else:
+      self.image_shape = (decode.image_size, decode.image_size, 3)
+      self.augment = dataclasses.replace(self.augment, horizontal_flip=False)  # flipped in workers
+      self._batches = encoded.ImageBatches(decode, self.num_classes, seed,
+                                           self.process_index * self.local_batch_size)
+      self.mean, self.std = encoded.sample_stats(train_source, stats_examples)
+    self.class_names: list[str] | None = None  # index -> name, where the source names classes
+    self.skipped_images = 0  # unreadable training images so far (see ``metrics``)
+    self.skipped_eval_images = 0  # unreadable images in the last evaluation
     self.num_train_examples, self.num_eval_examples = len(train_source), len(eval_source)
     self._seed = seed
     self._read_options = grain.ReadOptions(num_threads=num_threads,
@@ -175,8 +196,28 @@ class StreamingPipeline:
     """
     per_epoch = self.steps_per_epoch * self.local_batch_size
     shard = self._shard(self._train_source, self.shard_size)
-    epoch = shard.shuffle(seed=self._seed)[:per_epoch].map(self._example)
+    epoch = shard.shuffle(seed=self._seed)[:per_epoch]
+    if self._decode is not None:
+      # Lists of raw records; the map runs in the workers and its index is the step.
+      batches = epoch.batch(self.local_batch_size, drop_remainder=True, batch_fn=list)
+      return batches.repeat(None).map_with_index(self._batches.train)
+    epoch = epoch.map(self._example)
     return epoch.batch(self.local_batch_size, drop_remainder=True).repeat(None)
+
+  def _iterate(self, dataset: grain.MapDataset) -> grain.DatasetIterator:
+    """Reads ``dataset`` on threads, and in worker processes when decoding with workers."""
+    if self._decode is None or not self._decode.workers:
+      return iter(dataset.to_iter_dataset(self._read_options))
+    # One thread and one buffered batch per worker: the workers are the
+    # parallelism, and an ImageNet batch of 1024 at 224 px is 154 MB.
+    in_worker = grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
+    if not flags.FLAGS.is_parsed():
+      # grain's mp_prefetch reads its absl flags; under `hybridconv train` they are
+      # parsed, in library use (tests, notebooks) their defaults are what we want.
+      flags.FLAGS.mark_as_parsed()
+    options = grain.MultiprocessingOptions(num_workers=self._decode.workers,
+                                           per_worker_buffer_size=1)
+    return iter(dataset.to_iter_dataset(in_worker).mp_prefetch(options))
 
   def shard_batches(self, start_step: int = 0) -> grain.DatasetIterator:
     """A fresh iterator over this process's uint8 batches from ``start_step`` on.
@@ -184,7 +225,7 @@ class StreamingPipeline:
     Each element is ``{'image': uint8 (local_batch, H, W, C), 'label': int32}``;
     the iterator's ``get_state`` / ``set_state`` are grain's.
     """
-    return iter(self._epochs[check_step(start_step):].to_iter_dataset(self._read_options))
+    return self._iterate(self._epochs[check_step(start_step):])
 
   # -- batches ----------------------------------------------------------------
 
@@ -200,6 +241,11 @@ class StreamingPipeline:
       self._iterator = self.shard_batches(step)
     local = next(self._iterator)
     self._next_step += 1
+    skipped = int(local.pop(encoded.SKIPPED_KEY, 0))
+    if skipped:
+      self.skipped_images += skipped
+      logging.warning("step %d: skipped %d unreadable training images (%d so far)", step,
+                      skipped, self.skipped_images)
     batch = self._to_global(local, self.global_batch_size)
     return self._train_fn(batch["image"], batch["label"], *self._stats, self._seed, step)
 
@@ -207,10 +253,14 @@ class StreamingPipeline:
     """The eval split in fixed order, sharded by process; ``'mask'`` is False on padding."""
     shard_len = -(-self.num_eval_examples // self.process_count)  # the largest shard
     num_batches = -(-shard_len // self.local_eval_batch_size)
-    records = self._shard(self._eval_source, None).map(self._example)
-    local_batches = iter(records.batch(self.local_eval_batch_size, drop_remainder=False)
-                         .to_iter_dataset(self._read_options))
+    records = self._shard(self._eval_source, None)
+    if self._decode is None:
+      records = records.map(self._example).batch(self.local_eval_batch_size)
+    else:
+      records = records.batch(self.local_eval_batch_size, batch_fn=list).map(self._batches.eval)
+    local_batches = self._iterate(records)
     size = self.local_eval_batch_size
+    self.skipped_eval_images = 0
     for _ in range(num_batches):
       local = next(local_batches, None)
       count = 0 if local is None else len(local["label"])
@@ -221,16 +271,26 @@ class StreamingPipeline:
       }
       if count:
         padded["image"][:count], padded["label"][:count] = local["image"], local["label"]
+        if "mask" in local:
+          padded["mask"][:count] = local["mask"]
+          self.skipped_eval_images += int(local[encoded.SKIPPED_KEY])
       batch = self._to_global(padded, self.eval_batch_size)
       yield {"image": self._eval_fn(batch["image"], mean=self._stats[0], std=self._stats[1]),
              "label": batch["label"], "mask": batch["mask"]}
+
+  def metrics(self) -> dict[str, int]:
+    """Data counters for the logs and final metrics (empty unless images are decoded)."""
+    if self._decode is None:
+      return {}
+    return {"data/skipped_images": self.skipped_images,
+            "data/skipped_eval_images": self.skipped_eval_images}
 
   # -- checkpointing ----------------------------------------------------------
 
   def get_state(self) -> dict[str, Any]:
     """Iterator position as a dict of ints (JSON- and orbax-friendly)."""
     return {"start_step": self._start_step, "next_step": self._next_step,
-            "iterator": self._iterator.get_state()}
+            "skipped_images": self.skipped_images, "iterator": self._iterator.get_state()}
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Resumes from :meth:`get_state`'s output: the next batches are the same as then."""
@@ -242,3 +302,4 @@ class StreamingPipeline:
     self._iterator = self.shard_batches(self._start_step)
     self._iterator.set_state(state["iterator"])
     self._next_step = check_step(state["next_step"])
+    self.skipped_images = int(state.get("skipped_images", 0))  # absent in older checkpoints

@@ -100,6 +100,35 @@ def open_tfds_sources(name: str, *, data_dir: str = "", prepare: bool = False
   return train, evaluation, num_classes
 
 
+def has_fixed_image_shape(builder: Any) -> bool:
+  """Whether every ``'image'`` has one known shape (MNIST, CIFAR) or sizes vary (ImageNet)."""
+  shape = builder.info.features["image"].shape
+  return all(d is not None for d in shape)
+
+
+def open_tfds_streaming_sources(name: str, *, data_dir: str = "", prepare: bool = False
+                                ) -> tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]],
+                                           int, bool]:
+  """Like :func:`open_tfds_sources`, plus whether the images stay encoded.
+
+  Variable-size images (``imagenet2012``, ``imagenette``) are read as their
+  stored JPEG/PNG bytes (``SkipDecoding``): the streaming pipeline's workers
+  decode them at the size the crop needs, instead of TFDS decoding every
+  pixel in the reading thread.
+  """
+  import tensorflow_datasets as tfds
+
+  builder = open_tfds_builder(name, data_dir=data_dir, prepare=prepare)
+  num_classes = num_classes_of(builder)
+  if has_fixed_image_shape(builder):
+    decoders = None
+  else:
+    decoders = {"image": tfds.decode.SkipDecoding()}
+  train = builder.as_data_source(split="train", decoders=decoders)
+  evaluation = builder.as_data_source(split=eval_split_name(builder), decoders=decoders)
+  return train, evaluation, num_classes, decoders is not None
+
+
 def read_source(source: Sequence[dict[str, Any]], where: str) -> tuple[np.ndarray, np.ndarray]:
   """Reads a whole random-access source into uint8 images ``(N,H,W,C)`` and int32 labels."""
   n = len(source)

@@ -68,6 +68,11 @@ def pipeline_state(pipeline: data.Pipeline):
   return pipeline.get_state()
 
 
+def pipeline_metrics(pipeline) -> dict[str, int]:
+  """The pipeline's data counters (e.g. skipped unreadable images), where it keeps any."""
+  return pipeline.metrics() if hasattr(pipeline, "metrics") else {}
+
+
 def stop_requested(flag: preemption.PreemptionFlag, collective_point: bool) -> bool:
   """Whether to stop here; multi-process runs agree, at points every process reaches."""
   if jax.process_count() == 1:
@@ -122,6 +127,7 @@ class TrainLoop:
       return
     scalars.update(self.timer.rates())
     scalars["epoch"] = step / self.steps_per_epoch
+    scalars.update(pipeline_metrics(self.pipeline))
     if not self.cadence.scalars_due(step):
       scalars = tracking.without_layer_norms(scalars)
     self.fault.at("log", step)
@@ -228,6 +234,7 @@ class TrainLoop:
     finally:
       self.progress.close()
     self.final.update(step=step, train_seconds=self.timer.total_seconds)
+    self.final.update(pipeline_metrics(self.pipeline))
     if self.timer.total_images:
       self.final["images_per_sec"] = self.timer.total_images / max(self.timer.total_seconds, 1e-9)
     return self.final

@@ -230,6 +230,8 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
     workdir_lib.write_config(workdir, config_json)
     workdir_lib.write_train_subset(workdir, pipeline.train_subset)
     provenance.record_start(workdir)
+    if is_main_process and getattr(pipeline, "class_names", None):
+      data.write_class_names(workdir, pipeline.class_names)
 
     replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     train_fn = jax.jit(
