@@ -1,4 +1,4 @@
-"""Random kernels follow the run's seed unless the source pins one (layer_specs.seed_random_source)."""
+"""Random kernels follow the run's seed unless the source pins one (seed_random_source)."""
 
 from __future__ import annotations
 

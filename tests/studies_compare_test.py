@@ -1,4 +1,4 @@
-"""A tiny end-to-end study: runs in-process, then `hybridconv compare` checked against their records."""
+"""A tiny end-to-end study run in-process, then `hybridconv compare` checked against its records."""
 
 from __future__ import annotations
 

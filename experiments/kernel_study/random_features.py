@@ -1,4 +1,4 @@
-r"""Random frozen features: ResNet-20 with every conv kernel random and frozen, only BN and the classifier learned.
+r"""Random frozen features: ResNet-20 with every conv random and frozen, BN and classifier learned.
 
 The setting of Frankle et al. (2021, "Training BatchNorm and only BatchNorm"),
 who report 82% on CIFAR-10 with deep ResNets, here on Fashion-MNIST against

@@ -87,7 +87,8 @@ def budget(size: int) -> dict:
   return {"data.train_size": 0 if size == 60_000 else size, "batch_size": batch,
           "num_epochs": epochs, "optim.warmup_epochs": 0.05 * epochs,
           "eval_every_epochs": epochs / EVALS_PER_RUN, "checkpoint.every_epochs": epochs / 2,
-          "log_every_steps": max(1, steps // 50), "tracking.scalars_every_steps": max(1, steps // 50),
+          "log_every_steps": max(1, steps // 50),
+          "tracking.scalars_every_steps": max(1, steps // 50),
           "tracking.filters_every_steps": steps,
           "robustness.after_training": size in ROBUSTNESS_SIZES}
 

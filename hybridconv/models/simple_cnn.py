@@ -14,7 +14,7 @@ from hybridconv.nn import conv_layer, max_pool
 
 
 class SimpleCNN(nnx.Module):
-  """conv kxk(32)-BN-ReLU-pool (k = 5 unless set), conv5x5(64)-BN-ReLU-pool, FC(128)-ReLU, FC(classes).
+  """convKxK(32)-BN-ReLU-pool (K = 5 unless set), conv5x5(64)-BN-ReLU-pool, FC(128), FC(classes).
 
   BatchNorm after each conv puts every kernel source on the same footing: the
   layer's output scale no longer depends on how its kernels are normalised.
@@ -47,7 +47,8 @@ class SimpleCNN(nnx.Module):
         1 <= first_kernel_size <= min(height, width_px)):
       raise ValueError(f"model.first_kernel_size={first_kernel_size!r} must be an int in "
                        f"[1, {min(height, width_px)}] (the image side)")
-    self.conv1 = conv_layer(in_channels, c1, first_kernel_size, source=specs["conv1"], dtype=dtype, rngs=rngs)
+    self.conv1 = conv_layer(in_channels, c1, first_kernel_size, source=specs["conv1"], dtype=dtype,
+                            rngs=rngs)
     self.bn1 = nnx.BatchNorm(c1, dtype=dtype, rngs=rngs)
     self.conv2 = conv_layer(c1, c2, 5, source=specs["conv2"], dtype=dtype, rngs=rngs)
     self.bn2 = nnx.BatchNorm(c2, dtype=dtype, rngs=rngs)

@@ -301,8 +301,9 @@ SOURCE_NAMES = tuple(_BY_NAME)
 def parse(spec: Any) -> KernelSource:
   """A kernel source from a source object, a string or a dict.
 
-  Strings: a JSON object (the dict form, e.g. for ``model.first_layer``), 'free', 'free:init=<bank>' (free weights starting as that fixed
-  bank, e.g. 'free:init=gabor'), 'gabor', 'fixed' (the default Gabor bank),
+  Strings: a JSON object (the dict form, e.g. for ``model.first_layer``),
+  'free', 'free:init=<bank>' (free weights starting as that fixed bank, e.g.
+  'free:init=gabor'), 'gabor', 'fixed' (the default Gabor bank),
   'fixed:<bank>' (e.g. 'fixed:sobel_x'), 'random', 'random:<seed>', 'hybrid' (half
   parametric Gabor, half free), 'bankmix', 'bankmix:<bank>'. Dicts name the
   source under 'source' and give its fields, e.g. ``{'source': 'gabor', 'learn':

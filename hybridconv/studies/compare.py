@@ -1,4 +1,4 @@
-r"""``hybridconv compare``: a study's runs -> ``STUDY.md``, ``results.csv``, ``summary.csv``, figures.
+r"""``hybridconv compare``: a study's runs -> STUDY.md, results.csv, summary.csv and figures.
 
 ::
 

@@ -23,8 +23,8 @@ import jax
 from absl import logging
 
 CONFIG_FILE = "config.json"
-SUBSET_FILE = "train_subset.json"
-SUMMARY_FILE = "summary.json"  # written when a run reaches its last step: final metrics  # which training images the run uses (data.train_size)
+SUBSET_FILE = "train_subset.json"  # which training images the run uses (data.train_size)
+SUMMARY_FILE = "summary.json"  # written when a run reaches its last step: final metrics
 # Dotted prefixes of keys whose change makes a resumed run a different experiment.
 MODEL_KEYS = ("seed", "compute_dtype", "model", "data.source", "data.name", "data.gratings",
               "data.train_size", "data.subset_seed", "optim.name")
