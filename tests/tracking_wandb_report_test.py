@@ -56,3 +56,23 @@ def test_bad_arguments_are_refused(entity, project, layers, message):
 def test_command_line_builds_without_saving(capsys):
   assert wandb_report.main(["--entity", "me", "--project", "p", "--layers", "conv1,conv2"]) == 0
   assert "with 9 panels" in capsys.readouterr().out
+
+
+def test_study_report_groups_runs_by_the_factors_offline():
+  report = wandb_report.build_study_report("me", "hybridconv", group="kernel_study",
+                                           factors=["model.first_layer", "data.train_size"])
+  grids = [block for block in report.blocks if hasattr(block, "panels")]
+  assert len(grids) == 3
+  for panel_grid in grids:
+    runset = panel_grid.runsets[0]
+    assert runset.groupby == ["config.model.first_layer", "config.data.train_size"]
+    assert runset.filters == "Metric('Group') = 'kernel_study'"
+  specs = wandb_report.panel_specs(report)
+  metrics = {m for s in specs if s["view_type"] == "Run History Line Plot"
+             for m in s["config"]["metrics"]}
+  assert {"eval/accuracy", "gabor_fit/conv1/r2_median", "gabor_fit/conv1/null_r2_median"} <= metrics
+  assert any(s["view_type"] == "Bar Chart" for s in specs)
+  with pytest.raises(ValueError, match="factors must be config keys other than 'seed'"):
+    wandb_report.build_study_report("me", "p", group="g", factors=["seed"])
+  with pytest.raises(ValueError, match="group must be non-empty"):
+    wandb_report.build_study_report("me", "p", group="", factors=["model.first_layer"])

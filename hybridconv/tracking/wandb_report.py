@@ -103,6 +103,63 @@ def build_report(entity: str, project: str, *, layers: Sequence[str] = ("conv1",
                    blocks=blocks, width="fluid")
 
 
+def build_study_report(entity: str, project: str, *, group: str, factors: Sequence[str],
+                       layers: Sequence[str] = ("conv1",), title: str = ""):
+  """The W&B view of a study (``hybridconv sweep``'s runs), the online twin of STUDY.md.
+
+  Runs are those of the sweep's W&B ``group`` (the runner sets it to the sweep's
+  name), grouped by the study's ``factors`` (config keys such as
+  ``model.first_layer``), so each arm is one line with its mean and a band over
+  seeds, and final accuracy is one bar per arm.
+
+  Args:
+    entity, project: where the runs are.
+    group: the sweep's W&B group.
+    factors: config keys that define an arm (the seed left out).
+    layers: conv layers whose filters and Gabor-likeness are shown.
+    title: report title ('' = "study: <group>").
+
+  Returns:
+    a ``wandb_workspaces.reports.v2.Report`` (nothing is sent anywhere).
+  """
+  if not entity or not project or not group:
+    raise ValueError(f"entity, project and group must be non-empty, got entity={entity!r}, "
+                     f"project={project!r}, group={group!r}")
+  if not factors or any(not isinstance(f, str) or not f or f == "seed" for f in factors):
+    raise ValueError(f"factors must be config keys other than 'seed', got {factors!r}")
+  import wandb_workspaces.reports.v2 as wr
+
+  by = [f"config.{f}" for f in factors]
+
+  def grid(panels):
+    runset = wr.Runset(entity=entity, project=project, name=group,
+                       filters=f"Metric('Group') = '{group}'", groupby=by)
+    return wr.PanelGrid(runsets=[runset], panels=panels)
+
+  band = dict(groupby_aggfunc="mean", groupby_rangefunc="minmax")
+  curves = [wr.LinePlot(title="test accuracy (mean over seeds, band: min-max)",
+                        y=["eval/accuracy"], **band),
+            wr.LinePlot(title="train loss", y=["train/loss"], smoothing_factor=0.6, **band),
+            wr.BarPlot(title="final test accuracy per arm", metrics=["eval/accuracy"],
+                       groupby_aggfunc="mean", groupby_rangefunc="stddev")]
+  likeness = [wr.LinePlot(title=f"{layer}: Gabor-likeness of free kernels against its null",
+                          y=[f"gabor_fit/{layer}/r2_median", f"gabor_fit/{layer}/null_r2_median"],
+                          range_y=(0.0, 1.0), **band) for layer in layers]
+  blocks = [
+      wr.P(f"Study {group}: arms are the values of {', '.join(factors)}; every arm ran the same "
+           "seeds. The offline report with confidence intervals and paired differences is "
+           "STUDY.md (`hybridconv compare`)."),
+      wr.H2("Accuracy"), grid(curves),
+      wr.H2("First-layer filters"), grid(_panels_filters(wr, layers)),
+      wr.H2("Gabor-likeness against the null"),
+      wr.P("Median R^2 of a Gabor fit to the free kernels, and the same fitter's median on "
+           "phase-randomised surrogates of them (same power spectrum, no spatial structure)."),
+      grid(likeness),
+  ]
+  return wr.Report(entity=entity, project=project, title=title or f"study: {group}",
+                   description=f"hybridconv study {group}", blocks=blocks, width="fluid")
+
+
 def panel_specs(report) -> list[dict[str, Any]]:
   """The report's panels serialised to W&B's JSON spec, offline (run sets need the server)."""
   specs = []
