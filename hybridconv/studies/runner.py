@@ -21,6 +21,7 @@ arm load their programs instead of compiling them.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import subprocess
@@ -54,7 +55,7 @@ def load_points(spec: str, grid: Mapping[str, Sequence[Any]],
     ValueError: an unknown key, a file with neither ``sweep()`` nor a grid.
   """
   module, variant = configlib.load_config_module(spec)
-  points = [dict(p) for p in module.sweep()] if hasattr(module, "sweep") else []
+  points = [dict(p) for p in _sweep_points(module, variant)] if hasattr(module, "sweep") else []
   if hasattr(module, "sweep") and not points:
     raise ValueError(f"--config={spec!r}: sweep() yielded no points")
   if not points and not grid:
@@ -67,6 +68,13 @@ def load_points(spec: str, grid: Mapping[str, Sequence[Any]],
   for point in points:
     configlib.apply_overrides(config, point)
   return points
+
+
+def _sweep_points(module, variant: str | None):
+  """``module.sweep()``, or ``module.sweep(variant)`` when it takes the config's variant."""
+  if variant and inspect.signature(module.sweep).parameters:
+    return module.sweep(variant)
+  return module.sweep()
 
 
 def sweep_name(spec: str) -> str:

@@ -1,0 +1,103 @@
+"""The committed study definitions: their grids, fair widths, and a CIFAR-10 point under mock_data."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from unittest import mock
+
+import jax
+import ml_collections
+import pytest
+import tensorflow_datasets as tfds
+from flax import nnx
+
+from hybridconv import models
+from hybridconv.studies import runner
+from hybridconv.training import train
+
+STUDY = "experiments/kernel_study/study.py"
+
+
+def _module(name):
+  return importlib.import_module(f"experiments.kernel_study.{name}")
+
+
+def _first_layer_shape(model_config, image_shape):
+  def kernel():
+    model = models.build_model(model_config, num_classes=10, image_shape=image_shape,
+                               rngs=nnx.Rngs(0), seed=0)
+    return models.conv_layers(model)["conv1"].kernel()
+  return jax.eval_shape(kernel).shape  # the layer's real kernel source, traced, not run
+
+
+def test_fashion_mnist_study_is_9_arms_by_4_sizes_by_3_seeds_with_unique_names():
+  points = runner.load_points(STUDY, {}, {})
+  assert len(points) == 9 * 4 * 3
+  factors = runner.grid_lib.primary_factors(points)
+  assert factors == ["data.train_size", "seed", "model.first_layer"]
+  names = {runner.point_name(p, factors) for p in points}
+  assert len(names) == len(points)
+  # seeds are paired: every (size, arm) has seeds 0, 1, 2
+  by_cell = {}
+  for p in points:
+    by_cell.setdefault((p["data.train_size"], p["model.first_layer"]), set()).add(p["seed"])
+  assert all(seeds == {0, 1, 2} for seeds in by_cell.values())
+
+
+@pytest.mark.parametrize("arm", list(_module("study").ARMS))
+def test_every_arm_is_a_7x7_layer_of_32_filters(arm):
+  study = _module("study")
+  config = study.get_config()
+  config.model.first_layer = study.ARMS[arm]
+  assert _first_layer_shape(config.model, (28, 28, 1)) == (7, 7, 1, 32)
+
+
+@pytest.mark.parametrize("model, shape", [("resnet20", (3, 3, 3, 16)),
+                                          ("alexnet_small", (5, 5, 3, 64))])
+def test_cifar_arms_fill_the_stem_width(model, shape):
+  cifar = _module("cifar10")
+  config = cifar.get_config(model)
+  points = list(cifar.sweep(model))
+  assert len(points) == len(cifar.arms(model)) * 4 * 3
+  for source in cifar.arms(model).values():
+    config.model.first_layer = source
+    assert _first_layer_shape(config.model, (32, 32, 3)) == shape
+
+
+def test_a_cifar_point_trains_under_mock_data(tmp_path):
+  cifar = _module("cifar10")
+  config = cifar.get_config("resnet20")
+  point = next(p for p in cifar.sweep("resnet20") if p["model.first_layer"] != "free")
+  settings = {**point, "data.train_size": 40, "batch_size": 20, "eval_batch_size": 20,
+              "num_train_steps": 2, "model.width": 0.25, "tracking.wandb.mode": "disabled",
+              "tracking.filters_every_steps": 0, "cpu_devices": 1,
+              "data.data_dir": str(tmp_path / "no-tfds")}
+  for key, value in settings.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  config.lock()
+  mocked = tfds.testing.mock_data(num_examples=60, policy=tfds.testing.MockPolicy.USE_CODE)
+  prepared = mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True)
+  with mocked, prepared:
+    final = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert final["step"] == 2 and 0.0 <= final["eval/accuracy"] <= 1.0
+  subset = json.loads((tmp_path / "run" / "train_subset.json").read_text())
+  assert subset["num_examples"] == 40 and subset["split_size"] == 60
+
+
+def test_random_features_study_freezes_every_conv():
+  study = _module("random_features")
+  points = list(study.sweep())
+  assert len(points) == 6
+  config = study.get_config()
+  config.model.kernels = ml_collections.ConfigDict({"*": "random"})
+  model = nnx.eval_shape(lambda: models.build_model(
+      config.model, num_classes=10, image_shape=(28, 28, 1), rngs=nnx.Rngs(0), seed=0))
+  params = nnx.state(model, nnx.Param)
+  names = ["/".join(map(str, path)) for path, _ in nnx.to_flat_state(params)]
+  assert names and not any("kernel" in n and "conv" in n for n in names), names[:5]
+  assert any("bn" in n or "norm" in n for n in names)
