@@ -1,4 +1,4 @@
-"""The committed study definitions: their grids, fair widths, and a CIFAR-10 point under mock_data."""
+"""The committed study definitions: grids, fair widths, a CIFAR-10 point under mock_data."""
 
 from __future__ import annotations
 

@@ -63,7 +63,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
       table[label] = run_points(root, seeds, args.steps, cache)
   print(f"load average at start: {load:.1f} on {os.cpu_count()} cores")
-  print(f"{'point':>5} | {'no cache: wall / overhead s':>28} | {'shared cache: wall / overhead s':>32}")
+  print(f"{'point':>5} | {'no cache: wall / overhead s':>28} | "
+        f"{'shared cache: wall / overhead s':>32}")
   for i in seeds:
     a, b = table["no cache"][i], table["shared cache"][i]
     print(f"{i:>5} | {a['wall_s']:>13.1f} / {a['overhead_s']:>12.1f} | "
