@@ -7,6 +7,8 @@ Commands:
   analyze  write REPORT.md with figures for a finished run: ``--workdir DIR``
   evaluate robustness of a trained run: noise, blur, contrast, FGSM, PGD
            (``hybridconv evaluate --help``)
+  compare  a study's runs -> STUDY.md, results.csv, summary.csv and figures, with
+           confidence intervals (``hybridconv compare --help``)
 
 Each command's module defines its own absl flags, so only the chosen one is
 imported.
@@ -23,6 +25,7 @@ COMMANDS = {
     "sweep": "hybridconv.sweeps",
     "analyze": "hybridconv.tracking.report",
     "evaluate": "hybridconv.robustness.main",
+    "compare": "hybridconv.studies.compare",
 }
 
 

@@ -140,3 +140,15 @@ def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
                        "--no-figures"]) == 2
   err = capsys.readouterr().err
   assert "differ in config.optim.learning_rate" in err and "neither a factor nor the seed" in err
+
+
+def test_the_console_command_refuses_an_empty_folder_with_one_line(tmp_path):
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  done = subprocess.run([sys.executable, "-m", "hybridconv.cli", "compare", "--workdir",
+                         str(tmp_path)], capture_output=True, text=True, timeout=300,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines() == [
+      f"error: --workdir {tmp_path}: no runs found (no config.json at or below)"]

@@ -150,3 +150,43 @@ def scatter_before_after(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], *, 
     ax.grid(alpha=0.3)
   fig.suptitle(title)
   return _save(fig, path)
+
+
+def gabor_parameters(theta: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     frequency: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     image_orientation_energy: Sequence[float] | None, *, path: str,
+                     bins: int = 8) -> str:
+  """Orientation shares at the start and end per arm (with the images'), and frequency moves."""
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  width = np.pi / bins
+  centres = np.arange(bins) * width
+  edges = np.concatenate([centres - width / 2, [np.pi - width / 2]])
+
+  def shares(values):
+    wrapped = np.mod(values + width / 2, np.pi) - width / 2
+    counts, _ = np.histogram(wrapped, edges)
+    return counts / max(1, counts.sum())
+
+  first = next(iter(theta.values()))[0]
+  left.plot(np.degrees(centres), shares(first), "o:", color="grey", label="start (all arms)")
+  for name, (_, after) in theta.items():
+    left.plot(np.degrees(centres), shares(after), "o-", label=f"end: {name}")
+  if image_orientation_energy is not None:
+    left.plot(np.degrees(centres), image_orientation_energy, "k--", linewidth=2,
+              label="training images: energy share")
+  left.set_xlabel("orientation theta (degrees, bin centres; theta mod 180)")
+  left.set_ylabel("share of filters (or of image energy)")
+  left.grid(alpha=0.3)
+  left.legend(fontsize=7)
+  for size, (before, after) in frequency.items():
+    right.scatter(before, after, s=8, alpha=0.5, label=size)
+  low, high = 0.015, 0.5
+  right.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=0.8)
+  right.set_xscale("log")
+  right.set_yscale("log")
+  right.set_xlabel("initial frequency (cycles/pixel)")
+  right.set_ylabel("final frequency (cycles/pixel)")
+  right.grid(alpha=0.3)
+  right.legend(fontsize=7)
+  fig.suptitle("Learnable Gabor parameters: where they went")
+  return _save(fig, path)

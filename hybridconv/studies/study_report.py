@@ -202,6 +202,12 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
         "structure), at the start and the end of training; mean over seeds with 95% CI. The "
         "positive control is the fixed Gabor bank at the same size.")
     lines += table
+  add("Where the learnable Gabor parameters went", _gabor_parameters_figure(out, runs, arms,
+                                                                          fig_dir),
+      "Orientation (left): share of filters per orientation bin at the start and the end, "
+      "pooled over seeds and sizes, beside the share of the training images' spectral energy per "
+      "orientation (7x7 patches; `image_statistics.json`, when present). Frequency (right): each "
+      "filter's final against its initial frequency (cycles/pixel), one colour per training size.")
   add("Robustness", _robustness_figure(runs, arms, has_sizes, fig_dir),
       "Accuracy against corruption level per family, mean over seeds with 95% band.")
   return lines
@@ -331,3 +337,40 @@ def _robustness_figure(runs, arms, has_sizes, fig_dir):
                                          xlabel="level (family's own unit)",
                                          ylabel="test accuracy",
                                          path=os.path.join(fig_dir, "robustness.png"))
+
+
+def _gabor_values(snapshot: Mapping[str, np.ndarray], when: str, name: str) -> np.ndarray:
+  keys = sorted(k for k in snapshot if k.startswith(f"{when}/gabor/") and k.endswith(f"/{name}"))
+  return np.concatenate([np.ravel(snapshot[k]) for k in keys]) if keys else np.zeros(0)
+
+
+def _gabor_parameters_figure(out, runs, arms, fig_dir):
+  theta_rows, frequency_pairs = {}, {}
+  for name, members in arms.items():
+    for run in members:
+      snap = snapshots.read_snapshot(run.path)
+      before, after = _gabor_values(snap, "initial", "theta"), _gabor_values(snap, "final", "theta")
+      if not len(after):
+        continue
+      theta_rows.setdefault(name, [[], []])
+      theta_rows[name][0].append(np.mod(before, np.pi))
+      theta_rows[name][1].append(np.mod(after, np.pi))
+      size = str(train_images(run))
+      f0 = _gabor_values(snap, "initial", "frequency")
+      f1 = _gabor_values(snap, "final", "frequency")
+      pair = frequency_pairs.setdefault(f"{size} images", [[], []])
+      pair[0].append(f0)
+      pair[1].append(f1)
+  if not theta_rows:
+    return None
+  image_energy = None
+  try:
+    with open(os.path.join(out, "image_statistics.json"), encoding="utf-8") as f:
+      image_energy = json.load(f)["orientation_energy"]
+  except (OSError, ValueError, KeyError):
+    pass
+  theta = {name: (np.concatenate(b), np.concatenate(a)) for name, (b, a) in theta_rows.items()}
+  frequency = {size: (np.concatenate(b), np.concatenate(a))
+               for size, (b, a) in frequency_pairs.items()}
+  return study_figures.gabor_parameters(theta, frequency, image_energy,
+                                        path=os.path.join(fig_dir, "gabor_parameters.png"))
