@@ -20,7 +20,7 @@ def test_usage_and_unknown_command():
   assert _cli().returncode == 2
   result = _cli("fly")
   assert result.returncode == 2
-  assert "unknown command 'fly'; commands: train, sweep, analyze" in result.stderr
+  assert "unknown command 'fly'; commands: train, sweep, analyze, evaluate" in result.stderr
 
 
 def test_train_prints_where_the_results_are(tmp_path):
