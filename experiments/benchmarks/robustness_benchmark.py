@@ -29,6 +29,17 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOAL_SECONDS = 60.0
+# SimpleCNN hybrid train throughput on this machine idle (README, "Measured": `make train`).
+IDLE_TRAIN_IMAGES_PER_SEC = 3441.0
+
+
+def _train_images_per_sec(workdir: str) -> float | None:
+  """The run's last logged training throughput (compilation excluded), or None."""
+  value = None
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    for line in f:
+      value = json.loads(line).get("images_per_sec", value)
+  return value
 
 
 def _child_cpu_seconds() -> float:
@@ -86,6 +97,14 @@ def main() -> None:
         f"ratio {wall / GOAL_SECONDS:.2f}); {cpu:.1f} CPU s = {cpu / cores:.1f} s on {cores} "
         f"idle cores (ratio {cpu / cores / GOAL_SECONDS:.2f}); load average after: "
         f"{os.getloadavg()}")
+  # Load-normalised estimate: the run's training throughput, measured on the same shared
+  # machine, against the idle figure; meaningful when the training ran under a similar load.
+  train_rate = _train_images_per_sec(workdir)
+  if train_rate:
+    slowdown = IDLE_TRAIN_IMAGES_PER_SEC / train_rate
+    print(f"training ran at {train_rate:.0f} img/s here vs {IDLE_TRAIN_IMAGES_PER_SEC:.0f} idle "
+          f"(x{slowdown:.1f} slower); evaluation wall / that factor: {wall / slowdown:.1f} s "
+          f"(ratio to goal {wall / slowdown / GOAL_SECONDS:.2f})")
 
 
 if __name__ == "__main__":
