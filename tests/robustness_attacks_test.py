@@ -1,4 +1,4 @@
-"""FGSM and PGD mechanics on a linear softmax model, where the input gradient is known in closed form."""
+"""FGSM and PGD mechanics on a linear softmax model, whose input gradient has a closed form."""
 
 from __future__ import annotations
 
