@@ -22,7 +22,7 @@ def test_usage_and_unknown_command():
   assert _cli().returncode == 2
   result = _cli("fly")
   assert result.returncode == 2
-  assert "unknown command 'fly'; commands: train, sweep, analyze" in result.stderr
+  assert "unknown command 'fly'; commands: train, sweep, analyze, evaluate" in result.stderr
 
 
 @pytest.mark.slow

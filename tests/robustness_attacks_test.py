@@ -1,4 +1,4 @@
-"""FGSM and PGD mechanics on a linear softmax model (input gradient known in closed form)."""
+"""FGSM and PGD mechanics on a linear softmax model, whose input gradient has a closed form."""
 
 from __future__ import annotations
 

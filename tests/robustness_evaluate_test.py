@@ -1,4 +1,4 @@
-"""``hybridconv evaluate`` end to end on a tiny run: exactness, monotonicity, outputs, errors."""
+"""`hybridconv evaluate` on a tiny trained run: exactness, monotonicity, outputs, errors."""
 
 from __future__ import annotations
 

@@ -81,8 +81,11 @@ def pgd_linf(apply_fn: ApplyFn, params, images: Array, labels: Array, eps: Array
   start = images + jax.random.uniform(key, images.shape, images.dtype, -eps, eps)
   lower, upper = jnp.maximum(images - eps, 0.0), jnp.minimum(images + eps, 1.0)
 
-  def step(_, x):
+  x = jnp.clip(start, lower, upper)
+  # Unrolled, not lax.fori_loop: inside XLA:CPU's while loop the convolutions ran ~50x
+  # slower than the same step outside it (measured: 10 steps on 1,000 Fashion-MNIST images
+  # 131 s vs one FGSM step 2.5 s); a dozen unrolled steps compile in seconds.
+  for _ in range(steps):
     grad = input_gradient(apply_fn, params, x, labels)
-    return jnp.clip(x + step_size * jnp.sign(grad), lower, upper)
-
-  return jax.lax.fori_loop(0, steps, step, jnp.clip(start, lower, upper))
+    x = jnp.clip(x + step_size * jnp.sign(grad), lower, upper)
+  return x

@@ -1,0 +1,111 @@
+"""Wall time of ``hybridconv evaluate`` (default suite) on a briefly trained SimpleCNN, on CPU.
+
+Trains SimpleCNN with the hybrid first layer on Fashion-MNIST for ``--steps``
+steps (``configs/fashion_mnist.py:hybrid``, tracking off), then runs the
+default suite -- clean, Gaussian noise x5, blur x4, contrast x3 on the 10,000
+test images; FGSM x4 and PGD-10 x4 on the 2,000-image attack subset -- as the
+user would: ``hybridconv evaluate --workdir DIR`` in a fresh process, with the
+persistent compilation cache off so compilation is counted. Prints the
+command's wall time and CPU time (CPU seconds / cores: the wall time it would
+take on this machine idle), the evaluation's own time per family (from
+``robustness.json``), the goal of 60 s and the ratios to it, and the load
+average before and after (the machine may be shared).
+
+    .venv/bin/python experiments/benchmarks/robustness_benchmark.py [--steps 300] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+GOAL_SECONDS = 60.0
+# SimpleCNN hybrid train throughput on this machine idle (README, "Measured": `make train`).
+IDLE_TRAIN_IMAGES_PER_SEC = 3441.0
+
+
+def _train_images_per_sec(workdir: str) -> float | None:
+  """The run's last logged training throughput (compilation excluded), or None."""
+  value = None
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    for line in f:
+      value = json.loads(line).get("images_per_sec", value)
+  return value
+
+
+def _child_cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _cli(*args: str, cache: bool = True) -> tuple[float, float, subprocess.CompletedProcess]:
+  """``(wall seconds, CPU seconds, result)`` of one ``hybridconv`` command in a fresh process."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  if not cache:
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+  start, cpu_start = time.perf_counter(), _child_cpu_seconds()
+  result = subprocess.run([sys.executable, "-m", "hybridconv.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+  seconds, cpu = time.perf_counter() - start, _child_cpu_seconds() - cpu_start
+  if result.returncode:
+    raise SystemExit(f"hybridconv {args[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+  return seconds, cpu, result
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--steps", type=int, default=300, help="training steps before evaluating")
+  parser.add_argument("--rounds", type=int, default=2, help="timed evaluations")
+  parser.add_argument("--workdir", default="", help="reuse this trained run ('' = train one)")
+  args = parser.parse_args()
+  print(f"cores: {len(os.sched_getaffinity(0))}, load average before: {os.getloadavg()}")
+  workdir = args.workdir or tempfile.mkdtemp(prefix="robustness_benchmark_")
+  if not args.workdir:
+    seconds, _, _ = _cli("train", "--config=configs/fashion_mnist.py:hybrid",
+                         f"--workdir={workdir}", f"--config.num_train_steps={args.steps}",
+                         "--config.tracking.wandb.mode=disabled",
+                         "--config.tracking.filters_every_steps=0",
+                         "--config.tracking.animation=False")
+    print(f"trained {args.steps} steps in {seconds:.1f} s: {workdir}")
+  cores = len(os.sched_getaffinity(0))
+  walls, cpus = [], []
+  for round_ in range(args.rounds):
+    wall, cpu, _ = _cli("evaluate", f"--workdir={workdir}", cache=False)
+    with open(os.path.join(workdir, "robustness.json"), encoding="utf-8") as f:
+      results = json.load(f)
+    walls.append(wall)
+    cpus.append(cpu)
+    print(f"round {round_ + 1}: command {wall:.1f} s wall, {cpu:.1f} CPU s, evaluate_workdir "
+          f"{results['seconds']['total']:.1f} s; " + ", ".join(
+              f"{k} {v:.1f}" for k, v in results["seconds"].items() if k != "total"))
+  print("summary (mean accuracy over levels): " + ", ".join(
+      f"{k} {v:.4f}" for k, v in results["summary"].items()))
+  wall, cpu = statistics.median(walls), statistics.median(cpus)
+  # On a shared machine the wall time measures the other users too; CPU seconds spread
+  # over this machine's cores is what the command costs on it when idle (a lower bound).
+  print(f"median over {len(walls)} rounds: {wall:.1f} s wall (goal < {GOAL_SECONDS:.0f} s, "
+        f"ratio {wall / GOAL_SECONDS:.2f}); {cpu:.1f} CPU s = {cpu / cores:.1f} s on {cores} "
+        f"idle cores (ratio {cpu / cores / GOAL_SECONDS:.2f}); load average after: "
+        f"{os.getloadavg()}")
+  # Load-normalised estimate: the run's training throughput, measured on the same shared
+  # machine, against the idle figure; meaningful when the training ran under a similar load.
+  train_rate = _train_images_per_sec(workdir)
+  if train_rate:
+    slowdown = IDLE_TRAIN_IMAGES_PER_SEC / train_rate
+    print(f"training ran at {train_rate:.0f} img/s here vs {IDLE_TRAIN_IMAGES_PER_SEC:.0f} idle "
+          f"(x{slowdown:.1f} slower); evaluation wall / that factor: {wall / slowdown:.1f} s "
+          f"(ratio to goal {wall / slowdown / GOAL_SECONDS:.2f})")
+
+
+if __name__ == "__main__":
+  main()
