@@ -226,8 +226,14 @@ def compare(paths: Sequence[str], *, out: str | None = None, by: Sequence[str] |
   write_csv(os.path.join(out, "summary.csv"), summary)
   from hybridconv.studies import study_report  # noqa: PLC0415  (matplotlib, JAX for likeness)
 
+  command = " ".join(["hybridconv compare", *(f"--workdir={p}" for p in paths),
+                      *(f"--by={k}" for k in by or ()),
+                      *([f"--reference={reference}"] if reference else []),
+                      *([] if out == os.path.abspath(root) else [f"--out={out}"]),
+                      *([] if figures else ["--no-figures"]),
+                      *([] if likeness else ["--no-likeness"])])
   return study_report.write_study(out, runs, factors, ref, results, summary, plan=plan,
-                                  figures=figures, likeness=likeness)
+                                  figures=figures, likeness=likeness, command=command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -88,16 +88,18 @@ def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
 def write_study(out: str, runs: Sequence[records.RunRecord], factors: Sequence[str],
                 reference: tuple[str, Any] | None, results: Sequence[Mapping[str, Any]],
                 summary: Sequence[Mapping[str, Any]], *, plan: Mapping[str, Any] | None,
-                figures: bool, likeness: bool) -> str:
-  """Writes ``STUDY.md`` (and figures under ``figures/``) in ``out``; returns its path."""
+                figures: bool, likeness: bool, command: str = "hybridconv compare") -> str:
+  """Writes ``STUDY.md`` (and figures under ``figures/``) in ``out``; returns its path.
+
+  ``command`` is the ``hybridconv compare`` line that regenerates the report.
+  """
   arm_factors = [k for k in factors if k != SIZE_KEY]
   has_sizes = SIZE_KEY in factors
   lines = ["# Study report", "",
            f"{len(runs)} runs ({sum(r.finished for r in runs)} finished) under "
            f"`{os.path.basename(out) or out}`"
            + (f", from the sweep `{plan.get('spec')}`" if plan else "") + ".", "",
-           "Regenerate with `hybridconv compare --workdir <this folder>"
-           + (f" --reference {reference[0]}={reference[1]}" if reference else "") + "`.", "",
+           f"Regenerate with `{command}`.", "",
            "## Method", "",
            f"- Groups: the factors {', '.join(f'`{k}`' for k in factors) or '(none)'}; the seed "
            "varies within a group (initialisation, data order, augmentation, random kernels "
