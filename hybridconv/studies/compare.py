@@ -218,7 +218,7 @@ def compare(paths: Sequence[str], *, out: str | None = None, by: Sequence[str] |
   runs, plan, root = load_study(paths)
   factors = choose_factors(runs, by, plan)
   ref = parse_reference(reference, factors)
-  out = os.path.abspath(out or root)
+  out_arg, out = out, os.path.abspath(out or root)
   os.makedirs(out, exist_ok=True)
   results = results_rows(runs, factors, out)
   summary = summary_rows(runs, factors, ref)
@@ -229,7 +229,7 @@ def compare(paths: Sequence[str], *, out: str | None = None, by: Sequence[str] |
   command = " ".join(["hybridconv compare", *(f"--workdir={p}" for p in paths),
                       *(f"--by={k}" for k in by or ()),
                       *([f"--reference={reference}"] if reference else []),
-                      *([] if out == os.path.abspath(root) else [f"--out={out}"]),
+                      *([f"--out={out_arg}"] if out_arg else []),
                       *([] if figures else ["--no-figures"]),
                       *([] if likeness else ["--no-likeness"])])
   return study_report.write_study(out, runs, factors, ref, results, summary, plan=plan,
