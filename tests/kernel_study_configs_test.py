@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from hybridconv import models
+from hybridconv import configlib, models
 from hybridconv.studies import runner
 from hybridconv.training import train
 
@@ -73,12 +73,7 @@ def test_a_cifar_point_trains_under_mock_data(tmp_path):
               "num_train_steps": 2, "model.width": 0.25, "tracking.wandb.mode": "disabled",
               "tracking.filters_every_steps": 0, "cpu_devices": 1,
               "data.data_dir": str(tmp_path / "no-tfds")}
-  for key, value in settings.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+  configlib.apply_overrides(config, settings)
   config.lock()
   mocked = tfds.testing.mock_data(num_examples=60, policy=tfds.testing.MockPolicy.USE_CODE)
   prepared = mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True)

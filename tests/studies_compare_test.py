@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from hybridconv import configlib
 from hybridconv.studies import compare, records, stats
 from hybridconv.training import train
 
@@ -23,12 +24,7 @@ def _config(first_layer, size, seed, **extra):
   settings = {"model.first_layer": first_layer, "data.train_size": size, "seed": seed,
               "num_train_steps": 6, "tracking.filters_every_steps": 6,
               "tracking.gabor_fit": False, "eval_every_epochs": 1.0, **extra}
-  for key, value in settings.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+  configlib.apply_overrides(config, settings)
   config.lock()
   return config
 

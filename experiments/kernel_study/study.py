@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 
 from configs import default
+from hybridconv import configlib
 from hybridconv.studies.grid import product
 
 # First-layer kernel sources, by arm name (the value of model.first_layer).
@@ -94,12 +95,7 @@ def budget(size: int) -> dict:
 
 
 def apply_budget(config, size: int) -> None:
-  for key, value in budget(size).items():
-    node = config
-    *parents, leaf = key.split(".")
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+  configlib.apply_overrides(config, budget(size))
 
 
 def sweep():

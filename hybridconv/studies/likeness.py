@@ -17,7 +17,6 @@ study report is regenerated in seconds once computed.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 from hybridconv.analysis import gabor_fit, gabor_null
 from hybridconv.kernels import banks
 from hybridconv.tracking import snapshots
+from hybridconv.training import workdir as workdir_lib
 
 CACHE_FILE = "gabor_likeness.json"
 VERSION = 1
@@ -66,19 +66,14 @@ def run_likeness(workdir: str) -> dict[str, Any] | None:
     return None
   path = os.path.join(workdir, CACHE_FILE)
   final_step = int(snapshot["final/step"])
-  try:
-    with open(path, encoding="utf-8") as f:
-      cached = json.load(f)
-    if cached.get("version") == VERSION and cached.get("final_step") == final_step:
-      return cached
-  except (OSError, ValueError):
-    pass
+  cached = workdir_lib.read_json(path)
+  if isinstance(cached, dict) and cached.get("version") == VERSION and \
+      cached.get("final_step") == final_step:
+    return cached
   result = {"version": VERSION, "final_step": final_step,
             "initial_step": int(snapshot["initial/step"]),
             "kernel_size": list(snapshot["final/kernel"].shape[:2]),
             "initial": score_kernels(snapshot["initial/kernel"]),
             "final": score_kernels(snapshot["final/kernel"])}
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(result, f)
-  os.replace(path + ".tmp", path)
+  workdir_lib.write_json(path, result)
   return result

@@ -84,25 +84,17 @@ class RunRecord:
     return float(values[i]), int(steps[i])
 
 
-def _read_json(path: str) -> Any:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
 def load_run(path: str) -> RunRecord:
   """The records of the run in ``path`` (which holds ``config.json``)."""
   path = os.path.abspath(path)
-  config = _read_json(os.path.join(path, workdir_lib.CONFIG_FILE))
+  config = workdir_lib.read_json(os.path.join(path, workdir_lib.CONFIG_FILE))
   if not isinstance(config, dict):
     raise ValueError(f"{path} holds no readable {workdir_lib.CONFIG_FILE}")
   metrics = read_metrics(path) if os.path.exists(os.path.join(path, "metrics.jsonl")) else {}
   return RunRecord(path=path, config=config, flat=flatten(config), metrics=metrics,
                    summary=workdir_lib.read_summary(path),
                    starts=provenance.read_run_info(path),
-                   robustness=_read_json(os.path.join(path, ROBUSTNESS_FILE)))
+                   robustness=workdir_lib.read_json(os.path.join(path, ROBUSTNESS_FILE)))
 
 
 def find_run_dirs(paths: Iterable[str]) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import inspect
-import json
 import os
 import subprocess
 import sys
@@ -182,18 +181,11 @@ def write_plan(root: str, spec: str, points: Sequence[Mapping[str, Any]],
   """``sweep.json``: what this root is a study of (read by ``hybridconv compare``)."""
   plan = {"spec": spec, "name": sweep_name(spec), "factors": list(factors),
           "overrides": dict(overrides), "points": [dict(p) for p in points]}
-  path = os.path.join(root, PLAN_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(plan, f, indent=2, default=repr)
-  os.replace(path + ".tmp", path)
+  records.workdir_lib.write_json(os.path.join(root, PLAN_FILE), plan, indent=2, default=repr)
 
 
 def read_plan(root: str) -> dict[str, Any] | None:
-  try:
-    with open(os.path.join(root, PLAN_FILE), encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+  return records.workdir_lib.read_json(os.path.join(root, PLAN_FILE))
 
 
 def _robustness_settings(spec: str, overrides: Mapping[str, Any], point: Mapping[str, Any]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import socket
@@ -18,6 +17,8 @@ import subprocess
 from typing import Any
 
 import jax
+
+from hybridconv.training import workdir as workdir_lib
 
 RUN_INFO_FILE = "run_info.json"
 # Libraries whose versions change numerics or behaviour.
@@ -75,18 +76,13 @@ def record_start(workdir: str) -> dict[str, Any]:
   if jax.process_index() != 0:
     return info
   starts = read_run_info(workdir)
-  path = os.path.join(workdir, RUN_INFO_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump({"starts": [*starts, info]}, f, indent=2)
-  os.replace(path + ".tmp", path)
+  workdir_lib.write_json(os.path.join(workdir, RUN_INFO_FILE), {"starts": [*starts, info]},
+                         indent=2)
   return info
 
 
 def read_run_info(workdir: str) -> list[dict[str, Any]]:
   """The start records of ``workdir`` ([] when it has none or the file is unreadable)."""
-  path = os.path.join(workdir, RUN_INFO_FILE)
-  try:
-    with open(path, encoding="utf-8") as f:
-      return list(json.load(f)["starts"])
-  except (OSError, ValueError, KeyError, TypeError):
-    return []
+  data = workdir_lib.read_json(os.path.join(workdir, RUN_INFO_FILE))
+  starts = data.get("starts") if isinstance(data, dict) else None
+  return list(starts) if isinstance(starts, list) else []

@@ -37,14 +37,27 @@ def config_json(config) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
+def write_json(path: str, data: Any, **dump_options: Any) -> None:
+  """Writes ``data`` as JSON to ``path`` atomically (a reader never sees half a file)."""
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(data, f, **dump_options)
+  os.replace(path + ".tmp", path)
+
+
+def read_json(path: str) -> Any:
+  """The JSON in ``path``, or None when it is missing or unreadable."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
 def write_config(workdir: str, config_data: dict[str, Any]) -> None:
   """Writes ``config.json`` (process 0), replacing it atomically."""
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(config_data, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  write_json(os.path.join(workdir, CONFIG_FILE), config_data, indent=2, sort_keys=True)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -185,10 +198,7 @@ def write_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
   """Writes ``train_subset.json`` (process 0)."""
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, SUBSET_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(dict(record), f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  write_json(os.path.join(workdir, SUBSET_FILE), dict(record), indent=2, sort_keys=True)
 
 
 def write_summary(workdir: str, final: Mapping[str, Any], *, total_steps: int) -> None:
@@ -199,16 +209,9 @@ def write_summary(workdir: str, final: Mapping[str, Any], *, total_steps: int) -
   """
   data = {"finished": int(final.get("step", -1)) >= total_steps, "total_steps": int(total_steps),
           **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in final.items()}}
-  path = os.path.join(workdir, SUMMARY_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  write_json(os.path.join(workdir, SUMMARY_FILE), data, indent=2, sort_keys=True)
 
 
 def read_summary(workdir: str) -> dict[str, Any] | None:
   """``summary.json`` of ``workdir``, or None when the run has not finished."""
-  try:
-    with open(os.path.join(workdir, SUMMARY_FILE), encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+  return read_json(os.path.join(workdir, SUMMARY_FILE))
