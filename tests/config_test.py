@@ -12,6 +12,7 @@ from flax import nnx
 
 from configs import cifar10, default, fashion_mnist, gratings, imagefolder, imagenet, tiny
 from hybridconv import configlib, models, sweeps
+from hybridconv.studies import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
@@ -97,9 +98,10 @@ def test_fashion_mnist_quickstart_is_the_default_variant():
                                   "configs/cifar10.py:free"])
 def test_sweep_points_apply_to_the_locked_config(spec, monkeypatch):
   monkeypatch.chdir(ROOT)
-  points = sweeps.sweep_points(spec)
+  points = runner.load_points(spec, {}, {})
   assert len(points) == len({tuple(sorted(p.items())) for p in points}), "duplicate points"
-  names = [sweeps.point_name(i, p) for i, p in enumerate(points)]
+  factors = runner.grid_lib.primary_factors(points)
+  names = [runner.point_name(p, factors) for p in points]
   assert len(set(names)) == len(names)
 
 
@@ -114,21 +116,24 @@ def test_apply_overrides_refuses_unknown_keys():
 
 
 def test_point_command_round_trips_values():
-  command = sweeps.point_command("configs/tiny.py", "/w", {"seed": 2, "model.first_layer": "gabor",
-                                                           "optim.step_epochs": (1.0, 2.0)})
+  command = runner.point_command("configs/tiny.py", "/w", {"seed": 2, "model.first_layer": "gabor",
+                                                           "optim.step_epochs": (1.0, 2.0)},
+                                 overrides={}, group="tiny", tags=())
   assert command[-3:] == ["--config.seed=2", "--config.model.first_layer=gabor",
                           "--config.optim.step_epochs=(1.0, 2.0)"]
   assert ast.literal_eval(command[-1].split("=", 1)[1]) == (1.0, 2.0)
 
 
-def test_wandb_yaml_is_a_grid_over_points():
+def test_wandb_yaml_is_a_grid_over_the_factors():
   yaml = pytest.importorskip("yaml")
   points = [{"seed": 0}, {"seed": 1}]
-  sweep = yaml.safe_load(sweeps.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points))
+  sweep = yaml.safe_load(sweeps.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points,
+                                                 {"num_train_steps": 4}))
   assert sweep["method"] == "grid"
-  assert sweep["parameters"] == {"point": {"values": [0, 1]}}
-  assert sweep["command"][-1] == "${args}"
+  assert sweep["parameters"] == {"seed": {"values": [0, 1]}}
+  assert sweep["command"][-1] == "${args_no_hyphens}"
   assert "--config=configs/tiny.py:gabor" in sweep["command"]
+  assert "--config.num_train_steps=4" in sweep["command"]
 
 
 def _main(*args):

@@ -17,8 +17,9 @@ from jax.sharding import Mesh
 from PIL import Image
 
 from configs import tiny
-from hybridconv import train, writers
+from hybridconv import tracking
 from hybridconv.data import DecodeConfig, StreamingPipeline, crops, decode, open_imagefolder
+from hybridconv.training import train
 
 NUM_TRAIN = 3 * 8 + 1  # 8 per class and one truncated file
 
@@ -237,7 +238,7 @@ def test_small_alexnet_trains_from_the_folder_end_to_end(folder, tmp_path):
   assert 0.0 <= final["eval/accuracy"] <= 1.0
   assert final["data/skipped_images"] == 1
   assert json.loads((workdir / "classes.json").read_text()) == ["cat", "dog", "fish"]
-  logged = [e for e in writers.read_metrics(str(workdir)) if "data/skipped_images" in e]
+  logged = [e for e in tracking.read_events(str(workdir)) if "data/skipped_images" in e]
   assert logged and logged[-1]["data/skipped_images"] == 1
 
 

@@ -165,6 +165,7 @@ def test_bad_step_augment_and_mesh():
 def _config(**overrides):
   config = ml_collections.ConfigDict(dict(
       source="gratings", name="gratings", data_dir="", pipeline="device", prepare=False,
+      train_size=0, subset_seed=-1,
       augment=dict(crop_padding=2, horizontal_flip=False),
       gratings=dict(num_train=96, num_test=20, image_size=16, task="frequency", num_classes=3,
                     noise=0.05, envelope_sigma=0.0, seed=0)))

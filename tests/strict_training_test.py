@@ -99,7 +99,7 @@ def _setup(variant="hybrid", *, label_smoothing=0.0, compute_dtype="float32"):
   tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
   fns, state = train.create_train_state(
       config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx)
-  step = jax.jit(functools.partial(train.train_step, fns=fns, tx=tx, schedule=schedule,
+  step = jax.jit(functools.partial(train.train_step, model_fns=fns, tx=tx, schedule=schedule,
                                    label_smoothing=label_smoothing))
   return fns, state, step
 

@@ -36,7 +36,8 @@ def _log_everything(logger, step=3):
 
 def test_the_tracking_section_declares_the_documented_keys():
   config = default.get_config().tracking
-  assert set(config.wandb.keys()) == {"mode", "project", "entity", "name", "init_timeout"}
+  assert set(config.wandb.keys()) == {"mode", "project", "entity", "name", "group", "tags",
+                                      "job_type", "init_timeout"}
   assert set(config.keys()) == {"wandb", "scalars_every_steps", "filters_every_steps", "gabor_fit",
                                 "animation", "log_checkpoints"}
   assert config.wandb.mode in ("online", "offline", "disabled")

@@ -39,8 +39,8 @@ def _config(**overrides):
         ({"label_smoothing": 1.0}, r"config.label_smoothing=1.0 must be in \[0, 1\)"),
         ({"eval_every_epochs": 0.0}, r"config.eval_every_epochs=0.0 must be > 0"),
         ({"optim.name": "rmsprop"}, r"config.optim.name='rmsprop' is not one of"),
-        ({"data.source": "hdf5"}, r"data.source must be one of \('idx', 'tfds', 'gratings'\), "
-                                  r"got 'hdf5'"),
+        ({"data.source": "hdf5"}, r"data.source must be one of \('idx', 'tfds', 'gratings', "
+                                  r"'imagefolder'\), got 'hdf5'"),
         ({"model.name": "resnet9000"}, r"model.name='resnet9000' is not one of \[.*'simple_cnn'"),
         ({"model.first_layer": "gabbor"}, r"unknown kernel source 'gabbor'; allowed: .*'gabor'"),
     ],
