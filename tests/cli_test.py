@@ -63,7 +63,7 @@ def test_sweep_runs_each_point_in_its_own_workdir(tmp_path):
   with open(tmp_path / "sweep_results.csv", encoding="utf-8") as f:
     results = list(csv.DictReader(f))
   assert [r["model.first_layer"] for r in results] == ["free", "gabor"]
-  assert all(r["status"] == "finished" and r["steps"] == "8" and
+  assert all(r["status"] == "finished" and float(r["steps"]) == 8 and
              0 <= float(r["final_eval_accuracy"]) <= 1 for r in results)
   for r in results:
     with open(os.path.join(tmp_path, r["workdir"], "config.json"), encoding="utf-8") as f:

@@ -162,6 +162,7 @@ def exclusive(workdir: str) -> Iterator[None]:
   if jax.process_index() != 0:
     yield
     return
+  created = not os.path.isdir(workdir)
   os.makedirs(workdir, exist_ok=True)
   fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
   try:
@@ -174,8 +175,16 @@ def exclusive(workdir: str) -> Iterator[None]:
           f"{holder or 'unknown'}); allowed: a workdir no running run holds -- wait for that "
           "run to finish or stop it, or pass another --workdir") from None
     yield
+  except ValueError:
+    # A run refused before writing anything leaves no trace: not even the empty
+    # folder it made to hold the lock.
+    if created and not os.listdir(workdir):
+      os.rmdir(workdir)
+    raise
   finally:
     os.close(fd)  # releases the lock
+
+
 def check_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
   """Refuses to resume a run whose training images differ from those it started with.
 
