@@ -18,8 +18,9 @@ MODELS = ("resnet20", "alexnet_small")
 
 
 def get_config(arg: str | None = None):
-  source, model, _ = default.parse_variant(arg, default_source="free", models=MODELS,
-                                           default_model="resnet20")
+  source, model, _ = default.parse_variant(
+    arg, default_source="free", models=MODELS, default_model="resnet20"
+  )
   config = default.get_config()
   config.data.source = "tfds"
   config.data.name = "cifar10"

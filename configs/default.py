@@ -13,9 +13,14 @@ import ml_collections
 KERNEL_SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
 
 
-def parse_variant(arg: str | None, *, default_source: str, models: tuple[str, ...] = (),
-                  default_model: str = "", options: tuple[str, ...] = ()
-                  ) -> tuple[str, str, set[str]]:
+def parse_variant(
+  arg: str | None,
+  *,
+  default_source: str,
+  models: tuple[str, ...] = (),
+  default_model: str = "",
+  options: tuple[str, ...] = (),
+) -> tuple[str, str, set[str]]:
   """``(kernel source, model, options)`` from a variant such as ``'gabor,resnet50'``.
 
   The one variant parser of every config file. Each comma-separated token is a
@@ -32,10 +37,15 @@ def parse_variant(arg: str | None, *, default_source: str, models: tuple[str, ..
     allowed += [f"at most one model of {models}"] if models else []
     allowed += [f"any of the options {options}"] if options else []
     example = ",".join(["gabor", *(models or options)[-1:]])
-    raise ValueError(f"unknown config variant {arg!r}: give {' and '.join(allowed)}, "
-                     f"comma-separated (e.g. {example!r})")
-  return ((sources[0] if sources else default_source), (chosen[0] if chosen else default_model),
-          set(tokens) - set(sources) - set(chosen))
+    raise ValueError(
+      f"unknown config variant {arg!r}: give {' and '.join(allowed)}, "
+      f"comma-separated (e.g. {example!r})"
+    )
+  return (
+    (sources[0] if sources else default_source),
+    (chosen[0] if chosen else default_model),
+    set(tokens) - set(sources) - set(chosen),
+  )
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -149,7 +159,10 @@ def fixed_gabor_bank(num_filters: int) -> ml_collections.ConfigDict:
   """
   if num_filters % 8:
     raise ValueError(f"fixed_gabor_bank needs a multiple of 8 filters, got {num_filters}")
-  return ml_collections.ConfigDict({
-      "source": "fixed", "bank": "gabor",
+  return ml_collections.ConfigDict(
+    {
+      "source": "fixed",
+      "bank": "gabor",
       "options": {"num_orientations": num_filters // 8, "num_scales": 4},
-  })
+    }
+  )

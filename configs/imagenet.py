@@ -20,8 +20,9 @@ MODELS = ("alexnet", "resnet50")
 
 
 def get_config(arg: str | None = None):
-  source, model, _ = default.parse_variant(arg, default_source="free", models=MODELS,
-                                           default_model="alexnet")
+  source, model, _ = default.parse_variant(
+    arg, default_source="free", models=MODELS, default_model="alexnet"
+  )
   config = default.get_config()
   config.data.source = "tfds"
   config.data.name = "imagenet2012"
@@ -35,7 +36,8 @@ def get_config(arg: str | None = None):
   if config.model.first_layer == "fixed":
     # The stems have 96 (AlexNet) and 64 (ResNet-50) filters, the default bank 32.
     config.model.kernels.conv1 = default.fixed_gabor_bank(
-        96 if config.model.name == "alexnet" else 64)
+      96 if config.model.name == "alexnet" else 64
+    )
   config.compute_dtype = "bfloat16"
   config.batch_size = 1024
   config.eval_batch_size = 1024

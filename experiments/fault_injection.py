@@ -87,12 +87,14 @@ def _env(fault: str = "") -> dict[str, str]:
   return env
 
 
-def cli(workdir: str, *args: str, fault: str = "", kill_after: float | None = None
-        ) -> subprocess.CompletedProcess:
+def cli(
+  workdir: str, *args: str, fault: str = "", kill_after: float | None = None
+) -> subprocess.CompletedProcess:
   """Runs the command line; ``kill_after`` seconds: SIGKILL from outside (if still running)."""
   command = [sys.executable, "-m", "hybridconv.main", *CONFIG, f"--workdir={workdir}", *args]
-  process = subprocess.Popen(command, cwd=ROOT, env=_env(fault), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+    command, cwd=ROOT, env=_env(fault), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   try:
     stdout, stderr = process.communicate(timeout=kill_after)
   except subprocess.TimeoutExpired:
@@ -105,8 +107,10 @@ def final_state(workdir: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """Arrays of checkpoint 8 and the last eval event of ``metrics.jsonl``."""
   path = os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "state")
   restored = ocp.StandardCheckpointer().restore(path)
-  arrays = {jax.tree_util.keystr(p): np.asarray(v)
-            for p, v in jax.tree_util.tree_flatten_with_path(restored)[0]}
+  arrays = {
+    jax.tree_util.keystr(p): np.asarray(v)
+    for p, v in jax.tree_util.tree_flatten_with_path(restored)[0]
+  }
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     evals = [e for e in map(json.loads, f) if "eval/accuracy" in e]
   return arrays, {k: v for k, v in evals[-1].items() if k.startswith("eval/")}
@@ -114,8 +118,9 @@ def final_state(workdir: str) -> tuple[dict[str, np.ndarray], dict[str, float]]:
 
 def committed(workdir: str) -> list[int]:
   directory = os.path.join(workdir, "checkpoints")
-  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(
-      directory) else []
+  return (
+    sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+  )
 
 
 def _last_logged_step(workdir: str) -> int:
@@ -141,8 +146,11 @@ class Check:
     found = _RESUMED.findall(result.stderr)
     start = int(found[-1]) if found else 0
     arrays, evals = final_state(workdir)
-    same = (arrays.keys() == self.arrays.keys() and evals == self.evals
-            and all(np.array_equal(arrays[k], v) for k, v in self.arrays.items()))
+    same = (
+      arrays.keys() == self.arrays.keys()
+      and evals == self.evals
+      and all(np.array_equal(arrays[k], v) for k, v in self.arrays.items())
+    )
     redone = max(0, stopped_at - start)
     if not same:
       return Outcome(False, f"resumed from {start}: result differs", redone)
@@ -173,8 +181,9 @@ def sigkill_hook(check, rng, workdir, point):
 def sigkill_watcher(check, rng, workdir):
   """An outside SIGKILL, a random moment after the run logged its k-th event (k random)."""
   command = [sys.executable, "-m", "hybridconv.main", *CONFIG, f"--workdir={workdir}"]
-  process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+  process = subprocess.Popen(
+    command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   events, delay = rng.randint(1, 5), rng.uniform(0.0, 0.05)
   path = os.path.join(workdir, "metrics.jsonl")
   while process.poll() is None:
@@ -219,12 +228,14 @@ def signal_scenario(kind):
   def run(check, rng, workdir):
     if kind == "step":
       step = rng.randint(1, TOTAL_STEPS - 1)
-      return signal_hook(check, rng, workdir, f"{rng.choice(['sigterm', 'sigint'])}@step:{step}",
-                         step)
+      return signal_hook(
+        check, rng, workdir, f"{rng.choice(['sigterm', 'sigint'])}@step:{step}", step
+      )
     if kind == "compile":
       return signal_hook(check, rng, workdir, "sigterm@compile", 1)
     step = rng.choice([2, 4, 6]) if kind == "log" else 4
     return signal_hook(check, rng, workdir, f"sigterm@{kind}:{step}", step)
+
   return run
 
 
@@ -233,8 +244,9 @@ def damaged_checkpoint(reference_dir):
     os.rmdir(workdir)
     shutil.copytree(reference_dir, workdir)
     state = os.path.join(workdir, "checkpoints", "8", "state")
-    largest = max(glob.glob(os.path.join(state, "**", "d", "*"), recursive=True),
-                  key=os.path.getsize)
+    largest = max(
+      glob.glob(os.path.join(state, "**", "d", "*"), recursive=True), key=os.path.getsize
+    )
     kind = rng.choice(["truncate", "flip-bit", "delete-metadata", "garble-json"])
     if kind == "truncate":
       os.truncate(largest, os.path.getsize(largest) // 2)
@@ -254,6 +266,7 @@ def damaged_checkpoint(reference_dir):
     if not os.path.isdir(os.path.join(workdir, "checkpoints.corrupt", "8")):
       return Outcome(False, f"{kind}: damaged checkpoint not moved aside", outcome.redone)
     return outcome
+
   return run
 
 
@@ -261,7 +274,8 @@ def nan_stop(check, rng, workdir):
   step = rng.randint(1, TOTAL_STEPS - 1)
   stopped = cli(workdir, fault=f"nan@step:{step}")
   if stopped.returncode != 3 or f"non-finite training at step {step}: the loss is nan" not in (
-      stopped.stderr):
+    stopped.stderr
+  ):
     return Outcome(False, f"nan@step:{step}: exit {stopped.returncode}")
   return check.resume(workdir, max(committed(workdir), default=0), step)
 
@@ -269,31 +283,44 @@ def nan_stop(check, rng, workdir):
 def tracker_outage(check, rng, workdir):
   mode = rng.choice(["raise", "hang"])
   start = time.perf_counter()
-  result = subprocess.run([sys.executable, "-c", TRACKER_DRIVER, workdir, mode], cwd=ROOT,
-                          env=_env(), capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-c", TRACKER_DRIVER, workdir, mode],
+    cwd=ROOT,
+    env=_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   seconds = time.perf_counter() - start
   if result.returncode != 0:
     return Outcome(False, f"{mode}: exit {result.returncode}: {result.stderr[-300:]}")
   arrays, evals = final_state(workdir)
-  same = evals == check.evals and all(np.array_equal(arrays[k], v)
-                                      for k, v in check.arrays.items())
-  return Outcome(same, f"{mode}: finished in {seconds:.0f} s, "
-                       f"{'identical' if same else 'DIFFERENT'}")
+  same = evals == check.evals and all(np.array_equal(arrays[k], v) for k, v in check.arrays.items())
+  return Outcome(
+    same, f"{mode}: finished in {seconds:.0f} s, {'identical' if same else 'DIFFERENT'}"
+  )
 
 
 BAD_CONFIGS = [
-    ["--config.model.first_layer=gabbor"], ["--config.model.first_layer=fixed:nosuch"],
-    ["--config.data.gratings.image_size=4"], ["--config.model.name=alexnet"],
-    ["--config.data.source=tfds", "--config.data.name=no_such_dataset"],
-    ["--config.nan_policy=ignore"], ["--config.batch_size=0"],
+  ["--config.model.first_layer=gabbor"],
+  ["--config.model.first_layer=fixed:nosuch"],
+  ["--config.data.gratings.image_size=4"],
+  ["--config.model.name=alexnet"],
+  ["--config.data.source=tfds", "--config.data.name=no_such_dataset"],
+  ["--config.nan_policy=ignore"],
+  ["--config.batch_size=0"],
 ]
 
 
 def _refused(result, workdir: str | None) -> Outcome:
   """Exit 2 with one ``error:`` line and (for a fresh ``workdir``) no checkpoint written."""
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  ok = (result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr
-        and not (workdir and committed(workdir)))
+  ok = (
+    result.returncode == 2
+    and len(errors) == 1
+    and "Traceback" not in result.stderr
+    and not (workdir and committed(workdir))
+  )
   return Outcome(ok, (errors or [f"exit {result.returncode}"])[0][:140])
 
 
@@ -324,8 +351,12 @@ def bad_data(check, rng, workdir):
     os.replace(images, images + ".tmp")
     os.replace(labels, images)
     os.replace(images + ".tmp", labels)
-  result = cli(os.path.join(workdir, "run"), "--config.data.source=idx",
-               "--config.data.name=fashion_mnist", f"--config.data.data_dir={directory}")
+  result = cli(
+    os.path.join(workdir, "run"),
+    "--config.data.source=idx",
+    "--config.data.name=fashion_mnist",
+    f"--config.data.data_dir={directory}",
+  )
   outcome = _refused(result, os.path.join(workdir, "run"))
   outcome.detail = f"{kind}: {outcome.detail}"
   return outcome
@@ -336,32 +367,39 @@ def config_change(reference_dir):
     del check
     os.rmdir(workdir)
     shutil.copytree(reference_dir, workdir)
-    change = rng.choice(["--config.model.width=0.5", "--config.seed=3",
-                         "--config.optim.name=sgd", "--config.data.gratings.num_classes=8"])
+    change = rng.choice(
+      [
+        "--config.model.width=0.5",
+        "--config.seed=3",
+        "--config.optim.name=sgd",
+        "--config.data.gratings.num_classes=8",
+      ]
+    )
     before = committed(workdir)
     outcome = _refused(cli(workdir, change), None)
     if committed(workdir) != before:
       return Outcome(False, "checkpoints changed")
     return outcome
+
   return run
 
 
 def scenarios(reference_dir):
   return {
-      "SIGKILL at a random step": lambda c, r, w: sigkill_hook(c, r, w, "step"),
-      "SIGKILL from outside, random moment": sigkill_watcher,
-      "SIGKILL during evaluation": lambda c, r, w: sigkill_hook(c, r, w, "eval"),
-      "SIGKILL during a checkpoint write": sigkill_save,
-      "SIGTERM/SIGINT at a random step": signal_scenario("step"),
-      "SIGTERM during compilation": signal_scenario("compile"),
-      "SIGTERM during evaluation": signal_scenario("eval"),
-      "SIGTERM during logging": signal_scenario("log"),
-      "damaged latest checkpoint": damaged_checkpoint(reference_dir),
-      "NaN loss (stop), then resume": nan_stop,
-      "tracker raises or hangs": tracker_outage,
-      "bad config (refused)": bad_config,
-      "bad data file (refused)": bad_data,
-      "model change on resume (refused)": config_change(reference_dir),
+    "SIGKILL at a random step": lambda c, r, w: sigkill_hook(c, r, w, "step"),
+    "SIGKILL from outside, random moment": sigkill_watcher,
+    "SIGKILL during evaluation": lambda c, r, w: sigkill_hook(c, r, w, "eval"),
+    "SIGKILL during a checkpoint write": sigkill_save,
+    "SIGTERM/SIGINT at a random step": signal_scenario("step"),
+    "SIGTERM during compilation": signal_scenario("compile"),
+    "SIGTERM during evaluation": signal_scenario("eval"),
+    "SIGTERM during logging": signal_scenario("log"),
+    "damaged latest checkpoint": damaged_checkpoint(reference_dir),
+    "NaN loss (stop), then resume": nan_stop,
+    "tracker raises or hangs": tracker_outage,
+    "bad config (refused)": bad_config,
+    "bad data file (refused)": bad_data,
+    "model change on resume (refused)": config_change(reference_dir),
   }
 
 
@@ -396,20 +434,22 @@ def main() -> None:
       except Exception as error:  # noqa: BLE001 (a crashed scenario is a failed run)
         outcome = Outcome(False, f"{type(error).__name__}: {error}")
       outcomes.append((name, run, outcome))
-      print(f"  {name} #{run}: {'ok' if outcome.ok else 'FAILED'} -- {outcome.detail}",
-            flush=True)
+      print(f"  {name} #{run}: {'ok' if outcome.ok else 'FAILED'} -- {outcome.detail}", flush=True)
   width = max(len(n) for n in chosen)
   print(f"\n{'scenario':<{width}}  runs  recovered, nothing lost  steps redone")
   for name in chosen:
     mine = [o for n, _, o in outcomes if n == name]
     redone = sum(o.redone for o in mine)
     print(f"{name:<{width}}  {len(mine):>4}  {sum(o.ok for o in mine):>23}  {redone:>12}")
-  print(f"\n{len(outcomes)} runs in {time.perf_counter() - start:.0f} s "
-        f"(seed {args.seed}; workdirs in {root})")
+  print(
+    f"\n{len(outcomes)} runs in {time.perf_counter() - start:.0f} s "
+    f"(seed {args.seed}; workdirs in {root})"
+  )
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
-      json.dump([{"scenario": n, "run": r, **dataclasses.asdict(o)} for n, r, o in outcomes], f,
-                indent=1)
+      json.dump(
+        [{"scenario": n, "run": r, **dataclasses.asdict(o)} for n, r, o in outcomes], f, indent=1
+      )
   if not all(o.ok for _, _, o in outcomes):
     sys.exit(1)
 

@@ -21,11 +21,11 @@ import os
 import sys
 
 COMMANDS = {
-    "train": "hybridconv.main",
-    "sweep": "hybridconv.sweeps",
-    "analyze": "hybridconv.tracking.report",
-    "evaluate": "hybridconv.robustness.main",
-    "compare": "hybridconv.studies.compare",
+  "train": "hybridconv.main",
+  "sweep": "hybridconv.sweeps",
+  "analyze": "hybridconv.tracking.report",
+  "evaluate": "hybridconv.robustness.main",
+  "compare": "hybridconv.studies.compare",
 }
 
 

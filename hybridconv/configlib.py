@@ -83,7 +83,7 @@ def explain_bad_value(argv: Sequence[str]) -> str | None:
   for arg in argv:
     if not arg.startswith(OVERRIDE_PREFIX) or "=" not in arg:
       continue
-    dotted, value = arg[len(OVERRIDE_PREFIX):].split("=", 1)
+    dotted, value = arg[len(OVERRIDE_PREFIX) :].split("=", 1)
     if missing_key(config, dotted):
       continue
     current = config
@@ -92,8 +92,10 @@ def explain_bad_value(argv: Sequence[str]) -> str | None:
     kind = type(current)
     if kind in (int, float, bool) and not _parses_as(kind, value):
       article = "an" if kind is int else "a"
-      return (f"{OVERRIDE_PREFIX}{dotted}={value!r} is not {article} {kind.__name__}; allowed: "
-              f"{article} {kind.__name__} like the default {current!r}")
+      return (
+        f"{OVERRIDE_PREFIX}{dotted}={value!r} is not {article} {kind.__name__}; allowed: "
+        f"{article} {kind.__name__} like the default {current!r}"
+      )
   return None
 
 
@@ -126,7 +128,7 @@ def explain_bad_override(argv: Sequence[str]) -> str | None:
     return None
   for arg in argv:
     if arg.startswith(OVERRIDE_PREFIX):
-      dotted = arg[len(OVERRIDE_PREFIX):].split("=", 1)[0]
+      dotted = arg[len(OVERRIDE_PREFIX) :].split("=", 1)[0]
       problem = missing_key(config, dotted)
       if problem:
         return f"{arg}: {problem}"

@@ -80,10 +80,21 @@ class KernelConv(linen.Module):
     else:
       padding = self.padding
     layer = nnx.bridge.to_linen(
-        nn.KernelConv, x.shape[-1], self.features, self.kernel_size, source=self.layer_source(),
-        strides=self.strides or 1, padding=padding, kernel_dilation=self.kernel_dilation or 1,
-        feature_group_count=self.feature_group_count, use_bias=self.use_bias, dtype=self.dtype,
-        param_dtype=self.param_dtype, precision=self.precision, name="conv")
+      nn.KernelConv,
+      x.shape[-1],
+      self.features,
+      self.kernel_size,
+      source=self.layer_source(),
+      strides=self.strides or 1,
+      padding=padding,
+      kernel_dilation=self.kernel_dilation or 1,
+      feature_group_count=self.feature_group_count,
+      use_bias=self.use_bias,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      precision=self.precision,
+      name="conv",
+    )
     return layer(x)
 
 

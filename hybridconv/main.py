@@ -23,11 +23,13 @@ from ml_collections import config_flags
 from hybridconv import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file and variant, e.g. configs/fashion_mnist.py:hybrid.",
-    lock_config=True,
+  "config",
+  None,
+  "Experiment config file and variant, e.g. configs/fashion_mnist.py:hybrid.",
+  lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run directory (config.json, metrics.jsonl, checkpoints/); resumes if present."
+  "workdir", None, "Run directory (config.json, metrics.jsonl, checkpoints/); resumes if present."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -49,8 +51,10 @@ def _print_summary(final: dict, workdir: str) -> None:
   shown = ("eval/accuracy", "eval/top5_accuracy", "eval/loss", "images_per_sec", "train_seconds")
   lines = [f"  {key}: {final[key]:.4f}" for key in shown if key in final]
   print(f"finished at step {final['step']}:", *lines, sep="\n")
-  entries = sorted(name + ("/" if os.path.isdir(os.path.join(workdir, name)) else "")
-                   for name in os.listdir(workdir))
+  entries = sorted(
+    name + ("/" if os.path.isdir(os.path.join(workdir, name)) else "")
+    for name in os.listdir(workdir)
+  )
   print(f"results in {workdir}: {', '.join(entries)}")
 
 
@@ -112,8 +116,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
     print(f"error: {configlib.explain_bad_value(argv) or error}", file=sys.stderr)
     sys.exit(2)
   except flags.Error as error:  # what absl's own parser prints
-    print(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on "
-          "flags.", file=sys.stderr)
+    print(
+      f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.",
+      file=sys.stderr,
+    )
     sys.exit(1)
 
 

@@ -30,9 +30,7 @@ def cluster_requested(dist_config) -> bool:
   """
   mode = dist_config.initialize
   if mode not in _INITIALIZE_CHOICES:
-    raise ValueError(
-        f"config.distributed.initialize={mode!r} is not one of {_INITIALIZE_CHOICES}"
-    )
+    raise ValueError(f"config.distributed.initialize={mode!r} is not one of {_INITIALIZE_CHOICES}")
   if mode != "auto":
     return mode == "always"
   env = os.environ
@@ -50,8 +48,10 @@ MAX_AUTO_CPU_DEVICES = 8
 def check_cpu_devices(requested) -> None:
   """Refuses a ``config.cpu_devices`` that is not an int >= 0."""
   if not isinstance(requested, int) or requested < 0:
-    raise ValueError(f"config.cpu_devices={requested!r} must be an int >= 0 "
-                     "(0 = one per core, 1 = a single CPU device)")
+    raise ValueError(
+      f"config.cpu_devices={requested!r} must be an int >= 0 "
+      "(0 = one per core, 1 = a single CPU device)"
+    )
 
 
 def cpu_device_count(requested: int, batch_sizes, cores: int) -> int:
@@ -86,11 +86,14 @@ def configure_cpu_devices(config) -> int | None:
   """
   if cluster_requested(config.distributed):
     return None
-  if ("JAX_NUM_CPU_DEVICES" in os.environ
-      or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+  if (
+    "JAX_NUM_CPU_DEVICES" in os.environ
+    or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+  ):
     return None
-  count = cpu_device_count(config.cpu_devices, (config.batch_size, config.eval_batch_size),
-                           len(os.sched_getaffinity(0)))
+  count = cpu_device_count(
+    config.cpu_devices, (config.batch_size, config.eval_batch_size), len(os.sched_getaffinity(0))
+  )
   try:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:
@@ -116,8 +119,11 @@ def maybe_initialize_distributed(dist_config) -> bool:
     kwargs["process_id"] = dist_config.process_id
   jax.distributed.initialize(**kwargs)
   logging.info(
-      "jax.distributed: process %d of %d, %d local / %d global devices",
-      jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+    "jax.distributed: process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
   )
   return True
 
@@ -143,10 +149,10 @@ def check_batch_size(name: str, batch_size: int, mesh: Mesh) -> None:
   num_devices = mesh.devices.size
   if batch_size < 1 or batch_size % num_devices:
     raise ValueError(
-        f"config.{name}={batch_size} must be a positive multiple of the number of "
-        f"devices ({num_devices}: {jax.process_count()} process(es) x "
-        f"{jax.local_device_count()} local device(s)); e.g. "
-        f"{max(1, round(batch_size / num_devices)) * num_devices}"
+      f"config.{name}={batch_size} must be a positive multiple of the number of "
+      f"devices ({num_devices}: {jax.process_count()} process(es) x "
+      f"{jax.local_device_count()} local device(s)); e.g. "
+      f"{max(1, round(batch_size / num_devices)) * num_devices}"
     )
 
 

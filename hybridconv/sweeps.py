@@ -41,12 +41,16 @@ from hybridconv.studies import runner
 _CONFIG = flags.DEFINE_string("config", None, "Config file (and variant) of every point.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each point runs in a folder below it.")
 _GRID = flags.DEFINE_multi_string(
-    "grid", [], "A factor: key=value1,value2,... (repeat for more; crossed with sweep()).")
+  "grid", [], "A factor: key=value1,value2,... (repeat for more; crossed with sweep())."
+)
 _POINT = flags.DEFINE_integer("point", -1, "Run only the point with this index (-1: all).")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once.")
 _DEVICE_VAR = flags.DEFINE_string(
-    "device_var", "", "Give each of the --jobs slots its own device through this variable, "
-    "e.g. CUDA_VISIBLE_DEVICES (slot i sees device i).")
+  "device_var",
+  "",
+  "Give each of the --jobs slots its own device through this variable, "
+  "e.g. CUDA_VISIBLE_DEVICES (slot i sees device i).",
+)
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print each point's command; run nothing.")
 _WANDB_YAML = flags.DEFINE_string("wandb_yaml", "", "Write a W&B sweep YAML here and exit.")
 
@@ -66,23 +70,30 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
   return rest, overrides
 
 
-def select(points: Sequence[Mapping[str, Any]], selectors: Mapping[str, Any]
-           ) -> list[int]:
+def select(points: Sequence[Mapping[str, Any]], selectors: Mapping[str, Any]) -> list[int]:
   """Indices of the points whose values equal every ``key=value`` selector."""
   for key in selectors:
     if not any(key in p for p in points):
-      raise ValueError(f"selector {key}=... names no factor of the sweep; factors: "
-                       f"{grid_lib.factors_of(points) or sorted({k for p in points for k in p})}")
-  chosen = [i for i, p in enumerate(points)
-            if all(key in p and (p[key] == value or str(p[key]) == str(value))
-                   for key, value in selectors.items())]
+      raise ValueError(
+        f"selector {key}=... names no factor of the sweep; factors: "
+        f"{grid_lib.factors_of(points) or sorted({k for p in points for k in p})}"
+      )
+  chosen = [
+    i
+    for i, p in enumerate(points)
+    if all(
+      key in p and (p[key] == value or str(p[key]) == str(value))
+      for key, value in selectors.items()
+    )
+  ]
   if not chosen:
     raise ValueError(f"no point of the sweep has {selectors}")
   return chosen
 
 
-def wandb_sweep_yaml(spec: str, root: str, points: Sequence[Mapping[str, Any]],
-                     overrides: Mapping[str, Any]) -> str:
+def wandb_sweep_yaml(
+  spec: str, root: str, points: Sequence[Mapping[str, Any]], overrides: Mapping[str, Any]
+) -> str:
   """A W&B grid sweep over the factors themselves; each agent run runs one matching point."""
   import yaml  # noqa: PLC0415
 
@@ -93,18 +104,26 @@ def wandb_sweep_yaml(spec: str, root: str, points: Sequence[Mapping[str, Any]],
       if point[key] not in values[key]:
         values[key].append(point[key])
   sweep = {
-      "name": runner.sweep_name(spec),
-      "method": "grid",
-      "metric": {"name": "eval/accuracy", "goal": "maximize"},
-      "parameters": {key: {"values": vals} for key, vals in values.items()},
-      "command": ["${env}", "${interpreter}", "-m", "hybridconv.sweeps", f"--config={spec}",
-                  f"--workdir={root}",
-                  *(f"{OVERRIDE_PREFIX}{k}={runner._flag_value(v)}" for k, v in overrides.items()),
-                  "${args_no_hyphens}"],
+    "name": runner.sweep_name(spec),
+    "method": "grid",
+    "metric": {"name": "eval/accuracy", "goal": "maximize"},
+    "parameters": {key: {"values": vals} for key, vals in values.items()},
+    "command": [
+      "${env}",
+      "${interpreter}",
+      "-m",
+      "hybridconv.sweeps",
+      f"--config={spec}",
+      f"--workdir={root}",
+      *(f"{OVERRIDE_PREFIX}{k}={runner._flag_value(v)}" for k, v in overrides.items()),
+      "${args_no_hyphens}",
+    ],
   }
   if len(points) != len(list(grid_lib.product(values))):
-    sweep["description"] = ("not a full product: agents skip combinations that are not points "
-                            "(they exit 2 with 'no point of the sweep has ...')")
+    sweep["description"] = (
+      "not a full product: agents skip combinations that are not points "
+      "(they exit 2 with 'no point of the sweep has ...')"
+    )
   return yaml.safe_dump(sweep, sort_keys=False)
 
 
@@ -116,8 +135,9 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     indices = select(points, selectors) if selectors else list(range(len(points)))
     if _POINT.value >= 0:
       if _POINT.value >= len(points):
-        raise ValueError(f"--point={_POINT.value} but the sweep has {len(points)} points "
-                         f"(0..{len(points) - 1})")
+        raise ValueError(
+          f"--point={_POINT.value} but the sweep has {len(points)} points (0..{len(points) - 1})"
+        )
       indices = [_POINT.value]
     if _JOBS.value < 1:
       raise ValueError(f"--jobs={_JOBS.value} must be >= 1")
@@ -127,22 +147,42 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
   if _WANDB_YAML.value:
     with open(_WANDB_YAML.value, "w", encoding="utf-8") as f:
       f.write(wandb_sweep_yaml(spec, root, points, overrides))
-    print(f"wrote {_WANDB_YAML.value} ({len(points)} points); start it with "
-          f"`wandb sweep {_WANDB_YAML.value}`, then `wandb agent <sweep id>` on each machine")
+    print(
+      f"wrote {_WANDB_YAML.value} ({len(points)} points); start it with "
+      f"`wandb sweep {_WANDB_YAML.value}`, then `wandb agent <sweep id>` on each machine"
+    )
     return
   chosen = [points[i] for i in indices]
   if _DRY_RUN.value:
     factors = grid_lib.primary_factors(points)
     for point in chosen:
       workdir = os.path.join(root, runner.point_name(point, factors))
-      print(runner.shell_line(runner.point_command(
-          spec, workdir, point, overrides=overrides, group=runner.sweep_name(spec),
-          tags=runner.point_tags(point, factors))))
+      print(
+        runner.shell_line(
+          runner.point_command(
+            spec,
+            workdir,
+            point,
+            overrides=overrides,
+            group=runner.sweep_name(spec),
+            tags=runner.point_tags(point, factors),
+          )
+        )
+      )
     return
-  failed = runner.run_sweep(spec, root, points, indices=indices, overrides=overrides,
-                            jobs=_JOBS.value, device_var=_DEVICE_VAR.value)
-  print(f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
-        f"{os.path.join(root, runner.RESULTS_FILE)}")
+  failed = runner.run_sweep(
+    spec,
+    root,
+    points,
+    indices=indices,
+    overrides=overrides,
+    jobs=_JOBS.value,
+    device_var=_DEVICE_VAR.value,
+  )
+  print(
+    f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
+    f"{os.path.join(root, runner.RESULTS_FILE)}"
+  )
   sys.exit(1 if failed else 0)
 
 

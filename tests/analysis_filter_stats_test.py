@@ -94,12 +94,21 @@ def test_empty_kernels_give_zeros():
 
 def test_gabor_likeness_summary():
   summary = filter_stats.gabor_likeness(np.array([0.1, 0.4, 0.6, 0.9]), thresholds=(0.5, 0.8))
-  assert summary == pytest.approx({
-      "r2_mean": 0.5, "r2_median": 0.5, "r2_q25": 0.325, "r2_q75": 0.675,
-      "frac_r2_above_0.5": 0.5, "frac_r2_above_0.8": 0.25})
+  assert summary == pytest.approx(
+    {
+      "r2_mean": 0.5,
+      "r2_median": 0.5,
+      "r2_q25": 0.325,
+      "r2_q75": 0.675,
+      "frac_r2_above_0.5": 0.5,
+      "frac_r2_above_0.8": 0.25,
+    }
+  )
 
 
-@pytest.mark.parametrize("call, match", [
+@pytest.mark.parametrize(
+  "call, match",
+  [
     (lambda: filter_stats.spectral_peak(np.zeros(5)), "shape"),
     (lambda: filter_stats.spectral_peak(np.zeros((1, 5, 2))), "2x2"),
     (lambda: filter_stats.spectral_peak(np.zeros((5, 5), complex)), "real"),
@@ -108,7 +117,8 @@ def test_gabor_likeness_summary():
     (lambda: filter_stats.frequency_energy(np.zeros((5, 5)), edges=(0.2, 0.1)), "edges"),
     (lambda: filter_stats.gabor_likeness(np.array([])), "empty"),
     (lambda: filter_stats.gabor_likeness(np.array([0.5, np.nan])), "finite"),
-])
+  ],
+)
 def test_bad_input_is_refused(call, match):
   with pytest.raises(ValueError, match=match):
     call()

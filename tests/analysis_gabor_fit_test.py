@@ -23,15 +23,21 @@ def _random_params(rng, n, size=SIZE):
   frequency = np.exp(rng.uniform(np.log(0.08), np.log(0.3), n))
   sigma = np.asarray(sigma_from_bandwidth(frequency, 1.0)) * rng.uniform(0.8, 1.3, n)
   return dict(
-      theta=rng.uniform(0, np.pi, n), frequency=frequency,
-      sigma=np.clip(sigma, 1.5, size / 3), gamma=rng.uniform(0.6, 1.5, n),
-      psi=rng.uniform(-np.pi, np.pi, n), amplitude=rng.uniform(0.5, 2.0, n))
+    theta=rng.uniform(0, np.pi, n),
+    frequency=frequency,
+    sigma=np.clip(sigma, 1.5, size / 3),
+    gamma=rng.uniform(0.6, 1.5, n),
+    psi=rng.uniform(-np.pi, np.pi, n),
+    amplitude=rng.uniform(0.5, 2.0, n),
+  )
 
 
 def _render(params, size=SIZE):
   p = params
-  return np.asarray(gabor_real(size, p["theta"], p["frequency"], p["sigma"], p["gamma"],
-                               p["psi"])) * p["amplitude"]
+  return (
+    np.asarray(gabor_real(size, p["theta"], p["frequency"], p["sigma"], p["gamma"], p["psi"]))
+    * p["amplitude"]
+  )
 
 
 def _orientation_error(fitted, true):
@@ -104,8 +110,10 @@ def test_off_centre_gabor_is_located():
   params = _random_params(rng, 4, size=17)
   big = _render(params, size=17)  # centre at pixel (8, 8)
   shifts = [(-2, 1), (1, 2), (2, -2), (0, -1)]  # (rows down, columns right)
-  crops = np.stack([big[3 - dr:3 - dr + SIZE, 3 - dc:3 - dc + SIZE, i]
-                    for i, (dr, dc) in enumerate(shifts)], -1)
+  crops = np.stack(
+    [big[3 - dr : 3 - dr + SIZE, 3 - dc : 3 - dc + SIZE, i] for i, (dr, dc) in enumerate(shifts)],
+    -1,
+  )
   fit = gabor_fit.fit_gabor(crops)
   np.testing.assert_allclose(fit.centre_x, [dc for _, dc in shifts], atol=0.2)
   np.testing.assert_allclose(fit.centre_y, [-dr for dr, _ in shifts], atol=0.2)
@@ -130,17 +138,29 @@ def test_exact_gabor_without_centre_matches_gabor_real():
 def test_gabor_from_fit_is_gabor_real():
   params = _random_params(np.random.default_rng(4), 3)
   zeros = np.zeros(3)
-  fit = gabor_fit.GaborFit(params["theta"], params["frequency"], params["sigma"], params["gamma"],
-                           params["psi"], params["amplitude"], zeros, zeros, zeros, zeros)
-  np.testing.assert_allclose(gabor_fit.gabor_from_fit(fit, (9, 8)),
-                             _render(params, size=(9, 8)), atol=1e-6)
+  fit = gabor_fit.GaborFit(
+    params["theta"],
+    params["frequency"],
+    params["sigma"],
+    params["gamma"],
+    params["psi"],
+    params["amplitude"],
+    zeros,
+    zeros,
+    zeros,
+    zeros,
+  )
+  np.testing.assert_allclose(
+    gabor_fit.gabor_from_fit(fit, (9, 8)), _render(params, size=(9, 8)), atol=1e-6
+  )
 
 
 def test_matches_scikit_image_orientation_convention():
   # skimage's y axis points down, so its theta is our -theta; f is the same.
   thetas, frequency = np.array([0.3, 1.2, 2.0, 2.8]), 0.15
-  kernels = np.stack([gabor_kernel(frequency, theta=t, sigma_x=1.7, sigma_y=1.7).real
-                      for t in thetas], -1)
+  kernels = np.stack(
+    [gabor_kernel(frequency, theta=t, sigma_x=1.7, sigma_y=1.7).real for t in thetas], -1
+  )
   assert kernels.shape[:2] == (SIZE, SIZE)
   fit = gabor_fit.fit_gabor(kernels)
   assert np.degrees(_orientation_error(fit.theta, -thetas)).max() < 0.5
@@ -217,12 +237,15 @@ def test_layer_summary_separates_gabor_from_random_layers():
   assert gabor_summary["r2_median"] > 0.99 and gabor_summary["frac_r2_above_0.8"] == 1.0
   assert random_summary["r2_median"] < 0.3 and random_summary["frac_r2_above_0.5"] == 0.0
   assert gabor_summary["colour_energy_mean"] > 0.99 > random_summary["colour_energy_mean"]
-  assert (gabor_summary["spectral_peak_fraction_mean"]
-          > 2 * random_summary["spectral_peak_fraction_mean"])
+  assert (
+    gabor_summary["spectral_peak_fraction_mean"] > 2 * random_summary["spectral_peak_fraction_mean"]
+  )
   assert all(isinstance(v, float) for v in gabor_summary.values())
 
 
-@pytest.mark.parametrize("kernels, options, match", [
+@pytest.mark.parametrize(
+  "kernels, options, match",
+  [
     (np.zeros(5), {}, "shape"),
     (np.zeros((SIZE, SIZE, 0)), {}, "no kernels"),
     (np.zeros((3, 3, 2)), {}, "too small"),
@@ -233,7 +256,8 @@ def test_layer_summary_separates_gabor_from_random_layers():
     (np.zeros((SIZE, SIZE, 1)), {"num_orientations": 0}, "num_orientations"),
     (np.zeros((SIZE, SIZE, 1)), {"steps": 0}, "steps"),
     (np.zeros((SIZE, SIZE, 1)), {"gamma_range": (2.0, 1.0)}, "bounds"),
-])
+  ],
+)
 def test_bad_input_is_refused(kernels, options, match):
   with pytest.raises(ValueError, match=match):
     gabor_fit.fit_gabor(kernels, **options)

@@ -21,8 +21,9 @@ def test_surrogates_keep_every_power_spectrum_and_change_the_pattern():
   surrogate = np.asarray(gabor_null.phase_randomized(kernels, jax.random.key(1)))
   assert surrogate.shape == kernels.shape and surrogate.dtype == np.float32
   power = np.abs(np.fft.fft2(kernels, axes=(0, 1))) ** 2
-  np.testing.assert_allclose(np.abs(np.fft.fft2(surrogate, axes=(0, 1))) ** 2, power,
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    np.abs(np.fft.fft2(surrogate, axes=(0, 1))) ** 2, power, rtol=1e-4, atol=1e-4
+  )
   assert np.abs(surrogate - kernels).max() > 0.5  # the spatial arrangement changed
   again = gabor_null.phase_randomized(kernels, jax.random.key(1))
   np.testing.assert_array_equal(np.asarray(again), surrogate)  # a pure function of the key
@@ -38,16 +39,21 @@ def test_one_phase_field_per_filter_keeps_colour_filters_separable():
   _, surrogate_colour, energy = gabor_fit.dominant_component(surrogate)
   np.testing.assert_allclose(np.asarray(energy), 1.0, atol=1e-5)
   unit = colour / np.linalg.norm(colour, axis=0)
-  np.testing.assert_allclose(np.abs(np.sum(np.asarray(surrogate_colour) * unit, axis=0)), 1.0,
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    np.abs(np.sum(np.asarray(surrogate_colour) * unit, axis=0)), 1.0, atol=1e-4
+  )
 
 
 def test_three_dimensional_input_is_a_stack_of_single_channel_kernels():
   kernels = _gabors(3, 5)
   surrogate = np.asarray(gabor_null.phase_randomized(kernels, jax.random.key(0)))
   assert surrogate.shape == kernels.shape
-  np.testing.assert_allclose(np.abs(np.fft.fft2(surrogate, axes=(0, 1))),
-                             np.abs(np.fft.fft2(kernels, axes=(0, 1))), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    np.abs(np.fft.fft2(surrogate, axes=(0, 1))),
+    np.abs(np.fft.fft2(kernels, axes=(0, 1))),
+    rtol=1e-4,
+    atol=1e-5,
+  )
 
 
 def test_null_scores_of_gabors_fall_well_below_their_own_scores():

@@ -33,8 +33,10 @@ import torch_time_to_accuracy as peer  # noqa: E402
 
 
 def _evals(*accuracies):
-  return [{"step": 10 * (i + 1), "epoch": 0.5 * (i + 1), "seconds": 3.0 * (i + 1),
-           "accuracy": a} for i, a in enumerate(accuracies)]
+  return [
+    {"step": 10 * (i + 1), "epoch": 0.5 * (i + 1), "seconds": 3.0 * (i + 1), "accuracy": a}
+    for i, a in enumerate(accuracies)
+  ]
 
 
 def test_first_crossing_is_the_first_eval_at_or_above_target():
@@ -48,17 +50,20 @@ def test_first_crossing_is_the_first_eval_at_or_above_target():
 
 def test_eval_events_join_metrics_and_clock():
   metrics = [
-      {"step": 50, "train/loss": 1.0, "epoch": 0.25},
-      {"step": 100, "train/loss": 0.5, "epoch": 0.5},
-      {"step": 100, "eval/accuracy": 0.7, "eval/loss": 0.9},
-      {"step": 200, "train/loss": 0.4, "epoch": 1.0},
-      {"step": 200, "eval/accuracy": 0.8, "eval/loss": 0.6},
+    {"step": 50, "train/loss": 1.0, "epoch": 0.25},
+    {"step": 100, "train/loss": 0.5, "epoch": 0.5},
+    {"step": 100, "eval/accuracy": 0.7, "eval/loss": 0.9},
+    {"step": 200, "train/loss": 0.4, "epoch": 1.0},
+    {"step": 200, "eval/accuracy": 0.8, "eval/loss": 0.6},
   ]
-  clock = [{"step": 100, "seconds": 12.5, "accuracy": 0.7},
-           {"step": 200, "seconds": 20.0, "accuracy": 0.8}]
+  clock = [
+    {"step": 100, "seconds": 12.5, "accuracy": 0.7},
+    {"step": 200, "seconds": 20.0, "accuracy": 0.8},
+  ]
   assert tta.eval_events(metrics, clock) == [
-      {"step": 100, "epoch": 0.5, "accuracy": 0.7, "seconds": 12.5},
-      {"step": 200, "epoch": 1.0, "accuracy": 0.8, "seconds": 20.0}]
+    {"step": 100, "epoch": 0.5, "accuracy": 0.7, "seconds": 12.5},
+    {"step": 200, "epoch": 1.0, "accuracy": 0.8, "seconds": 20.0},
+  ]
   with pytest.raises(RuntimeError, match="do not match"):
     tta.eval_events(metrics, clock[:1])  # an event the clock never saw
   with pytest.raises(RuntimeError, match="do not match"):
@@ -83,10 +88,18 @@ def test_background_writer_stamps_events_promptly():
 
 
 def test_torch_spec_mirrors_the_config_and_refuses_what_it_cannot():
-  spec = tta.torch_spec(tta.build_config("gabor,resnet20", eval_every=0.5, max_epochs=2),
-                        target=0.9, stop_at_target=False, init="hybridconv")
+  spec = tta.torch_spec(
+    tta.build_config("gabor,resnet20", eval_every=0.5, max_epochs=2),
+    target=0.9,
+    stop_at_target=False,
+    init="hybridconv",
+  )
   assert (spec["model"], spec["source"], spec["num_epochs"], spec["eval_every_epochs"]) == (
-      "resnet20", "gabor", 2.0, 0.5)
+    "resnet20",
+    "gabor",
+    2.0,
+    0.5,
+  )
   assert (spec["crop_padding"], spec["horizontal_flip"]) == (2, True)
   assert spec["optim"]["name"] == "sgd" and spec["optim"]["nesterov"] is True
   assert spec["optim"]["kernel_lr_multiplier"] == 10.0
@@ -96,18 +109,26 @@ def test_torch_spec_mirrors_the_config_and_refuses_what_it_cannot():
     tta.torch_spec(config, target=0.9, stop_at_target=False, init="hybridconv")
 
 
-@pytest.mark.parametrize("variant, schedule, total_steps", [
-    ("hybrid", "cosine", 1404), ("hybrid,long", "cosine", 9360), ("free,resnet20", "cosine", 4680),
-    ("hybrid", "step", 1404), ("hybrid", "constant", 1404), ("hybrid", "cosine", 50),
-])
+@pytest.mark.parametrize(
+  "variant, schedule, total_steps",
+  [
+    ("hybrid", "cosine", 1404),
+    ("hybrid,long", "cosine", 9360),
+    ("free,resnet20", "cosine", 4680),
+    ("hybrid", "step", 1404),
+    ("hybrid", "constant", 1404),
+    ("hybrid", "cosine", 50),
+  ],
+)
 def test_peer_learning_rate_is_hybridconvs(variant, schedule, total_steps):
   config = fashion_mnist.get_config(variant)
   config.optim.schedule = schedule
   config.optim.step_epochs = (1.0, 2.0)
   config.optim.end_learning_rate_factor = 0.05
   steps = np.arange(total_steps + 3)
-  expected = optim.learning_rate_schedule(config.optim, total_steps=total_steps,
-                                          steps_per_epoch=468)(steps)
+  expected = optim.learning_rate_schedule(
+    config.optim, total_steps=total_steps, steps_per_epoch=468
+  )(steps)
   settings = tta.workdir_lib.config_json(config.optim)
   got = [peer.learning_rate(int(s), settings, total_steps, 468) for s in steps]
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
@@ -134,10 +155,14 @@ def tiny_idx(tmp_path_factory):
   directory = tmp_path_factory.mktemp("idx")
   rng = np.random.default_rng(0)
   for split, n in (("train", 512), ("t10k", 200)):
-    _write_idx(directory / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)),
-               idx.IMAGES_MAGIC)
-    _write_idx(directory / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n),
-               idx.LABELS_MAGIC)
+    _write_idx(
+      directory / f"{split}-images-idx3-ubyte.gz",
+      rng.integers(0, 256, (n, 28, 28)),
+      idx.IMAGES_MAGIC,
+    )
+    _write_idx(
+      directory / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), idx.LABELS_MAGIC
+    )
   return directory
 
 
@@ -148,8 +173,9 @@ def test_peer_reads_and_normalises_as_hybridconv(tiny_idx):
   np.testing.assert_array_equal(labels, dataset.train_labels)
   test_images, _ = peer.load_split(tiny_idx, "test")
   np.testing.assert_array_equal(test_images, dataset.test_images)
-  for got, want in zip(peer.channel_stats(images, chunk=100),
-                       augment.channel_stats(dataset.train_images), strict=True):
+  for got, want in zip(
+    peer.channel_stats(images, chunk=100), augment.channel_stats(dataset.train_images), strict=True
+  ):
     np.testing.assert_allclose(got, want, rtol=1e-6)
   with pytest.raises(ValueError, match="magic"):
     peer.read_idx(tiny_idx / "train-labels-idx1-ubyte.gz", peer.IMAGES_MAGIC)

@@ -18,8 +18,9 @@ def _state(value: float):
 
 def _save(checkpointer, step, accuracy):
   metrics = None if accuracy is None else {"eval/accuracy": accuracy, "eval/loss": 1 - accuracy}
-  checkpointer.save(step, _state(step), config_json={"seed": 0}, metadata={"step": step},
-                    metrics=metrics)
+  checkpointer.save(
+    step, _state(step), config_json={"seed": 0}, metadata={"step": step}, metrics=metrics
+  )
 
 
 def test_keeps_latest_and_best_across_restarts(tmp_path):
@@ -53,6 +54,7 @@ def test_restore_into_abstract_target_with_shardings(tmp_path):
 
 def test_checksum_names_of_a_train_state_stay_readable():
   """Checkpoint metadata keys its checksums by these names: pinned so old checkpoints match."""
+
   class Net(nnx.Module):
     def __init__(self):
       self.conv1 = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
@@ -60,11 +62,21 @@ def test_checksum_names_of_a_train_state_stay_readable():
 
   _, params, rest = nnx.split(Net(), nnx.Param, ...)
   tx = optax.sgd(0.1, momentum=0.9)
-  tree = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
-          "rng": jax.random.key_data(jax.random.key(0))}
+  tree = {
+    "step": jnp.zeros((), jnp.int32),
+    "params": params,
+    "opt_state": tx.init(params),
+    "rng": jax.random.key_data(jax.random.key(0)),
+  }
   names = list(checkpointing.fingerprint(tree))
-  assert {"step", "rng", "params/conv1/kernel/value", "params/conv1/bias/value",
-          "params/blocks/0/scale/value",
-          "opt_state/0/trace/conv1/kernel/value"} <= set(names), names
+  assert {
+    "step",
+    "rng",
+    "params/conv1/kernel/value",
+    "params/conv1/bias/value",
+    "params/blocks/0/scale/value",
+    "opt_state/0/trace/conv1/kernel/value",
+  } <= set(names), names
   assert [optim.path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]] == [
-      n[len("params/"):] for n in names if n.startswith("params/")]
+    n[len("params/") :] for n in names if n.startswith("params/")
+  ]

@@ -15,8 +15,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _cli(*args, timeout=300):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", "hybridconv.cli", *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", "hybridconv.cli", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def test_usage_and_unknown_command():
@@ -28,15 +34,23 @@ def test_usage_and_unknown_command():
 
 @pytest.mark.slow
 def test_train_prints_where_the_results_are(tmp_path):
-  result = _cli("train", "--config=configs/tiny.py:free", f"--workdir={tmp_path}",
-                "--config.num_train_steps=2")
+  result = _cli(
+    "train", "--config=configs/tiny.py:free", f"--workdir={tmp_path}", "--config.num_train_steps=2"
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "finished at step 2" in result.stdout
-  listing = ("checkpoints/, config.json, metrics.jsonl, run_info.json, summary.json, "
-             "train_subset.json")
+  listing = (
+    "checkpoints/, config.json, metrics.jsonl, run_info.json, summary.json, train_subset.json"
+  )
   assert f"results in {tmp_path}: {listing}" in result.stdout
-  assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "metrics.jsonl",
-                                          "run_info.json", "summary.json", "train_subset.json"]
+  assert sorted(os.listdir(tmp_path)) == [
+    "checkpoints",
+    "config.json",
+    "metrics.jsonl",
+    "run_info.json",
+    "summary.json",
+    "train_subset.json",
+  ]
   analyze = _cli("analyze", f"--workdir={tmp_path}")
   assert analyze.returncode == 0, analyze.stderr[-2000:]
   assert analyze.stdout.strip().endswith("REPORT.md")
@@ -46,8 +60,9 @@ def test_train_prints_where_the_results_are(tmp_path):
 
 
 def test_sweep_dry_run_lists_one_command_per_point(tmp_path):
-  result = _cli("sweep", "--config=configs/fashion_mnist.py:hybrid", f"--workdir={tmp_path}",
-                "--dry_run")
+  result = _cli(
+    "sweep", "--config=configs/fashion_mnist.py:hybrid", f"--workdir={tmp_path}", "--dry_run"
+  )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 15
@@ -63,8 +78,12 @@ def test_sweep_runs_each_point_in_its_own_workdir(tmp_path):
   with open(tmp_path / "sweep_results.csv", encoding="utf-8") as f:
     results = list(csv.DictReader(f))
   assert [r["model.first_layer"] for r in results] == ["free", "gabor"]
-  assert all(r["status"] == "finished" and float(r["steps"]) == 8 and
-             0 <= float(r["final_eval_accuracy"]) <= 1 for r in results)
+  assert all(
+    r["status"] == "finished"
+    and float(r["steps"]) == 8
+    and 0 <= float(r["final_eval_accuracy"]) <= 1
+    for r in results
+  )
   for r in results:
     with open(os.path.join(tmp_path, r["workdir"], "config.json"), encoding="utf-8") as f:
       assert json.load(f)["model"]["first_layer"] == r["model.first_layer"]

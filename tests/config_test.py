@@ -17,12 +17,12 @@ from hybridconv.studies import runner
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
 VARIANTS = {
-    fashion_mnist: [*SOURCES, "hybrid,long", "gabor,resnet20", "free,resnet20,long", None],
-    gratings: [*SOURCES, None],
-    cifar10: [*SOURCES, "gabor,alexnet_small", "resnet20", None],
-    imagenet: [*SOURCES, "gabor,resnet50", "alexnet", None],
-    imagefolder: ["free", "gabor,resnet50", None],
-    tiny: [*SOURCES, None],
+  fashion_mnist: [*SOURCES, "hybrid,long", "gabor,resnet20", "free,resnet20,long", None],
+  gratings: [*SOURCES, None],
+  cifar10: [*SOURCES, "gabor,alexnet_small", "resnet20", None],
+  imagenet: [*SOURCES, "gabor,resnet50", "alexnet", None],
+  imagefolder: ["free", "gabor,resnet50", None],
+  tiny: [*SOURCES, None],
 }
 
 
@@ -43,7 +43,7 @@ def test_default_declares_every_key_once_with_a_comment():
   for line in source.splitlines():
     stripped = line.strip()
     if stripped.startswith("config.") and " = " in stripped:
-      target = stripped.split(" = ")[0][len("config."):]
+      target = stripped.split(" = ")[0][len("config.") :]
       assigned.append(target)
       if target in declared:  # a key, not a section header
         assert "  # " in line, f"configs/default.py: {target} has no comment"
@@ -53,8 +53,9 @@ def test_default_declares_every_key_once_with_a_comment():
 
 
 @pytest.mark.parametrize(
-    ("module", "variant"), [(m, v) for m, vs in VARIANTS.items() for v in vs],
-    ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
+  ("module", "variant"),
+  [(m, v) for m, vs in VARIANTS.items() for v in vs],
+  ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
 )
 def test_variants_only_change_declared_keys(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
@@ -64,20 +65,29 @@ def test_variants_only_change_declared_keys(module, variant):
 
 
 # (image shape, classes) of each config's dataset, to build its models abstractly.
-DATA_SHAPES = {fashion_mnist: ((28, 28, 1), 10), gratings: ((32, 32, 1), 8),
-               cifar10: ((32, 32, 3), 10), imagenet: ((224, 224, 3), 1000), tiny: ((16, 16, 1), 4),
-               imagefolder: ((224, 224, 3), 10)}
+DATA_SHAPES = {
+  fashion_mnist: ((28, 28, 1), 10),
+  gratings: ((32, 32, 1), 8),
+  cifar10: ((32, 32, 3), 10),
+  imagenet: ((224, 224, 3), 1000),
+  tiny: ((16, 16, 1), 4),
+  imagefolder: ((224, 224, 3), 10),
+}
 
 
 @pytest.mark.parametrize(
-    ("module", "variant"), [(m, v) for m, vs in VARIANTS.items() for v in vs],
-    ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
+  ("module", "variant"),
+  [(m, v) for m, vs in VARIANTS.items() for v in vs],
+  ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
 )
 def test_every_variant_builds_its_model(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
   image_shape, num_classes = DATA_SHAPES[module]
-  model = nnx.eval_shape(lambda: models.build_model(
-      config.model, num_classes=num_classes, image_shape=image_shape, rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(
+    lambda: models.build_model(
+      config.model, num_classes=num_classes, image_shape=image_shape, rngs=nnx.Rngs(0)
+    )
+  )
   assert model is not None
 
 
@@ -90,12 +100,16 @@ def test_unknown_variant_names_the_variants(module):
 def test_fashion_mnist_quickstart_is_the_default_variant():
   config = fashion_mnist.get_config()
   assert (config.data.name, config.model.name, config.model.first_layer) == (
-      "fashion_mnist", "simple_cnn", "hybrid")
+    "fashion_mnist",
+    "simple_cnn",
+    "hybrid",
+  )
   assert config.num_epochs <= 3
 
 
-@pytest.mark.parametrize("spec", ["configs/fashion_mnist.py:hybrid", "configs/gratings.py",
-                                  "configs/cifar10.py:free"])
+@pytest.mark.parametrize(
+  "spec", ["configs/fashion_mnist.py:hybrid", "configs/gratings.py", "configs/cifar10.py:free"]
+)
 def test_sweep_points_apply_to_the_locked_config(spec, monkeypatch):
   monkeypatch.chdir(ROOT)
   points = runner.load_points(spec, {}, {})
@@ -110,25 +124,35 @@ def test_apply_overrides_refuses_unknown_keys():
   config.lock()
   configlib.apply_overrides(config, {"optim.learning_rate": 0.5, "seed": 3})
   assert (config.optim.learning_rate, config.seed) == (0.5, 3)
-  with pytest.raises(ValueError,
-                     match="override .optim.learnig_rate.: config.optim has no key .learnig_rate."):
+  with pytest.raises(
+    ValueError, match="override .optim.learnig_rate.: config.optim has no key .learnig_rate."
+  ):
     configlib.apply_overrides(config, {"optim.learnig_rate": 0.1})
 
 
 def test_point_command_round_trips_values():
-  command = runner.point_command("configs/tiny.py", "/w", {"seed": 2, "model.first_layer": "gabor",
-                                                           "optim.step_epochs": (1.0, 2.0)},
-                                 overrides={}, group="tiny", tags=())
-  assert command[-3:] == ["--config.seed=2", "--config.model.first_layer=gabor",
-                          "--config.optim.step_epochs=(1.0, 2.0)"]
+  command = runner.point_command(
+    "configs/tiny.py",
+    "/w",
+    {"seed": 2, "model.first_layer": "gabor", "optim.step_epochs": (1.0, 2.0)},
+    overrides={},
+    group="tiny",
+    tags=(),
+  )
+  assert command[-3:] == [
+    "--config.seed=2",
+    "--config.model.first_layer=gabor",
+    "--config.optim.step_epochs=(1.0, 2.0)",
+  ]
   assert ast.literal_eval(command[-1].split("=", 1)[1]) == (1.0, 2.0)
 
 
 def test_wandb_yaml_is_a_grid_over_the_factors():
   yaml = pytest.importorskip("yaml")
   points = [{"seed": 0}, {"seed": 1}]
-  sweep = yaml.safe_load(sweeps.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points,
-                                                 {"num_train_steps": 4}))
+  sweep = yaml.safe_load(
+    sweeps.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"num_train_steps": 4})
+  )
   assert sweep["method"] == "grid"
   assert sweep["parameters"] == {"seed": {"values": [0, 1]}}
   assert sweep["command"][-1] == "${args_no_hyphens}"
@@ -138,8 +162,11 @@ def test_wandb_yaml_is_a_grid_over_the_factors():
 
 def _main(*args):
   return subprocess.run(
-      [sys.executable, "-m", "hybridconv.main", *args], cwd=ROOT, capture_output=True, text=True,
-      timeout=120,
+    [sys.executable, "-m", "hybridconv.main", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
   )
 
 

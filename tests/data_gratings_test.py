@@ -45,8 +45,14 @@ def test_dataset_shapes_and_independent_splits():
 def test_orientation_labels_match_fft_orientation():
   num_classes = 6
   images, labels = gratings.make_gratings(
-      300, image_size=32, task="orientation", num_classes=num_classes, noise=0.0,
-      frequency_range=(0.12, 0.35), seed=1)
+    300,
+    image_size=32,
+    task="orientation",
+    num_classes=num_classes,
+    noise=0.0,
+    frequency_range=(0.12, 0.35),
+    seed=1,
+  )
   theta, _ = _fft_peak(images)
   centres = labels * math.pi / num_classes
   error = np.abs(np.mod(theta - centres + math.pi / 2, math.pi) - math.pi / 2)
@@ -58,8 +64,14 @@ def test_orientation_labels_match_fft_orientation():
 def test_frequency_labels_match_fft_frequency():
   low, high = 0.08, 0.4
   images, labels = gratings.make_gratings(
-      300, image_size=32, task="frequency", num_classes=4, noise=0.0,
-      frequency_range=(low, high), seed=2)
+    300,
+    image_size=32,
+    task="frequency",
+    num_classes=4,
+    noise=0.0,
+    frequency_range=(low, high),
+    seed=2,
+  )
   _, frequency = _fft_peak(images)
   edges = np.exp(np.linspace(math.log(low), math.log(high), 5))
   estimated = np.clip(np.searchsorted(edges, frequency) - 1, 0, 3)
@@ -80,14 +92,17 @@ def test_noise_level_and_envelope():
   assert windowed[:, 10:14, 10:14].std() > 30  # the grating is visible in the centre
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(task="colour"), r"task must be one of \('orientation', 'frequency'\)"),
     (dict(num_classes=1), "num_classes must be an int >= 2"),
     (dict(noise=-0.1), "noise .* must be >= 0"),
     (dict(image_size=2), "image_size must be an int >= 4"),
     (dict(frequency_range=(0.1, 0.6)), r"0 < low < high < 0.5 \(Nyquist\)"),
     (dict(envelope_sigma=-1.0), "envelope_sigma must be >= 0"),
-])
+  ],
+)
 def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message):
     gratings.make_gratings(4, **kwargs)

@@ -31,11 +31,13 @@ def _write(directory: pathlib.Path, stem: str, raw: bytes, gz: bool) -> None:
 def _write_dataset(directory, *, gz=False, n_train=6, n_test=3, train_labels=None):
   rng = np.random.default_rng(0)
   arrays = {
-      "train-images-idx3-ubyte": (rng.integers(0, 256, (n_train, 5, 4)), idx.IMAGES_MAGIC),
-      "train-labels-idx1-ubyte": (np.arange(n_train) % 10 if train_labels is None
-                                  else np.asarray(train_labels), idx.LABELS_MAGIC),
-      "t10k-images-idx3-ubyte": (rng.integers(0, 256, (n_test, 5, 4)), idx.IMAGES_MAGIC),
-      "t10k-labels-idx1-ubyte": (np.arange(n_test) % 10, idx.LABELS_MAGIC),
+    "train-images-idx3-ubyte": (rng.integers(0, 256, (n_train, 5, 4)), idx.IMAGES_MAGIC),
+    "train-labels-idx1-ubyte": (
+      np.arange(n_train) % 10 if train_labels is None else np.asarray(train_labels),
+      idx.LABELS_MAGIC,
+    ),
+    "t10k-images-idx3-ubyte": (rng.integers(0, 256, (n_test, 5, 4)), idx.IMAGES_MAGIC),
+    "t10k-labels-idx1-ubyte": (np.arange(n_test) % 10, idx.LABELS_MAGIC),
   }
   for stem, (array, magic) in arrays.items():
     _write(directory, stem, _idx_bytes(array, magic), gz)
@@ -83,8 +85,11 @@ def test_truncated_file(tmp_path, gz):
   raw = _idx_bytes(arrays["train-images-idx3-ubyte"], idx.IMAGES_MAGIC)
   _write(tmp_path, "train-images-idx3-ubyte", raw[:-7], gz)
   expected = 16 + 6 * 5 * 4
-  with pytest.raises(ValueError, match=rf"train-images.*truncated.*\(6, 5, 4\).*{expected} bytes "
-                     rf"are expected, found {expected - 7}"):
+  with pytest.raises(
+    ValueError,
+    match=rf"train-images.*truncated.*\(6, 5, 4\).*{expected} bytes "
+    rf"are expected, found {expected - 7}",
+  ):
     idx.load_idx_dataset("fashion_mnist", str(tmp_path))
 
 
@@ -118,9 +123,14 @@ def test_missing_files_say_how_to_get_them(tmp_path):
   with pytest.raises(FileNotFoundError) as info:
     idx.load_idx_dataset("fashion_mnist", str(tmp_path / "nowhere"))
   message = str(info.value)
-  for needed in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "apt-get install dataset-fashion-mnist", "HYBRIDCONV_IDX_DIR",
-                 "--config.data.data_dir", str(tmp_path / "nowhere")):
+  for needed in (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "apt-get install dataset-fashion-mnist",
+    "HYBRIDCONV_IDX_DIR",
+    "--config.data.data_dir",
+    str(tmp_path / "nowhere"),
+  ):
     assert needed in message
 
 

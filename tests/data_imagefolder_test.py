@@ -36,9 +36,16 @@ def _mesh():
 def _pipeline(folder, *, batch=5, seed=0, workers=0, size=24):
   train_source, val_source, classes = open_imagefolder(str(folder))
   return StreamingPipeline(
-      train_source, val_source, num_classes=len(classes), global_batch_size=batch,
-      eval_batch_size=4, seed=seed, mesh=_mesh(), num_threads=2,
-      decode=DecodeConfig(image_size=size, eval_resize=size + 4, workers=workers))
+    train_source,
+    val_source,
+    num_classes=len(classes),
+    global_batch_size=batch,
+    eval_batch_size=4,
+    seed=seed,
+    mesh=_mesh(),
+    num_threads=2,
+    decode=DecodeConfig(image_size=size, eval_resize=size + 4, workers=workers),
+  )
 
 
 def _raw_batches(pipeline, steps, start=0):
@@ -56,9 +63,17 @@ def test_folder_classes_are_sorted_names_and_labels_follow(folder):
     assert isinstance(record["image"], bytes)
 
 
-@pytest.mark.parametrize("kind, suffix", [("rgb", ".jpg"), ("grey", ".jpg"), ("cmyk", ".jpg"),
-                                          ("grey", ".png"), ("palette", ".png"),
-                                          ("rgba", ".png")])
+@pytest.mark.parametrize(
+  "kind, suffix",
+  [
+    ("rgb", ".jpg"),
+    ("grey", ".jpg"),
+    ("cmyk", ".jpg"),
+    ("grey", ".png"),
+    ("palette", ".png"),
+    ("rgba", ".png"),
+  ],
+)
 def test_every_colour_mode_decodes_to_rgb(tmp_path, kind, suffix):
   path = tmp_path / f"image{suffix}"
   write_image(path, random_photo(np.random.default_rng(1)), kind)
@@ -74,7 +89,7 @@ def test_every_colour_mode_decodes_to_rgb(tmp_path, kind, suffix):
 def test_corrupt_data_raises_decode_error(folder, data):
   if data is None:  # a JPEG cut off after its header
     whole = (folder / "train" / "cat" / "000.jpg").read_bytes()
-    data = whole[:len(whole) // 2]
+    data = whole[: len(whole) // 2]
   with pytest.raises(decode.DecodeError):
     decode.decode_rgb(data)
 
@@ -93,8 +108,9 @@ def test_reduced_size_decoding_keeps_the_requested_pixels_and_the_picture():
   # a shifted or wrong picture (tens of levels).
   full = decode.decode_rgb(data)
   top, left, h, w = crops.center_box(height, width, 64, 64)
-  reference = Image.fromarray(full).resize((64, 64), Image.BILINEAR,
-                                           box=(left, top, left + w, top + h))
+  reference = Image.fromarray(full).resize(
+    (64, 64), Image.BILINEAR, box=(left, top, left + w, top + h)
+  )
   reduced_crop = crops.eval_crop(data, size=64, resize=64)
   assert np.abs(np.asarray(reference, float) - reduced_crop).mean() < 6.0
   wrong = crops.eval_crop(full[::-1], size=64, resize=64)  # the same pixels, upside down
@@ -118,8 +134,10 @@ def test_crops_are_a_function_of_seed_step_and_index(folder):
   kwargs = dict(size=24, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip=True)
   same = [crops.train_crop(data, crops.crop_rng(3, 7, 2), **kwargs) for _ in range(2)]
   np.testing.assert_array_equal(*same)
-  others = [crops.train_crop(data, crops.crop_rng(*key), **kwargs)
-            for key in ((4, 7, 2), (3, 8, 2), (3, 7, 3))]
+  others = [
+    crops.train_crop(data, crops.crop_rng(*key), **kwargs)
+    for key in ((4, 7, 2), (3, 8, 2), (3, 7, 3))
+  ]
   assert all(not np.array_equal(same[0], other) for other in others)
 
 
@@ -137,8 +155,9 @@ def test_train_batches_have_fixed_shape_and_repeat_for_a_fixed_seed(folder):
   for a, b in zip(raw, again, strict=True):
     np.testing.assert_array_equal(a["image"], b["image"])
     np.testing.assert_array_equal(a["label"], b["label"])
-  assert not all(np.array_equal(a["image"], c["image"])
-                 for a, c in zip(raw, other_seed, strict=True))
+  assert not all(
+    np.array_equal(a["image"], c["image"]) for a, c in zip(raw, other_seed, strict=True)
+  )
 
 
 def test_the_truncated_file_is_skipped_and_counted_once_per_epoch(folder):
@@ -186,17 +205,26 @@ def test_iterator_resumes_exactly_with_worker_processes(folder):
     np.testing.assert_array_equal(got["label"], want["label"])
   # Workers and read threads produce the same batches.
   threads = _pipeline(folder, batch=4, workers=0)
-  np.testing.assert_array_equal(jax.device_get(threads.train_batch(3))["image"],
-                                expected[0]["image"])
+  np.testing.assert_array_equal(
+    jax.device_get(threads.train_batch(3))["image"], expected[0]["image"]
+  )
 
 
-@pytest.mark.parametrize("mutate, message", [
+@pytest.mark.parametrize(
+  "mutate, message",
+  [
     (lambda root: None, "no such"),
     (lambda root: (root / "val").rename(root / "validation"), "has no val/ folder"),
-    (lambda root: (root / "train" / "dog" / "x").mkdir() or [
-        p.unlink() for p in (root / "train" / "dog").glob("*.*")], "holds no images"),
+    (
+      lambda root: (
+        (root / "train" / "dog" / "x").mkdir()
+        or [p.unlink() for p in (root / "train" / "dog").glob("*.*")]
+      ),
+      "holds no images",
+    ),
     (lambda root: (root / "val" / "zebra").mkdir(), "that train/ lacks"),
-])
+  ],
+)
 def test_bad_folders_are_refused_with_one_line(tmp_path, mutate, message):
   root = tmp_path / "bad"
   if message == "no such":
@@ -265,8 +293,11 @@ class _FakeBuilder:
 
   def __init__(self, image_shape, records):
     feature = type("F", (), {"shape": image_shape, "num_classes": 3})()
-    self.info = type("I", (), {"features": {"image": feature, "label": feature},
-                               "splits": {"train": 1, "validation": 1}})()
+    self.info = type(
+      "I",
+      (),
+      {"features": {"image": feature, "label": feature}, "splits": {"train": 1, "validation": 1}},
+    )()
     self.records, self.decoders = records, []
 
   def as_data_source(self, split, decoders=None):
@@ -275,28 +306,39 @@ class _FakeBuilder:
 
 
 @pytest.mark.parametrize("shape, encoded", [((None, None, 3), True), ((32, 32, 3), False)])
-def test_tfds_images_of_varying_size_stay_encoded_for_the_workers(folder, monkeypatch, shape,
-                                                                  encoded):
+def test_tfds_images_of_varying_size_stay_encoded_for_the_workers(
+  folder, monkeypatch, shape, encoded
+):
   import tensorflow_datasets as tfds
 
   from hybridconv.data import tfds_source
 
   # TFDS's numpy parser hands skipped features over as 0-d object arrays of bytes.
   train_source, _, _ = open_imagefolder(str(folder))
-  records = [{"image": np.array(train_source[i]["image"], dtype=object),
-              "label": train_source[i]["label"]} for i in range(len(train_source))]
+  records = [
+    {"image": np.array(train_source[i]["image"], dtype=object), "label": train_source[i]["label"]}
+    for i in range(len(train_source))
+  ]
   builder = _FakeBuilder(shape, records)
   monkeypatch.setattr(tfds_source, "open_tfds_builder", lambda *a, **k: builder)
-  train_records, eval_records, num_classes, is_encoded = (
-      tfds_source.open_tfds_streaming_sources("imagenette"))
+  train_records, eval_records, num_classes, is_encoded = tfds_source.open_tfds_streaming_sources(
+    "imagenette"
+  )
   assert (num_classes, is_encoded) == (3, encoded)
   if not encoded:
     assert builder.decoders == [None, None]
     return
   assert all(isinstance(d["image"], tfds.decode.SkipDecoding) for d in builder.decoders)
   pipeline = StreamingPipeline(
-      train_records, eval_records, num_classes=3, global_batch_size=5, eval_batch_size=5,
-      seed=0, mesh=_mesh(), decode=DecodeConfig(image_size=24, eval_resize=28))
+    train_records,
+    eval_records,
+    num_classes=3,
+    global_batch_size=5,
+    eval_batch_size=5,
+    seed=0,
+    mesh=_mesh(),
+    decode=DecodeConfig(image_size=24, eval_resize=28),
+  )
   batches = _raw_batches(pipeline, 5)
   assert batches[0]["image"].shape == (5, 24, 24, 3)
   assert sum(int(b["skipped"]) for b in batches) == 1  # one epoch: the truncated file once
@@ -307,10 +349,19 @@ def test_cli_refuses_a_class_folder_without_images_with_one_error_line(tmp_path)
   (root / "train" / "empty_class").mkdir()
   workdir = tmp_path / "work"
   result = subprocess.run(
-      [sys.executable, "-m", "hybridconv.main", "--config=configs/imagefolder.py",
-       f"--config.data.data_dir={root}", f"--workdir={workdir}"],
-      cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.main",
+      "--config=configs/imagefolder.py",
+      f"--config.data.data_dir={root}",
+      f"--workdir={workdir}",
+    ],
+    cwd=pathlib.Path(__file__).resolve().parents[1],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "empty_class holds no images" in errors[0]

@@ -28,17 +28,31 @@ def _mesh():
 
 def _indexed_dataset(num_train=50, num_test=13, size=4):
   """Every pixel of image i equals i + 1 and its label is i: batches reveal their indices."""
-  train = np.broadcast_to(np.arange(1, num_train + 1, dtype=np.uint8)[:, None, None, None],
-                          (num_train, size, size, 1)).copy()
-  test = np.broadcast_to(np.arange(1, num_test + 1, dtype=np.uint8)[:, None, None, None],
-                         (num_test, size, size, 1)).copy()
-  return ArrayDataset(train, np.arange(num_train, dtype=np.int32), test,
-                      np.arange(num_test, dtype=np.int32), num_classes=num_train, name="indexed")
+  train = np.broadcast_to(
+    np.arange(1, num_train + 1, dtype=np.uint8)[:, None, None, None], (num_train, size, size, 1)
+  ).copy()
+  test = np.broadcast_to(
+    np.arange(1, num_test + 1, dtype=np.uint8)[:, None, None, None], (num_test, size, size, 1)
+  ).copy()
+  return ArrayDataset(
+    train,
+    np.arange(num_train, dtype=np.int32),
+    test,
+    np.arange(num_test, dtype=np.int32),
+    num_classes=num_train,
+    name="indexed",
+  )
 
 
 def _pipeline(dataset=None, augment=None, seed=0, batch=8, eval_batch=5):
-  return DevicePipeline(dataset or _indexed_dataset(), global_batch_size=batch,
-                        eval_batch_size=eval_batch, seed=seed, mesh=_mesh(), augment_config=augment)
+  return DevicePipeline(
+    dataset or _indexed_dataset(),
+    global_batch_size=batch,
+    eval_batch_size=eval_batch,
+    seed=seed,
+    mesh=_mesh(),
+    augment_config=augment,
+  )
 
 
 def _pixels(pipeline, images):
@@ -67,10 +81,12 @@ def test_each_epoch_visits_every_example_at_most_once():
     assert len(np.unique(seen)) == 48  # no repeats within the epoch
     epochs.append(seen)
     # Without augmentation the pixels still say which example they came from.
-    images = np.concatenate([_pixels(pipeline, pipeline.train_batch(epoch * 6 + s)["image"])
-                             for s in range(6)])
-    np.testing.assert_array_equal(images, np.broadcast_to((seen + 1)[:, None, None, None],
-                                                          images.shape))
+    images = np.concatenate(
+      [_pixels(pipeline, pipeline.train_batch(epoch * 6 + s)["image"]) for s in range(6)]
+    )
+    np.testing.assert_array_equal(
+      images, np.broadcast_to((seen + 1)[:, None, None, None], images.shape)
+    )
   assert not np.array_equal(epochs[0], epochs[1])  # reshuffled every epoch
 
 
@@ -104,8 +120,9 @@ def test_random_crop_pads_with_zeros_and_keeps_content():
 def test_horizontal_flip_mirrors_about_half():
   train = np.zeros((64, 3, 3, 1), np.uint8)
   train[:, :, 0] = 200  # left column bright: a flip moves it to the right
-  dataset = ArrayDataset(train, np.zeros(64, np.int32), train[:4], np.zeros(4, np.int32),
-                         num_classes=1, name="left-bar")
+  dataset = ArrayDataset(
+    train, np.zeros(64, np.int32), train[:4], np.zeros(4, np.int32), num_classes=1, name="left-bar"
+  )
   pipeline = _pipeline(dataset, augment=Augment(horizontal_flip=True), batch=64)
   pixels = _pixels(pipeline, pipeline.train_batch(0)["image"])
   flipped = pixels[:, :, 2, 0].mean(axis=1) == 200
@@ -116,6 +133,7 @@ def test_horizontal_flip_mirrors_about_half():
 
 def test_augmented_values_stay_in_the_normalised_pixel_range():
   from hybridconv.data.gratings import load_gratings_dataset
+
   dataset = load_gratings_dataset(num_train=64, num_test=8, image_size=12, noise=0.2)
   pipeline = _pipeline(dataset, augment=Augment(3, True), batch=32)
   images = np.asarray(pipeline.train_batch(5)["image"])
@@ -139,11 +157,14 @@ def test_eval_batches_fixed_order_with_mask():
   np.testing.assert_array_equal(again, np.concatenate([np.asarray(b["image"]) for b in batches]))
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(batch=51), "global_batch_size=51 exceeds the 50 training examples"),
     (dict(batch=0), "global_batch_size must be a positive int"),
     (dict(eval_batch=2.5), "eval_batch_size must be a positive int"),
-])
+  ],
+)
 def test_bad_construction(kwargs, message):
   with pytest.raises(ValueError, match=message):
     _pipeline(**kwargs)
@@ -163,38 +184,60 @@ def test_bad_step_augment_and_mesh():
 
 
 def _config(**overrides):
-  config = ml_collections.ConfigDict(dict(
-      source="gratings", name="gratings", data_dir="", pipeline="device", prepare=False,
-      train_size=0, subset_seed=-1,
+  config = ml_collections.ConfigDict(
+    dict(
+      source="gratings",
+      name="gratings",
+      data_dir="",
+      pipeline="device",
+      prepare=False,
+      train_size=0,
+      subset_seed=-1,
       augment=dict(crop_padding=2, horizontal_flip=False),
-      gratings=dict(num_train=96, num_test=20, image_size=16, task="frequency", num_classes=3,
-                    noise=0.05, envelope_sigma=0.0, seed=0)))
+      gratings=dict(
+        num_train=96,
+        num_test=20,
+        image_size=16,
+        task="frequency",
+        num_classes=3,
+        noise=0.05,
+        envelope_sigma=0.0,
+        seed=0,
+      ),
+    )
+  )
   config.update(overrides)
   return config
 
 
 def test_build_pipeline_dispatch():
-  device = build_pipeline(_config(), global_batch_size=16, eval_batch_size=8, seed=0,
-                          mesh=_mesh())
+  device = build_pipeline(_config(), global_batch_size=16, eval_batch_size=8, seed=0, mesh=_mesh())
   assert isinstance(device, DevicePipeline)
   assert device.image_shape == (16, 16, 1) and device.num_classes == 3
   assert device.augment == Augment(crop_padding=2, horizontal_flip=False)
-  streaming = build_pipeline(_config(pipeline="streaming"), global_batch_size=16,
-                             eval_batch_size=8, seed=0, mesh=_mesh())
+  streaming = build_pipeline(
+    _config(pipeline="streaming"), global_batch_size=16, eval_batch_size=8, seed=0, mesh=_mesh()
+  )
   assert isinstance(streaming, StreamingPipeline)
   assert streaming.train_batch(0)["image"].shape == (16, 16, 16, 1)
   assert load_dataset(_config()).name == "gratings_frequency"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(source="hdf5"),
-     r"data.source must be one of \('idx', 'tfds', 'gratings', 'imagefolder'\), got 'hdf5'"),
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (
+      dict(source="hdf5"),
+      r"data.source must be one of \('idx', 'tfds', 'gratings', 'imagefolder'\), got 'hdf5'",
+    ),
     (dict(pipeline="tfdata"), r"data.pipeline must be one of \('device', 'streaming'\)"),
-])
+  ],
+)
 def test_unknown_source_or_pipeline(overrides, message):
   with pytest.raises(ValueError, match=message):
-    build_pipeline(_config(**overrides), global_batch_size=16, eval_batch_size=8, seed=0,
-                   mesh=_mesh())
+    build_pipeline(
+      _config(**overrides), global_batch_size=16, eval_batch_size=8, seed=0, mesh=_mesh()
+    )
   if "source" in overrides:
     with pytest.raises(ValueError, match=message):
       load_dataset(_config(**overrides))
@@ -246,10 +289,20 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 def test_sharding_over_four_fake_cpu_devices():
   # JAX_NUM_CPU_DEVICES must be set before JAX starts, and pytest workers may
   # already have started it: run in a fresh interpreter.
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="4", JAX_PLATFORMS="cpu",
-             PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-  result = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+  env = dict(
+    os.environ,
+    JAX_NUM_CPU_DEVICES="4",
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", _SHARDED_SCRIPT],
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0 and "SHARDED-OK" in result.stdout, result.stderr[-4000:]
 
 
@@ -264,8 +317,9 @@ def _flip_pattern(pipeline, step):
 def test_augmentation_draws_depend_on_the_step_within_and_across_epochs():
   train = np.zeros((64, 3, 3, 1), np.uint8)
   train[:, :, 0] = 200  # identical images: the batch content no longer depends on the order
-  dataset = ArrayDataset(train, np.zeros(64, np.int32), train[:4], np.zeros(4, np.int32),
-                         num_classes=1, name="left-bar")
+  dataset = ArrayDataset(
+    train, np.zeros(64, np.int32), train[:4], np.zeros(4, np.int32), num_classes=1, name="left-bar"
+  )
   pipeline = _pipeline(dataset, augment=Augment(horizontal_flip=True), batch=32)
   assert pipeline.steps_per_epoch == 2
   patterns = [_flip_pattern(pipeline, step) for step in range(4)]

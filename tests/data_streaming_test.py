@@ -26,18 +26,32 @@ def _mesh():
 
 def _sources(num_train=30, num_test=7):
   """Image i is filled with i + 1 and labelled i."""
+
   def images(n):
-    return np.broadcast_to(np.arange(1, n + 1, dtype=np.uint8)[:, None, None, None],
-                           (n, 4, 4, 1)).copy()
-  return (ArraySource(images(num_train), np.arange(num_train)),
-          ArraySource(images(num_test), np.arange(num_test)))
+    return np.broadcast_to(
+      np.arange(1, n + 1, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 1)
+    ).copy()
+
+  return (
+    ArraySource(images(num_train), np.arange(num_train)),
+    ArraySource(images(num_test), np.arange(num_test)),
+  )
 
 
 def _pipeline(batch=4, eval_batch=3, augment=None, seed=0, **kwargs):
   train, evaluation = kwargs.pop("sources", None) or _sources()
-  return StreamingPipeline(train, evaluation, num_classes=kwargs.pop("num_classes", 30),
-                           global_batch_size=batch, eval_batch_size=eval_batch, seed=seed,
-                           mesh=_mesh(), augment_config=augment, num_threads=2, **kwargs)
+  return StreamingPipeline(
+    train,
+    evaluation,
+    num_classes=kwargs.pop("num_classes", 30),
+    global_batch_size=batch,
+    eval_batch_size=eval_batch,
+    seed=seed,
+    mesh=_mesh(),
+    augment_config=augment,
+    num_threads=2,
+    **kwargs,
+  )
 
 
 def _labels(batch):
@@ -72,8 +86,9 @@ def test_asking_for_any_step_repositions_the_stream():
 def test_epochs_cover_the_shard_without_repeats_and_reshuffle():
   pipeline = _pipeline(batch=4)
   assert pipeline.steps_per_epoch == 7  # 30 // 4
-  epochs = [np.concatenate([_labels(pipeline.train_batch(e * 7 + s)) for s in range(7)])
-            for e in range(2)]
+  epochs = [
+    np.concatenate([_labels(pipeline.train_batch(e * 7 + s)) for s in range(7)]) for e in range(2)
+  ]
   for labels in epochs:
     assert len(np.unique(labels)) == 28
   assert not np.array_equal(epochs[0], epochs[1])
@@ -98,13 +113,21 @@ def test_augmentation_matches_the_device_pipeline():
   labels = np.zeros(24, np.int32)
   dataset = ArrayDataset(train, labels, train[:4], labels[:4], num_classes=1, name="bar")
   augment = Augment(crop_padding=2, horizontal_flip=True)
-  device = DevicePipeline(dataset, global_batch_size=8, eval_batch_size=4, seed=7, mesh=_mesh(),
-                          augment_config=augment)
-  streaming = _pipeline(batch=8, eval_batch=4, augment=augment, seed=7, num_classes=1,
-                        sources=(ArraySource(train, labels), ArraySource(train[:4], labels[:4])))
+  device = DevicePipeline(
+    dataset, global_batch_size=8, eval_batch_size=4, seed=7, mesh=_mesh(), augment_config=augment
+  )
+  streaming = _pipeline(
+    batch=8,
+    eval_batch=4,
+    augment=augment,
+    seed=7,
+    num_classes=1,
+    sources=(ArraySource(train, labels), ArraySource(train[:4], labels[:4])),
+  )
   for step in (0, 1, 4):
-    np.testing.assert_allclose(streaming.train_batch(step)["image"],
-                               device.train_batch(step)["image"], rtol=1e-6)
+    np.testing.assert_allclose(
+      streaming.train_batch(step)["image"], device.train_batch(step)["image"], rtol=1e-6
+    )
   assert not np.allclose(device.train_batch(0)["image"], device.train_batch(1)["image"])
 
 
@@ -169,11 +192,23 @@ def test_two_processes_shard_the_stream_and_agree_on_device_batches():
   with socket.socket() as s:
     s.bind(("localhost", 0))
     address = f"localhost:{s.getsockname()[1]}"
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu",
-             PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-  procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESS_SCRIPT, address, str(i)], env=env,
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
+  env = dict(
+    os.environ,
+    JAX_NUM_CPU_DEVICES="2",
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+  )
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _TWO_PROCESS_SCRIPT, address, str(i)],
+      env=env,
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   outputs = [p.communicate(timeout=300) for p in procs]
   for proc, (out, err) in zip(procs, outputs, strict=True):
     assert proc.returncode == 0 and "RESULT" in out, err[-4000:]
@@ -185,21 +220,32 @@ def test_two_processes_shard_the_stream_and_agree_on_device_batches():
   n = 30
   images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 1)).copy()
   labels = np.arange(n, dtype=np.int32)
-  kw = dict(global_batch_size=8, eval_batch_size=4, seed=5, mesh=_mesh(),
-            augment_config=Augment(1, True))
+  kw = dict(
+    global_batch_size=8, eval_batch_size=4, seed=5, mesh=_mesh(), augment_config=Augment(1, True)
+  )
   single = DevicePipeline(ArrayDataset(images, labels, images[:6], labels[:6], n, "idx"), **kw)
   assert result["device"] == [np.asarray(single.train_batch(s)["label"]).tolist() for s in (0, 4)]
 
   # Streaming: process i's half of each global batch comes from its own shard i::2.
   for step, batch in enumerate(result["streaming"]):
     for index in range(2):
-      local = StreamingPipeline(ArraySource(images, labels), ArraySource(images[:6], labels[:6]),
-                                num_classes=n, num_threads=1, process_index=index,
-                                process_count=2, **kw)
+      local = StreamingPipeline(
+        ArraySource(images, labels),
+        ArraySource(images[:6], labels[:6]),
+        num_classes=n,
+        num_threads=1,
+        process_index=index,
+        process_count=2,
+        **kw,
+      )
       want = [next(local.shard_batches(step))["label"].tolist()]
-      assert batch[4 * index:4 * index + 4] == want[0]
+      assert batch[4 * index : 4 * index + 4] == want[0]
       assert all(label % 2 == index for label in want[0])
   # Eval: 3 examples per process (0, 2, 4 and 1, 3, 5), local batches of 2, padded.
   assert result["eval_mask"] == [[True, True, True, True], [True, False, True, False]]
-  assert [x for b, m in zip(result["eval_label"], result["eval_mask"], strict=True)
-          for x, keep in zip(b, m, strict=True) if keep] == [0, 2, 1, 3, 4, 5]
+  assert [
+    x
+    for b, m in zip(result["eval_label"], result["eval_mask"], strict=True)
+    for x, keep in zip(b, m, strict=True)
+    if keep
+  ] == [0, 2, 1, 3, 4, 5]

@@ -86,13 +86,22 @@ def test_streaming_pipeline_over_real_tfds_sources(tfds_dir):
   train_source, eval_source, num_classes = open_tfds_sources("fashion_mnist", data_dir=tfds_dir)
   assert (len(train_source), len(eval_source), num_classes) == (NUM_TRAIN, NUM_TEST, 10)
   dataset = load_dataset(_data_config(tfds_dir))
-  known = {img.tobytes(): int(lab) for img, lab in
-           zip(dataset.train_images, dataset.train_labels, strict=True)}
+  known = {
+    img.tobytes(): int(lab)
+    for img, lab in zip(dataset.train_images, dataset.train_labels, strict=True)
+  }
   mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
-  pipeline = StreamingPipeline(train_source, eval_source, num_classes=num_classes,
-                               global_batch_size=16, eval_batch_size=8, seed=0, mesh=mesh,
-                               num_threads=2, augment_config=ml_collections.ConfigDict(
-                                   dict(crop_padding=0, horizontal_flip=False)))
+  pipeline = StreamingPipeline(
+    train_source,
+    eval_source,
+    num_classes=num_classes,
+    global_batch_size=16,
+    eval_batch_size=8,
+    seed=0,
+    mesh=mesh,
+    num_threads=2,
+    augment_config=ml_collections.ConfigDict(dict(crop_padding=0, horizontal_flip=False)),
+  )
   assert pipeline.steps_per_epoch == 3 and pipeline.image_shape == (28, 28, 1)
   seen = []
   for step in range(3):  # one epoch: every example once
@@ -133,8 +142,9 @@ def test_train_and_evaluate_on_real_tfds_files(pipeline, tfds_dir, tmp_path):
 def test_build_pipeline_reads_real_files_for_both_pipelines(tfds_dir):
   mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
   for name in ("device", "streaming"):
-    pipeline = build_pipeline(_data_config(tfds_dir, name), global_batch_size=16,
-                              eval_batch_size=8, seed=0, mesh=mesh)
+    pipeline = build_pipeline(
+      _data_config(tfds_dir, name), global_batch_size=16, eval_batch_size=8, seed=0, mesh=mesh
+    )
     assert pipeline.num_classes == 10 and pipeline.image_shape == (28, 28, 1)
     assert pipeline.steps_per_epoch == 3
     counts = [int(np.asarray(b["mask"]).sum()) for b in pipeline.eval_batches()]

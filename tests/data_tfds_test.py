@@ -23,14 +23,22 @@ def _mock_tfds(num_examples: int):
   pointing at a missing directory; patching is_prepared makes it look prepared, which is
   the situation mock_data simulates."""
   stack = mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True)
-  return tfds.testing.mock_data(num_examples=num_examples,
-                                policy=tfds.testing.MockPolicy.USE_CODE), stack
+  return tfds.testing.mock_data(
+    num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE
+  ), stack
 
 
 def _config(name: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      source="tfds", name=name, data_dir="/tmp/hybridconv-no-such-tfds-dir", pipeline="device",
-      prepare=False, augment=dict(crop_padding=0, horizontal_flip=False)))
+  return ml_collections.ConfigDict(
+    dict(
+      source="tfds",
+      name=name,
+      data_dir="/tmp/hybridconv-no-such-tfds-dir",
+      pipeline="device",
+      prepare=False,
+      augment=dict(crop_padding=0, horizontal_flip=False),
+    )
+  )
 
 
 @pytest.mark.parametrize("name, shape", [("fashion_mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
@@ -50,10 +58,17 @@ def test_streaming_over_mocked_sources_resumes_exactly():
   with mocked, prepared:
     train, evaluation, num_classes = tfds_source.open_tfds_sources("cifar10")
   mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
-  pipeline = StreamingPipeline(train, evaluation, num_classes=num_classes, global_batch_size=8,
-                               eval_batch_size=16, seed=0, mesh=mesh, num_threads=2,
-                               augment_config=ml_collections.ConfigDict(
-                                   dict(crop_padding=4, horizontal_flip=True)))
+  pipeline = StreamingPipeline(
+    train,
+    evaluation,
+    num_classes=num_classes,
+    global_batch_size=8,
+    eval_batch_size=16,
+    seed=0,
+    mesh=mesh,
+    num_threads=2,
+    augment_config=ml_collections.ConfigDict(dict(crop_padding=4, horizontal_flip=True)),
+  )
   assert pipeline.image_shape == (32, 32, 3) and pipeline.steps_per_epoch == 5
   for step in range(3):
     batch = pipeline.train_batch(step)

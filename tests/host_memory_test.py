@@ -27,8 +27,9 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode):
-  result = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True,
-                          timeout=120, check=True)
+  result = subprocess.run(
+    [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=120, check=True
+  )
   applied, faults = result.stdout.split()
   return applied, int(faults)
 

@@ -19,7 +19,7 @@ def random_photo(rng: np.random.Generator, min_side: int = 24, max_side: int = 8
   ch, cw = int(rng.integers(h // 3, h + 1)), int(rng.integers(w // 3, w + 1))
   top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
   size = (int(rng.integers(min_side, max_side + 1)), int(rng.integers(min_side, max_side + 1)))
-  return Image.fromarray(photo[top:top + ch, left:left + cw]).resize(size)
+  return Image.fromarray(photo[top : top + ch, left : left + cw]).resize(size)
 
 
 def write_image(path: pathlib.Path, image: Image.Image, kind: str) -> None:
@@ -32,12 +32,26 @@ def write_image(path: pathlib.Path, image: Image.Image, kind: str) -> None:
     image.save(path)
 
 
-def make_imagefolder(root: pathlib.Path, *, classes=("cat", "dog", "fish"), per_class=(8, 3),
-                     corrupt: bool = True, seed: int = 0) -> pathlib.Path:
+def make_imagefolder(
+  root: pathlib.Path,
+  *,
+  classes=("cat", "dog", "fish"),
+  per_class=(8, 3),
+  corrupt: bool = True,
+  seed: int = 0,
+) -> pathlib.Path:
   """``root/{train,val}/<class>/`` of mixed JPEG/PNG files; one truncated JPEG in train/."""
   rng = np.random.default_rng(seed)
-  kinds = [(".jpg", "rgb"), (".png", "rgb"), (".jpg", "grey"), (".png", "grey"),
-           (".jpg", "cmyk"), (".png", "palette"), (".png", "rgba"), (".jpg", "rgb")]
+  kinds = [
+    (".jpg", "rgb"),
+    (".png", "rgb"),
+    (".jpg", "grey"),
+    (".png", "grey"),
+    (".jpg", "cmyk"),
+    (".png", "palette"),
+    (".png", "rgba"),
+    (".jpg", "rgb"),
+  ]
   for split, count in zip(("train", "val"), per_class, strict=True):
     for name in classes:
       folder = root / split / name
@@ -47,12 +61,13 @@ def make_imagefolder(root: pathlib.Path, *, classes=("cat", "dog", "fish"), per_
         write_image(folder / f"{i:03d}{suffix}", random_photo(rng), kind)
   if corrupt:
     good = (root / "train" / classes[0] / "000.jpg").read_bytes()
-    (root / "train" / classes[0] / "zz_truncated.jpg").write_bytes(good[:len(good) // 3])
+    (root / "train" / classes[0] / "zz_truncated.jpg").write_bytes(good[: len(good) // 3])
   return root
 
 
-def write_tfds_imagenette(data_dir: pathlib.Path, *, num_train: int = 12, num_val: int = 5,
-                          seed: int = 0) -> None:
+def write_tfds_imagenette(
+  data_dir: pathlib.Path, *, num_train: int = 12, num_val: int = 5, seed: int = 0
+) -> None:
   """A real prepared TFDS ``imagenette`` (ArrayRecord files, dataset_info.json) of random photos.
 
   Written without TensorFlow: ``tf.train.Example`` protos from TFDS's own proto
@@ -71,7 +86,8 @@ def write_tfds_imagenette(data_dir: pathlib.Path, *, num_train: int = 12, num_va
   splits = []
   for split, count in (("train", num_train), ("validation", num_val)):
     writer = ArrayRecordWriter(
-        f"{builder.data_dir}/imagenette-{split}.array_record-00000-of-00001", "group_size:1")
+      f"{builder.data_dir}/imagenette-{split}.array_record-00000-of-00001", "group_size:1"
+    )
     for i in range(count):
       buffer = io.BytesIO()
       random_photo(rng).convert("RGB").save(buffer, format="JPEG", quality=90)
@@ -80,11 +96,20 @@ def write_tfds_imagenette(data_dir: pathlib.Path, *, num_train: int = 12, num_va
       example.features.feature["label"].int64_list.value.append(i % 10)
       writer.write(example.SerializeToString())
     writer.close()
-    splits.append(tfds.core.SplitInfo(
-        name=split, shard_lengths=[count], num_bytes=0,
+    splits.append(
+      tfds.core.SplitInfo(
+        name=split,
+        shard_lengths=[count],
+        num_bytes=0,
         filename_template=tfds.core.ShardedFileTemplate(
-            data_dir=builder.data_dir, template=template, dataset_name="imagenette",
-            split=split, filetype_suffix="array_record")))
+          data_dir=builder.data_dir,
+          template=template,
+          dataset_name="imagenette",
+          split=split,
+          filetype_suffix="array_record",
+        ),
+      )
+    )
   builder.info.set_splits(tfds.core.SplitDict(splits))
   builder.info.set_file_format("array_record", override=True)
   builder.info.write_to_directory(builder.data_dir)

@@ -25,9 +25,11 @@ def _module(name):
 
 def _first_layer_shape(model_config, image_shape):
   def kernel():
-    model = models.build_model(model_config, num_classes=10, image_shape=image_shape,
-                               rngs=nnx.Rngs(0), seed=0)
+    model = models.build_model(
+      model_config, num_classes=10, image_shape=image_shape, rngs=nnx.Rngs(0), seed=0
+    )
     return models.conv_layers(model)["conv1"].kernel()
+
   return jax.eval_shape(kernel).shape  # the layer's real kernel source, traced, not run
 
 
@@ -53,8 +55,9 @@ def test_every_arm_is_a_7x7_layer_of_32_filters(arm):
   assert _first_layer_shape(config.model, (28, 28, 1)) == (7, 7, 1, 32)
 
 
-@pytest.mark.parametrize("model, shape", [("resnet20", (3, 3, 3, 16)),
-                                          ("alexnet_small", (5, 5, 3, 64))])
+@pytest.mark.parametrize(
+  "model, shape", [("resnet20", (3, 3, 3, 16)), ("alexnet_small", (5, 5, 3, 64))]
+)
 def test_cifar_arms_fill_the_stem_width(model, shape):
   cifar = _module("cifar10")
   config = cifar.get_config(model)
@@ -69,10 +72,18 @@ def test_a_cifar_point_trains_under_mock_data(tmp_path):
   cifar = _module("cifar10")
   config = cifar.get_config("resnet20")
   point = next(p for p in cifar.sweep("resnet20") if p["model.first_layer"] != "free")
-  settings = {**point, "data.train_size": 40, "batch_size": 20, "eval_batch_size": 20,
-              "num_train_steps": 2, "model.width": 0.25, "tracking.wandb.mode": "disabled",
-              "tracking.filters_every_steps": 0, "cpu_devices": 1,
-              "data.data_dir": str(tmp_path / "no-tfds")}
+  settings = {
+    **point,
+    "data.train_size": 40,
+    "batch_size": 20,
+    "eval_batch_size": 20,
+    "num_train_steps": 2,
+    "model.width": 0.25,
+    "tracking.wandb.mode": "disabled",
+    "tracking.filters_every_steps": 0,
+    "cpu_devices": 1,
+    "data.data_dir": str(tmp_path / "no-tfds"),
+  }
   configlib.apply_overrides(config, settings)
   config.lock()
   mocked = tfds.testing.mock_data(num_examples=60, policy=tfds.testing.MockPolicy.USE_CODE)
@@ -90,8 +101,11 @@ def test_random_features_study_freezes_every_conv():
   assert len(points) == 6
   config = study.get_config()
   config.model.kernels = ml_collections.ConfigDict({"*": "random"})
-  model = nnx.eval_shape(lambda: models.build_model(
-      config.model, num_classes=10, image_shape=(28, 28, 1), rngs=nnx.Rngs(0), seed=0))
+  model = nnx.eval_shape(
+    lambda: models.build_model(
+      config.model, num_classes=10, image_shape=(28, 28, 1), rngs=nnx.Rngs(0), seed=0
+    )
+  )
   params = nnx.state(model, nnx.Param)
   names = ["/".join(map(str, path)) for path, _ in nnx.to_flat_state(params)]
   assert names and not any("kernel" in n and "conv" in n for n in names), names[:5]

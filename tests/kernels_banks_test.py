@@ -28,9 +28,12 @@ def _options(name):
 def _correlate(image, kernel):
   """Cross-correlation as the layers compute it: one lax.conv_general_dilated call, VALID."""
   out = jax.lax.conv_general_dilated(
-      jnp.asarray(image, jnp.float32)[None, :, :, None],
-      jnp.asarray(kernel, jnp.float32)[:, :, None, None], (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    jnp.asarray(image, jnp.float32)[None, :, :, None],
+    jnp.asarray(kernel, jnp.float32)[:, :, None, None],
+    (1, 1),
+    "VALID",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
   return np.asarray(out[0, :, :, 0])
 
 
@@ -61,7 +64,9 @@ def test_every_bank_is_finite_float32_and_sized(name):
   np.testing.assert_allclose(np.asarray(traced), np.asarray(bank), atol=1e-6)
 
 
-@pytest.mark.parametrize("name,options,size,count", [
+@pytest.mark.parametrize(
+  "name,options,size,count",
+  [
     ("gabor", {}, (6, 4), 32),
     ("gabor", {"num_orientations": 4, "num_scales": 3, "phases": 0.0}, 7, 12),
     ("gaussian_derivatives", {"order": 4, "sigmas": [1.0]}, (4, 6), 15),
@@ -74,7 +79,8 @@ def test_every_bank_is_finite_float32_and_sized(name):
     ("random", {"num": 7, "seed": 3}, (2, 3), 7),
     ("user", {"array": np.zeros((4, 2))}, (4, 2), 1),
     ("box_blur", {}, 4, 1),
-])
+  ],
+)
 def test_bank_shapes(name, options, size, count):
   bank = make_bank(name, size, **options)
   kh, kw = (size, size) if isinstance(size, int) else size
@@ -87,8 +93,18 @@ def test_unknown_bank_lists_the_known_names():
     make_bank("sobel", 3)
   message = str(info.value)
   assert "'sobel'" in message
-  for name in ("gabor", "gaussian_derivatives", "log", "dog", "dct", "classic", "random",
-               "user", "sobel_x", "emboss"):
+  for name in (
+    "gabor",
+    "gaussian_derivatives",
+    "log",
+    "dog",
+    "dct",
+    "classic",
+    "random",
+    "user",
+    "sobel_x",
+    "emboss",
+  ):
     assert name in message
   with pytest.raises(ValueError, match="known banks"):
     bank_size(None, 3)
@@ -100,11 +116,20 @@ def test_unknown_option_lists_the_allowed_ones():
   with pytest.raises(ValueError, match="allowed: none"):
     make_bank("sobel_x", 3, normalise=True)
   assert bank_options("dog") == {"sigmas": (1.0, 2.0), "ratio": 1.6}
-  assert set(bank_options("gabor")) >= {"num_orientations", "num_scales", "highest_frequency",
-                                        "phases", "bandwidth", "gamma", "zero_mean"}
+  assert set(bank_options("gabor")) >= {
+    "num_orientations",
+    "num_scales",
+    "highest_frequency",
+    "phases",
+    "bandwidth",
+    "gamma",
+    "zero_mean",
+  }
 
 
-@pytest.mark.parametrize("name,options,match", [
+@pytest.mark.parametrize(
+  "name,options,match",
+  [
     ("gabor", {"highest_frequency": 0.5}, "Nyquist"),
     ("gabor", {"highest_frequency": 0.7}, "Nyquist"),
     ("gabor", {"num_orientations": 0}, "num_orientations"),
@@ -122,7 +147,8 @@ def test_unknown_option_lists_the_allowed_ones():
     ("random", {"num": 0}, "num"),
     ("random", {"seed": -1}, "seed"),
     ("random", {"fan_in": 0}, "fan_in"),
-])
+  ],
+)
 def test_invalid_option_values(name, options, match):
   with pytest.raises(ValueError, match=match):
     make_bank(name, 5, **options)
@@ -134,25 +160,35 @@ def test_invalid_option_values(name, options, match):
 
 
 def test_gabor_bank_order_and_parameters():
-  bank = np.asarray(make_bank("gabor", 7, num_orientations=4, num_scales=2,
-                              highest_frequency=0.3, phases=(0.0, -math.pi / 2), gamma=0.7))
+  bank = np.asarray(
+    make_bank(
+      "gabor",
+      7,
+      num_orientations=4,
+      num_scales=2,
+      highest_frequency=0.3,
+      phases=(0.0, -math.pi / 2),
+      gamma=0.7,
+    )
+  )
   assert bank.shape == (7, 7, 16)
   for s in range(2):
     for o in range(4):
       for p, psi in enumerate((0.0, -math.pi / 2)):
         f = 0.3 / 2**s
-        expected = gabor_real(7, o * math.pi / 4, f, sigma_from_bandwidth(f, 1.0), 0.7, psi,
-                              zero_mean=True)
-        np.testing.assert_allclose(bank[:, :, (s * 4 + o) * 2 + p], np.asarray(expected),
-                                   atol=1e-6)
+        expected = gabor_real(
+          7, o * math.pi / 4, f, sigma_from_bandwidth(f, 1.0), 0.7, psi, zero_mean=True
+        )
+        np.testing.assert_allclose(bank[:, :, (s * 4 + o) * 2 + p], np.asarray(expected), atol=1e-6)
 
 
 def test_gabor_bank_quadrature_neighbours_zero_mean_and_norm():
   bank = np.asarray(make_bank("gabor", 9, num_orientations=3, num_scales=1, highest_frequency=0.2))
   np.testing.assert_allclose(bank.sum(axis=(0, 1)), 0.0, atol=1e-5)
   f = 0.2
-  complex_kernel = np.asarray(gabor_complex(9, math.pi / 3, f, sigma_from_bandwidth(f), 1.0, 0.0,
-                                            zero_mean=True))
+  complex_kernel = np.asarray(
+    gabor_complex(9, math.pi / 3, f, sigma_from_bandwidth(f), 1.0, 0.0, zero_mean=True)
+  )
   np.testing.assert_allclose(bank[:, :, 2], complex_kernel.real, atol=1e-6)
   np.testing.assert_allclose(bank[:, :, 3], complex_kernel.imag, atol=1e-6)
   unit = np.asarray(make_bank("gabor", 9, unit_norm=True, zero_mean=False))
@@ -209,14 +245,16 @@ def test_gaussian_derivatives_match_scipy_gaussian_filter(size, sigma):
   impulse = np.zeros((size, size))
   impulse[size // 2, size // 2] = 1.0
   for k, (i, j) in enumerate(derivative_orders(3)):
-    reference = ndimage.gaussian_filter(impulse, sigma, order=(j, i), mode="constant",
-                                        radius=size // 2)
+    reference = ndimage.gaussian_filter(
+      impulse, sigma, order=(j, i), mode="constant", radius=size // 2
+    )
     np.testing.assert_allclose(ours[:, :, k], (-1) ** i * reference, atol=1e-6)
 
 
 @pytest.mark.parametrize("size,sigma", [(9, 1.0), (9, 2.0), (7, 1.5), (15, 2.0), (25, 2.0)])
 def test_log_sum_is_minus_the_truncated_surround(size, sigma):
   log = np.asarray(make_bank("log", size, sigmas=sigma), np.float64)[:, :, 0]
+
   # Outside a disc of radius r the Laplacian of Gaussian integrates to
   # (r^2 / sigma^4) exp(-r^2 / (2 sigma^2)); the kernel's square lies between
   # the discs of radius h and h sqrt(2), h = size / 2.
@@ -276,7 +314,7 @@ def test_dct_coefficients_match_scipy_dctn():
 
 def test_dct_zigzag_is_jpeg_order_and_num_truncates():
   jpeg = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48]
-  assert [8 * u + v for u, v in zigzag_order(8, 8)][:len(jpeg)] == jpeg
+  assert [8 * u + v for u, v in zigzag_order(8, 8)][: len(jpeg)] == jpeg
   assert sorted(zigzag_order(3, 5)) == [(u, v) for u in range(3) for v in range(5)]
   full = np.asarray(make_bank("dct", 8))
   np.testing.assert_array_equal(np.asarray(make_bank("dct", 8, num=10)), full[:, :, :10])
@@ -286,18 +324,18 @@ def test_dct_zigzag_is_jpeg_order_and_num_truncates():
 
 
 TEXTBOOK = {
-    "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
-    "box_blur": np.full((3, 3), 1 / 9),
-    "gaussian_blur": np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16,
-    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
-    "sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
-    "sobel_y": [[1, 2, 1], [0, 0, 0], [-1, -2, -1]],
-    "prewitt_x": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
-    "prewitt_y": [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],
-    "scharr_x": [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]],
-    "scharr_y": [[3, 10, 3], [0, 0, 0], [-3, -10, -3]],
-    "laplacian": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
-    "emboss": [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
+  "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+  "box_blur": np.full((3, 3), 1 / 9),
+  "gaussian_blur": np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16,
+  "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+  "sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
+  "sobel_y": [[1, 2, 1], [0, 0, 0], [-1, -2, -1]],
+  "prewitt_x": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
+  "prewitt_y": [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],
+  "scharr_x": [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]],
+  "scharr_y": [[3, 10, 3], [0, 0, 0], [-3, -10, -3]],
+  "laplacian": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
+  "emboss": [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
 }
 
 
@@ -309,10 +347,17 @@ def test_classic_3x3_are_textbook_matrices(name):
   np.testing.assert_allclose(np.asarray(make_bank("classic", 3))[:, :, index], expected, atol=1e-7)
 
 
-@pytest.mark.parametrize("name,rising,response", [
-    ("sobel_x", "right", 8.0), ("prewitt_x", "right", 6.0), ("scharr_x", "right", 32.0),
-    ("sobel_y", "up", 8.0), ("prewitt_y", "up", 6.0), ("scharr_y", "up", 32.0),
-])
+@pytest.mark.parametrize(
+  "name,rising,response",
+  [
+    ("sobel_x", "right", 8.0),
+    ("prewitt_x", "right", 6.0),
+    ("scharr_x", "right", 32.0),
+    ("sobel_y", "up", 8.0),
+    ("prewitt_y", "up", 6.0),
+    ("scharr_y", "up", 32.0),
+  ],
+)
 def test_derivative_kernels_respond_positively_along_their_axis(name, rising, response):
   rows, cols = np.mgrid[0:8, 0:8].astype(np.float64)
   image = cols if rising == "right" else -rows  # y points up: intensity rising towards row 0
@@ -324,9 +369,13 @@ def test_derivative_kernels_respond_positively_along_their_axis(name, rising, re
 
 def test_classic_kernels_agree_with_scipy_ndimage():
   image = np.random.default_rng(1).normal(size=(12, 10))
-  cases = [("sobel_x", ndimage.sobel(image, axis=1)), ("sobel_y", -ndimage.sobel(image, axis=0)),
-           ("prewitt_x", ndimage.prewitt(image, axis=1)),
-           ("prewitt_y", -ndimage.prewitt(image, axis=0)), ("laplacian", ndimage.laplace(image))]
+  cases = [
+    ("sobel_x", ndimage.sobel(image, axis=1)),
+    ("sobel_y", -ndimage.sobel(image, axis=0)),
+    ("prewitt_x", ndimage.prewitt(image, axis=1)),
+    ("prewitt_y", -ndimage.prewitt(image, axis=0)),
+    ("laplacian", ndimage.laplace(image)),
+  ]
   for name, reference in cases:
     kernel = np.asarray(make_bank(name, 3), np.float64)[:, :, 0]
     np.testing.assert_allclose(ndimage.correlate(image, kernel), reference, atol=1e-5)
@@ -339,8 +388,9 @@ def test_classic_kernels_agree_with_scipy_ndimage():
 def test_classic_larger_sizes():
   sobel5 = np.asarray(make_bank("sobel_x", 5))[:, :, 0]  # OpenCV's 5x5 Sobel
   np.testing.assert_allclose(sobel5, np.outer([1, 4, 6, 4, 1], [-1, -2, 0, 2, 1]))
-  np.testing.assert_allclose(np.asarray(make_bank("sobel_y", 5))[:, :, 0],
-                             np.outer([1, 2, 0, -2, -1], [1, 4, 6, 4, 1]))
+  np.testing.assert_allclose(
+    np.asarray(make_bank("sobel_y", 5))[:, :, 0], np.outer([1, 2, 0, -2, -1], [1, 4, 6, 4, 1])
+  )
   rect = np.asarray(make_bank("sobel_x", (3, 5)))[:, :, 0]
   np.testing.assert_allclose(rect, np.outer([1, 2, 1], [-1, -2, 0, 2, 1]))
   for name in ("sharpen", "laplacian", "emboss", "scharr_y"):
@@ -350,17 +400,33 @@ def test_classic_larger_sizes():
     np.testing.assert_array_equal(padded, expected)
   gauss4 = np.asarray(make_bank("gaussian_blur", 4))[:, :, 0]
   np.testing.assert_allclose(gauss4, np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64, atol=1e-7)
-  for name, size in [("box_blur", (4, 6)), ("gaussian_blur", 6), ("identity", 1),
-                     ("identity", 7), ("sharpen", 5), ("emboss", 5)]:
+  for name, size in [
+    ("box_blur", (4, 6)),
+    ("gaussian_blur", 6),
+    ("identity", 1),
+    ("identity", 7),
+    ("sharpen", 5),
+    ("emboss", 5),
+  ]:
     assert np.asarray(make_bank(name, size)).sum() == pytest.approx(1.0, abs=1e-6)
   image = np.random.default_rng(2).normal(size=(9, 9))
-  np.testing.assert_allclose(_correlate(image, np.asarray(make_bank("identity", 5))[:, :, 0]),
-                             image[2:-2, 2:-2], atol=1e-6)
+  np.testing.assert_allclose(
+    _correlate(image, np.asarray(make_bank("identity", 5))[:, :, 0]), image[2:-2, 2:-2], atol=1e-6
+  )
 
 
-@pytest.mark.parametrize("name,size", [("sobel_x", 4), ("sobel_y", 1), ("sharpen", 2),
-                                       ("emboss", (3, 4)), ("laplacian", 1), ("identity", 6),
-                                       ("classic", 4)])
+@pytest.mark.parametrize(
+  "name,size",
+  [
+    ("sobel_x", 4),
+    ("sobel_y", 1),
+    ("sharpen", 2),
+    ("emboss", (3, 4)),
+    ("laplacian", 1),
+    ("identity", 6),
+    ("classic", 4),
+  ],
+)
 def test_classic_refuses_uncentred_sizes(name, size):
   with pytest.raises(ValueError, match="odd kernel sizes"):
     make_bank(name, size)
@@ -375,8 +441,9 @@ def test_random_bank_reproducible_from_seed():
   assert not np.allclose(a, np.asarray(make_bank("random", 3, num=8, seed=6)))
   np.testing.assert_array_equal(a, np.asarray(random_he_kernel(5, (3, 3, 1, 8)))[:, :, 0])
   key = jax.random.key(5)
-  np.testing.assert_array_equal(np.asarray(random_he_kernel(key, (3, 3, 1, 8))),
-                                np.asarray(random_he_kernel(5, (3, 3, 1, 8))))
+  np.testing.assert_array_equal(
+    np.asarray(random_he_kernel(key, (3, 3, 1, 8))), np.asarray(random_he_kernel(5, (3, 3, 1, 8)))
+  )
   raw_key = jax.random.PRNGKey(5)
   assert random_he_kernel(raw_key, (3, 3, 1, 8)).shape == (3, 3, 1, 8)
 
@@ -393,9 +460,17 @@ def test_random_scales_are_he_normal():
   np.testing.assert_allclose(wide, bank * math.sqrt(25 / 200), rtol=1e-5)
 
 
-@pytest.mark.parametrize("seed,shape", [(-1, (3, 3, 1, 1)), (1.5, (3, 3, 1, 1)),
-                                        (True, (3, 3, 1, 1)), ("0", (3, 3, 1, 1)),
-                                        (0, (3, 3, 1)), (0, (3, 3, 0, 4))])
+@pytest.mark.parametrize(
+  "seed,shape",
+  [
+    (-1, (3, 3, 1, 1)),
+    (1.5, (3, 3, 1, 1)),
+    (True, (3, 3, 1, 1)),
+    ("0", (3, 3, 1, 1)),
+    (0, (3, 3, 1)),
+    (0, (3, 3, 0, 4)),
+  ],
+)
 def test_random_he_kernel_refuses_bad_input(seed, shape):
   with pytest.raises(ValueError):
     random_he_kernel(seed, shape)
@@ -407,8 +482,7 @@ def test_user_bank_shapes_and_errors():
   assert bank.shape == (3, 5, 1)
   np.testing.assert_array_equal(bank[:, :, 0], one)
   many = np.random.default_rng(0).normal(size=(3, 3, 4))
-  np.testing.assert_allclose(np.asarray(make_bank("user", 3, array=many.tolist())), many,
-                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(make_bank("user", 3, array=many.tolist())), many, rtol=1e-6)
   with pytest.raises(ValueError, match=r"shape \(5, 5\) or \(5, 5, n\).*got shape \(3, 3, 4\)"):
     make_bank("user", 5, array=many)
   with pytest.raises(ValueError, match=r"got shape \(3, 3, 1, 1\)"):

@@ -21,8 +21,13 @@ from hybridconv.kernels.constraints import (
 from hybridconv.kernels.gabor import gabor_real
 
 RAW = jnp.array([-1e30, -100.0, 0.0, 100.0, 1e30], jnp.float32)
-BOUNDS = [frequency_bounds(), Bounds(0.5, 10.0), Bounds(0.353, 46.78), Bounds(1e-3, 0.45),
-          Bounds(0.012, 0.0164)]
+BOUNDS = [
+  frequency_bounds(),
+  Bounds(0.5, 10.0),
+  Bounds(0.353, 46.78),
+  Bounds(1e-3, 0.45),
+  Bounds(0.012, 0.0164),
+]
 
 
 @pytest.mark.parametrize("bounds", BOUNDS, ids=str)
@@ -55,8 +60,9 @@ def test_inverse_round_trips(bounds):
   raw = bounded_log_inverse(values, bounds)
   np.testing.assert_allclose(np.asarray(bounded_log(raw, bounds)), values, rtol=1e-5)
   raw = jnp.linspace(-5, 5, 11)
-  np.testing.assert_allclose(np.asarray(bounded_log_inverse(bounded_log(raw, bounds), bounds)),
-                             np.asarray(raw), atol=2e-3)
+  np.testing.assert_allclose(
+    np.asarray(bounded_log_inverse(bounded_log(raw, bounds), bounds)), np.asarray(raw), atol=2e-3
+  )
 
 
 def test_inverse_clips_values_outside_the_bounds():
@@ -75,8 +81,18 @@ def test_frequency_bounds_refuse_nyquist_and_above():
       frequency_bounds(0.02, high)
 
 
-@pytest.mark.parametrize("low,high", [(0.0, 1.0), (-1.0, 1.0), (1.0, 1.0), (2.0, 1.0),
-                                      (math.nan, 1.0), (0.1, math.inf), (0.1, math.nan)])
+@pytest.mark.parametrize(
+  "low,high",
+  [
+    (0.0, 1.0),
+    (-1.0, 1.0),
+    (1.0, 1.0),
+    (2.0, 1.0),
+    (math.nan, 1.0),
+    (0.1, math.inf),
+    (0.1, math.nan),
+  ],
+)
 def test_bounds_refuse_invalid_intervals(low, high):
   with pytest.raises(ValueError, match="0 < low < high"):
     Bounds(low, high)
@@ -88,8 +104,11 @@ def test_wrap_orientation_is_modulo_pi_and_keeps_the_kernel():
   assert np.all(wrapped >= 0) and np.all(wrapped < math.pi)
   np.testing.assert_allclose(wrapped[:4], [math.pi - 0.1, 0.0, 0.0, 0.5 * math.pi], atol=1e-5)
   # A real even (psi = 0) Gabor has period pi in theta: the wrapped kernels are the same.
-  np.testing.assert_allclose(np.asarray(gabor_real(7, theta, 0.2, 2.0)),
-                             np.asarray(gabor_real(7, wrapped, 0.2, 2.0)), atol=2e-5)
+  np.testing.assert_allclose(
+    np.asarray(gabor_real(7, theta, 0.2, 2.0)),
+    np.asarray(gabor_real(7, wrapped, 0.2, 2.0)),
+    atol=2e-5,
+  )
 
 
 def test_wrap_phase_is_modulo_two_pi():

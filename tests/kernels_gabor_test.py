@@ -26,7 +26,8 @@ def _formula(x, y, theta, f, sigma, gamma, psi):
   xr = x * math.cos(theta) + y * math.sin(theta)
   yr = -x * math.sin(theta) + y * math.cos(theta)
   return math.exp(-(xr**2 + gamma**2 * yr**2) / (2 * sigma**2)) * math.cos(
-      2 * math.pi * f * xr + psi)
+    2 * math.pi * f * xr + psi
+  )
 
 
 # ---------------------------------------------------------------- grid
@@ -69,8 +70,9 @@ def test_kernel_size_2d_refuses_bad_sizes(bad):
 # ---------------------------------------------------------------- closed form
 
 
-@pytest.mark.parametrize("theta,f,psi",
-                         [(0.0, 0.2, 0.0), (0.7, 0.11, 1.3), (2.5, 0.3, -math.pi / 2)])
+@pytest.mark.parametrize(
+  "theta,f,psi", [(0.0, 0.2, 0.0), (0.7, 0.11, 1.3), (2.5, 0.3, -math.pi / 2)]
+)
 def test_centre_of_odd_kernel_is_cos_psi(theta, f, psi):
   k = np.asarray(gabor_real(7, theta, f, 2.0, 0.6, psi))
   assert k[3, 3] == pytest.approx(math.cos(psi), abs=1e-6)
@@ -86,7 +88,8 @@ def test_chosen_pixel_equals_formula(size, row, col):
   kc = np.asarray(gabor_complex(size, theta, f, sigma, gamma, psi))
   assert kc[row, col].real == pytest.approx(k[row, col], abs=1e-6)
   assert kc[row, col].imag == pytest.approx(
-      _formula(x, y, theta, f, sigma, gamma, psi - math.pi / 2), abs=1e-6)
+    _formula(x, y, theta, f, sigma, gamma, psi - math.pi / 2), abs=1e-6
+  )
 
 
 @pytest.mark.parametrize("size", [5, 6, (4, 7)])
@@ -147,12 +150,15 @@ def test_odd_phase_positive_lobe_where_wave_vector_points(theta):
 # ---------------------------------------------------------------- scikit-image
 
 
-@pytest.mark.parametrize("theta,f,sigma,gamma,psi", [
+@pytest.mark.parametrize(
+  "theta,f,sigma,gamma,psi",
+  [
     (0.0, 0.1, 3.0, 1.0, 0.0),
     (0.3, 0.2, 2.0, 1.0, 0.5),
     (1.2, 0.15, 2.5, 0.5, -1.0),
     (2.8, 0.25, 1.5, 2.0, 3.0),
-])
+  ],
+)
 def test_matches_skimage_gabor_kernel(theta, f, sigma, gamma, psi):
   # skimage's y axis points down and its kernel carries 1 / (2 pi sx sy).
   sigma_y = sigma / gamma
@@ -221,9 +227,11 @@ def test_parameters_broadcast_to_hwio():
 
 def test_jit_matches_eager():
   f = jax.jit(lambda t, f: gabor_real(7, t, f, 2.0, zero_mean=True, unit_norm=True))
-  np.testing.assert_allclose(np.asarray(f(0.4, 0.2)),
-                             np.asarray(gabor_real(7, 0.4, 0.2, 2.0, zero_mean=True,
-                                                   unit_norm=True)), atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(f(0.4, 0.2)),
+    np.asarray(gabor_real(7, 0.4, 0.2, 2.0, zero_mean=True, unit_norm=True)),
+    atol=1e-6,
+  )
 
 
 @pytest.mark.parametrize("zero_mean,unit_norm", [(False, False), (True, True)])
@@ -231,8 +239,7 @@ def test_gradients_are_finite_and_correct(zero_mean, unit_norm):
   target = jnp.asarray(np.random.default_rng(0).normal(size=(6, 6)), jnp.float32)
 
   def loss(theta, frequency, sigma, gamma, psi):
-    k = gabor_real(6, theta, frequency, sigma, gamma, psi, zero_mean=zero_mean,
-                   unit_norm=unit_norm)
+    k = gabor_real(6, theta, frequency, sigma, gamma, psi, zero_mean=zero_mean, unit_norm=unit_norm)
     return jnp.sum(k * target)
 
   params = tuple(jnp.float32(v) for v in (0.7, 0.15, 1.8, 0.8, 0.3))

@@ -39,8 +39,9 @@ def test_octave_frequencies():
 @pytest.mark.parametrize("bandwidth", [0.5, 1.0, 1.5, 3.0])
 def test_sigma_from_bandwidth_matches_skimage(bandwidth):
   f = np.array([0.05, 0.1, 0.3])
-  np.testing.assert_allclose(np.asarray(sigma_from_bandwidth(f, bandwidth)),
-                             _sigma_prefactor(bandwidth) / f, rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(sigma_from_bandwidth(f, bandwidth)), _sigma_prefactor(bandwidth) / f, rtol=1e-6
+  )
 
 
 def test_one_octave_sigma_closed_form():
@@ -64,12 +65,12 @@ def test_grid_init_layout():
 
 def test_grid_init_small_and_ragged_banks():
   few = grid_init(3, num_orientations=8)
-  np.testing.assert_allclose(np.asarray(few["theta"]), [0, math.pi / 3, 2 * math.pi / 3],
-                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(few["theta"]), [0, math.pi / 3, 2 * math.pi / 3], rtol=1e-6)
   np.testing.assert_allclose(np.asarray(few["frequency"]), 0.25)
   ragged = grid_init(10, num_orientations=4, highest_frequency=0.2)
-  np.testing.assert_allclose(np.asarray(ragged["frequency"]),
-                             [0.2] * 4 + [0.1] * 4 + [0.05] * 2, rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(ragged["frequency"]), [0.2] * 4 + [0.1] * 4 + [0.05] * 2, rtol=1e-6
+  )
 
 
 def test_random_init_reproducible_and_in_range():
@@ -92,7 +93,9 @@ def test_random_init_reproducible_and_in_range():
   np.testing.assert_array_equal(np.asarray(no_phase["psi"]), 0.0)
 
 
-@pytest.mark.parametrize("call,match", [
+@pytest.mark.parametrize(
+  "call,match",
+  [
     (lambda: evenly_spaced_orientations(0), "orientations"),
     (lambda: octave_frequencies(2, highest=0.5), "Nyquist"),
     (lambda: octave_frequencies(2, octaves_per_step=0.0), "octaves_per_step"),
@@ -103,7 +106,8 @@ def test_random_init_reproducible_and_in_range():
     (lambda: random_init(jax.random.key(0), 4, frequency_range=(0.1, 0.5)), "Nyquist"),
     (lambda: random_init(jax.random.key(0), 4, frequency_range=(0.3, 0.1)), "low <= high"),
     (lambda: random_init(jax.random.key(0), 4, frequency_range=(0.0, 0.1)), "0 < low"),
-])
+  ],
+)
 def test_bad_inputs_raise_value_error(call, match):
   with pytest.raises(ValueError, match=match):
     call()

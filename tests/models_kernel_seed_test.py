@@ -12,9 +12,15 @@ from hybridconv.nn import sources
 
 
 def _model_config(first_layer, kernels=None):
-  return ml_collections.ConfigDict({"name": "simple_cnn", "first_layer": first_layer,
-                                    "kernels": kernels or {}, "width": 0.25,
-                                    "first_kernel_size": 0})
+  return ml_collections.ConfigDict(
+    {
+      "name": "simple_cnn",
+      "first_layer": first_layer,
+      "kernels": kernels or {},
+      "width": 0.25,
+      "first_kernel_size": 0,
+    }
+  )
 
 
 def _kernel(model, layer="conv1"):
@@ -22,8 +28,13 @@ def _kernel(model, layer="conv1"):
 
 
 def _build(first_layer, seed, kernels=None):
-  return models.build_model(_model_config(first_layer, kernels), num_classes=10,
-                            image_shape=(28, 28, 1), rngs=nnx.Rngs(0), seed=seed)
+  return models.build_model(
+    _model_config(first_layer, kernels),
+    num_classes=10,
+    image_shape=(28, 28, 1),
+    rngs=nnx.Rngs(0),
+    seed=seed,
+  )
 
 
 def test_unseeded_random_kernels_change_with_the_run_seed():
@@ -64,8 +75,7 @@ def test_without_a_run_seed_an_unseeded_random_source_draws_from_seed_zero():
   specs = layer_specs.resolve_sources(("conv1",), first_layer="random")
   assert specs["conv1"] == sources.Random(seed=None)
   model = models.SimpleCNN(10, (28, 28, 1), first_layer="random", width=0.25, rngs=nnx.Rngs(0))
-  pinned = models.SimpleCNN(10, (28, 28, 1), first_layer="random:0", width=0.25,
-                            rngs=nnx.Rngs(0))
+  pinned = models.SimpleCNN(10, (28, 28, 1), first_layer="random:0", width=0.25, rngs=nnx.Rngs(0))
   np.testing.assert_array_equal(_kernel(model), _kernel(pinned))
 
 

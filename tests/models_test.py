@@ -19,15 +19,15 @@ import pytest
 from flax import nnx
 
 from hybridconv.models import (
-    MODELS,
-    AlexNet,
-    AlexNetSmall,
-    CifarResNet,
-    ResNet,
-    build_model,
-    conv_layers,
-    local_response_norm,
-    resolve_sources,
+  MODELS,
+  AlexNet,
+  AlexNetSmall,
+  CifarResNet,
+  ResNet,
+  build_model,
+  conv_layers,
+  local_response_norm,
+  resolve_sources,
 )
 from hybridconv.nn import FreeKernel, GaborKernel, HybridKernel, is_kernel_parameter, sources
 
@@ -37,23 +37,31 @@ KernelParam = lambda path, variable: is_kernel_parameter(variable)  # noqa: E731
 # (model, num_classes, image_shape, parameters). ResNet-18/34/50/101/152 at 1000
 # classes are torchvision's published counts; the others are this code's, pinned.
 PARAMETER_COUNTS = [
-    ("simple_cnn", 10, (28, 28, 1), 455_114),
-    ("alexnet", 1000, (224, 224, 3), 62_378_344),
-    ("alexnet_small", 10, (32, 32, 3), 7_707_594),
-    ("alexnet_small", 10, (28, 28, 1), 5_869_386),
-    ("resnet20", 10, (32, 32, 3), 272_474),
-    ("resnet56", 10, (32, 32, 3), 855_770),
-    ("resnet18", 1000, (224, 224, 3), 11_689_512),
-    ("resnet34", 1000, (224, 224, 3), 21_797_672),
-    ("resnet50", 1000, (224, 224, 3), 25_557_032),
-    ("resnet101", 1000, (224, 224, 3), 44_549_160),
-    ("resnet152", 1000, (224, 224, 3), 60_192_808),
+  ("simple_cnn", 10, (28, 28, 1), 455_114),
+  ("alexnet", 1000, (224, 224, 3), 62_378_344),
+  ("alexnet_small", 10, (32, 32, 3), 7_707_594),
+  ("alexnet_small", 10, (28, 28, 1), 5_869_386),
+  ("resnet20", 10, (32, 32, 3), 272_474),
+  ("resnet56", 10, (32, 32, 3), 855_770),
+  ("resnet18", 1000, (224, 224, 3), 11_689_512),
+  ("resnet34", 1000, (224, 224, 3), 21_797_672),
+  ("resnet50", 1000, (224, 224, 3), 25_557_032),
+  ("resnet101", 1000, (224, 224, 3), 44_549_160),
+  ("resnet152", 1000, (224, 224, 3), 60_192_808),
 ]
 # One small input per model for the abstract specs tests.
-SMALL_INPUTS = {"simple_cnn": (28, 28, 1), "alexnet": (224, 224, 3), "alexnet_small": (32, 32, 3),
-                "resnet20": (32, 32, 3), "resnet56": (32, 32, 3), "resnet18": (64, 64, 3),
-                "resnet34": (64, 64, 3), "resnet50": (64, 64, 3), "resnet101": (64, 64, 3),
-                "resnet152": (64, 64, 3)}
+SMALL_INPUTS = {
+  "simple_cnn": (28, 28, 1),
+  "alexnet": (224, 224, 3),
+  "alexnet_small": (32, 32, 3),
+  "resnet20": (32, 32, 3),
+  "resnet56": (32, 32, 3),
+  "resnet18": (64, 64, 3),
+  "resnet34": (64, 64, 3),
+  "resnet50": (64, 64, 3),
+  "resnet101": (64, 64, 3),
+  "resnet152": (64, 64, 3),
+}
 
 
 def _abstract(name, num_classes=10, image_shape=None, **kwargs):
@@ -82,8 +90,9 @@ def test_parameter_count_pins(name, num_classes, image_shape, expected):
 @pytest.mark.parametrize("depth,expected", [(20, 269_722), (56, 853_018)])
 def test_option_a_shortcuts_give_the_papers_counts(depth, expected):
   """He et al. 2015 table 6: ResNet-20 0.27M, ResNet-56 0.85M parameters (option A)."""
-  model = nnx.eval_shape(lambda: CifarResNet(10, (32, 32, 3), depth=depth, shortcut="pad",
-                                             rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(
+    lambda: CifarResNet(10, (32, 32, 3), depth=depth, shortcut="pad", rngs=nnx.Rngs(0))
+  )
   assert _count(model) == expected
   assert not any(name.endswith("shortcut") for name in model.conv_layer_names)
 
@@ -91,8 +100,11 @@ def test_option_a_shortcuts_give_the_papers_counts(depth, expected):
 def test_batch_statistics_are_not_counted_as_parameters():
   model = _abstract("resnet20")
   # Two running statistics per BatchNorm channel, as many as scale + bias.
-  bn_params = sum(math.prod(v.shape) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
-                  if "bn" in str(path[-2]))
+  bn_params = sum(
+    math.prod(v.shape)
+    for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    if "bn" in str(path[-2])
+  )
   assert _count(model, nnx.BatchStat) == bn_params > 0
 
 
@@ -118,8 +130,11 @@ def test_first_layer_gabor_is_in_conv1_only(name):
   layers = conv_layers(model)  # also checks that names and attribute paths agree
   assert tuple(layers) == tuple(model.conv_layer_names)
   assert isinstance(layers["conv1"].kernel_source, GaborKernel)
-  assert all(isinstance(layer.kernel_source, FreeKernel)
-             for layer_name, layer in layers.items() if layer_name != "conv1")
+  assert all(
+    isinstance(layer.kernel_source, FreeKernel)
+    for layer_name, layer in layers.items()
+    if layer_name != "conv1"
+  )
 
 
 @pytest.mark.parametrize("name", ["alexnet", "alexnet_small", "resnet20", "resnet50"])
@@ -134,21 +149,31 @@ def test_star_makes_every_conv_hybrid_including_shortcuts(name):
 
 def test_conv_layer_names_of_resnets_are_in_forward_order():
   names = _abstract("resnet20").conv_layer_names
-  assert names[:4] == ("conv1", "stage1_block1_conv1", "stage1_block1_conv2",
-                       "stage1_block2_conv1")
-  assert names[6:10] == ("stage1_block3_conv2", "stage2_block1_conv1", "stage2_block1_conv2",
-                         "stage2_block1_shortcut")
+  assert names[:4] == ("conv1", "stage1_block1_conv1", "stage1_block1_conv2", "stage1_block2_conv1")
+  assert names[6:10] == (
+    "stage1_block3_conv2",
+    "stage2_block1_conv1",
+    "stage2_block1_conv2",
+    "stage2_block1_shortcut",
+  )
   bottleneck = _abstract("resnet50").conv_layer_names
-  assert bottleneck[1:5] == ("stage1_block1_conv1", "stage1_block1_conv2", "stage1_block1_conv3",
-                             "stage1_block1_shortcut")
+  assert bottleneck[1:5] == (
+    "stage1_block1_conv1",
+    "stage1_block1_conv2",
+    "stage1_block1_conv3",
+    "stage1_block1_shortcut",
+  )
   # A layer's spec name is its attribute path joined by '_'.
   model = _abstract("resnet20")
   assert conv_layers(model)["stage3_block1_shortcut"] is model.stage3_block1.shortcut
 
 
 def test_patterns_select_groups_of_layers_and_the_longest_wins():
-  model = _abstract("resnet20", first_layer="gabor",
-                    kernels={"*": "hybrid", "*_shortcut": "free", "stage2_*": "random"})
+  model = _abstract(
+    "resnet20",
+    first_layer="gabor",
+    kernels={"*": "hybrid", "*_shortcut": "free", "stage2_*": "random"},
+  )
   kinds = {name: type(layer.kernel_source).__name__ for name, layer in conv_layers(model).items()}
   assert kinds["conv1"] == "HybridKernel"  # a kernels entry beats first_layer
   assert kinds["stage1_block1_conv1"] == "HybridKernel"
@@ -159,12 +184,15 @@ def test_patterns_select_groups_of_layers_and_the_longest_wins():
   assert resolved == {"conv1": sources.Random(), "conv2": sources.Gabor()}
 
 
-@pytest.mark.parametrize("kernels,match", [
+@pytest.mark.parametrize(
+  "kernels,match",
+  [
     ({"conv9": "gabor"}, r"unknown conv layer\(s\) \['conv9'\].*'conv1', 'conv2'"),
     ({"stage9_*": "gabor"}, r"stage9_\*"),
     ({"stage1_*": "gabor", "*1_conv1": "free"}, "equally long"),
     ({"conv1": "sideways"}, "unknown kernel source"),
-])
+  ],
+)
 def test_bad_kernel_specs_raise_value_errors_naming_the_allowed_layers(kernels, match):
   with pytest.raises(ValueError, match=match):
     _abstract("resnet20" if "stage" in str(kernels) else "simple_cnn", kernels=kernels)
@@ -176,9 +204,11 @@ def test_bankmix_layer_is_found_by_name():
   assert type(layers["conv2"]).__name__ == "BankMixConv"
 
 
-@pytest.mark.parametrize("name,num_classes,image_shape", [
-    (name, classes, shape) for name, classes, shape, _ in PARAMETER_COUNTS
-] + [("resnet20", 10, (28, 28, 1)), ("resnet18", 10, (64, 64, 3))])
+@pytest.mark.parametrize(
+  "name,num_classes,image_shape",
+  [(name, classes, shape) for name, classes, shape, _ in PARAMETER_COUNTS]
+  + [("resnet20", 10, (28, 28, 1)), ("resnet18", 10, (64, 64, 3))],
+)
 def test_output_shapes_abstractly(name, num_classes, image_shape):
   model = _abstract(name, num_classes, image_shape)
   model.eval()
@@ -202,12 +232,20 @@ def test_real_forward_simple_cnn():
 
 def test_real_forward_imagenet_resnet_stem_and_bottleneck():
   """7x7/2 stem, padded max pool and bottleneck blocks, shallow (ResNet-50's compile is slow)."""
-  model = ResNet(10, (64, 64, 3), stage_sizes=(1, 1), block="bottleneck", width=0.25,
-                 rngs=nnx.Rngs(0))
+  model = ResNet(
+    10, (64, 64, 3), stage_sizes=(1, 1), block="bottleneck", width=0.25, rngs=nnx.Rngs(0)
+  )
   assert model.conv_layer_names == (
-      "conv1", "stage1_block1_conv1", "stage1_block1_conv2", "stage1_block1_conv3",
-      "stage1_block1_shortcut", "stage2_block1_conv1", "stage2_block1_conv2",
-      "stage2_block1_conv3", "stage2_block1_shortcut")
+    "conv1",
+    "stage1_block1_conv1",
+    "stage1_block1_conv2",
+    "stage1_block1_conv3",
+    "stage1_block1_shortcut",
+    "stage2_block1_conv1",
+    "stage2_block1_conv2",
+    "stage2_block1_conv3",
+    "stage2_block1_shortcut",
+  )
   model.eval()
   logits = nnx.jit(lambda m, x: m(x))(model, _images((1, 64, 64, 3)))
   assert logits.shape == (1, 10) and np.all(np.isfinite(logits))
@@ -226,7 +264,7 @@ def test_local_response_norm_matches_the_papers_formula():
   x = np.asarray(_images((2, 3, 3, 7))) * 30
   expected = np.empty_like(x)
   for c in range(7):
-    window = x[..., max(0, c - 2):min(7, c + 3)]
+    window = x[..., max(0, c - 2) : min(7, c + 3)]
     expected[..., c] = x[..., c] / (2.0 + 1e-4 * np.sum(window**2, axis=-1)) ** 0.75
   np.testing.assert_allclose(local_response_norm(jnp.asarray(x)), expected, rtol=1e-5)
 
@@ -263,12 +301,22 @@ def _same(a, b):
   return all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("make,shape,with_grads", [
-    (lambda: AlexNetSmall(10, (16, 16, 3), width=0.25, rngs=nnx.Rngs(params=0, dropout=1)),
-     (16, 16, 3), True),
-    (lambda: AlexNet(10, (63, 63, 3), width=0.125, rngs=nnx.Rngs(params=0, dropout=1)),
-     (63, 63, 3), False),
-], ids=["alexnet_small", "alexnet"])
+@pytest.mark.parametrize(
+  "make,shape,with_grads",
+  [
+    (
+      lambda: AlexNetSmall(10, (16, 16, 3), width=0.25, rngs=nnx.Rngs(params=0, dropout=1)),
+      (16, 16, 3),
+      True,
+    ),
+    (
+      lambda: AlexNet(10, (63, 63, 3), width=0.125, rngs=nnx.Rngs(params=0, dropout=1)),
+      (63, 63, 3),
+      False,
+    ),
+  ],
+  ids=["alexnet_small", "alexnet"],
+)
 def test_dropout_only_in_train_mode_inside_a_jitted_functional_step(make, shape, with_grads):
   model = make()
   x = _images((4, *shape))
@@ -332,25 +380,35 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert {p.dtype for p in _leaves(nnx.state(model), nnx.Param)} == {jnp.dtype(jnp.float32)}
 
 
-@pytest.mark.parametrize("build,match", [
+@pytest.mark.parametrize(
+  "build,match",
+  [
     (lambda: CifarResNet(10, (32, 32, 3), depth=21, rngs=nnx.Rngs(0)), "6n\\+2.*21"),
     (lambda: CifarResNet(10, (32, 32, 3), shortcut="dense", rngs=nnx.Rngs(0)), "dense"),
     (lambda: ResNet(10, (32, 32, 3), block="wide", rngs=nnx.Rngs(0)), "wide"),
     (lambda: ResNet(10, (32, 32, 3), stage_sizes=(2, 0), rngs=nnx.Rngs(0)), "stage_sizes"),
     (lambda: AlexNet(10, (32, 32, 3), rngs=nnx.Rngs(0)), "at least 63x63"),
     (lambda: AlexNetSmall(10, (32, 32), rngs=nnx.Rngs(0)), "image_shape"),
-])
+  ],
+)
 def test_bad_model_arguments_raise_value_errors(build, match):
   with pytest.raises(ValueError, match=match):
     nnx.eval_shape(build)
 
 
 def test_build_model_from_a_config_section():
-  config = ml_collections.ConfigDict({"name": "resnet20", "first_layer": "gabor", "width": 0.5,
-                                      "first_kernel_size": 0,
-                                      "kernels": {"*_shortcut": {"source": "random", "seed": 3}}})
-  model = nnx.eval_shape(lambda: build_model(config, num_classes=7, image_shape=(32, 32, 3),
-                                             rngs=nnx.Rngs(0)))
+  config = ml_collections.ConfigDict(
+    {
+      "name": "resnet20",
+      "first_layer": "gabor",
+      "width": 0.5,
+      "first_kernel_size": 0,
+      "kernels": {"*_shortcut": {"source": "random", "seed": 3}},
+    }
+  )
+  model = nnx.eval_shape(
+    lambda: build_model(config, num_classes=7, image_shape=(32, 32, 3), rngs=nnx.Rngs(0))
+  )
   layers = conv_layers(model)
   assert isinstance(layers["conv1"].kernel_source, GaborKernel)
   assert type(layers["stage2_block1_shortcut"].kernel_source).__name__ == "FrozenArrayKernel"

@@ -17,10 +17,19 @@ class LinenClassifier(linen.Module):
 
   @linen.compact
   def __call__(self, x):
-    x = nnx.bridge.to_linen(KernelConv, x.shape[-1], 16, 5, source=sources.Hybrid(
-        ((sources.Gabor(), 8), (sources.Fixed("sobel_x"), 1), (sources.Free(), 7))))(x)
+    x = nnx.bridge.to_linen(
+      KernelConv,
+      x.shape[-1],
+      16,
+      5,
+      source=sources.Hybrid(
+        ((sources.Gabor(), 8), (sources.Fixed("sobel_x"), 1), (sources.Free(), 7))
+      ),
+    )(x)
     x = linen.relu(x).mean(axis=(1, 2))
     return linen.Dense(self.num_classes)(x)
+
+
 # --- end of README example ---
 
 
@@ -45,6 +54,9 @@ def test_nnx_layer_trains_inside_a_linen_model():
   new_params = optax.apply_updates(params, updates)
   conv_params = jax.tree_util.tree_leaves_with_path(params)
   theta = [v for p, v in conv_params if "theta" in jax.tree_util.keystr(p)]
-  assert theta and all(np.any(g != 0) for p, g in jax.tree_util.tree_leaves_with_path(grads)
-                       if "theta" in jax.tree_util.keystr(p))
+  assert theta and all(
+    np.any(g != 0)
+    for p, g in jax.tree_util.tree_leaves_with_path(grads)
+    if "theta" in jax.tree_util.keystr(p)
+  )
   assert loss_fn(new_params) < loss_fn(params)

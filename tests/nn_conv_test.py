@@ -20,17 +20,19 @@ from hybridconv.nn import (
 
 ALL_GABOR = sources.Gabor(learn=sources.GABOR_PARAMETERS, gain=True)
 SOURCES = {
-    "free": sources.Free(),
-    "gabor": sources.Gabor(),
-    "gabor_all": ALL_GABOR,
-    "gabor_mix": sources.Gabor(learn=sources.GABOR_PARAMETERS, channels="mix", init="random"),
-    "fixed": sources.Fixed("gabor", options={"num_orientations": 4, "num_scales": 1}),
-    "random": sources.Random(seed=3),
-    "hybrid": sources.Hybrid(((ALL_GABOR, 3), (sources.Fixed("sobel_x"), 1),
-                              (sources.Random(), 2), (sources.Free(), 2))),
-    "bankmix": sources.BankMix(bank=sources.Fixed("gabor", options={"num_orientations": 4,
-                                                                     "num_scales": 1})),
-    "bankmix_gabor": sources.BankMix(bank=ALL_GABOR, num_filters=4, activation="relu"),
+  "free": sources.Free(),
+  "gabor": sources.Gabor(),
+  "gabor_all": ALL_GABOR,
+  "gabor_mix": sources.Gabor(learn=sources.GABOR_PARAMETERS, channels="mix", init="random"),
+  "fixed": sources.Fixed("gabor", options={"num_orientations": 4, "num_scales": 1}),
+  "random": sources.Random(seed=3),
+  "hybrid": sources.Hybrid(
+    ((ALL_GABOR, 3), (sources.Fixed("sobel_x"), 1), (sources.Random(), 2), (sources.Free(), 2))
+  ),
+  "bankmix": sources.BankMix(
+    bank=sources.Fixed("gabor", options={"num_orientations": 4, "num_scales": 1})
+  ),
+  "bankmix_gabor": sources.BankMix(bank=ALL_GABOR, num_filters=4, activation="relu"),
 }
 
 
@@ -73,11 +75,13 @@ def test_learnable_parameters_get_gradients_and_change_frozen_stay_identical(nam
     grad = np.asarray(grad_flat[path][...])
     assert np.all(np.isfinite(grad)), path
     assert np.any(grad != 0), f"parameter {path} received a zero gradient"
-    assert not np.array_equal(np.asarray(var[...]), np.asarray(before_flat[path][...])), \
-        f"parameter {path} did not change"
+    assert not np.array_equal(np.asarray(var[...]), np.asarray(before_flat[path][...])), (
+      f"parameter {path} did not change"
+    )
   for path, var in _leaves_by_type(after, FrozenKernel).items():
-    np.testing.assert_array_equal(np.asarray(var[...]), np.asarray(before_flat[path][...]),
-                                  err_msg=f"frozen {path} changed")
+    np.testing.assert_array_equal(
+      np.asarray(var[...]), np.asarray(before_flat[path][...]), err_msg=f"frozen {path} changed"
+    )
   frozen_paths = set(_leaves_by_type(after, FrozenKernel))
   assert not frozen_paths & set(grad_flat), "frozen values must not be differentiated"
 
@@ -87,8 +91,9 @@ def test_every_gabor_parameter_is_learnable_and_typed():
   names = {path[-1] for path, v in nnx.to_flat_state(nnx.state(layer)) if is_kernel_parameter(v)}
   assert names == set(sources.GABOR_PARAMETERS)
   default = KernelConv(3, 8, 5, source="gabor", rngs=nnx.Rngs(0))
-  learned = {path[-1] for path, v in nnx.to_flat_state(nnx.state(default))
-             if is_kernel_parameter(v)}
+  learned = {
+    path[-1] for path, v in nnx.to_flat_state(nnx.state(default)) if is_kernel_parameter(v)
+  }
   frozen = {path[-1] for path in _leaves_by_type(nnx.state(default), FrozenKernel)}
   assert learned == {"theta", "frequency"} and frozen == {"sigma", "gamma", "psi"}
 
@@ -98,7 +103,8 @@ def test_extreme_raw_parameters_give_finite_kernels_and_gradients(raw):
   layer = KernelConv(3, 4, 7, source=ALL_GABOR, rngs=nnx.Rngs(0))
   for name in sources.GABOR_PARAMETERS:
     getattr(layer.kernel_source, name)[...] = jnp.full_like(
-        getattr(layer.kernel_source, name)[...], raw)
+      getattr(layer.kernel_source, name)[...], raw
+    )
   x = _images(0, (2, 9, 9, 3))
   kernel = layer.kernel()
   assert np.all(np.isfinite(kernel))
@@ -116,26 +122,40 @@ def test_constrained_parameters_stay_in_range():
   assert np.all(params["sigma"] >= 0.5) and np.all(params["gamma"] > 0)
 
 
-@pytest.mark.parametrize("padding,strides,dilation", [("SAME", 1, 1), ("VALID", 2, 1),
-                                                      ("CIRCULAR", 1, 2), ("REFLECT", 2, 1),
-                                                      (((1, 2), (0, 1)), 1, 1)])
+@pytest.mark.parametrize(
+  "padding,strides,dilation",
+  [
+    ("SAME", 1, 1),
+    ("VALID", 2, 1),
+    ("CIRCULAR", 1, 2),
+    ("REFLECT", 2, 1),
+    (((1, 2), (0, 1)), 1, 1),
+  ],
+)
 def test_free_matches_nnx_conv(padding, strides, dilation):
-  ours = KernelConv(3, 6, (3, 5), strides=strides, padding=padding, kernel_dilation=dilation,
-                    rngs=nnx.Rngs(7))
-  ref = nnx.Conv(3, 6, (3, 5), strides=strides, padding=padding, kernel_dilation=dilation,
-                 rngs=nnx.Rngs(7))
+  ours = KernelConv(
+    3, 6, (3, 5), strides=strides, padding=padding, kernel_dilation=dilation, rngs=nnx.Rngs(7)
+  )
+  ref = nnx.Conv(
+    3, 6, (3, 5), strides=strides, padding=padding, kernel_dilation=dilation, rngs=nnx.Rngs(7)
+  )
   np.testing.assert_array_equal(ours.kernel(), ref.kernel[...])
   x = _images(3, (2, 11, 13, 3))
   np.testing.assert_allclose(ours(x), ref(x), rtol=1e-6, atol=1e-6)
   g_ours = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(ours)
   g_ref = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(ref)
-  np.testing.assert_allclose(g_ours.kernel_source.kernel[...], g_ref.kernel[...],
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    g_ours.kernel_source.kernel[...], g_ref.kernel[...], rtol=1e-5, atol=1e-5
+  )
 
 
 def test_hybrid_equals_its_groups_concatenated():
-  groups = ((sources.Gabor(), 3), (sources.Fixed("sobel_x"), 1), (sources.Random(seed=1), 2),
-            (sources.Free(), 2))
+  groups = (
+    (sources.Gabor(), 3),
+    (sources.Fixed("sobel_x"), 1),
+    (sources.Random(seed=1), 2),
+    (sources.Free(), 2),
+  )
   hybrid = KernelConv(3, 8, 3, source=sources.Hybrid(groups), use_bias=False, rngs=nnx.Rngs(0))
   x = _images(4)
   outputs = []
@@ -147,9 +167,13 @@ def test_hybrid_equals_its_groups_concatenated():
 
 
 def test_hybrid_fractions_round_to_counts():
-  layer = KernelConv(3, 10, 3,
-                     source=sources.Hybrid(((sources.Gabor(), 1 / 3), (sources.Free(), 2 / 3))),
-                     rngs=nnx.Rngs(0))
+  layer = KernelConv(
+    3,
+    10,
+    3,
+    source=sources.Hybrid(((sources.Gabor(), 1 / 3), (sources.Free(), 2 / 3))),
+    rngs=nnx.Rngs(0),
+  )
   assert layer.kernel_source.counts == (3, 7)
   assert layer.kernel().shape == (3, 3, 3, 10)
 
@@ -183,13 +207,25 @@ def test_kernel_shapes_and_strides():
 
 def test_bankmix_bank_is_depthwise():
   """Each input channel sees the whole bank: zeroing one input zeroes its responses only."""
-  layer = BankMixConv(2, 3, 3, source=sources.BankMix(bank=sources.Fixed("sobel_x"), norm="none"),
-                      use_bias=False, rngs=nnx.Rngs(0))
+  layer = BankMixConv(
+    2,
+    3,
+    3,
+    source=sources.BankMix(bank=sources.Fixed("sobel_x"), norm="none"),
+    use_bias=False,
+    rngs=nnx.Rngs(0),
+  )
   x = _images(6, (1, 8, 8, 2))
   sobel = layer.kernel()
-  expected = jnp.concatenate([jax.lax.conv_general_dilated(
-      x[..., c:c + 1], sobel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-      for c in range(2)], axis=-1)
+  expected = jnp.concatenate(
+    [
+      jax.lax.conv_general_dilated(
+        x[..., c : c + 1], sobel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+      )
+      for c in range(2)
+    ],
+    axis=-1,
+  )
   np.testing.assert_allclose(layer(x), layer.mix(expected), rtol=1e-5, atol=1e-5)
 
 
@@ -202,7 +238,9 @@ def test_frozen_kernels_are_saved_with_the_model():
   np.testing.assert_array_equal(restored.kernel(), layer.kernel())
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(
+  "kwargs,match",
+  [
     ({"kernel_size": 0}, "kernel_size"),
     ({"kernel_size": (3, -1)}, "kernel_size"),
     ({"source": sources.Hybrid(((sources.Gabor(), 3), (sources.Free(), 4)))}, "add up to 7"),
@@ -213,7 +251,8 @@ def test_frozen_kernels_are_saved_with_the_model():
     ({"source": sources.Fixed("user", options={"array": np.ones((5, 5))})}, "shape"),
     ({"out_features": 0}, "out_features"),
     ({"padding": "FULL"}, "padding"),
-])
+  ],
+)
 def test_bad_arguments_raise_clear_value_errors(kwargs, match):
   arguments = {"in_features": 3, "out_features": 8, "kernel_size": 3, "rngs": nnx.Rngs(0)} | kwargs
   with pytest.raises(ValueError, match=match):
@@ -228,8 +267,9 @@ def test_fixed_bank_smaller_than_group_is_refused():
 def test_parse_strings_and_dicts():
   assert sources.parse("fixed:dct") == sources.Fixed("dct")
   assert sources.parse("random:5") == sources.Random(5)
-  hybrid = sources.parse({"source": "hybrid",
-                          "groups": [["gabor", 2], ["fixed:sobel_x", 1], ["free", 5]]})
+  hybrid = sources.parse(
+    {"source": "hybrid", "groups": [["gabor", 2], ["fixed:sobel_x", 1], ["free", 5]]}
+  )
   assert hybrid.counts(8) == [2, 1, 5]
   with pytest.raises(ValueError, match="unknown field"):
     sources.parse({"source": "random", "sed": 1})

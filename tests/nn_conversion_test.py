@@ -62,10 +62,21 @@ def test_free_conversion_is_output_identical():
 def test_grouped_strided_padded_convs_in_a_list_convert_identically():
   class Blocks(nnx.Module):
     def __init__(self, rngs):
-      self.blocks = nnx.List([
-          nnx.Conv(4, 8, (3, 5), strides=(2, 1), padding=((1, 2), (0, 1)), kernel_dilation=2,
-                   feature_group_count=2, rngs=rngs),
-          nnx.Conv(8, 8, (3, 3), padding="CIRCULAR", use_bias=False, rngs=rngs)])
+      self.blocks = nnx.List(
+        [
+          nnx.Conv(
+            4,
+            8,
+            (3, 5),
+            strides=(2, 1),
+            padding=((1, 2), (0, 1)),
+            kernel_dilation=2,
+            feature_group_count=2,
+            rngs=rngs,
+          ),
+          nnx.Conv(8, 8, (3, 3), padding="CIRCULAR", use_bias=False, rngs=rngs),
+        ]
+      )
 
     def __call__(self, x):
       for block in self.blocks:
@@ -98,8 +109,11 @@ def _gabor_conv1(values):
   layer = KernelConv(1, 8, 7, source=ALL_GABOR, rngs=nnx.Rngs(0))
   gabor = layer.kernel_source
   for name, value in values.items():
-    bounds = {"frequency": gabor.frequency_bounds, "sigma": gabor.sigma_bounds,
-              "gamma": gabor.gamma_bounds}.get(name)
+    bounds = {
+      "frequency": gabor.frequency_bounds,
+      "sigma": gabor.sigma_bounds,
+      "gamma": gabor.gamma_bounds,
+    }.get(name)
     raw = GaborKernel._inverse(value, bounds) if bounds else value
     getattr(gabor, name)[...] = jnp.broadcast_to(raw, getattr(gabor, name).shape)
   gabor.gain[...] = jnp.linspace(0.5, 2.0, 8)
@@ -107,19 +121,25 @@ def _gabor_conv1(values):
 
 
 def test_gabor_conversion_of_gabor_kernels_recovers_their_parameters():
-  truth = {"theta": jnp.linspace(0.1, 3.0, 8), "frequency": jnp.linspace(0.2, 0.3, 8),
-           "sigma": jnp.linspace(2.0, 2.5, 8), "gamma": jnp.linspace(0.6, 1.5, 8),
-           "psi": jnp.linspace(-2.5, 2.5, 8)}
+  truth = {
+    "theta": jnp.linspace(0.1, 3.0, 8),
+    "frequency": jnp.linspace(0.2, 0.3, 8),
+    "sigma": jnp.linspace(2.0, 2.5, 8),
+    "gamma": jnp.linspace(0.6, 1.5, 8),
+    "psi": jnp.linspace(-2.5, 2.5, 8),
+  }
   original = _gabor_conv1(truth)
   model = CNN(rngs=nnx.Rngs(0))
   model.conv1.kernel[...] = original.kernel()
   model, [replaced] = convert(model, {"conv1": ALL_GABOR})
   fitted = model.conv1.kernel_source.parameters()
   for name, value in truth.items():
-    np.testing.assert_allclose(np.asarray(fitted[name])[0], np.asarray(value), atol=2e-3,
-                               err_msg=name)
-  np.testing.assert_allclose(model.conv1.kernel_source.gain[...], jnp.linspace(0.5, 2.0, 8),
-                             rtol=1e-3)
+    np.testing.assert_allclose(
+      np.asarray(fitted[name])[0], np.asarray(value), atol=2e-3, err_msg=name
+    )
+  np.testing.assert_allclose(
+    model.conv1.kernel_source.gain[...], jnp.linspace(0.5, 2.0, 8), rtol=1e-3
+  )
   assert replaced.r2.shape == (8,) and replaced.r2.min() > 0.9999
   assert replaced.summary()["r2_min"] == pytest.approx(float(replaced.r2.min()))
 
@@ -133,15 +153,17 @@ def test_gabor_conversion_of_a_free_layer_reports_fit_quality():
   assert np.all(replaced.r2 > -1.0)  # ... but the least-squares gain keeps the scale
   # r2 is what it says: the new start kernel scored against the old kernel.
   sst = np.sum((old - old.mean(axis=(0, 1), keepdims=True)) ** 2, axis=(0, 1, 2))
-  np.testing.assert_allclose(replaced.r2, 1 - np.sum((old - new) ** 2, axis=(0, 1, 2)) / sst,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    replaced.r2, 1 - np.sum((old - new) ** 2, axis=(0, 1, 2)) / sst, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_hybrid_conversion_carries_each_group_slice():
   model = CNN(rngs=nnx.Rngs(0))
   old = np.asarray(model.conv1.kernel[...])
-  hybrid = sources.Hybrid(((sources.Gabor(), 3), (sources.Fixed("sobel_x"), 1),
-                           (sources.Free(), 4)))
+  hybrid = sources.Hybrid(
+    ((sources.Gabor(), 3), (sources.Fixed("sobel_x"), 1), (sources.Free(), 4))
+  )
   model, [replaced] = convert(model, {"conv1": hybrid})
   new = np.asarray(model.conv1.kernel())
   np.testing.assert_array_equal(new[..., 4:], old[..., 4:])
@@ -161,6 +183,7 @@ def test_converted_model_trains_and_round_trips_through_orbax(spec, tmp_path):
     def loss_fn(model):
       logits = model(IMAGES)
       return optax.softmax_cross_entropy_with_integer_labels(logits, LABELS).mean()
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss
@@ -187,17 +210,26 @@ class Odd(nnx.Module):
     self.temporal = nnx.Conv(4, 4, 3, input_dilation=2, padding="CAUSAL", rngs=rngs)
 
 
-@pytest.mark.parametrize(("spec", "match"), [
-    ({"conv3": "gabor"}, r"key\(s\) \['conv3'\] match no nnx.Conv of Odd; its convs are "
-                         r"\['conv1', 'masked', 'temporal'\]"),
+@pytest.mark.parametrize(
+  ("spec", "match"),
+  [
+    (
+      {"conv3": "gabor"},
+      r"key\(s\) \['conv3'\] match no nnx.Conv of Odd; its convs are "
+      r"\['conv1', 'masked', 'temporal'\]",
+    ),
     ({"conv*": "gabor", "x?": "free"}, r"\['x\?'\] match no nnx.Conv"),
     ({"masked": "free"}, r"conv 'masked' cannot be converted: mask"),
-    ({"temporal": "free"}, r"conv 'temporal' cannot be converted: kernel_size=\(3,\) .*"
-                           r"input_dilation=2 .*padding='CAUSAL'"),
+    (
+      {"temporal": "free"},
+      r"conv 'temporal' cannot be converted: kernel_size=\(3,\) .*"
+      r"input_dilation=2 .*padding='CAUSAL'",
+    ),
     ({"conv1": "fixed:nope"}, r"convert spec\['conv1'\]='fixed:nope': unknown kernel bank"),
     ({"*": "bankmix"}, "BankMix source changes the layer structure"),
     ({"conv1": "fixed:sobel_x"}, r"conv 'conv1' \(kernel \(5, 5, 1, 4\)\): .*has 1 filter"),
-])
+  ],
+)
 def test_bad_specs_are_one_clear_error_and_leave_the_model_untouched(spec, match):
   model = Odd(nnx.Rngs(0))
   with pytest.raises(ValueError, match=match):
@@ -215,8 +247,9 @@ def test_gabor_on_3x3_kernels_says_the_kernels_are_too_small():
 def test_mix_channels_start_from_the_dominant_colour_component():
   model = nnx.Conv(3, 4, (7, 7), rngs=nnx.Rngs(0))
   colour = jnp.asarray([0.2, 0.5, -0.3])
-  spatial = _gabor_conv1({"theta": jnp.full(8, 0.7), "frequency": jnp.full(8, 0.2),
-                          "sigma": jnp.full(8, 2.0)}).kernel()[:, :, 0, :4]
+  spatial = _gabor_conv1(
+    {"theta": jnp.full(8, 0.7), "frequency": jnp.full(8, 0.2), "sigma": jnp.full(8, 2.0)}
+  ).kernel()[:, :, 0, :4]
 
   class Holder(nnx.Module):
     def __init__(self):
@@ -227,8 +260,11 @@ def test_mix_channels_start_from_the_dominant_colour_component():
   _, [replaced] = convert(holder, {"conv": {"source": "gabor", "channels": "mix"}})
   assert replaced.r2.min() > 0.9999
   mix = holder.conv.kernel_source.mix[...]
-  np.testing.assert_allclose(mix / jnp.linalg.norm(mix, axis=0), jnp.broadcast_to(
-      colour[:, None] / jnp.linalg.norm(colour), (3, 4)) * jnp.sign(mix[0]), atol=1e-4)
+  np.testing.assert_allclose(
+    mix / jnp.linalg.norm(mix, axis=0),
+    jnp.broadcast_to(colour[:, None] / jnp.linalg.norm(colour), (3, 4)) * jnp.sign(mix[0]),
+    atol=1e-4,
+  )
   assert math.isclose(float(replaced.summary()["r2_mean"]), float(replaced.r2.mean()))
 
 

@@ -19,20 +19,22 @@ def test_string_and_dict_name_the_same_source():
   assert sources.parse({"source": "free", "init": "dct"}) == sources.Free(init="dct")
   assert sources.parse("free") == sources.Free()
   assert layer_specs.resolve_sources(["conv1", "conv2"], first_layer="free:init=gabor") == {
-      "conv1": sources.Free(init="gabor"), "conv2": sources.Free()}
+    "conv1": sources.Free(init="gabor"),
+    "conv2": sources.Free(),
+  }
 
 
 @pytest.mark.parametrize("options", [{}, {"num_orientations": 4, "num_scales": 1}])
 def test_gabor_init_is_the_fixed_gabor_bank_then_learned(options):
-  free = KernelConv(3, 8, 5, source=sources.Free(init="gabor", options=options),
-                    rngs=nnx.Rngs(0))
+  free = KernelConv(3, 8, 5, source=sources.Free(init="gabor", options=options), rngs=nnx.Rngs(0))
   fixed = KernelConv(3, 8, 5, source=sources.Fixed("gabor", options=options), rngs=nnx.Rngs(0))
   start = np.asarray(free.kernel())
   np.testing.assert_array_equal(start, np.asarray(fixed.kernel()))
   # Same bank and unit-norm scaling as the fixed arm; not LeCun noise.
   bank = np.asarray(banks.make_bank("gabor", 5, **options))[..., :8]
-  np.testing.assert_allclose(start[:, :, 0, :] * np.sqrt(3),
-                             bank / np.linalg.norm(bank, axis=(0, 1)), atol=1e-6)
+  np.testing.assert_allclose(
+    start[:, :, 0, :] * np.sqrt(3), bank / np.linalg.norm(bank, axis=(0, 1)), atol=1e-6
+  )
   assert type(free.kernel_source.kernel) is nnx.Param  # learned, unlike FrozenKernel
 
   x = jax.random.normal(jax.random.key(1), (2, 9, 9, 3))
@@ -52,6 +54,7 @@ def test_array_init_is_used_as_given():
 
 def test_later_layers_start_the_same_in_every_arm():
   """The init draws the same keys as plain free, so paired arms differ only in this layer."""
+
   def second_layer(first_source):
     rngs = nnx.Rngs(0)
     KernelConv(1, 8, 5, source=first_source, rngs=rngs)
@@ -60,16 +63,21 @@ def test_later_layers_start_the_same_in_every_arm():
   np.testing.assert_array_equal(second_layer("free"), second_layer("free:init=gabor"))
 
 
-@pytest.mark.parametrize(("spec", "match"), [
+@pytest.mark.parametrize(
+  ("spec", "match"),
+  [
     ("free:init=no_such_bank", "unknown kernel bank 'no_such_bank'; known banks: gabor"),
     ("free:gabor", r"'free' takes 'init=<bank>'"),
     ("free:seed=3", r"'free' takes 'init=<bank>'"),
-    ({"source": "free", "init": "gabor", "options": {"orientations": 4}},
-     r"unknown bank option\(s\) \['orientations'\]; allowed: \['bandwidth'"),
+    (
+      {"source": "free", "init": "gabor", "options": {"orientations": 4}},
+      r"unknown bank option\(s\) \['orientations'\]; allowed: \['bandwidth'",
+    ),
     ({"source": "free", "options": {"num_scales": 1}}, "need a bank init"),
     ({"source": "free", "init": np.ones((3, 3))}, r"HWIO array .* got shape \(3, 3\)"),
     ({"source": "free", "init": np.full((3, 3, 1, 1), np.nan)}, "9 NaN or infinite"),
-])
+  ],
+)
 def test_bad_free_init_is_one_clear_error(spec, match):
   with pytest.raises(ValueError, match=match):
     sources.parse(spec)

@@ -9,12 +9,12 @@ from flax import nnx
 from hybridconv.nn import max_pool
 
 CASES = [
-    ((2, 8, 8, 3), (2, 2), (2, 2), "VALID"),        # SimpleCNN
-    ((2, 9, 7, 3), (2, 2), (2, 2), "VALID"),        # odd sizes drop the last row/column
-    ((2, 13, 13, 4), (3, 3), (2, 2), "VALID"),      # AlexNet, overlapping windows
-    ((2, 12, 12, 4), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet-50 stem
-    ((2, 7, 10, 2), (3, 2), (1, 3), "SAME"),
-    ((2, 6, 6, 2), (1, 1), (1, 1), "VALID"),
+  ((2, 8, 8, 3), (2, 2), (2, 2), "VALID"),  # SimpleCNN
+  ((2, 9, 7, 3), (2, 2), (2, 2), "VALID"),  # odd sizes drop the last row/column
+  ((2, 13, 13, 4), (3, 3), (2, 2), "VALID"),  # AlexNet, overlapping windows
+  ((2, 12, 12, 4), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet-50 stem
+  ((2, 7, 10, 2), (3, 2), (1, 3), "SAME"),
+  ((2, 6, 6, 2), (1, 1), (1, 1), "VALID"),
 ]
 
 
@@ -56,12 +56,15 @@ def test_jit_and_bfloat16():
   np.testing.assert_array_equal(out, _reference(x, (2, 2), (2, 2), "VALID"))
 
 
-@pytest.mark.parametrize("kwargs,message", [
+@pytest.mark.parametrize(
+  "kwargs,message",
+  [
     ({"window_shape": (2,)}, "one entry per spatial axis"),
     ({"window_shape": (2, 2), "padding": "FULL"}, "padding='FULL'"),
     ({"window_shape": (2, 2), "padding": ((1, 1),)}, "one \\(low, high\\) pair"),
     ({"window_shape": (9, 9)}, "larger than the padded input"),
-])
+  ],
+)
 def test_bad_arguments_fail_with_one_clear_message(kwargs, message):
   with pytest.raises(ValueError, match=message):
     max_pool(jnp.zeros((1, 4, 4, 1)), **kwargs)

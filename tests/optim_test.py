@@ -47,9 +47,13 @@ def test_masks_follow_variable_types_and_ranks():
   decay = _flat(optim.weight_decay_mask(_params()))
   kernel = _flat(optim.kernel_param_mask(_params()))
   assert decay == {
-      "bn/bias/value": False, "bn/scale/value": False, "conv/bias/value": False,
-      "conv/kernel/value": True, "gabor/frequency/value": False, "gabor/theta/value": False,
-      "gabor/mix/value": True,
+    "bn/bias/value": False,
+    "bn/scale/value": False,
+    "conv/bias/value": False,
+    "conv/kernel/value": True,
+    "gabor/frequency/value": False,
+    "gabor/theta/value": False,
+    "gabor/mix/value": True,
   }
   assert {k for k, v in kernel.items() if v} == {"gabor/frequency/value", "gabor/theta/value"}
 
@@ -63,9 +67,16 @@ def _one_update(config, grads_value=1.0):
 
 
 def test_sgd_step_decay_and_kernel_multiplier():
-  config = _optim_config(name="sgd", schedule="constant", warmup_epochs=0.0, learning_rate=0.1,
-                         momentum=0.9, nesterov=False, weight_decay=0.01,
-                         kernel_lr_multiplier=5.0)
+  config = _optim_config(
+    name="sgd",
+    schedule="constant",
+    warmup_epochs=0.0,
+    learning_rate=0.1,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=0.01,
+    kernel_lr_multiplier=5.0,
+  )
   params, updates = _one_update(config)
   # First momentum step is the gradient itself: update = -lr * (g + wd * p) for decayed weights.
   kernel = params["conv/kernel/value"]
@@ -77,8 +88,14 @@ def test_sgd_step_decay_and_kernel_multiplier():
 
 
 def test_adamw_decoupled_decay_and_multiplier():
-  config = _optim_config(name="adamw", schedule="constant", warmup_epochs=0.0,
-                         learning_rate=0.01, weight_decay=0.1, kernel_lr_multiplier=3.0)
+  config = _optim_config(
+    name="adamw",
+    schedule="constant",
+    warmup_epochs=0.0,
+    learning_rate=0.01,
+    weight_decay=0.1,
+    kernel_lr_multiplier=3.0,
+  )
   params, updates = _one_update(config, grads_value=2.0)
   # Adam's first step moves every weight by ~lr regardless of gradient scale.
   kernel = params["conv/kernel/value"]
@@ -88,16 +105,24 @@ def test_adamw_decoupled_decay_and_multiplier():
 
 
 def test_gradient_clipping_bounds_the_update():
-  config = _optim_config(name="sgd", schedule="constant", warmup_epochs=0.0, learning_rate=1.0,
-                         momentum=0.0, weight_decay=0.0, kernel_lr_multiplier=1.0,
-                         grad_clip_norm=0.5)
+  config = _optim_config(
+    name="sgd",
+    schedule="constant",
+    warmup_epochs=0.0,
+    learning_rate=1.0,
+    momentum=0.0,
+    weight_decay=0.0,
+    kernel_lr_multiplier=1.0,
+    grad_clip_norm=0.5,
+  )
   _, updates = _one_update(config, grads_value=100.0)
   assert float(optax.tree.norm(list(updates.values()))) == pytest.approx(0.5, rel=1e-5)
 
 
 def test_warmup_cosine_schedule():
-  config = _optim_config(schedule="cosine", learning_rate=1.0, warmup_epochs=1.0,
-                         end_learning_rate_factor=0.1)
+  config = _optim_config(
+    schedule="cosine", learning_rate=1.0, warmup_epochs=1.0, end_learning_rate_factor=0.1
+  )
   schedule = optim.learning_rate_schedule(config, total_steps=100, steps_per_epoch=10)
   assert float(schedule(0)) == 0.0
   assert float(schedule(5)) == pytest.approx(0.5)
@@ -107,21 +132,22 @@ def test_warmup_cosine_schedule():
 
 
 def test_step_schedule_with_warmup():
-  config = _optim_config(schedule="step", learning_rate=1.0, warmup_epochs=1.0,
-                         step_epochs=(3.0, 6.0), step_factor=0.1)
+  config = _optim_config(
+    schedule="step", learning_rate=1.0, warmup_epochs=1.0, step_epochs=(3.0, 6.0), step_factor=0.1
+  )
   schedule = optim.learning_rate_schedule(config, total_steps=100, steps_per_epoch=10)
   values = [float(schedule(s)) for s in (5, 10, 29, 30, 59, 60, 99)]
   np.testing.assert_allclose(values, [0.5, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        ("name", "lamb", "config.optim.name='lamb' is not one of ('sgd', 'adamw')"),
-        ("schedule", "linear", "config.optim.schedule='linear' is not one of"),
-        ("learning_rate", -1.0, "config.optim.learning_rate=-1.0 must be a finite number >= 0"),
-        ("weight_decay", float("nan"), "config.optim.weight_decay=nan"),
-    ],
+  ("key", "value", "message"),
+  [
+    ("name", "lamb", "config.optim.name='lamb' is not one of ('sgd', 'adamw')"),
+    ("schedule", "linear", "config.optim.schedule='linear' is not one of"),
+    ("learning_rate", -1.0, "config.optim.learning_rate=-1.0 must be a finite number >= 0"),
+    ("weight_decay", float("nan"), "config.optim.weight_decay=nan"),
+  ],
 )
 def test_bad_settings_are_refused(key, value, message):
   config = _optim_config(**{key: value})

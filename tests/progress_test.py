@@ -92,8 +92,15 @@ def _run_in_pty() -> str:
   master, slave = os.openpty()
   # A new pseudo-terminal is 0 columns wide: give it a terminal's size.
   fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-  child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO, stdin=slave, stdout=slave,
-                           stderr=slave, close_fds=True, start_new_session=True)
+  child = subprocess.Popen(
+    [sys.executable, "-c", CHILD],
+    cwd=REPO,
+    stdin=slave,
+    stdout=slave,
+    stderr=slave,
+    close_fds=True,
+    start_new_session=True,
+  )
   os.close(slave)
   chunks = []
   while True:
@@ -119,13 +126,13 @@ def test_bar_under_a_terminal_keeps_every_line_whole():
   others = [line for line in screen if not BAR.match(line)]
   # Every line that is not the bar is one whole message, nothing glued on or cut off.
   assert [re.sub(r"^[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\] ", "", line) for line in others] == [
-      "compiling the train step ...",
-      others[1].split("] ")[-1],
-      "wandb: Tracking run bright-sky-1",
-      "a log line from absl",
-      "a line on stdout",
-      "eval step 20: loss 0.5000, accuracy 0.8125",
-      f"eval step {TOTAL}: loss 0.5000, accuracy 0.8125",
+    "compiling the train step ...",
+    others[1].split("] ")[-1],
+    "wandb: Tracking run bright-sky-1",
+    "a log line from absl",
+    "a line on stdout",
+    "eval step 20: loss 0.5000, accuracy 0.8125",
+    f"eval step {TOTAL}: loss 0.5000, accuracy 0.8125",
   ], screen
   assert re.search(r"compiled the train step and ran step 1 in 1\.\d s$", others[1])
   assert not any("wandb" in line or "absl" in line for line in screen if BAR.match(line))
@@ -140,8 +147,9 @@ def test_bar_under_a_terminal_keeps_every_line_whole():
 
 
 def test_plain_lines_through_a_pipe_with_an_eta_that_leaves_out_compilation():
-  result = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, check=True)
+  result = subprocess.run(
+    [sys.executable, "-c", CHILD], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+  )
   lines = result.stderr.splitlines()
   assert "\r" not in result.stderr and "|" not in result.stderr  # no bar
   assert any(line.endswith("] compiling the train step ...") for line in lines)
@@ -149,8 +157,11 @@ def test_plain_lines_through_a_pipe_with_an_eta_that_leaves_out_compilation():
   assert len(steps) == 4
   assert "eval_acc=0.8125" in steps[2] and "eval_acc" not in steps[0]
   for line in steps:  # whole lines: the message ends with its ETA
-    assert re.search(r"\] step \d+/40 \(\d+%\) loss=\S+ img/s=1000( eval_acc=0.8125)? eta "
-                     r"\d:\d\d:\d\d$", line), line
+    assert re.search(
+      r"\] step \d+/40 \(\d+%\) loss=\S+ img/s=1000( eval_acc=0.8125)? eta "
+      r"\d:\d\d:\d\d$",
+      line,
+    ), line
   # First ETA at step 10: 30 steps at ~0.02 s is about 1 s; counting the 1.5 s of
   # compilation over 10 steps it would say 5 s or more.
   eta = re.search(r"eta (\d):(\d\d):(\d\d)$", steps[0]).groups()

@@ -35,8 +35,9 @@ def _copy_run(reference_run, tmp_path) -> str:
 
 
 def _largest_array_file(workdir, step):
-  files = glob.glob(os.path.join(workdir, "checkpoints", str(step), "state", "**", "d", "*"),
-                    recursive=True)
+  files = glob.glob(
+    os.path.join(workdir, "checkpoints", str(step), "state", "**", "d", "*"), recursive=True
+  )
   return max(files, key=os.path.getsize)
 
 
@@ -60,15 +61,20 @@ def _delete_array_metadata(workdir, step):
 
 
 def _garble_metadata(workdir, step):
-  with open(os.path.join(workdir, "checkpoints", str(step), "metadata", "metadata"), "w",
-            encoding="utf-8") as f:
+  with open(
+    os.path.join(workdir, "checkpoints", str(step), "metadata", "metadata"), "w", encoding="utf-8"
+  ) as f:
     f.write('{"step": 8, "fingerpr')
 
 
-@pytest.mark.parametrize("damage", [_truncate, _flip_one_byte, _delete_array_metadata,
-                                    _garble_metadata], ids=lambda f: f.__name__.strip("_"))
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(damage, reference, tmp_path,
-                                                                  caplog):
+@pytest.mark.parametrize(
+  "damage",
+  [_truncate, _flip_one_byte, _delete_array_metadata, _garble_metadata],
+  ids=lambda f: f.__name__.strip("_"),
+)
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
+  damage, reference, tmp_path, caplog
+):
   workdir = _copy_run(reference, tmp_path)
   damage(workdir, 8)
   with caplog.at_level(logging.WARNING):
@@ -96,8 +102,7 @@ def test_no_intact_checkpoint_stops_with_every_error_and_moves_nothing(reference
   assert not os.path.exists(os.path.join(workdir, "checkpoints" + checkpointing.CORRUPT_SUFFIX))
 
 
-def test_a_different_model_forced_onto_old_checkpoints_is_not_taken_for_damage(reference,
-                                                                               tmp_path):
+def test_a_different_model_forced_onto_old_checkpoints_is_not_taken_for_damage(reference, tmp_path):
   workdir = _copy_run(reference, tmp_path)
   config = rs.config(**{"model.first_layer": "free", "allow_config_change": True})
   with pytest.raises(checkpointing.CheckpointError, match="none of the 2 checkpoint"):
@@ -113,11 +118,17 @@ def _numpy_checksum(array: np.ndarray) -> int:
 
 def test_checksums_match_an_independent_computation_and_see_every_bit():
   rng = np.random.default_rng(0)
-  tree = {"w": rng.normal(size=(3, 5, 7)).astype(np.float32),
-          "count": np.asarray(7, np.int32), "key": np.asarray([1, 2**32 - 1], np.uint32)}
+  tree = {
+    "w": rng.normal(size=(3, 5, 7)).astype(np.float32),
+    "count": np.asarray(7, np.int32),
+    "key": np.asarray([1, 2**32 - 1], np.uint32),
+  }
   sums = checkpointing.fingerprint(jax.tree.map(jnp.asarray, tree))
-  assert sums == {"count": _numpy_checksum(tree["count"]), "key": _numpy_checksum(tree["key"]),
-                  "w": _numpy_checksum(tree["w"])}
+  assert sums == {
+    "count": _numpy_checksum(tree["count"]),
+    "key": _numpy_checksum(tree["key"]),
+    "w": _numpy_checksum(tree["w"]),
+  }
   words = tree["w"].view(np.uint32).reshape(-1)
   for index, bit in [(0, 0), (50, 17), (104, 31)]:  # first, middle and last element
     flipped = words.copy()

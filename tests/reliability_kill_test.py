@@ -29,19 +29,19 @@ SYNC = ("--config.checkpoint.async_save=False",)
 
 
 @pytest.mark.parametrize(
-    ("fault", "args", "committed"),
-    [
-        # Inside the second half-epoch, after checkpoint 4 was started: an
-        # asynchronous write may not be committed yet when the process dies ...
-        ("kill@step:6", (), ([], [4])),
-        # ... a synchronous one is, so the resume starts from step 4.
-        ("kill@step:6", SYNC, ([4],)),
-        # During the evaluation at step 4, before checkpoint 4 is saved.
-        ("kill@eval:4", (), ([],)),
-        # During the final evaluation.
-        ("kill@eval:8", SYNC, ([4],)),
-    ],
-    ids=["step6", "step6-sync", "eval4", "eval8-sync"],
+  ("fault", "args", "committed"),
+  [
+    # Inside the second half-epoch, after checkpoint 4 was started: an
+    # asynchronous write may not be committed yet when the process dies ...
+    ("kill@step:6", (), ([], [4])),
+    # ... a synchronous one is, so the resume starts from step 4.
+    ("kill@step:6", SYNC, ([4],)),
+    # During the evaluation at step 4, before checkpoint 4 is saved.
+    ("kill@eval:4", (), ([],)),
+    # During the final evaluation.
+    ("kill@eval:8", SYNC, ([4],)),
+  ],
+  ids=["step6", "step6-sync", "eval4", "eval8-sync"],
 )
 def test_sigkill_then_resume_is_bitwise_identical(fault, args, committed, reference, tmp_path):
   killed = rs.run_cli(tmp_path, *args, fault=fault)

@@ -30,13 +30,17 @@ def _step_setup():
   config = rs.config()
   mesh = sharding.make_mesh(jax.devices()[:1])
   tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=8)
-  model_fns, state = train.create_train_state(config, num_classes=4, image_shape=(16, 16, 1),
-                                        mesh=mesh, tx=tx)
-  step = functools.partial(train.train_step, model_fns=model_fns, tx=tx, schedule=schedule,
-                           label_smoothing=0.0)
+  model_fns, state = train.create_train_state(
+    config, num_classes=4, image_shape=(16, 16, 1), mesh=mesh, tx=tx
+  )
+  step = functools.partial(
+    train.train_step, model_fns=model_fns, tx=tx, schedule=schedule, label_smoothing=0.0
+  )
   rng = np.random.default_rng(0)
-  batch = {"image": jnp.asarray(rng.normal(size=(8, 16, 16, 1)), jnp.float32),
-           "label": jnp.asarray(rng.integers(0, 4, size=8), jnp.int32)}
+  batch = {
+    "image": jnp.asarray(rng.normal(size=(8, 16, 16, 1)), jnp.float32),
+    "label": jnp.asarray(rng.integers(0, 4, size=8), jnp.int32),
+  }
   return state, step, batch
 
 
@@ -48,15 +52,18 @@ def test_skip_keeps_params_optimizer_and_batchnorm_state_bit_for_bit():
   state, step, batch = _step_setup()
   skip = jax.jit(functools.partial(step, skip_nonfinite=True))
   plain = jax.jit(step)
-  assert any("mean" in optim.path_name(p) for p, _ in
-             jax.tree_util.tree_flatten_with_path(state.model_state)[0])  # BatchNorm statistics
+  assert any(
+    "mean" in optim.path_name(p)
+    for p, _ in jax.tree_util.tree_flatten_with_path(state.model_state)[0]
+  )  # BatchNorm statistics
   before = _leaves((state.params, state.opt_state, state.model_state))
 
   poisoned = {**batch, "image": batch["image"].at[0, 3, 3, 0].set(jnp.nan)}
   skipped, metrics = skip(state, poisoned)
   assert int(skipped.step) == int(state.step) + 1  # the batch is consumed, the update dropped
-  for old, new in zip(before, _leaves((skipped.params, skipped.opt_state,
-                                       skipped.model_state)), strict=True):
+  for old, new in zip(
+    before, _leaves((skipped.params, skipped.opt_state, skipped.model_state)), strict=True
+  ):
     np.testing.assert_array_equal(new, old)
   assert float(metrics["train/nonfinite"]) == 1.0
   assert not bool(metrics[nonfinite.FLAGS_KEY]["loss"])
@@ -78,9 +85,13 @@ def test_monitor_names_the_step_and_the_non_finite_gradients():
   monitor = nonfinite.NonFiniteMonitor("stop", 3, names)
   monitor.check(5, {"train/loss": 0.5}, {"loss": True, "grads": np.ones(4, bool)})
   flags = {"loss": True, "grads": np.asarray([True, False, True, False])}
-  with pytest.raises(nonfinite.NonFiniteError, match=(
+  with pytest.raises(
+    nonfinite.NonFiniteError,
+    match=(
       r"non-finite training at step 6: the gradients of 2 of 4 parameter arrays are "
-      r"non-finite \(conv1/bias, fc/bias\); stopped without saving")) as error:
+      r"non-finite \(conv1/bias, fc/bias\); stopped without saving"
+    ),
+  ) as error:
     monitor.check(6, {"train/loss": 0.5}, flags)
   assert error.value.step == 6
   with pytest.raises(ValueError, match=r"config.nan_policy='ignore' is not one of"):
@@ -92,7 +103,8 @@ def test_nan_stops_naming_the_step_and_resume_loses_only_unsaved_steps(reference
   assert stopped.returncode == nonfinite.EXIT_CODE == 3, stopped.stderr[-2000:]
   errors = [line for line in stopped.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and errors[0].startswith(
-      "error: non-finite training at step 6: the loss is nan and the gradients of ")
+    "error: non-finite training at step 6: the loss is nan and the gradients of "
+  )
   assert "Traceback" not in stopped.stderr
   # Nothing after the poisoned update was saved; checkpoint 4 is the last.
   assert checkpointing.existing_steps(str(tmp_path / "checkpoints")) == [4]
@@ -105,8 +117,11 @@ def test_absurd_learning_rate_stops_and_no_checkpoint_holds_non_finite_values(tm
   with pytest.raises(nonfinite.NonFiniteError, match=r"non-finite training at step \d"):
     train.train_and_evaluate(config, str(tmp_path))
   for step in checkpointing.existing_steps(str(tmp_path / "checkpoints")):
-    assert all(np.isfinite(v).all() for v in rs.saved_arrays(tmp_path, step).values()
-               if np.issubdtype(v.dtype, np.floating))
+    assert all(
+      np.isfinite(v).all()
+      for v in rs.saved_arrays(tmp_path, step).values()
+      if np.issubdtype(v.dtype, np.floating)
+    )
 
 
 def test_skip_policy_skips_then_stops_after_too_many_in_a_row(tmp_path, monkeypatch):
@@ -114,13 +129,20 @@ def test_skip_policy_skips_then_stops_after_too_many_in_a_row(tmp_path, monkeypa
   monkeypatch.setenv(faults.ENV_VAR, "nan@step:3-4")
   final = train.train_and_evaluate(rs.config(**skip), str(tmp_path / "two"))
   assert final["step"] == rs.TOTAL_STEPS and np.isfinite(final["eval/loss"])
-  logged = {e["step"]: e["train/nonfinite"] for e in writers.read_events(str(tmp_path / "two"))
-            if "train/nonfinite" in e}
+  logged = {
+    e["step"]: e["train/nonfinite"]
+    for e in writers.read_events(str(tmp_path / "two"))
+    if "train/nonfinite" in e
+  }
   assert logged == {2: 0.0, 4: 1.0, 6: 0.0, 8: 0.0}  # steps 3 and 4 were skipped
 
   monkeypatch.setenv(faults.ENV_VAR, "nan@step:3-5")
-  with pytest.raises(nonfinite.NonFiniteError, match=(
+  with pytest.raises(
+    nonfinite.NonFiniteError,
+    match=(
       r"non-finite training for 3 consecutive steps, more than config.max_consecutive_skips=2 "
-      r"\(last at step 5: the loss is nan")):
+      r"\(last at step 5: the loss is nan"
+    ),
+  ):
     train.train_and_evaluate(rs.config(**skip), str(tmp_path / "three"))
   assert not os.path.exists(tmp_path / "three" / "checkpoints" / "8")

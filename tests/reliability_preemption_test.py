@@ -27,25 +27,27 @@ def reference(tmp_path_factory):
 
 
 def _metadata(workdir, step):
-  with open(os.path.join(workdir, "checkpoints", str(step), "metadata", "metadata"),
-            encoding="utf-8") as f:
+  with open(
+    os.path.join(workdir, "checkpoints", str(step), "metadata", "metadata"), encoding="utf-8"
+  ) as f:
     return json.load(f)
 
 
 @pytest.mark.parametrize(
-    ("fault", "overrides", "stop_step", "signal_name"),
-    [
-        ("sigterm@compile", {}, 1, "SIGTERM"),  # while XLA compiles the first train step
-        ("sigint@step:3", {}, 3, "SIGINT"),  # Ctrl-C between two log events
-        # While checkpoint 4 is being written (synchronously, so that the signal
-        # surely comes before the run ends; an asynchronous write may still be
-        # running at the end, when a signal no longer matters).
-        ("sigterm@save:4", {"checkpoint.async_save": False}, 5, "SIGTERM"),
-    ],
-    ids=["compile", "sigint", "during-save"],
+  ("fault", "overrides", "stop_step", "signal_name"),
+  [
+    ("sigterm@compile", {}, 1, "SIGTERM"),  # while XLA compiles the first train step
+    ("sigint@step:3", {}, 3, "SIGINT"),  # Ctrl-C between two log events
+    # While checkpoint 4 is being written (synchronously, so that the signal
+    # surely comes before the run ends; an asynchronous write may still be
+    # running at the end, when a signal no longer matters).
+    ("sigterm@save:4", {"checkpoint.async_save": False}, 5, "SIGTERM"),
+  ],
+  ids=["compile", "sigint", "during-save"],
 )
-def test_signal_saves_at_next_step_and_resume_is_exact(fault, overrides, stop_step, signal_name,
-                                                       reference, tmp_path, monkeypatch):
+def test_signal_saves_at_next_step_and_resume_is_exact(
+  fault, overrides, stop_step, signal_name, reference, tmp_path, monkeypatch
+):
   workdir = str(tmp_path)
   monkeypatch.setenv(faults.ENV_VAR, fault)
   with pytest.raises(preemption.Preempted) as stop:
@@ -64,8 +66,7 @@ def test_signal_before_the_first_step_stops_without_training(tmp_path, monkeypat
     train.train_and_evaluate(rs.config(), str(tmp_path))
   assert stop.value.step == 0
   assert checkpointing.existing_steps(str(tmp_path / "checkpoints")) == []
-  assert not os.path.exists(tmp_path / "metrics.jsonl") or not writers.read_events(
-      str(tmp_path))
+  assert not os.path.exists(tmp_path / "metrics.jsonl") or not writers.read_events(str(tmp_path))
 
 
 def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_path, monkeypatch):
@@ -88,8 +89,10 @@ def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_pa
 def test_command_line_exits_143_and_says_how_to_resume(reference, tmp_path):
   stopped = rs.run_cli(tmp_path, fault="sigterm@step:3")
   assert stopped.returncode == preemption.exit_code("SIGTERM") == 143, stopped.stderr[-2000:]
-  assert ("preempted: stopped by SIGTERM at step 3 after saving a checkpoint; run the same "
-          "command again to resume") in stopped.stderr
+  assert (
+    "preempted: stopped by SIGTERM at step 3 after saving a checkpoint; run the same "
+    "command again to resume"
+  ) in stopped.stderr
   assert "Traceback" not in stopped.stderr
   final = train.train_and_evaluate(rs.config(), str(tmp_path))
   rs.assert_same_run(tmp_path, final, reference)
@@ -111,11 +114,25 @@ def test_two_processes_stop_at_the_same_step_when_one_is_signalled(tmp_path):
     env.pop(faults.ENV_VAR, None)
     if index == 1:
       env[faults.ENV_VAR] = "sigterm@step:3"
-    processes.append(subprocess.Popen(
-        [sys.executable, "-m", "hybridconv.main", *rs.CLI_ARGS, f"--workdir={tmp_path}",
-         f"--config.distributed.coordinator_address={address}",
-         "--config.distributed.num_processes=2", f"--config.distributed.process_id={index}"],
-        cwd=rs.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    processes.append(
+      subprocess.Popen(
+        [
+          sys.executable,
+          "-m",
+          "hybridconv.main",
+          *rs.CLI_ARGS,
+          f"--workdir={tmp_path}",
+          f"--config.distributed.coordinator_address={address}",
+          "--config.distributed.num_processes=2",
+          f"--config.distributed.process_id={index}",
+        ],
+        cwd=rs.ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+    )
   results = [p.communicate(timeout=400) for p in processes]
   codes = [p.returncode for p in processes]
   assert codes == [143, 143], [err[-2000:] for _, err in results]

@@ -45,24 +45,32 @@ def reference(tmp_path_factory) -> tuple[str, dict]:
   return _REFERENCE["run"]
 
 
-def run_cli(workdir, *extra_args, fault: str = "", timeout: float = 300
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+  workdir, *extra_args, fault: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess:
   """``python -m hybridconv.main`` on the reliability config, with ``HYBRIDCONV_FAULT=fault``."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   env.pop(faults.ENV_VAR, None)
   if fault:
     env[faults.ENV_VAR] = fault
   return subprocess.run(
-      [sys.executable, "-m", "hybridconv.main", *CLI_ARGS, f"--workdir={workdir}", *extra_args],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    [sys.executable, "-m", "hybridconv.main", *CLI_ARGS, f"--workdir={workdir}", *extra_args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def saved_arrays(workdir, step: int = TOTAL_STEPS) -> dict[str, np.ndarray]:
   """Every array of checkpoint ``step``'s train state, by path."""
   path = os.path.join(str(workdir), "checkpoints", str(step), "state")
   restored = ocp.StandardCheckpointer().restore(path)
-  return {jax.tree_util.keystr(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_flatten_with_path(restored)[0]}
+  return {
+    jax.tree_util.keystr(p): np.asarray(v)
+    for p, v in jax.tree_util.tree_flatten_with_path(restored)[0]
+  }
 
 
 def assert_same_run(workdir, final: dict, reference_run: tuple[str, dict]) -> None:

@@ -55,8 +55,10 @@ class _HangingWriter:
 
 
 def _events(workdir):
-  return [{k: v for k, v in e.items() if k not in ("images_per_sec",)}
-          for e in writers.read_events(workdir)]
+  return [
+    {k: v for k, v in e.items() if k not in ("images_per_sec",)}
+    for e in writers.read_events(workdir)
+  ]
 
 
 def _same_training(workdir, final, reference):
@@ -64,8 +66,9 @@ def _same_training(workdir, final, reference):
   want, got = _events(reference[0]), _events(workdir)
   assert [e["step"] for e in got] == [e["step"] for e in want]
   for a, b in zip(got, want, strict=True):
-    assert {k: v for k, v in a.items() if k.startswith("eval/") or k == "train/loss"} == \
-        {k: v for k, v in b.items() if k.startswith("eval/") or k == "train/loss"}
+    assert {k: v for k, v in a.items() if k.startswith("eval/") or k == "train/loss"} == {
+      k: v for k, v in b.items() if k.startswith("eval/") or k == "train/loss"
+    }
 
 
 def test_a_tracker_failing_mid_run_costs_one_warning(reference, tmp_path, caplog):
@@ -79,7 +82,8 @@ def test_a_tracker_failing_mid_run_costs_one_warning(reference, tmp_path, caplog
 
 
 def test_a_hanging_tracker_neither_blocks_steps_nor_the_end_beyond_the_timeout(
-    reference, tmp_path, monkeypatch, caplog):
+  reference, tmp_path, monkeypatch, caplog
+):
   monkeypatch.setattr(writers, "CLOSE_TIMEOUT_S", 1.0)
   hanging = _HangingWriter()
   try:
@@ -119,8 +123,13 @@ def test_wandb_unreachable_falls_back_and_training_is_unchanged(reference, tmp_p
   monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
   workdir = str(tmp_path / "run")
   logger = wandb_logger.WandbLogger(
-      project="hybridconv-test", mode="online", init_timeout=2.0, directory=workdir,
-      close_timeout=20.0, settings={"x_disable_stats": True, "console": "off"})
+    project="hybridconv-test",
+    mode="online",
+    init_timeout=2.0,
+    directory=workdir,
+    close_timeout=20.0,
+    settings={"x_disable_stats": True, "console": "off"},
+  )
   final = train.train_and_evaluate(rs.config(), workdir, writer=logger)
   _same_training(workdir, final, reference)
   assert logger.mode in ("offline", "disabled")  # never online: the server is unreachable

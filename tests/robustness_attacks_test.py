@@ -20,8 +20,10 @@ def _linear(params, images):
 def _problem(seed=0):
   rng = np.random.default_rng(seed)
   features = int(np.prod(SHAPE[1:]))
-  params = (jnp.asarray(rng.normal(size=(features, CLASSES)), jnp.float32),
-            jnp.asarray(rng.normal(size=(CLASSES,)), jnp.float32))
+  params = (
+    jnp.asarray(rng.normal(size=(features, CLASSES)), jnp.float32),
+    jnp.asarray(rng.normal(size=(CLASSES,)), jnp.float32),
+  )
   images = jnp.asarray(rng.uniform(0.05, 0.95, size=SHAPE), jnp.float32)
   labels = jnp.asarray(rng.integers(0, CLASSES, size=SHAPE[0]), jnp.int32)
   return params, images, labels
@@ -93,7 +95,8 @@ def test_pgd_raises_the_loss_at_least_as_much_as_fgsm_on_a_linear_model():
 
 def test_pgd_start_depends_on_the_key_and_is_reproducible():
   params, images, labels = _problem(5)
-  run = lambda seed: np.asarray(attacks.pgd_linf(_linear, params, images, labels, 0.05,
-                                                 jax.random.key(seed), steps=1))
+  run = lambda seed: np.asarray(
+    attacks.pgd_linf(_linear, params, images, labels, 0.05, jax.random.key(seed), steps=1)
+  )
   np.testing.assert_array_equal(run(0), run(0))
   assert not np.array_equal(run(0), run(1))

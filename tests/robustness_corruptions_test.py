@@ -37,8 +37,12 @@ def test_blur_matches_scipy_gaussian_filter_with_nearest_borders(sigma):
   radius = corruptions.blur_radius(sigma)
   ours = np.asarray(corruptions.gaussian_blur(images, sigma, radius=radius))
   # scipy's kernel reaches int(truncate * sigma + 0.5) pixels: the same radius here.
-  expected = ndimage.gaussian_filter(np.asarray(images, np.float64), sigma=(0, sigma, sigma, 0),
-                                     mode="nearest", truncate=radius / sigma)
+  expected = ndimage.gaussian_filter(
+    np.asarray(images, np.float64),
+    sigma=(0, sigma, sigma, 0),
+    mode="nearest",
+    truncate=radius / sigma,
+  )
   np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 

@@ -20,10 +20,18 @@ from hybridconv.training import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 # Level 0 of every family must reproduce the clean evaluation exactly.
-CHECK_SUITE = suites.Suite("check", {
-    suites.CLEAN: (0.0,), suites.NOISE: (0.0, 0.1), suites.BLUR: (0.0, 1.0),
-    suites.CONTRAST: (0.5,), suites.FGSM: EPS, suites.PGD: EPS,
-}, pgd_steps=5)
+CHECK_SUITE = suites.Suite(
+  "check",
+  {
+    suites.CLEAN: (0.0,),
+    suites.NOISE: (0.0, 0.1),
+    suites.BLUR: (0.0, 1.0),
+    suites.CONTRAST: (0.5,),
+    suites.FGSM: EPS,
+    suites.PGD: EPS,
+  },
+  pgd_steps=5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +134,24 @@ def test_checkpoint_choices(run):
 
 
 def _listing(workdir):
-  return sorted((os.path.relpath(os.path.join(d, n), workdir), os.path.getmtime(os.path.join(d, n)))
-                for d, _, names in os.walk(workdir) for n in names)
+  return sorted(
+    (os.path.relpath(os.path.join(d, n), workdir), os.path.getmtime(os.path.join(d, n)))
+    for d, _, names in os.walk(workdir)
+    for n in names
+  )
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize(
+  "argv, message",
+  [
     (["--suite=big"], "unknown suite 'big'; suites: default"),
     (["--corruptions=gaussian_noise,fog"], "unknown corruption 'fog'"),
     (["--eps=0,1.5"], "eps=1.5 is outside [0, 1]"),
     (["--checkpoint=5"], "no checkpoint of step 5"),
     (["--checkpoint=first"], "--checkpoint='first' is not 'latest', 'best' or a saved step"),
     (["--pgd-images=-3"], "--pgd-images=-3 must be an int >= 0"),
-])
+  ],
+)
 def test_bad_input_is_one_error_line_and_exit_2_changing_nothing(run, capsys, argv, message):
   workdir, _ = run
   before = _listing(workdir)
@@ -161,20 +175,34 @@ def test_cli_on_four_devices_matches_the_one_device_evaluation(run, tmp_path):
   copy = tmp_path / "run"
   shutil.copytree(workdir, copy)
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4")
-  args = ["--corruptions=gaussian_noise,pgd_linf", "--eps=0,4/255", "--pgd-images=40",
-          "--pgd-steps=3"]
-  result = subprocess.run([sys.executable, "-m", "hybridconv.cli", "evaluate",
-                           f"--workdir={copy}", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+  args = [
+    "--corruptions=gaussian_noise,pgd_linf",
+    "--eps=0,4/255",
+    "--pgd-images=40",
+    "--pgd-steps=3",
+  ]
+  result = subprocess.run(
+    [sys.executable, "-m", "hybridconv.cli", "evaluate", f"--workdir={copy}", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "results in" in result.stdout and (copy / "REPORT.md").exists()
   with open(copy / evaluate.RESULTS_FILE, encoding="utf-8") as f:
     sharded = json.load(f)
   import jax  # noqa: PLC0415
+
   assert jax.device_count() != 4
   local = evaluate.evaluate_workdir(
-      str(copy), corruptions=["gaussian_noise", "pgd_linf"], eps=[0.0, 4 / 255], pgd_images=40,
-      pgd_steps=3)
+    str(copy),
+    corruptions=["gaussian_noise", "pgd_linf"],
+    eps=[0.0, 4 / 255],
+    pgd_images=40,
+    pgd_steps=3,
+  )
   assert sharded["num_attack_images"] == local["num_attack_images"] == 40
   for a, b in zip(sharded["entries"], local["entries"], strict=True):
     assert (a["family"], a["level"]) == (b["family"], b["level"])

@@ -34,15 +34,19 @@ def _batch_norms(name, num_classes, image_shape):
   return [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.BatchNorm)]
 
 
-@pytest.mark.parametrize("name,num_classes,image_shape,count", [
+@pytest.mark.parametrize(
+  "name,num_classes,image_shape,count",
+  [
     ("resnet20", 10, (32, 32, 3), 19 + 2),
     ("resnet56", 10, (32, 32, 3), 55 + 2),
     ("resnet18", 1000, (224, 224, 3), 17 + 3),
     ("resnet50", 1000, (224, 224, 3), 49 + 4),
     ("alexnet_small", 10, (32, 32, 3), 5),
-])
-def test_published_models_use_pytorch_batch_norm_momentum_and_epsilon(name, num_classes,
-                                                                     image_shape, count):
+  ],
+)
+def test_published_models_use_pytorch_batch_norm_momentum_and_epsilon(
+  name, num_classes, image_shape, count
+):
   norms = _batch_norms(name, num_classes, image_shape)
   assert len(norms) == count  # one per conv, shortcuts included
   for norm in norms:
@@ -69,19 +73,18 @@ def _conv_same(x, kernel):
   out = np.zeros(x.shape[:3] + (kernel.shape[-1],))
   for i in range(kh):
     for j in range(kw):
-      out += padded[:, i:i + x.shape[1], j:j + x.shape[2], :] @ kernel[i, j]
+      out += padded[:, i : i + x.shape[1], j : j + x.shape[2], :] @ kernel[i, j]
   return out
 
 
 def _bn_eval(x, norm):
   v = lambda a: np.asarray(a[...], np.float64)
-  return ((x - v(norm.mean)) / np.sqrt(v(norm.var) + norm.epsilon) * v(norm.scale)
-          + v(norm.bias))
+  return (x - v(norm.mean)) / np.sqrt(v(norm.var) + norm.epsilon) * v(norm.scale) + v(norm.bias)
 
 
 def _pool(x):
   n, h, w, c = x.shape
-  return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 @pytest.mark.parametrize("first_layer", ["free", "hybrid"])
@@ -112,7 +115,7 @@ def test_resnet_eval_outputs_are_per_example_and_train_mode_uses_the_batch():
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
   model.eval()
   whole = np.asarray(model(x))
-  single = np.concatenate([np.asarray(model(x[i:i + 1])) for i in range(4)])
+  single = np.concatenate([np.asarray(model(x[i : i + 1])) for i in range(4)])
   np.testing.assert_allclose(whole, single, rtol=1e-5, atol=1e-5)
   # Untrained running statistics are (0, 1): eval BN is the identity map up to eps.
   model.train()
@@ -133,8 +136,9 @@ def _render(fit, i, size):
   xr = x * math.cos(g["theta"]) + y * math.sin(g["theta"])
   yr = -x * math.sin(g["theta"]) + y * math.cos(g["theta"])
   envelope = np.exp(-(xr**2 + (g["gamma"] * yr) ** 2) / (2 * g["sigma"] ** 2))
-  return g["amplitude"] * envelope * np.cos(2 * math.pi * g["frequency"] * xr + g["psi"]) \
-      + g["offset"]
+  return (
+    g["amplitude"] * envelope * np.cos(2 * math.pi * g["frequency"] * xr + g["psi"]) + g["offset"]
+  )
 
 
 def _r2(kernel, reconstruction, axes):
@@ -158,24 +162,27 @@ def test_logged_gabor_likeness_is_one_minus_sse_over_centred_sst():
   model = nnx.Dict({"conv1": layer})
   logger = tracking.MemoryLogger()
   scalars = tracking.FilterTracker(logger, gabor_fit=True)(model, 3)
-  table = next(e.data for e in logger.events if e.kind == "table"
-               and e.data["name"] == "gabor_fit/conv1")
-  logged = {c: np.array([row[j] for row in table["rows"]]) for j, c in
-            enumerate(table["columns"])}
+  table = next(
+    e.data for e in logger.events if e.kind == "table" and e.data["name"] == "gabor_fit/conv1"
+  )
+  logged = {c: np.array([row[j] for row in table["rows"]]) for j, c in enumerate(table["columns"])}
 
   result = gabor_fit.fit_conv_kernel(kernel.astype(np.float32), "dominant")
-  spatial, col, _ = (np.asarray(a, np.float64) for a in gabor_fit.dominant_component(
-      kernel.astype(np.float32)))
+  spatial, col, _ = (
+    np.asarray(a, np.float64) for a in gabor_fit.dominant_component(kernel.astype(np.float32))
+  )
   rendered = np.stack([_render(result.fit, o, size) for o in range(cout)], axis=-1)
   expected = _r2(kernel, rendered[:, :, None, :] * col[None, None], (0, 1, 2))
   expected_spatial = _r2(spatial, rendered, (0, 1))
   np.testing.assert_allclose(logged["r2"], expected, atol=2e-4)
   np.testing.assert_allclose(logged["spatial_r2"], expected_spatial, atol=2e-4)
   assert np.all(expected < 0.9)  # the offset costs R^2; an uncentred SST would hide it
-  uncentred = 1 - np.sum((kernel - rendered[:, :, None, :] * col[None, None]) ** 2,
-                         axis=(0, 1, 2)) / np.sum(kernel**2, axis=(0, 1, 2))
+  uncentred = 1 - np.sum(
+    (kernel - rendered[:, :, None, :] * col[None, None]) ** 2, axis=(0, 1, 2)
+  ) / np.sum(kernel**2, axis=(0, 1, 2))
   assert np.all(uncentred - expected > 0.05)
   assert scalars["gabor_fit/conv1/r2_mean"] == pytest.approx(expected.mean(), abs=2e-4)
   assert scalars["gabor_fit/conv1/r2_median"] == pytest.approx(np.median(expected), abs=2e-4)
-  assert scalars["gabor_fit/conv1/spatial_r2_mean"] == pytest.approx(expected_spatial.mean(),
-                                                                     abs=2e-4)
+  assert scalars["gabor_fit/conv1/spatial_r2_mean"] == pytest.approx(
+    expected_spatial.mean(), abs=2e-4
+  )

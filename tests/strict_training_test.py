@@ -57,8 +57,12 @@ def test_eval_sums_ignore_padded_rows_that_carry_wrong_labels():
   labels[9] = np.argmax(logits[9])
   labels[10:] = (np.argmax(logits[10:], -1) + 1) % 10
   logits[np.arange(10, 12), labels[10:]] = -50.0
-  sums = {k: float(v) for k, v in metrics.eval_sums(
-      jnp.asarray(logits), jnp.asarray(labels, jnp.int32), jnp.asarray(mask)).items()}
+  sums = {
+    k: float(v)
+    for k, v in metrics.eval_sums(
+      jnp.asarray(logits), jnp.asarray(labels, jnp.int32), jnp.asarray(mask)
+    ).items()
+  }
   real_logits, real_labels = logits[:9], labels[:9]
   log_probs = _log_softmax(real_logits)
   expected_loss = -log_probs[np.arange(9), real_labels].sum()
@@ -87,8 +91,8 @@ def test_top1_ties_go_to_the_label_and_few_classes_have_no_top5():
 def _batch(batch_size=8, seed=0):
   rng = np.random.default_rng(seed)
   return {
-      "image": jnp.asarray(rng.normal(size=(batch_size, *IMAGE_SHAPE)), jnp.float32),
-      "label": jnp.asarray(rng.integers(0, NUM_CLASSES, size=batch_size), jnp.int32),
+    "image": jnp.asarray(rng.normal(size=(batch_size, *IMAGE_SHAPE)), jnp.float32),
+    "label": jnp.asarray(rng.integers(0, NUM_CLASSES, size=batch_size), jnp.int32),
   }
 
 
@@ -98,9 +102,13 @@ def _setup(variant="hybrid", *, label_smoothing=0.0, compute_dtype="float32"):
   mesh = sharding.make_mesh(jax.devices()[:1])
   tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
   fns, state = train.create_train_state(
-      config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx)
-  step = jax.jit(functools.partial(train.train_step, model_fns=fns, tx=tx, schedule=schedule,
-                                   label_smoothing=label_smoothing))
+    config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx
+  )
+  step = jax.jit(
+    functools.partial(
+      train.train_step, model_fns=fns, tx=tx, schedule=schedule, label_smoothing=label_smoothing
+    )
+  )
   return fns, state, step
 
 
@@ -108,8 +116,9 @@ def _setup(variant="hybrid", *, label_smoothing=0.0, compute_dtype="float32"):
 def test_train_step_loss_is_the_label_smoothed_cross_entropy(smoothing):
   fns, state, step = _setup(label_smoothing=smoothing)
   batch = _batch()
-  logits, _ = fns.apply(state.params, state.model_state, batch["image"], train=True,
-                        key=ts.step_key(state))
+  logits, _ = fns.apply(
+    state.params, state.model_state, batch["image"], train=True, key=ts.step_key(state)
+  )
   _, scalars = step(state, batch)
   loss = float(scalars["train/loss"])
   assert loss == pytest.approx(_smoothed_ce(logits, batch["label"], smoothing), rel=1e-5)
@@ -137,8 +146,9 @@ def test_bfloat16_loss_matches_float32_within_bf16_precision():
   for a, b in zip(jax.tree.leaves(state32.params), jax.tree.leaves(state16.params), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   batch = _batch(batch_size=16)
-  logits, _ = fns16.apply(state16.params, state16.model_state, batch["image"], train=True,
-                          key=ts.step_key(state16))
+  logits, _ = fns16.apply(
+    state16.params, state16.model_state, batch["image"], train=True, key=ts.step_key(state16)
+  )
   assert logits.dtype == jnp.bfloat16  # the layers compute in bf16, not only the input cast
   loss32 = float(step32(state32, batch)[1]["train/loss"])
   loss16 = float(step16(state16, batch)[1]["train/loss"])
@@ -164,21 +174,28 @@ def smoothed_run(tmp_path_factory):
 
 def _initial_state(config):
   mesh = sharding.make_mesh(jax.devices()[:1])
-  pipeline = data.build_pipeline(config.data, global_batch_size=config.batch_size,
-                                 eval_batch_size=config.eval_batch_size, seed=config.seed,
-                                 mesh=mesh)
-  tx, _ = optim.build_optimizer(config.optim, total_steps=config.num_train_steps,
-                                steps_per_epoch=pipeline.steps_per_epoch)
-  fns, state = train.create_train_state(config, num_classes=pipeline.num_classes,
-                                        image_shape=pipeline.image_shape, mesh=mesh, tx=tx)
+  pipeline = data.build_pipeline(
+    config.data,
+    global_batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size,
+    seed=config.seed,
+    mesh=mesh,
+  )
+  tx, _ = optim.build_optimizer(
+    config.optim, total_steps=config.num_train_steps, steps_per_epoch=pipeline.steps_per_epoch
+  )
+  fns, state = train.create_train_state(
+    config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape, mesh=mesh, tx=tx
+  )
   return pipeline, fns, state
 
 
 def test_final_eval_metrics_equal_a_numpy_evaluation_of_the_checkpoint(smoothed_run):
   config, workdir, final = smoothed_run
   _, fns, state = _initial_state(config)
-  with checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=5, keep_best=0,
-                                  async_save=False) as ckpt:
+  with checkpointing.Checkpointer(
+    os.path.join(workdir, "checkpoints"), keep=5, keep_best=0, async_save=False
+  ) as ckpt:
     assert ckpt.latest_step() == config.num_train_steps
     restored, _, _ = ckpt.restore(config.num_train_steps, ts.abstract_like(state))
   dataset = data.load_dataset(config.data)
@@ -188,8 +205,13 @@ def test_final_eval_metrics_equal_a_numpy_evaluation_of_the_checkpoint(smoothed_
   images = (dataset.test_images.astype(np.float64) / 255 - mean) / std
   labels = np.asarray(dataset.test_labels)
   assert len(labels) == 100
-  logits, _ = fns.apply(restored.params, restored.model_state, jnp.asarray(images, jnp.float32),
-                        train=False, key=jax.random.key(0))
+  logits, _ = fns.apply(
+    restored.params,
+    restored.model_state,
+    jnp.asarray(images, jnp.float32),
+    train=False,
+    key=jax.random.key(0),
+  )
   logits = np.asarray(logits, np.float64)
   accuracy = np.mean(np.argmax(logits, -1) == labels)
   loss = -_log_softmax(logits)[np.arange(len(labels)), labels].mean()  # plain NLL, no smoothing
@@ -202,8 +224,9 @@ def test_first_logged_train_loss_is_label_smoothed_as_configured(smoothed_run):
   config, workdir, _ = smoothed_run
   pipeline, fns, state = _initial_state(config)
   batch = pipeline.train_batch(0)
-  logits, _ = fns.apply(state.params, state.model_state, batch["image"], train=True,
-                        key=ts.step_key(state))
+  logits, _ = fns.apply(
+    state.params, state.model_state, batch["image"], train=True, key=ts.step_key(state)
+  )
   first = next(e for e in tracking.read_events(workdir) if "train/loss" in e)
   assert first["step"] == 1
   expected = _smoothed_ce(logits, batch["label"], 0.2)

@@ -21,9 +21,16 @@ SEEDS = (0, 1)
 
 def _config(first_layer, size, seed, **extra):
   config = tiny.get_config()
-  settings = {"model.first_layer": first_layer, "data.train_size": size, "seed": seed,
-              "num_train_steps": 6, "tracking.filters_every_steps": 6,
-              "tracking.gabor_fit": False, "eval_every_epochs": 1.0, **extra}
+  settings = {
+    "model.first_layer": first_layer,
+    "data.train_size": size,
+    "seed": seed,
+    "num_train_steps": 6,
+    "tracking.filters_every_steps": 6,
+    "tracking.gabor_fit": False,
+    "eval_every_epochs": 1.0,
+    **extra,
+  }
   configlib.apply_overrides(config, settings)
   config.lock()
   return config
@@ -35,8 +42,9 @@ def study_root(tmp_path_factory):
   for arm in ARMS:
     for size in SIZES:
       for seed in SEEDS:
-        train.train_and_evaluate(_config(arm, size, seed),
-                                 str(root / f"first_layer={arm},train_size={size},seed={seed}"))
+        train.train_and_evaluate(
+          _config(arm, size, seed), str(root / f"first_layer={arm},train_size={size},seed={seed}")
+        )
   return str(root)
 
 
@@ -46,8 +54,12 @@ def _read_csv(path):
 
 
 def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
-  assert compare.main(["--workdir", study_root, "--reference", "model.first_layer=free",
-                       "--no-likeness"]) == 0
+  assert (
+    compare.main(
+      ["--workdir", study_root, "--reference", "model.first_layer=free", "--no-likeness"]
+    )
+    == 0
+  )
   results = _read_csv(os.path.join(study_root, "results.csv"))
   assert len(results) == len(ARMS) * len(SIZES) * len(SEEDS)
   finals = {}
@@ -56,10 +68,12 @@ def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
       evals = [e for e in map(json.loads, f) if "eval/accuracy" in e]
     assert float(row["final_eval_accuracy"]) == pytest.approx(evals[-1]["eval/accuracy"], abs=1e-6)
     assert float(row["best_eval_accuracy"]) == pytest.approx(
-        max(e["eval/accuracy"] for e in evals), abs=1e-6)
+      max(e["eval/accuracy"] for e in evals), abs=1e-6
+    )
     assert row["finished"] == "True"
-    finals[(row["model.first_layer"], int(row["data.train_size"]), int(row["seed"]))] = \
-        evals[-1]["eval/accuracy"]
+    finals[(row["model.first_layer"], int(row["data.train_size"]), int(row["seed"]))] = evals[-1][
+      "eval/accuracy"
+    ]
   summary = _read_csv(os.path.join(study_root, "summary.csv"))
   assert len(summary) == len(ARMS) * len(SIZES)
   for row in summary:
@@ -100,9 +114,12 @@ def test_runs_record_subset_provenance_and_first_layer_snapshots(study_root):
 
 
 def test_same_seed_same_subset_across_arms(study_root):
-  hashes = {arm: json.load(open(os.path.join(
-      study_root, f"first_layer={arm},train_size=64,seed=0", "train_subset.json")))
-      ["indices_sha256"] for arm in ARMS}
+  hashes = {
+    arm: json.load(
+      open(os.path.join(study_root, f"first_layer={arm},train_size=64,seed=0", "train_subset.json"))
+    )["indices_sha256"]
+    for arm in ARMS
+  }
   assert hashes["free"] == hashes["gabor"]
 
 
@@ -111,8 +128,12 @@ def test_gabor_likeness_against_the_null_is_computed_and_cached(study_root, tmp_
   assert compare.main(["--workdir", study_root, "--out", out]) == 0
   study = open(os.path.join(out, "STUDY.md"), encoding="utf-8").read()
   assert "figures/gabor_likeness.png" in study and "Positive control" in study
-  cached = json.load(open(os.path.join(study_root, "first_layer=free,train_size=64,seed=0",
-                                       "gabor_likeness.json"), encoding="utf-8"))
+  cached = json.load(
+    open(
+      os.path.join(study_root, "first_layer=free,train_size=64,seed=0", "gabor_likeness.json"),
+      encoding="utf-8",
+    )
+  )
   assert 0 <= cached["final"]["frac_above_null_p95"] <= 1
   assert len(cached["final"]["null_r2"]) == 4 * len(cached["final"]["r2"])
 
@@ -127,13 +148,12 @@ def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
   assert "--reference 'seed=0'" in capsys.readouterr().err
   # A run that differs in a key that is neither a factor nor the seed.
   stray = tmp_path / "stray"
-  train.train_and_evaluate(_config("free", 64, 0, **{"optim.learning_rate": 0.01}),
-                           str(stray / "odd"))
-  os.symlink(os.path.join(study_root, "first_layer=free,train_size=64,seed=1"),
-             stray / "normal")
+  train.train_and_evaluate(
+    _config("free", 64, 0, **{"optim.learning_rate": 0.01}), str(stray / "odd")
+  )
+  os.symlink(os.path.join(study_root, "first_layer=free,train_size=64,seed=1"), stray / "normal")
   assert compare.main(["--workdir", str(stray), "--no-figures"]) == 0  # lr becomes a factor
-  assert compare.main(["--workdir", str(stray), "--by", "model.first_layer",
-                       "--no-figures"]) == 2
+  assert compare.main(["--workdir", str(stray), "--by", "model.first_layer", "--no-figures"]) == 2
   err = capsys.readouterr().err
   assert "differ in config.optim.learning_rate" in err and "neither a factor nor the seed" in err
 
@@ -142,9 +162,14 @@ def test_the_console_command_refuses_an_empty_folder_with_one_line(tmp_path):
   import subprocess  # noqa: PLC0415
   import sys  # noqa: PLC0415
 
-  done = subprocess.run([sys.executable, "-m", "hybridconv.cli", "compare", "--workdir",
-                         str(tmp_path)], capture_output=True, text=True, timeout=300,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  done = subprocess.run(
+    [sys.executable, "-m", "hybridconv.cli", "compare", "--workdir", str(tmp_path)],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
   assert done.returncode == 2
   assert done.stderr.strip().splitlines() == [
-      f"error: --workdir {tmp_path}: no runs found (no config.json at or below)"]
+    f"error: --workdir {tmp_path}: no runs found (no config.json at or below)"
+  ]

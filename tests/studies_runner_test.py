@@ -21,9 +21,14 @@ FAST = ["--config.num_train_steps=6", "--config.cpu_devices=1"]
 
 
 def _sweep(*args, env=None, check=True):
-  done = subprocess.run([sys.executable, "-m", "hybridconv.sweeps", f"--config={SPEC}", *args],
-                        cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                        timeout=900)
+  done = subprocess.run(
+    [sys.executable, "-m", "hybridconv.sweeps", f"--config={SPEC}", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    env={**os.environ, **(env or {})},
+    timeout=900,
+  )
   if check:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
   return done
@@ -35,8 +40,9 @@ def _rows(root):
 
 
 def test_dry_run_prints_pasteable_commands_with_grid_and_overrides(tmp_path):
-  done = _sweep(f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.data.train_size=64",
-                "--dry_run")
+  done = _sweep(
+    f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.data.train_size=64", "--dry_run"
+  )
   lines = done.stdout.strip().splitlines()
   assert len(lines) == 4  # tiny's sweep() has 2 arms, crossed with 2 seeds
   argv = shlex.split(lines[-1])
@@ -48,11 +54,12 @@ def test_dry_run_prints_pasteable_commands_with_grid_and_overrides(tmp_path):
 
 def test_bad_input_is_one_error_line(tmp_path):
   for args, message in (
-      (["--grid", "seed"], "expected key=value1,value2"),
-      (["--config.bogus.key=1"], "bogus"),
-      (["--grid", "model.nope=1,2"], "nope"),
-      (["model.first_layer=nothing"], "no point of the sweep has"),
-      (["--jobs=0"], "--jobs=0 must be >= 1")):
+    (["--grid", "seed"], "expected key=value1,value2"),
+    (["--config.bogus.key=1"], "bogus"),
+    (["--grid", "model.nope=1,2"], "nope"),
+    (["model.first_layer=nothing"], "no point of the sweep has"),
+    (["--jobs=0"], "--jobs=0 must be >= 1"),
+  ):
     done = _sweep(f"--workdir={tmp_path}", *args, check=False)
     assert done.returncode == 2, (args, done.stderr)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -60,19 +67,31 @@ def test_bad_input_is_one_error_line(tmp_path):
 
 
 def test_help_lists_the_runners_own_flags():
-  done = subprocess.run([sys.executable, "-m", "hybridconv.sweeps", "--help"], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+  done = subprocess.run(
+    [sys.executable, "-m", "hybridconv.sweeps", "--help"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   for flag in ("--grid", "--jobs", "--dry_run", "--wandb_yaml", "--device_var"):
     assert flag in done.stdout
 
 
 def test_wandb_yaml_parameters_are_the_factors(tmp_path):
   path = tmp_path / "sweep.yaml"
-  _sweep(f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.num_train_steps=6",
-         f"--wandb_yaml={path}")
+  _sweep(
+    f"--workdir={tmp_path}",
+    "--grid",
+    "seed=0,1",
+    "--config.num_train_steps=6",
+    f"--wandb_yaml={path}",
+  )
   sweep = yaml.safe_load(path.read_text())
-  assert sweep["parameters"] == {"model.first_layer": {"values": ["free", "gabor"]},
-                                 "seed": {"values": [0, 1]}}
+  assert sweep["parameters"] == {
+    "model.first_layer": {"values": ["free", "gabor"]},
+    "seed": {"values": [0, 1]},
+  }
   assert sweep["command"][-1] == "${args_no_hyphens}"
   assert "--config.num_train_steps=6" in sweep["command"]
   points = [{"model.first_layer": a, "seed": s} for a in ("free", "gabor") for s in (0, 1)]
@@ -85,8 +104,13 @@ def test_rerun_adds_no_rows_and_a_killed_point_resumes(tmp_path):
   root = str(tmp_path / "study")
   # The gabor point is killed at step 5, after its step-4 checkpoint (tiny: every half epoch).
   _sweep(f"--workdir={root}", *FAST, "model.first_layer=free")
-  killed = _sweep(f"--workdir={root}", *FAST, "model.first_layer=gabor",
-                  env={"HYBRIDCONV_FAULT": "kill@step:5"}, check=False)
+  killed = _sweep(
+    f"--workdir={root}",
+    *FAST,
+    "model.first_layer=gabor",
+    env={"HYBRIDCONV_FAULT": "kill@step:5"},
+    check=False,
+  )
   assert killed.returncode == 1
   rows = {row["point"]: row for row in _rows(root)}
   assert rows["first_layer=free"]["status"] == "finished"

@@ -44,15 +44,22 @@ def test_holm_adjustment_by_hand():
 
 def test_product_varies_the_last_factor_fastest():
   points = list(grid.product({"a": [1, 2], "seed": [0, 1]}))
-  assert points == [{"a": 1, "seed": 0}, {"a": 1, "seed": 1}, {"a": 2, "seed": 0},
-                    {"a": 2, "seed": 1}]
+  assert points == [
+    {"a": 1, "seed": 0},
+    {"a": 1, "seed": 1},
+    {"a": 2, "seed": 0},
+    {"a": 2, "seed": 1},
+  ]
   with pytest.raises(ValueError, match="factor 'a' has no values"):
     list(grid.product({"a": []}))
 
 
 def test_parse_grid_reads_literals_and_refuses_malformed_entries():
   assert grid.parse_grid(["model.first_layer=free,gabor", "seed=0,1", "config.x=0.5"]) == {
-      "model.first_layer": ["free", "gabor"], "seed": [0, 1], "x": [0.5]}
+    "model.first_layer": ["free", "gabor"],
+    "seed": [0, 1],
+    "x": [0.5],
+  }
   for bad in (["seed"], ["seed="], ["=1"]):
     with pytest.raises(ValueError, match="expected key=value1,value2"):
       grid.parse_grid(bad)
@@ -61,8 +68,10 @@ def test_parse_grid_reads_literals_and_refuses_malformed_entries():
 
 
 def test_point_names_are_stable_short_and_distinct():
-  assert grid.point_name({"model.first_layer": "gabor", "data.train_size": 100, "seed": 1}) == \
-      "first_layer=gabor,train_size=100,seed=1"
+  assert (
+    grid.point_name({"model.first_layer": "gabor", "data.train_size": 100, "seed": 1})
+    == "first_layer=gabor,train_size=100,seed=1"
+  )
   assert grid.point_name({"model.width": 1, "data.width": 2}) == "model.width=1,data.width=2"
   json_spec = '{"source": "hybrid", "groups": [[{"source": "fixed", "bank": "dct"}, 1]]}'
   name = grid.point_name({"model.first_layer": json_spec})
@@ -70,7 +79,10 @@ def test_point_names_are_stable_short_and_distinct():
 
 
 def test_primary_factors_leave_out_keys_determined_by_an_earlier_factor():
-  points = [{"data.train_size": size, "seed": seed, "batch_size": 50 if size == 100 else 128}
-            for size in (100, 1000) for seed in (0, 1)]
+  points = [
+    {"data.train_size": size, "seed": seed, "batch_size": 50 if size == 100 else 128}
+    for size in (100, 1000)
+    for seed in (0, 1)
+  ]
   assert grid.factors_of(points) == ["data.train_size", "seed", "batch_size"]
   assert grid.primary_factors(points) == ["data.train_size", "seed"]

@@ -25,7 +25,7 @@ def _tiny_cnn(first_layer="hybrid", seed=0):
 def _tiles(grid, kernel_shape, n, tile_pixels=64):
   layout = images.GridLayout.make(kernel_shape, n, tile_pixels)
   th, tw = layout.tile
-  return [grid[top:top + th, left:left + tw] for top, left in map(layout.box, range(n))]
+  return [grid[top : top + th, left : left + tw] for top, left in map(layout.box, range(n))]
 
 
 # -- grids ---------------------------------------------------------------------
@@ -60,13 +60,17 @@ def test_32_small_filters_make_a_legible_grid_with_grey_empty_cells():
   assert (layout.cols, layout.rows) == (6, 6) and layout.tile == (65, 65)
   # Cells 32..35 of the last row are empty: all mid-grey (zero), not black.
   top, left = layout.box(33)
-  empty = grid[top - layout.frame - layout.label:top + layout.tile[0] + layout.frame,
-               left - layout.frame:left + layout.tile[1] + layout.frame]
+  empty = grid[
+    top - layout.frame - layout.label : top + layout.tile[0] + layout.frame,
+    left - layout.frame : left + layout.tile[1] + layout.frame,
+  ]
   assert empty.size and np.all(empty == 128)
   # A tile's number is drawn in the strip above it (white text on grey).
-  strip = grid[top - layout.frame - layout.label:top - layout.frame,
-               layout.box(31)[1]:layout.box(31)[1] + layout.tile[1]]
-  assert strip.max() > 200 and not np.any(np.all(grid == 0, axis=-1)[:layout.gap])
+  strip = grid[
+    top - layout.frame - layout.label : top - layout.frame,
+    layout.box(31)[1] : layout.box(31)[1] + layout.tile[1],
+  ]
+  assert strip.max() > 200 and not np.any(np.all(grid == 0, axis=-1)[: layout.gap])
 
 
 def test_colour_grid_shows_rgb_filters_in_colour():
@@ -96,8 +100,12 @@ def test_many_input_channels_show_the_dominant_spatial_component():
 def _frame_colours(grid, layout, i):
   top, left = layout.box(i)
   f = layout.frame
-  return {tuple(grid[top - f, left + 1]), tuple(grid[top + layout.tile[0], left + 1]),
-          tuple(grid[top + 1, left - f]), tuple(grid[top + 1, left + layout.tile[1]])}
+  return {
+    tuple(grid[top - f, left + 1]),
+    tuple(grid[top + layout.tile[0], left + 1]),
+    tuple(grid[top + 1, left - f]),
+    tuple(grid[top + 1, left + layout.tile[1]]),
+  }
 
 
 def test_hybrid_grid_frames_each_group_in_its_colour_with_a_legend():
@@ -110,7 +118,7 @@ def test_hybrid_grid_frames_each_group_in_its_colour_with_a_legend():
   for i in range(6):
     assert _frame_colours(grid, layout, i) == {blue if i < 2 else orange}
     assert _frame_colours(plain, layout, i) == {images.NO_GROUP_COLOUR}
-  legend = grid[layout.size[0]:]
+  legend = grid[layout.size[0] :]
   assert legend.shape[0] >= 2 * 14  # one line per group
   for colour in (blue, orange):  # the legend's swatches
     assert np.any(np.all(legend == colour, axis=-1))
@@ -144,11 +152,21 @@ def test_kernel_groups_find_channel_ranges_of_hybrid_and_bankmix_layers():
   layers = tracking.conv_layers(model)
   assert list(layers) == ["conv1", "conv2"]
   assert [(g.kind, g.start, g.stop) for g in tracking.kernel_groups(layers["conv1"])] == [
-      ("gabor", 0, 4), ("free", 4, 8)]
+    ("gabor", 0, 4),
+    ("free", 4, 8),
+  ]
   assert [(g.kind, g.start, g.stop) for g in tracking.kernel_groups(layers["conv2"])] == [
-      ("free", 0, 16)]
-  bankmix = conv_layer(1, 4, 5, source=sources.BankMix(bank=sources.Fixed(
-      "gabor", options={"num_orientations": 4, "num_scales": 1})), rngs=nnx.Rngs(0))
+    ("free", 0, 16)
+  ]
+  bankmix = conv_layer(
+    1,
+    4,
+    5,
+    source=sources.BankMix(
+      bank=sources.Fixed("gabor", options={"num_orientations": 4, "num_scales": 1})
+    ),
+    rngs=nnx.Rngs(0),
+  )
   groups = tracking.kernel_groups(bankmix)
   assert [(g.kind, g.start, g.stop) for g in groups] == [("frozen", 0, bankmix.bank_size)]
 
@@ -161,16 +179,26 @@ def test_filter_tracker_sends_the_documented_keys_at_each_call():
     tracker(model, step)
   assert logger.steps("images", "filters/conv1") == [0, 5]
   assert logger.keys("images", step=0) == {"filters/conv1", "filters/conv2"}
-  assert logger.keys("images", step=5) == {"filters/conv1", "filters/conv2",
-                                            "filters_change/conv1", "filters_change/conv2"}
+  assert logger.keys("images", step=5) == {
+    "filters/conv1",
+    "filters/conv2",
+    "filters_change/conv1",
+    "filters_change/conv2",
+  }
   learned, fixed = ("theta", "frequency"), ("sigma", "gamma", "psi")  # sources.Gabor's default
   assert logger.keys("histograms", step=5) == (
-      {f"gabor/conv1/{p}" for p in learned} | {f"gabor/conv1/fixed/{p}" for p in fixed}
-      | {f"filters/{layer}/{kind}_energy" for layer in ("conv1", "conv2")
-         for kind in ("orientation", "frequency")})
+    {f"gabor/conv1/{p}" for p in learned}
+    | {f"gabor/conv1/fixed/{p}" for p in fixed}
+    | {
+      f"filters/{layer}/{kind}_energy"
+      for layer in ("conv1", "conv2")
+      for kind in ("orientation", "frequency")
+    }
+  )
   assert logger.keys("scalars", step=5) == (
-      {f"gabor/conv1/drift/{p}" for p in learned}
-      | {"filters/conv1/orientation_selectivity", "filters/conv2/orientation_selectivity"})
+    {f"gabor/conv1/drift/{p}" for p in learned}
+    | {"filters/conv1/orientation_selectivity", "filters/conv2/orientation_selectivity"}
+  )
   assert logger.keys("table", step=5) == {"gabor/conv1"}
   image = [e for e in logger.events if e.kind == "images"][0].data["filters/conv1"]
   assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
@@ -194,7 +222,7 @@ def test_change_grid_shows_what_moved_since_the_first_summary_on_one_scale(tmp_p
   assert tiles[1].max() == 255 and np.count_nonzero(tiles[1][..., 0] != 128) == 13 * 13
   for i in (0, 2, 7):
     assert np.all(tiles[i] == 128)  # unmoved filters are flat zero-grey
-  caption = change[images.GridLayout.make((5, 5), 8, 64).size[0]:]
+  caption = change[images.GridLayout.make((5, 5), 8, 64).size[0] :]
   assert caption.shape[0] >= 2 * 14 and caption.max() > 200  # the scale is written under it
   assert "filters_change/conv1" in logger.keys("images", step=7)
 
@@ -214,7 +242,8 @@ def test_drift_measures_parameter_changes_since_the_first_summary():
   assert later["gabor/conv1/drift/theta"] == pytest.approx(0.1, abs=1e-5)
   new_frequency = filters.gabor_values(gabor_module)["frequency"]
   assert later["gabor/conv1/drift/frequency"] == pytest.approx(
-      np.mean(np.abs(new_frequency / initial["frequency"] - 1)), rel=1e-6)
+    np.mean(np.abs(new_frequency / initial["frequency"] - 1)), rel=1e-6
+  )
   table = [e.data for e in logger.events if e.kind == "table" and e.step == 10][0]
   rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
   assert [r["filter"] for r in rows] == [0, 1, 2, 3]
@@ -243,8 +272,9 @@ def test_gabor_fit_scores_gabor_kernels_high_and_noise_low():
   theta = np.linspace(0, np.pi, 8, endpoint=False)
   spatial = np.asarray(gabor.gabor_real((9, 9), theta, 0.18, 2.0, 1.0, 0.3))  # (9, 9, 8)
   colour = np.abs(rng.normal(size=(3, 8)))
-  kernel = np.concatenate([spatial[:, :, None, :] * colour[None, None],
-                           rng.normal(size=(9, 9, 3, 8))], axis=-1).astype(np.float32)
+  kernel = np.concatenate(
+    [spatial[:, :, None, :] * colour[None, None], rng.normal(size=(9, 9, 3, 8))], axis=-1
+  ).astype(np.float32)
   model.conv1.kernel_source.kernel[...] = jnp.asarray(kernel)
   logger = tracking.MemoryLogger()
   scalars = tracking.FilterTracker(logger, gabor_fit=True)(model, 0)
@@ -288,8 +318,16 @@ def test_scalar_metrics_match_optax_globally_and_split_by_layer():
 
 def test_layer_name_cuts_at_the_kernel_module():
   key = jax.tree_util.DictKey
-  path = (key("stage1"), key(0), key("conv1"), key("kernel_source"), key("groups"), key(1),
-          key("theta"), jax.tree_util.GetAttrKey("value"))
+  path = (
+    key("stage1"),
+    key(0),
+    key("conv1"),
+    key("kernel_source"),
+    key("groups"),
+    key(1),
+    key("theta"),
+    jax.tree_util.GetAttrKey("value"),
+  )
   assert norms.layer_name(path) == "stage1_0_conv1"
   assert norms.layer_name((key("fc1"), key("kernel"))) == "fc1"
 
@@ -309,8 +347,10 @@ def test_tracker_through_jsonl_writes_pngs_and_one_gif_per_layer(tmp_path):
   frames = images.frame_steps(str(tmp_path / "filters" / "conv1"))
   assert [s for s, _ in frames] == [0, 10, 20]
   gifs = tracking.write_animations(str(tmp_path))
-  assert sorted(gifs) == [str(tmp_path / "filters" / "conv1.gif"),
-                          str(tmp_path / "filters" / "conv2.gif")]
+  assert sorted(gifs) == [
+    str(tmp_path / "filters" / "conv1.gif"),
+    str(tmp_path / "filters" / "conv2.gif"),
+  ]
   animation = iio.imread(gifs[0], index=None)
   assert animation.shape[0] == 3 and animation.dtype == np.uint8
   assert not np.array_equal(animation[0], animation[-1])  # the Gabor filters turned
@@ -320,15 +360,22 @@ def test_tracker_through_jsonl_writes_pngs_and_one_gif_per_layer(tmp_path):
 def test_log_animations_sends_every_layer_gif_to_the_logger(tmp_path):
   logger = jsonl_logger.JsonlLogger(str(tmp_path))
   for step in (0, 4):
-    logger.log_images(step, {"filters/conv1": np.full((5, 7, 3), 50 * step, np.uint8),
-                             "filters/stage1_block1_conv1": np.zeros((5, 7, 1), np.uint8)})
+    logger.log_images(
+      step,
+      {
+        "filters/conv1": np.full((5, 7, 3), 50 * step, np.uint8),
+        "filters/stage1_block1_conv1": np.zeros((5, 7, 1), np.uint8),
+      },
+    )
   memory = tracking.MemoryLogger()
   gifs = tracking.log_animations(tracking.MultiLogger([logger, memory]), str(tmp_path), 4)
-  videos = {k: v for e in memory.events if e.kind == "video" and e.step == 4
-            for k, v in e.data.items()}
-  assert videos == {"filters_gif/conv1": str(tmp_path / "filters" / "conv1.gif"),
-                    "filters_gif/stage1_block1_conv1":
-                        str(tmp_path / "filters" / "stage1_block1_conv1.gif")}
+  videos = {
+    k: v for e in memory.events if e.kind == "video" and e.step == 4 for k, v in e.data.items()
+  }
+  assert videos == {
+    "filters_gif/conv1": str(tmp_path / "filters" / "conv1.gif"),
+    "filters_gif/stage1_block1_conv1": str(tmp_path / "filters" / "stage1_block1_conv1.gif"),
+  }
   assert sorted(videos.values()) == sorted(gifs)
 
 

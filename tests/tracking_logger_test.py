@@ -25,29 +25,60 @@ def _tracking_config(mode="disabled"):
 def _log_everything(logger, step=3):
   logger.log_config({"model": {"name": "simple_cnn"}, "seed": 0})
   logger.log_scalars(step, {"train/loss": 0.5, "train/grad_norm": float("nan")})
-  logger.log_images(step, {"filters/conv1": np.full((6, 8, 3), 200, np.uint8),
-                           "filters/conv2": np.full((4, 4, 1), 7, np.uint8)})
-  logger.log_histograms(step, {"gabor/conv1/theta": np.linspace(0, 3, 50),
-                               "filters/conv1/orientation_energy": tracking.Histogram(
-                                   np.array([0.25, 0.75]), np.array([0.0, 90.0, 180.0]))})
+  logger.log_images(
+    step,
+    {
+      "filters/conv1": np.full((6, 8, 3), 200, np.uint8),
+      "filters/conv2": np.full((4, 4, 1), 7, np.uint8),
+    },
+  )
+  logger.log_histograms(
+    step,
+    {
+      "gabor/conv1/theta": np.linspace(0, 3, 50),
+      "filters/conv1/orientation_energy": tracking.Histogram(
+        np.array([0.25, 0.75]), np.array([0.0, 90.0, 180.0])
+      ),
+    },
+  )
   logger.log_table(step, "gabor/conv1", ["filter", "theta"], [[0, 0.1], [1, 0.2]])
   logger.log_artifact("file:///tmp/checkpoints/100", "checkpoint-100", "model")
 
 
 def test_the_tracking_section_declares_the_documented_keys():
   config = default.get_config().tracking
-  assert set(config.wandb.keys()) == {"mode", "project", "entity", "name", "group", "tags",
-                                      "job_type", "init_timeout"}
-  assert set(config.keys()) == {"wandb", "scalars_every_steps", "filters_every_steps", "gabor_fit",
-                                "animation", "log_checkpoints"}
+  assert set(config.wandb.keys()) == {
+    "mode",
+    "project",
+    "entity",
+    "name",
+    "group",
+    "tags",
+    "job_type",
+    "init_timeout",
+  }
+  assert set(config.keys()) == {
+    "wandb",
+    "scalars_every_steps",
+    "filters_every_steps",
+    "gabor_fit",
+    "animation",
+    "log_checkpoints",
+  }
   assert config.wandb.mode in ("online", "offline", "disabled")
 
 
 def test_memory_logger_records_every_kind_with_its_step():
   logger = tracking.MemoryLogger()
   _log_everything(logger, step=3)
-  assert [e.kind for e in logger.events] == ["config", "scalars", "images", "histograms", "table",
-                                             "artifact"]
+  assert [e.kind for e in logger.events] == [
+    "config",
+    "scalars",
+    "images",
+    "histograms",
+    "table",
+    "artifact",
+  ]
   assert logger.keys("scalars", step=3) == {"train/loss", "train/grad_norm"}
   assert logger.keys("images") == {"filters/conv1", "filters/conv2"}
   assert logger.keys("table") == {"gabor/conv1"}
@@ -66,11 +97,14 @@ def test_memory_logger_keeps_copies_not_views():
   assert logger.events[0].data["x"].max() == 0
 
 
-@pytest.mark.parametrize("image, message", [
+@pytest.mark.parametrize(
+  "image, message",
+  [
     (np.zeros((4, 4, 3), np.float32), "must be uint8"),
     (np.zeros((4, 4), np.uint8), "shape"),
     (np.zeros((4, 4, 2), np.uint8), "shape"),
-])
+  ],
+)
 def test_bad_images_are_refused_with_a_clear_error(image, message):
   with pytest.raises(ValueError, match=message):
     tracking.MemoryLogger().log_images(0, {"bad": image})
@@ -112,11 +146,13 @@ def test_jsonl_logger_writes_the_documented_layout(tmp_path):
   assert energy["bin_counts"] == [0.25, 0.75] and energy["bin_edges"] == [0, 90, 180]
   assert math.isclose(energy["mean"], 45 * 0.25 + 135 * 0.75)
   table = jsonl_logger.read_tables(str(tmp_path), "gabor/conv1")
-  assert table == [{"step": 3, "name": "gabor/conv1", "columns": ["filter", "theta"],
-                    "rows": [[0, 0.1], [1, 0.2]]}]
+  assert table == [
+    {"step": 3, "name": "gabor/conv1", "columns": ["filter", "theta"], "rows": [[0, 0.1], [1, 0.2]]}
+  ]
   artifacts = jsonl_logger.read_jsonl(str(tmp_path / "artifacts.jsonl"))
-  assert artifacts == [{"name": "checkpoint-100", "type": "model",
-                        "path": "file:///tmp/checkpoints/100"}]
+  assert artifacts == [
+    {"name": "checkpoint-100", "type": "model", "path": "file:///tmp/checkpoints/100"}
+  ]
   assert json.load(open(tmp_path / "config.json")) == {"model": {"name": "simple_cnn"}, "seed": 0}
 
 
@@ -142,8 +178,9 @@ def test_make_logger_gives_other_processes_a_null_logger(tmp_path):
 
 
 def test_make_logger_disabled_wandb_writes_only_the_workdir(tmp_path):
-  logger = tracking.make_logger(_tracking_config("disabled"), str(tmp_path), is_main_process=True,
-                                config={"seed": 1})
+  logger = tracking.make_logger(
+    _tracking_config("disabled"), str(tmp_path), is_main_process=True, config={"seed": 1}
+  )
   assert [type(x).__name__ for x in logger.loggers] == ["JsonlLogger"]
   logger.log_scalars(0, {"train/loss": 2.0})
   logger.close()
@@ -151,10 +188,13 @@ def test_make_logger_disabled_wandb_writes_only_the_workdir(tmp_path):
   assert tracking.read_metrics(str(tmp_path))["train/loss"][1].tolist() == [2.0]
 
 
-@pytest.mark.parametrize("key, value, message", [
+@pytest.mark.parametrize(
+  "key, value, message",
+  [
     ("wandb.mode", "cloud", "tracking.wandb.mode='cloud'"),
     ("filters_every_steps", -1, "tracking.filters_every_steps must be an int >= 0"),
-])
+  ],
+)
 def test_make_logger_refuses_bad_settings(tmp_path, key, value, message):
   config = _tracking_config()
   section, _, name = key.rpartition(".")

@@ -28,8 +28,13 @@ def run_dir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   model = SimpleCNN(10, (28, 28, 1), first_layer="hybrid", width=0.25, rngs=nnx.Rngs(0))
   logger = jsonl_logger.JsonlLogger(workdir)
-  logger.log_config({"model": {"name": "simple_cnn", "first_layer": "hybrid", "width": 0.25},
-                     "data": {"name": "fashion_mnist"}, "seed": 0})
+  logger.log_config(
+    {
+      "model": {"name": "simple_cnn", "first_layer": "hybrid", "width": 0.25},
+      "data": {"name": "fashion_mnist"},
+      "seed": 0,
+    }
+  )
   tracker = tracking.FilterTracker(logger, gabor_fit=True)
   gabor_group, free_group = tracking.kernel_groups(model.conv1)
   free = free_group.module.kernel
@@ -54,13 +59,26 @@ def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
   path = report.write_report(run_dir)
   assert path == os.path.join(run_dir, "REPORT.md")
   text = open(path).read()
-  for heading in ("## Configuration", "## Results", "## Filters", "### `conv1`", "### `conv2`",
-                  "## Gabor parameters", "## Gabor-likeness of learned kernels"):
+  for heading in (
+    "## Configuration",
+    "## Results",
+    "## Filters",
+    "### `conv1`",
+    "### `conv2`",
+    "## Gabor parameters",
+    "## Gabor-likeness of learned kernels",
+  ):
     assert heading in text
   links = re.findall(r"\]\(([^)]+)\)", text)
-  assert {"report/curves.png", "report/filters_conv1.png", "report/gabor_conv1.png",
-          "report/gabor_drift_conv1.png", "report/gabor_likeness.png",
-          "filters/conv1.gif", "filters_change/conv1/step_0000100.png"} <= set(links)
+  assert {
+    "report/curves.png",
+    "report/filters_conv1.png",
+    "report/gabor_conv1.png",
+    "report/gabor_drift_conv1.png",
+    "report/gabor_likeness.png",
+    "filters/conv1.gif",
+    "filters_change/conv1/step_0000100.png",
+  } <= set(links)
   for link in links:
     assert os.path.exists(os.path.join(run_dir, link)), link
   for link in links:
@@ -112,15 +130,15 @@ def figures(monkeypatch):
 
 def test_every_plot_carries_axis_labels(run_dir, figures):
   report.write_report(run_dir)
-  assert {"curves.png", "gabor_conv1.png", "gabor_drift_conv1.png",
-          "gabor_likeness.png"} <= set(figures)
+  assert {"curves.png", "gabor_conv1.png", "gabor_drift_conv1.png", "gabor_likeness.png"} <= set(
+    figures
+  )
   for name, fig in figures.items():
     for ax in fig.axes:
       if ax.axison:  # filter pictures are images with their axes hidden
         assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
   units = {ax.get_xlabel() for ax in figures["gabor_conv1.png"].axes}
-  assert {"theta (rad, mod pi)", "frequency (cycles/pixel)", "sigma (pixels)",
-          "psi (rad)"} <= units
+  assert {"theta (rad, mod pi)", "frequency (cycles/pixel)", "sigma (pixels)", "psi (rad)"} <= units
 
 
 def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, figures):
@@ -128,8 +146,13 @@ def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, f
   # sources.Gabor learns theta and frequency by default; the rest are fixed.
   assert "Fixed (not learned): sigma, gamma, psi." in text
   titles = {ax.get_title(): ax for ax in figures["gabor_conv1.png"].axes}
-  assert set(titles) == {"conv1 theta", "conv1 frequency", "conv1 sigma (fixed)",
-                         "conv1 gamma (fixed)", "conv1 psi (fixed)"}
+  assert set(titles) == {
+    "conv1 theta",
+    "conv1 frequency",
+    "conv1 sigma (fixed)",
+    "conv1 gamma (fixed)",
+    "conv1 psi (fixed)",
+  }
   assert not titles["conv1 psi (fixed)"].patches  # no histogram bars, only value ticks
   assert titles["conv1 theta"].patches
   assert "| sigma |" not in text  # no drift row for what cannot drift

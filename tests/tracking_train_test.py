@@ -45,7 +45,10 @@ def test_offline_run_writes_filter_images_histograms_and_scalars(tmp_path, offli
   for layer in ("conv1", "conv2"):
     frames = sorted(glob.glob(os.path.join(workdir, "filters", layer, "step_*.png")))
     assert [os.path.basename(f) for f in frames] == [
-        "step_0000000.png", "step_0000004.png", "step_0000008.png"]
+      "step_0000000.png",
+      "step_0000004.png",
+      "step_0000008.png",
+    ]
     image = np.asarray(Image.open(frames[-1]))
     assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
     assert len(np.unique(image)) > 20  # a real pixel range, not all black
@@ -59,8 +62,10 @@ def test_offline_run_writes_filter_images_histograms_and_scalars(tmp_path, offli
   assert {"gabor/conv1/theta", "gabor/conv1/frequency", "gabor_fit/conv2/r2"} <= hists
   assert glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "run-*.wandb"))
   # The GIFs also went to W&B (filters_gif/<layer>), and change grids were drawn.
-  videos = glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "files", "media", "videos",
-                                  "**", "*.gif"), recursive=True)
+  videos = glob.glob(
+    os.path.join(workdir, "wandb", "offline-run-*", "files", "media", "videos", "**", "*.gif"),
+    recursive=True,
+  )
   assert len(videos) == 2
   changes = sorted(glob.glob(os.path.join(workdir, "filters_change", "conv1", "step_*.png")))
   assert [os.path.basename(f) for f in changes] == ["step_0000004.png", "step_0000008.png"]
@@ -74,4 +79,3 @@ def test_online_without_network_finishes_normally(tmp_path, offline_wandb):
   final = train.train_and_evaluate(_config("online", filters_every=0), workdir)
   assert final["step"] == 8 and "eval/accuracy" in final
   assert glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
-

@@ -27,11 +27,22 @@ QUIET = {"x_disable_stats": True, "console": "off"}
 
 @pytest.fixture
 def wandb_env(tmp_path, monkeypatch):
-  for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_RUN_ID",
-              "WANDB_RESUME", "WANDB_NAME"):
+  for var in (
+    "WANDB_API_KEY",
+    "WANDB_MODE",
+    "WANDB_ENTITY",
+    "WANDB_PROJECT",
+    "WANDB_RUN_ID",
+    "WANDB_RESUME",
+    "WANDB_NAME",
+  ):
     monkeypatch.delenv(var, raising=False)
-  for var, sub in (("WANDB_DIR", "wandb_dir"), ("WANDB_CONFIG_DIR", "wandb_config"),
-                   ("WANDB_CACHE_DIR", "wandb_cache"), ("WANDB_DATA_DIR", "wandb_data")):
+  for var, sub in (
+    ("WANDB_DIR", "wandb_dir"),
+    ("WANDB_CONFIG_DIR", "wandb_config"),
+    ("WANDB_CACHE_DIR", "wandb_cache"),
+    ("WANDB_DATA_DIR", "wandb_data"),
+  ):
     os.makedirs(tmp_path / sub, exist_ok=True)
     monkeypatch.setenv(var, str(tmp_path / sub))
   monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
@@ -67,11 +78,11 @@ def _parse_wandb_file(run_dir: str) -> list:
     if left < 7:  # block trailer
       pos += left
       continue
-    _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+    _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
     if length == 0 and kind == 0:
       pos += left
       continue
-    data, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
+    data, pos = raw[pos + 7 : pos + 7 + length], pos + 7 + length
     if kind == 1:  # full
       records.append(data)
     elif kind == 2:  # first
@@ -92,19 +103,34 @@ def history(records) -> list[dict]:
   rows = []
   for record in records:
     if record.WhichOneof("record_type") == "history":
-      rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                   for item in record.history.item})
+      rows.append(
+        {
+          item.key or "/".join(item.nested_key): json.loads(item.value_json)
+          for item in record.history.item
+        }
+      )
   return rows
 
 
 def _log_a_run(logger):
   logger.log_config({"model": {"name": "simple_cnn"}})
   logger.log_scalars(1, {"train/loss": 0.75})
-  logger.log_images(1, {"filters/conv1": np.full((9, 12, 3), 100, np.uint8),
-                        "filters/conv2": np.full((5, 5, 1), 30, np.uint8)})
-  logger.log_histograms(1, {"gabor/conv1/theta": np.linspace(0, 3, 40),
-                            "filters/conv1/orientation_energy": tracking.Histogram(
-                                np.array([0.5, 0.5]), np.array([0.0, 90.0, 180.0]))})
+  logger.log_images(
+    1,
+    {
+      "filters/conv1": np.full((9, 12, 3), 100, np.uint8),
+      "filters/conv2": np.full((5, 5, 1), 30, np.uint8),
+    },
+  )
+  logger.log_histograms(
+    1,
+    {
+      "gabor/conv1/theta": np.linspace(0, 3, 40),
+      "filters/conv1/orientation_energy": tracking.Histogram(
+        np.array([0.5, 0.5]), np.array([0.0, 90.0, 180.0])
+      ),
+    },
+  )
   logger.log_table(1, "gabor/conv1", ["filter", "theta"], [[0, 0.5], [1, 1.5]])
   logger.log_scalars(2, {"train/loss": 0.5, "eval/accuracy": 0.9})
 
@@ -118,8 +144,13 @@ def test_offline_logger_records_every_kind_without_network(wandb_env):
   workdir = wandb_env / "run"
   checkpoint = wandb_env / "checkpoint.bin"
   checkpoint.write_bytes(b"weights")
-  logger = wandb_logger.WandbLogger(project="hybridconv-test", mode="offline",
-                                    directory=str(workdir), init_timeout=30, settings=QUIET)
+  logger = wandb_logger.WandbLogger(
+    project="hybridconv-test",
+    mode="offline",
+    directory=str(workdir),
+    init_timeout=30,
+    settings=QUIET,
+  )
   _log_a_run(logger)
   logger.log_artifact(f"file://{checkpoint}", "checkpoint 2", "model")
   logger.close()
@@ -138,20 +169,23 @@ def test_offline_logger_records_every_kind_without_network(wandb_env):
   records = read_wandb_records(_run_dir(str(workdir)))
   kinds = [r.WhichOneof("record_type") for r in records]
   assert "artifact" in kinds and "config" in kinds
-  images = glob.glob(os.path.join(_run_dir(str(workdir)), "files", "media", "images", "**",
-                                  "*.png"), recursive=True)
+  images = glob.glob(
+    os.path.join(_run_dir(str(workdir)), "files", "media", "images", "**", "*.png"), recursive=True
+  )
   assert len(images) == 2
 
 
 @pytest.mark.parametrize("api_key", [None, "x" * 40], ids=["no_api_key", "unreachable_server"])
-def test_online_without_network_falls_back_to_offline_in_bounded_time(wandb_env, monkeypatch,
-                                                                       api_key):
+def test_online_without_network_falls_back_to_offline_in_bounded_time(
+  wandb_env, monkeypatch, api_key
+):
   if api_key:
     monkeypatch.setenv("WANDB_API_KEY", api_key)
   workdir = wandb_env / "run"
   start = time.monotonic()
-  logger = wandb_logger.WandbLogger(project="hybridconv-test", mode="online",
-                                    directory=str(workdir), init_timeout=2, settings=QUIET)
+  logger = wandb_logger.WandbLogger(
+    project="hybridconv-test", mode="online", directory=str(workdir), init_timeout=2, settings=QUIET
+  )
   constructed = time.monotonic() - start
   _log_a_run(logger)
   assert logger.wait_until_ready(60)
@@ -254,11 +288,14 @@ def test_disabled_mode_starts_nothing_and_ignores_calls():
   assert logger._thread is None and logger.run is None
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     ({"mode": "cloud"}, "tracking.wandb.mode='cloud'"),
     ({"init_timeout": 0}, "init_timeout must be > 0"),
     ({"project": ""}, "tracking.wandb.project"),
-])
+  ],
+)
 def test_bad_settings_are_refused_before_anything_starts(kwargs, message):
   with pytest.raises(ValueError, match=message):
     wandb_logger.WandbLogger(**{"project": "p", **kwargs})
@@ -271,11 +308,18 @@ def test_artifact_names_are_made_valid():
 
 
 def test_importing_the_library_does_not_import_wandb():
-  code = ("import sys, hybridconv.tracking, hybridconv.tracking.report; "
-          "print(sorted(m for m in sys.modules "
-          "if m.split('.')[0] in ('wandb', 'wandb_workspaces')))")
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  code = (
+    "import sys, hybridconv.tracking, hybridconv.tracking.report; "
+    "print(sorted(m for m in sys.modules "
+    "if m.split('.')[0] in ('wandb', 'wandb_workspaces')))"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
   assert out.stdout.strip() == "[]"
 
 
@@ -291,8 +335,9 @@ def test_filter_animations_reach_wandb_as_gifs(wandb_env):
   rows = history(read_wandb_records(_run_dir(workdir)))
   last = [r for r in rows if r["_step"] == 5][0]
   assert last["filters_gif/conv1/_type"] == "video-file"
-  videos = glob.glob(os.path.join(_run_dir(workdir), "files", "media", "videos", "**", "*.gif"),
-                     recursive=True)
+  videos = glob.glob(
+    os.path.join(_run_dir(workdir), "files", "media", "videos", "**", "*.gif"), recursive=True
+  )
   assert len(videos) == 1
   with open(videos[0], "rb") as copy, open(gifs[0], "rb") as original:
     assert copy.read() == original.read()

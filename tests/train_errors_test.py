@@ -29,22 +29,31 @@ def _config(**overrides):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"batch_size": 0}, r"config.batch_size=0 must be a positive multiple of the number of "
-                            r"devices"),
-        ({"compute_dtype": "float16"}, r"config.compute_dtype='float16' is not one of "
-                                       r"\('float32', 'bfloat16'\)"),
-        ({"cpu_devices": -1}, r"config.cpu_devices=-1 must be an int >= 0"),
-        ({"label_smoothing": 1.0}, r"config.label_smoothing=1.0 must be in \[0, 1\)"),
-        ({"eval_every_epochs": 0.0}, r"config.eval_every_epochs=0.0 must be > 0"),
-        ({"optim.name": "rmsprop"}, r"config.optim.name='rmsprop' is not one of"),
-        ({"data.source": "hdf5"}, r"data.source must be one of \('idx', 'tfds', 'gratings', "
-                                  r"'imagefolder'\), got 'hdf5'"),
-        ({"model.name": "resnet9000"}, r"model.name='resnet9000' is not one of \[.*'simple_cnn'"),
-        ({"model.first_layer": "gabbor"}, r"unknown kernel source 'gabbor'; allowed: .*'gabor'"),
-    ],
-    ids=lambda x: next(iter(x)) if isinstance(x, dict) else None,
+  ("overrides", "message"),
+  [
+    (
+      {"batch_size": 0},
+      r"config.batch_size=0 must be a positive multiple of the number of "
+      r"devices",
+    ),
+    (
+      {"compute_dtype": "float16"},
+      r"config.compute_dtype='float16' is not one of "
+      r"\('float32', 'bfloat16'\)",
+    ),
+    ({"cpu_devices": -1}, r"config.cpu_devices=-1 must be an int >= 0"),
+    ({"label_smoothing": 1.0}, r"config.label_smoothing=1.0 must be in \[0, 1\)"),
+    ({"eval_every_epochs": 0.0}, r"config.eval_every_epochs=0.0 must be > 0"),
+    ({"optim.name": "rmsprop"}, r"config.optim.name='rmsprop' is not one of"),
+    (
+      {"data.source": "hdf5"},
+      r"data.source must be one of \('idx', 'tfds', 'gratings', "
+      r"'imagefolder'\), got 'hdf5'",
+    ),
+    ({"model.name": "resnet9000"}, r"model.name='resnet9000' is not one of \[.*'simple_cnn'"),
+    ({"model.first_layer": "gabbor"}, r"unknown kernel source 'gabbor'; allowed: .*'gabor'"),
+  ],
+  ids=lambda x: next(iter(x)) if isinstance(x, dict) else None,
 )
 def test_bad_setting_fails_before_compiling(overrides, message, tmp_path):
   with pytest.raises(ValueError, match=message):
@@ -55,33 +64,58 @@ def test_bad_setting_fails_before_compiling(overrides, message, tmp_path):
 def test_missing_dataset_names_the_directory(tmp_path):
   missing = os.path.join(tmp_path, "no_such_dir")
   config = _config(**{"data.source": "idx", "data.name": "fashion_mnist", "data.data_dir": missing})
-  with pytest.raises(FileNotFoundError,
-                     match=r"fashion_mnist IDX files not found in .*no_such_dir"):
+  with pytest.raises(
+    FileNotFoundError, match=r"fashion_mnist IDX files not found in .*no_such_dir"
+  ):
     train.train_and_evaluate(config, str(tmp_path / "work"))
 
 
 def test_batch_not_divisible_by_devices_is_one_line_from_the_cli(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4")
   result = subprocess.run(
-      [sys.executable, "-m", "hybridconv.main", "--config=configs/tiny.py",
-       f"--workdir={tmp_path}", "--config.batch_size=30"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.main",
+      "--config=configs/tiny.py",
+      f"--workdir={tmp_path}",
+      "--config.batch_size=30",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert errors == [
-      "error: config.batch_size=30 must be a positive multiple of the number of devices "
-      "(4: 1 process(es) x 4 local device(s)); e.g. 32"]
+    "error: config.batch_size=30 must be a positive multiple of the number of devices "
+    "(4: 1 process(es) x 4 local device(s)); e.g. 32"
+  ]
   assert "Traceback" not in result.stderr
 
 
 def test_bad_cpu_devices_is_one_line_from_the_cli_before_jax_starts(tmp_path):
   env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
   result = subprocess.run(
-      [sys.executable, "-m", "hybridconv.main", "--config=configs/tiny.py",
-       f"--workdir={tmp_path}", "--config.cpu_devices=-2"],
-      cwd=ROOT, env=env | {"JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.main",
+      "--config=configs/tiny.py",
+      f"--workdir={tmp_path}",
+      "--config.cpu_devices=-2",
+    ],
+    cwd=ROOT,
+    env=env | {"JAX_PLATFORMS": "cpu"},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-  assert errors == ["error: config.cpu_devices=-2 must be an int >= 0 "
-                    "(0 = one per core, 1 = a single CPU device)"]
+  assert errors == [
+    "error: config.cpu_devices=-2 must be an int >= 0 (0 = one per core, 1 = a single CPU device)"
+  ]
   assert "Traceback" not in result.stderr and not os.listdir(tmp_path)

@@ -23,8 +23,13 @@ from hybridconv import sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
-OVERRIDES = {"optim.name": "sgd", "optim.learning_rate": 0.05, "num_train_steps": STEPS,
-             "batch_size": 32, "eval_batch_size": 64}
+OVERRIDES = {
+  "optim.name": "sgd",
+  "optim.learning_rate": 0.05,
+  "num_train_steps": STEPS,
+  "batch_size": 32,
+  "eval_batch_size": 64,
+}
 
 SCRIPT = """
 import json, sys
@@ -44,18 +49,22 @@ print("FINAL", json.dumps(final))
 
 
 def _launch(workdir, num_devices, overrides=None):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(num_devices),
-             PYTHONPATH=ROOT)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(num_devices), PYTHONPATH=ROOT)
   return subprocess.Popen(
-      [sys.executable, "-c", SCRIPT, str(workdir), json.dumps({**OVERRIDES, **(overrides or {})})],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [sys.executable, "-c", SCRIPT, str(workdir), json.dumps({**OVERRIDES, **(overrides or {})})],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _finish(process, timeout=400):
   stdout, stderr = process.communicate(timeout=timeout)
   assert process.returncode == 0, stderr[-3000:]
   line = [x for x in stdout.splitlines() if x.startswith("FINAL ")][-1]
-  return json.loads(line[len("FINAL "):])
+  return json.loads(line[len("FINAL ") :])
 
 
 def _params(workdir):
@@ -63,8 +72,10 @@ def _params(workdir):
   path = os.path.join(str(workdir), "checkpoints", str(STEPS), "state")
   checkpointer = ocp.StandardCheckpointer()
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        checkpointer.metadata(path).item_metadata.tree)
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+    checkpointer.metadata(path).item_metadata.tree,
+  )
   restored = checkpointer.restore(path, target)
   flat = {}
 
@@ -111,9 +122,16 @@ def _free_port():
 def test_two_processes_match_one_device(one_device_run, tmp_path):
   address = f"127.0.0.1:{_free_port()}"
   processes = [
-      _launch(tmp_path, 1, {"distributed.coordinator_address": address,
-                            "distributed.num_processes": 2, "distributed.process_id": i})
-      for i in range(2)
+    _launch(
+      tmp_path,
+      1,
+      {
+        "distributed.coordinator_address": address,
+        "distributed.num_processes": 2,
+        "distributed.process_id": i,
+      },
+    )
+    for i in range(2)
   ]
   finals = [_finish(p) for p in processes]
   assert finals[0]["eval/accuracy"] == finals[1]["eval/accuracy"]
@@ -125,14 +143,17 @@ def test_two_processes_match_one_device(one_device_run, tmp_path):
   assert steps == [2, 3]
 
 
-@pytest.mark.parametrize("requested,batches,cores,expected", [
-    (0, (128, 1000), 2, 2),   # one per core
+@pytest.mark.parametrize(
+  "requested,batches,cores,expected",
+  [
+    (0, (128, 1000), 2, 2),  # one per core
     (0, (128, 1000), 16, 8),  # auto stops at MAX_AUTO_CPU_DEVICES
-    (0, (128, 1000), 3, 2),   # 3 does not divide 128: the largest count that does
+    (0, (128, 1000), 3, 2),  # 3 does not divide 128: the largest count that does
     (0, (100, 1000), 8, 5),
     (0, (7, 1000), 4, 1),
-    (3, (128, 1000), 2, 3),   # an explicit count is taken as given (validation refuses it later)
-])
+    (3, (128, 1000), 2, 3),  # an explicit count is taken as given (validation refuses it later)
+  ],
+)
 def test_cpu_device_count(requested, batches, cores, expected):
   assert sharding.cpu_device_count(requested, batches, cores) == expected
 
@@ -143,21 +164,30 @@ def test_cpu_device_count_refuses_bad_values(bad):
     sharding.cpu_device_count(bad, (128,), 2)
 
 
-@pytest.mark.parametrize("environment,expected", [
+@pytest.mark.parametrize(
+  "environment,expected",
+  [
     ({}, ["3", "3"]),
     ({"JAX_NUM_CPU_DEVICES": "2"}, ["None", "2"]),  # the environment's count wins
-])
+  ],
+)
 def test_configure_cpu_devices_before_jax_starts(environment, expected):
   env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
   script = (
-      "import jax\n"
-      "from configs import tiny\n"
-      "from hybridconv import sharding\n"
-      "config = tiny.get_config()\n"
-      "config.cpu_devices = 3\n"
-      "print(sharding.configure_cpu_devices(config), jax.device_count())\n"
+    "import jax\n"
+    "from configs import tiny\n"
+    "from hybridconv import sharding\n"
+    "config = tiny.get_config()\n"
+    "config.cpu_devices = 3\n"
+    "print(sharding.configure_cpu_devices(config), jax.device_count())\n"
   )
-  result = subprocess.run([sys.executable, "-c", script], env=env | environment, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-c", script],
+    env=env | environment,
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout.split() == expected

@@ -68,22 +68,27 @@ def test_workdir_layout_and_metrics(full_run):
   eval_events = [e for e in events if "eval/accuracy" in e]
   assert [e["step"] for e in train_events] == [2, 4, 6, 8]
   assert [e["step"] for e in eval_events] == [8]
-  assert all({"train/accuracy", "train/learning_rate", "train/grad_norm", "epoch"} <= e.keys()
-             for e in train_events)
+  assert all(
+    {"train/accuracy", "train/learning_rate", "train/grad_norm", "epoch"} <= e.keys()
+    for e in train_events
+  )
   assert all("images_per_sec" in e for e in train_events[1:])
   assert eval_events[-1]["eval/accuracy"] == final["eval/accuracy"]
   # checkpoint.every_epochs=0.5 (4 steps), keep=2: steps 4 and 8 remain.
-  assert sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
-                if d.isdigit()) == [4, 8]
-  with open(os.path.join(workdir, "checkpoints", "8", "metadata", "metadata"),
-            encoding="utf-8") as f:
+  assert sorted(
+    int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()
+  ) == [4, 8]
+  with open(
+    os.path.join(workdir, "checkpoints", "8", "metadata", "metadata"), encoding="utf-8"
+  ) as f:
     metadata = json.load(f)
   assert metadata["step"] == 8 and metadata["device_count"] >= 1
 
 
 @pytest.mark.parametrize("pipeline", ["device", "streaming"])
-def test_sigterm_saves_and_resume_is_bitwise_identical(pipeline, tmp_path, tmp_path_factory,
-                                                       monkeypatch):
+def test_sigterm_saves_and_resume_is_bitwise_identical(
+  pipeline, tmp_path, tmp_path_factory, monkeypatch
+):
   full_dir, full_final = _full_run(pipeline, tmp_path_factory)
   workdir = str(tmp_path)
   config = _config(**{"data.pipeline": pipeline})

@@ -7,18 +7,26 @@ from tests.conftest import make_tiny_config
 
 
 def test_from_config_converts_epochs_to_steps():
-  config = make_tiny_config(**{"eval_every_epochs": 0.5, "checkpoint.every_epochs": 0.25,
-                               "log_every_steps": 3, "tracking.scalars_every_steps": 4,
-                               "tracking.filters_every_steps": 0})
+  config = make_tiny_config(
+    **{
+      "eval_every_epochs": 0.5,
+      "checkpoint.every_epochs": 0.25,
+      "log_every_steps": 3,
+      "tracking.scalars_every_steps": 4,
+      "tracking.filters_every_steps": 0,
+    }
+  )
   cadence = Cadence.from_config(config, steps_per_epoch=8, total_steps=10)
-  assert cadence == Cadence(total_steps=10, log_every=3, eval_every=4, checkpoint_every=2,
-                            scalars_every=4, filters_every=0)
+  assert cadence == Cadence(
+    total_steps=10, log_every=3, eval_every=4, checkpoint_every=2, scalars_every=4, filters_every=0
+  )
   assert every_steps(0.01, 8) == 1  # at least every step
 
 
 def test_every_cadence_fires_at_multiples_step_zero_and_the_end():
-  cadence = Cadence(total_steps=10, log_every=3, eval_every=4, checkpoint_every=5,
-                    scalars_every=4, filters_every=0)
+  cadence = Cadence(
+    total_steps=10, log_every=3, eval_every=4, checkpoint_every=5, scalars_every=4, filters_every=0
+  )
   steps = range(11)
   assert [s for s in steps if cadence.eval_due(s)] == [0, 4, 8, 10]
   assert [s for s in steps if cadence.checkpoint_due(s)] == [0, 5, 10]

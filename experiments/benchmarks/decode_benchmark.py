@@ -59,7 +59,7 @@ def make_jpegs(count: int, seed: int = 0) -> list[bytes]:
     size = (int(rng.integers(450, 551)), int(rng.integers(330, 421)))
     if rng.random() < 0.3:
       size = size[::-1]  # some portrait images
-    image = Image.fromarray(photo[top:top + ch, left:left + cw]).resize(size, Image.BICUBIC)
+    image = Image.fromarray(photo[top : top + ch, left : left + cw]).resize(size, Image.BICUBIC)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     out.append(buffer.getvalue())
@@ -85,8 +85,9 @@ def _pillow_resize(data: bytes, rng: np.random.Generator) -> np.ndarray:
   """simplejpeg at reduced size, then Pillow's antialiased resize instead of OpenCV's."""
   height, width = decode.image_size(data)
   top, left, h, w = crops.random_resized_box(rng, height, width, SCALE, RATIO)
-  pixels = decode.decode_rgb(data, min_height=-(-height * SIZE // int(h)),
-                             min_width=-(-width * SIZE // int(w)))
+  pixels = decode.decode_rgb(
+    data, min_height=-(-height * SIZE // int(h)), min_width=-(-width * SIZE // int(w))
+  )
   sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
   box = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
   out = np.asarray(Image.fromarray(pixels).resize((SIZE, SIZE), Image.BILINEAR, box=box))
@@ -94,16 +95,17 @@ def _pillow_resize(data: bytes, rng: np.random.Generator) -> np.ndarray:
 
 
 def _ours(decoder):
-  return lambda d, r: crops.train_crop(d, r, size=SIZE, scale=SCALE, ratio=RATIO, flip=True,
-                                       decoder=decoder)
+  return lambda d, r: crops.train_crop(
+    d, r, size=SIZE, scale=SCALE, ratio=RATIO, flip=True, decoder=decoder
+  )
 
 
 PIPELINES = {
-    "torchvision_pil": torchvision_pil,
-    "sj_reduced+pil_resize": _pillow_resize,
-    "pil_draft+cv2_resize": _ours(decode.decode_rgb_pillow),
-    "sj_full+cv2_resize": _ours(_full_size),
-    "sj_reduced+cv2_resize": _ours(decode.decode_rgb),  # hybridconv's pipeline
+  "torchvision_pil": torchvision_pil,
+  "sj_reduced+pil_resize": _pillow_resize,
+  "pil_draft+cv2_resize": _ours(decode.decode_rgb_pillow),
+  "sj_full+cv2_resize": _ours(_full_size),
+  "sj_reduced+cv2_resize": _ours(decode.decode_rgb),  # hybridconv's pipeline
 }
 
 
@@ -161,8 +163,10 @@ def main() -> None:
   images = make_jpegs(args.images)
   sizes = [decode.image_size(d) for d in images]
   width, height = np.mean([s[1] for s in sizes]), np.mean([s[0] for s in sizes])
-  print(f"{SIZE}x{SIZE} crops of {len(images)} JPEGs, quality 90, mean {width:.0f}x{height:.0f} px,"
-        f" {np.mean([len(d) for d in images]) / 1e3:.0f} kB each")
+  print(
+    f"{SIZE}x{SIZE} crops of {len(images)} JPEGs, quality 90, mean {width:.0f}x{height:.0f} px,"
+    f" {np.mean([len(d) for d in images]) / 1e3:.0f} kB each"
+  )
   rates = {name: [] for name in PIPELINES}
   for _ in range(args.rounds):
     for name in PIPELINES:
@@ -181,8 +185,9 @@ def main() -> None:
   for workers in range(1, cores + 1):
     with context.Pool(workers, initializer=_init, initargs=(images, args.size)) as pool:
       pool.map(_worker_chunk, [("torchvision_pil", 0, 4)] * workers)  # warm up the workers
-      row = [max(_rate_workers(pool, name, workers, len(images)) for _ in range(2))
-             for name in PIPELINES]
+      row = [
+        max(_rate_workers(pool, name, workers, len(images)) for _ in range(2)) for name in PIPELINES
+      ]
     print(f"  {workers:7d} " + " ".join(f"{r:22.0f}" for r in row))
 
 

@@ -43,8 +43,9 @@ class AlexNetConv1(nnx.Module):
 
 
 def _time(model, gabor_fit: bool, null_draws: int, repeats: int) -> tuple[float, float, float]:
-  tracker = tracking.FilterTracker(tracking.MemoryLogger(), gabor_fit=gabor_fit,
-                                   null_draws=null_draws)
+  tracker = tracking.FilterTracker(
+    tracking.MemoryLogger(), gabor_fit=gabor_fit, null_draws=null_draws
+  )
   start = time.perf_counter()
   tracker(model, 0)
   first = time.perf_counter() - start
@@ -60,21 +61,19 @@ def _time(model, gabor_fit: bool, null_draws: int, repeats: int) -> tuple[float,
 def main(argv):
   del argv
   cases = {
-      "simple_cnn free": lambda: SimpleCNN(10, (28, 28, 1), first_layer="free", rngs=nnx.Rngs(0)),
-      "simple_cnn hybrid": lambda: SimpleCNN(10, (28, 28, 1), first_layer="hybrid",
-                                             rngs=nnx.Rngs(0)),
-      "alexnet conv1 free": lambda: AlexNetConv1("free"),
-      "alexnet conv1 hybrid": lambda: AlexNetConv1("hybrid"),
-      "alexnet (whole)": lambda: MODELS["alexnet"](1000, (224, 224, 3), rngs=nnx.Rngs(0)),
-      "resnet18 (whole)": lambda: MODELS["resnet18"](1000, (224, 224, 3), rngs=nnx.Rngs(0)),
-      "resnet20 (whole)": lambda: MODELS["resnet20"](10, (32, 32, 3), rngs=nnx.Rngs(0)),
+    "simple_cnn free": lambda: SimpleCNN(10, (28, 28, 1), first_layer="free", rngs=nnx.Rngs(0)),
+    "simple_cnn hybrid": lambda: SimpleCNN(10, (28, 28, 1), first_layer="hybrid", rngs=nnx.Rngs(0)),
+    "alexnet conv1 free": lambda: AlexNetConv1("free"),
+    "alexnet conv1 hybrid": lambda: AlexNetConv1("hybrid"),
+    "alexnet (whole)": lambda: MODELS["alexnet"](1000, (224, 224, 3), rngs=nnx.Rngs(0)),
+    "resnet18 (whole)": lambda: MODELS["resnet18"](1000, (224, 224, 3), rngs=nnx.Rngs(0)),
+    "resnet20 (whole)": lambda: MODELS["resnet20"](10, (32, 32, 3), rngs=nnx.Rngs(0)),
   }
   print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
   print(f"{'case':24s} {'gabor fit':10s} {'first s':>8s} {'median s':>9s} {'cpu s':>7s}")
   for name, build in cases.items():
     model = build()
-    for label, gabor_fit, null_draws in (("no", False, 0), ("fit", True, 0),
-                                         ("fit+null", True, 1)):
+    for label, gabor_fit, null_draws in (("no", False, 0), ("fit", True, 0), ("fit+null", True, 1)):
       first, wall, cpu = _time(model, gabor_fit, null_draws, _REPEATS.value)
       print(f"{name:24s} {label:10s} {first:8.2f} {wall:9.3f} {cpu:7.3f}")
   print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -57,12 +57,19 @@ def _synthetic(rng, n: int, size: int, noise: float):
   wavelength across the kernel: 0.15 at 5x5) to 0.3 cycles/pixel.
   """
   frequency = np.exp(rng.uniform(np.log(max(0.08, 0.75 / size)), np.log(0.3), n))
-  sigma = np.clip(np.asarray(sigma_from_bandwidth(frequency, 1.0)) * rng.uniform(0.8, 1.3, n),
-                  1.2, size / 3)
+  sigma = np.clip(
+    np.asarray(sigma_from_bandwidth(frequency, 1.0)) * rng.uniform(0.8, 1.3, n), 1.2, size / 3
+  )
   theta = rng.uniform(0, np.pi, n)
   amplitude = rng.uniform(0.5, 2.0, n)
-  clean = np.asarray(gabor_real(size, theta, frequency, sigma, rng.uniform(0.6, 1.5, n),
-                                rng.uniform(-np.pi, np.pi, n))) * amplitude
+  clean = (
+    np.asarray(
+      gabor_real(
+        size, theta, frequency, sigma, rng.uniform(0.6, 1.5, n), rng.uniform(-np.pi, np.pi, n)
+      )
+    )
+    * amplitude
+  )
   return clean + noise * amplitude * rng.standard_normal(clean.shape), (theta, frequency)
 
 
@@ -72,32 +79,44 @@ def _accuracy(rng, n: int, size: int, noise: float) -> str:
   angle = np.degrees(np.abs(np.mod(np.asarray(fit.theta) - theta + np.pi / 2, np.pi) - np.pi / 2))
   freq = np.abs(np.asarray(fit.frequency) / frequency - 1) * 100
   noise_r2 = np.asarray(gabor_fit.fit_gabor(rng.standard_normal((size, size, n))).r2)
-  return (f"{size}x{size}, n={n}, noise {noise:.0%}: orientation error median "
-          f"{np.median(angle):.2f} max {angle.max():.2f} deg; frequency error median "
-          f"{np.median(freq):.1f} max "
-          f"{freq.max():.1f} %; R^2 median {np.median(fit.r2):.3f} min {np.min(fit.r2):.3f}; "
-          f"white noise R^2 median {np.median(noise_r2):.3f} max {noise_r2.max():.3f}")
+  return (
+    f"{size}x{size}, n={n}, noise {noise:.0%}: orientation error median "
+    f"{np.median(angle):.2f} max {angle.max():.2f} deg; frequency error median "
+    f"{np.median(freq):.1f} max "
+    f"{freq.max():.1f} %; R^2 median {np.median(fit.r2):.3f} min {np.min(fit.r2):.3f}; "
+    f"white noise R^2 median {np.median(noise_r2):.3f} max {noise_r2.max():.3f}"
+  )
 
 
 def main(argv):
   del argv
   rng = np.random.default_rng(_SEED.value)
   repeats = _REPEATS.value
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, "
-        f"load average {os.getloadavg()[0]:.1f}")
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, "
+    f"load average {os.getloadavg()[0]:.1f}"
+  )
   layer = rng.standard_normal((11, 11, 3, 96)).astype(np.float32)
   small = rng.standard_normal((5, 5, 64)).astype(np.float32)
   cases = [
-      ("96 filters 11x11x3, mode='dominant' (96 fits)",
-       lambda k: gabor_fit.fit_conv_kernel(k, "dominant"), layer),
-      ("96 filters 11x11x3, mode='per_channel' (288 fits)",
-       lambda k: gabor_fit.fit_conv_kernel(k, "per_channel"), layer),
-      ("64 kernels 5x5x1 (64 fits)", gabor_fit.fit_gabor, small),
+    (
+      "96 filters 11x11x3, mode='dominant' (96 fits)",
+      lambda k: gabor_fit.fit_conv_kernel(k, "dominant"),
+      layer,
+    ),
+    (
+      "96 filters 11x11x3, mode='per_channel' (288 fits)",
+      lambda k: gabor_fit.fit_conv_kernel(k, "per_channel"),
+      layer,
+    ),
+    ("64 kernels 5x5x1 (64 fits)", gabor_fit.fit_gabor, small),
   ]
   for name, fn, data in cases:
     first, run, cpu = _time(fn, data, repeats=repeats)
-    print(f"{name}: first call (compile + run) {first:.2f} s, compile ~{first - run:.2f} s, "
-          f"run {run:.3f} s wall, {cpu:.3f} s CPU (medians of {repeats})")
+    print(
+      f"{name}: first call (compile + run) {first:.2f} s, compile ~{first - run:.2f} s, "
+      f"run {run:.3f} s wall, {cpu:.3f} s CPU (medians of {repeats})"
+    )
   print("known-answer accuracy:")
   print("  " + _accuracy(rng, 96, 11, _NOISE.value))
   print("  " + _accuracy(rng, 64, 5, _NOISE.value))

@@ -39,21 +39,23 @@ TORCH_PYTHON = ROOT / ".venv-torch" / "bin" / "python"
 # A first layer (3 input channels) needs no gradient w.r.t. its input in
 # training, a middle layer does; each shape is timed the way training uses it.
 SHAPES = {
-    "alexnet_conv1_11x11s4": ((224, 224, 3), 64, 11, 4, 2, False),
-    "cifar_7x7": ((32, 32, 3), 64, 7, 1, 3, False),
-    "cifar_3x3": ((32, 32, 64), 64, 3, 1, 1, True),
+  "alexnet_conv1_11x11s4": ((224, 224, 3), 64, 11, 4, 2, False),
+  "cifar_7x7": ((32, 32, 3), 64, 7, 1, 3, False),
+  "cifar_3x3": ((32, 32, 64), 64, 3, 1, 1, True),
 }
 
 SOURCES = {
-    "free": sources.Free(),
-    "gabor": sources.Gabor(),
-    "fixed": sources.Fixed("gabor", options={"num_orientations": 8, "num_scales": 4}),
-    "hybrid": sources.Hybrid(((sources.Gabor(), 16),
-                              (sources.Fixed("gabor",
-                                             options={"num_orientations": 8, "num_scales": 1}),
-                               16),
-                              (sources.Free(), 32))),
-    "random": sources.Random(seed=0),
+  "free": sources.Free(),
+  "gabor": sources.Gabor(),
+  "fixed": sources.Fixed("gabor", options={"num_orientations": 8, "num_scales": 4}),
+  "hybrid": sources.Hybrid(
+    (
+      (sources.Gabor(), 16),
+      (sources.Fixed("gabor", options={"num_orientations": 8, "num_scales": 1}), 16),
+      (sources.Free(), 32),
+    )
+  ),
+  "random": sources.Random(seed=0),
 }
 
 
@@ -67,6 +69,7 @@ def _forward_backward(layer: KernelConv, input_grad: bool):
       # A squared error needs the forward output in the backward pass, as the
       # next layer does in training (a linear loss would let XLA skip the conv).
       return 0.5 * jnp.sum((nnx.merge(graphdef, params, rest)(x) - cotangent) ** 2)
+
     return jax.grad(loss, argnums=(0, 1) if input_grad else 0)(params, x)
 
   return lambda x, ct: step(params, rest, x, ct)
@@ -85,8 +88,9 @@ def bench_jax(shape_name: str, batch: int, rounds: int) -> dict[str, float]:
   for name, source in SOURCES.items():
     layer = KernelConv(cin, cout, k, strides=stride, padding=pad, source=source, rngs=nnx.Rngs(0))
     steps[name] = _forward_backward(layer, input_grad)
-  out_shape = jax.eval_shape(lambda: KernelConv(cin, cout, k, strides=stride, padding=pad,
-                                                rngs=nnx.Rngs(0))(x)).shape
+  out_shape = jax.eval_shape(
+    lambda: KernelConv(cin, cout, k, strides=stride, padding=pad, rngs=nnx.Rngs(0))(x)
+  ).shape
   cotangent = jax.random.normal(jax.random.key(1), out_shape)
   for fn in steps.values():  # compile and warm up
     _time_once(fn, x, cotangent)
@@ -101,10 +105,27 @@ def bench_torch(shape_name: str, batch: int, rounds: int) -> dict[str, float] | 
   if not TORCH_PYTHON.exists():
     return f"skipped: {TORCH_PYTHON} missing (run `make bench-setup`)"
   (h, w, cin), cout, k, stride, pad, input_grad = SHAPES[shape_name]
-  command = [str(TORCH_PYTHON), str(pathlib.Path(__file__).with_name("torch_layers.py")),
-             "--batch", str(batch), "--rounds", str(rounds), "--hw", str(h), str(w),
-             "--cin", str(cin), "--cout", str(cout), "--kernel", str(k),
-             "--stride", str(stride), "--padding", str(pad)]
+  command = [
+    str(TORCH_PYTHON),
+    str(pathlib.Path(__file__).with_name("torch_layers.py")),
+    "--batch",
+    str(batch),
+    "--rounds",
+    str(rounds),
+    "--hw",
+    str(h),
+    str(w),
+    "--cin",
+    str(cin),
+    "--cout",
+    str(cout),
+    "--kernel",
+    str(k),
+    "--stride",
+    str(stride),
+    "--padding",
+    str(pad),
+  ]
   if input_grad:
     command.append("--input-grad")
   result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -119,8 +140,10 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
   args = parser.parse_args()
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch}, "
-        f"median of {args.rounds} interleaved rounds, forward+backward")
+  print(
+    f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch}, "
+    f"median of {args.rounds} interleaved rounds, forward+backward"
+  )
   rows = []
   for shape_name in args.shapes:
     jax_times = bench_jax(shape_name, args.batch, args.rounds)

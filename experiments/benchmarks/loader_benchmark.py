@@ -57,9 +57,11 @@ def _stream(pipeline: StreamingPipeline):
 
 def _train_step_fn(num_classes: int, image_shape):
   model_config = ml_collections.ConfigDict(
-      dict(name="simple_cnn", first_layer="free", kernels={}, width=1.0))
-  model = build_model(model_config, num_classes=num_classes, image_shape=image_shape,
-                      rngs=nnx.Rngs(0))
+    dict(name="simple_cnn", first_layer="free", kernels={}, width=1.0)
+  )
+  model = build_model(
+    model_config, num_classes=num_classes, image_shape=image_shape, rngs=nnx.Rngs(0)
+  )
   optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
 
   @nnx.jit
@@ -96,16 +98,18 @@ def main() -> None:
   for label, config in (("no augmentation", Augment()), ("crop 2 + flip", augment)):
     device = DevicePipeline(dataset, augment_config=config, **common)
     producers[f"device pipeline, {label}"] = device.train_batch
-    streaming = StreamingPipeline(train_source, test_source, num_classes=dataset.num_classes,
-                                  augment_config=config, **common)
+    streaming = StreamingPipeline(
+      train_source, test_source, num_classes=dataset.num_classes, augment_config=config, **common
+    )
     producers[f"streaming pipeline (grain, in-memory source), {label}"] = _stream(streaming)
   device = DevicePipeline(dataset, augment_config=augment, **common)
   train_step = _train_step_fn(dataset.num_classes, dataset.image_shape)
   fixed_batch = device.train_batch(0)
   train_name = "train step alone (SimpleCNN, fixed batch)"
   producers[train_name] = lambda step: train_step(fixed_batch)
-  producers["train step fed by the device pipeline (crop 2 + flip)"] = (
-      lambda step: train_step(device.train_batch(step)))
+  producers["train step fed by the device pipeline (crop 2 + flip)"] = lambda step: train_step(
+    device.train_batch(step)
+  )
   for name in producers:
     batches_per_round[name] = args.train_steps if "train step" in name else args.steps
 
@@ -117,16 +121,26 @@ def main() -> None:
   rates = {name: statistics.median(values) for name, values in samples.items()}
   train_rate = rates[train_name]
 
-  print(f"\njax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
-        f"batch {args.batch}, Fashion-MNIST 28x28x1\n")
+  print(
+    f"\njax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
+    f"batch {args.batch}, Fashion-MNIST 28x28x1\n"
+  )
   print(f"| {'what':<62} | {'images/s':>10} | {'/ train step':>12} |")
   print(f"|{'-' * 64}|{'-' * 11}:|{'-' * 13}:|")
   for name, rate in rates.items():
     print(f"| {name:<62} | {rate:>10,.0f} | {rate / train_rate:>12.1f} |")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"device": str(jax.devices()[0].device_kind), "batch": args.batch,
-                 "images_per_s": rates, "samples": samples}, f, indent=2)
+      json.dump(
+        {
+          "device": str(jax.devices()[0].device_kind),
+          "batch": args.batch,
+          "images_per_s": rates,
+          "samples": samples,
+        },
+        f,
+        indent=2,
+      )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,13 @@ def _cli(*args: str, cache: bool = True) -> tuple[float, float, subprocess.Compl
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
   start, cpu_start = time.perf_counter(), _child_cpu_seconds()
-  result = subprocess.run([sys.executable, "-m", "hybridconv.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+  result = subprocess.run(
+    [sys.executable, "-m", "hybridconv.cli", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
   seconds, cpu = time.perf_counter() - start, _child_cpu_seconds() - cpu_start
   if result.returncode:
     raise SystemExit(f"hybridconv {args[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -71,11 +76,15 @@ def main() -> None:
   print(f"cores: {len(os.sched_getaffinity(0))}, load average before: {os.getloadavg()}")
   workdir = args.workdir or tempfile.mkdtemp(prefix="robustness_benchmark_")
   if not args.workdir:
-    seconds, _, _ = _cli("train", "--config=configs/fashion_mnist.py:hybrid",
-                         f"--workdir={workdir}", f"--config.num_train_steps={args.steps}",
-                         "--config.tracking.wandb.mode=disabled",
-                         "--config.tracking.filters_every_steps=0",
-                         "--config.tracking.animation=False")
+    seconds, _, _ = _cli(
+      "train",
+      "--config=configs/fashion_mnist.py:hybrid",
+      f"--workdir={workdir}",
+      f"--config.num_train_steps={args.steps}",
+      "--config.tracking.wandb.mode=disabled",
+      "--config.tracking.filters_every_steps=0",
+      "--config.tracking.animation=False",
+    )
     print(f"trained {args.steps} steps in {seconds:.1f} s: {workdir}")
   cores = len(os.sched_getaffinity(0))
   walls, cpus = [], []
@@ -85,26 +94,34 @@ def main() -> None:
       results = json.load(f)
     walls.append(wall)
     cpus.append(cpu)
-    print(f"round {round_ + 1}: command {wall:.1f} s wall, {cpu:.1f} CPU s, evaluate_workdir "
-          f"{results['seconds']['total']:.1f} s; " + ", ".join(
-              f"{k} {v:.1f}" for k, v in results["seconds"].items() if k != "total"))
-  print("summary (mean accuracy over levels): " + ", ".join(
-      f"{k} {v:.4f}" for k, v in results["summary"].items()))
+    print(
+      f"round {round_ + 1}: command {wall:.1f} s wall, {cpu:.1f} CPU s, evaluate_workdir "
+      f"{results['seconds']['total']:.1f} s; "
+      + ", ".join(f"{k} {v:.1f}" for k, v in results["seconds"].items() if k != "total")
+    )
+  print(
+    "summary (mean accuracy over levels): "
+    + ", ".join(f"{k} {v:.4f}" for k, v in results["summary"].items())
+  )
   wall, cpu = statistics.median(walls), statistics.median(cpus)
   # On a shared machine the wall time measures the other users too; CPU seconds spread
   # over this machine's cores is what the command costs on it when idle (a lower bound).
-  print(f"median over {len(walls)} rounds: {wall:.1f} s wall (goal < {GOAL_SECONDS:.0f} s, "
-        f"ratio {wall / GOAL_SECONDS:.2f}); {cpu:.1f} CPU s = {cpu / cores:.1f} s on {cores} "
-        f"idle cores (ratio {cpu / cores / GOAL_SECONDS:.2f}); load average after: "
-        f"{os.getloadavg()}")
+  print(
+    f"median over {len(walls)} rounds: {wall:.1f} s wall (goal < {GOAL_SECONDS:.0f} s, "
+    f"ratio {wall / GOAL_SECONDS:.2f}); {cpu:.1f} CPU s = {cpu / cores:.1f} s on {cores} "
+    f"idle cores (ratio {cpu / cores / GOAL_SECONDS:.2f}); load average after: "
+    f"{os.getloadavg()}"
+  )
   # Load-normalised estimate: the run's training throughput, measured on the same shared
   # machine, against the idle figure; meaningful when the training ran under a similar load.
   train_rate = _train_images_per_sec(workdir)
   if train_rate:
     slowdown = IDLE_TRAIN_IMAGES_PER_SEC / train_rate
-    print(f"training ran at {train_rate:.0f} img/s here vs {IDLE_TRAIN_IMAGES_PER_SEC:.0f} idle "
-          f"(x{slowdown:.1f} slower); evaluation wall / that factor: {wall / slowdown:.1f} s "
-          f"(ratio to goal {wall / slowdown / GOAL_SECONDS:.2f})")
+    print(
+      f"training ran at {train_rate:.0f} img/s here vs {IDLE_TRAIN_IMAGES_PER_SEC:.0f} idle "
+      f"(x{slowdown:.1f} slower); evaluation wall / that factor: {wall / slowdown:.1f} s "
+      f"(ratio to goal {wall / slowdown / GOAL_SECONDS:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -39,10 +39,24 @@ def run_points(root: str, seeds: list[int], steps: int, cache: bool) -> list[dic
   for seed in seeds:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "hybridconv.sweeps", f"--config={CONFIG}", f"--workdir={root}",
-         f"--config.num_train_steps={steps}", "--config.cpu_devices=1",
-         "--grid", f"seed={seed}", "model.first_layer=free"],
-        cwd=REPO, env=env, check=True, capture_output=True, text=True)
+      [
+        sys.executable,
+        "-m",
+        "hybridconv.sweeps",
+        f"--config={CONFIG}",
+        f"--workdir={root}",
+        f"--config.num_train_steps={steps}",
+        "--config.cpu_devices=1",
+        "--grid",
+        f"seed={seed}",
+        "model.first_layer=free",
+      ],
+      cwd=REPO,
+      env=env,
+      check=True,
+      capture_output=True,
+      text=True,
+    )
     wall = time.perf_counter() - start
     name = next(d for d in os.listdir(root) if d.endswith(f"seed={seed}"))
     with open(os.path.join(root, name, "summary.json"), encoding="utf-8") as f:
@@ -63,17 +77,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
       table[label] = run_points(root, seeds, args.steps, cache)
   print(f"load average at start: {load:.1f} on {os.cpu_count()} cores")
-  print(f"{'point':>5} | {'no cache: wall / overhead s':>28} | "
-        f"{'shared cache: wall / overhead s':>32}")
+  print(
+    f"{'point':>5} | {'no cache: wall / overhead s':>28} | {'shared cache: wall / overhead s':>32}"
+  )
   for i in seeds:
     a, b = table["no cache"][i], table["shared cache"][i]
-    print(f"{i:>5} | {a['wall_s']:>13.1f} / {a['overhead_s']:>12.1f} | "
-          f"{b['wall_s']:>15.1f} / {b['overhead_s']:>14.1f}")
-  later = {label: statistics.median(r["overhead_s"] for r in rows[1:])
-           for label, rows in table.items()}
-  print(f"median overhead of points 2..{args.points}: no cache {later['no cache']:.1f} s, "
-        f"shared cache {later['shared cache']:.1f} s "
-        f"(ratio {later['no cache'] / max(later['shared cache'], 1e-9):.2f}x; goal <= 3 s)")
+    print(
+      f"{i:>5} | {a['wall_s']:>13.1f} / {a['overhead_s']:>12.1f} | "
+      f"{b['wall_s']:>15.1f} / {b['overhead_s']:>14.1f}"
+    )
+  later = {
+    label: statistics.median(r["overhead_s"] for r in rows[1:]) for label, rows in table.items()
+  }
+  print(
+    f"median overhead of points 2..{args.points}: no cache {later['no cache']:.1f} s, "
+    f"shared cache {later['shared cache']:.1f} s "
+    f"(ratio {later['no cache'] / max(later['shared cache'], 1e-9):.2f}x; goal <= 3 s)"
+  )
 
 
 if __name__ == "__main__":

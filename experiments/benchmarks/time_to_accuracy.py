@@ -96,8 +96,14 @@ TORCH_MODELS = ("simple_cnn", "resnet20")
 # hybridconv side
 
 
-def build_config(variant: str = "hybrid", *, eval_every: float = 1.0,
-                 max_epochs: float | None = None, seed: int = 0, data_dir: str = ""):
+def build_config(
+  variant: str = "hybrid",
+  *,
+  eval_every: float = 1.0,
+  max_epochs: float | None = None,
+  seed: int = 0,
+  data_dir: str = "",
+):
   """``configs/fashion_mnist.py:<variant>`` set up for timing, locked.
 
   Checkpoints only at the end (one async save after the last evaluation, so
@@ -145,8 +151,11 @@ class EvalClock:
     self.thread = threading.current_thread().name
     accuracy = float(scalars["eval/accuracy"])
     self.events.append({"step": int(step), "seconds": seconds, "accuracy": accuracy})
-    print(f"hybridconv: step {step} {seconds:.1f} s accuracy {accuracy:.4f}", file=sys.stderr,
-          flush=True)
+    print(
+      f"hybridconv: step {step} {seconds:.1f} s accuracy {accuracy:.4f}",
+      file=sys.stderr,
+      flush=True,
+    )
     if self.stop_target is not None and accuracy >= self.stop_target and not self.stop_sent:
       self.stop_sent = True
       os.kill(os.getpid(), signal.SIGTERM)
@@ -168,8 +177,11 @@ def eval_events(metrics: list[dict], clock: list[dict]) -> list[dict]:
   refused (a dropped or delayed event would give a wrong time).
   """
   epochs = {e["step"]: e["epoch"] for e in metrics if "epoch" in e}
-  evals = [{"step": e["step"], "epoch": epochs.get(e["step"]), "accuracy": e["eval/accuracy"]}
-           for e in metrics if "eval/accuracy" in e]
+  evals = [
+    {"step": e["step"], "epoch": epochs.get(e["step"]), "accuracy": e["eval/accuracy"]}
+    for e in metrics
+    if "eval/accuracy" in e
+  ]
   if [(e["step"], e["accuracy"]) for e in evals] != [(c["step"], c["accuracy"]) for c in clock]:
     raise RuntimeError(f"metrics.jsonl eval events {evals} do not match the clock's {clock}")
   return [e | {"seconds": c["seconds"]} for e, c in zip(evals, clock, strict=True)]
@@ -199,18 +211,18 @@ def run_jax(config, *, target: float, stop_at_target: bool = False) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
   hit = first_crossing(evals, target)
   return {
-      "framework": "hybridconv",
-      "version": f"jax {jax.__version__}",
-      "device": device.platform if device.platform == "cpu" else device.device_kind,
-      "target": target,
-      "seconds_to_target": hit["seconds"] if hit else None,
-      "epochs_to_target": hit["epoch"] if hit else None,
-      "step_to_target": hit["step"] if hit else None,
-      "final_accuracy": evals[-1]["accuracy"],
-      "total_seconds": total,
-      "stopped_at_target": stopped,
-      "clock_thread": clock.thread,
-      "evals": evals,
+    "framework": "hybridconv",
+    "version": f"jax {jax.__version__}",
+    "device": device.platform if device.platform == "cpu" else device.device_kind,
+    "target": target,
+    "seconds_to_target": hit["seconds"] if hit else None,
+    "epochs_to_target": hit["epoch"] if hit else None,
+    "step_to_target": hit["step"] if hit else None,
+    "final_accuracy": evals[-1]["accuracy"],
+    "total_seconds": total,
+    "stopped_at_target": stopped,
+    "clock_thread": clock.thread,
+    "evals": evals,
   }
 
 
@@ -218,33 +230,43 @@ def run_jax(config, *, target: float, stop_at_target: bool = False) -> dict:
 # PyTorch side
 
 
-def torch_spec(config, *, target: float, stop_at_target: bool, init: str,
-               num_threads: int = 0) -> dict:
+def torch_spec(
+  config, *, target: float, stop_at_target: bool, init: str, num_threads: int = 0
+) -> dict:
   """What ``torch_time_to_accuracy.py`` needs of the config; refuses what it cannot mirror."""
   model = config.model
   unsupported = {
-      "model.name": model.name not in TORCH_MODELS,
-      "model.kernels": len(model.kernels) > 0,
-      "model.width": model.width != 1.0,
-      "compute_dtype": config.compute_dtype != "float32",
-      "data.source": config.data.source != "idx",
+    "model.name": model.name not in TORCH_MODELS,
+    "model.kernels": len(model.kernels) > 0,
+    "model.width": model.width != 1.0,
+    "compute_dtype": config.compute_dtype != "float32",
+    "data.source": config.data.source != "idx",
   }
   bad = [key for key, is_bad in unsupported.items() if is_bad]
   if bad:
-    raise ValueError(f"the PyTorch peer cannot mirror {', '.join(bad)} of this config; it "
-                     f"knows {TORCH_MODELS} with a chosen first layer, float32, IDX data")
+    raise ValueError(
+      f"the PyTorch peer cannot mirror {', '.join(bad)} of this config; it "
+      f"knows {TORCH_MODELS} with a chosen first layer, float32, IDX data"
+    )
   return {
-      "model": model.name, "source": model.first_layer, "seed": config.seed,
-      "num_classes": idx.NUM_CLASSES[config.data.name],
-      "data_dir": str(idx.idx_data_dir(config.data.name, config.data.data_dir)),
-      "batch_size": config.batch_size, "eval_batch_size": config.eval_batch_size,
-      "num_epochs": config.num_epochs, "num_train_steps": config.num_train_steps,
-      "eval_every_epochs": config.eval_every_epochs, "label_smoothing": config.label_smoothing,
-      "crop_padding": config.data.augment.crop_padding,
-      "horizontal_flip": config.data.augment.horizontal_flip,
-      "optim": workdir_lib.config_json(config.optim),
-      "target": target, "stop_at_target": stop_at_target, "init": init,
-      "num_threads": num_threads,
+    "model": model.name,
+    "source": model.first_layer,
+    "seed": config.seed,
+    "num_classes": idx.NUM_CLASSES[config.data.name],
+    "data_dir": str(idx.idx_data_dir(config.data.name, config.data.data_dir)),
+    "batch_size": config.batch_size,
+    "eval_batch_size": config.eval_batch_size,
+    "num_epochs": config.num_epochs,
+    "num_train_steps": config.num_train_steps,
+    "eval_every_epochs": config.eval_every_epochs,
+    "label_smoothing": config.label_smoothing,
+    "crop_padding": config.data.augment.crop_padding,
+    "horizontal_flip": config.data.augment.horizontal_flip,
+    "optim": workdir_lib.config_json(config.optim),
+    "target": target,
+    "stop_at_target": stop_at_target,
+    "init": init,
+    "num_threads": num_threads,
   }
 
 
@@ -261,8 +283,12 @@ def resolve_torch_python(explicit: pathlib.Path | None) -> pathlib.Path | None:
 
 def run_torch(python: pathlib.Path, spec: dict) -> dict:
   """The PyTorch run in its own process; its progress goes to our stderr."""
-  completed = subprocess.run([str(python), str(TORCH_SCRIPT), "--spec", json.dumps(spec)],
-                             stdout=subprocess.PIPE, text=True, check=False)
+  completed = subprocess.run(
+    [str(python), str(TORCH_SCRIPT), "--spec", json.dumps(spec)],
+    stdout=subprocess.PIPE,
+    text=True,
+    check=False,
+  )
   lines = completed.stdout.strip().splitlines()
   if completed.returncode != 0 or not lines:
     raise RuntimeError(f"the PyTorch run failed (exit {completed.returncode}); see above")
@@ -284,63 +310,103 @@ def format_table(results: dict, target: float) -> str:
   def cell(value, spec):
     return "not reached" if value is None else format(value, spec)
 
-  lines = [f"time to {target:.2%} Fashion-MNIST test accuracy",
-           f"{'framework':<11} {'device':<26} {'s to target':>12} {'epochs':>12} "
-           f"{'final acc':>9} {'run s':>8}"]
+  lines = [
+    f"time to {target:.2%} Fashion-MNIST test accuracy",
+    f"{'framework':<11} {'device':<26} {'s to target':>12} {'epochs':>12} "
+    f"{'final acc':>9} {'run s':>8}",
+  ]
   for name, r in results.items():
-    lines.append(f"{name:<11} {r['device'][:26]:<26} {cell(r['seconds_to_target'], '.1f'):>12} "
-                 f"{cell(r['epochs_to_target'], '.2f'):>12} {r['final_accuracy']:>9.4f} "
-                 f"{r['total_seconds']:>8.1f}")
+    lines.append(
+      f"{name:<11} {r['device'][:26]:<26} {cell(r['seconds_to_target'], '.1f'):>12} "
+      f"{cell(r['epochs_to_target'], '.2f'):>12} {r['final_accuracy']:>9.4f} "
+      f"{r['total_seconds']:>8.1f}"
+    )
   value = ratio(results)
-  lines.append("PyTorch time / hybridconv time: " + (
-      f"{value:.2f} ({'hybridconv' if value > 1 else 'PyTorch'} faster)" if value is not None
-      else "n/a (a side did not run or did not reach the target)"))
+  lines.append(
+    "PyTorch time / hybridconv time: "
+    + (
+      f"{value:.2f} ({'hybridconv' if value > 1 else 'PyTorch'} faster)"
+      if value is not None
+      else "n/a (a side did not run or did not reach the target)"
+    )
+  )
   return "\n".join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--variant", default="hybrid",
-                      help="configs/fashion_mnist.py variant, e.g. hybrid,long or free,resnet20")
+  parser.add_argument(
+    "--variant",
+    default="hybrid",
+    help="configs/fashion_mnist.py variant, e.g. hybrid,long or free,resnet20",
+  )
   parser.add_argument("--target", type=float, default=0.92, help="test accuracy to reach")
   parser.add_argument("--eval-every", type=float, default=1.0, help="epochs between evaluations")
   parser.add_argument("--max-epochs", type=float, help="training length (default: the config's)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--data-dir", default="", help="IDX directory (default: hybridconv's)")
-  parser.add_argument("--stop-at-target", action="store_true",
-                      help="end each run at its first eval >= target (saves device time)")
-  parser.add_argument("--torch-python", type=pathlib.Path,
-                      help="interpreter with torch (default: .venv-torch, else this one)")
-  parser.add_argument("--torch-init", choices=("hybridconv", "pytorch"), default="hybridconv",
-                      help="initialise the PyTorch model as hybridconv does, or PyTorch's way")
-  parser.add_argument("--torch-threads", type=int, default=0,
-                      help="PyTorch intra-op threads (0: its default, one per core)")
+  parser.add_argument(
+    "--stop-at-target",
+    action="store_true",
+    help="end each run at its first eval >= target (saves device time)",
+  )
+  parser.add_argument(
+    "--torch-python",
+    type=pathlib.Path,
+    help="interpreter with torch (default: .venv-torch, else this one)",
+  )
+  parser.add_argument(
+    "--torch-init",
+    choices=("hybridconv", "pytorch"),
+    default="hybridconv",
+    help="initialise the PyTorch model as hybridconv does, or PyTorch's way",
+  )
+  parser.add_argument(
+    "--torch-threads",
+    type=int,
+    default=0,
+    help="PyTorch intra-op threads (0: its default, one per core)",
+  )
   parser.add_argument("--order", choices=("torch-first", "jax-first"), default="torch-first")
   parser.add_argument("--json", type=pathlib.Path, help="write config, spec and results here")
   args = parser.parse_args()
 
-  config = build_config(args.variant, eval_every=args.eval_every, max_epochs=args.max_epochs,
-                        seed=args.seed, data_dir=args.data_dir)
+  config = build_config(
+    args.variant,
+    eval_every=args.eval_every,
+    max_epochs=args.max_epochs,
+    seed=args.seed,
+    data_dir=args.data_dir,
+  )
   if config.keep_host_buffers:  # the host and device set-up of `hybridconv.main`
     host_memory.keep_large_buffers_in_heap()
   sharding.configure_cpu_devices(config)
-  spec = torch_spec(config, target=args.target, stop_at_target=args.stop_at_target,
-                    init=args.torch_init, num_threads=args.torch_threads)
+  spec = torch_spec(
+    config,
+    target=args.target,
+    stop_at_target=args.stop_at_target,
+    init=args.torch_init,
+    num_threads=args.torch_threads,
+  )
   if config.model.first_layer == "fixed":
-    print("note: torch_train's 'fixed' first layer is a frozen random bank, hybridconv's a "
-          "Gabor bank", file=sys.stderr)
+    print(
+      "note: torch_train's 'fixed' first layer is a frozen random bank, hybridconv's a Gabor bank",
+      file=sys.stderr,
+    )
   torch_python = resolve_torch_python(args.torch_python)
   if torch_python is None:
-    print("note: no interpreter with torch (make bench-setup), PyTorch side skipped",
-          file=sys.stderr)
+    print(
+      "note: no interpreter with torch (make bench-setup), PyTorch side skipped", file=sys.stderr
+    )
 
   def run_side(name):
     if name == "pytorch":
       if torch_python is not None:
         results["pytorch"] = run_torch(torch_python, spec)
     else:
-      results["hybridconv"] = run_jax(config, target=args.target,
-                                      stop_at_target=args.stop_at_target)
+      results["hybridconv"] = run_jax(
+        config, target=args.target, stop_at_target=args.stop_at_target
+      )
 
   results: dict[str, dict] = {}
   order = ("pytorch", "hybridconv") if args.order == "torch-first" else ("hybridconv", "pytorch")
@@ -351,10 +417,18 @@ def main():
   print(format_table(results, args.target))
   if args.json:
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "args": {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items()},
-        "config": workdir_lib.config_json(config), "torch_spec": spec,
-        "results": results, "ratio_pytorch_over_hybridconv": ratio(results)}, indent=1))
+    args.json.write_text(
+      json.dumps(
+        {
+          "args": {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items()},
+          "config": workdir_lib.config_json(config),
+          "torch_spec": spec,
+          "results": results,
+          "ratio_pytorch_over_hybridconv": ratio(results),
+        },
+        indent=1,
+      )
+    )
 
 
 if __name__ == "__main__":

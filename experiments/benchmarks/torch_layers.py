@@ -27,9 +27,10 @@ def main():
   torch.manual_seed(0)
   x = torch.randn(args.batch, args.cin, *args.hw, requires_grad=args.input_grad)
   layers = {
-      "nn.Conv2d": torch.nn.Conv2d(args.cin, args.cout, args.kernel, args.stride, args.padding),
-      "GaborNet GaborConv2d": GaborConv2d(args.cin, args.cout, args.kernel, args.stride,
-                                          args.padding),
+    "nn.Conv2d": torch.nn.Conv2d(args.cin, args.cout, args.kernel, args.stride, args.padding),
+    "GaborNet GaborConv2d": GaborConv2d(
+      args.cin, args.cout, args.kernel, args.stride, args.padding
+    ),
   }
   cotangent = torch.randn_like(layers["nn.Conv2d"](x))
 

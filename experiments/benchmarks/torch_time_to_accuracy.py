@@ -70,8 +70,10 @@ except ModuleNotFoundError:
   torch = None
 
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
-SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SPLITS = {
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 # ---------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def read_idx(path: pathlib.Path, magic: int) -> np.ndarray:
   if found != magic:
     raise ValueError(f"{path}: IDX magic 0x{found:08x}, expected 0x{magic:08x}")
   ndim = raw[3]
-  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
   offset = 4 + 4 * ndim
   if len(raw) != offset + math.prod(dims):
     raise ValueError(f"{path}: {len(raw)} bytes, header says {offset + math.prod(dims)}")
@@ -110,7 +112,7 @@ def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np
   channels = images.shape[-1]
   total, total_sq = np.zeros(channels), np.zeros(channels)
   for start in range(0, len(images), chunk):
-    part = images[start:start + chunk].reshape(-1, channels).astype(np.float64)
+    part = images[start : start + chunk].reshape(-1, channels).astype(np.float64)
     total += part.sum(0)
     total_sq += (part * part).sum(0)
   count = images.size // channels
@@ -143,8 +145,9 @@ def learning_rate(step: int, optim: dict, total_steps: int, steps_per_epoch: int
     cosine = 0.5 * (1 + math.cos(math.pi * min(after, decay_steps) / decay_steps))
     return peak * ((1 - alpha) * cosine + alpha)
   if optim["schedule"] == "step":
-    boundaries = {round(e * steps_per_epoch) - warmup: optim["step_factor"]
-                  for e in optim["step_epochs"]}
+    boundaries = {
+      round(e * steps_per_epoch) - warmup: optim["step_factor"] for e in optim["step_epochs"]
+    }
     return peak * math.prod(f for b, f in sorted(boundaries.items()) if after >= b)
   if optim["schedule"] == "constant":
     return peak
@@ -207,24 +210,32 @@ def build_model(spec: dict, in_channels: int, num_classes: int, init: str):
 
 def build_optimizer(model, optim: dict):
   """Parameter groups as hybridconv's masks: decayed weights, Gabor parameters, the rest."""
-  gabor = {id(p) for m in model.modules() if isinstance(m, torch_train.GaborKernel)
-           for p in m.parameters()}
+  gabor = {
+    id(p) for m in model.modules() if isinstance(m, torch_train.GaborKernel) for p in m.parameters()
+  }
   groups = {"decay": [], "gabor": [], "other": []}
   for p in model.parameters():
     key = "gabor" if id(p) in gabor else "decay" if p.ndim >= 2 else "other"
     groups[key].append(p)
   multiplier = {"decay": 1.0, "gabor": optim["kernel_lr_multiplier"], "other": 1.0}
   param_groups = [
-      {"params": params, "lr_multiplier": multiplier[key],
-       "weight_decay": optim["weight_decay"] if key == "decay" else 0.0}
-      for key, params in groups.items() if params]
+    {
+      "params": params,
+      "lr_multiplier": multiplier[key],
+      "weight_decay": optim["weight_decay"] if key == "decay" else 0.0,
+    }
+    for key, params in groups.items()
+    if params
+  ]
   if optim["name"] == "adamw":
-    return torch.optim.AdamW(param_groups, lr=0.0, betas=(optim["b1"], optim["b2"]),
-                             eps=optim["eps"])
+    return torch.optim.AdamW(
+      param_groups, lr=0.0, betas=(optim["b1"], optim["b2"]), eps=optim["eps"]
+    )
   if optim["name"] == "sgd":
     momentum = optim["momentum"]
-    return torch.optim.SGD(param_groups, lr=0.0, momentum=momentum,
-                           nesterov=bool(optim["nesterov"]) and momentum > 0)
+    return torch.optim.SGD(
+      param_groups, lr=0.0, momentum=momentum, nesterov=bool(optim["nesterov"]) and momentum > 0
+    )
   raise ValueError(f"unknown optimiser {optim['name']!r}")
 
 
@@ -257,8 +268,8 @@ def evaluate(model, images, labels, mean, std, batch_size: int) -> float:
   correct = torch.zeros((), dtype=torch.int64, device=images.device)
   with torch.no_grad():
     for start in range(0, len(labels), batch_size):
-      logits = model(normalise(images[start:start + batch_size], mean, std))
-      correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
+      logits = model(normalise(images[start : start + batch_size], mean, std))
+      correct += (logits.argmax(1) == labels[start : start + batch_size]).sum()
   model.train()
   return correct.item() / len(labels)
 
@@ -278,13 +289,16 @@ def train(spec: dict) -> dict:
   directory = pathlib.Path(spec["data_dir"])
   train_images, train_labels = load_split(directory, "train")
   test_images, test_labels = load_split(directory, "test")
-  mean, std = (torch.as_tensor(a, device=device)[None, :, None, None]
-               for a in channel_stats(train_images))
+  mean, std = (
+    torch.as_tensor(a, device=device)[None, :, None, None] for a in channel_stats(train_images)
+  )
 
   def to_device(images, labels):
     # torch.tensor copies: the IDX arrays are read-only views of the file bytes.
-    return (torch.tensor(images, device=device).permute(0, 3, 1, 2).contiguous(),
-            torch.tensor(labels, device=device))
+    return (
+      torch.tensor(images, device=device).permute(0, 3, 1, 2).contiguous(),
+      torch.tensor(labels, device=device),
+    )
 
   train_x, train_y = to_device(train_images, train_labels)
   test_x, test_y = to_device(test_images, test_labels)
@@ -302,14 +316,13 @@ def train(spec: dict) -> dict:
     position = step % steps_per_epoch
     if position == 0:
       order = torch.randperm(len(train_y), generator=permutations).to(device)
-    index = order[position * batch:(position + 1) * batch]
+    index = order[position * batch : (position + 1) * batch]
     images = normalise(augment(train_x[index], crop, flip), mean, std)
     rate = learning_rate(step, optim, total_steps, steps_per_epoch)
     for group in optimizer.param_groups:
       group["lr"] = rate * group["lr_multiplier"]
     optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(images), train_y[index],
-                           label_smoothing=spec["label_smoothing"])
+    loss = F.cross_entropy(model(images), train_y[index], label_smoothing=spec["label_smoothing"])
     loss.backward()
     if optim["grad_clip_norm"] > 0:
       nn.utils.clip_grad_norm_(model.parameters(), optim["grad_clip_norm"])
@@ -320,30 +333,41 @@ def train(spec: dict) -> dict:
     if step % eval_every == 0 or step == total_steps:
       accuracy = evaluate(model, test_x, test_y, mean, std, spec["eval_batch_size"])
       seconds = time.perf_counter() - start
-      evals.append({"step": step, "epoch": step / steps_per_epoch, "seconds": seconds,
-                    "accuracy": accuracy, "train_loss": loss_sum.item() / loss_count})
+      evals.append(
+        {
+          "step": step,
+          "epoch": step / steps_per_epoch,
+          "seconds": seconds,
+          "accuracy": accuracy,
+          "train_loss": loss_sum.item() / loss_count,
+        }
+      )
       loss_sum.zero_()
       loss_count = 0
-      print(f"pytorch: step {step}/{total_steps} epoch {step / steps_per_epoch:.2f} "
-            f"{seconds:.1f} s accuracy {accuracy:.4f}", file=sys.stderr, flush=True)
+      print(
+        f"pytorch: step {step}/{total_steps} epoch {step / steps_per_epoch:.2f} "
+        f"{seconds:.1f} s accuracy {accuracy:.4f}",
+        file=sys.stderr,
+        flush=True,
+      )
       if spec["stop_at_target"] and accuracy >= spec["target"]:
         stopped = True
         break
   hit = first_crossing(evals, spec["target"])
   return {
-      "framework": "pytorch",
-      "version": torch.__version__,
-      "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-      "target": spec["target"],
-      "seconds_to_target": hit["seconds"] if hit else None,
-      "epochs_to_target": hit["epoch"] if hit else None,
-      "step_to_target": hit["step"] if hit else None,
-      "final_accuracy": evals[-1]["accuracy"],
-      "total_seconds": time.perf_counter() - start,
-      "steps_per_epoch": steps_per_epoch,
-      "total_steps": total_steps,
-      "stopped_at_target": stopped,
-      "evals": evals,
+    "framework": "pytorch",
+    "version": torch.__version__,
+    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    "target": spec["target"],
+    "seconds_to_target": hit["seconds"] if hit else None,
+    "epochs_to_target": hit["epoch"] if hit else None,
+    "step_to_target": hit["step"] if hit else None,
+    "final_accuracy": evals[-1]["accuracy"],
+    "total_seconds": time.perf_counter() - start,
+    "steps_per_epoch": steps_per_epoch,
+    "total_steps": total_steps,
+    "stopped_at_target": stopped,
+    "evals": evals,
   }
 
 

@@ -110,8 +110,9 @@ class BasicBlock(nn.Module):
     self.bn2 = nn.BatchNorm2d(cout)
     self.shortcut = None
     if stride != 1 or cin != cout:
-      self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                    nn.BatchNorm2d(cout))
+      self.shortcut = nn.Sequential(
+        nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+      )
 
   def forward(self, x):
     y = F.relu(self.bn1(self.conv1(x)))

@@ -61,18 +61,24 @@ class JaxTrainer:
     mesh = sharding.make_mesh()
     tx, schedule = optim.build_optimizer(config.optim, total_steps=1000, steps_per_epoch=100)
     model_fns, self.state = train.create_train_state(
-        config, num_classes=10, image_shape=MODELS[model], mesh=mesh, tx=tx)
+      config, num_classes=10, image_shape=MODELS[model], mesh=mesh, tx=tx
+    )
     self.step_fn = jax.jit(
-        functools.partial(train.train_step, model_fns=model_fns, tx=tx, schedule=schedule,
-                          label_smoothing=0.0),
-        in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
-        out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
-        donate_argnums=0)
+      functools.partial(
+        train.train_step, model_fns=model_fns, tx=tx, schedule=schedule, label_smoothing=0.0
+      ),
+      in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)),
+      out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
+      donate_argnums=0,
+    )
     rng = np.random.default_rng(0)
     self.batch = jax.device_put(
-        {"image": jnp.asarray(rng.normal(size=(batch, *MODELS[model])), jnp.float32),
-         "label": jnp.asarray(rng.integers(0, 10, batch), jnp.int32)},
-        sharding.batch_sharded(mesh))
+      {
+        "image": jnp.asarray(rng.normal(size=(batch, *MODELS[model])), jnp.float32),
+        "label": jnp.asarray(rng.integers(0, 10, batch), jnp.int32),
+      },
+      sharding.batch_sharded(mesh),
+    )
     self.run(2)  # compile and warm up
 
   def run(self, steps: int) -> float:
@@ -88,8 +94,11 @@ class TorchWorker:
 
   def __init__(self, python: pathlib.Path):
     self.process = subprocess.Popen(
-        [str(python), str(pathlib.Path(__file__).with_name("torch_train.py"))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+      [str(python), str(pathlib.Path(__file__).with_name("torch_train.py"))],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+    )
 
   def run(self, model: str, source: str, batch: int, steps: int) -> float:
     command = {"model": model, "source": source, "batch": batch, "steps": steps}
@@ -112,15 +121,27 @@ def main():
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--steps", type=int, default=10, help="steps per timed round")
   parser.add_argument("--rounds", type=int, default=5)
-  parser.add_argument("--pause", type=float, default=1.0,
-                      help="seconds of idle before each timed run, so that the other "
-                           "framework's worker threads have stopped spinning")
-  parser.add_argument("--torch-python", type=pathlib.Path, default=DEFAULT_TORCH_PYTHON,
-                      help="interpreter with torch (built by `make bench-setup`)")
+  parser.add_argument(
+    "--pause",
+    type=float,
+    default=1.0,
+    help="seconds of idle before each timed run, so that the other "
+    "framework's worker threads have stopped spinning",
+  )
+  parser.add_argument(
+    "--torch-python",
+    type=pathlib.Path,
+    default=DEFAULT_TORCH_PYTHON,
+    help="interpreter with torch (built by `make bench-setup`)",
+  )
   parser.add_argument("--json", type=pathlib.Path, help="also write all samples here")
-  parser.add_argument("--cpu-devices", type=int, default=default.get_config().cpu_devices,
-                      help="config.cpu_devices for the JAX side (0 = one per core, as "
-                           "`hybridconv.main` does; 1 = a single CPU device)")
+  parser.add_argument(
+    "--cpu-devices",
+    type=int,
+    default=default.get_config().cpu_devices,
+    help="config.cpu_devices for the JAX side (0 = one per core, as "
+    "`hybridconv.main` does; 1 = a single CPU device)",
+  )
   args = parser.parse_args()
   # The same host and device set-up as `python -m hybridconv.main`, before JAX starts.
   device_config = default.get_config()
@@ -146,18 +167,26 @@ def main():
   if torch_worker is not None:
     torch_worker.close()
 
-  print(f"\ntrain step, batch {args.batch}, {jax.devices()[0].platform} "
-        f"({jax.device_count()} device(s)), median of {args.rounds} rounds x {args.steps} steps")
+  print(
+    f"\ntrain step, batch {args.batch}, {jax.devices()[0].platform} "
+    f"({jax.device_count()} device(s)), median of {args.rounds} rounds x {args.steps} steps"
+  )
   print(f"{'model':<11} {'source':<7} {'JAX img/s':>10} {'PyTorch img/s':>14} {'JAX/PyTorch':>12}")
   for key in keys:
     jax_rate = args.batch / statistics.median(samples[key]["jax"])
-    torch_rate = (args.batch / statistics.median(samples[key]["torch"])
-                  if samples[key]["torch"] else float("nan"))
-    print(f"{key[0]:<11} {key[1]:<7} {jax_rate:>10.0f} {torch_rate:>14.0f} "
-          f"{jax_rate / torch_rate:>12.2f}")
+    torch_rate = (
+      args.batch / statistics.median(samples[key]["torch"])
+      if samples[key]["torch"]
+      else float("nan")
+    )
+    print(
+      f"{key[0]:<11} {key[1]:<7} {jax_rate:>10.0f} {torch_rate:>14.0f} "
+      f"{jax_rate / torch_rate:>12.2f}"
+    )
   if args.json:
-    args.json.write_text(json.dumps(
-        {f"{m}/{s}": v for (m, s), v in samples.items()} | {"batch": args.batch}, indent=1))
+    args.json.write_text(
+      json.dumps({f"{m}/{s}": v for (m, s), v in samples.items()} | {"batch": args.batch}, indent=1)
+    )
 
 
 if __name__ == "__main__":

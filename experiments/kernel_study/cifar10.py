@@ -47,14 +47,14 @@ def arms(model: str) -> dict[str, str]:
     classic = _fixed("classic_scales", sigmas=[1.0, 1.5, 2.0, 2.5, 3.0, 3.5])  # 72, first 64
     derivatives = _fixed("gaussian_derivatives", order=4, sigmas=[0.7, 1.0, 1.4, 2.0, 2.8])
   return {
-      "free": "free",
-      "free_gabor_init": json.dumps({"source": "free", "init": "gabor", "options": gabor}),
-      "gabor": "gabor",
-      "fixed_gabor": json.dumps(_fixed("gabor", **gabor)),
-      "fixed_classic": json.dumps(classic),
-      "fixed_gaussian_derivatives": json.dumps(derivatives),
-      "random": "random",
-      "hybrid": "hybrid",
+    "free": "free",
+    "free_gabor_init": json.dumps({"source": "free", "init": "gabor", "options": gabor}),
+    "gabor": "gabor",
+    "fixed_gabor": json.dumps(_fixed("gabor", **gabor)),
+    "fixed_classic": json.dumps(classic),
+    "fixed_gaussian_derivatives": json.dumps(derivatives),
+    "random": "random",
+    "hybrid": "hybrid",
   }
 
 
@@ -74,15 +74,25 @@ def get_config(arg: str | None = None):
 def budget(size: int) -> dict:
   batch, epochs = BUDGETS[size]
   steps = int(epochs * size / batch)
-  return {"batch_size": batch, "num_epochs": epochs, "optim.warmup_epochs": 0.05 * epochs,
-          "eval_every_epochs": epochs / 10, "checkpoint.every_epochs": epochs / 4,
-          "log_every_steps": max(1, steps // 100), "tracking.filters_every_steps": steps,
-          "robustness.after_training": size in (1_000, 50_000)}
+  return {
+    "batch_size": batch,
+    "num_epochs": epochs,
+    "optim.warmup_epochs": 0.05 * epochs,
+    "eval_every_epochs": epochs / 10,
+    "checkpoint.every_epochs": epochs / 4,
+    "log_every_steps": max(1, steps // 100),
+    "tracking.filters_every_steps": steps,
+    "robustness.after_training": size in (1_000, 50_000),
+  }
 
 
 def sweep(model: str = "resnet20"):
   """Size (cheapest first), seed, arm; the factors first, the budget keys follow the size."""
   for point in product({"size": SIZES, "seed": SEEDS, "arm": list(arms(model))}):
     size = point["size"]
-    yield {"data.train_size": 0 if size == 50_000 else size, "seed": point["seed"],
-           "model.first_layer": arms(model)[point["arm"]], **budget(size)}
+    yield {
+      "data.train_size": 0 if size == 50_000 else size,
+      "seed": point["seed"],
+      "model.first_layer": arms(model)[point["arm"]],
+      **budget(size),
+    }

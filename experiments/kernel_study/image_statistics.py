@@ -31,19 +31,26 @@ def patch_statistics(images: np.ndarray, patch: int, count: int, seed: int = 0) 
   n, h, w = images.shape[:3]
   index = rng.integers(0, n, count)
   ys, xs = rng.integers(0, h - patch + 1, count), rng.integers(0, w - patch + 1, count)
-  patches = np.stack([images[i, y:y + patch, x:x + patch, 0]
-                      for i, y, x in zip(index, ys, xs, strict=True)],
-                     -1).astype(np.float32) / 255.0
+  patches = (
+    np.stack(
+      [images[i, y : y + patch, x : x + patch, 0] for i, y, x in zip(index, ys, xs, strict=True)],
+      -1,
+    ).astype(np.float32)
+    / 255.0
+  )
   patches -= patches.mean(axis=(0, 1), keepdims=True)
   keep = patches.std(axis=(0, 1)) > 1e-3  # flat background patches carry no orientation
   patches = patches[..., keep]
   orientation = np.asarray(filter_stats.orientation_energy(patches)).mean(axis=1)
   frequency = np.asarray(filter_stats.frequency_energy(patches, EDGES)).mean(axis=1)
-  return {"patch": patch, "patches": int(keep.sum()),
-          "orientation_bin_centres_rad": [j * np.pi / len(orientation)
-                                          for j in range(len(orientation))],
-          "orientation_energy": orientation.tolist(), "frequency_edges": list(EDGES),
-          "frequency_energy": frequency.tolist()}
+  return {
+    "patch": patch,
+    "patches": int(keep.sum()),
+    "orientation_bin_centres_rad": [j * np.pi / len(orientation) for j in range(len(orientation))],
+    "orientation_energy": orientation.tolist(),
+    "frequency_edges": list(EDGES),
+    "frequency_energy": frequency.tolist(),
+  }
 
 
 def main() -> None:

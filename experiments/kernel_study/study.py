@@ -35,20 +35,32 @@ from hybridconv.studies.grid import product
 
 # First-layer kernel sources, by arm name (the value of model.first_layer).
 # (JSON: model.first_layer is a string key; sources.parse reads JSON objects.)
-GAUSSIAN_DERIVATIVES = json.dumps({"source": "hybrid", "groups": [
-    [{"source": "fixed", "bank": "gaussian_derivatives",
-      "options": {"order": 3, "sigmas": [1.0, 1.6, 2.5]}}, 30],
-    [{"source": "fixed", "bank": "log", "options": {"sigmas": [1.0, 2.0]}}, 2]]})
+GAUSSIAN_DERIVATIVES = json.dumps(
+  {
+    "source": "hybrid",
+    "groups": [
+      [
+        {
+          "source": "fixed",
+          "bank": "gaussian_derivatives",
+          "options": {"order": 3, "sigmas": [1.0, 1.6, 2.5]},
+        },
+        30,
+      ],
+      [{"source": "fixed", "bank": "log", "options": {"sigmas": [1.0, 2.0]}}, 2],
+    ],
+  }
+)
 ARMS = {
-    "free": "free",  # LeCun-normal init, learned
-    "free_gabor_init": "free:init=gabor",  # the fixed Gabor bank as init, then learned
-    "gabor": "gabor",  # parametric Gabor: orientation, frequency, width, ... learned
-    "fixed_gabor": "fixed:gabor",  # 8 orientations x 2 scales x 2 phases, frozen
-    "fixed_classic": "fixed:classic_scales",  # Sobel, Prewitt, Scharr, Laplacian, blurs ...
-    "fixed_gaussian_derivatives": GAUSSIAN_DERIVATIVES,
-    "fixed_dct": "fixed:dct",  # the 32 lowest-frequency 2-D DCT basis functions
-    "random": "random",  # He-normal, frozen, drawn from the run's seed
-    "hybrid": "hybrid",  # 16 parametric Gabor + 16 free
+  "free": "free",  # LeCun-normal init, learned
+  "free_gabor_init": "free:init=gabor",  # the fixed Gabor bank as init, then learned
+  "gabor": "gabor",  # parametric Gabor: orientation, frequency, width, ... learned
+  "fixed_gabor": "fixed:gabor",  # 8 orientations x 2 scales x 2 phases, frozen
+  "fixed_classic": "fixed:classic_scales",  # Sobel, Prewitt, Scharr, Laplacian, blurs ...
+  "fixed_gaussian_derivatives": GAUSSIAN_DERIVATIVES,
+  "fixed_dct": "fixed:dct",  # the 32 lowest-frequency 2-D DCT basis functions
+  "random": "random",  # He-normal, frozen, drawn from the run's seed
+  "hybrid": "hybrid",  # 16 parametric Gabor + 16 free
 }
 SIZES = (100, 1_000, 10_000, 60_000)
 SEEDS = (0, 1, 2)
@@ -85,13 +97,18 @@ def budget(size: int) -> dict:
   """The overrides that set a training size's batch, length and cadences."""
   batch, epochs = BUDGETS[size]
   steps = int(epochs * size / batch)
-  return {"data.train_size": 0 if size == 60_000 else size, "batch_size": batch,
-          "num_epochs": epochs, "optim.warmup_epochs": 0.05 * epochs,
-          "eval_every_epochs": epochs / EVALS_PER_RUN, "checkpoint.every_epochs": epochs / 2,
-          "log_every_steps": max(1, steps // 50),
-          "tracking.scalars_every_steps": max(1, steps // 50),
-          "tracking.filters_every_steps": steps,
-          "robustness.after_training": size in ROBUSTNESS_SIZES}
+  return {
+    "data.train_size": 0 if size == 60_000 else size,
+    "batch_size": batch,
+    "num_epochs": epochs,
+    "optim.warmup_epochs": 0.05 * epochs,
+    "eval_every_epochs": epochs / EVALS_PER_RUN,
+    "checkpoint.every_epochs": epochs / 2,
+    "log_every_steps": max(1, steps // 50),
+    "tracking.scalars_every_steps": max(1, steps // 50),
+    "tracking.filters_every_steps": steps,
+    "robustness.after_training": size in ROBUSTNESS_SIZES,
+  }
 
 
 def apply_budget(config, size: int) -> None:
@@ -103,5 +120,9 @@ def sweep():
   for point in product({"size": SIZES, "seed": SEEDS, "arm": list(ARMS)}):
     # Factors first: the runner names points by them; the budget keys follow the size.
     size = point["size"]
-    yield {"data.train_size": 0 if size == 60_000 else size, "seed": point["seed"],
-           "model.first_layer": ARMS[point["arm"]], **budget(size)}
+    yield {
+      "data.train_size": 0 if size == 60_000 else size,
+      "seed": point["seed"],
+      "model.first_layer": ARMS[point["arm"]],
+      **budget(size),
+    }

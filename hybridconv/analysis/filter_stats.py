@@ -117,13 +117,16 @@ def spectral_peak(kernels: ArrayLike, pad: int | None = None) -> SpectralPeak:
   theta = jnp.mod(jnp.arctan2(peak_fy, peak_fx), jnp.pi)
   frequency = jnp.hypot(peak_fx, peak_fy)
   radius = 1.0 / max(kernels.shape[:2])
+
   # Distances on the periodic frequency torus, to the peak and to its mirror.
   def torus_distance(cx, cy):
     dx = jnp.mod(fx.ravel()[:, None] - cx + 0.5, 1.0) - 0.5
     dy = jnp.mod(fy.ravel()[:, None] - cy + 0.5, 1.0) - 0.5
     return jnp.hypot(dx, dy)
-  near = ((torus_distance(peak_fx, peak_fy) <= radius)
-          | (torus_distance(-peak_fx, -peak_fy) <= radius))
+
+  near = (torus_distance(peak_fx, peak_fy) <= radius) | (
+    torus_distance(-peak_fx, -peak_fy) <= radius
+  )
   total = flat.sum(axis=0)
   empty = total <= _EMPTY
   fraction = jnp.where(empty, 0.0, jnp.sum(flat * near, axis=0) / jnp.where(empty, 1.0, total))
@@ -184,8 +187,10 @@ def orientation_selectivity(kernels: ArrayLike, pad: int | None = None) -> Array
 
 
 def frequency_energy(
-    kernels: ArrayLike, edges: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 0.75),
-    pad: int | None = None) -> Array:
+  kernels: ArrayLike,
+  edges: tuple[float, ...] = (0.0, 0.0625, 0.125, 0.25, 0.5, 0.75),
+  pad: int | None = None,
+) -> Array:
   """Fraction of each kernel's energy (DC included) in radial frequency bands.
 
   Band ``j`` holds radii in ``[edges[j], edges[j+1])`` cycles/pixel; the
@@ -200,8 +205,10 @@ def frequency_energy(
   pad = default_pad(kernels.shape) if pad is None else pad
   power = power_spectrum(kernels, pad)
   _, radius = _angles_and_radii(pad)
-  band = np.stack([(radius >= lo) & (radius < hi)
-                   for lo, hi in zip(edges_arr[:-1], edges_arr[1:], strict=True)], -1)
+  band = np.stack(
+    [(radius >= lo) & (radius < hi) for lo, hi in zip(edges_arr[:-1], edges_arr[1:], strict=True)],
+    -1,
+  )
   energy = jnp.einsum("hwj,hw...->j...", band.astype(np.float32), power)
   total = power.sum(axis=(0, 1))
   return energy / jnp.where(total <= _EMPTY, 1.0, total)
@@ -225,10 +232,10 @@ def gabor_likeness(r2: ArrayLike, thresholds: tuple[float, ...] = (0.5, 0.8)) ->
     bad = int(np.sum(~np.isfinite(values)))
     raise ValueError(f"r2 must be finite, got {bad} non-finite values")
   summary = {
-      "r2_mean": float(values.mean()),
-      "r2_median": float(np.median(values)),
-      "r2_q25": float(np.quantile(values, 0.25)),
-      "r2_q75": float(np.quantile(values, 0.75)),
+    "r2_mean": float(values.mean()),
+    "r2_median": float(np.median(values)),
+    "r2_q25": float(np.quantile(values, 0.25)),
+    "r2_q75": float(np.quantile(values, 0.75)),
   }
   for t in thresholds:
     summary[f"frac_r2_above_{t:g}"] = float(np.mean(values > t))

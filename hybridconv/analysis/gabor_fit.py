@@ -79,9 +79,18 @@ class GaborFit(NamedTuple):
   r2: Array
 
 
-def _check_settings(kernel_size, num_orientations, frequencies, steps, refine_steps,
-                    frequency_range, sigma_range, gamma_range, fit_centre,
-                    fit_offset) -> gabor_lm.FitConfig:
+def _check_settings(
+  kernel_size,
+  num_orientations,
+  frequencies,
+  steps,
+  refine_steps,
+  frequency_range,
+  sigma_range,
+  gamma_range,
+  fit_centre,
+  fit_offset,
+) -> gabor_lm.FitConfig:
   """Validates the fit settings up front and returns the hashable config."""
   if int(num_orientations) != num_orientations or num_orientations < 1:
     raise ValueError(f"num_orientations must be a positive int, got {num_orientations!r}")
@@ -97,32 +106,43 @@ def _check_settings(kernel_size, num_orientations, frequencies, steps, refine_st
   frequencies = tuple(float(f) for f in np.atleast_1d(np.asarray(frequencies, np.float64)))
   if not frequencies or not all(freq_bounds.low <= f <= freq_bounds.high for f in frequencies):
     raise ValueError(
-        f"frequencies must be a non-empty sequence inside frequency_range "
-        f"[{freq_bounds.low}, {freq_bounds.high}] cycles/pixel, got {frequencies}")
-  cfg = gabor_lm.FitConfig(kernel_size, int(num_orientations), frequencies, int(steps),
-                           int(refine_steps), bool(fit_centre), bool(fit_offset), freq_bounds,
-                           sigma_bounds, gamma_bounds)
+      f"frequencies must be a non-empty sequence inside frequency_range "
+      f"[{freq_bounds.low}, {freq_bounds.high}] cycles/pixel, got {frequencies}"
+    )
+  cfg = gabor_lm.FitConfig(
+    kernel_size,
+    int(num_orientations),
+    frequencies,
+    int(steps),
+    int(refine_steps),
+    bool(fit_centre),
+    bool(fit_offset),
+    freq_bounds,
+    sigma_bounds,
+    gamma_bounds,
+  )
   needed = 2 * (cfg.num_shape + cfg.num_linear)
   if min(kernel_size) < 3 or math.prod(kernel_size) < needed:
     raise ValueError(
-        f"kernels of {kernel_size[0]}x{kernel_size[1]} pixels are too small to fit a Gabor's "
-        f"{cfg.num_shape + cfg.num_linear} parameters: need >= 3 pixels a side and >= {needed} "
-        "pixels (fit_centre=False and fit_offset=False lower the count)")
+      f"kernels of {kernel_size[0]}x{kernel_size[1]} pixels are too small to fit a Gabor's "
+      f"{cfg.num_shape + cfg.num_linear} parameters: need >= 3 pixels a side and >= {needed} "
+      "pixels (fit_centre=False and fit_offset=False lower the count)"
+    )
   return cfg
 
 
 def fit_gabor(
-    kernels: ArrayLike,
-    *,
-    num_orientations: int = 8,
-    frequencies: tuple[float, ...] = (0.08, 0.16, 0.32),
-    steps: int = 10,
-    refine_steps: int = 30,
-    fit_centre: bool = True,
-    fit_offset: bool = False,
-    frequency_range: tuple[float, float] = (0.02, 0.49),
-    sigma_range: tuple[float, float] | None = None,
-    gamma_range: tuple[float, float] = (0.25, 4.0),
+  kernels: ArrayLike,
+  *,
+  num_orientations: int = 8,
+  frequencies: tuple[float, ...] = (0.08, 0.16, 0.32),
+  steps: int = 10,
+  refine_steps: int = 30,
+  fit_centre: bool = True,
+  fit_offset: bool = False,
+  frequency_range: tuple[float, float] = (0.02, 0.49),
+  sigma_range: tuple[float, float] | None = None,
+  gamma_range: tuple[float, float] = (0.25, 4.0),
 ) -> GaborFit:
   """Fits a real Gabor to each 2-D kernel (multi-start variable-projection LM).
 
@@ -161,9 +181,18 @@ def fit_gabor(
   batch = kernels.shape[2:]
   if math.prod(batch) == 0:
     raise ValueError(f"no kernels to fit: kernels has shape {kernels.shape}")
-  cfg = _check_settings(kernel_size_2d(kernels.shape[:2]), num_orientations, frequencies, steps,
-                        refine_steps, frequency_range, sigma_range, gamma_range, fit_centre,
-                        fit_offset)
+  cfg = _check_settings(
+    kernel_size_2d(kernels.shape[:2]),
+    num_orientations,
+    frequencies,
+    steps,
+    refine_steps,
+    frequency_range,
+    sigma_range,
+    gamma_range,
+    fit_centre,
+    fit_offset,
+  )
   flat = kernels.reshape(kernels.shape[:2] + (-1,))
   n = flat.shape[-1]
   # Zero kernels pad the batch so nearby sizes share one compiled fit; they
@@ -250,9 +279,9 @@ def _filter_r2(kernel: Array, reconstruction: Array) -> Array:
 
 
 def fit_conv_kernel(
-    kernel_hwio: ArrayLike,
-    mode: Literal["dominant", "per_channel"] = "dominant",
-    **fit_options: Any,
+  kernel_hwio: ArrayLike,
+  mode: Literal["dominant", "per_channel"] = "dominant",
+  **fit_options: Any,
 ) -> ConvGaborFit:
   """Fits Gabors to a conv kernel's filters, handling their input channels.
 
@@ -281,10 +310,10 @@ def fit_conv_kernel(
 
 
 def layer_gabor_summary(
-    kernel_hwio: ArrayLike,
-    mode: Literal["dominant", "per_channel"] = "dominant",
-    thresholds: tuple[float, ...] = (0.5, 0.8),
-    **fit_options: Any,
+  kernel_hwio: ArrayLike,
+  mode: Literal["dominant", "per_channel"] = "dominant",
+  thresholds: tuple[float, ...] = (0.5, 0.8),
+  **fit_options: Any,
 ) -> dict[str, float]:
   """A conv layer's Gabor-likeness as plain floats, ready for a logger.
 
@@ -307,9 +336,12 @@ def layer_gabor_summary(
   return fit_summary(result, kernel_hwio, mode, thresholds)
 
 
-def fit_summary(result: ConvGaborFit, kernel_hwio: ArrayLike,
-                mode: Literal["dominant", "per_channel"] = "dominant",
-                thresholds: tuple[float, ...] = (0.5, 0.8)) -> dict[str, float]:
+def fit_summary(
+  result: ConvGaborFit,
+  kernel_hwio: ArrayLike,
+  mode: Literal["dominant", "per_channel"] = "dominant",
+  thresholds: tuple[float, ...] = (0.5, 0.8),
+) -> dict[str, float]:
   """:func:`layer_gabor_summary` of an existing fit (callers that also need per-filter values)."""
   summary = filter_stats.gabor_likeness(result.r2_filter, thresholds)
   kernel = _check_hwio(kernel_hwio)
@@ -318,13 +350,16 @@ def fit_summary(result: ConvGaborFit, kernel_hwio: ArrayLike,
     strongest = jnp.argmax(jnp.sum(kernel**2, axis=(0, 1)), axis=0)
     cycles = jnp.take_along_axis(cycles, strongest[None], axis=0)[0]
   summary["frac_r2_above_0.5_blob_or_edge"] = float(
-      jnp.mean((result.r2_filter > 0.5) & (cycles < _BLOB_CYCLES)))
+    jnp.mean((result.r2_filter > 0.5) & (cycles < _BLOB_CYCLES))
+  )
   summary["frequency_median"] = float(jnp.median(result.fit.frequency))
   spatial = kernel if mode == "per_channel" else dominant_component(kernel)[0]
   summary["orientation_selectivity_mean"] = float(
-      jnp.mean(filter_stats.orientation_selectivity(spatial)))
+    jnp.mean(filter_stats.orientation_selectivity(spatial))
+  )
   summary["spectral_peak_fraction_mean"] = float(
-      jnp.mean(filter_stats.spectral_peak(spatial).peak_fraction))
+    jnp.mean(filter_stats.spectral_peak(spatial).peak_fraction)
+  )
   if result.colour_energy is not None:
     summary["colour_energy_mean"] = float(jnp.mean(result.colour_energy))
   return summary

@@ -145,8 +145,10 @@ def _residual(raw: Array, target: Array, cfg: FitConfig) -> Array:
 
 
 def _levenberg_marquardt(
-    raw: Array, target: Array, cfg: FitConfig, steps: int) -> tuple[Array, Array]:
+  raw: Array, target: Array, cfg: FitConfig, steps: int
+) -> tuple[Array, Array]:
   """``steps`` damped Gauss-Newton iterations from ``raw``; returns (raw, cost)."""
+
   def with_aux(p):
     r = _residual(p, target, cfg)
     return r, r
@@ -174,10 +176,10 @@ def _levenberg_marquardt(
 def _raw_from_shape(theta, frequency, sigma, gamma, cx, cy, cfg: FitConfig) -> Array:
   """Inverse of :func:`_shape_from_raw` (values clipped just inside their bounds)."""
   columns = [
-      theta,
-      constraints.bounded_log_inverse(frequency, cfg.frequency),
-      constraints.bounded_log_inverse(sigma, cfg.sigma),
-      constraints.bounded_log_inverse(gamma, cfg.gamma),
+    theta,
+    constraints.bounded_log_inverse(frequency, cfg.frequency),
+    constraints.bounded_log_inverse(sigma, cfg.sigma),
+    constraints.bounded_log_inverse(gamma, cfg.gamma),
   ]
   if cfg.fit_centre:
     half_h, half_w = ((s - 1) / 2 for s in cfg.kernel_size)
@@ -228,7 +230,8 @@ def _fit_normalised(kernels: Array, cfg: FitConfig) -> dict[str, Array]:
 
 
 def _finish(
-    raw: Array, sse: Array, targets: Array, scale: Array, cfg: FitConfig) -> dict[str, Array]:
+  raw: Array, sse: Array, targets: Array, scale: Array, cfg: FitConfig
+) -> dict[str, Array]:
   """Linear parameters, canonical (theta, psi), and R^2 from the best raw shapes."""
   theta, frequency, sigma, gamma, cx, cy = jax.vmap(lambda p: _shape_from_raw(p, cfg))(raw)
   coef = jax.vmap(lambda p, t: _linear_solve(_basis(p, cfg), t))(raw, targets)
@@ -245,13 +248,20 @@ def _finish(
   flat = sst <= _FLAT * jnp.sum(targets**2, axis=1) + 1e-30
   r2 = jnp.where(flat, 0.0, 1.0 - sse / jnp.where(flat, 1.0, sst))
   return dict(
-      theta=theta, frequency=frequency, sigma=sigma, gamma=gamma,
-      psi=constraints.wrap_phase(psi), amplitude=jnp.hypot(a, b) * scale, offset=offset,
-      centre_x=cx, centre_y=cy, r2=r2)
+    theta=theta,
+    frequency=frequency,
+    sigma=sigma,
+    gamma=gamma,
+    psi=constraints.wrap_phase(psi),
+    amplitude=jnp.hypot(a, b) * scale,
+    offset=offset,
+    centre_x=cx,
+    centre_y=cy,
+    r2=r2,
+  )
 
 
 @functools.lru_cache(maxsize=32)
 def compiled_fit(cfg: FitConfig):
   """One jitted fit per settings (and, through jit's own cache, per batch size)."""
   return jax.jit(functools.partial(_fit_normalised, cfg=cfg))
-

@@ -50,8 +50,9 @@ def phase_randomized(kernels: ArrayLike, key: Array) -> Array:
   """
   kernels = jnp.asarray(kernels, jnp.float32)
   if kernels.ndim not in (3, 4):
-    raise ValueError(f"kernels must have shape (kh, kw, cin, cout) or (kh, kw, n), got shape "
-                     f"{kernels.shape}")
+    raise ValueError(
+      f"kernels must have shape (kh, kw, cin, cout) or (kh, kw, n), got shape {kernels.shape}"
+    )
   hwio = kernels if kernels.ndim == 4 else kernels[:, :, None, :]
   kh, kw, _, cout = hwio.shape
   noise = jax.random.normal(key, (kh, kw, 1, cout), jnp.float32)
@@ -63,9 +64,13 @@ def phase_randomized(kernels: ArrayLike, key: Array) -> Array:
   return surrogate if kernels.ndim == 4 else surrogate[:, :, 0, :]
 
 
-def null_scores(kernels: ArrayLike, key: Array, num_draws: int = 1,
-                mode: Literal["dominant", "per_channel"] = "dominant",
-                **fit_options: Any) -> np.ndarray:
+def null_scores(
+  kernels: ArrayLike,
+  key: Array,
+  num_draws: int = 1,
+  mode: Literal["dominant", "per_channel"] = "dominant",
+  **fit_options: Any,
+) -> np.ndarray:
   """R^2 of Gabor fits to ``num_draws`` phase-randomised copies of each filter.
 
   Args:
@@ -89,8 +94,8 @@ def null_scores(kernels: ArrayLike, key: Array, num_draws: int = 1,
     raise ValueError(f"kernels must have shape (kh, kw, cin, cout), got shape {kernels.shape}")
   cout = kernels.shape[-1]
   surrogates = jnp.concatenate(
-      [phase_randomized(kernels, jax.random.fold_in(key, d)) for d in range(int(num_draws))],
-      axis=-1)
+    [phase_randomized(kernels, jax.random.fold_in(key, d)) for d in range(int(num_draws))], axis=-1
+  )
   # One batched fit for all draws: the fitter compiles per batch-size bucket.
   result = gabor_fit.fit_conv_kernel(surrogates, mode, **fit_options)
   return np.asarray(result.r2_filter, np.float64).reshape(int(num_draws), cout)
@@ -102,5 +107,4 @@ def null_summary(r2: ArrayLike) -> dict[str, float]:
   if values.size == 0:
     raise ValueError("null_summary needs at least one score")
   q25, median, q75 = np.quantile(values, (0.25, 0.5, 0.75))
-  return {"null_r2_median": float(median), "null_r2_q25": float(q25),
-          "null_r2_q75": float(q75)}
+  return {"null_r2_median": float(median), "null_r2_q25": float(q25), "null_r2_q75": float(q75)}

@@ -20,16 +20,16 @@ from hybridconv.data.pipeline import Pipeline, build_pipeline, check_config, loa
 from hybridconv.data.streaming import ArraySource, StreamingPipeline
 
 __all__ = [
-    "ArrayDataset",
-    "ArraySource",
-    "Augment",
-    "DecodeConfig",
-    "DevicePipeline",
-    "Pipeline",
-    "StreamingPipeline",
-    "build_pipeline",
-    "check_config",
-    "load_dataset",
-    "open_imagefolder",
-    "write_class_names",
+  "ArrayDataset",
+  "ArraySource",
+  "Augment",
+  "DecodeConfig",
+  "DevicePipeline",
+  "Pipeline",
+  "StreamingPipeline",
+  "build_pipeline",
+  "check_config",
+  "load_dataset",
+  "open_imagefolder",
+  "write_class_names",
 ]

@@ -44,12 +44,14 @@ class Augment:
   horizontal_flip: bool = False
 
   def __post_init__(self):
-    if isinstance(self.crop_padding, bool) or int(self.crop_padding) != self.crop_padding or (
-        self.crop_padding < 0):
+    if (
+      isinstance(self.crop_padding, bool)
+      or int(self.crop_padding) != self.crop_padding
+      or (self.crop_padding < 0)
+    ):
       raise ValueError(f"data.augment.crop_padding must be an int >= 0, got {self.crop_padding!r}")
     if not isinstance(self.horizontal_flip, bool | np.bool_):
-      raise ValueError(
-          f"data.augment.horizontal_flip must be a bool, got {self.horizontal_flip!r}")
+      raise ValueError(f"data.augment.horizontal_flip must be a bool, got {self.horizontal_flip!r}")
 
   @classmethod
   def from_config(cls, config: Any) -> Augment:
@@ -75,7 +77,7 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   total = np.zeros(channels, np.float64)
   total_sq = np.zeros(channels, np.float64)
   for start in range(0, len(images), _STATS_CHUNK):
-    chunk = images[start:start + _STATS_CHUNK].reshape(-1, channels).astype(np.float64)
+    chunk = images[start : start + _STATS_CHUNK].reshape(-1, channels).astype(np.float64)
     total += chunk.sum(0)
     total_sq += (chunk * chunk).sum(0)
   count = images.size // channels
@@ -124,8 +126,9 @@ def normalise(images: Array, mean: Array, std: Array) -> Array:
   return (images.astype(jnp.float32) * (1 / 255) - mean) / std
 
 
-def prepare_batch(images: Array, key: Array | None, mean: Array, std: Array,
-                  config: Augment) -> Array:
+def prepare_batch(
+  images: Array, key: Array | None, mean: Array, std: Array, config: Augment
+) -> Array:
   """Augments (when ``key`` is given and something is enabled) and normalises a batch."""
   if key is not None and config.enabled:
     images = augment(images, key, config)

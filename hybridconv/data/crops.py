@@ -33,8 +33,13 @@ def crop_rng(seed: int, step: int, index: int) -> np.random.Generator:
   return np.random.default_rng([_CROP_STREAM, int(seed), int(step), int(index)])
 
 
-def random_resized_box(rng: np.random.Generator, height: int, width: int,
-                       scale: tuple[float, float], ratio: tuple[float, float]) -> Box:
+def random_resized_box(
+  rng: np.random.Generator,
+  height: int,
+  width: int,
+  scale: tuple[float, float],
+  ratio: tuple[float, float],
+) -> Box:
   """A random box of ``scale`` of the area and aspect ``ratio`` (torchvision's algorithm)."""
   area = height * width
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -76,13 +81,14 @@ def resize_box(pixels: np.ndarray, box: Box, size: int) -> np.ndarray:
   """
   top, left, h, w = (int(round(v)) for v in box)
   h, w = max(h, 1), max(w, 1)
-  region = pixels[top:top + h, left:left + w]
+  region = pixels[top : top + h, left : left + w]
   interpolation = cv2.INTER_AREA if min(h, w) > 2 * size else cv2.INTER_LINEAR
   return cv2.resize(region, (size, size), interpolation=interpolation)
 
 
-def _resize_box(data: bytes | np.ndarray, box_fn, size: int, decoder=decode.decode_rgb
-                ) -> np.ndarray:
+def _resize_box(
+  data: bytes | np.ndarray, box_fn, size: int, decoder=decode.decode_rgb
+) -> np.ndarray:
   """Decodes (reduced where possible), then resizes the box from ``box_fn(h, w)`` to size."""
   if isinstance(data, np.ndarray) and data.dtype.kind in "OSV":
     data = data.item()  # encoded bytes held in a 0-d array (TFDS's numpy parser)
@@ -93,15 +99,23 @@ def _resize_box(data: bytes | np.ndarray, box_fn, size: int, decoder=decode.deco
   height, width = decode.image_size(data)
   top, left, h, w = box_fn(height, width)
   # Ask for enough pixels that the box still has >= size pixels per side.
-  pixels = decoder(data, min_height=math.ceil(height * size / h),
-                   min_width=math.ceil(width * size / w))
+  pixels = decoder(
+    data, min_height=math.ceil(height * size / h), min_width=math.ceil(width * size / w)
+  )
   sy, sx = pixels.shape[0] / height, pixels.shape[1] / width
   return resize_box(pixels, (top * sy, left * sx, h * sy, w * sx), size)
 
 
-def train_crop(data: bytes | np.ndarray, rng: np.random.Generator, *, size: int,
-               scale: tuple[float, float], ratio: tuple[float, float],
-               flip: bool, decoder=decode.decode_rgb) -> np.ndarray:
+def train_crop(
+  data: bytes | np.ndarray,
+  rng: np.random.Generator,
+  *,
+  size: int,
+  scale: tuple[float, float],
+  ratio: tuple[float, float],
+  flip: bool,
+  decoder=decode.decode_rgb,
+) -> np.ndarray:
   """Random-resized crop (and flip) of one image to ``uint8 (size, size, 3)``.
 
   ``decoder(data, min_height, min_width)`` is :func:`decode.decode_rgb`; the
@@ -110,8 +124,7 @@ def train_crop(data: bytes | np.ndarray, rng: np.random.Generator, *, size: int,
   Raises:
     decode.DecodeError: the image cannot be decoded.
   """
-  out = _resize_box(data, lambda h, w: random_resized_box(rng, h, w, scale, ratio), size,
-                    decoder)
+  out = _resize_box(data, lambda h, w: random_resized_box(rng, h, w, scale, ratio), size, decoder)
   if flip and rng.random() < 0.5:
     out = out[:, ::-1]
   return out

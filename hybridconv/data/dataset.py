@@ -42,8 +42,9 @@ class ArrayDataset:
       check_split(self.name, split, images, labels, self.num_classes)
     if self.train_images.shape[1:] != self.test_images.shape[1:]:
       raise ValueError(
-          f"{self.name}: train images have shape {self.train_images.shape[1:]} per example but "
-          f"test images {self.test_images.shape[1:]}; they must agree")
+        f"{self.name}: train images have shape {self.train_images.shape[1:]} per example but "
+        f"test images {self.test_images.shape[1:]}; they must agree"
+      )
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -51,18 +52,21 @@ class ArrayDataset:
     return tuple(self.train_images.shape[1:])
 
 
-def check_split(name: str, split: str, images: np.ndarray, labels: np.ndarray,
-                num_classes: int) -> None:
+def check_split(
+  name: str, split: str, images: np.ndarray, labels: np.ndarray, num_classes: int
+) -> None:
   """Refuses arrays of the wrong dtype or rank, count mismatches and out-of-range labels."""
   where = f"{name} {split}"
   if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
     raise ValueError(
-        f"{where}: images must be a uint8 numpy array of shape (N, H, W, C), got "
-        f"{type(images).__name__} {getattr(images, 'dtype', '?')} {getattr(images, 'shape', '?')}")
+      f"{where}: images must be a uint8 numpy array of shape (N, H, W, C), got "
+      f"{type(images).__name__} {getattr(images, 'dtype', '?')} {getattr(images, 'shape', '?')}"
+    )
   if not isinstance(labels, np.ndarray) or labels.dtype != np.int32 or labels.ndim != 1:
     raise ValueError(
-        f"{where}: labels must be an int32 numpy array of shape (N,), got "
-        f"{type(labels).__name__} {getattr(labels, 'dtype', '?')} {getattr(labels, 'shape', '?')}")
+      f"{where}: labels must be an int32 numpy array of shape (N,), got "
+      f"{type(labels).__name__} {getattr(labels, 'dtype', '?')} {getattr(labels, 'shape', '?')}"
+    )
   if len(images) != len(labels):
     raise ValueError(f"{where}: {len(images)} images but {len(labels)} labels; counts must match")
   if len(images) == 0:
@@ -70,4 +74,5 @@ def check_split(name: str, split: str, images: np.ndarray, labels: np.ndarray,
   low, high = int(labels.min()), int(labels.max())
   if low < 0 or high >= num_classes:
     raise ValueError(
-        f"{where}: labels must lie in [0, {num_classes}), found values from {low} to {high}")
+      f"{where}: labels must lie in [0, {num_classes}), found values from {low} to {high}"
+    )

@@ -81,8 +81,9 @@ def decode_rgb(data: bytes, min_height: int = 0, min_width: int = 0) -> np.ndarr
   if is_jpeg(data):
     try:
       # min_factor=2: scalings between 1/2 and 1 (e.g. 7/8) decode slower than full size.
-      return simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=min_height,
-                                    min_width=min_width, min_factor=2)
+      return simplejpeg.decode_jpeg(
+        data, colorspace="RGB", min_height=min_height, min_width=min_width, min_factor=2
+      )
     except ValueError:
       pass  # CMYK/YCCK or a damaged file: Pillow converts the first and refuses the second
   return decode_rgb_pillow(data, min_height, min_width)

@@ -46,8 +46,10 @@ Batch = dict[str, Array]
 def data_axis_size(mesh: Mesh) -> int:
   """Size of the mesh axis ``'data'`` over which batches are split."""
   if DATA_AXIS not in mesh.shape:
-    raise ValueError(f"the mesh needs an axis named {DATA_AXIS!r} to shard batches over; it has "
-                     f"axes {tuple(mesh.shape)}")
+    raise ValueError(
+      f"the mesh needs an axis named {DATA_AXIS!r} to shard batches over; it has "
+      f"axes {tuple(mesh.shape)}"
+    )
   return int(mesh.shape[DATA_AXIS])
 
 
@@ -56,8 +58,10 @@ def check_batch_size(what: str, batch_size: int, num_shards: int) -> None:
   if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
     raise ValueError(f"{what} must be a positive int, got {batch_size!r}")
   if batch_size % num_shards:
-    raise ValueError(f"{what}={batch_size} is not divisible by the {num_shards} devices of the "
-                     f"mesh axis {DATA_AXIS!r}; use a multiple of {num_shards}")
+    raise ValueError(
+      f"{what}={batch_size} is not divisible by the {num_shards} devices of the "
+      f"mesh axis {DATA_AXIS!r}; use a multiple of {num_shards}"
+    )
 
 
 def check_step(step: int) -> int:
@@ -71,8 +75,9 @@ def put_replicated(array: np.ndarray, sharding: NamedSharding) -> Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
-def pad_to_multiple(images: np.ndarray, labels: np.ndarray, multiple: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pad_to_multiple(
+  images: np.ndarray, labels: np.ndarray, multiple: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Zero-pads an eval split to a multiple of the batch size; returns (images, labels, mask)."""
   num = len(labels)
   padded = -(-num // multiple) * multiple
@@ -87,8 +92,9 @@ def _epoch_permutation(seed, epoch, *, num_examples: int) -> Array:
   return jax.random.permutation(key, num_examples)
 
 
-def _train_batch(images, labels, permutation, mean, std, seed, step, offset, *,
-                 batch_size: int, augment: Augment) -> Batch:
+def _train_batch(
+  images, labels, permutation, mean, std, seed, step, offset, *, batch_size: int, augment: Augment
+) -> Batch:
   indices = jax.lax.dynamic_slice_in_dim(permutation, offset, batch_size)
   key = augment_key(jax.random.key(seed), step)
   batch_images = prepare_batch(jnp.take(images, indices, axis=0), key, mean, std, augment)
@@ -97,8 +103,11 @@ def _train_batch(images, labels, permutation, mean, std, seed, step, offset, *,
 
 def _eval_batch(images, labels, mask, mean, std, offset, *, batch_size: int) -> Batch:
   take = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=offset, slice_size=batch_size)
-  return {"image": prepare_batch(take(images), None, mean, std, Augment()),
-          "label": take(labels), "mask": take(mask)}
+  return {
+    "image": prepare_batch(take(images), None, mean, std, Augment()),
+    "label": take(labels),
+    "mask": take(mask),
+  }
 
 
 # Cached so that pipelines with the same settings share one compiled program.
@@ -107,14 +116,16 @@ def _eval_batch(images, labels, mask, mean, std, offset, *, batch_size: int) -> 
 # processes.
 @functools.cache
 def _jitted_permutation(num_examples: int, sharding: NamedSharding):
-  return jax.jit(functools.partial(_epoch_permutation, num_examples=num_examples),
-                 out_shardings=sharding)
+  return jax.jit(
+    functools.partial(_epoch_permutation, num_examples=num_examples), out_shardings=sharding
+  )
 
 
 @functools.cache
 def _jitted_train_batch(batch_size: int, augment: Augment, sharding: NamedSharding):
-  return jax.jit(functools.partial(_train_batch, batch_size=batch_size, augment=augment),
-                 out_shardings=sharding)
+  return jax.jit(
+    functools.partial(_train_batch, batch_size=batch_size, augment=augment), out_shardings=sharding
+  )
 
 
 @functools.cache
@@ -136,15 +147,25 @@ class DevicePipeline:
       :class:`Augment`, or None for no augmentation.
   """
 
-  def __init__(self, dataset: ArrayDataset, *, global_batch_size: int, eval_batch_size: int,
-               seed: int, mesh: Mesh, augment_config=None):
+  def __init__(
+    self,
+    dataset: ArrayDataset,
+    *,
+    global_batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+    mesh: Mesh,
+    augment_config=None,
+  ):
     num_shards = data_axis_size(mesh)
     check_batch_size("global_batch_size", global_batch_size, num_shards)
     check_batch_size("eval_batch_size", eval_batch_size, num_shards)
     num_train = len(dataset.train_labels)
     if global_batch_size > num_train:
-      raise ValueError(f"global_batch_size={global_batch_size} exceeds the {num_train} training "
-                       f"examples of {dataset.name}")
+      raise ValueError(
+        f"global_batch_size={global_batch_size} exceeds the {num_train} training "
+        f"examples of {dataset.name}"
+      )
     self.augment = Augment.from_config(augment_config)
     self.num_classes = dataset.num_classes
     self.image_shape = dataset.image_shape
@@ -158,8 +179,9 @@ class DevicePipeline:
 
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-    self._train = tuple(put_replicated(a, replicated)
-                        for a in (dataset.train_images, dataset.train_labels))
+    self._train = tuple(
+      put_replicated(a, replicated) for a in (dataset.train_images, dataset.train_labels)
+    )
     eval_arrays = pad_to_multiple(dataset.test_images, dataset.test_labels, self.eval_batch_size)
     self.num_eval_batches = len(eval_arrays[1]) // self.eval_batch_size
     self._eval = tuple(put_replicated(a, replicated) for a in eval_arrays)
@@ -186,8 +208,14 @@ class DevicePipeline:
     """
     step = check_step(step)
     epoch, position = divmod(step, self.steps_per_epoch)
-    return self._train_fn(*self._train, self.epoch_permutation(epoch), *self._stats,
-                          self.seed, step, position * self.global_batch_size)
+    return self._train_fn(
+      *self._train,
+      self.epoch_permutation(epoch),
+      *self._stats,
+      self.seed,
+      step,
+      position * self.global_batch_size,
+    )
 
   def eval_batches(self) -> Iterator[Batch]:
     """The eval split in fixed order; ``'mask'`` is False on the last batch's padding."""

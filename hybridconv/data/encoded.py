@@ -54,13 +54,16 @@ class DecodeConfig:
         allowed = "an int >= 0 (-1 = one per core but one)" if key == "workers" else "an int >= 1"
         raise ValueError(f"data.decode.{key} must be {allowed}, got {value!r}")
     if self.eval_resize < self.image_size:
-      raise ValueError(f"data.decode.eval_resize={self.eval_resize} must be >= "
-                       f"data.decode.image_size={self.image_size} (it is resized, then cropped)")
+      raise ValueError(
+        f"data.decode.eval_resize={self.eval_resize} must be >= "
+        f"data.decode.image_size={self.image_size} (it is resized, then cropped)"
+      )
     for key, low, high in (("crop_scale", 0.0, 1.0), ("crop_ratio", 0.0, float("inf"))):
       pair = tuple(getattr(self, key))
       if len(pair) != 2 or not low < pair[0] <= pair[1] <= high:
-        raise ValueError(f"data.decode.{key} must be (low, high) with {low} < low <= high <= "
-                         f"{high}, got {pair!r}")
+        raise ValueError(
+          f"data.decode.{key} must be (low, high) with {low} < low <= high <= {high}, got {pair!r}"
+        )
 
   @classmethod
   def from_config(cls, config: Any, horizontal_flip: bool, cpu_count: int) -> DecodeConfig:
@@ -68,9 +71,14 @@ class DecodeConfig:
     workers = config.workers
     if workers == -1:
       workers = max(cpu_count - 1, 1)
-    return cls(image_size=config.image_size, eval_resize=config.eval_resize,
-               crop_scale=tuple(config.crop_scale), crop_ratio=tuple(config.crop_ratio),
-               horizontal_flip=bool(horizontal_flip), workers=workers)
+    return cls(
+      image_size=config.image_size,
+      eval_resize=config.eval_resize,
+      crop_scale=tuple(config.crop_scale),
+      crop_ratio=tuple(config.crop_ratio),
+      horizontal_flip=bool(horizontal_flip),
+      workers=workers,
+    )
 
 
 def _record_name(record: dict[str, Any], position: int) -> str:
@@ -113,17 +121,23 @@ class ImageBatches:
     for i, record in enumerate(records):
       rng = crops.crop_rng(self.seed, step, self.index_offset + i)
       try:
-        images[i] = crops.train_crop(record["image"], rng, size=c.image_size,
-                                     scale=c.crop_scale, ratio=c.crop_ratio,
-                                     flip=c.horizontal_flip)
+        images[i] = crops.train_crop(
+          record["image"],
+          rng,
+          size=c.image_size,
+          scale=c.crop_scale,
+          ratio=c.crop_ratio,
+          flip=c.horizontal_flip,
+        )
       except decode.DecodeError as e:
         logging.warning("skipping unreadable image (%s): %s", _record_name(record, i), e)
         bad.append(i)
         continue
       labels[i] = self._label(record)
     if len(bad) == size:
-      raise decode.DecodeError(f"every image of the {size}-image batch at step {step} is "
-                               "unreadable; check the data")
+      raise decode.DecodeError(
+        f"every image of the {size}-image batch at step {step} is unreadable; check the data"
+      )
     unreadable = set(bad)
     good = [i for i in range(size) if i not in unreadable]
     for i in bad:  # the next readable image of the batch, cyclically
@@ -146,19 +160,25 @@ class ImageBatches:
         mask[i] = False
         continue
       labels[i] = self._label(record)
-    return {"image": images, "label": labels, "mask": mask,
-            SKIPPED_KEY: np.int32(size - int(mask.sum()))}
+    return {
+      "image": images,
+      "label": labels,
+      "mask": mask,
+      SKIPPED_KEY: np.int32(size - int(mask.sum())),
+    }
 
 
-def sample_stats(source: Sequence[dict[str, Any]], num_examples: int,
-                 size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def sample_stats(
+  source: Sequence[dict[str, Any]], num_examples: int, size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
   """Channel mean/std from evenly strided records, centre-cropped small (cheap to decode).
 
   Per-channel statistics hardly depend on the resolution, and a small crop
   lets JPEGs decode at 1/8 scale. Unreadable records are left out.
   """
-  indices = np.unique(np.linspace(0, len(source) - 1, min(num_examples, len(source)))
-                      .round().astype(int))
+  indices = np.unique(
+    np.linspace(0, len(source) - 1, min(num_examples, len(source))).round().astype(int)
+  )
   images = []
   for i in indices:
     try:

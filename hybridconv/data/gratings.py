@@ -51,15 +51,24 @@ def _check_args(image_size, task, num_classes, noise, envelope_sigma, frequency_
     raise ValueError(f"gratings noise (pixel std in [0, 1] units) must be >= 0, got {noise!r}")
   if not envelope_sigma >= 0:
     raise ValueError(
-        f"gratings envelope_sigma must be >= 0 (0 = no window), got {envelope_sigma!r}")
+      f"gratings envelope_sigma must be >= 0 (0 = no window), got {envelope_sigma!r}"
+    )
   low, high = frequency_range
   if not 0 < low < high < 0.5:
-    raise ValueError(f"gratings frequency_range must satisfy 0 < low < high < 0.5 (Nyquist), "
-                     f"got {frequency_range!r}")
+    raise ValueError(
+      f"gratings frequency_range must satisfy 0 < low < high < 0.5 (Nyquist), "
+      f"got {frequency_range!r}"
+    )
 
 
-def sample_parameters(rng: np.random.Generator, num: int, *, task: str, num_classes: int,
-                      frequency_range: tuple[float, float]) -> dict[str, np.ndarray]:
+def sample_parameters(
+  rng: np.random.Generator,
+  num: int,
+  *,
+  task: str,
+  num_classes: int,
+  frequency_range: tuple[float, float],
+) -> dict[str, np.ndarray]:
   """Labels and grating parameters ``theta, frequency, psi`` (float64 arrays of length num)."""
   labels = rng.integers(0, num_classes, size=num)
   log_low, log_high = math.log(frequency_range[0]), math.log(frequency_range[1])
@@ -75,8 +84,14 @@ def sample_parameters(rng: np.random.Generator, num: int, *, task: str, num_clas
   return {"label": labels.astype(np.int32), "theta": theta, "frequency": frequency, "psi": psi}
 
 
-def render(params: dict[str, np.ndarray], *, image_size: int, envelope_sigma: float,
-           noise: float, rng: np.random.Generator) -> np.ndarray:
+def render(
+  params: dict[str, np.ndarray],
+  *,
+  image_size: int,
+  envelope_sigma: float,
+  noise: float,
+  rng: np.random.Generator,
+) -> np.ndarray:
   """uint8 ``(N, S, S, 1)`` images of the given gratings, with pixel noise."""
   # An infinite envelope width turns gabor_real into a full-field grating.
   sigma = envelope_sigma if envelope_sigma > 0 else math.inf
@@ -84,9 +99,15 @@ def render(params: dict[str, np.ndarray], *, image_size: int, envelope_sigma: fl
   images = np.empty((num, image_size, image_size, 1), np.uint8)
   for start in range(0, num, _CHUNK):
     part = slice(start, min(start + _CHUNK, num))
-    carrier = np.asarray(_gratings(image_size, jnp.asarray(params["theta"][part], jnp.float32),
-                                   jnp.asarray(params["frequency"][part], jnp.float32),
-                                   jnp.asarray(params["psi"][part], jnp.float32), sigma))
+    carrier = np.asarray(
+      _gratings(
+        image_size,
+        jnp.asarray(params["theta"][part], jnp.float32),
+        jnp.asarray(params["frequency"][part], jnp.float32),
+        jnp.asarray(params["psi"][part], jnp.float32),
+        sigma,
+      )
+    )
     pixels = 0.5 + 0.5 * carrier
     if noise > 0:
       pixels = pixels + rng.normal(0.0, noise, pixels.shape).astype(np.float32)
@@ -100,10 +121,18 @@ def _gratings(image_size, theta, frequency, psi, sigma):
   return jnp.moveaxis(kernels, -1, 0)
 
 
-def make_gratings(num: int, *, image_size: int = 28, task: str = "orientation",
-                  num_classes: int = 8, noise: float = 0.1, envelope_sigma: float = 0.0,
-                  frequency_range: tuple[float, float] = DEFAULT_FREQUENCY_RANGE,
-                  seed: int = 0, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_gratings(
+  num: int,
+  *,
+  image_size: int = 28,
+  task: str = "orientation",
+  num_classes: int = 8,
+  noise: float = 0.1,
+  envelope_sigma: float = 0.0,
+  frequency_range: tuple[float, float] = DEFAULT_FREQUENCY_RANGE,
+  seed: int = 0,
+  stream: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
   """``num`` gratings: uint8 images ``(num, S, S, 1)`` and int32 labels.
 
   Args:
@@ -122,21 +151,43 @@ def make_gratings(num: int, *, image_size: int = 28, task: str = "orientation",
   if int(num) != num or num < 1:
     raise ValueError(f"gratings num must be a positive int, got {num!r}")
   rng = np.random.default_rng([seed, stream])
-  params = sample_parameters(rng, num, task=task, num_classes=num_classes,
-                             frequency_range=frequency_range)
-  images = render(params, image_size=image_size, envelope_sigma=envelope_sigma, noise=noise,
-                  rng=rng)
+  params = sample_parameters(
+    rng, num, task=task, num_classes=num_classes, frequency_range=frequency_range
+  )
+  images = render(
+    params, image_size=image_size, envelope_sigma=envelope_sigma, noise=noise, rng=rng
+  )
   return images, params["label"]
 
 
-def load_gratings_dataset(*, num_train: int, num_test: int, image_size: int = 28,
-                          task: str = "orientation", num_classes: int = 8, noise: float = 0.1,
-                          envelope_sigma: float = 0.0, seed: int = 0) -> ArrayDataset:
+def load_gratings_dataset(
+  *,
+  num_train: int,
+  num_test: int,
+  image_size: int = 28,
+  task: str = "orientation",
+  num_classes: int = 8,
+  noise: float = 0.1,
+  envelope_sigma: float = 0.0,
+  seed: int = 0,
+) -> ArrayDataset:
   """Train and test gratings from independent streams of ``seed``."""
-  common = dict(image_size=image_size, task=task, num_classes=num_classes, noise=noise,
-                envelope_sigma=envelope_sigma, seed=seed)
+  common = dict(
+    image_size=image_size,
+    task=task,
+    num_classes=num_classes,
+    noise=noise,
+    envelope_sigma=envelope_sigma,
+    seed=seed,
+  )
   _check_args(image_size, task, num_classes, noise, envelope_sigma, DEFAULT_FREQUENCY_RANGE)
   train_images, train_labels = make_gratings(num_train, stream=0, **common)
   test_images, test_labels = make_gratings(num_test, stream=1, **common)
-  return ArrayDataset(train_images, train_labels, test_images, test_labels,
-                      num_classes=num_classes, name=f"gratings_{task}")
+  return ArrayDataset(
+    train_images,
+    train_labels,
+    test_images,
+    test_labels,
+    num_classes=num_classes,
+    name=f"gratings_{task}",
+  )

@@ -31,14 +31,14 @@ ENV_VAR = "HYBRIDCONV_IDX_DIR"
 # Where Debian's packages put the files; MNIST has no Debian package, so its
 # default directory exists only if the user creates it.
 DEFAULT_DIRS = {
-    "fashion_mnist": "/usr/share/datasets/fashion-mnist",
-    "mnist": "/usr/share/datasets/mnist",
+  "fashion_mnist": "/usr/share/datasets/fashion-mnist",
+  "mnist": "/usr/share/datasets/mnist",
 }
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10}
 # IDX file stems per split, as published (t10k = the 10k-example test set).
 _STEMS = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+  "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+  "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
 
@@ -50,8 +50,10 @@ def idx_data_dir(name: str, data_dir: str = "") -> pathlib.Path:
 
 def check_idx_name(name: str) -> None:
   if name not in NUM_CLASSES:
-    raise ValueError(f"data.name {name!r} is not an IDX dataset; allowed with data.source='idx': "
-                     f"{sorted(NUM_CLASSES)}")
+    raise ValueError(
+      f"data.name {name!r} is not an IDX dataset; allowed with data.source='idx': "
+      f"{sorted(NUM_CLASSES)}"
+    )
 
 
 def parse_idx(raw: bytes, *, expected_magic: int, source: str) -> np.ndarray:
@@ -70,19 +72,21 @@ def parse_idx(raw: bytes, *, expected_magic: int, source: str) -> np.ndarray:
   magic = int.from_bytes(raw[:4], "big")
   if magic != expected_magic:
     raise ValueError(
-        f"{source}: IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
-        f"(unsigned bytes, {expected_magic & 0xFF} dimensions); is this the right file?")
+      f"{source}: IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x} "
+      f"(unsigned bytes, {expected_magic & 0xFF} dimensions); is this the right file?"
+    )
   ndim = raw[3]
   header_len = 4 + 4 * ndim
   if len(raw) < header_len:
     raise ValueError(f"{source}: truncated header, expected {header_len} bytes, found {len(raw)}")
-  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
   expected_len = header_len + int(np.prod(dims, dtype=np.int64))
   if len(raw) != expected_len:
     kind = "truncated" if len(raw) < expected_len else "over-long"
     raise ValueError(
-        f"{source}: {kind} file: header says dimensions {dims}, so {expected_len} bytes are "
-        f"expected, found {len(raw)}")
+      f"{source}: {kind} file: header says dimensions {dims}, so {expected_len} bytes are "
+      f"expected, found {len(raw)}"
+    )
   return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
 
 
@@ -107,30 +111,37 @@ def _read_bytes(path: pathlib.Path) -> bytes:
 
 def _missing_message(name: str, directory: pathlib.Path, missing: list[str]) -> str:
   return (
-      f"{name} IDX files not found in {directory}: missing {', '.join(missing)} (plain or .gz). "
-      "Get Fashion-MNIST with `apt-get install dataset-fashion-mnist` (Debian; installs into "
-      f"{DEFAULT_DIRS['fashion_mnist']}) or download the four IDX files, then point to their "
-      f"directory with the environment variable {ENV_VAR} or --config.data.data_dir=DIR.")
+    f"{name} IDX files not found in {directory}: missing {', '.join(missing)} (plain or .gz). "
+    "Get Fashion-MNIST with `apt-get install dataset-fashion-mnist` (Debian; installs into "
+    f"{DEFAULT_DIRS['fashion_mnist']}) or download the four IDX files, then point to their "
+    f"directory with the environment variable {ENV_VAR} or --config.data.data_dir=DIR."
+  )
 
 
-def read_idx_split(directory: pathlib.Path, split: str, num_classes: int,
-                   name: str = "idx") -> tuple[np.ndarray, np.ndarray]:
+def read_idx_split(
+  directory: pathlib.Path, split: str, num_classes: int, name: str = "idx"
+) -> tuple[np.ndarray, np.ndarray]:
   """Reads one split: images uint8 ``(N, H, W, 1)`` and labels int32 ``(N,)``."""
   images_stem, labels_stem = _STEMS[split]
   paths = {stem: _find_file(directory, stem) for stem in (images_stem, labels_stem)}
   missing = [stem for stem, path in paths.items() if path is None]
   if missing:
     raise FileNotFoundError(_missing_message(name, directory, missing))
-  images = parse_idx(_read_bytes(paths[images_stem]), expected_magic=IMAGES_MAGIC,
-                     source=str(paths[images_stem]))
-  labels = parse_idx(_read_bytes(paths[labels_stem]), expected_magic=LABELS_MAGIC,
-                     source=str(paths[labels_stem]))
+  images = parse_idx(
+    _read_bytes(paths[images_stem]), expected_magic=IMAGES_MAGIC, source=str(paths[images_stem])
+  )
+  labels = parse_idx(
+    _read_bytes(paths[labels_stem]), expected_magic=LABELS_MAGIC, source=str(paths[labels_stem])
+  )
   if len(images) != len(labels):
-    raise ValueError(f"{paths[images_stem]} holds {len(images)} images but {paths[labels_stem]} "
-                     f"holds {len(labels)} labels; the counts must match")
+    raise ValueError(
+      f"{paths[images_stem]} holds {len(images)} images but {paths[labels_stem]} "
+      f"holds {len(labels)} labels; the counts must match"
+    )
   if len(labels) and int(labels.max()) >= num_classes:
-    raise ValueError(f"{paths[labels_stem]}: labels must lie in [0, {num_classes}), found "
-                     f"{int(labels.max())}")
+    raise ValueError(
+      f"{paths[labels_stem]}: labels must lie in [0, {num_classes}), found {int(labels.max())}"
+    )
   return images[..., None], labels.astype(np.int32)
 
 
@@ -148,5 +159,6 @@ def load_idx_dataset(name: str = "fashion_mnist", data_dir: str = "") -> ArrayDa
   directory = idx_data_dir(name, data_dir)
   train_images, train_labels = read_idx_split(directory, "train", NUM_CLASSES[name], name)
   test_images, test_labels = read_idx_split(directory, "test", NUM_CLASSES[name], name)
-  return ArrayDataset(train_images, train_labels, test_images, test_labels,
-                      num_classes=NUM_CLASSES[name], name=name)
+  return ArrayDataset(
+    train_images, train_labels, test_images, test_labels, num_classes=NUM_CLASSES[name], name=name
+  )

@@ -57,8 +57,7 @@ def _class_folders(split_dir: str) -> list[str]:
 
 def _images(class_dir: str) -> list[str]:
   with os.scandir(class_dir) as entries:
-    return sorted(e.path for e in entries
-                  if e.is_file() and e.name.lower().endswith(EXTENSIONS))
+    return sorted(e.path for e in entries if e.is_file() and e.name.lower().endswith(EXTENSIONS))
 
 
 def _scan(split_dir: str, classes: list[str]) -> tuple[list[str], list[int]]:
@@ -69,8 +68,10 @@ def _scan(split_dir: str, classes: list[str]) -> tuple[list[str], list[int]]:
       continue  # a val/ without some train/ classes is fine
     files = _images(class_dir)
     if not files:
-      raise ValueError(f"data.data_dir: class folder {class_dir} holds no images; allowed: "
-                       f"files ending in {', '.join(EXTENSIONS)} (any case)")
+      raise ValueError(
+        f"data.data_dir: class folder {class_dir} holds no images; allowed: "
+        f"files ending in {', '.join(EXTENSIONS)} (any case)"
+      )
     paths += files
     labels += [label] * len(files)
   return paths, labels
@@ -84,29 +85,41 @@ def open_imagefolder(root: str) -> tuple[ImageFolderSource, ImageFolderSource, l
       ``val/`` class not in ``train/`` -- one line naming the path.
   """
   if not root:
-    raise ValueError("data.data_dir is empty; data.source='imagefolder' needs a directory "
-                     "with train/ and val/ subfolders of class folders")
+    raise ValueError(
+      "data.data_dir is empty; data.source='imagefolder' needs a directory "
+      "with train/ and val/ subfolders of class folders"
+    )
   if not os.path.isdir(root):
-    raise ValueError(f"data.data_dir={root!r} is not a directory; allowed: a directory with "
-                     "train/ and val/ subfolders of class folders")
+    raise ValueError(
+      f"data.data_dir={root!r} is not a directory; allowed: a directory with "
+      "train/ and val/ subfolders of class folders"
+    )
   for split in SPLITS:
     if not os.path.isdir(os.path.join(root, split)):
-      raise ValueError(f"data.data_dir={root!r} has no {split}/ folder; allowed: a directory "
-                       f"with {' and '.join(s + '/' for s in SPLITS)} subfolders of class folders")
+      raise ValueError(
+        f"data.data_dir={root!r} has no {split}/ folder; allowed: a directory "
+        f"with {' and '.join(s + '/' for s in SPLITS)} subfolders of class folders"
+      )
   classes = _class_folders(os.path.join(root, "train"))
   if not classes:
-    raise ValueError(f"data.data_dir: {os.path.join(root, 'train')} has no class folders; "
-                     "allowed: one subfolder of images per class")
+    raise ValueError(
+      f"data.data_dir: {os.path.join(root, 'train')} has no class folders; "
+      "allowed: one subfolder of images per class"
+    )
   val_dir = os.path.join(root, "val")
   extra = sorted(set(_class_folders(val_dir)) - set(classes))
   if extra:
-    raise ValueError(f"data.data_dir: {val_dir} has class folders {extra} that train/ lacks; "
-                     "allowed: the train/ classes")
+    raise ValueError(
+      f"data.data_dir: {val_dir} has class folders {extra} that train/ lacks; "
+      "allowed: the train/ classes"
+    )
   train = ImageFolderSource(*_scan(os.path.join(root, "train"), classes))
   val = ImageFolderSource(*_scan(val_dir, classes))
   if len(val) == 0:
-    raise ValueError(f"data.data_dir: {val_dir} has no class folders with images; allowed: "
-                     "one subfolder of images per train/ class")
+    raise ValueError(
+      f"data.data_dir: {val_dir} has no class folders with images; allowed: "
+      "one subfolder of images per train/ class"
+    )
   return train, val, classes
 
 

@@ -82,22 +82,33 @@ def load_dataset(data_config: Any) -> ArrayDataset:
   source = data_config.source
   _check_choice("data.source", source, SOURCES)
   if source == "imagefolder":
-    raise ValueError("data.source='imagefolder' needs data.pipeline='streaming' (its images "
-                     "differ in size and are decoded while streaming), got data.pipeline="
-                     f"{data_config.pipeline!r}")
+    raise ValueError(
+      "data.source='imagefolder' needs data.pipeline='streaming' (its images "
+      "differ in size and are decoded while streaming), got data.pipeline="
+      f"{data_config.pipeline!r}"
+    )
   if source == "idx":
     return load_idx_dataset(data_config.name, data_config.data_dir)
   if source == "tfds":
-    return load_tfds_dataset(data_config.name, data_dir=data_config.data_dir,
-                             prepare=data_config.prepare)
+    return load_tfds_dataset(
+      data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare
+    )
   g = data_config.gratings
   return load_gratings_dataset(
-      num_train=g.num_train, num_test=g.num_test, image_size=g.image_size, task=g.task,
-      num_classes=g.num_classes, noise=g.noise, envelope_sigma=g.envelope_sigma, seed=g.seed)
+    num_train=g.num_train,
+    num_test=g.num_test,
+    image_size=g.image_size,
+    task=g.task,
+    num_classes=g.num_classes,
+    noise=g.noise,
+    envelope_sigma=g.envelope_sigma,
+    seed=g.seed,
+  )
 
 
-def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size: int,
-                   seed: int, mesh: Mesh) -> Pipeline:
+def build_pipeline(
+  data_config: Any, *, global_batch_size: int, eval_batch_size: int, seed: int, mesh: Mesh
+) -> Pipeline:
   """The pipeline named by ``data.pipeline`` over the configured source.
 
   ``'device'`` loads the dataset into memory and onto the devices. ``'streaming'``
@@ -107,17 +118,29 @@ def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size:
   """
   _check_choice("data.pipeline", data_config.pipeline, PIPELINES)
   _check_choice("data.source", data_config.source, SOURCES)
-  common = dict(global_batch_size=global_batch_size, eval_batch_size=eval_batch_size, seed=seed,
-                mesh=mesh, augment_config=data_config.augment)
+  common = dict(
+    global_batch_size=global_batch_size,
+    eval_batch_size=eval_batch_size,
+    seed=seed,
+    mesh=mesh,
+    augment_config=data_config.augment,
+  )
   subset_seed = seed if data_config.subset_seed < 0 else data_config.subset_seed
-  choose = functools.partial(_train_subset, data_config.train_size, subset_seed=subset_seed,
-                             global_batch_size=global_batch_size)
+  choose = functools.partial(
+    _train_subset,
+    data_config.train_size,
+    subset_seed=subset_seed,
+    global_batch_size=global_batch_size,
+  )
   if data_config.pipeline == "device":
     dataset = load_dataset(data_config)
     indices, record = choose(dataset.train_labels, dataset.num_classes)
     if indices is not None:
-      dataset = dataclasses.replace(dataset, train_images=dataset.train_images[indices],
-                                    train_labels=dataset.train_labels[indices])
+      dataset = dataclasses.replace(
+        dataset,
+        train_images=dataset.train_images[indices],
+        train_labels=dataset.train_labels[indices],
+      )
     pipeline = DevicePipeline(dataset, **common)
     pipeline.train_subset = record
     return pipeline
@@ -130,7 +153,8 @@ def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size:
     num_classes = len(class_names)
   elif data_config.source == "tfds":
     train, evaluation, num_classes, encoded = open_tfds_streaming_sources(
-        data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare)
+      data_config.name, data_dir=data_config.data_dir, prepare=data_config.prepare
+    )
     decode = _decode_config(data_config) if encoded else None
   else:
     dataset = load_dataset(data_config)
@@ -143,26 +167,30 @@ def build_pipeline(data_config: Any, *, global_batch_size: int, eval_batch_size:
     train = subset.SubsetSource(train, indices, labels)
   else:
     record = {"train_size": 0, "split_size": len(train), "num_examples": len(train)}
-  pipeline = StreamingPipeline(train, evaluation, num_classes=num_classes, decode=decode,
-                               **common)
+  pipeline = StreamingPipeline(train, evaluation, num_classes=num_classes, decode=decode, **common)
   pipeline.class_names = class_names
   pipeline.train_subset = record
   return pipeline
 
 
 def _decode_config(data_config: Any) -> DecodeConfig:
-  return DecodeConfig.from_config(data_config.decode, data_config.augment.horizontal_flip,
-                                  os.cpu_count() or 1)
+  return DecodeConfig.from_config(
+    data_config.decode, data_config.augment.horizontal_flip, os.cpu_count() or 1
+  )
 
 
-def _train_subset(train_size: int, labels: np.ndarray, num_classes: int, *, subset_seed: int,
-                  global_batch_size: int) -> tuple[np.ndarray | None, dict[str, Any]]:
+def _train_subset(
+  train_size: int, labels: np.ndarray, num_classes: int, *, subset_seed: int, global_batch_size: int
+) -> tuple[np.ndarray | None, dict[str, Any]]:
   """``(indices or None for all, record for train_subset.json)`` of the training split."""
-  subset.check_train_size(train_size, split_size=len(labels), num_classes=num_classes,
-                          global_batch_size=global_batch_size)
+  subset.check_train_size(
+    train_size, split_size=len(labels), num_classes=num_classes, global_batch_size=global_batch_size
+  )
   indices = None
   if train_size:
-    indices = subset.balanced_indices(labels, num_classes=num_classes, size=train_size,
-                                      seed=subset_seed)
-  return indices, subset.subset_record(indices, labels, num_classes=num_classes,
-                                       train_size=train_size, subset_seed=subset_seed)
+    indices = subset.balanced_indices(
+      labels, num_classes=num_classes, size=train_size, seed=subset_seed
+    )
+  return indices, subset.subset_record(
+    indices, labels, num_classes=num_classes, train_size=train_size, subset_seed=subset_seed
+  )

@@ -40,12 +40,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from hybridconv.data import encoded
 from hybridconv.data.augment import Augment, augment_key, channel_stats, prepare_batch
 from hybridconv.data.device_pipeline import (
-    DATA_AXIS,
-    Batch,
-    check_batch_size,
-    check_step,
-    data_axis_size,
-    put_replicated,
+  DATA_AXIS,
+  Batch,
+  check_batch_size,
+  check_step,
+  data_axis_size,
+  put_replicated,
 )
 
 Record = dict[str, Any]
@@ -71,8 +71,10 @@ def to_example(record: Record, *, image_shape: tuple[int, ...], num_classes: int
   image = np.asarray(record["image"])
   image = image[..., None] if image.ndim == 2 else image
   if image.shape != image_shape or image.dtype != np.uint8:
-    raise ValueError(f"record image {image.dtype} {image.shape} differs from the first record's "
-                     f"uint8 {image_shape}; the streaming pipeline needs one image shape")
+    raise ValueError(
+      f"record image {image.dtype} {image.shape} differs from the first record's "
+      f"uint8 {image_shape}; the streaming pipeline needs one image shape"
+    )
   label = int(record["label"])
   if not 0 <= label < num_classes:
     raise ValueError(f"record label {label} outside [0, {num_classes})")
@@ -100,8 +102,9 @@ def _jitted_prepare_train(augment: Augment, sharding: NamedSharding):
 
 @functools.cache
 def _jitted_prepare_eval(sharding: NamedSharding):
-  return jax.jit(functools.partial(prepare_batch, key=None, config=Augment()),
-                 out_shardings=sharding)
+  return jax.jit(
+    functools.partial(prepare_batch, key=None, config=Augment()), out_shardings=sharding
+  )
 
 
 class StreamingPipeline:
@@ -124,17 +127,31 @@ class StreamingPipeline:
       ``augment_config`` may only pad-crop.
   """
 
-  def __init__(self, train_source: Sequence[Record], eval_source: Sequence[Record], *,
-               num_classes: int, global_batch_size: int, eval_batch_size: int, seed: int,
-               mesh: Mesh, augment_config=None, num_threads: int = 4,
-               prefetch_buffer_size: int = 8, stats_examples: int = 4096,
-               process_index: int | None = None, process_count: int | None = None,
-               decode: encoded.DecodeConfig | None = None):
+  def __init__(
+    self,
+    train_source: Sequence[Record],
+    eval_source: Sequence[Record],
+    *,
+    num_classes: int,
+    global_batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+    mesh: Mesh,
+    augment_config=None,
+    num_threads: int = 4,
+    prefetch_buffer_size: int = 8,
+    stats_examples: int = 4096,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    decode: encoded.DecodeConfig | None = None,
+  ):
     self.process_index = jax.process_index() if process_index is None else process_index
     self.process_count = jax.process_count() if process_count is None else process_count
     num_shards = data_axis_size(mesh)
-    for what, size in (("global_batch_size", global_batch_size),
-                       ("eval_batch_size", eval_batch_size)):
+    for what, size in (
+      ("global_batch_size", global_batch_size),
+      ("eval_batch_size", eval_batch_size),
+    ):
       check_batch_size(what, size, num_shards)
       if size % self.process_count:
         raise ValueError(f"{what}={size} is not divisible by the {self.process_count} processes")
@@ -144,8 +161,9 @@ class StreamingPipeline:
     self.shard_size = len(train_source) // self.process_count
     self.steps_per_epoch = self.shard_size // self.local_batch_size
     if self.steps_per_epoch < 1:
-      raise ValueError(f"global_batch_size={global_batch_size} exceeds the {len(train_source)} "
-                       "training examples")
+      raise ValueError(
+        f"global_batch_size={global_batch_size} exceeds the {len(train_source)} training examples"
+      )
     self.num_classes = int(num_classes)
     self.augment = Augment.from_config(augment_config)
     self._decode = decode
@@ -156,18 +174,21 @@ class StreamingPipeline:
     else:
       self.image_shape = (decode.image_size, decode.image_size, 3)
       self.augment = dataclasses.replace(self.augment, horizontal_flip=False)  # flipped in workers
-      self._batches = encoded.ImageBatches(decode, self.num_classes, seed,
-                                           self.process_index * self.local_batch_size)
+      self._batches = encoded.ImageBatches(
+        decode, self.num_classes, seed, self.process_index * self.local_batch_size
+      )
       self.mean, self.std = encoded.sample_stats(train_source, stats_examples)
     self.class_names: list[str] | None = None  # index -> name, where the source names classes
     self.skipped_images = 0  # unreadable training images so far (see ``metrics``)
     self.skipped_eval_images = 0  # unreadable images in the last evaluation
     self.num_train_examples, self.num_eval_examples = len(train_source), len(eval_source)
     self._seed = seed
-    self._read_options = grain.ReadOptions(num_threads=num_threads,
-                                           prefetch_buffer_size=prefetch_buffer_size)
-    self._example = functools.partial(to_example, image_shape=self.image_shape,
-                                      num_classes=self.num_classes)
+    self._read_options = grain.ReadOptions(
+      num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size
+    )
+    self._example = functools.partial(
+      to_example, image_shape=self.image_shape, num_classes=self.num_classes
+    )
     self._train_source, self._eval_source = train_source, eval_source
     self._epochs = self._train_epochs()
     self._sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
@@ -183,7 +204,7 @@ class StreamingPipeline:
 
   def _shard(self, source: Sequence[Record], length: int | None) -> grain.MapDataset:
     """This process's strided shard, truncated to ``length`` records when given."""
-    shard = grain.MapDataset.source(source)[self.process_index::self.process_count]
+    shard = grain.MapDataset.source(source)[self.process_index :: self.process_count]
     return shard if length is None else shard[:length]
 
   def _train_epochs(self) -> grain.MapDataset:
@@ -215,8 +236,9 @@ class StreamingPipeline:
       # grain's mp_prefetch reads its absl flags; under `hybridconv train` they are
       # parsed, in library use (tests, notebooks) their defaults are what we want.
       flags.FLAGS.mark_as_parsed()
-    options = grain.MultiprocessingOptions(num_workers=self._decode.workers,
-                                           per_worker_buffer_size=1)
+    options = grain.MultiprocessingOptions(
+      num_workers=self._decode.workers, per_worker_buffer_size=1
+    )
     return iter(dataset.to_iter_dataset(in_worker).mp_prefetch(options))
 
   def shard_batches(self, start_step: int = 0) -> grain.DatasetIterator:
@@ -225,13 +247,17 @@ class StreamingPipeline:
     Each element is ``{'image': uint8 (local_batch, H, W, C), 'label': int32}``;
     the iterator's ``get_state`` / ``set_state`` are grain's.
     """
-    return self._iterate(self._epochs[check_step(start_step):])
+    return self._iterate(self._epochs[check_step(start_step) :])
 
   # -- batches ----------------------------------------------------------------
 
   def _to_global(self, local: dict[str, np.ndarray], batch_size: int) -> dict[str, jax.Array]:
-    return {name: jax.make_array_from_process_local_data(
-        self._sharding, value, (batch_size, *value.shape[1:])) for name, value in local.items()}
+    return {
+      name: jax.make_array_from_process_local_data(
+        self._sharding, value, (batch_size, *value.shape[1:])
+      )
+      for name, value in local.items()
+    }
 
   def train_batch(self, step: int) -> Batch:
     """Training batch ``step`` (the next one is cheap; any other repositions the stream)."""
@@ -244,8 +270,12 @@ class StreamingPipeline:
     skipped = int(local.pop(encoded.SKIPPED_KEY, 0))
     if skipped:
       self.skipped_images += skipped
-      logging.warning("step %d: skipped %d unreadable training images (%d so far)", step,
-                      skipped, self.skipped_images)
+      logging.warning(
+        "step %d: skipped %d unreadable training images (%d so far)",
+        step,
+        skipped,
+        self.skipped_images,
+      )
     batch = self._to_global(local, self.global_batch_size)
     return self._train_fn(batch["image"], batch["label"], *self._stats, self._seed, step)
 
@@ -265,9 +295,9 @@ class StreamingPipeline:
       local = next(local_batches, None)
       count = 0 if local is None else len(local["label"])
       padded = {
-          "image": np.zeros((size, *self.image_shape), np.uint8),
-          "label": np.zeros((size,), np.int32),
-          "mask": np.arange(size) < count,
+        "image": np.zeros((size, *self.image_shape), np.uint8),
+        "label": np.zeros((size,), np.int32),
+        "mask": np.arange(size) < count,
       }
       if count:
         padded["image"][:count], padded["label"][:count] = local["image"], local["label"]
@@ -275,29 +305,39 @@ class StreamingPipeline:
           padded["mask"][:count] = local["mask"]
           self.skipped_eval_images += int(local[encoded.SKIPPED_KEY])
       batch = self._to_global(padded, self.eval_batch_size)
-      yield {"image": self._eval_fn(batch["image"], mean=self._stats[0], std=self._stats[1]),
-             "label": batch["label"], "mask": batch["mask"]}
+      yield {
+        "image": self._eval_fn(batch["image"], mean=self._stats[0], std=self._stats[1]),
+        "label": batch["label"],
+        "mask": batch["mask"],
+      }
 
   def metrics(self) -> dict[str, int]:
     """Data counters for the logs and final metrics (empty unless images are decoded)."""
     if self._decode is None:
       return {}
-    return {"data/skipped_images": self.skipped_images,
-            "data/skipped_eval_images": self.skipped_eval_images}
+    return {
+      "data/skipped_images": self.skipped_images,
+      "data/skipped_eval_images": self.skipped_eval_images,
+    }
 
   # -- checkpointing ----------------------------------------------------------
 
   def get_state(self) -> dict[str, Any]:
     """Iterator position as a dict of ints (JSON- and orbax-friendly)."""
-    return {"start_step": self._start_step, "next_step": self._next_step,
-            "skipped_images": self.skipped_images, "iterator": self._iterator.get_state()}
+    return {
+      "start_step": self._start_step,
+      "next_step": self._next_step,
+      "skipped_images": self.skipped_images,
+      "iterator": self._iterator.get_state(),
+    }
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Resumes from :meth:`get_state`'s output: the next batches are the same as then."""
     missing = {"start_step", "next_step", "iterator"} - set(state)
     if missing:
       raise ValueError(
-          f"streaming pipeline state lacks {sorted(missing)}; got keys {sorted(state)}")
+        f"streaming pipeline state lacks {sorted(missing)}; got keys {sorted(state)}"
+      )
     self._start_step = check_step(state["start_step"])
     self._iterator = self.shard_batches(self._start_step)
     self._iterator.set_state(state["iterator"])

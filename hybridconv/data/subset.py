@@ -56,14 +56,17 @@ def check_subset_config(data_config, global_batch_size: int) -> None:
   if isinstance(size, bool) or not isinstance(size, int) or size < 0:
     raise ValueError(f"data.train_size={size!r} must be an int >= 0 (0 = all images)")
   if 0 < size < global_batch_size:
-    raise ValueError(f"data.train_size={size} is smaller than the global batch (batch_size="
-                     f"{global_batch_size}); use at least {global_batch_size} or a smaller batch")
+    raise ValueError(
+      f"data.train_size={size} is smaller than the global batch (batch_size="
+      f"{global_batch_size}); use at least {global_batch_size} or a smaller batch"
+    )
   if isinstance(seed, bool) or not isinstance(seed, int) or seed < -1:
     raise ValueError(f"data.subset_seed={seed!r} must be an int >= 0, or -1 to follow config.seed")
 
 
-def check_train_size(train_size: int, *, split_size: int, num_classes: int,
-                     global_batch_size: int) -> None:
+def check_train_size(
+  train_size: int, *, split_size: int, num_classes: int, global_batch_size: int
+) -> None:
   """Refuses a ``data.train_size`` that no balanced subset of this split can meet.
 
   Raises:
@@ -76,13 +79,13 @@ def check_train_size(train_size: int, *, split_size: int, num_classes: int,
   low = max(num_classes, global_batch_size)
   if not low <= train_size <= split_size:
     raise ValueError(
-        f"data.train_size={train_size} is outside [{low}, {split_size}]: it must be at least the "
-        f"number of classes ({num_classes}) and the global batch (batch_size={global_batch_size})"
-        f", and at most the {split_size} images of the training split (0 = all)")
+      f"data.train_size={train_size} is outside [{low}, {split_size}]: it must be at least the "
+      f"number of classes ({num_classes}) and the global batch (batch_size={global_batch_size})"
+      f", and at most the {split_size} images of the training split (0 = all)"
+    )
 
 
-def balanced_indices(labels: np.ndarray, *, num_classes: int, size: int, seed: int
-                     ) -> np.ndarray:
+def balanced_indices(labels: np.ndarray, *, num_classes: int, size: int, seed: int) -> np.ndarray:
   """Sorted indices of a class-balanced subset of ``size`` examples.
 
   Args:
@@ -105,7 +108,7 @@ def balanced_indices(labels: np.ndarray, *, num_classes: int, size: int, seed: i
   for label in range(num_classes):
     members = np.flatnonzero(labels == label)
     order = np.argsort(_ranks(seed, members, stream=1), kind="stable")
-    chosen.append(members[order[:quota[label]]])
+    chosen.append(members[order[: quota[label]]])
   return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
@@ -128,19 +131,25 @@ def _quotas(available: np.ndarray, size: int, seed: int) -> np.ndarray:
   return quota
 
 
-def subset_record(indices: np.ndarray | None, labels: np.ndarray, *, num_classes: int,
-                  train_size: int, subset_seed: int) -> dict[str, Any]:
+def subset_record(
+  indices: np.ndarray | None,
+  labels: np.ndarray,
+  *,
+  num_classes: int,
+  train_size: int,
+  subset_seed: int,
+) -> dict[str, Any]:
   """What ``train_subset.json`` holds: the recipe, per-class counts and the indices' hash."""
   used = np.arange(len(labels)) if indices is None else np.asarray(indices, np.int64)
   counts = np.bincount(np.asarray(labels)[used], minlength=num_classes)
   return {
-      "train_size": int(train_size),
-      "subset_seed": int(subset_seed),
-      "split_size": int(len(labels)),
-      "num_examples": int(len(used)),
-      "class_counts": [int(c) for c in counts],
-      "method": "balanced-splitmix64-v1",
-      "indices_sha256": hashlib.sha256(np.ascontiguousarray(used, "<i8").tobytes()).hexdigest(),
+    "train_size": int(train_size),
+    "subset_seed": int(subset_seed),
+    "split_size": int(len(labels)),
+    "num_examples": int(len(used)),
+    "class_counts": [int(c) for c in counts],
+    "method": "balanced-splitmix64-v1",
+    "indices_sha256": hashlib.sha256(np.ascontiguousarray(used, "<i8").tobytes()).hexdigest(),
   }
 
 
@@ -160,8 +169,9 @@ def labels_of(source: Sequence[dict[str, Any]]) -> np.ndarray:
 class SubsetSource:
   """The records of ``source`` at ``indices``, as a random-access source."""
 
-  def __init__(self, source: Sequence[dict[str, Any]], indices: np.ndarray,
-               labels: np.ndarray | None = None):
+  def __init__(
+    self, source: Sequence[dict[str, Any]], indices: np.ndarray, labels: np.ndarray | None = None
+  ):
     self._source, self._indices = source, np.asarray(indices, np.int64)
     self.labels = None if labels is None else np.asarray(labels)[self._indices]
 

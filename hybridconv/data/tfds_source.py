@@ -33,9 +33,10 @@ def _builder(name: str, data_dir: str):
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(
-        f"data.name {name!r} is not a TFDS dataset; allowed: any name in "
-        "tensorflow_datasets.list_builders(), e.g. 'fashion_mnist', 'mnist', 'cifar10', "
-        "'cifar100', 'imagenet2012'") from e
+      f"data.name {name!r} is not a TFDS dataset; allowed: any name in "
+      "tensorflow_datasets.list_builders(), e.g. 'fashion_mnist', 'mnist', 'cifar10', "
+      "'cifar100', 'imagenet2012'"
+    ) from e
 
 
 def _download_and_prepare(builder: Any) -> None:
@@ -44,9 +45,10 @@ def _download_and_prepare(builder: Any) -> None:
     importlib.import_module("tensorflow")
   except ImportError as e:
     raise ImportError(
-        f"preparing the TFDS dataset {builder.name!r} needs TensorFlow, which is not installed: "
-        f"run `{PREPARE_EXTRA}` (or prepare the dataset elsewhere and copy it to "
-        f"{builder.data_dir})") from e
+      f"preparing the TFDS dataset {builder.name!r} needs TensorFlow, which is not installed: "
+      f"run `{PREPARE_EXTRA}` (or prepare the dataset elsewhere and copy it to "
+      f"{builder.data_dir})"
+    ) from e
   builder.download_and_prepare(file_format="array_record")
 
 
@@ -64,10 +66,11 @@ def open_tfds_builder(name: str, *, data_dir: str = "", prepare: bool = False) -
   if not builder.is_prepared():
     if not prepare:
       raise FileNotFoundError(
-          f"TFDS dataset {name!r} is not prepared in data dir {data_dir} (looked for "
-          f"{builder.data_dir}). Prepare it once with --config.data.prepare=True (needs "
-          f"TensorFlow: {PREPARE_EXTRA}), or set --config.data.data_dir / $TFDS_DATA_DIR to a "
-          "directory where it is prepared in the array_record format.")
+        f"TFDS dataset {name!r} is not prepared in data dir {data_dir} (looked for "
+        f"{builder.data_dir}). Prepare it once with --config.data.prepare=True (needs "
+        f"TensorFlow: {PREPARE_EXTRA}), or set --config.data.data_dir / $TFDS_DATA_DIR to a "
+        "directory where it is prepared in the array_record format."
+      )
     _download_and_prepare(builder)
   return builder
 
@@ -85,13 +88,16 @@ def num_classes_of(builder: Any) -> int:
   features = builder.info.features
   keys = list(features.keys())
   if "image" not in keys or "label" not in keys:
-    raise ValueError(f"TFDS dataset {builder.name!r} has features {keys}; an image "
-                     "classification dataset with 'image' and 'label' features is needed")
+    raise ValueError(
+      f"TFDS dataset {builder.name!r} has features {keys}; an image "
+      "classification dataset with 'image' and 'label' features is needed"
+    )
   return int(features["label"].num_classes)
 
 
-def open_tfds_sources(name: str, *, data_dir: str = "", prepare: bool = False
-                      ) -> tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], int]:
+def open_tfds_sources(
+  name: str, *, data_dir: str = "", prepare: bool = False
+) -> tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], int]:
   """Random-access ``(train, eval, num_classes)`` sources of ``{'image', 'label', ...}`` records."""
   builder = open_tfds_builder(name, data_dir=data_dir, prepare=prepare)
   num_classes = num_classes_of(builder)
@@ -106,9 +112,9 @@ def has_fixed_image_shape(builder: Any) -> bool:
   return all(d is not None for d in shape)
 
 
-def open_tfds_streaming_sources(name: str, *, data_dir: str = "", prepare: bool = False
-                                ) -> tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]],
-                                           int, bool]:
+def open_tfds_streaming_sources(
+  name: str, *, data_dir: str = "", prepare: bool = False
+) -> tuple[Sequence[dict[str, Any]], Sequence[dict[str, Any]], int, bool]:
   """Like :func:`open_tfds_sources`, plus whether the images stay encoded.
 
   Variable-size images (``imagenet2012``, ``imagenette``) are read as their
@@ -149,8 +155,9 @@ def read_source(source: Sequence[dict[str, Any]], where: str) -> tuple[np.ndarra
     image = image[..., None] if image.ndim == 2 else image
     if image.shape != first.shape:
       raise ValueError(
-          f"{where}: record {key} has image shape {image.shape}, record 0 has {first.shape}; "
-          "load_dataset needs one shape (use data.pipeline='streaming' for variable sizes)")
+        f"{where}: record {key} has image shape {image.shape}, record 0 has {first.shape}; "
+        "load_dataset needs one shape (use data.pipeline='streaming' for variable sizes)"
+      )
     images[key] = image
     labels[key] = record["label"]
   return images, labels
@@ -164,8 +171,10 @@ def load_tfds_dataset(name: str, *, data_dir: str = "", prepare: bool = False) -
   no test split).
   """
   train_source, eval_source, num_classes = open_tfds_sources(
-      name, data_dir=data_dir, prepare=prepare)
+    name, data_dir=data_dir, prepare=prepare
+  )
   train_images, train_labels = read_source(train_source, f"{name} train")
   test_images, test_labels = read_source(eval_source, f"{name} eval")
-  return ArrayDataset(train_images, train_labels, test_images, test_labels,
-                      num_classes=num_classes, name=name)
+  return ArrayDataset(
+    train_images, train_labels, test_images, test_labels, num_classes=num_classes, name=name
+  )

@@ -42,16 +42,16 @@ from hybridconv.kernels.options import check_bool, check_float, check_float_tupl
 
 
 def gabor_bank(
-    kernel_size,
-    *,
-    num_orientations: int = 8,
-    num_scales: int = 2,
-    highest_frequency: float = 0.25,
-    phases=(0.0, -math.pi / 2),
-    bandwidth: float = 1.0,
-    gamma: float = 1.0,
-    zero_mean: bool = True,
-    unit_norm: bool = False,
+  kernel_size,
+  *,
+  num_orientations: int = 8,
+  num_scales: int = 2,
+  highest_frequency: float = 0.25,
+  phases=(0.0, -math.pi / 2),
+  bandwidth: float = 1.0,
+  gamma: float = 1.0,
+  zero_mean: bool = True,
+  unit_norm: bool = False,
 ) -> Array:
   """A fixed Gabor filter bank: every orientation at every scale and phase.
 
@@ -83,21 +83,35 @@ def gabor_bank(
   num_scales = check_int("num_scales", num_scales, minimum=1)
   highest_frequency = check_float("highest_frequency", highest_frequency, positive=True)
   if highest_frequency >= 0.5:
-    raise ValueError(f"option highest_frequency must be below the Nyquist limit 0.5 "
-                     f"cycles/pixel, got {highest_frequency}")
+    raise ValueError(
+      f"option highest_frequency must be below the Nyquist limit 0.5 "
+      f"cycles/pixel, got {highest_frequency}"
+    )
   phases = check_float_tuple("phases", phases)
   bandwidth = check_float("bandwidth", bandwidth, positive=True)
   gamma = check_float("gamma", gamma, positive=True)
   zero_mean = check_bool("zero_mean", zero_mean)
   unit_norm = check_bool("unit_norm", unit_norm)
   kh, kw = kernel_size_2d(kernel_size)
-  params = grid_init(num_orientations * num_scales, num_orientations=num_orientations,
-                     highest_frequency=highest_frequency, bandwidth=bandwidth, gamma=gamma)
+  params = grid_init(
+    num_orientations * num_scales,
+    num_orientations=num_orientations,
+    highest_frequency=highest_frequency,
+    bandwidth=bandwidth,
+    gamma=gamma,
+  )
   # (filters, 1) against (1, phases): the phase becomes the fastest axis.
   column = {k: params[k][:, None] for k in ("theta", "frequency", "sigma", "gamma")}
-  kernels = gabor_real((kh, kw), column["theta"], column["frequency"], column["sigma"],
-                       column["gamma"], jnp.asarray(phases, jnp.float32)[None, :],
-                       zero_mean=zero_mean, unit_norm=unit_norm)
+  kernels = gabor_real(
+    (kh, kw),
+    column["theta"],
+    column["frequency"],
+    column["sigma"],
+    column["gamma"],
+    jnp.asarray(phases, jnp.float32)[None, :],
+    zero_mean=zero_mean,
+    unit_norm=unit_norm,
+  )
   return kernels.reshape(kh, kw, -1)
 
 
@@ -120,15 +134,19 @@ def user_bank(kernel_size, *, array=None) -> Array:
     values = np.asarray(array, dtype=np.float64)
   except (TypeError, ValueError, jax.errors.TracerArrayConversionError) as e:
     raise ValueError(
-        f"option array must be a concrete numeric array, got {type(array)}: {e}") from e
+      f"option array must be a concrete numeric array, got {type(array)}: {e}"
+    ) from e
   if values.ndim == 2:
     values = values[:, :, None]
   if values.ndim != 3 or values.shape[:2] != (kh, kw) or values.shape[2] < 1:
-    raise ValueError(f"option array must have shape ({kh}, {kw}) or ({kh}, {kw}, n) for "
-                     f"kernel_size={kernel_size!r}, got shape {np.shape(array)}")
+    raise ValueError(
+      f"option array must have shape ({kh}, {kw}) or ({kh}, {kw}, n) for "
+      f"kernel_size={kernel_size!r}, got shape {np.shape(array)}"
+    )
   if not np.all(np.isfinite(values)):
-    raise ValueError(f"option array must be finite; it has {np.sum(~np.isfinite(values))} "
-                     "NaN or infinite values")
+    raise ValueError(
+      f"option array must be finite; it has {np.sum(~np.isfinite(values))} NaN or infinite values"
+    )
   return jnp.asarray(values, jnp.float32)
 
 
@@ -148,8 +166,9 @@ def classic_bank(kernel_size, *, names=classic.CLASSIC_NAMES) -> Array:
     names = (names,)
   unknown = [n for n in names if n not in classic.CLASSIC_KERNELS]
   if not names or unknown:
-    raise ValueError(f"option names must be a non-empty sequence of {list(classic.CLASSIC_NAMES)}"
-                     f", got {names!r}")
+    raise ValueError(
+      f"option names must be a non-empty sequence of {list(classic.CLASSIC_NAMES)}, got {names!r}"
+    )
   return jnp.asarray(np.stack([classic.CLASSIC_KERNELS[n](kernel_size) for n in names], -1))
 
 
@@ -181,13 +200,16 @@ def classic_scales_bank(kernel_size, *, sigmas=(1.0, 2.0)) -> Array:
   base = classic_bank((kh, kw))
   filters = [base]
   keep = [i for i, n in enumerate(classic.CLASSIC_NAMES) if n not in _REDUNDANT_WHEN_SMOOTHED]
-  y, x = np.mgrid[-(kh // 2):kh // 2 + 1, -(kw // 2):kw // 2 + 1]
+  y, x = np.mgrid[-(kh // 2) : kh // 2 + 1, -(kw // 2) : kw // 2 + 1]
   for sigma in sigmas:
     gaussian_kernel = np.exp(-(x**2 + y**2) / (2 * sigma**2))
     gaussian_kernel /= gaussian_kernel.sum()
     gaussian_kernel = jnp.asarray(gaussian_kernel, jnp.float32)
-    filters.append(jnp.stack([jax.scipy.signal.convolve2d(base[..., i], gaussian_kernel,
-                                                          mode="same") for i in keep], -1))
+    filters.append(
+      jnp.stack(
+        [jax.scipy.signal.convolve2d(base[..., i], gaussian_kernel, mode="same") for i in keep], -1
+      )
+    )
   return jnp.concatenate(filters, -1).astype(jnp.float32)
 
 
@@ -197,16 +219,16 @@ def _one_classic(name: str, kernel_size) -> Array:
 
 
 BANKS: dict[str, Callable[..., Array]] = {
-    "gabor": gabor_bank,
-    "gaussian_derivatives": gaussian.gaussian_derivative_bank,
-    "log": gaussian.laplacian_of_gaussian_bank,
-    "dog": gaussian.difference_of_gaussians_bank,
-    "dct": dct.dct_bank,
-    "classic": classic_bank,
-    "classic_scales": classic_scales_bank,
-    "random": random_kernels.random_bank,
-    "user": user_bank,
-    **{name: functools.partial(_one_classic, name) for name in classic.CLASSIC_NAMES},
+  "gabor": gabor_bank,
+  "gaussian_derivatives": gaussian.gaussian_derivative_bank,
+  "log": gaussian.laplacian_of_gaussian_bank,
+  "dog": gaussian.difference_of_gaussians_bank,
+  "dct": dct.dct_bank,
+  "classic": classic_bank,
+  "classic_scales": classic_scales_bank,
+  "random": random_kernels.random_bank,
+  "user": user_bank,
+  **{name: functools.partial(_one_classic, name) for name in classic.CLASSIC_NAMES},
 }
 
 
@@ -241,8 +263,10 @@ def make_bank(name: str, kernel_size, **options) -> Array:
   allowed = bank_options(name)
   unknown = sorted(set(options) - set(allowed))
   if unknown:
-    raise ValueError(f"unknown option(s) {unknown} for kernel bank {name!r}; "
-                     f"allowed: {sorted(allowed) if allowed else 'none'}")
+    raise ValueError(
+      f"unknown option(s) {unknown} for kernel bank {name!r}; "
+      f"allowed: {sorted(allowed) if allowed else 'none'}"
+    )
   return jnp.asarray(builder(kernel_size, **options), jnp.float32)
 
 

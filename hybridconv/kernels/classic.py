@@ -36,13 +36,13 @@ from hybridconv.kernels.options import check_odd_size
 # Textbook 3x3 matrices of the kernels that have no natural larger form. For
 # odd sizes above 3 they are padded with zeros around the centre.
 _TEXTBOOK_3X3 = {
-    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
-    "prewitt_x": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
-    "prewitt_y": [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],
-    "scharr_x": [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]],
-    "scharr_y": [[3, 10, 3], [0, 0, 0], [-3, -10, -3]],
-    "laplacian": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
-    "emboss": [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
+  "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+  "prewitt_x": [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]],
+  "prewitt_y": [[1, 1, 1], [0, 0, 0], [-1, -1, -1]],
+  "scharr_x": [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]],
+  "scharr_y": [[3, 10, 3], [0, 0, 0], [-3, -10, -3]],
+  "laplacian": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
+  "emboss": [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
 }
 
 
@@ -66,7 +66,7 @@ def _padded(name: str, kernel_size) -> np.ndarray:
   kh, kw = check_odd_size(f"classic kernel {name!r}", kernel_size, minimum=3)
   kernel = np.zeros((kh, kw), np.float32)
   top, left = (kh - 3) // 2, (kw - 3) // 2
-  kernel[top:top + 3, left:left + 3] = _TEXTBOOK_3X3[name]
+  kernel[top : top + 3, left : left + 3] = _TEXTBOOK_3X3[name]
   return kernel
 
 
@@ -170,17 +170,17 @@ def emboss(kernel_size) -> np.ndarray:
 
 
 CLASSIC_KERNELS: dict[str, Callable[..., np.ndarray]] = {
-    "identity": identity,
-    "box_blur": box_blur,
-    "gaussian_blur": gaussian_blur,
-    "sharpen": sharpen,
-    "sobel_x": sobel_x,
-    "sobel_y": sobel_y,
-    "prewitt_x": prewitt_x,
-    "prewitt_y": prewitt_y,
-    "scharr_x": scharr_x,
-    "scharr_y": scharr_y,
-    "laplacian": laplacian,
-    "emboss": emboss,
+  "identity": identity,
+  "box_blur": box_blur,
+  "gaussian_blur": gaussian_blur,
+  "sharpen": sharpen,
+  "sobel_x": sobel_x,
+  "sobel_y": sobel_y,
+  "prewitt_x": prewitt_x,
+  "prewitt_y": prewitt_y,
+  "scharr_x": scharr_x,
+  "scharr_y": scharr_y,
+  "laplacian": laplacian,
+  "emboss": emboss,
 }
 CLASSIC_NAMES: tuple[str, ...] = tuple(CLASSIC_KERNELS)

@@ -40,15 +40,17 @@ class Bounds:
   def __post_init__(self):
     if not (0 < self.low < self.high) or not all(map(math.isfinite, (self.low, self.high))):
       raise ValueError(
-          f"bounds must satisfy 0 < low < high < inf, got low={self.low}, high={self.high}")
+        f"bounds must satisfy 0 < low < high < inf, got low={self.low}, high={self.high}"
+      )
 
 
 def frequency_bounds(low: float = 0.02, high: float = 0.45) -> Bounds:
   """Frequency bounds in cycles/pixel; refuses ``high >= 0.5`` (Nyquist)."""
   if high >= NYQUIST:
     raise ValueError(
-        f"frequency upper bound {high} is at or above the Nyquist limit {NYQUIST} cycles/pixel; "
-        "choose a value below 0.5")
+      f"frequency upper bound {high} is at or above the Nyquist limit {NYQUIST} cycles/pixel; "
+      "choose a value below 0.5"
+    )
   return Bounds(low, high)
 
 

@@ -55,8 +55,12 @@ _EPS = 1e-12
 
 def _is_whole(value) -> bool:
   """True for ints and integral floats (numpy scalars included), False for bools."""
-  return (not isinstance(value, bool) and isinstance(value, numbers.Real)
-          and math.isfinite(value) and float(value).is_integer())
+  return (
+    not isinstance(value, bool)
+    and isinstance(value, numbers.Real)
+    and math.isfinite(value)
+    and float(value).is_integer()
+  )
 
 
 def kernel_size_2d(kernel_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -69,7 +73,8 @@ def kernel_size_2d(kernel_size: int | tuple[int, int]) -> tuple[int, int]:
     size = ()
   if len(size) != 2 or not all(_is_whole(s) and s >= 1 for s in size):
     raise ValueError(
-        f"kernel_size must be a positive int or a pair of positive ints, got {kernel_size!r}")
+      f"kernel_size must be a positive int or a pair of positive ints, got {kernel_size!r}"
+    )
   return int(size[0]), int(size[1])
 
 
@@ -89,7 +94,8 @@ def centred_grid(kernel_size: int | tuple[int, int]) -> tuple[Array, Array]:
 def _rotated_coordinates(kernel_size, theta, frequency, sigma, gamma, psi):
   """Broadcast parameters against the grid: returns (x', y') and the params, trailing batch."""
   params = jnp.broadcast_arrays(
-      *(jnp.asarray(p, jnp.float32) for p in (theta, frequency, sigma, gamma, psi)))
+    *(jnp.asarray(p, jnp.float32) for p in (theta, frequency, sigma, gamma, psi))
+  )
   theta, frequency, sigma, gamma, psi = params
   x, y = centred_grid(kernel_size)
   expand = (slice(None), slice(None)) + (None,) * theta.ndim
@@ -103,7 +109,8 @@ def _rotated_coordinates(kernel_size, theta, frequency, sigma, gamma, psi):
 def gabor_envelope(kernel_size, theta, sigma, gamma) -> Array:
   """Gaussian envelope of peak 1, shape ``(kh, kw, *batch)``."""
   x_rot, y_rot, _, sigma, gamma, _ = _rotated_coordinates(
-      kernel_size, theta, 0.0, sigma, gamma, 0.0)
+    kernel_size, theta, 0.0, sigma, gamma, 0.0
+  )
   return jnp.exp(-(x_rot**2 + (gamma * y_rot) ** 2) / (2 * sigma**2))
 
 
@@ -121,15 +128,15 @@ def _normalise(kernel: Array, envelope: Array, zero_mean: bool, unit_norm: bool)
 
 
 def gabor_complex(
-    kernel_size: int | tuple[int, int],
-    theta: ArrayLike,
-    frequency: ArrayLike,
-    sigma: ArrayLike,
-    gamma: ArrayLike = 1.0,
-    psi: ArrayLike = 0.0,
-    *,
-    zero_mean: bool = False,
-    unit_norm: bool = False,
+  kernel_size: int | tuple[int, int],
+  theta: ArrayLike,
+  frequency: ArrayLike,
+  sigma: ArrayLike,
+  gamma: ArrayLike = 1.0,
+  psi: ArrayLike = 0.0,
+  *,
+  zero_mean: bool = False,
+  unit_norm: bool = False,
 ) -> Array:
   """Complex Gabor ``envelope * exp(i (2 pi f x' + psi))``, shape ``(kh, kw, *batch)``.
 
@@ -147,22 +154,23 @@ def gabor_complex(
     complex64 kernels; parameters broadcast and become trailing axes.
   """
   x_rot, y_rot, frequency, sigma, gamma, psi = _rotated_coordinates(
-      kernel_size, theta, frequency, sigma, gamma, psi)
+    kernel_size, theta, frequency, sigma, gamma, psi
+  )
   envelope = jnp.exp(-(x_rot**2 + (gamma * y_rot) ** 2) / (2 * sigma**2))
   kernel = envelope * jnp.exp(1j * (2 * jnp.pi * frequency * x_rot + psi))
   return _normalise(kernel, envelope, zero_mean, unit_norm)
 
 
 def gabor_real(
-    kernel_size: int | tuple[int, int],
-    theta: ArrayLike,
-    frequency: ArrayLike,
-    sigma: ArrayLike,
-    gamma: ArrayLike = 1.0,
-    psi: ArrayLike = 0.0,
-    *,
-    zero_mean: bool = False,
-    unit_norm: bool = False,
+  kernel_size: int | tuple[int, int],
+  theta: ArrayLike,
+  frequency: ArrayLike,
+  sigma: ArrayLike,
+  gamma: ArrayLike = 1.0,
+  psi: ArrayLike = 0.0,
+  *,
+  zero_mean: bool = False,
+  unit_norm: bool = False,
 ) -> Array:
   """Real Gabor ``envelope * cos(2 pi f x' + psi)``, shape ``(kh, kw, *batch)``.
 
@@ -171,22 +179,23 @@ def gabor_real(
   arithmetic enters a layer's forward or backward pass.
   """
   x_rot, y_rot, frequency, sigma, gamma, psi = _rotated_coordinates(
-      kernel_size, theta, frequency, sigma, gamma, psi)
+    kernel_size, theta, frequency, sigma, gamma, psi
+  )
   envelope = jnp.exp(-(x_rot**2 + (gamma * y_rot) ** 2) / (2 * sigma**2))
   kernel = envelope * jnp.cos(2 * jnp.pi * frequency * x_rot + psi)
   return _normalise(kernel, envelope, zero_mean, unit_norm)
 
 
 def gabor_quadrature(
-    kernel_size: int | tuple[int, int],
-    theta: ArrayLike,
-    frequency: ArrayLike,
-    sigma: ArrayLike,
-    gamma: ArrayLike = 1.0,
-    psi: ArrayLike = 0.0,
-    *,
-    zero_mean: bool = False,
-    unit_norm: bool = False,
+  kernel_size: int | tuple[int, int],
+  theta: ArrayLike,
+  frequency: ArrayLike,
+  sigma: ArrayLike,
+  gamma: ArrayLike = 1.0,
+  psi: ArrayLike = 0.0,
+  *,
+  zero_mean: bool = False,
+  unit_norm: bool = False,
 ) -> tuple[Array, Array]:
   """Quadrature pair ``(even, odd)``: real kernels at phases ``psi`` and ``psi - pi/2``.
 
@@ -194,8 +203,17 @@ def gabor_quadrature(
   their squared responses is the phase-invariant "complex cell" energy. Each is
   normalised separately.
   """
-  even = gabor_real(kernel_size, theta, frequency, sigma, gamma, psi,
-                    zero_mean=zero_mean, unit_norm=unit_norm)
-  odd = gabor_real(kernel_size, theta, frequency, sigma, gamma, jnp.asarray(psi) - jnp.pi / 2,
-                   zero_mean=zero_mean, unit_norm=unit_norm)
+  even = gabor_real(
+    kernel_size, theta, frequency, sigma, gamma, psi, zero_mean=zero_mean, unit_norm=unit_norm
+  )
+  odd = gabor_real(
+    kernel_size,
+    theta,
+    frequency,
+    sigma,
+    gamma,
+    jnp.asarray(psi) - jnp.pi / 2,
+    zero_mean=zero_mean,
+    unit_norm=unit_norm,
+  )
   return even, odd

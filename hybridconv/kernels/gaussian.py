@@ -80,12 +80,12 @@ def gaussian_derivative(kernel_size, sigma: float, dx: int, dy: int) -> np.ndarr
     ``(dx, dy)`` derivative of the image smoothed by ``G`` (see module notes).
   """
   x, y = _grid64(kernel_size)
-  return (_hermite(dx, x / sigma) * _hermite(dy, y / sigma) * _gaussian(x, y, sigma)
-          / sigma ** (dx + dy))
+  return (
+    _hermite(dx, x / sigma) * _hermite(dy, y / sigma) * _gaussian(x, y, sigma) / sigma ** (dx + dy)
+  )
 
 
-def gaussian_derivative_bank(kernel_size, *, order: int = 2,
-                             sigmas=(1.0, 2.0)) -> np.ndarray:
+def gaussian_derivative_bank(kernel_size, *, order: int = 2, sigmas=(1.0, 2.0)) -> np.ndarray:
   """Gaussian derivatives up to ``order`` at each scale in ``sigmas`` (RFNN's basis).
 
   Args:
@@ -101,8 +101,9 @@ def gaussian_derivative_bank(kernel_size, *, order: int = 2,
   """
   order = check_int("order", order, minimum=0, maximum=MAX_DERIVATIVE_ORDER)
   sigmas = check_float_tuple("sigmas", sigmas, positive=True)
-  kernels = [gaussian_derivative(kernel_size, s, i, j)
-             for s in sigmas for i, j in derivative_orders(order)]
+  kernels = [
+    gaussian_derivative(kernel_size, s, i, j) for s in sigmas for i, j in derivative_orders(order)
+  ]
   return np.stack(kernels, axis=-1).astype(np.float32)
 
 
@@ -127,8 +128,9 @@ def laplacian_of_gaussian_bank(kernel_size, *, sigmas=(1.0, 2.0)) -> np.ndarray:
   return np.stack(kernels, axis=-1).astype(np.float32)
 
 
-def difference_of_gaussians_bank(kernel_size, *, sigmas=(1.0, 2.0),
-                                 ratio: float = 1.6) -> np.ndarray:
+def difference_of_gaussians_bank(
+  kernel_size, *, sigmas=(1.0, 2.0), ratio: float = 1.6
+) -> np.ndarray:
   """Difference of Gaussians ``G_sigma - G_(ratio sigma)``, one per sigma.
 
   On-centre (positive centre, negative surround), the negated shape of the

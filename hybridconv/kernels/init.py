@@ -23,8 +23,10 @@ def _check_count(what: str, n: int) -> None:
 def _check_frequency_range(low: float, high: float) -> None:
   """Frequencies must satisfy ``0 < low <= high < 0.5`` (below Nyquist)."""
   if not 0 < low <= high < 0.5:
-    raise ValueError(f"frequencies must satisfy 0 < low <= high < 0.5 cycles/pixel (Nyquist), "
-                     f"got low={low}, high={high}")
+    raise ValueError(
+      f"frequencies must satisfy 0 < low <= high < 0.5 cycles/pixel (Nyquist), "
+      f"got low={low}, high={high}"
+    )
 
 
 def evenly_spaced_orientations(n: int) -> Array:
@@ -56,14 +58,14 @@ def sigma_from_bandwidth(frequency, bandwidth: float = 1.0) -> Array:
 
 
 def grid_init(
-    n: int,
-    *,
-    num_orientations: int = 8,
-    highest_frequency: float = 0.25,
-    octaves_per_step: float = 1.0,
-    bandwidth: float = 1.0,
-    gamma: float = 1.0,
-    psi: float = 0.0,
+  n: int,
+  *,
+  num_orientations: int = 8,
+  highest_frequency: float = 0.25,
+  octaves_per_step: float = 1.0,
+  bandwidth: float = 1.0,
+  gamma: float = 1.0,
+  psi: float = 0.0,
 ) -> dict[str, Array]:
   """Deterministic bank of ``n`` filters: orientations vary fastest, then octaves.
 
@@ -83,22 +85,22 @@ def grid_init(
   frequencies = octave_frequencies(num_scales, highest_frequency, octaves_per_step)
   frequency = frequencies[index // per_scale]
   return {
-      "theta": theta,
-      "frequency": frequency,
-      "sigma": sigma_from_bandwidth(frequency, bandwidth),
-      "gamma": jnp.full((n,), gamma, jnp.float32),
-      "psi": jnp.full((n,), psi, jnp.float32),
+    "theta": theta,
+    "frequency": frequency,
+    "sigma": sigma_from_bandwidth(frequency, bandwidth),
+    "gamma": jnp.full((n,), gamma, jnp.float32),
+    "psi": jnp.full((n,), psi, jnp.float32),
   }
 
 
 def random_init(
-    key: Array,
-    n: int,
-    *,
-    frequency_range: tuple[float, float] = (0.05, 0.25),
-    bandwidth: float = 1.0,
-    gamma: float = 1.0,
-    random_phase: bool = True,
+  key: Array,
+  n: int,
+  *,
+  frequency_range: tuple[float, float] = (0.05, 0.25),
+  bandwidth: float = 1.0,
+  gamma: float = 1.0,
+  random_phase: bool = True,
 ) -> dict[str, Array]:
   """Random bank of ``n`` filters, reproducible from ``key``.
 
@@ -112,12 +114,15 @@ def random_init(
   k_theta, k_freq, k_psi = jax.random.split(key, 3)
   theta = jax.random.uniform(k_theta, (n,), minval=0.0, maxval=jnp.pi)
   frequency = jnp.exp(jax.random.uniform(k_freq, (n,), minval=math.log(low), maxval=math.log(high)))
-  psi = (jax.random.uniform(k_psi, (n,), minval=-jnp.pi, maxval=jnp.pi)
-         if random_phase else jnp.zeros((n,), jnp.float32))
+  psi = (
+    jax.random.uniform(k_psi, (n,), minval=-jnp.pi, maxval=jnp.pi)
+    if random_phase
+    else jnp.zeros((n,), jnp.float32)
+  )
   return {
-      "theta": theta,
-      "frequency": frequency,
-      "sigma": sigma_from_bandwidth(frequency, bandwidth),
-      "gamma": jnp.full((n,), gamma, jnp.float32),
-      "psi": psi,
+    "theta": theta,
+    "frequency": frequency,
+    "sigma": sigma_from_bandwidth(frequency, bandwidth),
+    "gamma": jnp.full((n,), gamma, jnp.float32),
+    "psi": psi,
   }

@@ -24,8 +24,9 @@ def check_int(name: str, value, *, minimum: int, maximum: int | None = None) -> 
     value = int(value)
     ok = value >= minimum and (maximum is None or value <= maximum)
   if not ok:
-    allowed = (f"an integer >= {minimum}" if maximum is None
-               else f"an integer in [{minimum}, {maximum}]")
+    allowed = (
+      f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    )
     raise ValueError(f"option {name} must be {allowed}, got {value!r}")
   return value
 
@@ -48,8 +49,9 @@ def check_float_tuple(name: str, value, *, positive: bool = False) -> tuple[floa
   elif isinstance(value, np.ndarray) and value.ndim == 1:
     value = value.tolist()
   if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) == 0:
-    raise ValueError(f"option {name} must be a number or a non-empty sequence of numbers, "
-                     f"got {value!r}")
+    raise ValueError(
+      f"option {name} must be a number or a non-empty sequence of numbers, got {value!r}"
+    )
   return tuple(check_float(f"{name}[{i}]", v, positive=positive) for i, v in enumerate(value))
 
 
@@ -71,6 +73,7 @@ def check_odd_size(what: str, kernel_size, *, minimum: int) -> tuple[int, int]:
   kh, kw = kernel_size_2d(kernel_size)
   if kh % 2 == 0 or kw % 2 == 0 or kh < minimum or kw < minimum:
     raise ValueError(
-        f"{what} is defined for odd kernel sizes >= {minimum} (it must be centred on a pixel), "
-        f"got kernel_size={kernel_size!r}")
+      f"{what} is defined for odd kernel sizes >= {minimum} (it must be centred on a pixel), "
+      f"got kernel_size={kernel_size!r}"
+    )
   return kh, kw

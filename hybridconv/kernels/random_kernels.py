@@ -38,8 +38,9 @@ def as_key(seed_or_key) -> Array:
   if dtype == jnp.uint32 and shape == (2,):
     return seed_or_key
   raise ValueError(
-      "expected a seed (non-negative int) or a single PRNG key (jax.random.key(...) or a raw "
-      f"uint32[2] key), got {seed_or_key!r}")
+    "expected a seed (non-negative int) or a single PRNG key (jax.random.key(...) or a raw "
+    f"uint32[2] key), got {seed_or_key!r}"
+  )
 
 
 def _he_normal(key: Array, shape: tuple[int, ...], fan_in: int) -> Array:
@@ -65,8 +66,7 @@ def random_he_kernel(seed_or_key, shape_hwio) -> Array:
   return _he_normal(as_key(seed_or_key), shape, kh * kw * cin)
 
 
-def random_bank(kernel_size, *, num: int = 16, seed: int = 0,
-                fan_in: int | None = None) -> Array:
+def random_bank(kernel_size, *, num: int = 16, seed: int = 0, fan_in: int | None = None) -> Array:
   """``num`` random spatial filters with He-normal scale, reproducible from ``seed``.
 
   Args:

@@ -21,16 +21,16 @@ from hybridconv.nn import sources
 
 # name -> constructor (num_classes, image_shape, *, first_layer, kernels, width, dtype, rngs).
 MODELS: dict[str, Callable[..., nnx.Module]] = {
-    "simple_cnn": SimpleCNN,
-    "alexnet": AlexNet,
-    "alexnet_small": AlexNetSmall,
-    "resnet20": resnet.resnet20,
-    "resnet56": resnet.resnet56,
-    "resnet18": resnet.resnet18,
-    "resnet34": resnet.resnet34,
-    "resnet50": resnet.resnet50,
-    "resnet101": resnet.resnet101,
-    "resnet152": resnet.resnet152,
+  "simple_cnn": SimpleCNN,
+  "alexnet": AlexNet,
+  "alexnet_small": AlexNetSmall,
+  "resnet20": resnet.resnet20,
+  "resnet56": resnet.resnet56,
+  "resnet18": resnet.resnet18,
+  "resnet34": resnet.resnet34,
+  "resnet50": resnet.resnet50,
+  "resnet101": resnet.resnet101,
+  "resnet152": resnet.resnet152,
 }
 
 
@@ -43,8 +43,10 @@ def check_config(model_config: Any) -> None:
   if model_config.name not in MODELS:
     raise ValueError(f"model.name={model_config.name!r} is not one of {sorted(MODELS)}")
   kernels = dict(model_config.kernels or {})
-  specs = [("model.first_layer", model_config.first_layer),
-           *((f"model.kernels[{key!r}]", spec) for key, spec in kernels.items())]
+  specs = [
+    ("model.first_layer", model_config.first_layer),
+    *((f"model.kernels[{key!r}]", spec) for key, spec in kernels.items()),
+  ]
   for where, spec in specs:
     spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
     try:
@@ -53,8 +55,15 @@ def check_config(model_config: Any) -> None:
       raise ValueError(f"{where}={spec!r}: {error}") from error
 
 
-def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, int, int],
-                rngs: nnx.Rngs, dtype=None, seed: int | None = None) -> nnx.Module:
+def build_model(
+  model_config: Any,
+  *,
+  num_classes: int,
+  image_shape: tuple[int, int, int],
+  rngs: nnx.Rngs,
+  dtype=None,
+  seed: int | None = None,
+) -> nnx.Module:
   """A model from a config section with keys ``name``, ``first_layer``, ``kernels``, ``width``,
   ``first_kernel_size``.
 
@@ -75,12 +84,33 @@ def build_model(model_config: Any, *, num_classes: int, image_shape: tuple[int, 
   extra = {}
   if model_config.first_kernel_size:
     if name != "simple_cnn":
-      raise ValueError(f"model.first_kernel_size={model_config.first_kernel_size!r} is only for "
-                       f"simple_cnn (0 = the model's own size); {name} fixes its kernel sizes")
+      raise ValueError(
+        f"model.first_kernel_size={model_config.first_kernel_size!r} is only for "
+        f"simple_cnn (0 = the model's own size); {name} fixes its kernel sizes"
+      )
     extra["first_kernel_size"] = model_config.first_kernel_size
-  return MODELS[name](num_classes, tuple(image_shape), first_layer=first_layer, kernels=kernels,
-                      width=model_config.width, dtype=dtype, kernel_seed=seed, rngs=rngs, **extra)
+  return MODELS[name](
+    num_classes,
+    tuple(image_shape),
+    first_layer=first_layer,
+    kernels=kernels,
+    width=model_config.width,
+    dtype=dtype,
+    kernel_seed=seed,
+    rngs=rngs,
+    **extra,
+  )
 
 
-__all__ = ["MODELS", "AlexNet", "AlexNetSmall", "CifarResNet", "ResNet", "SimpleCNN",
-           "build_model", "conv_layers", "local_response_norm", "resolve_sources"]
+__all__ = [
+  "MODELS",
+  "AlexNet",
+  "AlexNetSmall",
+  "CifarResNet",
+  "ResNet",
+  "SimpleCNN",
+  "build_model",
+  "conv_layers",
+  "local_response_norm",
+  "resolve_sources",
+]

@@ -19,8 +19,9 @@ from hybridconv.models.layer_specs import resolve_sources
 from hybridconv.nn import conv_layer, max_pool
 
 
-def local_response_norm(x: Array, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
-                        k: float = 2.0) -> Array:
+def local_response_norm(
+  x: Array, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+) -> Array:
   """AlexNet's local response normalisation across channels (Krizhevsky et al. 2012, sec. 3.3).
 
   ``b_c = a_c / (k + alpha * sum_{|j - c| <= size // 2} a_j ** 2) ** beta`` over
@@ -31,8 +32,13 @@ def local_response_norm(x: Array, *, size: int = 5, alpha: float = 1e-4, beta: f
   squares = jnp.square(x.astype(jnp.float32))
   half = size // 2
   window_sum = jax.lax.reduce_window(
-      squares, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (size,), (1,) * x.ndim,
-      [(0, 0)] * (x.ndim - 1) + [(half, size - 1 - half)])
+    squares,
+    0.0,
+    jax.lax.add,
+    (1,) * (x.ndim - 1) + (size,),
+    (1,) * x.ndim,
+    [(0, 0)] * (x.ndim - 1) + [(half, size - 1 - half)],
+  )
   return (x / (k + alpha * window_sum) ** beta).astype(x.dtype)
 
 
@@ -44,8 +50,9 @@ def _check_image_shape(image_shape: tuple[int, int, int], minimum: int, model: s
   if len(image_shape) != 3 or min(image_shape) < 1:
     raise ValueError(f"{model}: image_shape must be (height, width, channels), got {image_shape}")
   if min(image_shape[:2]) < minimum:
-    raise ValueError(f"{model} needs images of at least {minimum}x{minimum} pixels, got "
-                     f"image_shape={image_shape}")
+    raise ValueError(
+      f"{model} needs images of at least {minimum}x{minimum} pixels, got image_shape={image_shape}"
+    )
 
 
 class AlexNet(nnx.Module):
@@ -91,20 +98,40 @@ class AlexNet(nnx.Module):
 
   conv_layer_names = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
-  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
-               first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, lrn: bool = False, kernel_seed: int | None = None,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    first_layer: Any = "free",
+    kernels: Mapping[str, Any] | None = None,
+    width: float = 1.0,
+    dtype=None,
+    lrn: bool = False,
+    kernel_seed: int | None = None,
+    rngs: nnx.Rngs,
+  ):
     _check_image_shape(image_shape, 63, "AlexNet")
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
-                            seed=kernel_seed)
+    specs = resolve_sources(
+      self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
+    )
     height, width_px, in_channels = image_shape
     c1, c2, c3, c4, c5, hidden = _scaled((96, 256, 384, 384, 256, 4096), width)
-    layers = (("conv1", in_channels, c1, 11, 4, 2), ("conv2", c1, c2, 5, 1, 2),
-              ("conv3", c2, c3, 3, 1, 1), ("conv4", c3, c4, 3, 1, 1), ("conv5", c4, c5, 3, 1, 1))
+    layers = (
+      ("conv1", in_channels, c1, 11, 4, 2),
+      ("conv2", c1, c2, 5, 1, 2),
+      ("conv3", c2, c3, 3, 1, 1),
+      ("conv4", c3, c4, 3, 1, 1),
+      ("conv5", c4, c5, 3, 1, 1),
+    )
     for name, cin, cout, size, stride, pad in layers:
-      setattr(self, name, conv_layer(cin, cout, size, source=specs[name], strides=stride,
-                                     padding=pad, dtype=dtype, rngs=rngs))
+      setattr(
+        self,
+        name,
+        conv_layer(
+          cin, cout, size, source=specs[name], strides=stride, padding=pad, dtype=dtype, rngs=rngs
+        ),
+      )
     self.lrn = lrn
     self.fc6 = nnx.Linear(self._feature_size(height, width_px, c5), hidden, dtype=dtype, rngs=rngs)
     self.dropout6 = nnx.Dropout(0.5, rngs=rngs)
@@ -115,11 +142,13 @@ class AlexNet(nnx.Module):
   @staticmethod
   def _feature_size(height: int, width: int, channels: int) -> int:
     """Flattened size after conv1 (11x11/4, pad 2) and three 3x3/2 VALID pools."""
+
     def spatial(n):
       n = (n + 4 - 11) // 4 + 1
       for _ in range(3):
         n = (n - 3) // 2 + 1
       return n
+
     return spatial(height) * spatial(width) * channels
 
   @staticmethod
@@ -165,22 +194,40 @@ class AlexNetSmall(nnx.Module):
 
   conv_layer_names = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
-  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
-               first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, kernel_seed: int | None = None,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    first_layer: Any = "free",
+    kernels: Mapping[str, Any] | None = None,
+    width: float = 1.0,
+    dtype=None,
+    kernel_seed: int | None = None,
+    rngs: nnx.Rngs,
+  ):
     _check_image_shape(image_shape, 8, "AlexNetSmall")
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
-                            seed=kernel_seed)
+    specs = resolve_sources(
+      self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
+    )
     height, width_px, in_channels = image_shape
     c1, c2, c3, c4, c5, hidden = _scaled((64, 192, 384, 256, 256, 1024), width)
-    layers = (("conv1", in_channels, c1, 5), ("conv2", c1, c2, 5), ("conv3", c2, c3, 3),
-              ("conv4", c3, c4, 3), ("conv5", c4, c5, 3))
+    layers = (
+      ("conv1", in_channels, c1, 5),
+      ("conv2", c1, c2, 5),
+      ("conv3", c2, c3, 3),
+      ("conv4", c3, c4, 3),
+      ("conv5", c4, c5, 3),
+    )
     for index, (name, cin, cout, size) in enumerate(layers, start=1):
-      setattr(self, name, conv_layer(cin, cout, size, source=specs[name], use_bias=False,
-                                     dtype=dtype, rngs=rngs))
-      setattr(self, f"bn{index}", nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                                                rngs=rngs))
+      setattr(
+        self,
+        name,
+        conv_layer(cin, cout, size, source=specs[name], use_bias=False, dtype=dtype, rngs=rngs),
+      )
+      setattr(
+        self, f"bn{index}", nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
+      )
     flat = (height // 8) * (width_px // 8) * c5
     self.fc6 = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)
     self.dropout6 = nnx.Dropout(0.5, rngs=rngs)

@@ -52,8 +52,10 @@ def _matching_spec(name: str, kernels: Mapping[str, Any]) -> tuple[str | None, A
   longest = max(len(key) for key in matches)
   best = [key for key in matches if len(key) == longest]
   if len(best) > 1:
-    raise ValueError(f"model.kernels patterns {best} both match conv layer {name!r} and are "
-                     "equally long; give that layer its own entry or make one pattern longer")
+    raise ValueError(
+      f"model.kernels patterns {best} both match conv layer {name!r} and are "
+      "equally long; give that layer its own entry or make one pattern longer"
+    )
   return best[0], kernels[best[0]]
 
 
@@ -67,8 +69,7 @@ def derived_seed(seed: int, name: str) -> int:
   return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def seed_random_source(source: sources.KernelSource, seed: int, name: str
-                       ) -> sources.KernelSource:
+def seed_random_source(source: sources.KernelSource, seed: int, name: str) -> sources.KernelSource:
   """``source`` with every random draw that names no seed seeded from ``(seed, name)``."""
   if isinstance(source, sources.Random) and source.seed is None:
     return sources.Random(seed=derived_seed(seed, name))
@@ -79,15 +80,21 @@ def seed_random_source(source: sources.KernelSource, seed: int, name: str
   if isinstance(source, sources.BankMix):
     return dataclasses.replace(source, bank=seed_random_source(source.bank, seed, name))
   if isinstance(source, sources.Hybrid):
-    groups = tuple((seed_random_source(group, seed, f"{name}/group{index}"), size)
-                   for index, (group, size) in enumerate(source.groups))
+    groups = tuple(
+      (seed_random_source(group, seed, f"{name}/group{index}"), size)
+      for index, (group, size) in enumerate(source.groups)
+    )
     return sources.Hybrid(groups=groups)
   return source
 
 
-def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
-                    kernels: Mapping[str, Any] | None = None,
-                    seed: int | None = None) -> dict[str, sources.KernelSource]:
+def resolve_sources(
+  layer_names: Sequence[str],
+  *,
+  first_layer: Any = "free",
+  kernels: Mapping[str, Any] | None = None,
+  seed: int | None = None,
+) -> dict[str, sources.KernelSource]:
   """Kernel source of each conv layer of a model.
 
   Args:
@@ -104,12 +111,18 @@ def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
   """
   kernels = dict(kernels or {})
   unknown = sorted(
-      key for key in kernels
-      if not (key in layer_names
-              or (_is_pattern(key) and any(fnmatch.fnmatchcase(n, key) for n in layer_names))))
+    key
+    for key in kernels
+    if not (
+      key in layer_names
+      or (_is_pattern(key) and any(fnmatch.fnmatchcase(n, key) for n in layer_names))
+    )
+  )
   if unknown:
-    raise ValueError(f"model.kernels names unknown conv layer(s) {unknown}; this model's conv "
-                     f"layers are {list(layer_names)} (or a glob pattern such as '*')")
+    raise ValueError(
+      f"model.kernels names unknown conv layer(s) {unknown}; this model's conv "
+      f"layers are {list(layer_names)} (or a glob pattern such as '*')"
+    )
   resolved = {}
   for index, name in enumerate(layer_names):
     key, spec = _matching_spec(name, kernels)
@@ -124,4 +137,3 @@ def resolve_sources(layer_names: Sequence[str], *, first_layer: Any = "free",
     if seed is not None:
       resolved[name] = seed_random_source(resolved[name], seed, name)
   return resolved
-

@@ -50,16 +50,28 @@ class _BlockPlan:
     return names + ((f"{self.name}_shortcut",) if self.projection else ())
 
 
-def _plan(stage_sizes: tuple[int, ...], stage_channels: tuple[int, ...], stem_channels: int,
-          expansion: int, shortcut: str) -> tuple[_BlockPlan, ...]:
+def _plan(
+  stage_sizes: tuple[int, ...],
+  stage_channels: tuple[int, ...],
+  stem_channels: int,
+  expansion: int,
+  shortcut: str,
+) -> tuple[_BlockPlan, ...]:
   """Blocks of every stage; the first block of stages 2+ halves the resolution."""
   plans, in_channels = [], stem_channels
   for s, (blocks, channels) in enumerate(zip(stage_sizes, stage_channels, strict=True), start=1):
     for b in range(1, blocks + 1):
       stride = 2 if (b == 1 and s > 1) else 1
       changes = stride != 1 or in_channels != channels * expansion
-      plans.append(_BlockPlan(f"stage{s}_block{b}", in_channels, channels, stride,
-                              projection=changes and shortcut == "projection"))
+      plans.append(
+        _BlockPlan(
+          f"stage{s}_block{b}",
+          in_channels,
+          channels,
+          stride,
+          projection=changes and shortcut == "projection",
+        )
+      )
       in_channels = channels * expansion
   return tuple(plans)
 
@@ -68,10 +80,20 @@ def _batch_norm(features: int, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
   return nnx.BatchNorm(features, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
 
 
-def _conv(cin: int, cout: int, size: int, stride: int, source: sources.KernelSource, dtype,
-          rngs: nnx.Rngs):
-  return conv_layer(cin, cout, size, source=source, strides=stride, padding=size // 2,
-                    use_bias=False, dtype=dtype, rngs=rngs)
+def _conv(
+  cin: int, cout: int, size: int, stride: int, source: sources.KernelSource, dtype, rngs: nnx.Rngs
+):
+  return conv_layer(
+    cin,
+    cout,
+    size,
+    source=source,
+    strides=stride,
+    padding=size // 2,
+    use_bias=False,
+    dtype=dtype,
+    rngs=rngs,
+  )
 
 
 def _pad_shortcut(x: Array, stride: int, out_channels: int) -> Array:
@@ -86,8 +108,9 @@ class BasicBlock(nnx.Module):
 
   expansion = 1
 
-  def __init__(self, plan: _BlockPlan, specs: Mapping[str, sources.KernelSource], *, dtype,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, plan: _BlockPlan, specs: Mapping[str, sources.KernelSource], *, dtype, rngs: nnx.Rngs
+  ):
     c, name = plan.channels, plan.name
     self.conv1 = _conv(plan.in_channels, c, 3, plan.stride, specs[f"{name}_conv1"], dtype, rngs)
     self.bn1 = _batch_norm(c, dtype, rngs)
@@ -109,8 +132,9 @@ class Bottleneck(nnx.Module):
 
   expansion = 4
 
-  def __init__(self, plan: _BlockPlan, specs: Mapping[str, sources.KernelSource], *, dtype,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, plan: _BlockPlan, specs: Mapping[str, sources.KernelSource], *, dtype, rngs: nnx.Rngs
+  ):
     c, out, name = plan.channels, plan.channels * self.expansion, plan.name
     self.conv1 = _conv(plan.in_channels, c, 1, 1, specs[f"{name}_conv1"], dtype, rngs)
     self.bn1 = _batch_norm(c, dtype, rngs)
@@ -127,13 +151,20 @@ class Bottleneck(nnx.Module):
     return jax.nn.relu(y + _apply_shortcut(self, x))
 
 
-def _add_shortcut(block: nnx.Module, plan: _BlockPlan, out_channels: int,
-                  specs: Mapping[str, sources.KernelSource], dtype, rngs: nnx.Rngs) -> None:
+def _add_shortcut(
+  block: nnx.Module,
+  plan: _BlockPlan,
+  out_channels: int,
+  specs: Mapping[str, sources.KernelSource],
+  dtype,
+  rngs: nnx.Rngs,
+) -> None:
   """Projection (1x1 conv + BN) when the plan asks for one; otherwise identity or option A."""
   block.stride, block.out_channels = plan.stride, out_channels
   if plan.projection:
-    block.shortcut = _conv(plan.in_channels, out_channels, 1, plan.stride,
-                           specs[f"{plan.name}_shortcut"], dtype, rngs)
+    block.shortcut = _conv(
+      plan.in_channels, out_channels, 1, plan.stride, specs[f"{plan.name}_shortcut"], dtype, rngs
+    )
     block.shortcut_bn = _batch_norm(out_channels, dtype, rngs)
   else:
     block.shortcut = nnx.data(None)
@@ -151,8 +182,14 @@ def _apply_shortcut(block: nnx.Module, x: Array) -> Array:
 class _ResNetBase(nnx.Module):
   """Stem, residual stages, global average pool, FC; subclasses say what the stem is."""
 
-  def _build_stages(self, plans: tuple[_BlockPlan, ...], block: str,
-                    specs: Mapping[str, sources.KernelSource], dtype, rngs: nnx.Rngs) -> int:
+  def _build_stages(
+    self,
+    plans: tuple[_BlockPlan, ...],
+    block: str,
+    specs: Mapping[str, sources.KernelSource],
+    dtype,
+    rngs: nnx.Rngs,
+  ) -> int:
     block_class = Bottleneck if block == "bottleneck" else BasicBlock
     for plan in plans:
       setattr(self, plan.name, block_class(plan, specs, dtype=dtype, rngs=rngs))
@@ -198,22 +235,34 @@ class CifarResNet(_ResNetBase):
     shortcut: 'projection' or 'pad'.
   """
 
-  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
-               first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, depth: int = 20, shortcut: str = "projection",
-               kernel_seed: int | None = None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    first_layer: Any = "free",
+    kernels: Mapping[str, Any] | None = None,
+    width: float = 1.0,
+    dtype=None,
+    depth: int = 20,
+    shortcut: str = "projection",
+    kernel_seed: int | None = None,
+    rngs: nnx.Rngs,
+  ):
     _check_common(image_shape, width, "CifarResNet")
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-      raise ValueError(f"CifarResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, ...), "
-                       f"got {depth!r}")
+      raise ValueError(
+        f"CifarResNet depth must be 6n+2 with n >= 1 (20, 32, 44, 56, ...), got {depth!r}"
+      )
     if shortcut not in SHORTCUTS:
       raise ValueError(f"CifarResNet shortcut={shortcut!r} is not one of {SHORTCUTS}")
     stem = _scaled(16, width)
     channels = tuple(_scaled(c, width) for c in (16, 32, 64))
     plans = _plan(((depth - 2) // 6,) * 3, channels, stem, 1, shortcut)
     self.conv_layer_names = ("conv1",) + sum((p.conv_names("basic") for p in plans), ())
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
-                            seed=kernel_seed)
+    specs = resolve_sources(
+      self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
+    )
     self.conv1 = _conv(image_shape[-1], stem, 3, 1, specs["conv1"], dtype, rngs)
     self.bn1 = _batch_norm(stem, dtype, rngs)
     features = self._build_stages(plans, "basic", specs, dtype, rngs)
@@ -240,10 +289,20 @@ class ResNet(_ResNetBase):
     block: 'basic' or 'bottleneck'.
   """
 
-  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
-               first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, dtype=None, stage_sizes: tuple[int, ...] = (2, 2, 2, 2),
-               block: str = "basic", kernel_seed: int | None = None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    first_layer: Any = "free",
+    kernels: Mapping[str, Any] | None = None,
+    width: float = 1.0,
+    dtype=None,
+    stage_sizes: tuple[int, ...] = (2, 2, 2, 2),
+    block: str = "basic",
+    kernel_seed: int | None = None,
+    rngs: nnx.Rngs,
+  ):
     _check_common(image_shape, width, "ResNet")
     if block not in BLOCKS:
       raise ValueError(f"ResNet block={block!r} is not one of {BLOCKS}")
@@ -256,8 +315,9 @@ class ResNet(_ResNetBase):
     channels = tuple(_scaled(64 * 2**i, width) for i in range(len(stage_sizes)))
     plans = _plan(tuple(stage_sizes), channels, stem, expansion, "projection")
     self.conv_layer_names = ("conv1",) + sum((p.conv_names(block) for p in plans), ())
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
-                            seed=kernel_seed)
+    specs = resolve_sources(
+      self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
+    )
     self.conv1 = _conv(image_shape[-1], stem, 7, 2, specs["conv1"], dtype, rngs)
     self.bn1 = _batch_norm(stem, dtype, rngs)
     features = self._build_stages(plans, block, specs, dtype, rngs)

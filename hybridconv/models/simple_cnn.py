@@ -35,21 +35,35 @@ class SimpleCNN(nnx.Module):
 
   conv_layer_names = ("conv1", "conv2")
 
-  def __init__(self, num_classes: int, image_shape: tuple[int, int, int], *,
-               first_layer: Any = "free", kernels: Mapping[str, Any] | None = None,
-               width: float = 1.0, first_kernel_size: int = 5, dtype=None,
-               kernel_seed: int | None = None, rngs: nnx.Rngs):
-    specs = resolve_sources(self.conv_layer_names, first_layer=first_layer, kernels=kernels,
-                            seed=kernel_seed)
+  def __init__(
+    self,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    *,
+    first_layer: Any = "free",
+    kernels: Mapping[str, Any] | None = None,
+    width: float = 1.0,
+    first_kernel_size: int = 5,
+    dtype=None,
+    kernel_seed: int | None = None,
+    rngs: nnx.Rngs,
+  ):
+    specs = resolve_sources(
+      self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
+    )
     height, width_px, in_channels = image_shape
     c1, c2, hidden = (max(1, round(c * width)) for c in (32, 64, 128))
     # (a kernel larger than the images is refused, with the config keys named, by the
     # training run's model check, for every conv alike)
-    if isinstance(first_kernel_size, bool) or not isinstance(first_kernel_size, int) or \
-        first_kernel_size < 1:
+    if (
+      isinstance(first_kernel_size, bool)
+      or not isinstance(first_kernel_size, int)
+      or first_kernel_size < 1
+    ):
       raise ValueError(f"model.first_kernel_size={first_kernel_size!r} must be an int >= 1")
-    self.conv1 = conv_layer(in_channels, c1, first_kernel_size, source=specs["conv1"], dtype=dtype,
-                            rngs=rngs)
+    self.conv1 = conv_layer(
+      in_channels, c1, first_kernel_size, source=specs["conv1"], dtype=dtype, rngs=rngs
+    )
     self.bn1 = nnx.BatchNorm(c1, dtype=dtype, rngs=rngs)
     self.conv2 = conv_layer(c1, c2, 5, source=specs["conv2"], dtype=dtype, rngs=rngs)
     self.bn2 = nnx.BatchNorm(c2, dtype=dtype, rngs=rngs)

@@ -22,19 +22,34 @@ from hybridconv.nn.conv import BankMixConv, KernelConv, conv_layer, convolve
 from hybridconv.nn.conversion import Replacement, convert, find_convs
 from hybridconv.nn.introspect import KernelGroup, conv_layers, kernel_groups
 from hybridconv.nn.kernel_modules import (
-    FreeKernel,
-    FrozenArrayKernel,
-    FrozenKernel,
-    GaborKernel,
-    HybridKernel,
-    build_kernel_module,
-    is_kernel_parameter,
+  FreeKernel,
+  FrozenArrayKernel,
+  FrozenKernel,
+  GaborKernel,
+  HybridKernel,
+  build_kernel_module,
+  is_kernel_parameter,
 )
 from hybridconv.nn.pooling import max_pool
 
 __all__ = [
-    "BankMixConv", "FreeKernel", "FrozenArrayKernel", "FrozenKernel", "GaborKernel", "HybridKernel",
-    "KernelConv", "KernelGroup", "Replacement", "build_kernel_module", "conv_layer", "conv_layers",
-    "convert", "convolve", "find_convs", "is_kernel_parameter", "kernel_groups", "max_pool",
-    "sources",
+  "BankMixConv",
+  "FreeKernel",
+  "FrozenArrayKernel",
+  "FrozenKernel",
+  "GaborKernel",
+  "HybridKernel",
+  "KernelConv",
+  "KernelGroup",
+  "Replacement",
+  "build_kernel_module",
+  "conv_layer",
+  "conv_layers",
+  "convert",
+  "convolve",
+  "find_convs",
+  "is_kernel_parameter",
+  "kernel_groups",
+  "max_pool",
+  "sources",
 ]

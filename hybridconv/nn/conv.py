@@ -38,8 +38,9 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
 def _check_padding(padding: Padding) -> Padding:
   if isinstance(padding, str):
     if padding.upper() not in PADDING_MODES:
-      raise ValueError(f"padding={padding!r} is not one of {PADDING_MODES}, "
-                       "an int or ((lo, hi), (lo, hi))")
+      raise ValueError(
+        f"padding={padding!r} is not one of {PADDING_MODES}, an int or ((lo, hi), (lo, hi))"
+      )
     return padding.upper()
   if isinstance(padding, int):
     return ((padding, padding), (padding, padding))
@@ -49,8 +50,16 @@ def _check_padding(padding: Padding) -> Padding:
   return pads
 
 
-def convolve(x: Array, kernel: Array, *, strides, padding: Padding, kernel_dilation,
-             feature_group_count: int = 1, precision=None) -> Array:
+def convolve(
+  x: Array,
+  kernel: Array,
+  *,
+  strides,
+  padding: Padding,
+  kernel_dilation,
+  feature_group_count: int = 1,
+  precision=None,
+) -> Array:
   """NHWC x HWIO cross-correlation with ``nnx.Conv``'s padding modes."""
   if padding in ("CIRCULAR", "REFLECT"):
     kh, kw = ((k - 1) * d + 1 for k, d in zip(kernel.shape[:2], kernel_dilation, strict=True))
@@ -64,9 +73,15 @@ def convolve(x: Array, kernel: Array, *, strides, padding: Padding, kernel_dilat
   # train step ran at 344 instead of 455 img/s (train_throughput.py, same run).
   x = jax.lax.optimization_barrier(x)
   return jax.lax.conv_general_dilated(
-      x, kernel, window_strides=strides, padding=padding, rhs_dilation=kernel_dilation,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=feature_group_count,
-      precision=precision)
+    x,
+    kernel,
+    window_strides=strides,
+    padding=padding,
+    rhs_dilation=kernel_dilation,
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count=feature_group_count,
+    precision=precision,
+  )
 
 
 class KernelConv(nnx.Module):
@@ -89,19 +104,35 @@ class KernelConv(nnx.Module):
     ValueError: at construction, for a bad size, source, bank or group split.
   """
 
-  def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
-               source: sources.KernelSource | str | dict = sources.Free(),
-               strides: int | Sequence[int] = 1, padding: Padding = "SAME",
-               kernel_dilation: int | Sequence[int] = 1, feature_group_count: int = 1,
-               use_bias: bool = True, dtype=None, param_dtype=jnp.float32, precision=None,
-               rngs: nnx.Rngs):
-    for name, value in (("in_features", in_features), ("out_features", out_features),
-                        ("feature_group_count", feature_group_count)):
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    kernel_size: int | Sequence[int],
+    *,
+    source: sources.KernelSource | str | dict = sources.Free(),
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "SAME",
+    kernel_dilation: int | Sequence[int] = 1,
+    feature_group_count: int = 1,
+    use_bias: bool = True,
+    dtype=None,
+    param_dtype=jnp.float32,
+    precision=None,
+    rngs: nnx.Rngs,
+  ):
+    for name, value in (
+      ("in_features", in_features),
+      ("out_features", out_features),
+      ("feature_group_count", feature_group_count),
+    ):
       if not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     if in_features % feature_group_count or out_features % feature_group_count:
-      raise ValueError(f"feature_group_count={feature_group_count} must divide in_features="
-                       f"{in_features} and out_features={out_features}")
+      raise ValueError(
+        f"feature_group_count={feature_group_count} must divide in_features="
+        f"{in_features} and out_features={out_features}"
+      )
     kh, kw = gabor_kernels.kernel_size_2d(kernel_size)
     source = sources.parse(source)
     if isinstance(source, sources.BankMix):
@@ -116,9 +147,12 @@ class KernelConv(nnx.Module):
     self.source_name = type(source).__name__.lower()
     # Kernel first, then bias: the same order of key draws as nnx.Conv.
     self.kernel_source = kernel_modules.build_kernel_module(
-        source, (kh, kw, in_features // feature_group_count, out_features),
-        param_dtype=param_dtype, rngs=rngs)
-    self.bias = (nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else nnx.data(None))
+      source,
+      (kh, kw, in_features // feature_group_count, out_features),
+      param_dtype=param_dtype,
+      rngs=rngs,
+    )
+    self.bias = nnx.Param(jnp.zeros((out_features,), param_dtype)) if use_bias else nnx.data(None)
     if use_bias:
       rngs.params()  # nnx.Conv draws (and ignores) a key for its zero bias init.
 
@@ -128,14 +162,21 @@ class KernelConv(nnx.Module):
 
   def __call__(self, x: Array) -> Array:
     if x.ndim != 4 or x.shape[-1] != self.in_features:
-      raise ValueError(f"KernelConv expects NHWC input with {self.in_features} channels, "
-                       f"got shape {x.shape}")
+      raise ValueError(
+        f"KernelConv expects NHWC input with {self.in_features} channels, got shape {x.shape}"
+      )
     kernel = self.kernel_source()
     bias = self.bias[...] if self.bias is not None else None
     x, kernel, bias = dtypes.promote_dtype((x, kernel, bias), dtype=self.dtype)
-    y = convolve(x, kernel, strides=self.strides, padding=self.padding,
-                 kernel_dilation=self.kernel_dilation,
-                 feature_group_count=self.feature_group_count, precision=self.precision)
+    y = convolve(
+      x,
+      kernel,
+      strides=self.strides,
+      padding=self.padding,
+      kernel_dilation=self.kernel_dilation,
+      feature_group_count=self.feature_group_count,
+      precision=self.precision,
+    )
     return y + bias if bias is not None else y
 
 
@@ -148,11 +189,22 @@ class BankMixConv(nnx.Module):
   one input channel), which is what filter logging shows.
   """
 
-  def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
-               source: sources.BankMix | str | dict = sources.BankMix(),
-               strides: int | Sequence[int] = 1, padding: Padding = "SAME",
-               kernel_dilation: int | Sequence[int] = 1, use_bias: bool = True,
-               dtype=None, param_dtype=jnp.float32, precision=None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    kernel_size: int | Sequence[int],
+    *,
+    source: sources.BankMix | str | dict = sources.BankMix(),
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "SAME",
+    kernel_dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    dtype=None,
+    param_dtype=jnp.float32,
+    precision=None,
+    rngs: nnx.Rngs,
+  ):
     source = sources.parse(source)
     if not isinstance(source, sources.BankMix):
       raise ValueError(f"BankMixConv needs a BankMix source, got {source!r}")
@@ -168,13 +220,25 @@ class BankMixConv(nnx.Module):
     self.padding = _check_padding(padding)
     self.dtype, self.precision = dtype, precision
     self.bank = kernel_modules.build_kernel_module(
-        source.bank, (kh, kw, 1, bank_size), param_dtype=param_dtype, rngs=rngs)
+      source.bank, (kh, kw, 1, bank_size), param_dtype=param_dtype, rngs=rngs
+    )
     responses = in_features * bank_size
-    self.norm = (nnx.BatchNorm(responses, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-                 if source.norm == "batch" else nnx.data(None))
+    self.norm = (
+      nnx.BatchNorm(responses, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+      if source.norm == "batch"
+      else nnx.data(None)
+    )
     self.activation = source.activation
-    self.mix = nnx.Conv(responses, out_features, (1, 1), use_bias=use_bias, dtype=dtype,
-                        param_dtype=param_dtype, precision=precision, rngs=rngs)
+    self.mix = nnx.Conv(
+      responses,
+      out_features,
+      (1, 1),
+      use_bias=use_bias,
+      dtype=dtype,
+      param_dtype=param_dtype,
+      precision=precision,
+      rngs=rngs,
+    )
 
   def kernel(self) -> Array:
     """The bank, HWIO ``(kh, kw, 1, bank_size)``."""
@@ -184,9 +248,15 @@ class BankMixConv(nnx.Module):
     bank = jnp.tile(self.bank(), (1, 1, 1, self.in_features))  # one copy per input channel
     x, bank = dtypes.promote_dtype((x, bank), dtype=self.dtype)
     # Depthwise: output channel c * bank_size + j is bank filter j on input c.
-    y = convolve(x, bank, strides=self.strides, padding=self.padding,
-                 kernel_dilation=self.kernel_dilation, feature_group_count=self.in_features,
-                 precision=self.precision)
+    y = convolve(
+      x,
+      bank,
+      strides=self.strides,
+      padding=self.padding,
+      kernel_dilation=self.kernel_dilation,
+      feature_group_count=self.in_features,
+      precision=self.precision,
+    )
     if self.norm is not None:
       y = self.norm(y)
     if self.activation == "relu":
@@ -196,9 +266,14 @@ class BankMixConv(nnx.Module):
     return self.mix(y)
 
 
-def conv_layer(in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
-               source: sources.KernelSource | str | dict = sources.Free(), **kwargs
-               ) -> KernelConv | BankMixConv:
+def conv_layer(
+  in_features: int,
+  out_features: int,
+  kernel_size: int | Sequence[int],
+  *,
+  source: sources.KernelSource | str | dict = sources.Free(),
+  **kwargs,
+) -> KernelConv | BankMixConv:
   """A :class:`KernelConv`, or a :class:`BankMixConv` for a BankMix source."""
   source = sources.parse(source)
   layer = BankMixConv if isinstance(source, sources.BankMix) else KernelConv

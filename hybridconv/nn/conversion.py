@@ -59,8 +59,11 @@ class Replacement:
     """Scalars for a logger: mean, median and minimum R^2 (empty when r2 is None)."""
     if self.r2 is None:
       return {}
-    return {"r2_mean": float(np.mean(self.r2)), "r2_median": float(np.median(self.r2)),
-            "r2_min": float(np.min(self.r2))}
+    return {
+      "r2_mean": float(np.mean(self.r2)),
+      "r2_median": float(np.median(self.r2)),
+      "r2_min": float(np.min(self.r2)),
+    }
 
 
 def _name(path: tuple) -> str:
@@ -69,8 +72,9 @@ def _name(path: tuple) -> str:
 
 def find_convs(model: nnx.Module) -> dict[str, tuple[tuple, nnx.Conv]]:
   """Every ``nnx.Conv`` of ``model`` by '_'-joined path: ``{name: (path, conv)}``."""
-  return {_name(path): (path, node) for path, node in nnx.iter_graph(model)
-          if isinstance(node, nnx.Conv)}
+  return {
+    _name(path): (path, node) for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Conv)
+  }
 
 
 def match_key(name: str, spec: Mapping[str, Any], *, what: str = "convert spec") -> str | None:
@@ -85,8 +89,10 @@ def match_key(name: str, spec: Mapping[str, Any], *, what: str = "convert spec")
     return None
   longest = [k for k in keys if len(k) == max(map(len, keys))]
   if len(longest) > 1:
-    raise ValueError(f"{what} patterns {longest} both match conv {name!r} and are equally "
-                     "long; give that conv its own entry or make one pattern longer")
+    raise ValueError(
+      f"{what} patterns {longest} both match conv {name!r} and are equally "
+      "long; give that conv its own entry or make one pattern longer"
+    )
   return longest[0]
 
 
@@ -118,9 +124,12 @@ def _carry(source: sources.KernelSource, kernel: np.ndarray) -> sources.KernelSo
     return dataclasses.replace(source, init_from=kernel)
   if isinstance(source, sources.Hybrid):
     edges = np.cumsum([0, *source.counts(kernel.shape[-1])])
-    return sources.Hybrid(tuple(
+    return sources.Hybrid(
+      tuple(
         (_carry(group, kernel[..., a:b]), size)
-        for (group, size), a, b in zip(source.groups, edges[:-1], edges[1:], strict=True)))
+        for (group, size), a, b in zip(source.groups, edges[:-1], edges[1:], strict=True)
+      )
+    )
   return source
 
 
@@ -128,7 +137,8 @@ def _starts_from_old(source: sources.KernelSource) -> bool:
   if isinstance(source, sources.Hybrid):
     return any(_starts_from_old(group) for group, _ in source.groups)
   return (isinstance(source, sources.Free) and source.init is None) or (
-      isinstance(source, sources.Gabor) and source.init_from is None)
+    isinstance(source, sources.Gabor) and source.init_from is None
+  )
 
 
 def filter_r2(new: jax.Array, old: jax.Array) -> np.ndarray:
@@ -139,18 +149,29 @@ def filter_r2(new: jax.Array, old: jax.Array) -> np.ndarray:
   return np.where(sst > 0, 1 - sse / np.where(sst > 0, sst, 1), 0.0)
 
 
-def _replacement_layer(name: str, conv: nnx.Conv, source: sources.KernelSource,
-                       rngs: nnx.Rngs) -> KernelConv:
+def _replacement_layer(
+  name: str, conv: nnx.Conv, source: sources.KernelSource, rngs: nnx.Rngs
+) -> KernelConv:
   problems = _uncarried_options(conv)
   if problems:
     raise ValueError(f"conv {name!r} cannot be converted: {', '.join(problems)}")
   kernel = np.asarray(conv.kernel[...], np.float32)
   try:
     layer = KernelConv(
-        conv.in_features, conv.out_features, conv.kernel_size, source=_carry(source, kernel),
-        strides=conv.strides or 1, padding=conv.padding, kernel_dilation=conv.kernel_dilation or 1,
-        feature_group_count=conv.feature_group_count, use_bias=conv.bias is not None,
-        dtype=conv.dtype, param_dtype=conv.param_dtype, precision=conv.precision, rngs=rngs)
+      conv.in_features,
+      conv.out_features,
+      conv.kernel_size,
+      source=_carry(source, kernel),
+      strides=conv.strides or 1,
+      padding=conv.padding,
+      kernel_dilation=conv.kernel_dilation or 1,
+      feature_group_count=conv.feature_group_count,
+      use_bias=conv.bias is not None,
+      dtype=conv.dtype,
+      param_dtype=conv.param_dtype,
+      precision=conv.precision,
+      rngs=rngs,
+    )
   except ValueError as error:
     raise ValueError(f"conv {name!r} (kernel {kernel.shape}): {error}") from error
   if conv.bias is not None:
@@ -158,8 +179,9 @@ def _replacement_layer(name: str, conv: nnx.Conv, source: sources.KernelSource,
   return layer
 
 
-def convert(model: nnx.Module, spec: Mapping[str, Any], *, rngs: nnx.Rngs | None = None
-            ) -> tuple[nnx.Module, list[Replacement]]:
+def convert(
+  model: nnx.Module, spec: Mapping[str, Any], *, rngs: nnx.Rngs | None = None
+) -> tuple[nnx.Module, list[Replacement]]:
   """Replaces ``model``'s matching ``nnx.Conv`` layers by :class:`KernelConv` layers.
 
   Every new layer is built (and every Gabor fit run) before the model is
@@ -187,12 +209,19 @@ def convert(model: nnx.Module, spec: Mapping[str, Any], *, rngs: nnx.Rngs | None
   rngs = nnx.Rngs(0) if rngs is None else rngs
   convs = find_convs(model)
   spec = dict(spec)
-  unknown = sorted(key for key in spec if not any(
+  unknown = sorted(
+    key
+    for key in spec
+    if not any(
       key == name or (_GLOB_CHARACTERS & set(key) and fnmatch.fnmatchcase(name, key))
-      for name in convs))
+      for name in convs
+    )
+  )
   if unknown:
-    raise ValueError(f"convert spec key(s) {unknown} match no nnx.Conv of {type(model).__name__}; "
-                     f"its convs are {sorted(convs)} (or use a glob pattern such as '*')")
+    raise ValueError(
+      f"convert spec key(s) {unknown} match no nnx.Conv of {type(model).__name__}; "
+      f"its convs are {sorted(convs)} (or use a glob pattern such as '*')"
+    )
   planned = []
   for name, (path, conv) in convs.items():
     key = match_key(name, spec)
@@ -203,8 +232,10 @@ def convert(model: nnx.Module, spec: Mapping[str, Any], *, rngs: nnx.Rngs | None
     except ValueError as error:
       raise ValueError(f"convert spec[{key!r}]={spec[key]!r}: {error}") from error
     if isinstance(source, sources.BankMix):
-      raise ValueError(f"convert spec[{key!r}]: a BankMix source changes the layer structure; "
-                       "convert replaces kernels (free, gabor, fixed, random, hybrid)")
+      raise ValueError(
+        f"convert spec[{key!r}]: a BankMix source changes the layer structure; "
+        "convert replaces kernels (free, gabor, fixed, random, hybrid)"
+      )
     layer = _replacement_layer(name, conv, source, rngs)
     r2 = filter_r2(layer.kernel(), conv.kernel[...]) if _starts_from_old(source) else None
     planned.append((path, layer, Replacement(name, tuple(conv.kernel.shape), source, r2)))
@@ -217,8 +248,9 @@ def _set(model: nnx.Module, path: tuple, layer: nnx.Module) -> None:
   """Puts ``layer`` at ``path``: an attribute, or an item of an nnx.List / nnx.Dict."""
   parent = model
   for key in path[:-1]:
-    parent = parent[key] if isinstance(key, int) or not hasattr(parent, str(key)) else getattr(
-        parent, key)
+    parent = (
+      parent[key] if isinstance(key, int) or not hasattr(parent, str(key)) else getattr(parent, key)
+    )
   key = path[-1]
   if isinstance(key, int) or not hasattr(parent, str(key)):
     parent[key] = layer

@@ -44,9 +44,15 @@ REFINE_STEPS = 100
 _NUM_START_FREQUENCIES = 3
 
 
-def fit_parameters(kernel_hwio: np.ndarray, *, channels: str, zero_mean: bool,
-                   frequency: constraints.Bounds, sigma: constraints.Bounds,
-                   gamma: constraints.Bounds) -> dict[str, Array]:
+def fit_parameters(
+  kernel_hwio: np.ndarray,
+  *,
+  channels: str,
+  zero_mean: bool,
+  frequency: constraints.Bounds,
+  sigma: constraints.Bounds,
+  gamma: constraints.Bounds,
+) -> dict[str, Array]:
   """Gabor parameters fitted to ``kernel_hwio``, within the layer's bounds.
 
   Args:
@@ -64,9 +70,14 @@ def fit_parameters(kernel_hwio: np.ndarray, *, channels: str, zero_mean: bool,
     ValueError: kernels too small for a Gabor fit (the fitter says how small).
   """
   starts = np.geomspace(frequency.low, frequency.high, _NUM_START_FREQUENCIES + 2)[1:-1]
-  options = dict(frequencies=tuple(starts), fit_centre=False, fit_offset=zero_mean,
-                 frequency_range=(frequency.low, frequency.high),
-                 sigma_range=(sigma.low, sigma.high), gamma_range=(gamma.low, gamma.high))
+  options = dict(
+    frequencies=tuple(starts),
+    fit_centre=False,
+    fit_offset=zero_mean,
+    frequency_range=(frequency.low, frequency.high),
+    sigma_range=(sigma.low, sigma.high),
+    gamma_range=(gamma.low, gamma.high),
+  )
   mode = "per_channel" if channels == "pair" else "dominant"
   fit = gabor_fit.fit_conv_kernel(kernel_hwio, mode, **options).fit
   return {name: getattr(fit, name) for name in ("theta", "frequency", "sigma", "gamma", "psi")}
@@ -107,8 +118,9 @@ def _compiled_refine(graphdef, steps: int):
     def step(_, carry):
       state, opt_state = carry
       value, grad = value_and_grad(state, state=opt_state)
-      updates, opt_state = optimizer.update(grad, opt_state, state, value=value, grad=grad,
-                                            value_fn=loss)
+      updates, opt_state = optimizer.update(
+        grad, opt_state, state, value=value, grad=grad, value_fn=loss
+      )
       return optax.apply_updates(state, updates), opt_state
 
     return jax.lax.fori_loop(0, steps, step, (state, optimizer.init(state)))[0]

@@ -38,14 +38,19 @@ def conv_layers(model: nnx.Module) -> dict[str, KernelConv | BankMixConv]:
   Raises:
     ValueError: if the model's conv layers and its ``conv_layer_names`` disagree.
   """
-  found = {"_".join(map(str, path)): node for path, node in nnx.iter_graph(model)
-           if isinstance(node, (KernelConv, BankMixConv)) and path}
+  found = {
+    "_".join(map(str, path)): node
+    for path, node in nnx.iter_graph(model)
+    if isinstance(node, (KernelConv, BankMixConv)) and path
+  }
   if not hasattr(model, "conv_layer_names"):
     return found
   names = tuple(model.conv_layer_names)
   if set(found) != set(names):
-    raise ValueError(f"{type(model).__name__} has conv layers {sorted(found)} but declares "
-                     f"conv_layer_names {list(names)}")
+    raise ValueError(
+      f"{type(model).__name__} has conv layers {sorted(found)} but declares "
+      f"conv_layer_names {list(names)}"
+    )
   return {name: found[name] for name in names}
 
 

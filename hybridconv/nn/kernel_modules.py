@@ -46,25 +46,35 @@ def kernel_parameter(value: Array) -> nnx.Param:
 def is_kernel_parameter(variable) -> bool:
   """True for values made by :func:`kernel_parameter` (theta, frequency, sigma, gamma, psi)."""
   return isinstance(variable, nnx.Param) and bool(
-      variable.get_metadata().get("kernel_parameter", False))
+    variable.get_metadata().get("kernel_parameter", False)
+  )
 
 
 class FreeKernel(nnx.Module):
   """Learned weights: ``nnx.Conv``'s LeCun-normal initialisation, a bank's, or an array."""
 
-  def __init__(self, kernel_shape: tuple[int, int, int, int], *, param_dtype, rngs: nnx.Rngs,
-               source: sources.Free = sources.Free()):
+  def __init__(
+    self,
+    kernel_shape: tuple[int, int, int, int],
+    *,
+    param_dtype,
+    rngs: nnx.Rngs,
+    source: sources.Free = sources.Free(),
+  ):
     # The key is drawn whatever the init, so the layers built after this one
     # start the same in every arm of a study (paired seeds).
     key = rngs.params()
     if source.init is None:
       value = _free_kernel_init(key, kernel_shape, param_dtype)
     elif isinstance(source.init, str):
-      value = fixed_kernel(sources.Fixed(source.init, source.options, source.normalize),
-                           kernel_shape)
+      value = fixed_kernel(
+        sources.Fixed(source.init, source.options, source.normalize), kernel_shape
+      )
     elif source.init.shape != tuple(kernel_shape):
-      raise ValueError(f"Free init array has shape {source.init.shape}, but the layer's kernel "
-                       f"is {tuple(kernel_shape)} (kh, kw, cin, cout)")
+      raise ValueError(
+        f"Free init array has shape {source.init.shape}, but the layer's kernel "
+        f"is {tuple(kernel_shape)} (kh, kw, cin, cout)"
+      )
     else:
       value = source.init
     self.kernel = nnx.Param(jnp.asarray(value, param_dtype))
@@ -88,14 +98,16 @@ def fixed_kernel(source: sources.Fixed, kernel_shape: tuple[int, int, int, int])
   kh, kw, cin, cout = kernel_shape
   bank = banks.make_bank(source.bank, (kh, kw), **dict(source.options))  # (kh, kw, n)
   if bank.ndim != 3 or bank.shape[:2] != (kh, kw):
-    raise ValueError(f"fixed bank {source.bank!r} gave shape {bank.shape}, "
-                     f"expected ({kh}, {kw}, n)")
+    raise ValueError(
+      f"fixed bank {source.bank!r} gave shape {bank.shape}, expected ({kh}, {kw}, n)"
+    )
   available = bank.shape[-1]
   if cout > available:
     raise ValueError(
-        f"fixed bank {source.bank!r} has {available} filter(s) at kernel size {(kh, kw)}, but "
-        f"{cout} output channels were asked of it; give it at most {available} channels "
-        "(e.g. as a group of a hybrid layer) or choose bank options with more filters")
+      f"fixed bank {source.bank!r} has {available} filter(s) at kernel size {(kh, kw)}, but "
+      f"{cout} output channels were asked of it; give it at most {available} channels "
+      "(e.g. as a group of a hybrid layer) or choose bank options with more filters"
+    )
   spatial = bank[..., :cout]
   if source.normalize:
     norms = jnp.sqrt(jnp.sum(spatial**2, axis=(0, 1), keepdims=True))
@@ -114,8 +126,14 @@ class GaborKernel(nnx.Module):
   no optimiser step can produce aliasing, a degenerate envelope or NaN.
   """
 
-  def __init__(self, source: sources.Gabor, kernel_shape: tuple[int, int, int, int], *,
-               param_dtype, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    source: sources.Gabor,
+    kernel_shape: tuple[int, int, int, int],
+    *,
+    param_dtype,
+    rngs: nnx.Rngs,
+  ):
     kh, kw, cin, cout = kernel_shape
     self.kernel_size = (kh, kw)
     self.channels = source.channels
@@ -128,19 +146,29 @@ class GaborKernel(nnx.Module):
       low, high = source.frequency_range
       num_scales = -(-cout // min(source.num_orientations, cout))
       octaves = math.log2(high / low) / (num_scales - 1) if num_scales > 1 else 1.0
-      values = init.grid_init(cout, num_orientations=source.num_orientations,
-                              highest_frequency=high,
-                              octaves_per_step=octaves, bandwidth=source.bandwidth,
-                              gamma=source.gamma, psi=source.psi)
+      values = init.grid_init(
+        cout,
+        num_orientations=source.num_orientations,
+        highest_frequency=high,
+        octaves_per_step=octaves,
+        bandwidth=source.bandwidth,
+        gamma=source.gamma,
+        psi=source.psi,
+      )
     else:
-      values = init.random_init(rngs.params(), cout, frequency_range=source.frequency_range,
-                                bandwidth=source.bandwidth, gamma=source.gamma)
+      values = init.random_init(
+        rngs.params(),
+        cout,
+        frequency_range=source.frequency_range,
+        bandwidth=source.bandwidth,
+        gamma=source.gamma,
+      )
     raw = {
-        "theta": values["theta"],
-        "frequency": self._inverse(values["frequency"], self.frequency_bounds),
-        "sigma": self._inverse(values["sigma"], self.sigma_bounds),
-        "gamma": self._inverse(values["gamma"], self.gamma_bounds),
-        "psi": values["psi"],
+      "theta": values["theta"],
+      "frequency": self._inverse(values["frequency"], self.frequency_bounds),
+      "sigma": self._inverse(values["sigma"], self.sigma_bounds),
+      "gamma": self._inverse(values["gamma"], self.gamma_bounds),
+      "psi": values["psi"],
     }
     shape = (cin, cout) if self.channels == "pair" else (cout,)
     for name in sources.GABOR_PARAMETERS:
@@ -153,19 +181,29 @@ class GaborKernel(nnx.Module):
     self.input_scale = 1 / math.sqrt(cin) if self.channels == "pair" else 1.0
     if source.init_from is not None:
       if source.init_from.shape != tuple(kernel_shape):
-        raise ValueError(f"Gabor init_from has shape {source.init_from.shape}, but the layer's "
-                         f"kernel is {tuple(kernel_shape)} (kh, kw, cin, cout)")
+        raise ValueError(
+          f"Gabor init_from has shape {source.init_from.shape}, but the layer's "
+          f"kernel is {tuple(kernel_shape)} (kh, kw, cin, cout)"
+        )
       self._start_from(source.init_from)
 
   def _start_from(self, target: Array) -> None:
     """Fitted shape parameters, then the learnable linear part by least squares."""
     fitted = gabor_init.fit_parameters(
-        target, channels=self.channels, zero_mean=self.zero_mean,
-        frequency=self.frequency_bounds, sigma=self.sigma_bounds, gamma=self.gamma_bounds)
-    raw = {"theta": fitted["theta"], "psi": fitted["psi"],
-           "frequency": self._inverse(fitted["frequency"], self.frequency_bounds),
-           "sigma": self._inverse(fitted["sigma"], self.sigma_bounds),
-           "gamma": self._inverse(fitted["gamma"], self.gamma_bounds)}
+      target,
+      channels=self.channels,
+      zero_mean=self.zero_mean,
+      frequency=self.frequency_bounds,
+      sigma=self.sigma_bounds,
+      gamma=self.gamma_bounds,
+    )
+    raw = {
+      "theta": fitted["theta"],
+      "psi": fitted["psi"],
+      "frequency": self._inverse(fitted["frequency"], self.frequency_bounds),
+      "sigma": self._inverse(fitted["sigma"], self.sigma_bounds),
+      "gamma": self._inverse(fitted["gamma"], self.gamma_bounds),
+    }
     for name, value in raw.items():
       variable = getattr(self, name)
       variable[...] = jnp.broadcast_to(value, variable.shape).astype(variable.dtype)
@@ -173,10 +211,12 @@ class GaborKernel(nnx.Module):
     if self.channels == "mix":
       self.mix[...] = jnp.ones_like(self.mix[...])
       self.mix[...] = gabor_init.least_squares_scale(
-          target, self()[:, :, :1, :], axes=(0, 1)).astype(self.mix.dtype)
+        target, self()[:, :, :1, :], axes=(0, 1)
+      ).astype(self.mix.dtype)
     elif self.gain is not None:
       self.gain[...] = gabor_init.least_squares_scale(  # self() has unit gain here
-          target, self(), axes=(0, 1, 2)).astype(self.gain.dtype)
+        target, self(), axes=(0, 1, 2)
+      ).astype(self.gain.dtype)
     gabor_init.refine(self, target)
 
   @staticmethod
@@ -189,17 +229,25 @@ class GaborKernel(nnx.Module):
   def parameters(self) -> dict[str, Array]:
     """Constrained Gabor parameters (theta wrapped to [0, pi) is left to the caller)."""
     return {
-        "theta": self.theta[...],
-        "frequency": constraints.bounded_log(self.frequency[...], self.frequency_bounds),
-        "sigma": constraints.bounded_log(self.sigma[...], self.sigma_bounds),
-        "gamma": constraints.bounded_log(self.gamma[...], self.gamma_bounds),
-        "psi": self.psi[...],
+      "theta": self.theta[...],
+      "frequency": constraints.bounded_log(self.frequency[...], self.frequency_bounds),
+      "sigma": constraints.bounded_log(self.sigma[...], self.sigma_bounds),
+      "gamma": constraints.bounded_log(self.gamma[...], self.gamma_bounds),
+      "psi": self.psi[...],
     }
 
   def __call__(self) -> Array:
     p = self.parameters()
-    kernel = gabor.gabor_real(self.kernel_size, p["theta"], p["frequency"], p["sigma"], p["gamma"],
-                              p["psi"], zero_mean=self.zero_mean, unit_norm=True)
+    kernel = gabor.gabor_real(
+      self.kernel_size,
+      p["theta"],
+      p["frequency"],
+      p["sigma"],
+      p["gamma"],
+      p["psi"],
+      zero_mean=self.zero_mean,
+      unit_norm=True,
+    )
     if self.channels == "mix":
       kernel = kernel[:, :, None, :] * self.mix[...]
     kernel = kernel * self.input_scale
@@ -211,22 +259,35 @@ class GaborKernel(nnx.Module):
 class HybridKernel(nnx.Module):
   """Kernels of several sources concatenated along the output-channel axis."""
 
-  def __init__(self, source: sources.Hybrid, kernel_shape: tuple[int, int, int, int], *,
-               param_dtype, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    source: sources.Hybrid,
+    kernel_shape: tuple[int, int, int, int],
+    *,
+    param_dtype,
+    rngs: nnx.Rngs,
+  ):
     kh, kw, cin, cout = kernel_shape
     counts = source.counts(cout)
-    self.groups = nnx.List([
+    self.groups = nnx.List(
+      [
         build_kernel_module(group_source, (kh, kw, cin, count), param_dtype=param_dtype, rngs=rngs)
         for (group_source, _), count in zip(source.groups, counts, strict=True)
-    ])
+      ]
+    )
     self.counts = tuple(counts)
 
   def __call__(self) -> Array:
     return jnp.concatenate([group() for group in self.groups], axis=-1)
 
 
-def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, int, int, int], *,
-                        param_dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Module:
+def build_kernel_module(
+  source: sources.KernelSource,
+  kernel_shape: tuple[int, int, int, int],
+  *,
+  param_dtype=jnp.float32,
+  rngs: nnx.Rngs,
+) -> nnx.Module:
   """The NNX module producing kernels of ``kernel_shape`` (HWIO) for ``source``."""
   source = sources.parse(source)
   if isinstance(source, sources.Free):
@@ -236,10 +297,12 @@ def build_kernel_module(source: sources.KernelSource, kernel_shape: tuple[int, i
   if isinstance(source, sources.Fixed):
     return FrozenArrayKernel(fixed_kernel(source, kernel_shape), param_dtype=param_dtype)
   if isinstance(source, sources.Random):
-    return FrozenArrayKernel(random_kernels.random_he_kernel(source.seed or 0, kernel_shape),
-                             param_dtype=param_dtype)
+    return FrozenArrayKernel(
+      random_kernels.random_he_kernel(source.seed or 0, kernel_shape), param_dtype=param_dtype
+    )
   if isinstance(source, sources.Hybrid):
     return HybridKernel(source, kernel_shape, param_dtype=param_dtype, rngs=rngs)
-  raise ValueError(f"{type(source).__name__} is a layer structure, not a kernel source; "
-                   "build it with hybridconv.nn.conv_layer")
-
+  raise ValueError(
+    f"{type(source).__name__} is a layer structure, not a kernel source; "
+    "build it with hybridconv.nn.conv_layer"
+  )

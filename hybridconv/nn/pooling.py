@@ -26,18 +26,26 @@ from jax import Array
 def _explicit_padding(spatial_shape, window_shape, strides, padding):
   if isinstance(padding, str):
     if padding.upper() not in ("VALID", "SAME"):
-      raise ValueError(f"max_pool padding={padding!r}: allowed are 'VALID', 'SAME' "
-                       "or one (low, high) pair per spatial axis")
+      raise ValueError(
+        f"max_pool padding={padding!r}: allowed are 'VALID', 'SAME' "
+        "or one (low, high) pair per spatial axis"
+      )
     return jax.lax.padtype_to_pads(spatial_shape, window_shape, strides, padding.upper())
   pads = tuple(tuple(int(p) for p in pair) for pair in padding)
   if len(pads) != len(window_shape) or any(len(pair) != 2 for pair in pads):
-    raise ValueError(f"max_pool padding={padding!r}: need one (low, high) pair per "
-                     f"spatial axis ({len(window_shape)} axes)")
+    raise ValueError(
+      f"max_pool padding={padding!r}: need one (low, high) pair per "
+      f"spatial axis ({len(window_shape)} axes)"
+    )
   return pads
 
 
-def max_pool(x: Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
-             padding: str | Sequence[tuple[int, int]] = "VALID") -> Array:
+def max_pool(
+  x: Array,
+  window_shape: Sequence[int],
+  strides: Sequence[int] | None = None,
+  padding: str | Sequence[tuple[int, int]] = "VALID",
+) -> Array:
   """Max pooling over the spatial axes of a channels-last ``(batch, *spatial, channels)`` array.
 
   Drop-in for ``nnx.max_pool(x, window_shape, strides, padding)`` with
@@ -47,8 +55,10 @@ def max_pool(x: Array, window_shape: Sequence[int], strides: Sequence[int] | Non
   strides = tuple(int(s) for s in (strides or window_shape))
   spatial = x.shape[1:-1]
   if len(window_shape) != len(spatial) or len(strides) != len(spatial):
-    raise ValueError(f"max_pool window_shape={window_shape}, strides={strides}: need one "
-                     f"entry per spatial axis of the input, shape {x.shape}")
+    raise ValueError(
+      f"max_pool window_shape={window_shape}, strides={strides}: need one "
+      f"entry per spatial axis of the input, shape {x.shape}"
+    )
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"max_pool needs a floating-point input, got {x.dtype}")
   pads = _explicit_padding(spatial, window_shape, strides, padding)
@@ -57,8 +67,9 @@ def max_pool(x: Array, window_shape: Sequence[int], strides: Sequence[int] | Non
   padded = x.shape[1:-1]
   out_shape = [(n - w) // s + 1 for n, w, s in zip(padded, window_shape, strides, strict=True)]
   if min(out_shape) < 1:
-    raise ValueError(f"max_pool window {window_shape} is larger than the padded input "
-                     f"{tuple(padded)}")
+    raise ValueError(
+      f"max_pool window {window_shape} is larger than the padded input {tuple(padded)}"
+    )
 
   result = None
   for offset in _window_offsets(window_shape):

@@ -70,8 +70,10 @@ class Free:
         allowed = banks.bank_options(self.init)
         unknown = sorted({k for k, _ in self.options} - set(allowed))
         if unknown:
-          raise ValueError(f"Free init={self.init!r}: unknown bank option(s) {unknown}; "
-                           f"allowed: {sorted(allowed) if allowed else 'none'}")
+          raise ValueError(
+            f"Free init={self.init!r}: unknown bank option(s) {unknown}; "
+            f"allowed: {sorted(allowed) if allowed else 'none'}"
+          )
       elif self.options:
         raise ValueError(f"Free options={dict(self.options)} need a bank init, e.g. init='gabor'")
       return
@@ -85,8 +87,9 @@ def checked_kernel_array(what: str, value: Any) -> np.ndarray:
   try:
     array = np.array(value, dtype=np.float32)
   except (TypeError, ValueError) as error:
-    raise ValueError(f"{what} must be a numeric HWIO array (or a bank name), got "
-                     f"{type(value).__name__}: {error}") from None
+    raise ValueError(
+      f"{what} must be a numeric HWIO array (or a bank name), got {type(value).__name__}: {error}"
+    ) from None
   if array.ndim != 4 or min(array.shape, default=0) < 1:
     raise ValueError(f"{what} must be an HWIO array (kh, kw, cin, cout), got shape {array.shape}")
   if not np.all(np.isfinite(array)):
@@ -138,36 +141,40 @@ class Gabor:
 
   def __post_init__(self):
     if self.init_from is not None:
-      object.__setattr__(self, "init_from", checked_kernel_array("Gabor init_from",
-                                                                 self.init_from))
+      object.__setattr__(self, "init_from", checked_kernel_array("Gabor init_from", self.init_from))
     object.__setattr__(self, "learn", tuple(self.learn))
     object.__setattr__(self, "frequency_range", tuple(self.frequency_range))
     object.__setattr__(self, "frequency_bounds", tuple(self.frequency_bounds))
     unknown = [p for p in self.learn if p not in GABOR_PARAMETERS]
     if unknown:
-      raise ValueError(f"Gabor learn={self.learn!r}: unknown parameter(s) {unknown}; "
-                       f"allowed: {GABOR_PARAMETERS}")
+      raise ValueError(
+        f"Gabor learn={self.learn!r}: unknown parameter(s) {unknown}; allowed: {GABOR_PARAMETERS}"
+      )
     _check_choice("Gabor init", self.init, GABOR_INITS)
     _check_choice("Gabor channels", self.channels, GABOR_CHANNEL_MODES)
     low, high = self.frequency_range
     if not 0 < low <= high < 0.5:
       raise ValueError(
-          f"Gabor frequency_range={self.frequency_range}: need 0 < lowest <= highest < 0.5 "
-          "cycles/pixel (0.5 is the Nyquist limit)")
+        f"Gabor frequency_range={self.frequency_range}: need 0 < lowest <= highest < 0.5 "
+        "cycles/pixel (0.5 is the Nyquist limit)"
+      )
     b_low, b_high = self.frequency_bounds
     if not 0 < b_low < b_high < 0.5:
       raise ValueError(
-          f"Gabor frequency_bounds={self.frequency_bounds}: need 0 < low < high < 0.5 cycles/pixel "
-          "(0.5 is the Nyquist limit)")
+        f"Gabor frequency_bounds={self.frequency_bounds}: need 0 < low < high < 0.5 cycles/pixel "
+        "(0.5 is the Nyquist limit)"
+      )
     if not (b_low <= low and high <= b_high):
       raise ValueError(
-          f"Gabor frequency_range={self.frequency_range} must lie inside frequency_bounds="
-          f"{self.frequency_bounds}")
+        f"Gabor frequency_range={self.frequency_range} must lie inside frequency_bounds="
+        f"{self.frequency_bounds}"
+      )
     if self.num_orientations < 1:
       raise ValueError(f"Gabor num_orientations must be >= 1, got {self.num_orientations}")
     if self.bandwidth <= 0 or self.gamma <= 0:
-      raise ValueError(f"Gabor bandwidth and gamma must be positive, "
-                       f"got {self.bandwidth}, {self.gamma}")
+      raise ValueError(
+        f"Gabor bandwidth and gamma must be positive, got {self.bandwidth}, {self.gamma}"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,8 +217,9 @@ class Random:
   seed: int | None = None
 
   def __post_init__(self):
-    if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed
-                                  or self.seed < 0):
+    if self.seed is not None and (
+      isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0
+    ):
       raise ValueError(f"Random seed must be an int >= 0 or None (the run's), got {self.seed!r}")
 
 
@@ -238,8 +246,9 @@ class Hybrid:
         raise ValueError(f"Hybrid group size must be a positive int or fraction, got {size!r}")
     kinds = {isinstance(size, int) for _, size in groups}
     if len(kinds) > 1:
-      raise ValueError(f"Hybrid group sizes must be all counts or all fractions, "
-                       f"got {[s for _, s in groups]}")
+      raise ValueError(
+        f"Hybrid group sizes must be all counts or all fractions, got {[s for _, s in groups]}"
+      )
     if kinds == {False} and abs(sum(s for _, s in groups) - 1) > 1e-6:
       raise ValueError(f"Hybrid group fractions must add up to 1, got {[s for _, s in groups]}")
     object.__setattr__(self, "groups", groups)
@@ -250,8 +259,9 @@ class Hybrid:
     if all(isinstance(s, int) for s in sizes):
       if sum(sizes) != out_features:
         raise ValueError(
-            f"Hybrid group counts {sizes} add up to {sum(sizes)}, but the layer has "
-            f"{out_features} output channels")
+          f"Hybrid group counts {sizes} add up to {sum(sizes)}, but the layer has "
+          f"{out_features} output channels"
+        )
       return sizes
     exact = [s * out_features for s in sizes]
     counts = [int(e) for e in exact]
@@ -260,8 +270,9 @@ class Hybrid:
       counts[i] += 1
     if min(counts) < 1:
       raise ValueError(
-          f"Hybrid group fractions {sizes} leave a group with no channel at {out_features} "
-          "output channels; use counts or larger fractions")
+        f"Hybrid group fractions {sizes} leave a group with no channel at {out_features} "
+        "output channels; use counts or larger fractions"
+      )
     return counts
 
 
@@ -293,8 +304,14 @@ class BankMix:
 
 
 KernelSource = Free | Gabor | Fixed | Random | Hybrid | BankMix
-_BY_NAME = {"free": Free, "gabor": Gabor, "fixed": Fixed, "random": Random, "hybrid": Hybrid,
-            "bankmix": BankMix}
+_BY_NAME = {
+  "free": Free,
+  "gabor": Gabor,
+  "fixed": Fixed,
+  "random": Random,
+  "hybrid": Hybrid,
+  "bankmix": BankMix,
+}
 SOURCE_NAMES = tuple(_BY_NAME)
 
 
@@ -318,13 +335,15 @@ def parse(spec: Any) -> KernelSource:
     try:
       spec = json.loads(spec)
     except ValueError as error:
-      raise ValueError(f"kernel source {spec!r} starts like JSON but does not parse: {error}") \
-          from error
+      raise ValueError(
+        f"kernel source {spec!r} starts like JSON but does not parse: {error}"
+      ) from error
   if isinstance(spec, str):
     name, _, argument = spec.partition(":")
     if name not in _BY_NAME:
-      raise ValueError(f"unknown kernel source {spec!r}; allowed: {SOURCE_NAMES} "
-                       f"(e.g. 'fixed:sobel_x')")
+      raise ValueError(
+        f"unknown kernel source {spec!r}; allowed: {SOURCE_NAMES} (e.g. 'fixed:sobel_x')"
+      )
     if not argument:
       return _BY_NAME[name]()
     if name == "fixed":
@@ -337,8 +356,10 @@ def parse(spec: Any) -> KernelSource:
       key, equals, bank = argument.partition("=")
       if key == "init" and equals and bank:
         return Free(init=bank)
-      raise ValueError(f"kernel source {spec!r}: 'free' takes 'init=<bank>' (e.g. "
-                       f"'free:init=gabor'), not {argument!r}; banks: {', '.join(banks.BANKS)}")
+      raise ValueError(
+        f"kernel source {spec!r}: 'free' takes 'init=<bank>' (e.g. "
+        f"'free:init=gabor'), not {argument!r}; banks: {', '.join(banks.BANKS)}"
+      )
     raise ValueError(f"kernel source {spec!r}: {name!r} takes no argument {argument!r}")
   if isinstance(spec, Mapping):
     fields = dict(spec)
@@ -349,7 +370,8 @@ def parse(spec: Any) -> KernelSource:
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - allowed)
     if unknown:
-      raise ValueError(f"kernel source {name!r}: unknown field(s) {unknown}; "
-                       f"allowed: {sorted(allowed)}")
+      raise ValueError(
+        f"kernel source {name!r}: unknown field(s) {unknown}; allowed: {sorted(allowed)}"
+      )
     return cls(**fields)
   raise ValueError(f"cannot read a kernel source from {spec!r} (a {type(spec).__name__})")

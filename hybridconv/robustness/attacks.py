@@ -34,8 +34,10 @@ PGD_STEP_FACTOR = 2.5
 
 def input_gradient(apply_fn: ApplyFn, params, images: Array, labels: Array) -> Array:
   """Gradient of the summed cross-entropy with respect to the input images."""
+
   def loss(x):
     return jnp.sum(metrics_lib.cross_entropy(apply_fn(params, x), labels))
+
   return jax.grad(loss)(images)
 
 
@@ -56,8 +58,17 @@ def fgsm(apply_fn: ApplyFn, params, images: Array, labels: Array, eps: Array | f
   return jnp.clip(images + eps * jnp.sign(grad), 0.0, 1.0)
 
 
-def pgd_linf(apply_fn: ApplyFn, params, images: Array, labels: Array, eps: Array | float,
-             key: Array, *, steps: int = 10, step_factor: float = PGD_STEP_FACTOR) -> Array:
+def pgd_linf(
+  apply_fn: ApplyFn,
+  params,
+  images: Array,
+  labels: Array,
+  eps: Array | float,
+  key: Array,
+  *,
+  steps: int = 10,
+  step_factor: float = PGD_STEP_FACTOR,
+) -> Array:
   """Projected gradient descent in the L-infinity ball, from a uniform random start.
 
   Each of ``steps`` iterations moves ``step_factor * eps / steps`` along the

@@ -39,8 +39,9 @@ def blur_radius(max_sigma: float) -> int:
   return max(1, math.ceil(BLUR_TRUNCATE * max_sigma))
 
 
-def gaussian_blur(images: Array, sigma: Array | float, key: Array | None = None, *,
-                  radius: int) -> Array:
+def gaussian_blur(
+  images: Array, sigma: Array | float, key: Array | None = None, *, radius: int
+) -> Array:
   """Separable Gaussian blur of standard deviation ``sigma`` pixels; sigma 0 is the identity.
 
   The kernel has the static half-width ``radius`` (:func:`blur_radius` of the
@@ -66,8 +67,8 @@ def gaussian_blur(images: Array, sigma: Array | float, key: Array | None = None,
   height, width = images.shape[1], images.shape[2]
   # Sums of shifted copies rather than a conv: exact for the delta (0 * x + 1 * x), and
   # cheap for kernels of a dozen taps on small images.
-  rows = sum(taps[i] * padded[:, i:i + height] for i in range(2 * radius + 1))
-  out = sum(taps[i] * rows[:, :, i:i + width] for i in range(2 * radius + 1))
+  rows = sum(taps[i] * padded[:, i : i + height] for i in range(2 * radius + 1))
+  out = sum(taps[i] * rows[:, :, i : i + width] for i in range(2 * radius + 1))
   return jnp.clip(out, 0.0, 1.0)
 
 

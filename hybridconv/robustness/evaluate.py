@@ -41,8 +41,9 @@ DEFAULT_ATTACK_IMAGES = 2000
 def model_apply(fns, model, images):
   """Logits of ``images`` in [0, 1]; ``model = (params, model_state, mean, std)``, eval mode."""
   params, model_state, mean, std = model
-  logits, _ = fns.apply(params, model_state, (images - mean) / std, train=False,
-                        key=jax.random.key(0))
+  logits, _ = fns.apply(
+    params, model_state, (images - mean) / std, train=False, key=jax.random.key(0)
+  )
   return logits
 
 
@@ -75,12 +76,13 @@ def _family_fn(family: str, suite: suites.Suite, fns):
       attack = functools.partial(attacks.pgd_linf, steps=suite.pgd_steps)
     return functools.partial(_attacked_correct, fns=fns, attack=attack)
   corrupt = {
-      suites.CLEAN: lambda x, level, key: x,
-      suites.NOISE: corruptions.gaussian_noise,
-      suites.BLUR: functools.partial(
-          corruptions.gaussian_blur,
-          radius=corruptions.blur_radius(max(suite.levels.get(suites.BLUR, (0.0,))))),
-      suites.CONTRAST: corruptions.contrast,
+    suites.CLEAN: lambda x, level, key: x,
+    suites.NOISE: corruptions.gaussian_noise,
+    suites.BLUR: functools.partial(
+      corruptions.gaussian_blur,
+      radius=corruptions.blur_radius(max(suite.levels.get(suites.BLUR, (0.0,)))),
+    ),
+    suites.CONTRAST: corruptions.contrast,
   }[family]
   return functools.partial(_corrupted_correct, fns=fns, corrupt=corrupt)
 
@@ -90,16 +92,16 @@ def shard_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh)
   count = len(labels)
   padded = -(-count // batch_size) * batch_size
   full = {
-      "image": np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), np.uint8)]),
-      "label": np.concatenate([labels, np.zeros((padded - count,), labels.dtype)]),
-      "mask": np.arange(padded) < count,
+    "image": np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), np.uint8)]),
+    "label": np.concatenate([labels, np.zeros((padded - count,), labels.dtype)]),
+    "mask": np.arange(padded) < count,
   }
   target = sharding.batch_sharded(mesh)
   batches = []
   for start in range(0, padded, batch_size):
     batch = {}
     for name, array in full.items():
-      part = array[start:start + batch_size]
+      part = array[start : start + batch_size]
       batch[name] = jax.make_array_from_callback(part.shape, target, lambda i, p=part: p[i])
     batches.append(batch)
   return batches
@@ -112,26 +114,40 @@ def attack_subset(num_images: int, requested: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).permutation(num_images)[:requested])
 
 
-def run_family(family: str, suite: suites.Suite, fns, model, batches: list[dict], mesh,
-               seed: int) -> list[int]:
+def run_family(
+  family: str, suite: suites.Suite, fns, model, batches: list[dict], mesh, seed: int
+) -> list[int]:
   """Correct counts for each level of ``family`` over ``batches``."""
   replicated = sharding.replicated(mesh)
-  step = jax.jit(_family_fn(family, suite, fns),
-                 in_shardings=(replicated, sharding.batch_sharded(mesh), replicated, replicated),
-                 out_shardings=replicated)
+  step = jax.jit(
+    _family_fn(family, suite, fns),
+    in_shardings=(replicated, sharding.batch_sharded(mesh), replicated, replicated),
+    out_shardings=replicated,
+  )
   family_key = jax.random.fold_in(jax.random.key(seed), suites.FAMILIES.index(family))
   counts = []
   for index, level in enumerate(suite.levels[family]):
     level_key = jax.random.fold_in(family_key, index)
     # Dispatch every batch, then fetch: the host never waits between batches.
-    correct = [step(model, batch, jnp.float32(level), jax.random.fold_in(level_key, b))
-               for b, batch in enumerate(batches)]
+    correct = [
+      step(model, batch, jnp.float32(level), jax.random.fold_in(level_key, b))
+      for b, batch in enumerate(batches)
+    ]
     counts.append(int(sum(int(c) for c in jax.device_get(correct))))
   return counts
 
 
-def evaluate_suite(suite: suites.Suite, fns, model, split: restore.TestSplit, *, batch_size: int,
-                   mesh, attack_images: int, subset_seed: int) -> dict[str, Any]:
+def evaluate_suite(
+  suite: suites.Suite,
+  fns,
+  model,
+  split: restore.TestSplit,
+  *,
+  batch_size: int,
+  mesh,
+  attack_images: int,
+  subset_seed: int,
+) -> dict[str, Any]:
   """Runs ``suite`` on ``split``; returns the ``entries``/``summary`` part of the results.
 
   Args:
@@ -146,8 +162,11 @@ def evaluate_suite(suite: suites.Suite, fns, model, split: restore.TestSplit, *,
   """
   full = shard_batches(split.images, split.labels, batch_size, mesh)
   subset = attack_subset(len(split.labels), attack_images, subset_seed)
-  attacked = (shard_batches(split.images[subset], split.labels[subset], batch_size, mesh)
-              if any(f in suites.ATTACKS for f in suite.levels) else [])
+  attacked = (
+    shard_batches(split.images[subset], split.labels[subset], batch_size, mesh)
+    if any(f in suites.ATTACKS for f in suite.levels)
+    else []
+  )
   entries, seconds = [], {}
   for family in suites.FAMILIES:
     if not suite.levels.get(family):
@@ -158,11 +177,23 @@ def evaluate_suite(suite: suites.Suite, fns, model, split: restore.TestSplit, *,
     counts = run_family(family, suite, fns, model, batches, mesh, subset_seed)
     seconds[family] = round(time.perf_counter() - start, 3)
     for level, correct in zip(suite.levels[family], counts, strict=True):
-      entries.append({"family": family, "level": float(level), "accuracy": correct / num,
-                      "correct": correct, "num_images": num})
-    logging.info("robustness %s: %s (%.1f s)", family,
-                 ", ".join(f"{lv:.4g}: {c / num:.4f}" for lv, c in
-                           zip(suite.levels[family], counts, strict=True)), seconds[family])
+      entries.append(
+        {
+          "family": family,
+          "level": float(level),
+          "accuracy": correct / num,
+          "correct": correct,
+          "num_images": num,
+        }
+      )
+    logging.info(
+      "robustness %s: %s (%.1f s)",
+      family,
+      ", ".join(
+        f"{lv:.4g}: {c / num:.4f}" for lv, c in zip(suite.levels[family], counts, strict=True)
+      ),
+      seconds[family],
+    )
   return {"entries": entries, "summary": summarize(entries), "seconds": seconds}
 
 
@@ -174,9 +205,14 @@ def summarize(entries: list[dict]) -> dict[str, float]:
   return {f: float(np.mean(by_family[f])) for f in suites.FAMILIES if f in by_family}
 
 
-def check_request(suite: str | suites.Suite, *, corruptions_: list[str] | None,
-                  eps: list[float] | None, attack_images: int, pgd_steps: int | None
-                  ) -> suites.Suite:
+def check_request(
+  suite: str | suites.Suite,
+  *,
+  corruptions_: list[str] | None,
+  eps: list[float] | None,
+  attack_images: int,
+  pgd_steps: int | None,
+) -> suites.Suite:
   """The suite to run, after every check on the request (nothing loaded yet)."""
   chosen = suites.get_suite(suite) if isinstance(suite, str) else suite
   if suites.CLEAN not in chosen.levels:  # every result is read against the clean accuracy
@@ -192,11 +228,17 @@ def check_request(suite: str | suites.Suite, *, corruptions_: list[str] | None,
   return chosen
 
 
-def evaluate_workdir(workdir: str, *, checkpoint: str | int = "latest",
-                     suite: str | suites.Suite = "default",
-                     pgd_images: int = DEFAULT_ATTACK_IMAGES, corruptions: list[str] | None = None,
-                     eps: list[float] | None = None, pgd_steps: int | None = None,
-                     subset_seed: int = 0) -> dict[str, Any]:
+def evaluate_workdir(
+  workdir: str,
+  *,
+  checkpoint: str | int = "latest",
+  suite: str | suites.Suite = "default",
+  pgd_images: int = DEFAULT_ATTACK_IMAGES,
+  corruptions: list[str] | None = None,
+  eps: list[float] | None = None,
+  pgd_steps: int | None = None,
+  subset_seed: int = 0,
+) -> dict[str, Any]:
   """Evaluates a trained run's checkpoint and writes ``<workdir>/robustness.json``.
 
   Every argument is checked before anything is loaded or compiled.
@@ -234,8 +276,9 @@ def evaluate_workdir(workdir: str, *, checkpoint: str | int = "latest",
   """
   start = time.perf_counter()
   workdir = os.path.abspath(workdir)
-  chosen = check_request(suite, corruptions_=corruptions, eps=eps, attack_images=pgd_images,
-                         pgd_steps=pgd_steps)
+  chosen = check_request(
+    suite, corruptions_=corruptions, eps=eps, attack_images=pgd_images, pgd_steps=pgd_steps
+  )
   config = restore.load_run_config(workdir)
   step = restore.resolve_checkpoint(config, workdir, checkpoint)
   restore.check_data_supported(config)
@@ -245,17 +288,32 @@ def evaluate_workdir(workdir: str, *, checkpoint: str | int = "latest",
   stats = jax.device_put((split.mean, split.std), sharding.replicated(mesh))
   model = (params, model_state, *stats)
   logging.info("robustness: %s step %d, suite %s", workdir, step, chosen.name)
-  part = evaluate_suite(chosen, fns, model, split, batch_size=config.eval_batch_size, mesh=mesh,
-                        attack_images=pgd_images, subset_seed=subset_seed)
+  part = evaluate_suite(
+    chosen,
+    fns,
+    model,
+    split,
+    batch_size=config.eval_batch_size,
+    mesh=mesh,
+    attack_images=pgd_images,
+    subset_seed=subset_seed,
+  )
   clean = next(e["accuracy"] for e in part["entries"] if e["family"] == suites.CLEAN)
   results = {
-      "version": SCHEMA_VERSION, "workdir": workdir, "checkpoint": str(checkpoint),
-      "step": step, "suite": chosen.name, "pgd_steps": chosen.pgd_steps,
-      "subset_seed": subset_seed, "num_test_images": len(split.labels),
-      "num_attack_images": len(attack_subset(len(split.labels), pgd_images, subset_seed)),
-      "clean_accuracy": clean, "entries": part["entries"], "summary": part["summary"],
-      "units": {f: suites.UNITS[f] for f in part["summary"]},
-      "seconds": {**part["seconds"], "total": round(time.perf_counter() - start, 3)},
+    "version": SCHEMA_VERSION,
+    "workdir": workdir,
+    "checkpoint": str(checkpoint),
+    "step": step,
+    "suite": chosen.name,
+    "pgd_steps": chosen.pgd_steps,
+    "subset_seed": subset_seed,
+    "num_test_images": len(split.labels),
+    "num_attack_images": len(attack_subset(len(split.labels), pgd_images, subset_seed)),
+    "clean_accuracy": clean,
+    "entries": part["entries"],
+    "summary": part["summary"],
+    "units": {f: suites.UNITS[f] for f in part["summary"]},
+    "seconds": {**part["seconds"], "total": round(time.perf_counter() - start, 3)},
   }
   if jax.process_index() == 0:
     write_results(workdir, results)

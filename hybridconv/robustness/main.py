@@ -35,17 +35,40 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--workdir", required=True, help="a run directory of `hybridconv train`")
   parser.add_argument("--checkpoint", default="latest", help="'latest', 'best' or a saved step")
   parser.add_argument("--suite", default="default", help=f"one of {', '.join(suites.SUITES)}")
-  parser.add_argument("--corruptions", default="",
-                      help=f"comma-separated subset of {', '.join(suites.FAMILIES)} ('' = all)")
-  parser.add_argument("--eps", default="",
-                      help="comma-separated attack budgets in [0, 1] replacing the suite's, e.g. "
-                           "'0,2/255,8/255'")
-  parser.add_argument("--pgd-images", "--pgd_images", dest="pgd_images", type=int, default=2000,
-                      help="attack subset size (0 = the whole test split)")
-  parser.add_argument("--pgd-steps", "--pgd_steps", dest="pgd_steps", type=int, default=None,
-                      help="PGD iterations (default: the suite's, 10)")
-  parser.add_argument("--subset-seed", "--subset_seed", dest="subset_seed", type=int, default=0,
-                      help="seed of the attack subset, the noise and PGD's random starts")
+  parser.add_argument(
+    "--corruptions",
+    default="",
+    help=f"comma-separated subset of {', '.join(suites.FAMILIES)} ('' = all)",
+  )
+  parser.add_argument(
+    "--eps",
+    default="",
+    help="comma-separated attack budgets in [0, 1] replacing the suite's, e.g. '0,2/255,8/255'",
+  )
+  parser.add_argument(
+    "--pgd-images",
+    "--pgd_images",
+    dest="pgd_images",
+    type=int,
+    default=2000,
+    help="attack subset size (0 = the whole test split)",
+  )
+  parser.add_argument(
+    "--pgd-steps",
+    "--pgd_steps",
+    dest="pgd_steps",
+    type=int,
+    default=None,
+    help="PGD iterations (default: the suite's, 10)",
+  )
+  parser.add_argument(
+    "--subset-seed",
+    "--subset_seed",
+    dest="subset_seed",
+    type=int,
+    default=0,
+    help="seed of the attack subset, the noise and PGD's random starts",
+  )
   return parser
 
 
@@ -60,8 +83,13 @@ def _request(args):
 
   families = [f.strip() for f in args.corruptions.split(",") if f.strip()] or None
   eps = suites.parse_levels(args.eps) if args.eps.strip() else None
-  suite = evaluate.check_request(args.suite, corruptions_=families, eps=eps,
-                                 attack_images=args.pgd_images, pgd_steps=args.pgd_steps)
+  suite = evaluate.check_request(
+    args.suite,
+    corruptions_=families,
+    eps=eps,
+    attack_images=args.pgd_images,
+    pgd_steps=args.pgd_steps,
+  )
   workdir = os.path.abspath(args.workdir)
   config = restore.load_run_config(workdir)
   if config.keep_host_buffers:
@@ -89,9 +117,14 @@ def _publish(config, workdir: str, results: dict) -> None:
   if settings.mode == "disabled":
     return
   logger = wandb_logger.WandbLogger(
-      project=settings.project, entity=settings.entity, name=settings.name, mode=settings.mode,
-      init_timeout=settings.init_timeout, directory=workdir,
-      run_id=factory.workdir_run_id(workdir))
+    project=settings.project,
+    entity=settings.entity,
+    name=settings.name,
+    mode=settings.mode,
+    init_timeout=settings.init_timeout,
+    directory=workdir,
+    run_id=factory.workdir_run_id(workdir),
+  )
   outputs.log_to_wandb(logger, results)
   logger.close()
 
@@ -103,15 +136,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hybridconv.robustness import evaluate  # noqa: PLC0415
 
     results = evaluate.evaluate_workdir(
-        workdir, checkpoint=args.checkpoint, suite=suite, pgd_images=args.pgd_images,
-        subset_seed=args.subset_seed)
+      workdir,
+      checkpoint=args.checkpoint,
+      suite=suite,
+      pgd_images=args.pgd_images,
+      subset_seed=args.subset_seed,
+    )
   except (ValueError, FileNotFoundError) as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   for family, value in results["summary"].items():
     print(f"  {family}: {value:.4f}")
-  print(f"results in {os.path.join(workdir, 'robustness.json')} "
-        f"({results['seconds']['total']:.1f} s)")
+  print(
+    f"results in {os.path.join(workdir, 'robustness.json')} ({results['seconds']['total']:.1f} s)"
+  )
   _publish(config, workdir, results)
   return 0
 

@@ -17,8 +17,12 @@ from matplotlib.figure import Figure
 RESULTS_FILE = "robustness.json"  # hybridconv.robustness.evaluate.RESULTS_FILE (no JAX import)
 FIGURE_NAME = "robustness.png"
 TITLES = {
-    "clean": "clean", "gaussian_noise": "Gaussian noise", "gaussian_blur": "Gaussian blur",
-    "contrast": "contrast reduction", "fgsm": "FGSM", "pgd_linf": "PGD L-inf",
+  "clean": "clean",
+  "gaussian_noise": "Gaussian noise",
+  "gaussian_blur": "Gaussian blur",
+  "contrast": "contrast reduction",
+  "fgsm": "FGSM",
+  "pgd_linf": "PGD L-inf",
 }
 
 
@@ -59,8 +63,9 @@ def plot_curves(results: Mapping[str, Any], path: str) -> str | None:
     ax.set_ylim(0, 1)
     ax.set_title(TITLES.get(family, family), fontsize=10)
     unit = results.get("units", {}).get(family, "")
-    ax.set_xlabel(unit.replace("[0, 1] pixel units", "x 1/255") if scale == 255 else unit,
-                  fontsize=8)
+    ax.set_xlabel(
+      unit.replace("[0, 1] pixel units", "x 1/255") if scale == 255 else unit, fontsize=8
+    )
     ax.grid(alpha=0.3)
     if family == "contrast":
       ax.invert_xaxis()  # severity grows to the right in every panel
@@ -82,19 +87,31 @@ def report_section(workdir: str, fig_dir: str, fig_prefix: str) -> list[str]:
   results = read_results(workdir)
   if results is None:
     return []
-  lines = ["## Robustness", "",
-           f"Checkpoint step {results['step']} ({results['checkpoint']}), suite "
-           f"`{results['suite']}`: {results['num_test_images']} test images, attacks on a "
-           f"subset of {results['num_attack_images']} (seed {results['subset_seed']}, PGD "
-           f"{results['pgd_steps']} steps). Corruptions act on [0, 1] pixels before the input "
-           "normalisation (`hybridconv evaluate`).", "",
-           "| family | level | accuracy | images |", "|---|---|---|---|"]
+  lines = [
+    "## Robustness",
+    "",
+    f"Checkpoint step {results['step']} ({results['checkpoint']}), suite "
+    f"`{results['suite']}`: {results['num_test_images']} test images, attacks on a "
+    f"subset of {results['num_attack_images']} (seed {results['subset_seed']}, PGD "
+    f"{results['pgd_steps']} steps). Corruptions act on [0, 1] pixels before the input "
+    "normalisation (`hybridconv evaluate`).",
+    "",
+    "| family | level | accuracy | images |",
+    "|---|---|---|---|",
+  ]
   for family, entries in by_family(results).items():
     for entry in entries:
-      lines.append(f"| {family} | {_level_text(family, entry['level'])} | "
-                   f"{entry['accuracy']:.4f} | {entry['num_images']} |")
-  lines += ["", "Mean accuracy over levels: " + ", ".join(
-      f"{family} {value:.4f}" for family, value in results["summary"].items()) + ".", ""]
+      lines.append(
+        f"| {family} | {_level_text(family, entry['level'])} | "
+        f"{entry['accuracy']:.4f} | {entry['num_images']} |"
+      )
+  lines += [
+    "",
+    "Mean accuracy over levels: "
+    + ", ".join(f"{family} {value:.4f}" for family, value in results["summary"].items())
+    + ".",
+    "",
+  ]
   if plot_curves(results, os.path.join(fig_dir, FIGURE_NAME)):
     lines += [f"![robustness curves]({fig_prefix}/{FIGURE_NAME})", ""]
   return lines
@@ -103,8 +120,9 @@ def report_section(workdir: str, fig_dir: str, fig_prefix: str) -> list[str]:
 def wandb_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list]]:
   """``(columns, rows)`` of the W&B results table."""
   columns = ["family", "level", "accuracy", "num_images"]
-  return columns, [[e["family"], e["level"], e["accuracy"], e["num_images"]]
-                   for e in results["entries"]]
+  return columns, [
+    [e["family"], e["level"], e["accuracy"], e["num_images"]] for e in results["entries"]
+  ]
 
 
 def log_to_wandb(logger, results: Mapping[str, Any]) -> None:
@@ -120,6 +138,14 @@ def log_to_wandb(logger, results: Mapping[str, Any]) -> None:
     if family == "clean":
       continue
     family_rows = [[e["level"], e["accuracy"]] for e in entries]
-    logger.log_results_table(f"robustness/{family}_table", ["level", "accuracy"], family_rows,
-                             line_plot=(f"robustness/{family}_curve", "level", "accuracy",
-                                        f"{TITLES.get(family, family)}: accuracy vs level"))
+    logger.log_results_table(
+      f"robustness/{family}_table",
+      ["level", "accuracy"],
+      family_rows,
+      line_plot=(
+        f"robustness/{family}_curve",
+        "level",
+        "accuracy",
+        f"{TITLES.get(family, family)}: accuracy vs level",
+      ),
+    )

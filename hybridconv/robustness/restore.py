@@ -31,8 +31,10 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with (its ``config.json``), locked."""
   path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   if not os.path.isfile(path):
-    raise ValueError(f"--workdir={workdir!r} has no {workdir_lib.CONFIG_FILE}: not a directory "
-                     "written by `hybridconv train`")
+    raise ValueError(
+      f"--workdir={workdir!r} has no {workdir_lib.CONFIG_FILE}: not a directory "
+      "written by `hybridconv train`"
+    )
   with open(path, encoding="utf-8") as f:
     config = ml_collections.ConfigDict(json.load(f))
   config.lock()
@@ -41,8 +43,11 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _checkpointer(config, workdir: str) -> checkpointing.Checkpointer:
   return checkpointing.Checkpointer(
-      os.path.join(workdir, train.CHECKPOINT_DIR), keep=config.checkpoint.keep,
-      keep_best=config.checkpoint.keep_best, async_save=False)
+    os.path.join(workdir, train.CHECKPOINT_DIR),
+    keep=config.checkpoint.keep,
+    keep_best=config.checkpoint.keep_best,
+    async_save=False,
+  )
 
 
 def resolve_checkpoint(config, workdir: str, checkpoint: str | int) -> int:
@@ -64,16 +69,20 @@ def resolve_checkpoint(config, workdir: str, checkpoint: str | int) -> int:
       best = manager.best_step()
     if best is None:
       raise ValueError(
-          f"--checkpoint=best: {workdir!r} has no checkpoint scored by eval accuracy "
-          f"(config.checkpoint.keep_best={config.checkpoint.keep_best}); use 'latest' or one of "
-          f"the steps {steps}")
+        f"--checkpoint=best: {workdir!r} has no checkpoint scored by eval accuracy "
+        f"(config.checkpoint.keep_best={config.checkpoint.keep_best}); use 'latest' or one of "
+        f"the steps {steps}"
+      )
     return best
   if not text.isdigit():
-    raise ValueError(f"--checkpoint={checkpoint!r} is not {CHECKPOINT_CHOICES}; saved steps: "
-                     f"{steps}")
+    raise ValueError(
+      f"--checkpoint={checkpoint!r} is not {CHECKPOINT_CHOICES}; saved steps: {steps}"
+    )
   if int(text) not in steps:
-    raise ValueError(f"--checkpoint={checkpoint!r}: no checkpoint of step {int(text)} in "
-                     f"{directory}; saved steps: {steps}")
+    raise ValueError(
+      f"--checkpoint={checkpoint!r}: no checkpoint of step {int(text)} in "
+      f"{directory}; saved steps: {steps}"
+    )
   return int(text)
 
 
@@ -92,38 +101,54 @@ def check_data_supported(config) -> None:
   """The evaluation holds the test split in memory: refuses a streamed TFDS dataset."""
   if config.data.pipeline == "streaming" and config.data.source == "tfds":
     raise ValueError(
-        f"data.source='tfds' with data.pipeline='streaming' ({config.data.name}) is not "
-        "supported by `hybridconv evaluate`: it loads the whole test split into memory; "
-        "supported: every source with data.pipeline='device', and 'idx'/'gratings' streaming")
+      f"data.source='tfds' with data.pipeline='streaming' ({config.data.name}) is not "
+      "supported by `hybridconv evaluate`: it loads the whole test split into memory; "
+      "supported: every source with data.pipeline='device', and 'idx'/'gratings' streaming"
+    )
 
 
 def load_test_split(config, mesh) -> TestSplit:
   """The test split, with mean/std computed exactly as the run's own pipeline computed them."""
   check_data_supported(config)
   pipeline = data.build_pipeline(
-      config.data, global_batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-      seed=config.seed, mesh=mesh)
+    config.data,
+    global_batch_size=config.batch_size,
+    eval_batch_size=config.eval_batch_size,
+    seed=config.seed,
+    mesh=mesh,
+  )
   dataset = data.load_dataset(config.data)
-  return TestSplit(dataset.test_images, dataset.test_labels, np.asarray(pipeline.mean),
-                   np.asarray(pipeline.std), pipeline.num_classes, pipeline.steps_per_epoch)
+  return TestSplit(
+    dataset.test_images,
+    dataset.test_labels,
+    np.asarray(pipeline.mean),
+    np.asarray(pipeline.std),
+    pipeline.num_classes,
+    pipeline.steps_per_epoch,
+  )
 
 
-def restore_model(config, workdir: str, step: int, split: TestSplit, mesh
-                  ) -> tuple[ts.ModelFunctions, Any, Any]:
+def restore_model(
+  config, workdir: str, step: int, split: TestSplit, mesh
+) -> tuple[ts.ModelFunctions, Any, Any]:
   """``(model functions, params, model_state)`` of checkpoint ``step``, replicated on ``mesh``.
 
   The optimiser is built only for the structure of the saved state; its
   schedule's values do not matter here.
   """
   total_steps = train.num_train_steps(config, split.steps_per_epoch)
-  tx, _ = optim.build_optimizer(config.optim, total_steps=total_steps,
-                                steps_per_epoch=split.steps_per_epoch)
+  tx, _ = optim.build_optimizer(
+    config.optim, total_steps=total_steps, steps_per_epoch=split.steps_per_epoch
+  )
   fns, state = train.create_train_state(
-      config, num_classes=split.num_classes, image_shape=split.images.shape[1:], mesh=mesh, tx=tx)
+    config, num_classes=split.num_classes, image_shape=split.images.shape[1:], mesh=mesh, tx=tx
+  )
   with _checkpointer(config, workdir) as manager:
     try:
       restored, _, _ = manager.restore(step, ts.abstract_like(state))
     except Exception as error:  # noqa: BLE001 (orbax/tensorstore raise many types)
-      raise ValueError(f"checkpoint {step} in {manager.directory} cannot be restored: "
-                       f"{checkpointing._one_line(error)}") from error
+      raise ValueError(
+        f"checkpoint {step} in {manager.directory} cannot be restored: "
+        f"{checkpointing._one_line(error)}"
+      ) from error
   return fns, restored.params, restored.model_state

@@ -19,12 +19,12 @@ FAMILIES = (CLEAN, NOISE, BLUR, CONTRAST, FGSM, PGD)
 CORRUPTIONS = (NOISE, BLUR, CONTRAST)  # on the whole test split
 ATTACKS = (FGSM, PGD)  # on the seeded attack subset
 UNITS = {
-    CLEAN: "",
-    NOISE: "sigma, [0, 1] pixel units",
-    BLUR: "sigma, pixels",
-    CONTRAST: "fraction of the original contrast",
-    FGSM: "eps, [0, 1] pixel units",
-    PGD: "eps, [0, 1] pixel units",
+  CLEAN: "",
+  NOISE: "sigma, [0, 1] pixel units",
+  BLUR: "sigma, pixels",
+  CONTRAST: "fraction of the original contrast",
+  FGSM: "eps, [0, 1] pixel units",
+  PGD: "eps, [0, 1] pixel units",
 }
 
 
@@ -74,30 +74,36 @@ def check_families(families) -> None:
 def check_eps(eps: Sequence[float]) -> None:
   bad = [e for e in eps if not 0.0 <= e <= 1.0]
   if bad:
-    raise ValueError(f"eps={bad[0]!r} is outside [0, 1] (eps is in units of the [0, 1] pixel "
-                     "range, e.g. 8/255)")
+    raise ValueError(
+      f"eps={bad[0]!r} is outside [0, 1] (eps is in units of the [0, 1] pixel range, e.g. 8/255)"
+    )
 
 
 def parse_levels(text: str) -> tuple[float, ...]:
   """``'0,1/255,0.1'`` -> floats; fractions such as ``8/255`` are allowed."""
   try:
-    return tuple(float(fractions.Fraction(part.strip())) for part in text.split(",")
-                 if part.strip())
+    return tuple(
+      float(fractions.Fraction(part.strip())) for part in text.split(",") if part.strip()
+    )
   except (ValueError, ZeroDivisionError) as error:
-    raise ValueError(f"--eps={text!r} is not a comma-separated list of numbers or fractions "
-                     "such as 2/255") from error
+    raise ValueError(
+      f"--eps={text!r} is not a comma-separated list of numbers or fractions such as 2/255"
+    ) from error
 
 
 _EPS = tuple(n / 255 for n in (1, 2, 4, 8))
 SUITES = {
-    "default": Suite("default", {
-        CLEAN: (0.0,),
-        NOISE: (0.02, 0.05, 0.1, 0.2, 0.3),
-        BLUR: (0.5, 1.0, 1.5, 2.0),
-        CONTRAST: (0.5, 0.3, 0.1),
-        FGSM: _EPS,
-        PGD: _EPS,
-    }),
+  "default": Suite(
+    "default",
+    {
+      CLEAN: (0.0,),
+      NOISE: (0.02, 0.05, 0.1, 0.2, 0.3),
+      BLUR: (0.5, 1.0, 1.5, 2.0),
+      CONTRAST: (0.5, 0.3, 0.1),
+      FGSM: _EPS,
+      PGD: _EPS,
+    },
+  ),
 }
 
 

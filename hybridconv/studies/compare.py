@@ -30,9 +30,18 @@ from hybridconv.studies import records, runner, stats
 
 SEED_KEYS = ("seed",)
 # Keys that do not change what a run computes (paths, logging, devices, tracking).
-NEUTRAL_PREFIXES = ("tracking.", "checkpoint.", "distributed.", "robustness.", "cpu_devices",
-                    "keep_host_buffers", "allow_config_change", "data.data_dir",
-                    "log_every_steps", "data.prepare")
+NEUTRAL_PREFIXES = (
+  "tracking.",
+  "checkpoint.",
+  "distributed.",
+  "robustness.",
+  "cpu_devices",
+  "keep_host_buffers",
+  "allow_config_change",
+  "data.data_dir",
+  "log_every_steps",
+  "data.prepare",
+)
 METRIC = "eval/accuracy"
 
 
@@ -43,12 +52,16 @@ def _neutral(key: str) -> bool:
 def varying_keys(runs: Sequence[records.RunRecord]) -> list[str]:
   """Config keys whose value differs between runs (neutral keys left out), sorted."""
   keys = sorted({k for run in runs for k in run.flat})
-  return [k for k in keys if not _neutral(k)
-          and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1]
+  return [
+    k
+    for k in keys
+    if not _neutral(k) and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1
+  ]
 
 
-def choose_factors(runs: Sequence[records.RunRecord], by: Sequence[str] | None,
-                   plan: Mapping[str, Any] | None) -> list[str]:
+def choose_factors(
+  runs: Sequence[records.RunRecord], by: Sequence[str] | None, plan: Mapping[str, Any] | None
+) -> list[str]:
   """The grouping keys, checked: within a group only the seed may vary.
 
   Raises:
@@ -58,8 +71,10 @@ def choose_factors(runs: Sequence[records.RunRecord], by: Sequence[str] | None,
   known = {k for run in runs for k in run.flat}
   for key in by or ():
     if key not in known:
-      raise ValueError(f"--by {key!r} is not a config key of these runs; keys that vary: "
-                       f"{varying_keys(runs) or 'none'}")
+      raise ValueError(
+        f"--by {key!r} is not a config key of these runs; keys that vary: "
+        f"{varying_keys(runs) or 'none'}"
+      )
   varying = varying_keys(runs)
   if by:
     factors = list(by)
@@ -79,9 +94,10 @@ def choose_factors(runs: Sequence[records.RunRecord], by: Sequence[str] | None,
       values = sorted({repr(run.flat.get(key, "<absent>")) for run in members})
       if len(values) > 1:
         raise ValueError(
-            f"runs differ in config.{key} ({', '.join(values[:4])}) within one group of the "
-            f"factors {factors or '(none)'}, and it is neither a factor nor the seed; add it "
-            f"with --by {key} or compare those runs separately")
+          f"runs differ in config.{key} ({', '.join(values[:4])}) within one group of the "
+          f"factors {factors or '(none)'}, and it is neither a factor nor the seed; add it "
+          f"with --by {key} or compare those runs separately"
+        )
   return factors
 
 
@@ -90,8 +106,10 @@ def parse_reference(text: str | None, factors: Sequence[str]) -> tuple[str, Any]
     return None
   key, sep, value = text.partition("=")
   if not sep or key not in factors:
-    raise ValueError(f"--reference {text!r}: expected key=value with key one of the factors "
-                     f"{list(factors) or '(none)'}")
+    raise ValueError(
+      f"--reference {text!r}: expected key=value with key one of the factors "
+      f"{list(factors) or '(none)'}"
+    )
   return key, value
 
 
@@ -99,18 +117,25 @@ def group_key(run: records.RunRecord, factors: Sequence[str]) -> tuple:
   return tuple(run.flat.get(k) for k in factors)
 
 
-def results_rows(runs: Sequence[records.RunRecord], factors: Sequence[str], root: str
-                 ) -> list[dict[str, Any]]:
+def results_rows(
+  runs: Sequence[records.RunRecord], factors: Sequence[str], root: str
+) -> list[dict[str, Any]]:
   """One row per run: factors, seed, final and best test metrics, time, robustness summaries."""
   rows = []
   for run in runs:
     best, best_step = run.best()
-    row = {"run": os.path.relpath(run.path, root), **{k: run.flat.get(k) for k in factors},
-           "seed": run.flat.get("seed"), "finished": run.finished,
-           "final_eval_accuracy": run.final(), "best_eval_accuracy": best, "best_step": best_step,
-           "final_eval_loss": run.final("eval/loss"),
-           "steps": (run.summary or {}).get("step"),
-           "train_seconds": (run.summary or {}).get("train_seconds")}
+    row = {
+      "run": os.path.relpath(run.path, root),
+      **{k: run.flat.get(k) for k in factors},
+      "seed": run.flat.get("seed"),
+      "finished": run.finished,
+      "final_eval_accuracy": run.final(),
+      "best_eval_accuracy": best,
+      "best_step": best_step,
+      "final_eval_loss": run.final("eval/loss"),
+      "steps": (run.summary or {}).get("step"),
+      "train_seconds": (run.summary or {}).get("train_seconds"),
+    }
     for family, value in sorted(((run.robustness or {}).get("summary") or {}).items()):
       row[f"robustness_{family}"] = value
     rows.append(row)
@@ -121,8 +146,9 @@ def _value_text(value: Any) -> str:
   return str(value)
 
 
-def summary_rows(runs: Sequence[records.RunRecord], factors: Sequence[str],
-                 reference: tuple[str, Any] | None) -> list[dict[str, Any]]:
+def summary_rows(
+  runs: Sequence[records.RunRecord], factors: Sequence[str], reference: tuple[str, Any] | None
+) -> list[dict[str, Any]]:
   """One row per group: n, mean, sd, 95% CI; paired difference against the reference arm."""
   groups: dict[tuple, list[records.RunRecord]] = {}
   for run in runs:
@@ -132,11 +158,19 @@ def summary_rows(runs: Sequence[records.RunRecord], factors: Sequence[str],
     members = groups[key]
     summary = stats.t_interval([r.final() for r in members])
     best = stats.t_interval([r.best()[0] for r in members])
-    row = {**dict(zip(factors, key, strict=True)), "n": summary.n, "mean": summary.mean,
-           "std": summary.std, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
-           "best_mean": best.mean,
-           "seeds": " ".join(str(r.flat.get("seed")) for r in sorted(
-               members, key=lambda r: _sort_key(r.flat.get("seed"))))}
+    row = {
+      **dict(zip(factors, key, strict=True)),
+      "n": summary.n,
+      "mean": summary.mean,
+      "std": summary.std,
+      "ci_low": summary.ci_low,
+      "ci_high": summary.ci_high,
+      "best_mean": best.mean,
+      "seeds": " ".join(
+        str(r.flat.get("seed"))
+        for r in sorted(members, key=lambda r: _sort_key(r.flat.get("seed")))
+      ),
+    }
     families = sorted({f for r in members for f in ((r.robustness or {}).get("summary") or {})})
     for family in families:
       values = [((r.robustness or {}).get("summary") or {}).get(family, math.nan) for r in members]
@@ -154,24 +188,47 @@ def summary_rows(runs: Sequence[records.RunRecord], factors: Sequence[str],
   return rows
 
 
-def _paired_columns(key: tuple, factors: Sequence[str], reference: tuple[str, Any],
-                    groups: Mapping[tuple, list[records.RunRecord]]) -> dict[str, Any]:
+def _paired_columns(
+  key: tuple,
+  factors: Sequence[str],
+  reference: tuple[str, Any],
+  groups: Mapping[tuple, list[records.RunRecord]],
+) -> dict[str, Any]:
   ref_key, ref_value = reference
   position = list(factors).index(ref_key)
   if _value_text(key[position]) == ref_value:
-    return {"diff_n": "", "diff_mean": "", "diff_ci_low": "", "diff_ci_high": "", "wins": "",
-            "diff_p": math.nan, "is_reference": True}
-  partner = next((k for k in groups if _value_text(k[position]) == ref_value
-                  and all(a == b for i, (a, b) in enumerate(zip(k, key, strict=True))
-                          if i != position)), None)
+    return {
+      "diff_n": "",
+      "diff_mean": "",
+      "diff_ci_low": "",
+      "diff_ci_high": "",
+      "wins": "",
+      "diff_p": math.nan,
+      "is_reference": True,
+    }
+  partner = next(
+    (
+      k
+      for k in groups
+      if _value_text(k[position]) == ref_value
+      and all(a == b for i, (a, b) in enumerate(zip(k, key, strict=True)) if i != position)
+    ),
+    None,
+  )
   if partner is None:
     return {"diff_n": 0, "diff_p": math.nan, "is_reference": False}
   by_seed = {r.flat.get("seed"): r.final() for r in groups[key]}
   ref_by_seed = {r.flat.get("seed"): r.final() for r in groups[partner]}
   diff = stats.paired_difference(by_seed, ref_by_seed)
-  return {"diff_n": diff.n, "diff_mean": diff.mean, "diff_ci_low": diff.ci_low,
-          "diff_ci_high": diff.ci_high, "wins": f"{diff.wins}/{diff.n}", "diff_p": diff.p_value,
-          "is_reference": False}
+  return {
+    "diff_n": diff.n,
+    "diff_mean": diff.mean,
+    "diff_ci_low": diff.ci_low,
+    "diff_ci_high": diff.ci_high,
+    "wins": f"{diff.wins}/{diff.n}",
+    "diff_p": diff.p_value,
+    "is_reference": False,
+  }
 
 
 def _sort_key(value: Any) -> tuple:
@@ -201,15 +258,24 @@ def load_study(paths: Sequence[str]) -> tuple[list[records.RunRecord], dict | No
   if not run_dirs:
     raise ValueError(f"--workdir {', '.join(paths)}: no runs found (no config.json at or below)")
   runs = [records.load_run(d) for d in run_dirs]
-  root = os.path.commonpath([os.path.abspath(p) for p in paths]) if len(paths) > 1 else \
-      os.path.abspath(paths[0])
+  root = (
+    os.path.commonpath([os.path.abspath(p) for p in paths])
+    if len(paths) > 1
+    else os.path.abspath(paths[0])
+  )
   plan = runner.read_plan(root) if len(paths) == 1 else None
   return runs, plan, root
 
 
-def compare(paths: Sequence[str], *, out: str | None = None, by: Sequence[str] | None = None,
-            reference: str | None = None, figures: bool = True,
-            likeness: bool = True) -> str:
+def compare(
+  paths: Sequence[str],
+  *,
+  out: str | None = None,
+  by: Sequence[str] | None = None,
+  reference: str | None = None,
+  figures: bool = True,
+  likeness: bool = True,
+) -> str:
   """Writes ``STUDY.md``, ``results.csv``, ``summary.csv`` and figures; returns STUDY.md's path.
 
   Raises:
@@ -226,32 +292,68 @@ def compare(paths: Sequence[str], *, out: str | None = None, by: Sequence[str] |
   write_csv(os.path.join(out, "summary.csv"), summary)
   from hybridconv.studies import study_report  # noqa: PLC0415  (matplotlib, JAX for likeness)
 
-  command = " ".join(["hybridconv compare", *(f"--workdir={p}" for p in paths),
-                      *(f"--by={k}" for k in by or ()),
-                      *([f"--reference={reference}"] if reference else []),
-                      *([f"--out={out_arg}"] if out_arg else []),
-                      *([] if figures else ["--no-figures"]),
-                      *([] if likeness else ["--no-likeness"])])
-  return study_report.write_study(out, runs, factors, ref, results, summary, plan=plan,
-                                  figures=figures, likeness=likeness, command=command)
+  command = " ".join(
+    [
+      "hybridconv compare",
+      *(f"--workdir={p}" for p in paths),
+      *(f"--by={k}" for k in by or ()),
+      *([f"--reference={reference}"] if reference else []),
+      *([f"--out={out_arg}"] if out_arg else []),
+      *([] if figures else ["--no-figures"]),
+      *([] if likeness else ["--no-likeness"]),
+    ]
+  )
+  return study_report.write_study(
+    out,
+    runs,
+    factors,
+    ref,
+    results,
+    summary,
+    plan=plan,
+    figures=figures,
+    likeness=likeness,
+    command=command,
+  )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="hybridconv compare", description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", action="append", required=True,
-                      help="a sweep root or a run directory (repeat for several)")
-  parser.add_argument("--by", action="append", default=None,
-                      help="group by this config key (repeat; default: the study's factors)")
-  parser.add_argument("--reference", default=None,
-                      help="reference arm for paired differences, e.g. model.first_layer=free")
+  parser.add_argument(
+    "--workdir",
+    action="append",
+    required=True,
+    help="a sweep root or a run directory (repeat for several)",
+  )
+  parser.add_argument(
+    "--by",
+    action="append",
+    default=None,
+    help="group by this config key (repeat; default: the study's factors)",
+  )
+  parser.add_argument(
+    "--reference",
+    default=None,
+    help="reference arm for paired differences, e.g. model.first_layer=free",
+  )
   parser.add_argument("--out", default=None, help="output folder (default: the sweep root)")
   parser.add_argument("--no-figures", dest="figures", action="store_false")
-  parser.add_argument("--no-likeness", dest="likeness", action="store_false",
-                      help="skip the Gabor-likeness fits (and their figure)")
+  parser.add_argument(
+    "--no-likeness",
+    dest="likeness",
+    action="store_false",
+    help="skip the Gabor-likeness fits (and their figure)",
+  )
   args = parser.parse_args(argv)
   try:
-    path = compare(args.workdir, out=args.out, by=args.by, reference=args.reference,
-                   figures=args.figures, likeness=args.likeness)
+    path = compare(
+      args.workdir,
+      out=args.out,
+      by=args.by,
+      reference=args.reference,
+      figures=args.figures,
+      likeness=args.likeness,
+    )
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2

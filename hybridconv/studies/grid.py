@@ -55,8 +55,10 @@ def parse_grid(entries: Sequence[str]) -> dict[str, list[Any]]:
     key, sep, values = entry.partition("=")
     key = key.strip().removeprefix("config.")
     if not sep or not key or not values.strip():
-      raise ValueError(f"--grid {entry!r}: expected key=value1,value2,... "
-                       "(e.g. --grid model.first_layer=free,gabor)")
+      raise ValueError(
+        f"--grid {entry!r}: expected key=value1,value2,... "
+        "(e.g. --grid model.first_layer=free,gabor)"
+      )
     if key in grid:
       raise ValueError(f"--grid names {key!r} twice; give all its values in one --grid")
     grid[key] = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
@@ -75,8 +77,9 @@ def parse_assignments(entries: Sequence[str], what: str) -> dict[str, Any]:
   return found
 
 
-def combine(points: Sequence[Mapping[str, Any]], grid: Mapping[str, Sequence[Any]]
-            ) -> list[dict[str, Any]]:
+def combine(
+  points: Sequence[Mapping[str, Any]], grid: Mapping[str, Sequence[Any]]
+) -> list[dict[str, Any]]:
   """Each point of a config's ``sweep()`` crossed with the command-line grid."""
   extra = list(product(grid)) if grid else [{}]
   return [{**point, **more} for point in (points or [{}]) for more in extra]
@@ -108,8 +111,10 @@ def primary_factors(points: Sequence[Mapping[str, Any]]) -> list[str]:
     determined = False
     for factor in primary:
       seen: dict[str, str] = {}
-      if all(seen.setdefault(_hashable(p.get(factor)), _hashable(p.get(key))) ==
-             _hashable(p.get(key)) for p in points):
+      if all(
+        seen.setdefault(_hashable(p.get(factor)), _hashable(p.get(key))) == _hashable(p.get(key))
+        for p in points
+      ):
         determined = True
         break
     if not determined:
@@ -129,14 +134,18 @@ def _short(key: str, keys: Sequence[str]) -> str:
 
 def _text(value: Any) -> str:
   if isinstance(value, Mapping):  # per-layer specs: {'*': 'random'} -> 'all=random'
-    return "+".join(f"{'all' if k == '*' else _text(k)}={_text(v)}" for k, v in value.items()) \
-        or "none"
+    return (
+      "+".join(f"{'all' if k == '*' else _text(k)}={_text(v)}" for k, v in value.items()) or "none"
+    )
   text = value if isinstance(value, str) else repr(value)
   if text.lstrip().startswith("{"):  # a JSON kernel spec: its source name and a stable hash
     head = re.search(r'"source":\s*"(\w+)"', text)
     found = re.findall(r'"bank":\s*"(\w+)"', text)
-    return (f"{head.group(1) if head else 'spec'}" + (f"-{'+'.join(found)}" if found else "")
-            + f"-{hashlib.sha256(text.encode()).hexdigest()[:6]}")
+    return (
+      f"{head.group(1) if head else 'spec'}"
+      + (f"-{'+'.join(found)}" if found else "")
+      + f"-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+    )
   text = re.sub(r"[^A-Za-z0-9_.+=:-]", "-", text)
   if len(text) > 40:  # dict-valued specs: keep a readable head and a stable hash
     text = text[:24] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]

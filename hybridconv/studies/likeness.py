@@ -43,12 +43,19 @@ def r2_scores(kernel_hwio: np.ndarray) -> np.ndarray:
 def score_kernels(kernel_hwio: np.ndarray, seed: int = 0) -> dict[str, Any]:
   """R^2 per filter, the null's scores and the fraction above its 95th percentile."""
   r2 = r2_scores(kernel_hwio)
-  null = gabor_null.null_scores(np.asarray(kernel_hwio, np.float32), jax.random.key(seed),
-                                num_draws=NULL_DRAWS, mode="dominant").ravel()
+  null = gabor_null.null_scores(
+    np.asarray(kernel_hwio, np.float32), jax.random.key(seed), num_draws=NULL_DRAWS, mode="dominant"
+  ).ravel()
   threshold = float(np.quantile(null, NULL_QUANTILE))
-  return {"r2": r2.tolist(), "r2_mean": float(r2.mean()), "r2_median": float(np.median(r2)),
-          "null_r2": null.tolist(), "null_r2_median": float(np.median(null)),
-          "null_p95": threshold, "frac_above_null_p95": float((r2 > threshold).mean())}
+  return {
+    "r2": r2.tolist(),
+    "r2_mean": float(r2.mean()),
+    "r2_median": float(np.median(r2)),
+    "null_r2": null.tolist(),
+    "null_r2_median": float(np.median(null)),
+    "null_p95": threshold,
+    "frac_above_null_p95": float((r2 > threshold).mean()),
+  }
 
 
 def positive_control(kernel_size: tuple[int, int], num_filters: int) -> dict[str, Any]:
@@ -67,13 +74,19 @@ def run_likeness(workdir: str) -> dict[str, Any] | None:
   path = os.path.join(workdir, CACHE_FILE)
   final_step = int(snapshot["final/step"])
   cached = workdir_lib.read_json(path)
-  if isinstance(cached, dict) and cached.get("version") == VERSION and \
-      cached.get("final_step") == final_step:
+  if (
+    isinstance(cached, dict)
+    and cached.get("version") == VERSION
+    and cached.get("final_step") == final_step
+  ):
     return cached
-  result = {"version": VERSION, "final_step": final_step,
-            "initial_step": int(snapshot["initial/step"]),
-            "kernel_size": list(snapshot["final/kernel"].shape[:2]),
-            "initial": score_kernels(snapshot["initial/kernel"]),
-            "final": score_kernels(snapshot["final/kernel"])}
+  result = {
+    "version": VERSION,
+    "final_step": final_step,
+    "initial_step": int(snapshot["initial/step"]),
+    "kernel_size": list(snapshot["final/kernel"].shape[:2]),
+    "initial": score_kernels(snapshot["initial/kernel"]),
+    "final": score_kernels(snapshot["final/kernel"]),
+  }
   workdir_lib.write_json(path, result)
   return result

@@ -24,9 +24,16 @@ from hybridconv.training import workdir as workdir_lib
 
 ROBUSTNESS_FILE = "robustness.json"
 # Light records of a run: what a study commits and what the report reads.
-LIGHT_FILES = (workdir_lib.CONFIG_FILE, "metrics.jsonl", workdir_lib.SUMMARY_FILE,
-               provenance.RUN_INFO_FILE, workdir_lib.SUBSET_FILE, ROBUSTNESS_FILE,
-               SNAPSHOT_FILE, "gabor_likeness.json")
+LIGHT_FILES = (
+  workdir_lib.CONFIG_FILE,
+  "metrics.jsonl",
+  workdir_lib.SUMMARY_FILE,
+  provenance.RUN_INFO_FILE,
+  workdir_lib.SUBSET_FILE,
+  ROBUSTNESS_FILE,
+  SNAPSHOT_FILE,
+  "gabor_likeness.json",
+)
 _SKIP_DIRS = {"checkpoints", "wandb", "filters", "figures", ".jax_cache"}
 
 
@@ -91,10 +98,15 @@ def load_run(path: str) -> RunRecord:
   if not isinstance(config, dict):
     raise ValueError(f"{path} holds no readable {workdir_lib.CONFIG_FILE}")
   metrics = read_metrics(path) if os.path.exists(os.path.join(path, "metrics.jsonl")) else {}
-  return RunRecord(path=path, config=config, flat=flatten(config), metrics=metrics,
-                   summary=workdir_lib.read_summary(path),
-                   starts=provenance.read_run_info(path),
-                   robustness=workdir_lib.read_json(os.path.join(path, ROBUSTNESS_FILE)))
+  return RunRecord(
+    path=path,
+    config=config,
+    flat=flatten(config),
+    metrics=metrics,
+    summary=workdir_lib.read_summary(path),
+    starts=provenance.read_run_info(path),
+    robustness=workdir_lib.read_json(os.path.join(path, ROBUSTNESS_FILE)),
+  )
 
 
 def find_run_dirs(paths: Iterable[str]) -> list[str]:

@@ -43,8 +43,9 @@ def _flag_value(value: Any) -> str:
   return value if isinstance(value, str) else repr(value)
 
 
-def load_points(spec: str, grid: Mapping[str, Sequence[Any]],
-                overrides: Mapping[str, Any]) -> list[dict[str, Any]]:
+def load_points(
+  spec: str, grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any]
+) -> list[dict[str, Any]]:
   """The study's points: the config file's ``sweep()`` (if any) crossed with ``grid``.
 
   Every point, with ``overrides`` applied first, is checked against the config
@@ -58,8 +59,10 @@ def load_points(spec: str, grid: Mapping[str, Sequence[Any]],
   if hasattr(module, "sweep") and not points:
     raise ValueError(f"--config={spec!r}: sweep() yielded no points")
   if not points and not grid:
-    raise ValueError(f"--config={spec!r} defines no sweep() and no --grid was given; "
-                     "add --grid key=v1,v2 or a sweep() to the config file")
+    raise ValueError(
+      f"--config={spec!r} defines no sweep() and no --grid was given; "
+      "add --grid key=v1,v2 or a sweep() to the config file"
+    )
   points = grid_lib.combine(points, grid)
   config = module.get_config(variant) if variant else module.get_config()
   config.lock()
@@ -85,13 +88,30 @@ def sweep_name(spec: str) -> str:
   return f"{base}-{variant}" if variant else base
 
 
-def point_command(spec: str, workdir: str, point: Mapping[str, Any], *,
-                  overrides: Mapping[str, Any], group: str, tags: Sequence[str]) -> list[str]:
+def point_command(
+  spec: str,
+  workdir: str,
+  point: Mapping[str, Any],
+  *,
+  overrides: Mapping[str, Any],
+  group: str,
+  tags: Sequence[str],
+) -> list[str]:
   """The ``python -m hybridconv.main`` command line of one point."""
-  settings = {"tracking.wandb.group": group, "tracking.wandb.tags": tuple(tags),
-              **overrides, **point}
-  return [sys.executable, "-m", "hybridconv.main", f"--config={spec}", f"--workdir={workdir}",
-          *(f"--config.{key}={_flag_value(value)}" for key, value in settings.items())]
+  settings = {
+    "tracking.wandb.group": group,
+    "tracking.wandb.tags": tuple(tags),
+    **overrides,
+    **point,
+  }
+  return [
+    sys.executable,
+    "-m",
+    "hybridconv.main",
+    f"--config={spec}",
+    f"--workdir={workdir}",
+    *(f"--config.{key}={_flag_value(value)}" for key, value in settings.items()),
+  ]
 
 
 def shell_line(command: Sequence[str]) -> str:
@@ -133,12 +153,20 @@ def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
 
 def robustness_command(workdir: str, *, suite: str, pgd_images: int) -> list[str]:
   """``hybridconv evaluate`` of a finished point."""
-  return [sys.executable, "-m", "hybridconv.cli", "evaluate", f"--workdir={workdir}",
-          f"--suite={suite}", f"--pgd_images={pgd_images}"]
+  return [
+    sys.executable,
+    "-m",
+    "hybridconv.cli",
+    "evaluate",
+    f"--workdir={workdir}",
+    f"--suite={suite}",
+    f"--pgd_images={pgd_images}",
+  ]
 
 
-def result_row(root: str, name: str, point: Mapping[str, Any], factors: Sequence[str],
-               exit_code: int | None) -> dict[str, Any]:
+def result_row(
+  root: str, name: str, point: Mapping[str, Any], factors: Sequence[str], exit_code: int | None
+) -> dict[str, Any]:
   """One row of ``sweep_results.csv`` from the point's records on disk."""
   workdir = os.path.join(root, name)
   row: dict[str, Any] = {"point": name, "workdir": os.path.relpath(workdir, root)}
@@ -153,10 +181,16 @@ def result_row(root: str, name: str, point: Mapping[str, Any], factors: Sequence
   if os.path.isfile(os.path.join(workdir, records.workdir_lib.CONFIG_FILE)):
     run = records.load_run(workdir)
     best, best_step = run.best()
-    row.update({"final_eval_accuracy": run.final(), "final_eval_loss": run.final("eval/loss"),
-                "best_eval_accuracy": best, "best_step": best_step,
-                "steps": (run.summary or {}).get("step", ""),
-                "train_seconds": (run.summary or {}).get("train_seconds", "")})
+    row.update(
+      {
+        "final_eval_accuracy": run.final(),
+        "final_eval_loss": run.final("eval/loss"),
+        "best_eval_accuracy": best,
+        "best_step": best_step,
+        "steps": (run.summary or {}).get("step", ""),
+        "train_seconds": (run.summary or {}).get("train_seconds", ""),
+      }
+    )
     for family, value in ((run.robustness or {}).get("summary") or {}).items():
       row[f"robustness_{family}"] = value
   return row
@@ -176,11 +210,21 @@ def write_results(root: str, rows: Sequence[Mapping[str, Any]]) -> str:
   return path
 
 
-def write_plan(root: str, spec: str, points: Sequence[Mapping[str, Any]],
-               overrides: Mapping[str, Any], factors: Sequence[str]) -> None:
+def write_plan(
+  root: str,
+  spec: str,
+  points: Sequence[Mapping[str, Any]],
+  overrides: Mapping[str, Any],
+  factors: Sequence[str],
+) -> None:
   """``sweep.json``: what this root is a study of (read by ``hybridconv compare``)."""
-  plan = {"spec": spec, "name": sweep_name(spec), "factors": list(factors),
-          "overrides": dict(overrides), "points": [dict(p) for p in points]}
+  plan = {
+    "spec": spec,
+    "name": sweep_name(spec),
+    "factors": list(factors),
+    "overrides": dict(overrides),
+    "points": [dict(p) for p in points],
+  }
   records.workdir_lib.write_json(os.path.join(root, PLAN_FILE), plan, indent=2, default=repr)
 
 
@@ -188,17 +232,25 @@ def read_plan(root: str) -> dict[str, Any] | None:
   return records.workdir_lib.read_json(os.path.join(root, PLAN_FILE))
 
 
-def _robustness_settings(spec: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
-                         ) -> tuple[bool, str, int]:
+def _robustness_settings(
+  spec: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
+) -> tuple[bool, str, int]:
   config = configlib.load_config(spec)
   configlib.apply_overrides(config, {**overrides, **point})
   section = config.robustness
   return bool(section.after_training), section.suite, int(section.pgd_images)
 
 
-def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
-              indices: Sequence[int] | None = None, overrides: Mapping[str, Any] | None = None,
-              jobs: int = 1, device_var: str = "") -> int:
+def run_sweep(
+  spec: str,
+  root: str,
+  points: Sequence[Mapping[str, Any]],
+  *,
+  indices: Sequence[int] | None = None,
+  overrides: Mapping[str, Any] | None = None,
+  jobs: int = 1,
+  device_var: str = "",
+) -> int:
   """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time.
 
   Returns how many failed. Finished points are skipped (their robustness
@@ -224,12 +276,18 @@ def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
     exit_codes[name] = process.returncode
     free_slots.append(slot)
     index = names.index(name)
-    print(f"[sweep] {name}: exit {process.returncode} after {time.time() - started:.0f} s",
-          flush=True)
+    print(
+      f"[sweep] {name}: exit {process.returncode} after {time.time() - started:.0f} s", flush=True
+    )
     if process.returncode == 0:
       _maybe_evaluate(spec, root, name, overrides, points[index])
-    write_results(root, [result_row(root, n, p, factors, exit_codes.get(n))
-                         for n, p in zip(names, points, strict=True)])
+    write_results(
+      root,
+      [
+        result_row(root, n, p, factors, exit_codes.get(n))
+        for n, p in zip(names, points, strict=True)
+      ],
+    )
 
   while queue or running:
     while queue and free_slots:
@@ -240,8 +298,14 @@ def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
         _maybe_evaluate(spec, root, name, overrides, points[index])
         continue
       slot = free_slots.pop(0)
-      command = point_command(spec, workdir, points[index], overrides=overrides, group=group,
-                              tags=point_tags(points[index], factors))
+      command = point_command(
+        spec,
+        workdir,
+        points[index],
+        overrides=overrides,
+        group=group,
+        tags=point_tags(points[index], factors),
+      )
       print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
       process = subprocess.Popen(command, env=child_environment(root, slot, device_var))
       running.append((process, name, slot, time.time()))
@@ -251,19 +315,26 @@ def run_sweep(spec: str, root: str, points: Sequence[Mapping[str, Any]], *,
         finish(*item)
     if running:
       time.sleep(0.2)
-  write_results(root, [result_row(root, n, p, factors, exit_codes.get(n))
-                       for n, p in zip(names, points, strict=True)])
+  write_results(
+    root,
+    [
+      result_row(root, n, p, factors, exit_codes.get(n)) for n, p in zip(names, points, strict=True)
+    ],
+  )
   return sum(1 for code in exit_codes.values() if code)
 
 
-def _maybe_evaluate(spec: str, root: str, name: str, overrides: Mapping[str, Any],
-                    point: Mapping[str, Any]) -> None:
+def _maybe_evaluate(
+  spec: str, root: str, name: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
+) -> None:
   due, suite, pgd_images = _robustness_settings(spec, overrides, point)
   workdir = os.path.join(root, name)
   if not due or os.path.exists(os.path.join(workdir, records.ROBUSTNESS_FILE)):
     return
   print(f"[sweep] robustness of {name}", flush=True)
-  code = subprocess.call(robustness_command(workdir, suite=suite, pgd_images=pgd_images),
-                         env=child_environment(root, 0, ""))
+  code = subprocess.call(
+    robustness_command(workdir, suite=suite, pgd_images=pgd_images),
+    env=child_environment(root, 0, ""),
+  )
   if code:
     print(f"[sweep] robustness evaluation of {name} failed with exit {code}", flush=True)

@@ -61,11 +61,13 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Summa
   return Summary(n, mean, std, mean - half, mean + half)
 
 
-def paired_difference(arm: Mapping[int, float], reference: Mapping[int, float],
-                      confidence: float = CONFIDENCE) -> PairedDifference:
+def paired_difference(
+  arm: Mapping[int, float], reference: Mapping[int, float], confidence: float = CONFIDENCE
+) -> PairedDifference:
   """Arm minus reference, paired by seed (seeds missing on either side are left out)."""
-  seeds = sorted(s for s in set(arm) & set(reference)
-                 if not (math.isnan(arm[s]) or math.isnan(reference[s])))
+  seeds = sorted(
+    s for s in set(arm) & set(reference) if not (math.isnan(arm[s]) or math.isnan(reference[s]))
+  )
   diffs = np.array([arm[s] - reference[s] for s in seeds], float)
   summary = t_interval(diffs, confidence)
   p_value = math.nan
@@ -73,8 +75,16 @@ def paired_difference(arm: Mapping[int, float], reference: Mapping[int, float],
     p_value = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue)
   elif len(diffs) >= 2 and diffs[0] == 0:
     p_value = 1.0
-  return PairedDifference(summary.n, summary.mean, summary.std, summary.ci_low, summary.ci_high,
-                          int((diffs > 0).sum()), int((diffs < 0).sum()), p_value)
+  return PairedDifference(
+    summary.n,
+    summary.mean,
+    summary.std,
+    summary.ci_low,
+    summary.ci_high,
+    int((diffs > 0).sum()),
+    int((diffs < 0).sum()),
+    p_value,
+  )
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -35,14 +35,21 @@ def band(x: Sequence[float], samples: Sequence[Sequence[float]]) -> Band:
 
 def _plot_band(ax, data: Band, label: str, **kwargs):
   x, mean, low, high = data
-  line, = ax.plot(x, mean, marker="o", markersize=3, label=label, **kwargs)
+  (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label, **kwargs)
   ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
   return line
 
 
-def lines_with_bands(series: Mapping[str, Band], *, title: str, xlabel: str, ylabel: str,
-                     path: str, log_x: bool = False, reference: Mapping[str, float] | None = None
-                     ) -> str:
+def lines_with_bands(
+  series: Mapping[str, Band],
+  *,
+  title: str,
+  xlabel: str,
+  ylabel: str,
+  path: str,
+  log_x: bool = False,
+  reference: Mapping[str, float] | None = None,
+) -> str:
   """One line with a CI band per arm (e.g. accuracy against training-set size)."""
   fig, ax = plt.subplots(figsize=(7.5, 4.8))
   for label, data in series.items():
@@ -60,14 +67,22 @@ def lines_with_bands(series: Mapping[str, Band], *, title: str, xlabel: str, yla
   return _save(fig, path)
 
 
-def panels_with_bands(panels: Mapping[str, Mapping[str, Band]], *, title: str, xlabel: str,
-                      ylabel: str, path: str, sharey: bool = True) -> str:
+def panels_with_bands(
+  panels: Mapping[str, Mapping[str, Band]],
+  *,
+  title: str,
+  xlabel: str,
+  ylabel: str,
+  path: str,
+  sharey: bool = True,
+) -> str:
   """A row of panels (e.g. one per training size or corruption family), arms as banded lines."""
   count = max(1, len(panels))
   columns = min(count, 3)
   rows = -(-count // columns)
-  fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.6 * rows), sharey=sharey,
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    rows, columns, figsize=(4.6 * columns, 3.6 * rows), sharey=sharey, squeeze=False
+  )
   for ax, (name, series) in zip(axes.ravel(), panels.items(), strict=False):
     for label, data in series.items():
       _plot_band(ax, data, label)
@@ -75,23 +90,25 @@ def panels_with_bands(panels: Mapping[str, Mapping[str, Band]], *, title: str, x
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-  for ax in axes.ravel()[len(panels):]:
+  for ax in axes.ravel()[len(panels) :]:
     ax.axis("off")
   axes.ravel()[0].legend(fontsize=6)
   fig.suptitle(title)
   return _save(fig, path)
 
 
-def kernel_mosaic(rows: Mapping[str, np.ndarray], *, title: str, path: str,
-                  max_filters: int = 32) -> str:
+def kernel_mosaic(
+  rows: Mapping[str, np.ndarray], *, title: str, path: str, max_filters: int = 32
+) -> str:
   """One row of filter tiles per arm (``(kh, kw, n)`` arrays), each tile scaled on its own.
 
   Zero is mid-grey in every tile, so sign and structure read alike across arms.
   """
   names = list(rows)
   count = max((min(a.shape[-1], max_filters) for a in rows.values()), default=1)
-  fig, axes = plt.subplots(len(names), count, figsize=(0.42 * count + 1.8, 0.5 * len(names) + 0.6),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    len(names), count, figsize=(0.42 * count + 1.8, 0.5 * len(names) + 0.6), squeeze=False
+  )
   for r, name in enumerate(names):
     tiles = rows[name]
     for c in range(count):
@@ -109,8 +126,14 @@ def kernel_mosaic(rows: Mapping[str, np.ndarray], *, title: str, path: str,
   return _save(fig, path)
 
 
-def likeness_plot(arms: Mapping[str, Mapping[str, Sequence[float]]], *, control: float,
-                  null_median: float, title: str, path: str) -> str:
+def likeness_plot(
+  arms: Mapping[str, Mapping[str, Sequence[float]]],
+  *,
+  control: float,
+  null_median: float,
+  title: str,
+  path: str,
+) -> str:
   """Fraction of filters above the null's 95th percentile, start and end, per arm (95% CI)."""
   names = list(arms)
   fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 4.2))
@@ -120,12 +143,28 @@ def likeness_plot(arms: Mapping[str, Mapping[str, Sequence[float]]], *, control:
     means = np.array([s.mean for s in summaries])
     low = np.array([s.mean - (s.ci_low if s.n > 1 else s.mean) for s in summaries])
     high = np.array([(s.ci_high if s.n > 1 else s.mean) - s.mean for s in summaries])
-    ax.errorbar(x + offset, means, yerr=[low, high], fmt=marker, capsize=3,
-                label=f"{'start' if when == 'initial' else 'end'} of training")
-  ax.axhline(control, color="green", linestyle="--", linewidth=1,
-             label=f"positive control: fixed Gabor bank ({control:.2f})")
-  ax.axhline(0.05, color="grey", linestyle=":", linewidth=1,
-             label="null: 5% of surrogates exceed their own 95th percentile")
+    ax.errorbar(
+      x + offset,
+      means,
+      yerr=[low, high],
+      fmt=marker,
+      capsize=3,
+      label=f"{'start' if when == 'initial' else 'end'} of training",
+    )
+  ax.axhline(
+    control,
+    color="green",
+    linestyle="--",
+    linewidth=1,
+    label=f"positive control: fixed Gabor bank ({control:.2f})",
+  )
+  ax.axhline(
+    0.05,
+    color="grey",
+    linestyle=":",
+    linewidth=1,
+    label="null: 5% of surrogates exceed their own 95th percentile",
+  )
   ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
   ax.set_ylim(-0.02, 1.02)
   ax.set_ylabel("fraction of filters above the null's 95th percentile")
@@ -135,8 +174,14 @@ def likeness_plot(arms: Mapping[str, Mapping[str, Sequence[float]]], *, control:
   return _save(fig, path)
 
 
-def scatter_before_after(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str,
-                         xlabel: str, ylabel: str, path: str) -> str:
+def scatter_before_after(
+  pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  *,
+  title: str,
+  xlabel: str,
+  ylabel: str,
+  path: str,
+) -> str:
   """Initial against final values of a parameter, one panel per quantity, identity drawn."""
   fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.0), squeeze=False)
   for ax, (name, (before, after)) in zip(axes.ravel(), pairs.items(), strict=True):
@@ -152,10 +197,14 @@ def scatter_before_after(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], *, 
   return _save(fig, path)
 
 
-def gabor_parameters(theta: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                     frequency: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                     image_orientation_energy: Sequence[float] | None, *, path: str,
-                     bins: int = 8) -> str:
+def gabor_parameters(
+  theta: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  frequency: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  image_orientation_energy: Sequence[float] | None,
+  *,
+  path: str,
+  bins: int = 8,
+) -> str:
   """Orientation shares at the start and end per arm (with the images'), and frequency moves."""
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
   width = np.pi / bins
@@ -172,8 +221,13 @@ def gabor_parameters(theta: Mapping[str, tuple[np.ndarray, np.ndarray]],
   for name, (_, after) in theta.items():
     left.plot(np.degrees(centres), shares(after), "o-", label=f"end: {name}")
   if image_orientation_energy is not None:
-    left.plot(np.degrees(centres), image_orientation_energy, "k--", linewidth=2,
-              label="training images: energy share")
+    left.plot(
+      np.degrees(centres),
+      image_orientation_energy,
+      "k--",
+      linewidth=2,
+      label="training images: energy share",
+    )
   left.set_xlabel("orientation theta (degrees, bin centres; theta mod 180)")
   left.set_ylabel("share of filters (or of image energy)")
   left.grid(alpha=0.3)

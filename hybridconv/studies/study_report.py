@@ -25,8 +25,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _pct(value: float) -> str:
-  return "" if value is None or (isinstance(value, float) and math.isnan(value)) else \
-      f"{100 * value:.2f}"
+  return (
+    ""
+    if value is None or (isinstance(value, float) and math.isnan(value))
+    else f"{100 * value:.2f}"
+  )
 
 
 def train_images(run: records.RunRecord) -> int:
@@ -53,8 +56,9 @@ def _arms(runs, arm_factors) -> dict[str, list[records.RunRecord]]:
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |"
-            for row in rows]
+  lines += [
+    "| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |" for row in rows
+  ]
   return lines + [""]
 
 
@@ -75,48 +79,66 @@ def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
   for versions, paths in version_sets.items():
     lines.append(f"- versions ({len(paths)} runs): `{versions}`")
   if len(commits) > 1 or len(version_sets) > 1:
-    lines.append("- **flag: the runs differ in code commit or library versions** (listed above); "
-                 "differences between arms may partly reflect them.")
+    lines.append(
+      "- **flag: the runs differ in code commit or library versions** (listed above); "
+      "differences between arms may partly reflect them."
+    )
   dirty = [c for c in commits if "dirty" in c]
   if dirty:
-    lines.append("- **flag: some runs were trained from a working tree with uncommitted "
-                 "changes.**")
+    lines.append("- **flag: some runs were trained from a working tree with uncommitted changes.**")
   lines.append(f"- report written with Python {platform.python_version()}")
   return lines + [""]
 
 
-def write_study(out: str, runs: Sequence[records.RunRecord], factors: Sequence[str],
-                reference: tuple[str, Any] | None, results: Sequence[Mapping[str, Any]],
-                summary: Sequence[Mapping[str, Any]], *, plan: Mapping[str, Any] | None,
-                figures: bool, likeness: bool, command: str = "hybridconv compare") -> str:
+def write_study(
+  out: str,
+  runs: Sequence[records.RunRecord],
+  factors: Sequence[str],
+  reference: tuple[str, Any] | None,
+  results: Sequence[Mapping[str, Any]],
+  summary: Sequence[Mapping[str, Any]],
+  *,
+  plan: Mapping[str, Any] | None,
+  figures: bool,
+  likeness: bool,
+  command: str = "hybridconv compare",
+) -> str:
   """Writes ``STUDY.md`` (and figures under ``figures/``) in ``out``; returns its path.
 
   ``command`` is the ``hybridconv compare`` line that regenerates the report.
   """
   arm_factors = [k for k in factors if k != SIZE_KEY]
   has_sizes = SIZE_KEY in factors
-  lines = ["# Study report", "",
-           f"{len(runs)} runs ({sum(r.finished for r in runs)} finished) under "
-           f"`{os.path.basename(out) or out}`"
-           + (f", from the sweep `{plan.get('spec')}`" if plan else "") + ".", "",
-           f"Regenerate with `{command}`.", "",
-           "## Method", "",
-           f"- Groups: the factors {', '.join(f'`{k}`' for k in factors) or '(none)'}; the seed "
-           "varies within a group (initialisation, data order, augmentation, random kernels "
-           "and the training subset all follow it, so seed *s* of every arm sees the same "
-           "images in the same order).",
-           "- Metric: test accuracy at the end of training (`eval/accuracy`, the whole test "
-           "split); `best` is the highest evaluation seen during training (optimistic, shown "
-           "for reference only).",
-           "- Per group: n, mean, sample standard deviation and a 95% Student-t interval of the "
-           "mean (n is small, so no bootstrap).",
-           ]
+  lines = [
+    "# Study report",
+    "",
+    f"{len(runs)} runs ({sum(r.finished for r in runs)} finished) under "
+    f"`{os.path.basename(out) or out}`"
+    + (f", from the sweep `{plan.get('spec')}`" if plan else "")
+    + ".",
+    "",
+    f"Regenerate with `{command}`.",
+    "",
+    "## Method",
+    "",
+    f"- Groups: the factors {', '.join(f'`{k}`' for k in factors) or '(none)'}; the seed "
+    "varies within a group (initialisation, data order, augmentation, random kernels "
+    "and the training subset all follow it, so seed *s* of every arm sees the same "
+    "images in the same order).",
+    "- Metric: test accuracy at the end of training (`eval/accuracy`, the whole test "
+    "split); `best` is the highest evaluation seen during training (optimistic, shown "
+    "for reference only).",
+    "- Per group: n, mean, sample standard deviation and a 95% Student-t interval of the "
+    "mean (n is small, so no bootstrap).",
+  ]
   if reference:
-    lines.append(f"- Against the reference arm `{reference[0]}={reference[1]}` (within each "
-                 "level of the other factors): the per-seed differences (arm minus reference), "
-                 "their mean with a 95% paired t-interval, the seeds the arm wins, and a paired "
-                 "t-test with Holm's adjustment over all comparisons shown. An interval that "
-                 "spans 0 means no detectable difference at this n, not equality.")
+    lines.append(
+      f"- Against the reference arm `{reference[0]}={reference[1]}` (within each "
+      "level of the other factors): the per-seed differences (arm minus reference), "
+      "their mean with a 95% paired t-interval, the seeds the arm wins, and a paired "
+      "t-test with Holm's adjustment over all comparisons shown. An interval that "
+      "spans 0 means no detectable difference at this n, not equality."
+    )
   lines.append("")
   lines += _results_section(summary, factors, reference)
   if figures:
@@ -124,8 +146,12 @@ def write_study(out: str, runs: Sequence[records.RunRecord], factors: Sequence[s
   lines += _provenance_section(runs)
   unfinished = [os.path.relpath(r.path, out) for r in runs if not r.finished]
   if unfinished:
-    lines += ["## Unfinished runs", "", "Included with their latest evaluation: "
-              + ", ".join(f"`{u}`" for u in unfinished[:30]), ""]
+    lines += [
+      "## Unfinished runs",
+      "",
+      "Included with their latest evaluation: " + ", ".join(f"`{u}`" for u in unfinished[:30]),
+      "",
+    ]
   path = os.path.join(out, "STUDY.md")
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
@@ -139,29 +165,47 @@ def _results_section(summary, factors, reference) -> list[str]:
   rows = []
   for row in summary:
     cells = [grid.label(row.get(k)) for k in factors]
-    cells += [str(row["n"]), _pct(row["mean"]), _pct(row["std"]),
-              f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}" if row["n"] > 1 else ""]
+    cells += [
+      str(row["n"]),
+      _pct(row["mean"]),
+      _pct(row["std"]),
+      f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}" if row["n"] > 1 else "",
+    ]
     if reference:
       if row.get("is_reference"):
         cells += ["reference", "", "", ""]
       elif row.get("diff_n"):
-        cells += [_pct(row["diff_mean"]),
-                  f"{_pct(row['diff_ci_low'])}–{_pct(row['diff_ci_high'])}"
-                  if row["diff_n"] > 1 else "", str(row["wins"]),
-                  _fmt(row.get("diff_p_holm", math.nan), 3)]
+        cells += [
+          _pct(row["diff_mean"]),
+          f"{_pct(row['diff_ci_low'])}–{_pct(row['diff_ci_high'])}" if row["diff_n"] > 1 else "",
+          str(row["wins"]),
+          _fmt(row.get("diff_p_holm", math.nan), 3),
+        ]
       else:
         cells += ["no shared seeds", "", "", ""]
     rows.append(cells)
   lines = ["## Final test accuracy", ""] + _md_table(header, rows)
-  robust = sorted({k[len("robustness_"):-len("_mean")] for row in summary for k in row
-                   if k.startswith("robustness_") and k.endswith("_mean")})
+  robust = sorted(
+    {
+      k[len("robustness_") : -len("_mean")]
+      for row in summary
+      for k in row
+      if k.startswith("robustness_") and k.endswith("_mean")
+    }
+  )
   if robust:
     header = [k.split(".")[-1] for k in factors] + [f"{f} %" for f in robust]
-    rows = [[grid.label(row.get(k)) for k in factors]
-            + [f"{_pct(row.get(f'robustness_{f}_mean', math.nan))} "
-               f"({_pct(row.get(f'robustness_{f}_ci_low', math.nan))}–"
-               f"{_pct(row.get(f'robustness_{f}_ci_high', math.nan))})" for f in robust]
-            for row in summary if any(f"robustness_{f}_mean" in row for f in robust)]
+    rows = [
+      [grid.label(row.get(k)) for k in factors]
+      + [
+        f"{_pct(row.get(f'robustness_{f}_mean', math.nan))} "
+        f"({_pct(row.get(f'robustness_{f}_ci_low', math.nan))}–"
+        f"{_pct(row.get(f'robustness_{f}_ci_high', math.nan))})"
+        for f in robust
+      ]
+      for row in summary
+      if any(f"robustness_{f}_mean" in row for f in robust)
+    ]
     lines += ["## Robustness (mean accuracy over each family's levels, 95% CI)", ""]
     lines += _md_table(header, rows)
   return lines
@@ -173,8 +217,9 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
 
   def add(title: str, path: str | None, caption: str) -> None:
     if path:
-      lines.extend([f"### {title}", "", f"![{title}]({os.path.relpath(path, out)})", "",
-                    caption, ""])
+      lines.extend(
+        [f"### {title}", "", f"![{title}]({os.path.relpath(path, out)})", "", caption, ""]
+      )
 
   arms = _arms(runs, arm_factors)
   if has_sizes:
@@ -182,36 +227,57 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
     for name, members in arms.items():
       sizes = sorted({train_images(r) for r in members})
       series[name] = study_figures.band(
-          sizes, [[r.final() for r in members if train_images(r) == s] for s in sizes])
-    add("Accuracy against training-set size",
-        study_figures.lines_with_bands(series, title="Final test accuracy (mean, 95% CI)",
-                                       xlabel="training images (log scale)",
-                                       ylabel="test accuracy", log_x=True,
-                                       path=os.path.join(fig_dir, "accuracy_vs_size.png")),
-        "Each line is an arm; the band is the 95% t-interval over seeds.")
-  add("Evaluation curves", _curves_figure(runs, arms, has_sizes, fig_dir),
-      "Test accuracy during training, mean over seeds with its 95% band; one panel per "
-      "training-set size.")
-  add("First-layer filters", _filters_figure(runs, arms, has_sizes, fig_dir),
-      "Each row is an arm (its lowest seed, largest training set): final filters, then for "
-      "learned arms the change since initialisation (each tile scaled on its own, zero "
-      "mid-grey).")
+        sizes, [[r.final() for r in members if train_images(r) == s] for s in sizes]
+      )
+    add(
+      "Accuracy against training-set size",
+      study_figures.lines_with_bands(
+        series,
+        title="Final test accuracy (mean, 95% CI)",
+        xlabel="training images (log scale)",
+        ylabel="test accuracy",
+        log_x=True,
+        path=os.path.join(fig_dir, "accuracy_vs_size.png"),
+      ),
+      "Each line is an arm; the band is the 95% t-interval over seeds.",
+    )
+  add(
+    "Evaluation curves",
+    _curves_figure(runs, arms, has_sizes, fig_dir),
+    "Test accuracy during training, mean over seeds with its 95% band; one panel per "
+    "training-set size.",
+  )
+  add(
+    "First-layer filters",
+    _filters_figure(runs, arms, has_sizes, fig_dir),
+    "Each row is an arm (its lowest seed, largest training set): final filters, then for "
+    "learned arms the change since initialisation (each tile scaled on its own, zero "
+    "mid-grey).",
+  )
   if likeness:
     path, table = _likeness_figure(runs, arm_factors, has_sizes, fig_dir)
-    add("Gabor-likeness of first-layer filters", path,
-        "Fraction of a run's first-layer filters whose Gabor-fit R² exceeds the 95th percentile "
-        "of its own null (phase-randomised surrogates: same power spectrum, no spatial "
-        "structure), at the start and the end of training; mean over seeds with 95% CI. The "
-        "positive control is the fixed Gabor bank at the same size.")
+    add(
+      "Gabor-likeness of first-layer filters",
+      path,
+      "Fraction of a run's first-layer filters whose Gabor-fit R² exceeds the 95th percentile "
+      "of its own null (phase-randomised surrogates: same power spectrum, no spatial "
+      "structure), at the start and the end of training; mean over seeds with 95% CI. The "
+      "positive control is the fixed Gabor bank at the same size.",
+    )
     lines += table
-  add("Where the learnable Gabor parameters went", _gabor_parameters_figure(out, runs, arms,
-                                                                          fig_dir),
-      "Orientation (left): share of filters per orientation bin at the start and the end, "
-      "pooled over seeds and sizes, beside the share of the training images' spectral energy per "
-      "orientation (7x7 patches; `image_statistics.json`, when present). Frequency (right): each "
-      "filter's final against its initial frequency (cycles/pixel), one colour per training size.")
-  add("Robustness", _robustness_figure(runs, arms, has_sizes, fig_dir),
-      "Accuracy against corruption level per family, mean over seeds with 95% band.")
+  add(
+    "Where the learnable Gabor parameters went",
+    _gabor_parameters_figure(out, runs, arms, fig_dir),
+    "Orientation (left): share of filters per orientation bin at the start and the end, "
+    "pooled over seeds and sizes, beside the share of the training images' spectral energy per "
+    "orientation (7x7 patches; `image_statistics.json`, when present). Frequency (right): each "
+    "filter's final against its initial frequency (cycles/pixel), one colour per training size.",
+  )
+  add(
+    "Robustness",
+    _robustness_figure(runs, arms, has_sizes, fig_dir),
+    "Accuracy against corruption level per family, mean over seeds with 95% band.",
+  )
   return lines
 
 
@@ -219,8 +285,13 @@ def _size_panels(runs, arms, has_sizes):
   sizes = sorted({train_images(r) for r in runs}) if has_sizes else [None]
   for size in sizes:
     title = f"{size} training images" if size else "all runs"
-    yield title, {name: [r for r in members if size is None or train_images(r) == size]
-                  for name, members in arms.items()}
+    yield (
+      title,
+      {
+        name: [r for r in members if size is None or train_images(r) == size]
+        for name, members in arms.items()
+      },
+    )
 
 
 def _curves_figure(runs, arms, has_sizes, fig_dir):
@@ -240,10 +311,14 @@ def _curves_figure(runs, arms, has_sizes, fig_dir):
       panels[title] = series
   if not panels:
     return None
-  return study_figures.panels_with_bands(panels, title="Test accuracy during training",
-                                         xlabel="training step", ylabel="test accuracy",
-                                         path=os.path.join(fig_dir, "eval_curves.png"),
-                                         sharey=False)
+  return study_figures.panels_with_bands(
+    panels,
+    title="Test accuracy during training",
+    xlabel="training step",
+    ylabel="test accuracy",
+    path=os.path.join(fig_dir, "eval_curves.png"),
+    sharey=False,
+  )
 
 
 def _representative(members):
@@ -251,8 +326,10 @@ def _representative(members):
   if not members:
     return None
   largest = max(train_images(r) for r in members)
-  return min((r for r in members if train_images(r) == largest),
-             key=lambda r: (str(r.flat.get("seed")), r.path))
+  return min(
+    (r for r in members if train_images(r) == largest),
+    key=lambda r: (str(r.flat.get("seed")), r.path),
+  )
 
 
 def _spatial(kernel: np.ndarray) -> np.ndarray:
@@ -274,8 +351,11 @@ def _filters_figure(runs, arms, has_sizes, fig_dir):
       rows[f"{name}: change"] = change
   if not rows:
     return None
-  return study_figures.kernel_mosaic(rows, title="First-layer filters at the end of training",
-                                     path=os.path.join(fig_dir, "first_layer_filters.png"))
+  return study_figures.kernel_mosaic(
+    rows,
+    title="First-layer filters at the end of training",
+    path=os.path.join(fig_dir, "first_layer_filters.png"),
+  )
 
 
 def _likeness_figure(runs, arm_factors, has_sizes, fig_dir):
@@ -296,21 +376,44 @@ def _likeness_figure(runs, arm_factors, has_sizes, fig_dir):
     r2 = [scores[r.path]["final"]["r2_mean"] for r in members]
     arms[name] = {"initial": initial, "final": final}
     start, end = stats.t_interval(initial), stats.t_interval(final)
-    table_rows.append([name, str(len(members)), _fmt(start.mean, 2),
-                       f"{_fmt(start.ci_low, 2)}–{_fmt(start.ci_high, 2)}", _fmt(end.mean, 2),
-                       f"{_fmt(end.ci_low, 2)}–{_fmt(end.ci_high, 2)}",
-                       _fmt(float(np.mean(r2)), 3)])
+    table_rows.append(
+      [
+        name,
+        str(len(members)),
+        _fmt(start.mean, 2),
+        f"{_fmt(start.ci_low, 2)}–{_fmt(start.ci_high, 2)}",
+        _fmt(end.mean, 2),
+        f"{_fmt(end.ci_low, 2)}–{_fmt(end.ci_high, 2)}",
+        _fmt(float(np.mean(r2)), 3),
+      ]
+    )
   null_median = float(np.median([scores[r.path]["final"]["null_r2_median"] for r in scored]))
   path = study_figures.likeness_plot(
-      arms, control=control["frac_above_null_p95"], null_median=null_median,
-      title=f"Gabor-likeness, {kernel_size[0]}x{kernel_size[1]} first-layer filters",
-      path=os.path.join(fig_dir, "gabor_likeness.png"))
-  table = _md_table(["arm", "n", "start: frac. > null p95", "95% CI", "end: frac. > null p95",
-                     "95% CI", "end: mean R²"], table_rows)
-  table += [f"Positive control (fixed Gabor bank, {kernel_size[0]}x{kernel_size[1]}): "
-            f"{_fmt(control['frac_above_null_p95'], 2)} of filters above its null's 95th "
-            f"percentile, mean R² {_fmt(control['r2_mean'], 3)}; null median R² over runs "
-            f"{_fmt(null_median, 3)}.", ""]
+    arms,
+    control=control["frac_above_null_p95"],
+    null_median=null_median,
+    title=f"Gabor-likeness, {kernel_size[0]}x{kernel_size[1]} first-layer filters",
+    path=os.path.join(fig_dir, "gabor_likeness.png"),
+  )
+  table = _md_table(
+    [
+      "arm",
+      "n",
+      "start: frac. > null p95",
+      "95% CI",
+      "end: frac. > null p95",
+      "95% CI",
+      "end: mean R²",
+    ],
+    table_rows,
+  )
+  table += [
+    f"Positive control (fixed Gabor bank, {kernel_size[0]}x{kernel_size[1]}): "
+    f"{_fmt(control['frac_above_null_p95'], 2)} of filters above its null's 95th "
+    f"percentile, mean R² {_fmt(control['r2_mean'], 3)}; null median R² over runs "
+    f"{_fmt(null_median, 3)}.",
+    "",
+  ]
   return path, table
 
 
@@ -328,17 +431,28 @@ def _robustness_figure(runs, arms, has_sizes, fig_dir):
         members = [r for r in members if r in rated and (size is None or train_images(r) == size)]
         if not members:
           continue
-        levels = sorted({e["level"] for r in members for e in r.robustness["entries"]
-                         if e["family"] == family})
-        samples = [[e["accuracy"] for r in members for e in r.robustness["entries"]
-                    if e["family"] == family and e["level"] == level] for level in levels]
+        levels = sorted(
+          {e["level"] for r in members for e in r.robustness["entries"] if e["family"] == family}
+        )
+        samples = [
+          [
+            e["accuracy"]
+            for r in members
+            for e in r.robustness["entries"]
+            if e["family"] == family and e["level"] == level
+          ]
+          for level in levels
+        ]
         series[name] = study_figures.band(levels, samples)
       if series:
         panels[f"{family}" + (f", {size} images" if size else "")] = series
-  return study_figures.panels_with_bands(panels, title="Accuracy under corruptions and attacks",
-                                         xlabel="level (family's own unit)",
-                                         ylabel="test accuracy",
-                                         path=os.path.join(fig_dir, "robustness.png"))
+  return study_figures.panels_with_bands(
+    panels,
+    title="Accuracy under corruptions and attacks",
+    xlabel="level (family's own unit)",
+    ylabel="test accuracy",
+    path=os.path.join(fig_dir, "robustness.png"),
+  )
 
 
 def _gabor_values(snapshot: Mapping[str, np.ndarray], when: str, name: str) -> np.ndarray:
@@ -372,7 +486,9 @@ def _gabor_parameters_figure(out, runs, arms, fig_dir):
   except (OSError, ValueError, KeyError):
     pass
   theta = {name: (np.concatenate(b), np.concatenate(a)) for name, (b, a) in theta_rows.items()}
-  frequency = {size: (np.concatenate(b), np.concatenate(a))
-               for size, (b, a) in frequency_pairs.items()}
-  return study_figures.gabor_parameters(theta, frequency, image_energy,
-                                        path=os.path.join(fig_dir, "gabor_parameters.png"))
+  frequency = {
+    size: (np.concatenate(b), np.concatenate(a)) for size, (b, a) in frequency_pairs.items()
+  }
+  return study_figures.gabor_parameters(
+    theta, frequency, image_energy, path=os.path.join(fig_dir, "gabor_parameters.png")
+  )

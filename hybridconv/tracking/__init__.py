@@ -19,28 +19,44 @@ tracking section for where each call goes)::
 
 from hybridconv.tracking.factory import check_config, is_due, make_logger
 from hybridconv.tracking.filters import (
-    FilterTracker,
-    conv_layers,
-    kernel_groups,
-    local_replica,
-    log_animations,
+  FilterTracker,
+  conv_layers,
+  kernel_groups,
+  local_replica,
+  log_animations,
 )
 from hybridconv.tracking.images import kernel_grid, write_animations
 from hybridconv.tracking.jsonl_logger import JsonlLogger, read_events, read_metrics
 from hybridconv.tracking.logger import (
-    Histogram,
-    Logger,
-    MemoryLogger,
-    MultiLogger,
-    NullLogger,
+  Histogram,
+  Logger,
+  MemoryLogger,
+  MultiLogger,
+  NullLogger,
 )
 from hybridconv.tracking.norms import scalar_metrics, without_layer_norms
 from hybridconv.tracking.wandb_logger import WandbLogger
 
 __all__ = [
-    "FilterTracker", "Histogram", "JsonlLogger", "Logger", "MemoryLogger", "MultiLogger",
-    "NullLogger", "WandbLogger", "check_config", "conv_layers", "is_due",
-    "kernel_grid", "kernel_groups", "local_replica", "log_animations", "make_logger",
-    "read_events", "read_metrics",
-    "scalar_metrics", "without_layer_norms", "write_animations",
+  "FilterTracker",
+  "Histogram",
+  "JsonlLogger",
+  "Logger",
+  "MemoryLogger",
+  "MultiLogger",
+  "NullLogger",
+  "WandbLogger",
+  "check_config",
+  "conv_layers",
+  "is_due",
+  "kernel_grid",
+  "kernel_groups",
+  "local_replica",
+  "log_animations",
+  "make_logger",
+  "read_events",
+  "read_metrics",
+  "scalar_metrics",
+  "without_layer_norms",
+  "write_animations",
 ]

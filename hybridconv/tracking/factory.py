@@ -33,9 +33,14 @@ def check_config(tracking) -> None:
       raise ValueError(f"tracking.{key} must be an int >= 0 (0 = off), got {value!r}")
 
 
-def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
-                config: Mapping[str, Any] | None = None,
-                extra: Sequence[writers.MetricWriter] = ()) -> logger_lib.Logger:
+def make_logger(
+  tracking: Any,
+  workdir: str,
+  *,
+  is_main_process: bool,
+  config: Mapping[str, Any] | None = None,
+  extra: Sequence[writers.MetricWriter] = (),
+) -> logger_lib.Logger:
   """The run's one logger: JSONL/PNG files in ``workdir``, W&B unless disabled, and extras.
 
   The train loop writes only to this logger. Each extra writer (e.g. a
@@ -61,11 +66,21 @@ def make_logger(tracking: Any, workdir: str, *, is_main_process: bool,
     return logger_lib.MultiLogger(background) if background else logger_lib.NullLogger()
   loggers: list[logger_lib.Logger] = [jsonl_logger.JsonlLogger(workdir)]
   if settings.mode != "disabled":
-    loggers.append(wandb_logger.WandbLogger(
-        project=settings.project, entity=settings.entity, name=settings.name, mode=settings.mode,
-        init_timeout=settings.init_timeout, directory=workdir, config=config,
-        run_id=workdir_run_id(workdir), group=settings.group, tags=tuple(settings.tags),
-        job_type=settings.job_type))
+    loggers.append(
+      wandb_logger.WandbLogger(
+        project=settings.project,
+        entity=settings.entity,
+        name=settings.name,
+        mode=settings.mode,
+        init_timeout=settings.init_timeout,
+        directory=workdir,
+        config=config,
+        run_id=workdir_run_id(workdir),
+        group=settings.group,
+        tags=tuple(settings.tags),
+        job_type=settings.job_type,
+      )
+    )
   if config is not None:
     loggers[0].log_config(config)  # W&B received it with wandb.init
   return logger_lib.MultiLogger(loggers + background)

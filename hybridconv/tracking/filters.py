@@ -90,12 +90,14 @@ def local_replica(tree: Any) -> Any:
   process does hold a complete replica, which is what is summarised. PRNG
   key arrays are passed through.
   """
+
   def local(x):
     if not isinstance(x, jax.Array) or jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
       return x
     if not x.is_fully_addressable:
       x = x.addressable_data(0)
     return np.asarray(x)
+
   return jax.tree.map(local, tree)
 
 
@@ -114,7 +116,7 @@ def log_animations(logger: logger_lib.Logger, workdir: str, step: int) -> list[s
   base = os.path.join(workdir, "filters")
   gifs = images.write_animations(workdir)
   for gif in gifs:
-    layer = os.path.relpath(gif, base)[:-len(images.GIF_SUFFIX)].replace(os.sep, "/")
+    layer = os.path.relpath(gif, base)[: -len(images.GIF_SUFFIX)].replace(os.sep, "/")
     logger.log_video(step, f"{ANIMATION_KEY}/{layer}", gif)
   return gifs
 
@@ -139,8 +141,10 @@ def change_caption(change: np.ndarray, initial: np.ndarray, since: int) -> list[
   largest = float(np.max(np.abs(change)))
   reference = float(np.max(np.abs(initial)))
   share = f" ({100 * largest / reference:.3g}% of the largest initial weight)" if reference else ""
-  return [f"change since step {since}, one scale for all tiles:",
-          f"white/black = +/-{largest:.3g}{share}"]
+  return [
+    f"change since step {since}, one scale for all tiles:",
+    f"white/black = +/-{largest:.3g}{share}",
+  ]
 
 
 def gabor_values(module: km.GaborKernel) -> dict[str, np.ndarray]:
@@ -151,8 +155,9 @@ def gabor_values(module: km.GaborKernel) -> dict[str, np.ndarray]:
   return values
 
 
-def drift(values: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray]
-          ) -> dict[str, np.ndarray]:
+def drift(
+  values: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
   """Per-filter change since ``initial``: wrapped differences, relative for positive params."""
   changes = {}
   for name in GABOR_PARAMETERS:
@@ -164,14 +169,16 @@ def drift(values: Mapping[str, np.ndarray], initial: Mapping[str, np.ndarray]
 
 
 def _gabor_table(values, changes, start: int) -> tuple[list[str], list[list[Any]]]:
-  columns = (["filter", "input"] + list(GABOR_PARAMETERS)
-             + [f"d_{n}" for n in GABOR_PARAMETERS])
+  columns = ["filter", "input"] + list(GABOR_PARAMETERS) + [f"d_{n}" for n in GABOR_PARAMETERS]
   shape = values["theta"].shape  # (cin, cout) in 'pair' mode, (cout,) in 'mix' mode
   rows = []
   for index in np.ndindex(shape):
-    inp, out = (index if len(shape) == 2 else (-1, index[0]))
-    rows.append([start + out, inp] + [float(values[n][index]) for n in GABOR_PARAMETERS]
-                + [float(changes[n][index]) for n in GABOR_PARAMETERS])
+    inp, out = index if len(shape) == 2 else (-1, index[0])
+    rows.append(
+      [start + out, inp]
+      + [float(values[n][index]) for n in GABOR_PARAMETERS]
+      + [float(changes[n][index]) for n in GABOR_PARAMETERS]
+    )
   return columns, rows
 
 
@@ -191,9 +198,17 @@ class FilterTracker:
       band of the Gabor fit (0 = no null band).
   """
 
-  def __init__(self, logger: logger_lib.Logger, *, gabor_fit: bool = True, min_fit_size: int = 5,
-               max_filters: int = 256, fit_options: Mapping[str, Any] | None = None,
-               state_path: str | None = None, null_draws: int = 1):
+  def __init__(
+    self,
+    logger: logger_lib.Logger,
+    *,
+    gabor_fit: bool = True,
+    min_fit_size: int = 5,
+    max_filters: int = 256,
+    fit_options: Mapping[str, Any] | None = None,
+    state_path: str | None = None,
+    null_draws: int = 1,
+  ):
     self.logger = logger
     self.null_draws = null_draws
     self.gabor_fit = gabor_fit
@@ -224,14 +239,18 @@ class FilterTracker:
     if not self.state_path:
       return
     os.makedirs(os.path.dirname(os.path.abspath(self.state_path)), exist_ok=True)
-    np.savez(self.state_path, **{f"{g}:{n}": v for g, params in self.initial.items()
-                                 for n, v in params.items()})
+    np.savez(
+      self.state_path,
+      **{f"{g}:{n}": v for g, params in self.initial.items() for n, v in params.items()},
+    )
 
   def _save_initial_kernels(self) -> None:
     if self._kernels_path:
       os.makedirs(os.path.dirname(self._kernels_path), exist_ok=True)
-      np.savez(self._kernels_path, **{f"{step}:{layer}": kernel for layer, (step, kernel)
-                                      in self.initial_kernels.items()})
+      np.savez(
+        self._kernels_path,
+        **{f"{step}:{layer}": kernel for layer, (step, kernel) in self.initial_kernels.items()},
+      )
 
   def __call__(self, model: nnx.Module, step: int) -> dict[str, float]:
     """Logs the summaries of every conv layer of ``model`` at ``step``; returns the scalars."""
@@ -245,8 +264,9 @@ class FilterTracker:
       groups = kernel_groups(layer)
       if min(kernel.shape[:2]) >= 2:
         legend = grid_groups(groups)
-        pictures[f"filters/{name}"] = images.kernel_grid(kernel, max_filters=self.max_filters,
-                                                         groups=legend)
+        pictures[f"filters/{name}"] = images.kernel_grid(
+          kernel, max_filters=self.max_filters, groups=legend
+        )
         self._spectra(name, kernel, scalars, histograms)
         if any(g.kind != "frozen" for g in groups):
           added_kernels |= self._change_grid(step, name, kernel, legend, pictures)
@@ -254,8 +274,9 @@ class FilterTracker:
       for group in gabors:
         label = name if len(gabors) == 1 else f"{name}/{group.path}"
         added_initial |= self._gabor_parameters(step, label, group, scalars, histograms)
-      free = np.concatenate([np.arange(g.start, g.stop) for g in groups if g.kind == "free"]
-                            or [np.zeros(0, int)])
+      free = np.concatenate(
+        [np.arange(g.start, g.stop) for g in groups if g.kind == "free"] or [np.zeros(0, int)]
+      )
       if self.gabor_fit and free.size and min(kernel.shape[:2]) >= self.min_fit_size:
         self._gabor_fit(step, name, kernel[..., free], free, scalars, histograms)
     if added_initial:
@@ -277,13 +298,16 @@ class FilterTracker:
     width = 180.0 / ORIENTATION_BINS
     edges = np.arange(ORIENTATION_BINS + 1) * width - width / 2
     histograms[f"filters/{name}/orientation_energy"] = logger_lib.Histogram(
-        orientation.mean(axis=-1), edges)
+      orientation.mean(axis=-1), edges
+    )
     band_edges = np.array((0.0, 0.0625, 0.125, 0.25, 0.5, 0.75))
     frequency = np.asarray(filter_stats.frequency_energy(spatial, tuple(band_edges)))
     histograms[f"filters/{name}/frequency_energy"] = logger_lib.Histogram(
-        frequency.mean(axis=-1), band_edges)
+      frequency.mean(axis=-1), band_edges
+    )
     scalars[f"filters/{name}/orientation_selectivity"] = float(
-        np.mean(filter_stats.orientation_selectivity(spatial)))
+      np.mean(filter_stats.orientation_selectivity(spatial))
+    )
 
   def _change_grid(self, step: int, name: str, kernel: np.ndarray, legend, pictures) -> bool:
     """Adds ``filters_change/<name>`` after the first summary; True if a new reference."""
@@ -294,12 +318,17 @@ class FilterTracker:
     if step != since:
       change = kernel - initial
       pictures[f"filters_change/{name}"] = images.kernel_grid(
-          change, max_filters=self.max_filters, groups=legend, shared_scale=True,
-          caption=change_caption(change, initial, since))
+        change,
+        max_filters=self.max_filters,
+        groups=legend,
+        shared_scale=True,
+        caption=change_caption(change, initial, since),
+      )
     return False
 
-  def _gabor_parameters(self, step: int, label: str, group: KernelGroup, scalars,
-                        histograms) -> bool:
+  def _gabor_parameters(
+    self, step: int, label: str, group: KernelGroup, scalars, histograms
+  ) -> bool:
     values = gabor_values(group.module)
     added = label not in self.initial
     if added:
@@ -316,8 +345,9 @@ class FilterTracker:
     self.logger.log_table(step, f"gabor/{label}", columns, rows)
     return added
 
-  def _gabor_fit(self, step: int, name: str, kernel: np.ndarray, channels: np.ndarray, scalars,
-                 histograms) -> None:
+  def _gabor_fit(
+    self, step: int, name: str, kernel: np.ndarray, channels: np.ndarray, scalars, histograms
+  ) -> None:
     result = gabor_fit.fit_conv_kernel(kernel, "dominant", **self.fit_options)
     r2 = np.asarray(result.r2_filter, np.float64)
     # The analysis layer's summary (R^2 quantiles, blobs and edges counted apart, ...).
@@ -326,17 +356,25 @@ class FilterTracker:
     if self.null_draws:
       # Same fitter, same settings, surrogates of these very filters: a key
       # per step, so the band is reproducible and not the same draw each time.
-      null = gabor_null.null_scores(kernel, jax.random.fold_in(jax.random.key(0), step),
-                                    self.null_draws, "dominant", **self.fit_options)
+      null = gabor_null.null_scores(
+        kernel,
+        jax.random.fold_in(jax.random.key(0), step),
+        self.null_draws,
+        "dominant",
+        **self.fit_options,
+      )
       for key, value in gabor_null.null_summary(null).items():
         scalars[f"gabor_fit/{name}/{key}"] = value
     histograms[f"gabor_fit/{name}/r2"] = r2
     fit = {k: np.asarray(v, np.float64) for k, v in result.fit._asdict().items()}
     scalars[f"gabor_fit/{name}/spatial_r2_mean"] = float(np.mean(fit["r2"]))
-    energy = (np.asarray(result.colour_energy) if result.colour_energy is not None
-              else np.ones_like(r2))
+    energy = (
+      np.asarray(result.colour_energy) if result.colour_energy is not None else np.ones_like(r2)
+    )
     columns = ["filter", "r2", "spatial_r2", "colour_energy"] + list(GABOR_PARAMETERS)
-    rows = [[int(c), float(r2[i]), float(fit["r2"][i]), float(energy[i])]
-            + [float(fit[p][i]) for p in GABOR_PARAMETERS] for i, c in enumerate(channels)]
+    rows = [
+      [int(c), float(r2[i]), float(fit["r2"][i]), float(energy[i])]
+      + [float(fit[p][i]) for p in GABOR_PARAMETERS]
+      for i, c in enumerate(channels)
+    ]
     self.logger.log_table(step, f"gabor_fit/{name}", columns, rows)
-

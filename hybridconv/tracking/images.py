@@ -47,9 +47,17 @@ GAP, FRAME, LABEL = 4, 2, 13  # pixels: between cells, tile frame, number strip 
 NO_GROUP_COLOUR = (64, 64, 64)
 # Frame colours of a layer's kernel groups, in channel order (matplotlib's
 # tab10 without its grey, which would vanish against the mid-grey background).
-GROUP_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
-                 (148, 103, 189), (140, 86, 75), (227, 119, 194), (188, 189, 34),
-                 (23, 190, 207))
+GROUP_COLOURS = (
+  (31, 119, 180),
+  (255, 127, 14),
+  (44, 160, 44),
+  (214, 39, 40),
+  (148, 103, 189),
+  (140, 86, 75),
+  (227, 119, 194),
+  (188, 189, 34),
+  (23, 190, 207),
+)
 
 
 def spatial_kernels(kernel_hwio: np.ndarray) -> np.ndarray:
@@ -111,8 +119,10 @@ class GridLayout:
   @property
   def size(self) -> tuple[int, int]:
     """(height, width) of the tile area (without legend)."""
-    return (self.gap + self.rows * (self.cell[0] + self.gap),
-            self.gap + self.cols * (self.cell[1] + self.gap))
+    return (
+      self.gap + self.rows * (self.cell[0] + self.gap),
+      self.gap + self.cols * (self.cell[1] + self.gap),
+    )
 
   def box(self, i: int) -> tuple[int, int]:
     """(top, left) pixel of tile ``i`` (inside its frame)."""
@@ -126,21 +136,29 @@ def _font(size: int = 11) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
   return ImageFont.load_default(size=size)
 
 
-def _legend(groups: Sequence[GridGroup], count: int, caption: Sequence[str]
-            ) -> list[tuple[str, tuple[int, int, int] | None]]:
+def _legend(
+  groups: Sequence[GridGroup], count: int, caption: Sequence[str]
+) -> list[tuple[str, tuple[int, int, int] | None]]:
   """Legend lines ``(text, swatch colour or None)``: one per group shown, then the caption."""
   lines = []
   for i, group in enumerate(groups):
     if group.start < count:
       last = min(group.stop, count) - 1
-      lines.append((f"{group.label}: filters {group.start}-{last}",
-                    GROUP_COLOURS[i % len(GROUP_COLOURS)]))
+      lines.append(
+        (f"{group.label}: filters {group.start}-{last}", GROUP_COLOURS[i % len(GROUP_COLOURS)])
+      )
   return lines + [(text, None) for text in caption]
 
 
-def kernel_grid(kernel_hwio: np.ndarray, *, max_filters: int = 256, tile_pixels: int = 64,
-                groups: Sequence[GridGroup] = (), caption: Sequence[str] = (),
-                shared_scale: bool = False) -> np.ndarray:
+def kernel_grid(
+  kernel_hwio: np.ndarray,
+  *,
+  max_filters: int = 256,
+  tile_pixels: int = 64,
+  groups: Sequence[GridGroup] = (),
+  caption: Sequence[str] = (),
+  shared_scale: bool = False,
+) -> np.ndarray:
   """A uint8 RGB ``(H, W, 3)`` grid image of a conv layer's filters.
 
   Each tile is upscaled by an integer factor (nearest neighbour) to about
@@ -161,8 +179,9 @@ def kernel_grid(kernel_hwio: np.ndarray, *, max_filters: int = 256, tile_pixels:
       so tiles compare with each other; default each tile on its own.
   """
   if max_filters < 1 or tile_pixels < 1:
-    raise ValueError(f"need max_filters >= 1 and tile_pixels >= 1; got {max_filters}, "
-                     f"{tile_pixels}")
+    raise ValueError(
+      f"need max_filters >= 1 and tile_pixels >= 1; got {max_filters}, {tile_pixels}"
+    )
   tiles = spatial_kernels(kernel_hwio)[..., :max_filters]
   layout = GridLayout.make(tiles.shape[:2], tiles.shape[-1], tile_pixels)
   pixels = normalise_tiles(tiles, shared=shared_scale)
@@ -174,14 +193,25 @@ def kernel_grid(kernel_hwio: np.ndarray, *, max_filters: int = 256, tile_pixels:
   line = 14
   text_width = max([int(font.getlength(t)) + 20 for t, _ in legend] or [0])
   height, width = layout.size
-  canvas = Image.new("RGB", (max(width, text_width + layout.gap),
-                             height + len(legend) * line + (layout.gap if legend else 0)),
-                     (MID_GREY,) * 3)
+  canvas = Image.new(
+    "RGB",
+    (
+      max(width, text_width + layout.gap),
+      height + len(legend) * line + (layout.gap if legend else 0),
+    ),
+    (MID_GREY,) * 3,
+  )
   draw = ImageDraw.Draw(canvas)
   for i in range(layout.count):
     top, left = layout.box(i)
-    colour = next((GROUP_COLOURS[g % len(GROUP_COLOURS)] for g, group in enumerate(groups)
-                   if group.start <= i < group.stop), NO_GROUP_COLOUR)
+    colour = next(
+      (
+        GROUP_COLOURS[g % len(GROUP_COLOURS)]
+        for g, group in enumerate(groups)
+        if group.start <= i < group.stop
+      ),
+      NO_GROUP_COLOUR,
+    )
     th, tw = layout.tile
     f = layout.frame
     draw.rectangle((left - f, top - f, left + tw + f - 1, top + th + f - 1), fill=colour)
@@ -191,8 +221,9 @@ def kernel_grid(kernel_hwio: np.ndarray, *, max_filters: int = 256, tile_pixels:
     y = height + j * line
     if swatch is not None:
       draw.rectangle((layout.gap, y + 2, layout.gap + 10, y + 12), fill=swatch)
-    draw.text((layout.gap + (16 if swatch is not None else 0), y), text, fill=(255, 255, 255),
-              font=font)
+    draw.text(
+      (layout.gap + (16 if swatch is not None else 0), y), text, fill=(255, 255, 255), font=font
+    )
   return np.asarray(canvas)
 
 
@@ -228,13 +259,19 @@ def write_animation(directory: str, output: str, *, frame_seconds: float = 0.4) 
   # Hold the last frame (the trained filters) three times as long. (Pillow
   # wants a plain number, not a list, for a one-frame GIF.)
   durations = [int(frame_seconds * 1000)] * (len(frames) - 1) + [int(frame_seconds * 3000)]
-  iio.imwrite(output, images, extension=GIF_SUFFIX, loop=0,
-              duration=durations if len(durations) > 1 else durations[0])
+  iio.imwrite(
+    output,
+    images,
+    extension=GIF_SUFFIX,
+    loop=0,
+    duration=durations if len(durations) > 1 else durations[0],
+  )
   return output
 
 
-def write_animations(workdir: str, *, root: str = "filters", frame_seconds: float = 0.4
-                     ) -> list[str]:
+def write_animations(
+  workdir: str, *, root: str = "filters", frame_seconds: float = 0.4
+) -> list[str]:
   """One GIF per layer folder of frames under ``workdir/root``: ``filters/conv1.gif`` etc.
 
   Returns:
@@ -247,8 +284,9 @@ def write_animations(workdir: str, *, root: str = "filters", frame_seconds: floa
   for directory, _, _ in sorted(os.walk(base)):
     if directory == base:
       continue
-    gif = write_animation(directory, directory.rstrip(os.sep) + GIF_SUFFIX,
-                          frame_seconds=frame_seconds)
+    gif = write_animation(
+      directory, directory.rstrip(os.sep) + GIF_SUFFIX, frame_seconds=frame_seconds
+    )
     if gif:
       written.append(gif)
   return written

@@ -108,8 +108,9 @@ def drop_partial_last_line(path: str) -> None:
     else:
       cut = 0
     f.truncate(cut)
-  logging.warning("%s ended in a partial line (%d bytes, a killed writer); removed it", path,
-                  size - cut)
+  logging.warning(
+    "%s ended in a partial line (%d bytes, a killed writer); removed it", path, size - cut
+  )
 
 
 class JsonlLogger(logger_lib.Logger):
@@ -150,8 +151,9 @@ class JsonlLogger(logger_lib.Logger):
 
   def log_histograms(self, step, histograms):
     for name, values in histograms.items():
-      self._append(HISTOGRAMS_FILE,
-                   {"step": int(step), "name": name, **logger_lib.histogram_summary(values)})
+      self._append(
+        HISTOGRAMS_FILE, {"step": int(step), "name": name, **logger_lib.histogram_summary(values)}
+      )
 
   def log_table(self, step, name, columns, rows):
     columns, rows = logger_lib.check_table(name, columns, rows)
@@ -211,5 +213,7 @@ def read_metrics(workdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         series.setdefault(key, {})[int(step)] = float(value)
       except (TypeError, ValueError):
         continue
-  return {key: (np.array(sorted(values)), np.array([values[s] for s in sorted(values)]))
-          for key, values in series.items()}
+  return {
+    key: (np.array(sorted(values)), np.array([values[s] for s in sorted(values)]))
+    for key, values in series.items()
+  }

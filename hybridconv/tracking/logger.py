@@ -66,8 +66,7 @@ def histogram_summary(values: Any, bins: int = DEFAULT_BINS) -> dict[str, Any]:
     weights = hist.counts.astype(np.float64)
     total = float(weights.sum())
     mean = float((weights * centres).sum() / total) if total > 0 else math.nan
-    std = (float(np.sqrt((weights * (centres - mean) ** 2).sum() / total)) if total > 0
-           else math.nan)
+    std = float(np.sqrt((weights * (centres - mean) ** 2).sum() / total)) if total > 0 else math.nan
     lo, hi = float(hist.edges[0]), float(hist.edges[-1])
     count = total
   else:
@@ -80,8 +79,13 @@ def histogram_summary(values: Any, bins: int = DEFAULT_BINS) -> dict[str, Any]:
     lo = float(finite.min()) if finite.size else math.nan
     hi = float(finite.max()) if finite.size else math.nan
   return {
-      "count": count, "mean": mean, "std": std, "min": lo, "max": hi,
-      "bin_edges": [float(e) for e in hist.edges], "bin_counts": [float(c) for c in hist.counts],
+    "count": count,
+    "mean": mean,
+    "std": std,
+    "min": lo,
+    "max": hi,
+    "bin_edges": [float(e) for e in hist.edges],
+    "bin_counts": [float(c) for c in hist.counts],
   }
 
 
@@ -96,20 +100,24 @@ def check_image(name: str, image: Any) -> np.ndarray:
   if array.dtype != np.uint8:
     raise ValueError(f"image {name!r} must be uint8 (convert floats yourself), got {array.dtype}")
   if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-    raise ValueError(f"image {name!r} must have shape (H, W, C) with C in 1, 3, 4, "
-                     f"got {array.shape}")
+    raise ValueError(
+      f"image {name!r} must have shape (H, W, C) with C in 1, 3, 4, got {array.shape}"
+    )
   return array
 
 
-def check_table(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-                ) -> tuple[list[str], list[list[Any]]]:
+def check_table(
+  name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[list[str], list[list[Any]]]:
   """Validates a table's shape and returns it as plain lists."""
   columns = [str(c) for c in columns]
   rows = [list(r) for r in rows]
   bad = [i for i, r in enumerate(rows) if len(r) != len(columns)]
   if bad:
-    raise ValueError(f"table {name!r}: row {bad[0]} has {len(rows[bad[0]])} values but there are "
-                     f"{len(columns)} columns {columns}")
+    raise ValueError(
+      f"table {name!r}: row {bad[0]} has {len(rows[bad[0]])} values but there are "
+      f"{len(columns)} columns {columns}"
+    )
   return columns, rows
 
 
@@ -133,8 +141,9 @@ class Logger(abc.ABC):
     """Raw values (binned by the backend) or pre-binned :class:`Histogram` s."""
 
   @abc.abstractmethod
-  def log_table(self, step: int, name: str, columns: Sequence[str],
-                rows: Sequence[Sequence[Any]]) -> None:
+  def log_table(
+    self, step: int, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+  ) -> None:
     """A table of plain values (numbers and strings), one row per item."""
 
   @abc.abstractmethod
@@ -216,8 +225,9 @@ class MemoryLogger(Logger):
     self.events.append(Event("images", int(step), images))
 
   def log_histograms(self, step, histograms):
-    self.events.append(Event("histograms", int(step),
-                             {k: histogram(v) for k, v in histograms.items()}))
+    self.events.append(
+      Event("histograms", int(step), {k: histogram(v) for k, v in histograms.items()})
+    )
 
   def log_table(self, step, name, columns, rows):
     columns, rows = check_table(name, columns, rows)
@@ -246,8 +256,11 @@ class MemoryLogger(Logger):
 
   def steps(self, kind: str, key: str) -> list[int]:
     """Steps at which ``key`` was logged with ``kind``, in call order."""
-    return [e.step for e in self.events if e.kind == kind
-            and (e.data.get("name") == key if kind == "table" else key in e.data)]
+    return [
+      e.step
+      for e in self.events
+      if e.kind == kind and (e.data.get("name") == key if kind == "table" else key in e.data)
+    ]
 
 
 class MultiLogger(Logger):

@@ -40,7 +40,7 @@ def layer_name(path: tuple[Any, ...]) -> str:
   names = names[:-1] or names  # drop the variable's own name
   for boundary in LAYER_BOUNDARIES:
     if boundary in names:
-      names = names[:names.index(boundary)]
+      names = names[: names.index(boundary)]
   return "_".join(names) or "root"
 
 
@@ -65,8 +65,9 @@ def norms(tree: Any, name: str, *, prefix: str = "train/") -> dict[str, Array]:
   return out
 
 
-def scalar_metrics(grads: Any, params: Any, updates: Any | None = None, *,
-                   prefix: str = "train/") -> dict[str, Array]:
+def scalar_metrics(
+  grads: Any, params: Any, updates: Any | None = None, *, prefix: str = "train/"
+) -> dict[str, Array]:
   """Gradient, parameter and (if given) update norms, global and per layer.
 
   Args:

@@ -31,9 +31,19 @@ from hybridconv.tracking import report_plots as plots
 
 REPORT_FILE = "REPORT.md"
 FIGURE_DIR = "report"
-CONFIG_KEYS = ("model.name", "model.first_layer", "model.kernels", "model.width", "data.name",
-               "optim.name", "optim.learning_rate", "batch_size", "num_epochs", "num_train_steps",
-               "seed")
+CONFIG_KEYS = (
+  "model.name",
+  "model.first_layer",
+  "model.kernels",
+  "model.width",
+  "data.name",
+  "optim.name",
+  "optim.learning_rate",
+  "batch_size",
+  "num_epochs",
+  "num_train_steps",
+  "seed",
+)
 RESULT_KEYS = ("eval/accuracy", "eval/top5_accuracy", "eval/loss", "train/accuracy", "train/loss")
 
 
@@ -73,8 +83,12 @@ def first_and_last_histograms(workdir: str) -> dict[str, tuple[dict, dict]]:
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
   def cell(value):
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-  return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-          + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows] + [""])
+
+  return (
+    ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    + [""]
+  )
 
 
 def _config_section(workdir: str) -> list[str]:
@@ -83,8 +97,9 @@ def _config_section(workdir: str) -> list[str]:
     return []
   with open(path, encoding="utf-8") as f:
     config = json.load(f)
-  rows = [(f"`{k}`", f"`{json.dumps(v)}`") for k in CONFIG_KEYS
-          if (v := _lookup(config, k)) is not None]
+  rows = [
+    (f"`{k}`", f"`{json.dumps(v)}`") for k in CONFIG_KEYS if (v := _lookup(config, k)) is not None
+  ]
   return ["## Configuration", ""] + _table(["key", "value"], rows) if rows else []
 
 
@@ -107,30 +122,50 @@ def _results_section(metrics, fig_dir: str) -> list[str]:
 def _filters_section(workdir: str, frames, metrics, fig_dir: str) -> list[str]:
   if not frames:
     return []
-  lines = ["## Filters", "",
-           "Each tile is one output filter, normalised on its own with zero as mid-grey; "
-           "3-channel filters in colour, others by their dominant spatial component "
-           "(`hybridconv.tracking.images`). Left: first summary, right: last.", ""]
+  lines = [
+    "## Filters",
+    "",
+    "Each tile is one output filter, normalised on its own with zero as mid-grey; "
+    "3-channel filters in colour, others by their dominant spatial component "
+    "(`hybridconv.tracking.images`). Left: first summary, right: last.",
+    "",
+  ]
   for layer, layer_frames_ in frames.items():
-    figure = plots.first_and_last(layer_frames_, layer,
-                                  os.path.join(fig_dir, f"filters_{_slug(layer)}.png"))
-    lines += [f"### `{layer}`", "", f"![{layer} filters]({FIGURE_DIR}/{os.path.basename(figure)})",
-              ""]
+    figure = plots.first_and_last(
+      layer_frames_, layer, os.path.join(fig_dir, f"filters_{_slug(layer)}.png")
+    )
+    lines += [
+      f"### `{layer}`",
+      "",
+      f"![{layer} filters]({FIGURE_DIR}/{os.path.basename(figure)})",
+      "",
+    ]
     gif = os.path.join(workdir, "filters", layer + images.GIF_SUFFIX)
     if os.path.exists(gif):
-      lines += [f"Animation over {len(layer_frames_)} summaries: [filters/{layer}.gif]"
-                f"(filters/{layer}.gif)", ""]
+      lines += [
+        f"Animation over {len(layer_frames_)} summaries: [filters/{layer}.gif]"
+        f"(filters/{layer}.gif)",
+        "",
+      ]
     changes = images.frame_steps(os.path.join(workdir, "filters_change", layer))
     if changes:
       step, png = changes[-1]
       link = os.path.relpath(png, workdir).replace(os.sep, "/")
-      lines += [f"Change since the first summary, at step {step} (one scale for all tiles, "
-                "written under the grid):", "", f"![{layer} change]({link})", ""]
+      lines += [
+        f"Change since the first summary, at step {step} (one scale for all tiles, "
+        "written under the grid):",
+        "",
+        f"![{layer} change]({link})",
+        "",
+      ]
     key = f"filters/{layer}/orientation_selectivity"
     if key in metrics:
       values = metrics[key][1]
-      lines += [f"Mean orientation selectivity: {values[0]:.3f} at the start, "
-                f"{values[-1]:.3f} at the end (0 isotropic, 1 a single orientation).", ""]
+      lines += [
+        f"Mean orientation selectivity: {values[0]:.3f} at the start, "
+        f"{values[-1]:.3f} at the end (0 isotropic, 1 a single orientation).",
+        "",
+      ]
   return lines
 
 
@@ -145,43 +180,53 @@ def gabor_groups(histograms: Mapping[str, Any]) -> dict[str, tuple[list[str], li
     head, _, param = name.rpartition("/")
     if not name.startswith("gabor/") or param not in GABOR_PARAMETERS:
       continue
-    group = head[len("gabor/"):]
+    group = head[len("gabor/") :]
     is_fixed = group.endswith("/fixed")
-    group = group[:-len("/fixed")] if is_fixed else group
+    group = group[: -len("/fixed")] if is_fixed else group
     groups.setdefault(group, ([], []))[int(is_fixed)].append(param)
   order = GABOR_PARAMETERS.index
-  return {g: (sorted(learned, key=order), sorted(fixed, key=order))
-          for g, (learned, fixed) in groups.items()}
+  return {
+    g: (sorted(learned, key=order), sorted(fixed, key=order))
+    for g, (learned, fixed) in groups.items()
+  }
 
 
 def _gabor_section(histograms, metrics, fig_dir: str) -> list[str]:
   groups = gabor_groups(histograms)
   if not groups:
     return []
-  lines = ["## Gabor parameters", "",
-           "Constrained values (theta in [0, pi) and psi in radians, frequency in cycles/pixel, "
-           "sigma in pixels) at the first and last summary; parameters the source does not learn "
-           "are marked fixed. Drift is the mean |change| since the first summary: in radians "
-           "for theta (wrapped modulo pi) and psi, relative (|p / p0 - 1|) for frequency, sigma "
-           "and gamma, on separate axes.", ""]
+  lines = [
+    "## Gabor parameters",
+    "",
+    "Constrained values (theta in [0, pi) and psi in radians, frequency in cycles/pixel, "
+    "sigma in pixels) at the first and last summary; parameters the source does not learn "
+    "are marked fixed. Drift is the mean |change| since the first summary: in radians "
+    "for theta (wrapped modulo pi) and psi, relative (|p / p0 - 1|) for frequency, sigma "
+    "and gamma, on separate axes.",
+    "",
+  ]
   for group, (learned, fixed) in groups.items():
     first = {p: histograms[f"gabor/{group}/{p}"][0] for p in learned}
     last = {p: histograms[f"gabor/{group}/{p}"][1] for p in learned}
     fixed_last = {p: histograms[f"gabor/{group}/fixed/{p}"][1] for p in fixed}
-    figure = plots.parameter_histograms(first, last, group,
-                                        os.path.join(fig_dir, f"gabor_{_slug(group)}.png"),
-                                        fixed=fixed_last)
+    figure = plots.parameter_histograms(
+      first, last, group, os.path.join(fig_dir, f"gabor_{_slug(group)}.png"), fixed=fixed_last
+    )
     name = os.path.basename(figure)
     lines += [f"### `{group}`", "", f"![{group} parameters]({FIGURE_DIR}/{name})", ""]
     if fixed:
       lines += [f"Fixed (not learned): {', '.join(fixed)}.", ""]
-    drift = {p: metrics[f"gabor/{group}/drift/{p}"] for p in learned
-             if f"gabor/{group}/drift/{p}" in metrics}
+    drift = {
+      p: metrics[f"gabor/{group}/drift/{p}"]
+      for p in learned
+      if f"gabor/{group}/drift/{p}" in metrics
+    }
     if drift:
       final = [(p, float(series[1][-1])) for p, series in drift.items()]
       lines += _table(["parameter", "final drift"], final)
-      figure = plots.drift(drift, f"{group} drift",
-                           os.path.join(fig_dir, f"gabor_drift_{_slug(group)}.png"))
+      figure = plots.drift(
+        drift, f"{group} drift", os.path.join(fig_dir, f"gabor_drift_{_slug(group)}.png")
+      )
       lines += [f"![{group} drift]({FIGURE_DIR}/{os.path.basename(figure)})", ""]
   return lines
 
@@ -190,32 +235,63 @@ def _likeness_section(metrics, fig_dir: str) -> list[str]:
   layers: dict[str, dict[str, tuple]] = {}
   for key, series in metrics.items():
     match = re.fullmatch(
-        r"gabor_fit/(.+)/(r2_\w+|null_r2_\w+|frac_r2_above_[\d.]+|spatial_r2_mean)", key)
+      r"gabor_fit/(.+)/(r2_\w+|null_r2_\w+|frac_r2_above_[\d.]+|spatial_r2_mean)", key
+    )
     if match:
       layers.setdefault(match.group(1), {})[match.group(2)] = series
   layers = {k: v for k, v in layers.items() if "r2_median" in v}
   if not layers:
     return []
-  lines = ["## Gabor-likeness of learned kernels", "",
-           "R^2 is the fraction of a filter's variance explained by the best-fitting Gabor "
-           "(`hybridconv.analysis.gabor_fit`; colour filters as a Gabor times a colour). 1 is a "
-           "Gabor, but noise does not score 0: few pixels per fitted parameter let a Gabor "
-           "explain much of a random filter. The null band (hatched, dashed median) is the same "
-           "fitter's R^2 for phase-randomised copies of the layer's filters at each summary -- "
-           "same shape, same power spectrum, no spatial structure "
-           "(`hybridconv.analysis.gabor_null`); the filters are Gabor-like as far as their "
-           "score sits above it. A filter with many input channels scores low unless one "
-           "spatial pattern dominates all of them; spatial R^2 scores that dominant pattern "
-           "alone.", ""]
+  lines = [
+    "## Gabor-likeness of learned kernels",
+    "",
+    "R^2 is the fraction of a filter's variance explained by the best-fitting Gabor "
+    "(`hybridconv.analysis.gabor_fit`; colour filters as a Gabor times a colour). 1 is a "
+    "Gabor, but noise does not score 0: few pixels per fitted parameter let a Gabor "
+    "explain much of a random filter. The null band (hatched, dashed median) is the same "
+    "fitter's R^2 for phase-randomised copies of the layer's filters at each summary -- "
+    "same shape, same power spectrum, no spatial structure "
+    "(`hybridconv.analysis.gabor_null`); the filters are Gabor-like as far as their "
+    "score sits above it. A filter with many input channels scores low unless one "
+    "spatial pattern dominates all of them; spatial R^2 scores that dominant pattern "
+    "alone.",
+    "",
+  ]
   rows = []
   for layer, stats in layers.items():
     for at, index in (("first", 0), ("last", -1)):
-      rows.append((f"`{layer}`", at, int(stats["r2_median"][0][index]),
-                   *(float(stats[k][1][index]) if k in stats else "" for k in
-                     ("r2_mean", "r2_median", "null_r2_median", "frac_r2_above_0.5",
-                      "frac_r2_above_0.8", "spatial_r2_mean"))))
-  lines += _table(["layer", "summary", "step", "R^2 mean", "R^2 median", "null R^2 median",
-                   "frac > 0.5", "frac > 0.8", "spatial R^2 mean"], rows)
+      rows.append(
+        (
+          f"`{layer}`",
+          at,
+          int(stats["r2_median"][0][index]),
+          *(
+            float(stats[k][1][index]) if k in stats else ""
+            for k in (
+              "r2_mean",
+              "r2_median",
+              "null_r2_median",
+              "frac_r2_above_0.5",
+              "frac_r2_above_0.8",
+              "spatial_r2_mean",
+            )
+          ),
+        )
+      )
+  lines += _table(
+    [
+      "layer",
+      "summary",
+      "step",
+      "R^2 mean",
+      "R^2 median",
+      "null R^2 median",
+      "frac > 0.5",
+      "frac > 0.8",
+      "spatial R^2 mean",
+    ],
+    rows,
+  )
   plots.gabor_likeness(layers, os.path.join(fig_dir, "gabor_likeness.png"))
   lines += [f"![R^2 over training]({FIGURE_DIR}/gabor_likeness.png)", ""]
   return lines
@@ -231,16 +307,22 @@ def write_report(workdir: str) -> str:
   metrics = jsonl.read_metrics(workdir) if os.path.isdir(workdir) else {}
   frames = layer_frames(workdir)
   if not metrics and not frames:
-    raise ValueError(f"--workdir={workdir!r} holds no run: expected {jsonl.METRICS_FILE} or "
-                     "filters/<layer>/step_*.png written by a hybridconv training run")
+    raise ValueError(
+      f"--workdir={workdir!r} holds no run: expected {jsonl.METRICS_FILE} or "
+      "filters/<layer>/step_*.png written by a hybridconv training run"
+    )
   fig_dir = os.path.join(workdir, FIGURE_DIR)
   os.makedirs(fig_dir, exist_ok=True)
   histograms = first_and_last_histograms(workdir)
   # No absolute path anywhere: the report and its links stay valid when the
   # workdir is copied, archived or browsed elsewhere.
-  lines = [f"# Run report: {os.path.basename(workdir)}", "",
-           "Written by `python -m hybridconv.tracking.report` into the run's workdir; every "
-           "path below is relative to it.", ""]
+  lines = [
+    f"# Run report: {os.path.basename(workdir)}",
+    "",
+    "Written by `python -m hybridconv.tracking.report` into the run's workdir; every "
+    "path below is relative to it.",
+    "",
+  ]
   lines += _config_section(workdir)
   lines += _results_section(metrics, fig_dir)
   lines += _filters_section(workdir, frames, metrics, fig_dir)

@@ -18,11 +18,11 @@ Series = tuple[np.ndarray, np.ndarray]  # (steps, values)
 # Axis labels of the Gabor parameters, with their units (constrained values as
 # logged by hybridconv.tracking.filters).
 PARAMETER_LABELS = {
-    "theta": "theta (rad, mod pi)",
-    "frequency": "frequency (cycles/pixel)",
-    "sigma": "sigma (pixels)",
-    "gamma": "gamma (aspect ratio)",
-    "psi": "psi (rad)",
+  "theta": "theta (rad, mod pi)",
+  "frequency": "frequency (cycles/pixel)",
+  "sigma": "sigma (pixels)",
+  "gamma": "gamma (aspect ratio)",
+  "psi": "psi (rad)",
 }
 ANGLES = ("theta", "psi")  # drift in radians; the others' drift is relative
 
@@ -35,8 +35,10 @@ def _save(fig: Figure, path: str) -> str:
 
 def training_curves(metrics: Mapping[str, Series], path: str) -> str | None:
   """Loss and accuracy (train and eval) against step; None if neither was logged."""
-  panels = [("loss", ["train/loss", "eval/loss"]),
-            ("accuracy", ["train/accuracy", "eval/accuracy"])]
+  panels = [
+    ("loss", ["train/loss", "eval/loss"]),
+    ("accuracy", ["train/accuracy", "eval/accuracy"]),
+  ]
   panels = [(title, [k for k in keys if k in metrics]) for title, keys in panels]
   panels = [(title, keys) for title, keys in panels if keys]
   if not panels:
@@ -62,8 +64,9 @@ def first_and_last(frames: Sequence[tuple[int, str]], title: str, path: str) -> 
   for i, (step, frame) in enumerate(picks):
     ax = fig.add_subplot(1, len(picks), i + 1)
     image = np.asarray(Image.open(frame))
-    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255,
-              interpolation="nearest")
+    ax.imshow(
+      image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest"
+    )
     ax.set_title(f"{title}: step {step}")
     ax.axis("off")
   return _save(fig, path)
@@ -75,8 +78,7 @@ def _bar_histogram(ax, event: Mapping, label: str, alpha: float, colour: str) ->
   if "min" in event and float(event["min"]) == float(event["max"]):
     # All filters share one value (e.g. a grid initialisation): a bar at that
     # value, not a bin of NumPy's arbitrary unit width around it.
-    ax.vlines([float(event["min"])], 0, counts.sum(), lw=4, alpha=alpha, label=label,
-              color=colour)
+    ax.vlines([float(event["min"])], 0, counts.sum(), lw=4, alpha=alpha, label=label, color=colour)
     return
   ax.stairs(counts, edges, fill=True, alpha=alpha, label=label, color=colour)
 
@@ -89,9 +91,13 @@ def _data_limits(ax, events: Sequence[Mapping]) -> None:
   ax.set_xlim(low - pad, high + pad)
 
 
-def parameter_histograms(first: Mapping[str, Mapping], last: Mapping[str, Mapping],
-                         title: str, path: str, fixed: Mapping[str, Mapping] | None = None
-                         ) -> str:
+def parameter_histograms(
+  first: Mapping[str, Mapping],
+  last: Mapping[str, Mapping],
+  title: str,
+  path: str,
+  fixed: Mapping[str, Mapping] | None = None,
+) -> str:
   """One panel per parameter: learned ones as histograms at the first and last summary.
 
   ``fixed`` parameters (not learned) are drawn as what they are -- the
@@ -117,12 +123,20 @@ def parameter_histograms(first: Mapping[str, Mapping], last: Mapping[str, Mappin
       ax.set_ylim(0, 1.6)
       ax.set_yticks([])
       ax.set_ylabel("value (fixed)")
-      ax.text(0.5, 0.92, f"not learned\n{note}", transform=ax.transAxes, ha="center",
-              va="top", fontsize=8, color="dimgrey")
+      ax.text(
+        0.5,
+        0.92,
+        f"not learned\n{note}",
+        transform=ax.transAxes,
+        ha="center",
+        va="top",
+        fontsize=8,
+        color="dimgrey",
+      )
       ax.set_title(f"{title} {name} (fixed)")
       continue
     shown = [first[name]] if name in first else []
-    styles = ((0.4, "C0"), (0.6, "C1"))[-len(shown) - 1:]  # first summary, last summary
+    styles = ((0.4, "C0"), (0.6, "C1"))[-len(shown) - 1 :]  # first summary, last summary
     for event, (alpha, colour) in zip(shown + [last[name]], styles, strict=True):
       _bar_histogram(ax, event, f"step {event['step']}", alpha, colour)
     if all("min" in e for e in shown + [last[name]]):
@@ -140,9 +154,14 @@ def drift(series: Mapping[str, Series], title: str, path: str) -> str:
   gamma drift as ``|p / p0 - 1|``. One axis for both would compare radians
   with fractions.
   """
-  panels = [(names, label) for names, label in (
+  panels = [
+    (names, label)
+    for names, label in (
       ([n for n in series if n in ANGLES], "mean |change| (rad, wrapped)"),
-      ([n for n in series if n not in ANGLES], "mean |p / p0 - 1| (relative)")) if names]
+      ([n for n in series if n not in ANGLES], "mean |p / p0 - 1| (relative)"),
+    )
+    if names
+  ]
   fig = Figure(figsize=(5 * len(panels), 3.5))
   for i, (names, ylabel) in enumerate(panels):
     ax = fig.add_subplot(1, len(panels), i + 1)
@@ -185,16 +204,35 @@ def gabor_likeness(layers: Mapping[str, Mapping[str, Series]], path: str) -> str
     steps, median = stats["r2_median"]
     (line,) = ax.plot(steps, median, marker="o", ms=3, label=f"{layer} median")
     if "r2_q25" in stats and "r2_q75" in stats:
-      ax.fill_between(stats["r2_q25"][0], stats["r2_q25"][1], stats["r2_q75"][1],
-                      color=line.get_color(), alpha=0.2, label=f"{layer} 25-75%")
+      ax.fill_between(
+        stats["r2_q25"][0],
+        stats["r2_q25"][1],
+        stats["r2_q75"][1],
+        color=line.get_color(),
+        alpha=0.2,
+        label=f"{layer} 25-75%",
+      )
     if "null_r2_median" in stats:
       null_steps, null_median = stats["null_r2_median"]
-      ax.plot(null_steps, null_median, ls="--", color=line.get_color(), alpha=0.8,
-              label=f"{layer} null median")
+      ax.plot(
+        null_steps,
+        null_median,
+        ls="--",
+        color=line.get_color(),
+        alpha=0.8,
+        label=f"{layer} null median",
+      )
       if "null_r2_q25" in stats and "null_r2_q75" in stats:
-        ax.fill_between(stats["null_r2_q25"][0], stats["null_r2_q25"][1],
-                        stats["null_r2_q75"][1], facecolor="none", edgecolor="grey",
-                        hatch="///", lw=0, label=f"{layer} null 25-75%")
+        ax.fill_between(
+          stats["null_r2_q25"][0],
+          stats["null_r2_q25"][1],
+          stats["null_r2_q75"][1],
+          facecolor="none",
+          edgecolor="grey",
+          hatch="///",
+          lw=0,
+          label=f"{layer} null 25-75%",
+        )
   ax.set_ylim(0, 1)
   ax.set_xlabel("step")
   ax.set_ylabel("Gabor fit R^2")

@@ -67,12 +67,24 @@ class WandbLogger(logger_lib.Logger):
       'offline', or 'disabled' after a failure); see :meth:`wait_until_ready`.
   """
 
-  def __init__(self, *, project: str, entity: str = "", name: str = "", mode: str = "online",
-               init_timeout: float = 30.0, directory: str | None = None,
-               config: Mapping[str, Any] | None = None, queue_size: int = 256,
-               close_timeout: float = 60.0, settings: Mapping[str, Any] | None = None,
-               run_id: str | None = None, group: str = "", tags: tuple[str, ...] = (),
-               job_type: str = ""):
+  def __init__(
+    self,
+    *,
+    project: str,
+    entity: str = "",
+    name: str = "",
+    mode: str = "online",
+    init_timeout: float = 30.0,
+    directory: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    queue_size: int = 256,
+    close_timeout: float = 60.0,
+    settings: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    group: str = "",
+    tags: tuple[str, ...] = (),
+    job_type: str = "",
+  ):
     if mode not in MODES:
       raise ValueError(f"tracking.wandb.mode={mode!r} is not one of {MODES}")
     if not init_timeout or init_timeout <= 0:
@@ -81,11 +93,16 @@ class WandbLogger(logger_lib.Logger):
       raise ValueError("tracking.wandb.project must name a W&B project, got ''")
     self.requested_mode = mode
     self.mode = mode
-    self._init_args = dict(project=project, entity=entity or None, name=name or None,
-                           config=dict(config) if config else None,
-                           dir=os.path.abspath(directory) if directory else None,
-                           group=group or None, tags=list(tags) or None,
-                           job_type=job_type or None)
+    self._init_args = dict(
+      project=project,
+      entity=entity or None,
+      name=name or None,
+      config=dict(config) if config else None,
+      dir=os.path.abspath(directory) if directory else None,
+      group=group or None,
+      tags=list(tags) or None,
+      job_type=job_type or None,
+    )
     if run_id:
       self._init_args.update(id=run_id, resume="allow")
     self._init_timeout = float(init_timeout)
@@ -115,8 +132,11 @@ class WandbLogger(logger_lib.Logger):
       self._queue.put_nowait(item)
     except queue.Full:
       self.dropped += 1
-      self._warn_once("full", f"W&B logging is falling behind: dropping events (queue of "
-                              f"{self._queue.maxsize} full); the workdir files are complete")
+      self._warn_once(
+        "full",
+        f"W&B logging is falling behind: dropping events (queue of "
+        f"{self._queue.maxsize} full); the workdir files are complete",
+      )
 
   def log_scalars(self, step, scalars):
     self._put(("log", int(step), {k: float(v) for k, v in scalars.items()}))
@@ -125,8 +145,9 @@ class WandbLogger(logger_lib.Logger):
     self._put(("images", int(step), {k: logger_lib.check_image(k, v) for k, v in images.items()}))
 
   def log_histograms(self, step, histograms):
-    self._put(("histograms", int(step),
-               {k: logger_lib.histogram(v) for k, v in histograms.items()}))
+    self._put(
+      ("histograms", int(step), {k: logger_lib.histogram(v) for k, v in histograms.items()})
+    )
 
   def log_table(self, step, name, columns, rows):
     columns, rows = logger_lib.check_table(name, columns, rows)
@@ -171,9 +192,12 @@ class WandbLogger(logger_lib.Logger):
     self._thread.join(max(0.0, deadline - time.monotonic()))
     if self._thread.is_alive():
       where = self._init_args["dir"] or "the W&B directory"
-      logging.warning("W&B did not finish within %.0f s; the training run goes on without it. "
-                      "Local run files are in %s (upload them with `wandb sync`).",
-                      self._close_timeout, where)
+      logging.warning(
+        "W&B did not finish within %.0f s; the training run goes on without it. "
+        "Local run files are in %s (upload them with `wandb sync`).",
+        self._close_timeout,
+        where,
+      )
 
   # -- the worker thread ------------------------------------------------------
 
@@ -183,8 +207,9 @@ class WandbLogger(logger_lib.Logger):
       logging.warning("%s", message)
 
   def _init_run(self, wandb, mode: str):
-    settings = wandb.Settings(init_timeout=self._init_timeout, reinit="create_new",
-                              **self._settings)
+    settings = wandb.Settings(
+      init_timeout=self._init_timeout, reinit="create_new", **self._settings
+    )
     return wandb.init(mode=mode, settings=settings, **self._init_args)
 
   def _start(self) -> None:
@@ -201,14 +226,22 @@ class WandbLogger(logger_lib.Logger):
         self.run = self._init_run(wandb, mode)
         self.mode = mode
         if mode != self.requested_mode:
-          logging.warning("W&B runs offline: its files are in %s; upload them later with "
-                          "`wandb sync %s`.", self.run.dir, os.path.dirname(self.run.dir))
+          logging.warning(
+            "W&B runs offline: its files are in %s; upload them later with `wandb sync %s`.",
+            self.run.dir,
+            os.path.dirname(self.run.dir),
+          )
         return
       except Exception as error:  # no key, no network, bad server: all non-fatal
         text = str(error).strip()
         first_line = text.splitlines()[0] if text else type(error).__name__
-        logging.warning("W&B %s initialisation failed (%s: %s)%s", mode, type(error).__name__,
-                        first_line, "; trying offline" if mode == "online" else "")
+        logging.warning(
+          "W&B %s initialisation failed (%s: %s)%s",
+          mode,
+          type(error).__name__,
+          first_line,
+          "; trying offline" if mode == "online" else "",
+        )
     self.mode = "disabled"
     logging.warning("W&B logging disabled for this run; the workdir files are complete.")
 
@@ -217,11 +250,13 @@ class WandbLogger(logger_lib.Logger):
     if kind == "log":
       run.log(data, step=step)
     elif kind == "images":
-      run.log({k: wandb.Image(v[..., 0] if v.shape[-1] == 1 else v) for k, v in data.items()},
-              step=step)
+      run.log(
+        {k: wandb.Image(v[..., 0] if v.shape[-1] == 1 else v) for k, v in data.items()}, step=step
+      )
     elif kind == "histograms":
-      run.log({k: wandb.Histogram(np_histogram=(h.counts, h.edges)) for k, h in data.items()},
-              step=step)
+      run.log(
+        {k: wandb.Histogram(np_histogram=(h.counts, h.edges)) for k, h in data.items()}, step=step
+      )
     elif kind == "table":
       name, columns, rows = data
       run.log({name: wandb.Table(columns=columns, data=rows)}, step=step)
@@ -250,8 +285,7 @@ class WandbLogger(logger_lib.Logger):
     elif kind == "video":
       name, path = data
       # A GIF path is copied as it is (no video encoder needed); W&B plays it.
-      run.log({name: wandb.Video(path, format=os.path.splitext(path)[1][1:] or None)},
-              step=step)
+      run.log({name: wandb.Video(path, format=os.path.splitext(path)[1][1:] or None)}, step=step)
 
   def _work(self) -> None:
     self._start()
@@ -269,8 +303,11 @@ class WandbLogger(logger_lib.Logger):
       try:
         self._send(wandb, kind, step, data)
       except Exception as error:  # a W&B failure must not stop training
-        self._warn_once(f"send-{kind}", f"W&B {kind} logging failed ({type(error).__name__}: "
-                                        f"{error}); later {kind} failures are not reported")
+        self._warn_once(
+          f"send-{kind}",
+          f"W&B {kind} logging failed ({type(error).__name__}: "
+          f"{error}); later {kind} failures are not reported",
+        )
     if self.run is not None:
       try:
         self.run.finish()

@@ -34,30 +34,53 @@ DEFAULT_BASE_URL = "https://api.wandb.ai"
 
 def _panels_accuracy(wr) -> list[Any]:
   return [
-      wr.LinePlot(title="test accuracy", y=["eval/accuracy"]),
-      wr.LinePlot(title="train accuracy", y=["train/accuracy"], smoothing_factor=0.6),
-      wr.LinePlot(title="train loss", y=["train/loss"], smoothing_factor=0.6),
+    wr.LinePlot(title="test accuracy", y=["eval/accuracy"]),
+    wr.LinePlot(title="train accuracy", y=["train/accuracy"], smoothing_factor=0.6),
+    wr.LinePlot(title="train loss", y=["train/loss"], smoothing_factor=0.6),
   ]
 
 
 def _panels_filters(wr, layers: Sequence[str]) -> list[Any]:
-  return [wr.MediaBrowser(title=f"{layer} filters", media_keys=[f"filters/{layer}"], mode="grid",
-                          grid_x_axis="run", grid_y_axis="step") for layer in layers]
+  return [
+    wr.MediaBrowser(
+      title=f"{layer} filters",
+      media_keys=[f"filters/{layer}"],
+      mode="grid",
+      grid_x_axis="run",
+      grid_y_axis="step",
+    )
+    for layer in layers
+  ]
 
 
 def _panels_gabor(wr, layers: Sequence[str]) -> list[Any]:
-  panels = [wr.LinePlot(title=f"{layer}: Gabor-likeness (R^2 median of free kernels)",
-                        y=[f"gabor_fit/{layer}/r2_median"], range_y=(0.0, 1.0))
-            for layer in layers]
-  panels += [wr.LinePlot(title=f"{layer}: Gabor parameter drift",
-                         y=[f"gabor/{layer}/drift/{p}" for p in ("theta", "frequency", "sigma")])
-             for layer in layers]
+  panels = [
+    wr.LinePlot(
+      title=f"{layer}: Gabor-likeness (R^2 median of free kernels)",
+      y=[f"gabor_fit/{layer}/r2_median"],
+      range_y=(0.0, 1.0),
+    )
+    for layer in layers
+  ]
+  panels += [
+    wr.LinePlot(
+      title=f"{layer}: Gabor parameter drift",
+      y=[f"gabor/{layer}/drift/{p}" for p in ("theta", "frequency", "sigma")],
+    )
+    for layer in layers
+  ]
   return panels
 
 
-def build_report(entity: str, project: str, *, layers: Sequence[str] = ("conv1",),
-                 title: str = "hybridconv: kernel sources compared", run_filter: str = "",
-                 description: str = ""):
+def build_report(
+  entity: str,
+  project: str,
+  *,
+  layers: Sequence[str] = ("conv1",),
+  title: str = "hybridconv: kernel sources compared",
+  run_filter: str = "",
+  description: str = "",
+):
   """The report object (nothing is sent anywhere).
 
   Args:
@@ -75,8 +98,10 @@ def build_report(entity: str, project: str, *, layers: Sequence[str] = ("conv1",
     a ``wandb_workspaces.reports.v2.Report``.
   """
   if not entity or not project:
-    raise ValueError(f"entity and project must be non-empty to build a report offline, got "
-                     f"entity={entity!r}, project={project!r}")
+    raise ValueError(
+      f"entity and project must be non-empty to build a report offline, got "
+      f"entity={entity!r}, project={project!r}"
+    )
   if not layers or any(not isinstance(layer, str) or not layer for layer in layers):
     raise ValueError(f"layers must be non-empty layer names such as 'conv1', got {layers!r}")
   import wandb_workspaces.reports.v2 as wr
@@ -86,25 +111,46 @@ def build_report(entity: str, project: str, *, layers: Sequence[str] = ("conv1",
     return wr.PanelGrid(runsets=[runset], panels=panels)
 
   blocks = [
-      wr.P(description or f"Runs of {entity}/{project}: curves, filters and how Gabor-like the "
-           "learned kernels become."),
-      wr.H2("Accuracy"), grid(_panels_accuracy(wr)),
-      wr.H2("Filters over training"),
-      wr.P("Each tile is one filter, normalised on its own with zero as mid-grey; columns are "
-           "runs, rows are logged steps."),
-      grid(_panels_filters(wr, layers)),
-      wr.H2("Gabor-likeness"),
-      wr.P("Median R^2 of a Gabor fit to each free (learned) kernel: the fraction of the kernel's "
-           "variance one Gabor explains. Drift: mean change of parametric Gabor parameters since "
-           "initialisation."),
-      grid(_panels_gabor(wr, layers)),
+    wr.P(
+      description
+      or f"Runs of {entity}/{project}: curves, filters and how Gabor-like the "
+      "learned kernels become."
+    ),
+    wr.H2("Accuracy"),
+    grid(_panels_accuracy(wr)),
+    wr.H2("Filters over training"),
+    wr.P(
+      "Each tile is one filter, normalised on its own with zero as mid-grey; columns are "
+      "runs, rows are logged steps."
+    ),
+    grid(_panels_filters(wr, layers)),
+    wr.H2("Gabor-likeness"),
+    wr.P(
+      "Median R^2 of a Gabor fit to each free (learned) kernel: the fraction of the kernel's "
+      "variance one Gabor explains. Drift: mean change of parametric Gabor parameters since "
+      "initialisation."
+    ),
+    grid(_panels_gabor(wr, layers)),
   ]
-  return wr.Report(entity=entity, project=project, title=title, description=description,
-                   blocks=blocks, width="fluid")
+  return wr.Report(
+    entity=entity,
+    project=project,
+    title=title,
+    description=description,
+    blocks=blocks,
+    width="fluid",
+  )
 
 
-def build_study_report(entity: str, project: str, *, group: str, factors: Sequence[str],
-                       layers: Sequence[str] = ("conv1",), title: str = ""):
+def build_study_report(
+  entity: str,
+  project: str,
+  *,
+  group: str,
+  factors: Sequence[str],
+  layers: Sequence[str] = ("conv1",),
+  title: str = "",
+):
   """The W&B view of a study (``hybridconv sweep``'s runs), the online twin of STUDY.md.
 
   Runs are those of the sweep's W&B ``group`` (the runner sets it to the sweep's
@@ -123,8 +169,10 @@ def build_study_report(entity: str, project: str, *, group: str, factors: Sequen
     a ``wandb_workspaces.reports.v2.Report`` (nothing is sent anywhere).
   """
   if not entity or not project or not group:
-    raise ValueError(f"entity, project and group must be non-empty, got entity={entity!r}, "
-                     f"project={project!r}, group={group!r}")
+    raise ValueError(
+      f"entity, project and group must be non-empty, got entity={entity!r}, "
+      f"project={project!r}, group={group!r}"
+    )
   if not factors or any(not isinstance(f, str) or not f or f == "seed" for f in factors):
     raise ValueError(f"factors must be config keys other than 'seed', got {factors!r}")
   import wandb_workspaces.reports.v2 as wr
@@ -132,32 +180,58 @@ def build_study_report(entity: str, project: str, *, group: str, factors: Sequen
   by = [f"config.{f}" for f in factors]
 
   def grid(panels):
-    runset = wr.Runset(entity=entity, project=project, name=group,
-                       filters=f"Metric('Group') = '{group}'", groupby=by)
+    runset = wr.Runset(
+      entity=entity, project=project, name=group, filters=f"Metric('Group') = '{group}'", groupby=by
+    )
     return wr.PanelGrid(runsets=[runset], panels=panels)
 
   band = dict(groupby_aggfunc="mean", groupby_rangefunc="minmax")
-  curves = [wr.LinePlot(title="test accuracy (mean over seeds, band: min-max)",
-                        y=["eval/accuracy"], **band),
-            wr.LinePlot(title="train loss", y=["train/loss"], smoothing_factor=0.6, **band),
-            wr.BarPlot(title="final test accuracy per arm", metrics=["eval/accuracy"],
-                       groupby_aggfunc="mean", groupby_rangefunc="stddev")]
-  likeness = [wr.LinePlot(title=f"{layer}: Gabor-likeness of free kernels against its null",
-                          y=[f"gabor_fit/{layer}/r2_median", f"gabor_fit/{layer}/null_r2_median"],
-                          range_y=(0.0, 1.0), **band) for layer in layers]
-  blocks = [
-      wr.P(f"Study {group}: arms are the values of {', '.join(factors)}; every arm ran the same "
-           "seeds. The offline report with confidence intervals and paired differences is "
-           "STUDY.md (`hybridconv compare`)."),
-      wr.H2("Accuracy"), grid(curves),
-      wr.H2("First-layer filters"), grid(_panels_filters(wr, layers)),
-      wr.H2("Gabor-likeness against the null"),
-      wr.P("Median R^2 of a Gabor fit to the free kernels, and the same fitter's median on "
-           "phase-randomised surrogates of them (same power spectrum, no spatial structure)."),
-      grid(likeness),
+  curves = [
+    wr.LinePlot(
+      title="test accuracy (mean over seeds, band: min-max)", y=["eval/accuracy"], **band
+    ),
+    wr.LinePlot(title="train loss", y=["train/loss"], smoothing_factor=0.6, **band),
+    wr.BarPlot(
+      title="final test accuracy per arm",
+      metrics=["eval/accuracy"],
+      groupby_aggfunc="mean",
+      groupby_rangefunc="stddev",
+    ),
   ]
-  return wr.Report(entity=entity, project=project, title=title or f"study: {group}",
-                   description=f"hybridconv study {group}", blocks=blocks, width="fluid")
+  likeness = [
+    wr.LinePlot(
+      title=f"{layer}: Gabor-likeness of free kernels against its null",
+      y=[f"gabor_fit/{layer}/r2_median", f"gabor_fit/{layer}/null_r2_median"],
+      range_y=(0.0, 1.0),
+      **band,
+    )
+    for layer in layers
+  ]
+  blocks = [
+    wr.P(
+      f"Study {group}: arms are the values of {', '.join(factors)}; every arm ran the same "
+      "seeds. The offline report with confidence intervals and paired differences is "
+      "STUDY.md (`hybridconv compare`)."
+    ),
+    wr.H2("Accuracy"),
+    grid(curves),
+    wr.H2("First-layer filters"),
+    grid(_panels_filters(wr, layers)),
+    wr.H2("Gabor-likeness against the null"),
+    wr.P(
+      "Median R^2 of a Gabor fit to the free kernels, and the same fitter's median on "
+      "phase-randomised surrogates of them (same power spectrum, no spatial structure)."
+    ),
+    grid(likeness),
+  ]
+  return wr.Report(
+    entity=entity,
+    project=project,
+    title=title or f"study: {group}",
+    description=f"hybridconv study {group}",
+    blocks=blocks,
+    width="fluid",
+  )
 
 
 def panel_specs(report) -> list[dict[str, Any]]:
@@ -203,8 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--save", action="store_true", help="save to W&B (needs server and key)")
   args = parser.parse_args(argv)
   try:
-    report = build_report(args.entity, args.project, layers=args.layers.split(","),
-                          title=args.title, run_filter=args.filter)
+    report = build_report(
+      args.entity,
+      args.project,
+      layers=args.layers.split(","),
+      title=args.title,
+      run_filter=args.filter,
+    )
   except ValueError as error:
     parser.error(str(error))
   print(f"built report {report.title!r} with {len(panel_specs(report))} panels")

@@ -70,8 +70,9 @@ class BackgroundWriter(logger_lib.Logger):
     close_timeout_s: the longest ``close`` waits (default :data:`CLOSE_TIMEOUT_S`).
   """
 
-  def __init__(self, writer: MetricWriter, *, max_queue: int = 1000,
-               close_timeout_s: float | None = None):
+  def __init__(
+    self, writer: MetricWriter, *, max_queue: int = 1000, close_timeout_s: float | None = None
+  ):
     self.writer = writer
     self.close_timeout_s = CLOSE_TIMEOUT_S if close_timeout_s is None else close_timeout_s
     self.dropped = 0
@@ -85,9 +86,14 @@ class BackgroundWriter(logger_lib.Logger):
   def _warn_once(self, what: str, error: BaseException) -> None:
     self.errors += 1
     if self.errors == 1:
-      logging.warning("metric writer %s failed (%s: %s: %s); training goes on, metrics.jsonl "
-                      "has every event; further failures are counted, not logged", self._name,
-                      what, type(error).__name__, error)
+      logging.warning(
+        "metric writer %s failed (%s: %s: %s); training goes on, metrics.jsonl "
+        "has every event; further failures are counted, not logged",
+        self._name,
+        what,
+        type(error).__name__,
+        error,
+      )
 
   def _work(self) -> None:
     while True:
@@ -111,8 +117,12 @@ class BackgroundWriter(logger_lib.Logger):
     except queue.Full:
       self.dropped += 1
       if self.dropped == 1:
-        logging.warning("metric writer %s is not keeping up (queue of %d full); dropping its "
-                        "events, metrics.jsonl still has them", self._name, self._queue.maxsize)
+        logging.warning(
+          "metric writer %s is not keeping up (queue of %d full); dropping its "
+          "events, metrics.jsonl still has them",
+          self._name,
+          self._queue.maxsize,
+        )
 
   def log_images(self, step, images):
     del step, images
@@ -144,9 +154,18 @@ class BackgroundWriter(logger_lib.Logger):
           break
     self._thread.join(max(0.0, deadline - time.monotonic()))
     if self._thread.is_alive():
-      logging.warning("metric writer %s did not finish within %.0f s; giving up on it (%d events "
-                      "not delivered, %d dropped); metrics.jsonl has them all", self._name,
-                      self.close_timeout_s, self._queue.qsize(), self.dropped)
+      logging.warning(
+        "metric writer %s did not finish within %.0f s; giving up on it (%d events "
+        "not delivered, %d dropped); metrics.jsonl has them all",
+        self._name,
+        self.close_timeout_s,
+        self._queue.qsize(),
+        self.dropped,
+      )
     elif self.errors or self.dropped:
-      logging.warning("metric writer %s: %d failed calls, %d dropped events", self._name,
-                      self.errors, self.dropped)
+      logging.warning(
+        "metric writer %s: %d failed calls, %d dropped events",
+        self._name,
+        self.errors,
+        self.dropped,
+      )

@@ -43,11 +43,13 @@ class Cadence:
   @classmethod
   def from_config(cls, config, *, steps_per_epoch: int, total_steps: int) -> Cadence:
     return cls(
-        total_steps=total_steps, log_every=config.log_every_steps,
-        eval_every=every_steps(config.eval_every_epochs, steps_per_epoch),
-        checkpoint_every=every_steps(config.checkpoint.every_epochs, steps_per_epoch),
-        scalars_every=config.tracking.scalars_every_steps,
-        filters_every=config.tracking.filters_every_steps)
+      total_steps=total_steps,
+      log_every=config.log_every_steps,
+      eval_every=every_steps(config.eval_every_epochs, steps_per_epoch),
+      checkpoint_every=every_steps(config.checkpoint.every_epochs, steps_per_epoch),
+      scalars_every=config.tracking.scalars_every_steps,
+      filters_every=config.tracking.filters_every_steps,
+    )
 
   def due(self, step: int, every: int) -> bool:
     """Whether a period of ``every`` steps fires at ``step``: 0 never; multiples and the end."""

@@ -102,8 +102,10 @@ def fingerprint(tree) -> dict[str, int]:
   Works for replicated arrays spanning several processes: every process gets
   the same (replicated) checksums and reads its local copy.
   """
-  paths = [jax.tree_util.keystr(path, simple=True, separator="/")
-           for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  paths = [
+    jax.tree_util.keystr(path, simple=True, separator="/")
+    for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+  ]
   sums = _checksums(tree)
   local = np.asarray(sums.addressable_data(0)) if hasattr(sums, "addressable_data") else sums
   return dict(zip(paths, (int(v) for v in np.asarray(local)), strict=True))
@@ -118,8 +120,10 @@ def first_mismatch(expected: dict[str, int], actual: dict[str, int]) -> str | No
   bad = [path for path in expected if expected[path] != actual[path]]
   if not bad:
     return None
-  return (f"{len(bad)} of {len(expected)} arrays do not match the checksums saved with it "
-          f"(first: {bad[0]})")
+  return (
+    f"{len(bad)} of {len(expected)} arrays do not match the checksums saved with it "
+    f"(first: {bad[0]})"
+  )
 
 
 class CheckpointError(ValueError):
@@ -146,8 +150,11 @@ def existing_steps(directory: str) -> list[int]:
   """Steps of the committed checkpoints in ``directory`` (no orbax manager, nothing created)."""
   if not os.path.isdir(directory):
     return []
-  return sorted(int(name) for name in os.listdir(directory)
-                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+  return sorted(
+    int(name)
+    for name in os.listdir(directory)
+    if name.isdigit() and os.path.isdir(os.path.join(directory, name))
+  )
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
@@ -178,20 +185,22 @@ class Checkpointer:
     preserve = [policies.LatestN(n=keep)]
     if keep_best:
       preserve.append(
-          policies.BestN(
-              get_metric_fn=_best_metric, reverse=False,
-              n=keep_best, keep_checkpoints_without_metrics=False,
-          )
+        policies.BestN(
+          get_metric_fn=_best_metric,
+          reverse=False,
+          n=keep_best,
+          keep_checkpoints_without_metrics=False,
+        )
       )
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=policies.AnyPreservationPolicy(preserve),
-        # best_fn also makes orbax write each checkpoint's metrics to disk, so the
-        # best checkpoint is still known (and kept) after a restart.
-        best_fn=_best_metric if keep_best else None,
-        enable_async_checkpointing=async_save,
-        # A process killed mid-save leaves a temporary directory; drop it.
-        cleanup_tmp_directories=True,
-        create=True,
+      preservation_policy=policies.AnyPreservationPolicy(preserve),
+      # best_fn also makes orbax write each checkpoint's metrics to disk, so the
+      # best checkpoint is still known (and kept) after a restart.
+      best_fn=_best_metric if keep_best else None,
+      enable_async_checkpointing=async_save,
+      # A process killed mid-save leaves a temporary directory; drop it.
+      cleanup_tmp_directories=True,
+      create=True,
     )
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
@@ -214,14 +223,14 @@ class Checkpointer:
     return list(self._manager.all_steps())
 
   def save(
-      self,
-      step: int,
-      state,
-      *,
-      config_json: dict[str, Any],
-      metadata: dict[str, Any],
-      metrics: dict[str, float] | None = None,
-      data_state: dict[str, Any] | None = None,
+    self,
+    step: int,
+    state,
+    *,
+    config_json: dict[str, Any],
+    metadata: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+    data_state: dict[str, Any] | None = None,
   ) -> bool:
     """Starts saving ``state`` as checkpoint ``step``; False if it already exists.
 
@@ -235,15 +244,13 @@ class Checkpointer:
     if data_state is not None:
       metadata["data_sha256"] = _sha256(data_state)
     items = {
-        "state": ocp.args.StandardSave(state),
-        "config": ocp.args.JsonSave(config_json),
-        "metadata": ocp.args.JsonSave(metadata),
+      "state": ocp.args.StandardSave(state),
+      "config": ocp.args.JsonSave(config_json),
+      "metadata": ocp.args.JsonSave(metadata),
     }
     if data_state is not None:
       items["data"] = ocp.args.JsonSave(data_state)
-    saved = self._manager.save(
-        step, args=ocp.args.Composite(**items), metrics=metrics, force=True
-    )
+    saved = self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     if saved:
       logging.info("checkpoint %d: saving to %s", step, self.directory)
     return saved
@@ -262,8 +269,8 @@ class Checkpointer:
         missing or truncated files.
     """
     items = {
-        "state": ocp.args.StandardRestore(abstract_state),
-        "metadata": ocp.args.JsonRestore(),
+      "state": ocp.args.StandardRestore(abstract_state),
+      "metadata": ocp.args.JsonRestore(),
     }
     has_data = os.path.isdir(os.path.join(self.directory, str(step), "data"))
     if has_data:
@@ -307,16 +314,20 @@ class Checkpointer:
           self._quarantine([s for s, _ in failures])
         return restored
       error = error or RuntimeError("restored on this process, failed on another")
-      logging.error("checkpoint %s cannot be restored, trying an older one: %s",
-                    os.path.join(self.directory, str(step)), _one_line(error))
+      logging.error(
+        "checkpoint %s cannot be restored, trying an older one: %s",
+        os.path.join(self.directory, str(step)),
+        _one_line(error),
+      )
       failures.append((step, error))
     if not failures:
       return None
     details = "; ".join(f"step {step}: {_one_line(error)}" for step, error in failures)
     raise CheckpointError(
-        f"none of the {len(failures)} checkpoint(s) in {self.directory} can be restored "
-        f"({details}). If the config or the code changed the model or optimiser, use a new "
-        "--workdir; otherwise move the damaged step directories away to start from scratch")
+      f"none of the {len(failures)} checkpoint(s) in {self.directory} can be restored "
+      f"({details}). If the config or the code changed the model or optimiser, use a new "
+      "--workdir; otherwise move the damaged step directories away to start from scratch"
+    )
 
   def _quarantine(self, steps: list[int]) -> None:
     """Moves damaged step directories to ``<directory>.corrupt/`` (process 0), then reloads."""

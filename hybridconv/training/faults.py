@@ -58,8 +58,10 @@ def parse(spec: str) -> tuple[Fault, ...]:
     action, _, where = item.partition("@")
     point, _, steps = where.partition(":")
     if action not in ACTIONS or point not in POINTS:
-      raise ValueError(f"{ENV_VAR}={spec!r}: {item!r} is not <action>@<point>[:<step>] with an "
-                       f"action in {ACTIONS} and a point in {POINTS}")
+      raise ValueError(
+        f"{ENV_VAR}={spec!r}: {item!r} is not <action>@<point>[:<step>] with an "
+        f"action in {ACTIONS} and a point in {POINTS}"
+      )
     if action == "nan" and point != "step":
       raise ValueError(f"{ENV_VAR}={spec!r}: 'nan' only works at point 'step'")
     if point in _STEPLESS:
@@ -67,8 +69,9 @@ def parse(spec: str) -> tuple[Fault, ...]:
       continue
     first, _, last = steps.partition("-")
     if not first.isdigit() or not (last or first).isdigit():
-      raise ValueError(f"{ENV_VAR}={spec!r}: {item!r} needs a step N or a range N-M after "
-                       f"'{point}:'")
+      raise ValueError(
+        f"{ENV_VAR}={spec!r}: {item!r} needs a step N or a range N-M after '{point}:'"
+      )
     faults.append(Fault(action, point, int(first), int(last or first)))
   return tuple(faults)
 
@@ -94,7 +97,8 @@ class Faults:
   def poison(self, batch: dict, step: int) -> dict:
     """``batch`` with NaN images if ``nan@step`` covers ``step`` (the step it yields)."""
     if "step" not in self._points or not any(
-        f.action == "nan" and f.due("step", step) for f in self.faults):
+      f.action == "nan" and f.due("step", step) for f in self.faults
+    ):
       return batch
     import jax.numpy as jnp  # noqa: PLC0415 (only when poisoning)
 

@@ -32,8 +32,7 @@ from hybridconv.training.cadence import Cadence, every_steps  # noqa: F401 (ever
 from hybridconv.training.progress import Progress, Throughput
 
 
-def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None
-             ) -> dict[str, float] | None:
+def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None) -> dict[str, float] | None:
   """Test-split loss, top-1 (and top-5) accuracy of ``state``.
 
   ``interrupted()`` is asked after each batch is dispatched; when it returns
@@ -52,15 +51,15 @@ def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None
 
 def run_metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dict[str, Any]:
   return {
-      "step": step,
-      "epoch": step / steps_per_epoch,
-      "time": time.time(),
-      "process_count": jax.process_count(),
-      "device_count": jax.device_count(),
-      "platform": jax.devices()[0].platform,
-      "jax_version": jax.__version__,
-      "hybridconv_version": hybridconv.__version__,
-      "eval": eval_metrics or {},
+    "step": step,
+    "epoch": step / steps_per_epoch,
+    "time": time.time(),
+    "process_count": jax.process_count(),
+    "device_count": jax.device_count(),
+    "platform": jax.devices()[0].platform,
+    "jax_version": jax.__version__,
+    "hybridconv_version": hybridconv.__version__,
+    "eval": eval_metrics or {},
   }
 
 
@@ -91,10 +90,24 @@ class TrainLoop:
   state it saves.
   """
 
-  def __init__(self, cadence: Cadence, *, pipeline, train_fn, eval_fn, checkpointer,
-               logger: tracking.Logger, flag, fault, monitor, config_json: dict,
-               batch_size: int, is_main_process: bool, log_checkpoints: bool = False,
-               summarize=None):
+  def __init__(
+    self,
+    cadence: Cadence,
+    *,
+    pipeline,
+    train_fn,
+    eval_fn,
+    checkpointer,
+    logger: tracking.Logger,
+    flag,
+    fault,
+    monitor,
+    config_json: dict,
+    batch_size: int,
+    is_main_process: bool,
+    log_checkpoints: bool = False,
+    summarize=None,
+  ):
     self.cadence, self.total_steps = cadence, cadence.total_steps
     self.pipeline, self.train_fn, self.eval_fn = pipeline, train_fn, eval_fn
     self.checkpointer, self.logger, self.flag, self.fault = checkpointer, logger, flag, fault
@@ -132,12 +145,14 @@ class TrainLoop:
       scalars = tracking.without_layer_norms(scalars)
     self.fault.at("log", step)
     self.logger.log_scalars(step, scalars)
-    self.progress.log(step, {"loss": scalars["train/loss"],
-                             "img/s": scalars.get("images_per_sec", float("nan"))})
+    self.progress.log(
+      step, {"loss": scalars["train/loss"], "img/s": scalars.get("images_per_sec", float("nan"))}
+    )
     self.final.update(scalars)
 
   def _evaluate(self, state, step: int) -> dict[str, float] | None:
     """Evaluates and logs; None if a stop signal interrupted it (single-process runs)."""
+
     def interrupted() -> bool:
       self.fault.at("eval", step)
       return jax.process_count() == 1 and bool(self.flag)
@@ -155,11 +170,18 @@ class TrainLoop:
     metadata = run_metadata(step, self.steps_per_epoch, eval_metrics)
     metadata["consecutive_skips"] = self.monitor.consecutive
     with self.timer.paused(), self.progress.paused():
-      self.checkpointer.save(step, state, config_json=self.config_json, metadata=metadata,
-                             metrics=eval_metrics, data_state=pipeline_state(self.pipeline))
+      self.checkpointer.save(
+        step,
+        state,
+        config_json=self.config_json,
+        metadata=metadata,
+        metrics=eval_metrics,
+        data_state=pipeline_state(self.pipeline),
+      )
     if self.log_checkpoints:
-      self.logger.log_artifact(f"file://{self.checkpointer.directory}/{step}", "checkpoints",
-                               "model")
+      self.logger.log_artifact(
+        f"file://{self.checkpointer.directory}/{step}", "checkpoints", "model"
+      )
 
   def _stop(self, state, step: int, eval_metrics: dict | None):
     """Saves (unless checkpoint ``step`` exists), waits for the write, raises Preempted."""
@@ -175,14 +197,16 @@ class TrainLoop:
   def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
     """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
     step = int(jax.device_get(state.step))
-    self.progress = Progress(total_steps=self.total_steps, initial_step=step,
-                             enabled=self.is_main_process)
+    self.progress = Progress(
+      total_steps=self.total_steps, initial_step=step, enabled=self.is_main_process
+    )
     eval_metrics = None
     try:
       if step < self.total_steps and stop_requested(self.flag, True):
         # The signal came while the data loaded or the state was built or restored.
-        raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process",
-                                   saved=step > 0)
+        raise preemption.Preempted(
+          step, self.flag.signal_name or "a signal to another process", saved=step > 0
+        )
       if resumed_eval == {} and step < self.total_steps and self.cadence.eval_due(step):
         # The checkpoint was saved when a signal interrupted this step's evaluation.
         eval_metrics = self._evaluate(state, step)
@@ -219,8 +243,9 @@ class TrainLoop:
         if not stopping:
           self._summarize(state, step)
         # A signal during logging, evaluation or a filter summary stops here too.
-        stopping = (stopping or (eval_due and eval_metrics is None)
-                    or stop_requested(self.flag, log_due))
+        stopping = (
+          stopping or (eval_due and eval_metrics is None) or stop_requested(self.flag, log_due)
+        )
         if stopping:
           self._log(step)  # the steps since the last log event, if any
           self._stop(state, step, eval_metrics)

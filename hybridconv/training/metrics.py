@@ -42,9 +42,9 @@ def eval_sums(logits: Array, labels: Array, mask: Array) -> dict[str, Array]:
   """Sums over the real (``mask``) examples of one evaluation batch."""
   mask = mask.astype(jnp.float32)
   sums = {
-      "loss": jnp.sum(cross_entropy(logits, labels) * mask),
-      "correct": jnp.sum(top_k_correct(logits, labels, 1) * mask),
-      "count": jnp.sum(mask),
+    "loss": jnp.sum(cross_entropy(logits, labels) * mask),
+    "correct": jnp.sum(top_k_correct(logits, labels, 1) * mask),
+    "count": jnp.sum(mask),
   }
   if logits.shape[-1] >= TOP5_MIN_CLASSES:
     sums["correct_top5"] = jnp.sum(top_k_correct(logits, labels, 5) * mask)
@@ -57,8 +57,8 @@ def summarize_eval(sums: dict[str, float], prefix: str = "eval") -> dict[str, fl
   if count <= 0:
     raise ValueError("evaluation saw no examples; is the test split empty?")
   out = {
-      f"{prefix}/loss": float(sums["loss"]) / count,
-      f"{prefix}/accuracy": float(sums["correct"]) / count,
+    f"{prefix}/loss": float(sums["loss"]) / count,
+    f"{prefix}/accuracy": float(sums["correct"]) / count,
   }
   if "correct_top5" in sums:
     out[f"{prefix}/top5_accuracy"] = float(sums["correct_top5"]) / count

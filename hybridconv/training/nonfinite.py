@@ -44,8 +44,9 @@ def check_config(policy: str, max_consecutive_skips: int) -> None:
 def finite_flags(loss: jax.Array, grads) -> dict[str, jax.Array]:
   """``{'loss': bool[], 'grads': bool[n]}``: finiteness of the loss and of each gradient array."""
   leaves = jax.tree.leaves(grads)
-  grads_ok = (jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]) if leaves
-              else jnp.ones((0,), bool))
+  grads_ok = (
+    jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]) if leaves else jnp.ones((0,), bool)
+  )
   return {"loss": jnp.isfinite(loss), "grads": grads_ok}
 
 
@@ -62,12 +63,12 @@ def _describe(step: int, scalars: dict, flags: dict, param_names: Sequence[str])
   parts = []
   if not bool(flags["loss"]):
     parts.append(f"the loss is {float(scalars.get('train/loss', float('nan')))}")
-  bad = [name for name, ok in zip(param_names, np.asarray(flags["grads"]), strict=False)
-         if not ok]
+  bad = [name for name, ok in zip(param_names, np.asarray(flags["grads"]), strict=False) if not ok]
   if bad:
     shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
-    parts.append(f"the gradients of {len(bad)} of {len(param_names)} parameter arrays are "
-                 f"non-finite ({shown})")
+    parts.append(
+      f"the gradients of {len(bad)} of {len(param_names)} parameter arrays are non-finite ({shown})"
+    )
   return f"step {step}: " + " and ".join(parts or ["non-finite values"])
 
 
@@ -82,8 +83,9 @@ class NonFiniteMonitor:
     consecutive: skips counted before a resume (from the checkpoint metadata).
   """
 
-  def __init__(self, policy: str, max_consecutive_skips: int, param_names: Sequence[str],
-               consecutive: int = 0):
+  def __init__(
+    self, policy: str, max_consecutive_skips: int, param_names: Sequence[str], consecutive: int = 0
+  ):
     check_config(policy, max_consecutive_skips)
     self.policy = policy
     self.max_consecutive_skips = max_consecutive_skips
@@ -98,13 +100,17 @@ class NonFiniteMonitor:
     what = _describe(step, scalars, flags, self.param_names)
     if self.policy == "stop":
       raise NonFiniteError(
-          f"non-finite training at {what}; stopped without saving this state "
-          "(config.nan_policy='stop'). Resuming restarts from the last checkpoint; lower "
-          "config.optim.learning_rate, set config.optim.grad_clip_norm, or set "
-          "config.nan_policy='skip' to skip such updates", step)
+        f"non-finite training at {what}; stopped without saving this state "
+        "(config.nan_policy='stop'). Resuming restarts from the last checkpoint; lower "
+        "config.optim.learning_rate, set config.optim.grad_clip_norm, or set "
+        "config.nan_policy='skip' to skip such updates",
+        step,
+      )
     self.consecutive += 1
     if self.consecutive > self.max_consecutive_skips:
       raise NonFiniteError(
-          f"non-finite training for {self.consecutive} consecutive steps, more than "
-          f"config.max_consecutive_skips={self.max_consecutive_skips} (last at {what}); "
-          "stopped without saving", step)
+        f"non-finite training for {self.consecutive} consecutive steps, more than "
+        f"config.max_consecutive_skips={self.max_consecutive_skips} (last at {what}); "
+        "stopped without saving",
+        step,
+      )

@@ -60,7 +60,7 @@ def weight_decay_mask(params):
 
 
 def learning_rate_schedule(
-    optim_config, *, total_steps: int, steps_per_epoch: int
+  optim_config, *, total_steps: int, steps_per_epoch: int
 ) -> Callable[[int], float]:
   """Linear warm-up from zero, then cosine decay, step decay or a constant.
 
@@ -79,14 +79,16 @@ def learning_rate_schedule(
   warmup = min(round(optim_config.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
   if name == "cosine":
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=peak, warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1),
-        end_value=peak * optim_config.end_learning_rate_factor,
+      init_value=0.0,
+      peak_value=peak,
+      warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1),
+      end_value=peak * optim_config.end_learning_rate_factor,
     )
   if name == "step":
     boundaries = {
-        round(epoch * steps_per_epoch) - warmup: optim_config.step_factor
-        for epoch in optim_config.step_epochs
+      round(epoch * steps_per_epoch) - warmup: optim_config.step_factor
+      for epoch in optim_config.step_epochs
     }
     after = optax.piecewise_constant_schedule(peak, boundaries)
   else:
@@ -109,7 +111,7 @@ def check_config(optim_config) -> None:
 
 
 def build_optimizer(
-    optim_config, *, total_steps: int, steps_per_epoch: int
+  optim_config, *, total_steps: int, steps_per_epoch: int
 ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
   """The optax transformation for ``config.optim`` and its learning-rate schedule.
 
@@ -123,7 +125,7 @@ def build_optimizer(
   name = optim_config.name
   check_config(optim_config)
   schedule = learning_rate_schedule(
-      optim_config, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+    optim_config, total_steps=total_steps, steps_per_epoch=steps_per_epoch
   )
   decay = optax.add_decayed_weights(optim_config.weight_decay, mask=weight_decay_mask)
   parts = []

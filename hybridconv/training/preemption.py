@@ -34,7 +34,7 @@ class Preempted(Exception):
   def __init__(self, step: int, signal_name: str, saved: bool = True):
     what = "after saving a checkpoint" if saved else "before training began (nothing to save)"
     super().__init__(
-        f"stopped by {signal_name} at step {step} {what}; run the same command again to resume"
+      f"stopped by {signal_name} at step {step} {what}; run the same command again to resume"
     )
     self.step = step
     self.signal_name = signal_name

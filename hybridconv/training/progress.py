@@ -92,8 +92,12 @@ class Progress:
   """
 
   def __init__(
-      self, *, total_steps: int, initial_step: int, enabled: bool = True,
-      use_bar: bool | None = None,
+    self,
+    *,
+    total_steps: int,
+    initial_step: int,
+    enabled: bool = True,
+    use_bar: bool | None = None,
   ):
     self.total_steps = total_steps
     self.enabled = enabled
@@ -128,15 +132,22 @@ class Progress:
 
     self._out = sys.stderr
     self._bar = tqdm(
-        total=self.total_steps, initial=step, unit="step", dynamic_ncols=True,
-        smoothing=0.1, desc="train", file=self._out,
+      total=self.total_steps,
+      initial=step,
+      unit="step",
+      dynamic_ncols=True,
+      smoothing=0.1,
+      desc="train",
+      file=self._out,
     )
     self._redirect()
 
   def _redirect(self) -> None:
     """Sends stdout, stderr and the logging handlers that write to them through the bar."""
-    streams = {id(sys.stdout): _BarStream(self, sys.stdout),
-               id(sys.stderr): _BarStream(self, sys.stderr)}
+    streams = {
+      id(sys.stdout): _BarStream(self, sys.stdout),
+      id(sys.stderr): _BarStream(self, sys.stderr),
+    }
     handlers = list(py_logging.getLogger().handlers)
     absl_handler = logging.get_absl_handler()
     handlers.append(absl_handler.python_handler)
@@ -220,8 +231,12 @@ class Progress:
     eta = self._eta(step)
     eta_text = _format_eta(eta) if eta == eta else "?"
     logging.info(
-        "step %d/%d (%.0f%%) %s eta %s", step, self.total_steps,
-        100.0 * step / self.total_steps, _format_scalars(self._postfix), eta_text,
+      "step %d/%d (%.0f%%) %s eta %s",
+      step,
+      self.total_steps,
+      100.0 * step / self.total_steps,
+      _format_scalars(self._postfix),
+      eta_text,
     )
 
   def evaluated(self, step: int, eval_metrics: Mapping[str, float]) -> None:
@@ -231,8 +246,10 @@ class Progress:
     if "eval/accuracy" in eval_metrics:
       self._postfix["eval_acc"] = float(eval_metrics["eval/accuracy"])
       self._show_postfix()
-    self.message(f"eval step {step}: " + ", ".join(
-        f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items()))
+    self.message(
+      f"eval step {step}: "
+      + ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items())
+    )
 
   def message(self, text: str) -> None:
     """A line that does not break the bar (evaluation results, checkpoints)."""

@@ -35,8 +35,9 @@ def git_state(directory: str | None = None) -> dict[str, Any]:
 
   def git(*args: str) -> str | None:
     try:
-      done = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True,
-                            timeout=10, check=False)
+      done = subprocess.run(
+        ["git", "-C", directory, *args], capture_output=True, text=True, timeout=10, check=False
+      )
     except (OSError, subprocess.SubprocessError):
       return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -61,12 +62,16 @@ def run_info() -> dict[str, Any]:
   """One start's record: time, host, git state, versions, devices."""
   devices = jax.devices()
   return {
-      "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-      "host": socket.gethostname(),
-      "git": git_state(),
-      "versions": versions(),
-      "devices": {"platform": devices[0].platform, "kind": devices[0].device_kind,
-                  "count": len(devices), "processes": jax.process_count()},
+    "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "host": socket.gethostname(),
+    "git": git_state(),
+    "versions": versions(),
+    "devices": {
+      "platform": devices[0].platform,
+      "kind": devices[0].device_kind,
+      "count": len(devices),
+      "processes": jax.process_count(),
+    },
   }
 
 
@@ -76,8 +81,9 @@ def record_start(workdir: str) -> dict[str, Any]:
   if jax.process_index() != 0:
     return info
   starts = read_run_info(workdir)
-  workdir_lib.write_json(os.path.join(workdir, RUN_INFO_FILE), {"starts": [*starts, info]},
-                         indent=2)
+  workdir_lib.write_json(
+    os.path.join(workdir, RUN_INFO_FILE), {"starts": [*starts, info]}, indent=2
+  )
   return info
 
 

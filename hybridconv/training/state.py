@@ -138,6 +138,4 @@ def step_key(state: TrainState) -> Array:
 
 def abstract_like(tree):
   """``ShapeDtypeStruct``s carrying the concrete shardings of ``tree`` (restore targets)."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree
-  )
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)

@@ -37,13 +37,13 @@ from flax import nnx
 from hybridconv import data, models, sharding, tracking
 from hybridconv.tracking import snapshots, writers
 from hybridconv.training import (
-    checkpointing,
-    faults,
-    nonfinite,
-    optim,
-    preemption,
-    provenance,
-    validation,
+  checkpointing,
+  faults,
+  nonfinite,
+  optim,
+  preemption,
+  provenance,
+  validation,
 )
 from hybridconv.training import loop as train_loop
 from hybridconv.training import metrics as metrics_lib
@@ -81,9 +81,12 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
   def build(key):
     # ``dtype`` is the computation dtype (flax convention); parameters stay float32.
     return models.build_model(
-        config.model, num_classes=num_classes, image_shape=tuple(image_shape),
-        rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)),
-        dtype=None if dtype == jnp.float32 else dtype, seed=config.seed,
+      config.model,
+      num_classes=num_classes,
+      image_shape=tuple(image_shape),
+      rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)),
+      dtype=None if dtype == jnp.float32 else dtype,
+      seed=config.seed,
     )
 
   try:
@@ -91,8 +94,9 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
   except ValueError as error:  # bad kernel specs, group sizes, image sizes
     raise ValueError(f"{error} {validation.model_context(config.model, image_shape)}") from error
   model_fns = ts.model_functions(abstract_model, dtype)
-  validation.check_model(config.model, abstract_model, model_fns, image_shape=tuple(image_shape),
-                         num_classes=num_classes)
+  validation.check_model(
+    config.model, abstract_model, model_fns, image_shape=tuple(image_shape), num_classes=num_classes
+  )
 
   # Keys are arguments, not closed-over constants: XLA would otherwise try to
   # constant-fold the random initialisation, which compiles very slowly.
@@ -100,8 +104,11 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
   def init(init_key, train_key):
     _, params, _, model_state = ts.split_model(build(init_key))
     return ts.TrainState(
-        step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-        opt_state=tx.init(params), rng=jax.random.key_data(train_key),
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      model_state=model_state,
+      opt_state=tx.init(params),
+      rng=jax.random.key_data(train_key),
     )
 
   return model_fns, init(init_key, train_key)
@@ -111,8 +118,16 @@ def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
 # The step functions (pure; jitted in train_and_evaluate)
 
 
-def train_step(state: ts.TrainState, batch, *, model_fns: ts.ModelFunctions, tx, schedule,
-               label_smoothing: float, skip_nonfinite: bool = False):
+def train_step(
+  state: ts.TrainState,
+  batch,
+  *,
+  model_fns: ts.ModelFunctions,
+  tx,
+  schedule,
+  label_smoothing: float,
+  skip_nonfinite: bool = False,
+):
   """One optimiser update on a global batch; returns the new state and scalar metrics.
 
   The metrics also hold ``nonfinite.FLAGS_KEY``: whether the loss and each
@@ -124,8 +139,9 @@ def train_step(state: ts.TrainState, batch, *, model_fns: ts.ModelFunctions, tx,
   key = ts.step_key(state)
 
   def loss_fn(params):
-    logits, model_state = model_fns.apply(params, state.model_state, batch["image"], train=True,
-                                    key=key)
+    logits, model_state = model_fns.apply(
+      params, state.model_state, batch["image"], train=True, key=key
+    )
     losses = metrics_lib.cross_entropy(logits, batch["label"], label_smoothing=label_smoothing)
     return jnp.mean(losses), (logits, model_state)
 
@@ -136,27 +152,28 @@ def train_step(state: ts.TrainState, batch, *, model_fns: ts.ModelFunctions, tx,
   finite = nonfinite.all_finite(flags)
   if skip_nonfinite:
     params, opt_state, model_state = nonfinite.keep_if(
-        finite, (params, opt_state, model_state),
-        (state.params, state.opt_state, state.model_state))
+      finite, (params, opt_state, model_state), (state.params, state.opt_state, state.model_state)
+    )
   scalars = {
-      "train/loss": loss,
-      "train/accuracy": jnp.mean(metrics_lib.top_k_correct(logits, batch["label"], 1)),
-      "train/learning_rate": schedule(state.step),
-      "train/nonfinite": 1.0 - finite.astype(jnp.float32),
-      nonfinite.FLAGS_KEY: flags,
+    "train/loss": loss,
+    "train/accuracy": jnp.mean(metrics_lib.top_k_correct(logits, batch["label"], 1)),
+    "train/learning_rate": schedule(state.step),
+    "train/nonfinite": 1.0 - finite.astype(jnp.float32),
+    nonfinite.FLAGS_KEY: flags,
   }
   # Global and per-layer gradient, parameter and update norms.
   scalars.update(tracking.scalar_metrics(grads, params, updates))
   new_state = state.replace(
-      step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
+    step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state
   )
   return new_state, scalars
 
 
 def eval_step(params, model_state, batch, *, model_fns: ts.ModelFunctions):
   """Sums of loss and correct predictions over the real examples of one batch."""
-  logits, _ = model_fns.apply(params, model_state, batch["image"], train=False,
-                        key=jax.random.key(0))
+  logits, _ = model_fns.apply(
+    params, model_state, batch["image"], train=False, key=jax.random.key(0)
+  )
   return metrics_lib.eval_sums(logits, batch["label"], batch["mask"])
 
 
@@ -164,8 +181,9 @@ def eval_step(params, model_state, batch, *, model_fns: ts.ModelFunctions):
 # Putting it together (the loop itself is hybridconv.training.loop)
 
 
-def train_and_evaluate(config, workdir: str, *, writer: writers.MetricWriter | None = None
-                       ) -> dict[str, float]:
+def train_and_evaluate(
+  config, workdir: str, *, writer: writers.MetricWriter | None = None
+) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints) and evaluates.
 
   Args:
@@ -211,8 +229,11 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
   # arrives while the data loads or the step compiles.
   with preemption.PreemptionFlag() as flag:
     pipeline = data.build_pipeline(
-        config.data, global_batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size, seed=config.seed, mesh=mesh,
+      config.data,
+      global_batch_size=config.batch_size,
+      eval_batch_size=config.eval_batch_size,
+      seed=config.seed,
+      mesh=mesh,
     )
     fault.at("data", 0)
     if checkpointing.existing_steps(checkpoint_dir):
@@ -220,11 +241,14 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
     steps_per_epoch = pipeline.steps_per_epoch
     total_steps = num_train_steps(config, steps_per_epoch)
     tx, schedule = optim.build_optimizer(
-        config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+      config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
     )
     model_fns, state = create_train_state(
-        config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape,
-        mesh=mesh, tx=tx,
+      config,
+      num_classes=pipeline.num_classes,
+      image_shape=pipeline.image_shape,
+      mesh=mesh,
+      tx=tx,
     )
     os.makedirs(workdir, exist_ok=True)
     workdir_lib.write_config(workdir, config_json)
@@ -235,27 +259,42 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
 
     replicated, batch_sharded = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     train_fn = jax.jit(
-        functools.partial(train_step, model_fns=model_fns, tx=tx, schedule=schedule,
-                          label_smoothing=config.label_smoothing,
-                          skip_nonfinite=config.nan_policy == "skip"),
-        in_shardings=(replicated, batch_sharded), out_shardings=(replicated, replicated),
-        donate_argnums=0,
+      functools.partial(
+        train_step,
+        model_fns=model_fns,
+        tx=tx,
+        schedule=schedule,
+        label_smoothing=config.label_smoothing,
+        skip_nonfinite=config.nan_policy == "skip",
+      ),
+      in_shardings=(replicated, batch_sharded),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
     )
     eval_fn = jax.jit(
-        functools.partial(eval_step, model_fns=model_fns),
-        in_shardings=(replicated, replicated, batch_sharded), out_shardings=replicated,
+      functools.partial(eval_step, model_fns=model_fns),
+      in_shardings=(replicated, replicated, batch_sharded),
+      out_shardings=replicated,
     )
-    param_names = [optim.path_name(p) for p, _ in
-                   jax.tree_util.tree_flatten_with_path(state.params)[0]]
+    param_names = [
+      optim.path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]
+    ]
     checkpointer = checkpointing.Checkpointer(
-        checkpoint_dir, keep=config.checkpoint.keep,
-        keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save,
+      checkpoint_dir,
+      keep=config.checkpoint.keep,
+      keep_best=config.checkpoint.keep_best,
+      async_save=config.checkpoint.async_save,
     )
     with checkpointer:
       # The loop's one logger: JSON lines in the workdir, W&B unless disabled (its own
       # bounded background thread), ``writer`` behind a bounded background thread.
-      logger = tracking.make_logger(config.tracking, workdir, is_main_process=is_main_process,
-                                    config=config_json, extra=[writer] if writer else [])
+      logger = tracking.make_logger(
+        config.tracking,
+        workdir,
+        is_main_process=is_main_process,
+        config=config_json,
+        extra=[writer] if writer else [],
+      )
       try:
         restored = checkpointer.restore_latest(ts.abstract_like(state))
         metadata = {}
@@ -265,17 +304,30 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
             pipeline.set_state(restored.data_state)
           logging.info("resumed from checkpoint %d in %s", restored.step, checkpointer.directory)
         monitor = nonfinite.NonFiniteMonitor(
-            config.nan_policy, config.max_consecutive_skips, param_names,
-            consecutive=metadata.get("consecutive_skips", 0))
-        cadence = Cadence.from_config(config, steps_per_epoch=steps_per_epoch,
-                                      total_steps=total_steps)
+          config.nan_policy,
+          config.max_consecutive_skips,
+          param_names,
+          consecutive=metadata.get("consecutive_skips", 0),
+        )
+        cadence = Cadence.from_config(
+          config, steps_per_epoch=steps_per_epoch, total_steps=total_steps
+        )
         loop = train_loop.TrainLoop(
-            cadence, pipeline=pipeline, train_fn=train_fn, eval_fn=eval_fn,
-            checkpointer=checkpointer, logger=logger, flag=flag, fault=fault, monitor=monitor,
-            config_json=config_json, batch_size=config.batch_size,
-            is_main_process=is_main_process,
-            log_checkpoints=is_main_process and config.tracking.log_checkpoints,
-            summarize=_filter_summarizer(config, model_fns, logger, workdir, is_main_process))
+          cadence,
+          pipeline=pipeline,
+          train_fn=train_fn,
+          eval_fn=eval_fn,
+          checkpointer=checkpointer,
+          logger=logger,
+          flag=flag,
+          fault=fault,
+          monitor=monitor,
+          config_json=config_json,
+          batch_size=config.batch_size,
+          is_main_process=is_main_process,
+          log_checkpoints=is_main_process and config.tracking.log_checkpoints,
+          summarize=_filter_summarizer(config, model_fns, logger, workdir, is_main_process),
+        )
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
         if is_main_process and config.tracking.animation:  # after the loop only: not Preempted
           tracking.log_animations(logger, workdir, final["step"])  # workdir and W&B
@@ -286,19 +338,26 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
   return final
 
 
-def _filter_summarizer(config, model_fns: ts.ModelFunctions, logger, workdir: str,
-                       is_main_process: bool):
+def _filter_summarizer(
+  config, model_fns: ts.ModelFunctions, logger, workdir: str, is_main_process: bool
+):
   """``summarize(state, step)`` logging every conv layer's filters, or None when off."""
   if not is_main_process or config.tracking.filters_every_steps <= 0:
     return None
   tracker = tracking.FilterTracker(
-      logger, gabor_fit=config.tracking.gabor_fit,
-      state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"))
+    logger,
+    gabor_fit=config.tracking.gabor_fit,
+    state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"),
+  )
 
   def summarize(state: ts.TrainState, step: int) -> None:
     rng_state = ts.fresh_rng_state(model_fns.abstract_rng_state, jax.random.key(0))
-    model = nnx.merge(model_fns.eval_graphdef, tracking.local_replica(state.params), rng_state,
-                      tracking.local_replica(state.model_state))
+    model = nnx.merge(
+      model_fns.eval_graphdef,
+      tracking.local_replica(state.params),
+      rng_state,
+      tracking.local_replica(state.model_state),
+    )
     tracker(model, step)
     snapshots.save_snapshot(workdir, model, step)
 

@@ -41,15 +41,15 @@ def validate_config(config, mesh, workdir: str | None = None) -> None:
   ts.compute_dtype(config.compute_dtype)
   if not (config.num_epochs > 0 or config.num_train_steps > 0):
     raise ValueError(
-        f"config.num_epochs={config.num_epochs} and config.num_train_steps="
-        f"{config.num_train_steps}: one of them must be > 0"
+      f"config.num_epochs={config.num_epochs} and config.num_train_steps="
+      f"{config.num_train_steps}: one of them must be > 0"
     )
   for key in ("log_every_steps",):
     if getattr(config, key) < 1:
       raise ValueError(f"config.{key}={getattr(config, key)} must be >= 1")
   for key, value in (
-      ("eval_every_epochs", config.eval_every_epochs),
-      ("checkpoint.every_epochs", config.checkpoint.every_epochs),
+    ("eval_every_epochs", config.eval_every_epochs),
+    ("checkpoint.every_epochs", config.checkpoint.every_epochs),
   ):
     if not value > 0:
       raise ValueError(f"config.{key}={value} must be > 0 (epochs, may be fractional)")
@@ -72,12 +72,19 @@ def model_context(model_config, image_shape) -> str:
 
 
 def _kernel_extent(layer) -> tuple[int, int]:
-  return tuple((k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.kernel_dilation,
-                                               strict=True))
+  return tuple(
+    (k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.kernel_dilation, strict=True)
+  )
 
 
-def check_model(model_config, abstract_model: nnx.Module, model_fns: ts.ModelFunctions, *,
-                image_shape, num_classes: int) -> None:
+def check_model(
+  model_config,
+  abstract_model: nnx.Module,
+  model_fns: ts.ModelFunctions,
+  *,
+  image_shape,
+  num_classes: int,
+) -> None:
   """Refuses a first conv kernel larger than the images, and any model that cannot run on them.
 
   Only the first layer's kernel is compared with its input: deeper layers of
@@ -93,9 +100,10 @@ def check_model(model_config, abstract_model: nnx.Module, model_fns: ts.ModelFun
     kh, kw = _kernel_extent(first)
     if kh > image_shape[0] or kw > image_shape[1]:
       raise ValueError(
-          f"conv layer {name!r} (model.first_layer / model.kernels) has a {kh}x{kw} kernel, "
-          f"larger than the {image_shape[0]}x{image_shape[1]} input images; allowed: kernels "
-          f"no larger than the images {model_context(model_config, image_shape)}")
+        f"conv layer {name!r} (model.first_layer / model.kernels) has a {kh}x{kw} kernel, "
+        f"larger than the {image_shape[0]}x{image_shape[1]} input images; allowed: kernels "
+        f"no larger than the images {model_context(model_config, image_shape)}"
+      )
   _, params, _, model_state = ts.split_model(abstract_model)
   images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
 
@@ -107,5 +115,7 @@ def check_model(model_config, abstract_model: nnx.Module, model_fns: ts.ModelFun
   except (TypeError, ValueError) as error:
     raise ValueError(f"{error} {model_context(model_config, image_shape)}") from error
   if logits.shape != (2, num_classes):
-    raise ValueError(f"the model returns logits of shape {logits.shape[1:]} per image, expected "
-                     f"({num_classes},) {model_context(model_config, image_shape)}")
+    raise ValueError(
+      f"the model returns logits of shape {logits.shape[1:]} per image, expected "
+      f"({num_classes},) {model_context(model_config, image_shape)}"
+    )

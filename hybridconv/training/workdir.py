@@ -26,8 +26,17 @@ CONFIG_FILE = "config.json"
 SUBSET_FILE = "train_subset.json"  # which training images the run uses (data.train_size)
 SUMMARY_FILE = "summary.json"  # written when a run reaches its last step: final metrics
 # Dotted prefixes of keys whose change makes a resumed run a different experiment.
-MODEL_KEYS = ("seed", "compute_dtype", "model", "data.source", "data.name", "data.gratings",
-              "data.train_size", "data.subset_seed", "optim.name")
+MODEL_KEYS = (
+  "seed",
+  "compute_dtype",
+  "model",
+  "data.source",
+  "data.name",
+  "data.gratings",
+  "data.train_size",
+  "data.subset_seed",
+  "optim.name",
+)
 OVERRIDE_KEY = "allow_config_change"
 _ABSENT = "<absent>"
 
@@ -75,8 +84,11 @@ def config_changes(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[tup
   """``(dotted key, saved value, new value)`` for every key that differs, sorted by key."""
   old_flat, new_flat = _flatten(saved), _flatten(new)
   keys = sorted((set(old_flat) | set(new_flat)) - {OVERRIDE_KEY})
-  return [(key, old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT)) for key in keys
-          if old_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)]
+  return [
+    (key, old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT))
+    for key in keys
+    if old_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)
+  ]
 
 
 def changes_model(key: str) -> bool:
@@ -94,22 +106,23 @@ def check_resume(workdir: str, new: Mapping[str, Any], *, allow_change: bool) ->
   """
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
-    logging.warning("%s has checkpoints but no %s; cannot check the config", workdir,
-                    CONFIG_FILE)
+    logging.warning("%s has checkpoints but no %s; cannot check the config", workdir, CONFIG_FILE)
     return
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
   changes = config_changes(saved, new)
-  refused = [(k, old, value) for k, old, value in changes
-             if changes_model(k) and _ABSENT not in (old, value)]
+  refused = [
+    (k, old, value) for k, old, value in changes if changes_model(k) and _ABSENT not in (old, value)
+  ]
   if refused and not allow_change:
     key, old, value = refused[0]
     others = ", ".join(k for k, _, _ in refused[1:])
     raise ValueError(
-        f"config.{key}={value!r} differs from {old!r} in {path}, whose checkpoints this run "
-        f"would resume{f' (also changed: {others})' if others else ''}; a change of "
-        f"{', '.join(MODEL_KEYS)} makes a different experiment. Use a new --workdir, or pass "
-        f"--config.{OVERRIDE_KEY}=True to resume anyway")
+      f"config.{key}={value!r} differs from {old!r} in {path}, whose checkpoints this run "
+      f"would resume{f' (also changed: {others})' if others else ''}; a change of "
+      f"{', '.join(MODEL_KEYS)} makes a different experiment. Use a new --workdir, or pass "
+      f"--config.{OVERRIDE_KEY}=True to resume anyway"
+    )
   for key, old, value in changes:
     logging.warning("resuming %s with config.%s=%r (was %r)", workdir, key, value, old)
 
@@ -126,8 +139,10 @@ def check_workdir(workdir: str, checkpoint_dir: str) -> None:
   """
   for path, what in ((workdir, "--workdir"), (checkpoint_dir, "the checkpoint folder")):
     if os.path.exists(path) and not os.path.isdir(path):
-      raise ValueError(f"{what} {path!r} is an existing file; allowed: a directory, or a path "
-                       "that does not exist yet")
+      raise ValueError(
+        f"{what} {path!r} is an existing file; allowed: a directory, or a path "
+        "that does not exist yet"
+      )
 
 
 def _lock_holder(path: str) -> str:
@@ -171,9 +186,10 @@ def exclusive(workdir: str) -> Iterator[None]:
     except BlockingIOError:
       holder = _lock_holder(workdir)
       raise ValueError(
-          f"--workdir={workdir!r} is in use by another run (process "
-          f"{holder or 'unknown'}); allowed: a workdir no running run holds -- wait for that "
-          "run to finish or stop it, or pass another --workdir") from None
+        f"--workdir={workdir!r} is in use by another run (process "
+        f"{holder or 'unknown'}); allowed: a workdir no running run holds -- wait for that "
+        "run to finish or stop it, or pass another --workdir"
+      ) from None
     yield
   except ValueError:
     # A run refused before writing anything leaves no trace: not even the empty
@@ -199,8 +215,9 @@ def check_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
   for key in ("indices_sha256", "num_examples"):
     if key in saved and key in record and saved[key] != record[key]:
       raise ValueError(
-          f"the training images differ from those of {path} ({key} {record[key]!r} != "
-          f"{saved[key]!r}); resuming would mix two training sets. Use a new --workdir")
+        f"the training images differ from those of {path} ({key} {record[key]!r} != "
+        f"{saved[key]!r}); resuming would mix two training sets. Use a new --workdir"
+      )
 
 
 def write_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
@@ -216,8 +233,11 @@ def write_summary(workdir: str, final: Mapping[str, Any], *, total_steps: int) -
   Its presence marks a finished run (the sweep runner skips such points);
   values are plain floats so the file reads without the library.
   """
-  data = {"finished": int(final.get("step", -1)) >= total_steps, "total_steps": int(total_steps),
-          **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in final.items()}}
+  data = {
+    "finished": int(final.get("step", -1)) >= total_steps,
+    "total_steps": int(total_steps),
+    **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in final.items()},
+  }
   write_json(os.path.join(workdir, SUMMARY_FILE), data, indent=2, sort_keys=True)
 
 

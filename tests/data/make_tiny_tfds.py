@@ -47,16 +47,19 @@ def _read_idx(path: str, count: int, header: int, item_shape: tuple[int, ...]) -
 def _split_generators(self, dl_manager):
   del dl_manager  # no download: the examples come from the local IDX files
   return [
-      tfds.core.SplitGenerator(name=tfds.Split.TRAIN, gen_kwargs={"prefix": "train",
-                                                                   "count": NUM_TRAIN}),
-      tfds.core.SplitGenerator(name=tfds.Split.TEST, gen_kwargs={"prefix": "t10k",
-                                                                  "count": NUM_TEST}),
+    tfds.core.SplitGenerator(
+      name=tfds.Split.TRAIN, gen_kwargs={"prefix": "train", "count": NUM_TRAIN}
+    ),
+    tfds.core.SplitGenerator(
+      name=tfds.Split.TEST, gen_kwargs={"prefix": "t10k", "count": NUM_TEST}
+    ),
   ]
 
 
 def _generate_examples(self, prefix: str, count: int):
-  images = _read_idx(os.path.join(IDX_DIR, f"{prefix}-images-idx3-ubyte.gz"), count, 16,
-                     (28, 28, 1))
+  images = _read_idx(
+    os.path.join(IDX_DIR, f"{prefix}-images-idx3-ubyte.gz"), count, 16, (28, 28, 1)
+  )
   labels = _read_idx(os.path.join(IDX_DIR, f"{prefix}-labels-idx1-ubyte.gz"), count, 8, ())
   for index, (image, label) in enumerate(zip(images, labels, strict=True)):
     yield index, {"image": image, "label": int(label)}
@@ -69,8 +72,8 @@ def main() -> int:
   shutil.rmtree(target, ignore_errors=True)
   builder = tfds.builder("fashion_mnist", data_dir=OUT_DIR)
   builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(download_mode=tfds.GenerateMode.FORCE_REDOWNLOAD),
+    file_format="array_record",
+    download_config=tfds.download.DownloadConfig(download_mode=tfds.GenerateMode.FORCE_REDOWNLOAD),
   )
   # TFDS leaves an empty downloads/ folder behind; it is not part of the dataset.
   shutil.rmtree(os.path.join(OUT_DIR, "downloads"), ignore_errors=True)
