@@ -48,6 +48,7 @@ def run_points(root: str, seeds: list[int], steps: int, cache: bool) -> list[dic
         f"--config.num_train_steps={steps}",
         "--config.cpu_devices=1",
         "--grid",
+        "seed=" + ",".join(map(str, seeds)),
         f"seed={seed}",
         "model.first_layer=free",
       ],
