@@ -248,6 +248,12 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
     "training-set size.",
   )
   add(
+    "Training loss",
+    _curves_figure(runs, arms, has_sizes, fig_dir, key="train/loss", label="training loss"),
+    "Training loss (mean of the logged interval) during training, mean over seeds with its 95% "
+    "band: whether every arm reached its plateau within the budget.",
+  )
+  add(
     "First-layer filters",
     _filters_figure(runs, arms, has_sizes, fig_dir),
     "Each row is an arm (its lowest seed, largest training set): final filters, then for "
@@ -294,12 +300,12 @@ def _size_panels(runs, arms, has_sizes):
     )
 
 
-def _curves_figure(runs, arms, has_sizes, fig_dir):
+def _curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="test accuracy"):
   panels = {}
   for title, by_arm in _size_panels(runs, arms, has_sizes):
     series = {}
     for name, members in by_arm.items():
-      curves = [r.series("eval/accuracy") for r in members if len(r.series("eval/accuracy")[0])]
+      curves = [r.series(key) for r in members if len(r.series(key)[0])]
       if not curves:
         continue
       steps = sorted(set.intersection(*[set(s.tolist()) for s, _ in curves]))
@@ -313,10 +319,10 @@ def _curves_figure(runs, arms, has_sizes, fig_dir):
     return None
   return study_figures.panels_with_bands(
     panels,
-    title="Test accuracy during training",
+    title=f"{label[0].upper()}{label[1:]} during training",
     xlabel="training step",
-    ylabel="test accuracy",
-    path=os.path.join(fig_dir, "eval_curves.png"),
+    ylabel=label,
+    path=os.path.join(fig_dir, "eval_curves.png" if key == "eval/accuracy" else "train_loss.png"),
     sharey=False,
   )
 
