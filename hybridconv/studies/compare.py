@@ -281,7 +281,16 @@ def compare(
   Raises:
     ValueError: bad input (see the module docstring), before anything is written.
   """
-  runs, plan, root = load_study(paths)
+  all_runs, plan, root = load_study(paths)
+  # A study compares what the runs reached at the end of their budget: a run still
+  # training (or stopped) would mix an earlier step into an arm's mean.
+  runs = [run for run in all_runs if run.finished]
+  if not runs:
+    raise ValueError(
+      f"--workdir {', '.join(paths)}: {len(all_runs)} runs, none finished yet "
+      "(no summary.json saying so); nothing to compare"
+    )
+  unfinished = [run for run in all_runs if not run.finished]
   factors = choose_factors(runs, by, plan)
   ref = parse_reference(reference, factors)
   out_arg, out = out, os.path.abspath(out or root)
@@ -314,6 +323,7 @@ def compare(
     figures=figures,
     likeness=likeness,
     command=command,
+    unfinished=unfinished,
   )
 
 

@@ -102,10 +102,12 @@ def write_study(
   figures: bool,
   likeness: bool,
   command: str = "hybridconv compare",
+  unfinished: Sequence[records.RunRecord] = (),
 ) -> str:
   """Writes ``STUDY.md`` (and figures under ``figures/``) in ``out``; returns its path.
 
-  ``command`` is the ``hybridconv compare`` line that regenerates the report.
+  ``command`` is the ``hybridconv compare`` line that regenerates the report;
+  ``unfinished`` runs are only listed.
   """
   arm_factors = [k for k in factors if k != SIZE_KEY]
   has_sizes = SIZE_KEY in factors
@@ -144,12 +146,13 @@ def write_study(
   if figures:
     lines += _figures_section(out, runs, factors, arm_factors, has_sizes, likeness)
   lines += _provenance_section(runs)
-  unfinished = [os.path.relpath(r.path, out) for r in runs if not r.finished]
   if unfinished:
+    names = [os.path.relpath(r.path, out) for r in unfinished]
     lines += [
       "## Unfinished runs",
       "",
-      "Included with their latest evaluation: " + ", ".join(f"`{u}`" for u in unfinished[:30]),
+      f"{len(names)} run(s) have not reached their last step and are left out of every table "
+      "and figure: " + ", ".join(f"`{n}`" for n in names[:30]),
       "",
     ]
   path = os.path.join(out, "STUDY.md")
