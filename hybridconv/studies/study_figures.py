@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -136,7 +137,7 @@ def likeness_plot(
 ) -> str:
   """Fraction of filters above the null's 95th percentile, start and end, per arm (95% CI)."""
   names = list(arms)
-  fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2), 4.2))
+  fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(names) + 2), 5.2))
   x = np.arange(len(names))
   for offset, when, marker in ((-0.12, "initial", "o"), (0.12, "final", "s")):
     summaries = [stats.t_interval(arms[n][when]) for n in names]
@@ -167,7 +168,7 @@ def likeness_plot(
   )
   ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
   ax.set_ylim(-0.02, 1.02)
-  ax.set_ylabel("fraction of filters above the null's 95th percentile")
+  ax.set_ylabel("fraction of filters\nabove the null's 95th percentile")
   ax.set_title(f"{title} (null R² median {null_median:.2f})", fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
@@ -238,6 +239,9 @@ def gabor_parameters(
   right.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=0.8)
   right.set_xscale("log")
   right.set_yscale("log")
+  for axis in (right.xaxis, right.yaxis):  # plain decimals, no crowded minor labels
+    axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   right.set_xlabel("initial frequency (cycles/pixel)")
   right.set_ylabel("final frequency (cycles/pixel)")
   right.grid(alpha=0.3)

@@ -42,9 +42,19 @@ def train_images(run: records.RunRecord) -> int:
 
 
 def arm_name(run: records.RunRecord, arm_factors: Sequence[str]) -> str:
+  """``'free, 100 images'``: the factor values (key names only when several could be confused)."""
   if not arm_factors:
     return "all runs"
-  return ", ".join(f"{k.split('.')[-1]}={grid.label(run.flat.get(k))}" for k in arm_factors)
+  parts = []
+  for key in arm_factors:
+    value = grid.label(run.flat.get(key))
+    if key == SIZE_KEY:
+      parts.append(f"{train_images(run)} images")
+    elif len(arm_factors) - (SIZE_KEY in arm_factors) > 1:
+      parts.append(f"{key.split('.')[-1]}={value}")
+    else:
+      parts.append(value)
+  return ", ".join(parts)
 
 
 def _arms(runs, arm_factors) -> dict[str, list[records.RunRecord]]:
