@@ -292,6 +292,29 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
     "orientation (7x7 patches; `image_statistics.json`, when present). Frequency (right): each "
     "filter's final against its initial frequency (cycles/pixel), one colour per training size.",
   )
+  movement = gabor_movement_rows(runs)
+  if movement:
+    lines.extend(
+      [
+        "How far the learnable Gabor parameters moved from their initialisation "
+        "(all learnable-Gabor filters of all arms and seeds):",
+        "",
+      ]
+    )
+    lines.extend(
+      _md_table(
+        [
+          "training images",
+          "filters",
+          "median abs(f/f0 - 1) %",
+          "90th pct %",
+          "median abs(theta - theta0) deg",
+          "90th pct deg",
+          "largest deg",
+        ],
+        movement,
+      )
+    )
   add(
     "Robustness",
     _robustness_figure(runs, arms, has_sizes, fig_dir),
@@ -511,3 +534,32 @@ def _gabor_parameters_figure(out, runs, arms, fig_dir):
   return study_figures.gabor_parameters(
     theta, frequency, image_energy, path=os.path.join(fig_dir, "gabor_parameters.png")
   )
+
+
+def gabor_movement_rows(runs) -> list[list[str]]:
+  """Per training size: how far learnable Gabor parameters moved (pooled over arms and seeds)."""
+  moved: dict[int, tuple[list, list]] = {}
+  for run in runs:
+    snap = snapshots.read_snapshot(run.path)
+    f0, f1 = _gabor_values(snap, "initial", "frequency"), _gabor_values(snap, "final", "frequency")
+    t0, t1 = _gabor_values(snap, "initial", "theta"), _gabor_values(snap, "final", "theta")
+    if not len(f1):
+      continue
+    rel, angle = moved.setdefault(train_images(run), ([], []))
+    rel.append(np.abs(f1 / f0 - 1))
+    angle.append(np.degrees(np.abs(np.mod(t1 - t0 + np.pi / 2, np.pi) - np.pi / 2)))
+  rows = []
+  for size in sorted(moved):
+    rel, angle = (np.concatenate(v) for v in moved[size])
+    rows.append(
+      [
+        str(size),
+        str(len(rel)),
+        f"{100 * np.median(rel):.1f}",
+        f"{100 * np.percentile(rel, 90):.1f}",
+        f"{np.median(angle):.1f}",
+        f"{np.percentile(angle, 90):.1f}",
+        f"{angle.max():.1f}",
+      ]
+    )
+  return rows
