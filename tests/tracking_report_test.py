@@ -186,3 +186,18 @@ def test_gabor_likeness_is_drawn_over_its_null_band(run_dir, figures):
 def test_report_holds_no_absolute_path(run_dir):
   text = open(report.write_report(run_dir)).read()
   assert run_dir not in text and "](/" not in text
+
+
+def test_report_of_a_frozen_first_layer_has_filters_but_no_change_section(tmp_path):
+  """Frozen kernels get filter grids but no ``filters_change`` folder; the report copes."""
+  model = SimpleCNN(10, (28, 28, 1), first_layer="fixed:gabor", width=0.25, rngs=nnx.Rngs(0))
+  logger = jsonl_logger.JsonlLogger(str(tmp_path))
+  tracker = tracking.FilterTracker(logger, gabor_fit=False)
+  for step in STEPS:
+    tracker(model, step)
+  logger.close()
+  assert os.path.isdir(tmp_path / "filters" / "conv1")
+  assert not os.path.exists(tmp_path / "filters_change" / "conv1")
+  text = open(report.write_report(str(tmp_path))).read()
+  assert "### `conv1`" in text
+  assert "filters_change/conv1" not in text

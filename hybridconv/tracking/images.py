@@ -228,7 +228,13 @@ def kernel_grid(
 
 
 def frame_steps(directory: str) -> list[tuple[int, str]]:
-  """``(step, path)`` of the ``step_XXXXXXX.png`` frames in ``directory``, by step."""
+  """``(step, path)`` of the ``step_XXXXXXX.png`` frames in ``directory``, by step.
+
+  A missing directory has no frames: a layer whose channels are all frozen never
+  gets a ``filters_change`` folder, and its report must still be written.
+  """
+  if not os.path.isdir(directory):
+    return []
   frames = []
   for name in os.listdir(directory):
     match = _FRAME_PATTERN.search(name)
