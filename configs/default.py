@@ -121,6 +121,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.robustness.after_training = False  # sweep runner: robustness of each finished point
   config.robustness.suite = "default"  # the corruption/attack suite of `hybridconv evaluate`
   config.robustness.pgd_images = 2000  # test images attacked by FGSM/PGD (0 = all)
+  config.robustness.test_images = 0  # test images for clean/corrupted accuracy (0 = all)
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1.0  # save cadence (and always at the end and on SIGTERM)

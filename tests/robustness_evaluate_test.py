@@ -133,6 +133,23 @@ def test_checkpoint_choices(run):
   assert evaluate.evaluate_workdir(workdir, checkpoint=4, suite=small)["step"] == 4
 
 
+def test_test_subset_holds_the_attack_subset_and_sets_the_corruption_counts(run):
+  workdir, _ = run
+  small = suites.Suite(
+    "small", {suites.CLEAN: (0.0,), suites.NOISE: (0.0, 0.2), suites.FGSM: (0.0,)}
+  )
+  results = evaluate.evaluate_workdir(workdir, suite=small, test_images=60, pgd_images=25)
+  assert results["num_test_images"] == 60 and results["num_attack_images"] == 25
+  for entry in results["entries"]:
+    expected = 25 if entry["family"] == suites.FGSM else 60
+    assert entry["num_images"] == expected, entry
+  tested = set(evaluate.seeded_subset(100, 60, 0))
+  assert set(evaluate.seeded_subset(100, 25, 0)) <= tested
+  assert set(evaluate.seeded_subset(100, 60, 1)) != tested  # the seed picks the images
+  counts = _by_family(results)
+  assert counts[suites.NOISE][0] == counts[suites.CLEAN][0]  # sigma 0 on the same 60 images
+
+
 def _listing(workdir):
   return sorted(
     (os.path.relpath(os.path.join(d, n), workdir), os.path.getmtime(os.path.join(d, n)))
@@ -150,6 +167,7 @@ def _listing(workdir):
     (["--checkpoint=5"], "no checkpoint of step 5"),
     (["--checkpoint=first"], "--checkpoint='first' is not 'latest', 'best' or a saved step"),
     (["--pgd-images=-3"], "--pgd-images=-3 must be an int >= 0"),
+    (["--test-images=-1"], "--test-images=-1 must be an int >= 0"),
   ],
 )
 def test_bad_input_is_one_error_line_and_exit_2_changing_nothing(run, capsys, argv, message):

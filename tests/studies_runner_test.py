@@ -129,3 +129,22 @@ def test_rerun_adds_no_rows_and_a_killed_point_resumes(tmp_path):
   assert steps[-1] == 6
   _sweep(f"--workdir={root}", *FAST)
   assert len(_rows(root)) == 2
+
+
+@pytest.mark.slow
+def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_results(tmp_path):
+  root = str(tmp_path / "study")
+  robust = [
+    "--config.robustness.after_training=True",
+    "--config.robustness.test_images=40",
+    "--config.robustness.pgd_images=20",
+  ]
+  done = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
+  assert "[sweep] robustness of first_layer=free" in done.stdout
+  with open(os.path.join(root, "first_layer=free", "robustness.json"), encoding="utf-8") as f:
+    results = json.load(f)
+  assert results["num_test_images"] == 40 and results["num_attack_images"] == 20
+  row = next(r for r in _rows(root) if r["point"] == "first_layer=free")
+  assert float(row["robustness_clean"]) == results["summary"]["clean"]
+  again = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
+  assert "robustness of" not in again.stdout  # evaluated once

@@ -10,8 +10,9 @@ with the run's own mean and std -- so the clean evaluation computes exactly
 what the run's evaluation computed. Attacks differentiate through the real
 model in evaluation mode (BatchNorm running statistics, no dropout).
 
-Randomness is fixed: the attack subset is drawn with ``numpy``'s generator
-seeded by ``subset_seed``, and noise and PGD starts use
+Randomness is fixed: the test and attack subsets are prefixes of one
+permutation drawn with ``numpy``'s generator seeded by ``subset_seed`` (so the
+attacked images are among the corrupted ones when both are subsets), and noise and PGD starts use
 ``fold_in(fold_in(fold_in(key(subset_seed), family), level), batch)``. Two runs
 evaluated with the same settings see the same images and the same noise, so
 the arms of a study are compared on paired data.
@@ -107,8 +108,12 @@ def shard_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh)
   return batches
 
 
-def attack_subset(num_images: int, requested: int, seed: int) -> np.ndarray:
-  """Sorted indices of the attack subset: ``requested`` images drawn with ``seed`` (0 = all)."""
+def seeded_subset(num_images: int, requested: int, seed: int) -> np.ndarray:
+  """Sorted indices of ``requested`` test images drawn with ``seed`` (0 = all).
+
+  The first ``requested`` of one seeded permutation: a smaller subset of the
+  same seed is always inside a larger one.
+  """
   if requested == 0 or requested >= num_images:
     return np.arange(num_images)
   return np.sort(np.random.default_rng(seed).permutation(num_images)[:requested])
@@ -147,6 +152,7 @@ def evaluate_suite(
   mesh,
   attack_images: int,
   subset_seed: int,
+  test_images: int = 0,
 ) -> dict[str, Any]:
   """Runs ``suite`` on ``split``; returns the ``entries``/``summary`` part of the results.
 
@@ -158,10 +164,12 @@ def evaluate_suite(
     batch_size: global batch size (a multiple of the mesh size).
     mesh: the device mesh.
     attack_images: size of the attack subset (0 = the whole test split).
-    subset_seed: seed of the attack subset and of all noise.
+    subset_seed: seed of the subsets and of all noise.
+    test_images: size of the subset for clean and corrupted accuracy (0 = all).
   """
-  full = shard_batches(split.images, split.labels, batch_size, mesh)
-  subset = attack_subset(len(split.labels), attack_images, subset_seed)
+  tested = seeded_subset(len(split.labels), test_images, subset_seed)
+  full = shard_batches(split.images[tested], split.labels[tested], batch_size, mesh)
+  subset = seeded_subset(len(split.labels), attack_images, subset_seed)
   attacked = (
     shard_batches(split.images[subset], split.labels[subset], batch_size, mesh)
     if any(f in suites.ATTACKS for f in suite.levels)
@@ -173,7 +181,7 @@ def evaluate_suite(
       continue
     start = time.perf_counter()
     is_attack = family in suites.ATTACKS
-    batches, num = (attacked, len(subset)) if is_attack else (full, len(split.labels))
+    batches, num = (attacked, len(subset)) if is_attack else (full, len(tested))
     counts = run_family(family, suite, fns, model, batches, mesh, subset_seed)
     seconds[family] = round(time.perf_counter() - start, 3)
     for level, correct in zip(suite.levels[family], counts, strict=True):
@@ -212,6 +220,7 @@ def check_request(
   eps: list[float] | None,
   attack_images: int,
   pgd_steps: int | None,
+  test_images: int = 0,
 ) -> suites.Suite:
   """The suite to run, after every check on the request (nothing loaded yet)."""
   chosen = suites.get_suite(suite) if isinstance(suite, str) else suite
@@ -225,6 +234,8 @@ def check_request(
     chosen = suites.Suite(chosen.name, chosen.levels, pgd_steps)
   if isinstance(attack_images, bool) or not isinstance(attack_images, int) or attack_images < 0:
     raise ValueError(f"--pgd-images={attack_images!r} must be an int >= 0 (0 = all test images)")
+  if isinstance(test_images, bool) or not isinstance(test_images, int) or test_images < 0:
+    raise ValueError(f"--test-images={test_images!r} must be an int >= 0 (0 = all test images)")
   return chosen
 
 
@@ -238,6 +249,7 @@ def evaluate_workdir(
   eps: list[float] | None = None,
   pgd_steps: int | None = None,
   subset_seed: int = 0,
+  test_images: int = 0,
 ) -> dict[str, Any]:
   """Evaluates a trained run's checkpoint and writes ``<workdir>/robustness.json``.
 
@@ -252,14 +264,17 @@ def evaluate_workdir(
     corruptions: run only these families of the suite (clean is always run).
     eps: replace the suite's attack budgets (each in [0, 1]).
     pgd_steps: replace the suite's PGD iteration count.
-    subset_seed: seed of the attack subset, the noise and PGD's random starts.
+    subset_seed: seed of the subsets, the noise and PGD's random starts.
+    test_images: size of the seeded subset for the clean and corrupted
+      accuracies (0 = the whole test split); the attack subset is drawn from
+      the same permutation, so it lies inside this one when it is smaller.
 
   Returns:
     the results, also written to ``robustness.json``::
 
       {"version": 1, "workdir": str, "checkpoint": requested, "step": int,
        "suite": str, "pgd_steps": int, "subset_seed": int,
-       "num_test_images": int, "num_attack_images": int,
+       "num_test_images": int (clean and corrupted), "num_attack_images": int,
        "clean_accuracy": float,
        "entries": [{"family": str, "level": float, "accuracy": float,
                     "correct": int, "num_images": int}, ...],
@@ -277,7 +292,12 @@ def evaluate_workdir(
   start = time.perf_counter()
   workdir = os.path.abspath(workdir)
   chosen = check_request(
-    suite, corruptions_=corruptions, eps=eps, attack_images=pgd_images, pgd_steps=pgd_steps
+    suite,
+    corruptions_=corruptions,
+    eps=eps,
+    attack_images=pgd_images,
+    pgd_steps=pgd_steps,
+    test_images=test_images,
   )
   config = restore.load_run_config(workdir)
   step = restore.resolve_checkpoint(config, workdir, checkpoint)
@@ -297,6 +317,7 @@ def evaluate_workdir(
     mesh=mesh,
     attack_images=pgd_images,
     subset_seed=subset_seed,
+    test_images=test_images,
   )
   clean = next(e["accuracy"] for e in part["entries"] if e["family"] == suites.CLEAN)
   results = {
@@ -307,8 +328,8 @@ def evaluate_workdir(
     "suite": chosen.name,
     "pgd_steps": chosen.pgd_steps,
     "subset_seed": subset_seed,
-    "num_test_images": len(split.labels),
-    "num_attack_images": len(attack_subset(len(split.labels), pgd_images, subset_seed)),
+    "num_test_images": len(seeded_subset(len(split.labels), test_images, subset_seed)),
+    "num_attack_images": len(seeded_subset(len(split.labels), pgd_images, subset_seed)),
     "clean_accuracy": clean,
     "entries": part["entries"],
     "summary": part["summary"],

@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     help="attack subset size (0 = the whole test split)",
   )
   parser.add_argument(
+    "--test-images",
+    "--test_images",
+    dest="test_images",
+    type=int,
+    default=0,
+    help="seeded subset for the clean and corrupted accuracies (0 = the whole test split)",
+  )
+  parser.add_argument(
     "--pgd-steps",
     "--pgd_steps",
     dest="pgd_steps",
@@ -89,6 +97,7 @@ def _request(args):
     eps=eps,
     attack_images=args.pgd_images,
     pgd_steps=args.pgd_steps,
+    test_images=args.test_images,
   )
   workdir = os.path.abspath(args.workdir)
   config = restore.load_run_config(workdir)
@@ -141,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       suite=suite,
       pgd_images=args.pgd_images,
       subset_seed=args.subset_seed,
+      test_images=args.test_images,
     )
   except (ValueError, FileNotFoundError) as error:
     print(f"error: {error}", file=sys.stderr)

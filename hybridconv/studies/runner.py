@@ -151,7 +151,9 @@ def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
   return env
 
 
-def robustness_command(workdir: str, *, suite: str, pgd_images: int) -> list[str]:
+def robustness_command(
+  workdir: str, *, suite: str, pgd_images: int, test_images: int = 0
+) -> list[str]:
   """``hybridconv evaluate`` of a finished point."""
   return [
     sys.executable,
@@ -161,6 +163,7 @@ def robustness_command(workdir: str, *, suite: str, pgd_images: int) -> list[str
     f"--workdir={workdir}",
     f"--suite={suite}",
     f"--pgd_images={pgd_images}",
+    f"--test_images={test_images}",
   ]
 
 
@@ -234,11 +237,17 @@ def read_plan(root: str) -> dict[str, Any] | None:
 
 def _robustness_settings(
   spec: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
-) -> tuple[bool, str, int]:
+) -> tuple[bool, dict[str, Any]]:
+  """Whether the point's robustness evaluation is due, and its ``robustness_command`` settings."""
   config = configlib.load_config(spec)
   configlib.apply_overrides(config, {**overrides, **point})
   section = config.robustness
-  return bool(section.after_training), section.suite, int(section.pgd_images)
+  settings = {
+    "suite": section.suite,
+    "pgd_images": int(section.pgd_images),
+    "test_images": int(section.test_images),
+  }
+  return bool(section.after_training), settings
 
 
 def run_sweep(
@@ -327,13 +336,13 @@ def run_sweep(
 def _maybe_evaluate(
   spec: str, root: str, name: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
 ) -> None:
-  due, suite, pgd_images = _robustness_settings(spec, overrides, point)
+  due, settings = _robustness_settings(spec, overrides, point)
   workdir = os.path.join(root, name)
   if not due or os.path.exists(os.path.join(workdir, records.ROBUSTNESS_FILE)):
     return
   print(f"[sweep] robustness of {name}", flush=True)
   code = subprocess.call(
-    robustness_command(workdir, suite=suite, pgd_images=pgd_images),
+    robustness_command(workdir, **settings),
     env=child_environment(root, 0, ""),
   )
   if code:
