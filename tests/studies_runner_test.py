@@ -146,5 +146,11 @@ def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_res
   assert results["num_test_images"] == 40 and results["num_attack_images"] == 20
   row = next(r for r in _rows(root) if r["point"] == "first_layer=free")
   assert float(row["robustness_clean"]) == results["summary"]["clean"]
+  with open(os.path.join(root, "first_layer=free", runner.TIMES_FILE), encoding="utf-8") as f:
+    times = json.load(f)
+  (train,), (robustness,) = times["train"], times["robustness"]
+  assert train["exit"] == robustness["exit"] == 0
+  assert float(row["wall_seconds"]) == train["wall_seconds"] > 0
+  assert float(row["robustness_wall_seconds"]) == robustness["wall_seconds"] > 0
   again = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
   assert "robustness of" not in again.stdout  # evaluated once

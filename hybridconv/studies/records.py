@@ -23,6 +23,7 @@ from hybridconv.training import provenance
 from hybridconv.training import workdir as workdir_lib
 
 ROBUSTNESS_FILE = "robustness.json"
+TIMES_FILE = "sweep_times.json"  # the sweep runner's wall time of each process of a point
 # Light records of a run: what a study commits and what the report reads.
 LIGHT_FILES = (
   workdir_lib.CONFIG_FILE,
@@ -31,6 +32,7 @@ LIGHT_FILES = (
   provenance.RUN_INFO_FILE,
   workdir_lib.SUBSET_FILE,
   ROBUSTNESS_FILE,
+  TIMES_FILE,
   SNAPSHOT_FILE,
   "gabor_likeness.json",
 )

@@ -10,7 +10,10 @@ Each point runs ``python -m hybridconv.main`` in ``<root>/<point name>``
 * ``<root>/sweep_results.csv`` is rewritten from the points' own records after
   every point: one row per point, never duplicated;
 * ``<root>/sweep.json`` records the spec, factors, overrides and points, which
-  ``hybridconv compare`` reads to know the study's factors.
+  ``hybridconv compare`` reads to know the study's factors;
+* ``<point>/sweep_times.json`` keeps the wall time of every process the runner
+  started for the point (training attempts, robustness evaluation): what a
+  study costs, start-up and evaluation included, which ``train_seconds`` is not.
 
 Start-up cost: every point is a new process that compiles its step. Points
 share a persistent JAX compilation cache (``<root>/.jax_cache`` unless
@@ -34,6 +37,7 @@ from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import records
 
 RESULTS_FILE = "sweep_results.csv"
+TIMES_FILE = records.TIMES_FILE
 PLAN_FILE = "sweep.json"
 CACHE_DIR = ".jax_cache"
 
@@ -167,6 +171,24 @@ def robustness_command(
   ]
 
 
+def record_time(workdir: str, kind: str, seconds: float, exit_code: int) -> None:
+  """Appends one process's wall time to the point's ``sweep_times.json`` under ``kind``.
+
+  Nothing is written for a point whose process left no workdir (refused before any work).
+  """
+  if not os.path.isdir(workdir):
+    return
+  path = os.path.join(workdir, TIMES_FILE)
+  times = records.workdir_lib.read_json(path) or {}
+  times.setdefault(kind, []).append({"wall_seconds": round(seconds, 1), "exit": exit_code})
+  records.workdir_lib.write_json(path, times, indent=2)
+
+
+def _total_seconds(times: Mapping[str, Any], kind: str) -> float | str:
+  attempts = times.get(kind) or []
+  return round(sum(a["wall_seconds"] for a in attempts), 1) if attempts else ""
+
+
 def result_row(
   root: str, name: str, point: Mapping[str, Any], factors: Sequence[str], exit_code: int | None
 ) -> dict[str, Any]:
@@ -194,6 +216,9 @@ def result_row(
         "train_seconds": (run.summary or {}).get("train_seconds", ""),
       }
     )
+    times = records.workdir_lib.read_json(os.path.join(workdir, TIMES_FILE)) or {}
+    row["wall_seconds"] = _total_seconds(times, "train")
+    row["robustness_wall_seconds"] = _total_seconds(times, "robustness")
     for family, value in ((run.robustness or {}).get("summary") or {}).items():
       row[f"robustness_{family}"] = value
   return row
@@ -284,6 +309,7 @@ def run_sweep(
   def finish(process, name, slot, started):
     exit_codes[name] = process.returncode
     free_slots.append(slot)
+    record_time(os.path.join(root, name), "train", time.time() - started, process.returncode)
     index = names.index(name)
     print(
       f"[sweep] {name}: exit {process.returncode} after {time.time() - started:.0f} s", flush=True
@@ -341,9 +367,11 @@ def _maybe_evaluate(
   if not due or os.path.exists(os.path.join(workdir, records.ROBUSTNESS_FILE)):
     return
   print(f"[sweep] robustness of {name}", flush=True)
+  started = time.time()
   code = subprocess.call(
     robustness_command(workdir, **settings),
     env=child_environment(root, 0, ""),
   )
+  record_time(workdir, "robustness", time.time() - started, code)
   if code:
     print(f"[sweep] robustness evaluation of {name} failed with exit {code}", flush=True)
