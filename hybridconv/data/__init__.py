@@ -17,7 +17,6 @@ from hybridconv.data.device_pipeline import DevicePipeline
 from hybridconv.data.encoded import DecodeConfig
 from hybridconv.data.imagefolder import open_imagefolder, write_class_names
 from hybridconv.data.pipeline import Pipeline, build_pipeline, check_config, load_dataset
-from hybridconv.data.streaming import ArraySource, StreamingPipeline
 
 __all__ = [
   "ArrayDataset",
@@ -33,3 +32,13 @@ __all__ = [
   "open_imagefolder",
   "write_class_names",
 ]
+
+_LAZY = {"ArraySource", "StreamingPipeline"}  # grain is slow to import: only when used
+
+
+def __getattr__(name: str):
+  if name in _LAZY:
+    from hybridconv.data import streaming  # noqa: PLC0415
+
+    return getattr(streaming, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,6 @@ from hybridconv.data.device_pipeline import DevicePipeline
 from hybridconv.data.encoded import DecodeConfig
 from hybridconv.data.gratings import load_gratings_dataset
 from hybridconv.data.idx import load_idx_dataset
-from hybridconv.data.streaming import ArraySource, StreamingPipeline
 from hybridconv.data.tfds_source import load_tfds_dataset, open_tfds_streaming_sources
 
 SOURCES = ("idx", "tfds", "gratings", "imagefolder")
@@ -144,6 +143,10 @@ def build_pipeline(
     pipeline = DevicePipeline(dataset, **common)
     pipeline.train_subset = record
     return pipeline
+  # grain (and orbax through it) is imported only by streaming runs: a device-pipeline
+  # run, every point of a small study, skips its half-second import.
+  from hybridconv.data.streaming import ArraySource, StreamingPipeline  # noqa: PLC0415
+
   class_names = None
   decode = None
   labels = None
