@@ -9,6 +9,7 @@ globally sharded batch.
 
 from __future__ import annotations
 
+import math
 import os
 
 import jax
@@ -144,16 +145,44 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def check_batch_size(name: str, batch_size: int, mesh: Mesh) -> None:
-  """Refuses a batch size that does not split evenly over the mesh's devices."""
-  num_devices = mesh.devices.size
-  if batch_size < 1 or batch_size % num_devices:
-    raise ValueError(
-      f"config.{name}={batch_size} must be a positive multiple of the number of "
-      f"devices ({num_devices}: {jax.process_count()} process(es) x "
-      f"{jax.local_device_count()} local device(s)); e.g. "
-      f"{max(1, round(batch_size / num_devices)) * num_devices}"
+def check_batch_size(key: str, batch_size, devices: Mesh | int) -> None:
+  """Refuses a batch size that is not a positive multiple of the device count.
+
+  Every batch is split evenly over the devices, so this one check (and its one
+  message) serves the config validation, which has the mesh, and the data
+  pipelines, which have the size of the mesh's ``'data'`` axis.
+
+  Args:
+    key: the config key, named in the message as ``config.<key>``.
+    batch_size: its value.
+    devices: the mesh, or the number of devices a batch is split over.
+
+  Raises:
+    ValueError: naming the key, the value and the allowed values.
+  """
+  count = devices if isinstance(devices, int) else int(devices.devices.size)
+  if _is_whole(batch_size) and batch_size >= 1 and batch_size % count == 0:
+    return
+  if count == jax.device_count():  # say where the count comes from
+    where = (
+      f"{count}: {jax.process_count()} process(es) x {jax.local_device_count()} local device(s)"
     )
+  else:
+    where = str(count)
+  numeric = isinstance(batch_size, (int, float)) and math.isfinite(batch_size)
+  nearest = round(batch_size / count) if numeric else 1
+  raise ValueError(
+    f"config.{key}={batch_size!r} must be a positive multiple of the number of "
+    f"devices ({where}); e.g. {max(1, nearest) * count}"
+  )
+
+
+def _is_whole(value) -> bool:
+  """Whether ``value`` is a whole number (8 or 8.0, not True or 2.5)."""
+  try:
+    return not isinstance(value, bool) and int(value) == value
+  except (TypeError, ValueError, OverflowError):
+    return False
 
 
 def any_process(flag: bool) -> bool:

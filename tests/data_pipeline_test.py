@@ -161,8 +161,11 @@ def test_eval_batches_fixed_order_with_mask():
   "kwargs, message",
   [
     (dict(batch=51), "global_batch_size=51 exceeds the 50 training examples"),
-    (dict(batch=0), "global_batch_size must be a positive int"),
-    (dict(eval_batch=2.5), "eval_batch_size must be a positive int"),
+    (dict(batch=0), r"config.batch_size=0 must be a positive multiple of the number of devices"),
+    (
+      dict(eval_batch=2.5),
+      r"config.eval_batch_size=2.5 must be a positive multiple of the number of devices",
+    ),
   ],
 )
 def test_bad_construction(kwargs, message):
@@ -273,7 +276,8 @@ _SHARDED_SCRIPT = textwrap.dedent("""
       DevicePipeline(ds, global_batch_size=6, eval_batch_size=8, seed=0, mesh=mesh4)
       raise AssertionError("batch 6 on 4 devices was accepted")
     except ValueError as e:
-      assert "global_batch_size=6" in str(e) and "4 devices" in str(e), e
+      assert str(e) == ("config.batch_size=6 must be a positive multiple of the number of "
+                        "devices (4: 1 process(es) x 4 local device(s)); e.g. 8"), e
     s4 = StreamingPipeline(ArraySource(ds.train_images, ds.train_labels),
                            ArraySource(ds.test_images, ds.test_labels), num_classes=8,
                            mesh=mesh4, num_threads=1, **kw)

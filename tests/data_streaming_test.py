@@ -144,7 +144,9 @@ def test_eval_batches_fixed_order_with_mask():
 
 
 def test_refusals():
-  with pytest.raises(ValueError, match="global_batch_size=6 is not divisible by the 4 processes"):
+  with pytest.raises(
+    ValueError, match=r"config.batch_size=6 must be a multiple of the number of processes \(4\)"
+  ):
     _pipeline(batch=6, process_index=0, process_count=4)
   with pytest.raises(ValueError, match="global_batch_size=31 exceeds the 30 training examples"):
     _pipeline(batch=31)

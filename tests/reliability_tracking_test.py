@@ -1,8 +1,7 @@
 """A tracker that fails, hangs or cannot reach its server never stops or stalls training.
 
-The train loop's extra ``writer`` (where the W&B logger plugs in) runs behind
-:class:`writers.BackgroundWriter`; ``metrics.jsonl`` in the workdir gets every
-event regardless.
+The train loop's extra ``writer`` runs behind :class:`writers.BackgroundWriter`,
+as W&B does; ``metrics.jsonl`` in the workdir gets every event regardless.
 """
 
 from __future__ import annotations
@@ -127,7 +126,6 @@ def test_wandb_unreachable_falls_back_and_training_is_unchanged(reference, tmp_p
     mode="online",
     init_timeout=2.0,
     directory=workdir,
-    close_timeout=20.0,
     settings={"x_disable_stats": True, "console": "off"},
   )
   final = train.train_and_evaluate(rs.config(), workdir, writer=logger)

@@ -14,7 +14,7 @@ import pytest
 from configs import tiny
 from hybridconv.robustness import evaluate, outputs, suites
 from hybridconv.robustness import main as cli
-from hybridconv.tracking import report, wandb_logger
+from hybridconv.tracking import report, wandb_logger, writers
 from hybridconv.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,8 +114,8 @@ def test_wandb_gets_a_table_and_one_line_plot_per_family(results, monkeypatch):
       pass
 
   monkeypatch.setattr(wandb_logger.WandbLogger, "_init_run", lambda self, wandb, mode: FakeRun())
-  logger = wandb_logger.WandbLogger(project="p", mode="offline")
-  outputs.log_to_wandb(logger, results)
+  logger = writers.BackgroundWriter(wandb_logger.WandbLogger(project="p", mode="offline"))
+  outputs.log_to_wandb(logger, results)  # as hybridconv.robustness.main._publish does
   logger.close()
   keys = {key for _, data in logged for key in data}
   curves = {f"robustness/{f}_curve" for f in suites.FAMILIES if f != suites.CLEAN}

@@ -1,4 +1,4 @@
-"""Tests of the logger interface and its workdir, memory, multi and null backends."""
+"""Tests of the logger interface and its workdir, memory, multi, null and background backends."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from configs import default
 from hybridconv import tracking
-from hybridconv.tracking import jsonl_logger
+from hybridconv.tracking import jsonl_logger, writers
 from hybridconv.tracking import logger as logger_lib
 
 
@@ -125,6 +125,56 @@ def test_multi_logger_fans_out_to_every_backend():
     assert backend.closed
     assert backend.keys("scalars", step=4) == {"eval/accuracy"}
     assert len(backend.events) == 7
+
+
+def test_background_writer_forwards_every_kind_as_host_copies():
+  memory = tracking.MemoryLogger()
+  background = writers.BackgroundWriter(memory)
+  _log_everything(background)
+  values, image = np.array([1.0, 2.0]), np.zeros((2, 2, 1), np.uint8)
+  background.log_histograms(4, {"h": values})
+  background.log_images(4, {"x": image})
+  values[:], image[...] = np.nan, 255  # the caller reuses its buffers (donation)
+  background.log_video(4, "filters_gif/conv1", "conv1.gif")
+  background.close()
+  assert memory.closed
+  assert [e.kind for e in memory.events] == [
+    "config",
+    "scalars",
+    "images",
+    "histograms",
+    "table",
+    "artifact",
+    "histograms",
+    "images",
+    "video",
+  ]
+  assert memory.events[6].data["h"].counts.sum() == 2  # binned before the change
+  assert memory.events[7].data["x"].max() == 0
+  assert memory.events[8].data == {"filters_gif/conv1": os.path.abspath("conv1.gif")}
+  assert background.dropped == 0 and background.errors == 0
+
+
+class _ScalarWriter:
+  """A plain metric writer: ``write_scalars`` and ``close`` only."""
+
+  def __init__(self):
+    self.steps, self.closed = [], False
+
+  def write_scalars(self, step, scalars):
+    self.steps.append(step)
+
+  def close(self):
+    self.closed = True
+
+
+def test_background_writer_gives_a_plain_writer_the_scalars_only():
+  plain = _ScalarWriter()
+  background = writers.BackgroundWriter(plain)
+  _log_everything(background, step=3)
+  background.close()
+  assert plain.steps == [3] and plain.closed
+  assert background.errors == 0
 
 
 def test_jsonl_logger_writes_the_documented_layout(tmp_path):

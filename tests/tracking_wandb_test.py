@@ -1,5 +1,7 @@
 """Tests of the W&B backend: offline end to end, fallback without network, never blocking.
 
+W&B runs behind :class:`writers.BackgroundWriter` as in training, so the tests
+of queueing, dropping, failures and bounded close go through that wrapper.
 No test reaches the network: WANDB_BASE_URL points at a closed local port,
 the API key is removed and W&B's directories are temporary.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import struct
 import subprocess
@@ -20,7 +23,7 @@ import pytest
 
 from configs import default
 from hybridconv import tracking
-from hybridconv.tracking import wandb_logger
+from hybridconv.tracking import wandb_logger, writers
 
 QUIET = {"x_disable_stats": True, "console": "off"}
 
@@ -144,17 +147,18 @@ def test_offline_logger_records_every_kind_without_network(wandb_env):
   workdir = wandb_env / "run"
   checkpoint = wandb_env / "checkpoint.bin"
   checkpoint.write_bytes(b"weights")
-  logger = wandb_logger.WandbLogger(
+  wandb = wandb_logger.WandbLogger(
     project="hybridconv-test",
     mode="offline",
     directory=str(workdir),
     init_timeout=30,
     settings=QUIET,
   )
+  logger = writers.BackgroundWriter(wandb)
   _log_a_run(logger)
   logger.log_artifact(f"file://{checkpoint}", "checkpoint 2", "model")
   logger.close()
-  assert logger.mode == "offline" and logger.dropped == 0 and not logger._warned
+  assert wandb.mode == "offline" and logger.dropped == 0 and logger.errors == 0
   rows = history(read_wandb_records(_run_dir(str(workdir))))
   assert [(r["_step"], r.get("train/loss")) for r in rows] == [(1, 0.75), (2, 0.5)]
   first = rows[0]
@@ -183,17 +187,17 @@ def test_online_without_network_falls_back_to_offline_in_bounded_time(
     monkeypatch.setenv("WANDB_API_KEY", api_key)
   workdir = wandb_env / "run"
   start = time.monotonic()
-  logger = wandb_logger.WandbLogger(
+  wandb = wandb_logger.WandbLogger(
     project="hybridconv-test", mode="online", directory=str(workdir), init_timeout=2, settings=QUIET
   )
-  constructed = time.monotonic() - start
+  logger = writers.BackgroundWriter(wandb, close_timeout_s=60)
   _log_a_run(logger)
-  assert logger.wait_until_ready(60)
+  enqueued = time.monotonic() - start
   logger.close()
   elapsed = time.monotonic() - start
-  assert constructed < 1.0  # the training loop never waits for wandb.init
-  assert elapsed < 60
-  assert logger.mode == "offline"
+  assert enqueued < 1.0  # the training loop never waits for wandb.init
+  assert elapsed < 60 and not logger._thread.is_alive()  # finished, not given up on
+  assert wandb.mode == "offline"
   rows = history(read_wandb_records(_run_dir(str(workdir))))
   assert [r["_step"] for r in rows] == [1, 2]
 
@@ -204,7 +208,8 @@ def test_make_logger_sends_to_workdir_and_wandb_offline(wandb_env):
   config.wandb.init_timeout = 30.0
   workdir = str(wandb_env / "run")
   logger = tracking.make_logger(config, workdir, is_main_process=True, config={"seed": 3})
-  assert [type(x).__name__ for x in logger.loggers] == ["JsonlLogger", "WandbLogger"]
+  assert [type(x).__name__ for x in logger.loggers] == ["JsonlLogger", "BackgroundWriter"]
+  assert isinstance(logger.loggers[1].writer, wandb_logger.WandbLogger)
   logger.log_scalars(4, {"train/loss": 1.5})
   logger.close()
   assert tracking.read_metrics(workdir)["train/loss"][1].tolist() == [1.5]
@@ -219,11 +224,11 @@ def test_a_resumed_run_in_the_same_workdir_continues_the_same_wandb_run(wandb_en
   run_ids = []
   for step in (4, 9):  # first attempt, then the resumed one
     logger = tracking.make_logger(config, workdir, is_main_process=True, config={"seed": 3})
-    wandb_run = logger.loggers[1]
-    assert wandb_run.wait_until_ready(60) and wandb_run.mode == "offline"
-    run_ids.append(wandb_run.run.id)
+    wandb_run = logger.loggers[1].writer
     logger.log_scalars(step, {"train/loss": 1.0 / step})
     logger.close()
+    assert wandb_run.mode == "offline"
+    run_ids.append(wandb_run.run.id)
   run_id = open(os.path.join(workdir, "wandb_run_id")).read().strip()
   assert run_ids == [run_id, run_id]
   run_dirs = glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
@@ -247,45 +252,69 @@ class _FakeRun:
     self.finished = True
 
 
-def test_a_failing_wandb_never_raises_into_the_training_loop(monkeypatch):
+def _messages(caplog) -> list[str]:
+  return [r.getMessage() for r in caplog.records]
+
+
+def test_a_failing_wandb_never_raises_into_the_training_loop(monkeypatch, caplog):
   run = _FakeRun(fail=True)
   monkeypatch.setattr(wandb_logger.WandbLogger, "_init_run", lambda self, wandb, mode: run)
-  logger = wandb_logger.WandbLogger(project="p", mode="offline", settings=QUIET)
-  for step in range(3):
-    logger.log_scalars(step, {"train/loss": 1.0})
-  logger.close()
+  logger = writers.BackgroundWriter(
+    wandb_logger.WandbLogger(project="p", mode="offline", settings=QUIET)
+  )
+  with caplog.at_level(logging.WARNING):
+    for step in range(3):
+      logger.log_scalars(step, {"train/loss": 1.0})
+    logger.close()
   assert run.finished
-  assert "send-log" in logger._warned  # reported once, not raised
+  assert logger.errors == 3  # every call failed ...
+  assert len([m for m in _messages(caplog) if "connection reset" in m]) == 1  # ... reported once
 
 
-def test_a_stuck_wandb_drops_events_and_close_returns_in_bounded_time(monkeypatch):
-  release = threading.Event()
+def test_a_stuck_wandb_drops_events_and_close_returns_in_bounded_time(monkeypatch, caplog):
+  release, entered = threading.Event(), threading.Event()
 
   def stuck_init(self, wandb, mode):
+    entered.set()
     release.wait(30)
     return _FakeRun()
 
   monkeypatch.setattr(wandb_logger.WandbLogger, "_init_run", stuck_init)
-  logger = wandb_logger.WandbLogger(project="p", mode="offline", queue_size=4, close_timeout=0.5)
+  logger = writers.BackgroundWriter(
+    wandb_logger.WandbLogger(project="p", mode="offline"), max_queue=4, close_timeout_s=0.5
+  )
   try:
-    start = time.monotonic()
-    for step in range(50):
-      logger.log_scalars(step, {"train/loss": float(step)})
-    assert time.monotonic() - start < 0.5  # enqueueing never waits for W&B
-    assert logger.dropped == 46
-    start = time.monotonic()
-    logger.close()
-    assert time.monotonic() - start < 3
-    logger.log_scalars(60, {"train/loss": 0.0})  # after close: ignored, no error
+    with caplog.at_level(logging.WARNING):
+      start = time.monotonic()
+      logger.log_scalars(0, {"train/loss": 0.0})  # the worker takes it and sticks in wandb.init
+      enqueueing = time.monotonic() - start
+      assert entered.wait(30)
+      start = time.monotonic()
+      for step in range(1, 50):
+        logger.log_scalars(step, {"train/loss": float(step)})
+      enqueueing += time.monotonic() - start
+      assert enqueueing < 0.5  # enqueueing never waits for W&B
+      assert logger.dropped == 45  # 4 queued behind the stuck event
+      start = time.monotonic()
+      logger.close()
+      assert time.monotonic() - start < 3
+      logger.log_scalars(60, {"train/loss": 0.0})  # after close: ignored, no error
+    assert logger.dropped == 45
   finally:
     release.set()
+  assert len([m for m in _messages(caplog) if "not keeping up" in m]) == 1  # one warning
+  assert any("did not finish within" in m for m in _messages(caplog))
 
 
-def test_disabled_mode_starts_nothing_and_ignores_calls():
+def test_disabled_mode_starts_nothing_and_ignores_calls(monkeypatch):
+  def start(self):
+    raise AssertionError("a disabled W&B logger imported or initialised wandb")
+
+  monkeypatch.setattr(wandb_logger.WandbLogger, "_start", start)
   logger = wandb_logger.WandbLogger(project="p", mode="disabled")
   _log_a_run(logger)
   logger.close()
-  assert logger._thread is None and logger.run is None
+  assert logger.run is None and logger.mode == "disabled"
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hybridconv.data.augment import Augment, augment_key, channel_stats, prepare_batch
 from hybridconv.data.dataset import ArrayDataset
-from hybridconv.sharding import DATA_AXIS
+from hybridconv.sharding import DATA_AXIS, check_batch_size
 
 # Folded into the root key before the epoch; augmentation uses stream 1
 # (hybridconv.data.augment.augment_key).
@@ -51,17 +51,6 @@ def data_axis_size(mesh: Mesh) -> int:
       f"axes {tuple(mesh.shape)}"
     )
   return int(mesh.shape[DATA_AXIS])
-
-
-def check_batch_size(what: str, batch_size: int, num_shards: int) -> None:
-  """Refuses batch sizes that are not positive multiples of the number of shards."""
-  if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-    raise ValueError(f"{what} must be a positive int, got {batch_size!r}")
-  if batch_size % num_shards:
-    raise ValueError(
-      f"{what}={batch_size} is not divisible by the {num_shards} devices of the "
-      f"mesh axis {DATA_AXIS!r}; use a multiple of {num_shards}"
-    )
 
 
 def check_step(step: int) -> int:
@@ -158,7 +147,7 @@ class DevicePipeline:
     augment_config=None,
   ):
     num_shards = data_axis_size(mesh)
-    check_batch_size("global_batch_size", global_batch_size, num_shards)
+    check_batch_size("batch_size", global_batch_size, num_shards)  # config.batch_size
     check_batch_size("eval_batch_size", eval_batch_size, num_shards)
     num_train = len(dataset.train_labels)
     if global_batch_size > num_train:

@@ -42,11 +42,11 @@ from hybridconv.data.augment import Augment, augment_key, channel_stats, prepare
 from hybridconv.data.device_pipeline import (
   DATA_AXIS,
   Batch,
-  check_batch_size,
   check_step,
   data_axis_size,
   put_replicated,
 )
+from hybridconv.sharding import check_batch_size
 
 Record = dict[str, Any]
 
@@ -148,13 +148,13 @@ class StreamingPipeline:
     self.process_index = jax.process_index() if process_index is None else process_index
     self.process_count = jax.process_count() if process_count is None else process_count
     num_shards = data_axis_size(mesh)
-    for what, size in (
-      ("global_batch_size", global_batch_size),
-      ("eval_batch_size", eval_batch_size),
-    ):
-      check_batch_size(what, size, num_shards)
+    for key, size in (("batch_size", global_batch_size), ("eval_batch_size", eval_batch_size)):
+      check_batch_size(key, size, num_shards)  # named by the config's keys
       if size % self.process_count:
-        raise ValueError(f"{what}={size} is not divisible by the {self.process_count} processes")
+        raise ValueError(
+          f"config.{key}={size} must be a multiple of the number of processes "
+          f"({self.process_count}): each reads an equal share"
+        )
     self.local_batch_size = global_batch_size // self.process_count
     self.local_eval_batch_size = eval_batch_size // self.process_count
     self.global_batch_size, self.eval_batch_size = int(global_batch_size), int(eval_batch_size)

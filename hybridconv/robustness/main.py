@@ -116,6 +116,7 @@ def _publish(config, workdir: str, results: dict) -> None:
     factory,
     report,  # noqa: PLC0415
     wandb_logger,
+    writers,
   )
 
   try:
@@ -125,7 +126,7 @@ def _publish(config, workdir: str, results: dict) -> None:
   settings = config.tracking.wandb
   if settings.mode == "disabled":
     return
-  logger = wandb_logger.WandbLogger(
+  wandb = wandb_logger.WandbLogger(
     project=settings.project,
     entity=settings.entity,
     name=settings.name,
@@ -134,6 +135,9 @@ def _publish(config, workdir: str, results: dict) -> None:
     directory=workdir,
     run_id=factory.workdir_run_id(workdir),
   )
+  # In the background like training's: a failing or hanging W&B costs a
+  # warning and at most writers.CLOSE_TIMEOUT_S, never the exit status.
+  logger = writers.BackgroundWriter(wandb)
   outputs.log_to_wandb(logger, results)
   logger.close()
 

@@ -128,8 +128,10 @@ def wandb_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list]]:
 def log_to_wandb(logger, results: Mapping[str, Any]) -> None:
   """A table of every entry, the per-family means, and one line plot per family.
 
-  ``logger`` is a :class:`hybridconv.tracking.wandb_logger.WandbLogger` of the
-  run (same run id, so the results join the training run's page).
+  ``logger`` is a :class:`hybridconv.tracking.Logger` that reaches the run's
+  W&B run (same run id, so the results join the training run's page), e.g. a
+  :class:`~hybridconv.tracking.wandb_logger.WandbLogger` behind a
+  :class:`~hybridconv.tracking.writers.BackgroundWriter`.
   """
   columns, rows = wandb_rows(results)
   scalars = {f"robustness/{family}": value for family, value in results["summary"].items()}

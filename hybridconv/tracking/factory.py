@@ -43,9 +43,9 @@ def make_logger(
 ) -> logger_lib.Logger:
   """The run's one logger: JSONL/PNG files in ``workdir``, W&B unless disabled, and extras.
 
-  The train loop writes only to this logger. Each extra writer (e.g. a
-  caller's tracker) runs behind a :class:`writers.BackgroundWriter`, so its
-  failures and stalls cost a warning, not the run.
+  The train loop writes only to this logger. W&B and each extra writer (e.g. a
+  caller's tracker) run behind their own :class:`writers.BackgroundWriter`, so
+  their failures and stalls cost a warning, not the run.
 
   Args:
     tracking: the ``config.tracking`` section
@@ -66,21 +66,20 @@ def make_logger(
     return logger_lib.MultiLogger(background) if background else logger_lib.NullLogger()
   loggers: list[logger_lib.Logger] = [jsonl_logger.JsonlLogger(workdir)]
   if settings.mode != "disabled":
-    loggers.append(
-      wandb_logger.WandbLogger(
-        project=settings.project,
-        entity=settings.entity,
-        name=settings.name,
-        mode=settings.mode,
-        init_timeout=settings.init_timeout,
-        directory=workdir,
-        config=config,
-        run_id=workdir_run_id(workdir),
-        group=settings.group,
-        tags=tuple(settings.tags),
-        job_type=settings.job_type,
-      )
+    wandb = wandb_logger.WandbLogger(
+      project=settings.project,
+      entity=settings.entity,
+      name=settings.name,
+      mode=settings.mode,
+      init_timeout=settings.init_timeout,
+      directory=workdir,
+      config=config,
+      run_id=workdir_run_id(workdir),
+      group=settings.group,
+      tags=tuple(settings.tags),
+      job_type=settings.job_type,
     )
+    loggers.append(writers.BackgroundWriter(wandb))
   if config is not None:
     loggers[0].log_config(config)  # W&B received it with wandb.init
   return logger_lib.MultiLogger(loggers + background)

@@ -9,7 +9,9 @@ Backends: :class:`hybridconv.tracking.jsonl_logger.JsonlLogger`,
 :func:`make_logger` builds the right one from ``config.tracking``.
 
 A logger must never stop a training run: backends that talk to the outside
-world (W&B) catch their own failures, warn once and carry on.
+world (W&B) run behind :class:`hybridconv.tracking.writers.BackgroundWriter`,
+which keeps their stalls off the training thread and turns their failures into
+one warning.
 
 Values are converted to host NumPy copies by :func:`to_host` before they are
 kept anywhere, because the train step donates its device buffers: an array
@@ -166,6 +168,22 @@ class Logger(abc.ABC):
     """
     del step, name, path
 
+  def log_results_table(
+    self,
+    name: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    scalars: Mapping[str, float] | None = None,
+    line_plot: tuple[str, str, str, str] | None = None,
+  ) -> None:
+    """A table of results computed after training (robustness), with summary scalars.
+
+    Not abstract: only W&B shows it (the workdir has ``robustness.json``);
+    ``line_plot = (key, x column, y column, title)`` asks for a plot of the table.
+    """
+    del name, columns, rows, scalars, line_plot
+
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     self.log_scalars(step, scalars)
 
@@ -297,6 +315,10 @@ class MultiLogger(Logger):
   def log_video(self, step, name, path):
     for logger in self.loggers:
       logger.log_video(step, name, path)
+
+  def log_results_table(self, name, columns, rows, *, scalars=None, line_plot=None):
+    for logger in self.loggers:
+      logger.log_results_table(name, columns, rows, scalars=scalars, line_plot=line_plot)
 
   def close(self):
     for logger in self.loggers:

@@ -286,8 +286,8 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
       async_save=config.checkpoint.async_save,
     )
     with checkpointer:
-      # The loop's one logger: JSON lines in the workdir, W&B unless disabled (its own
-      # bounded background thread), ``writer`` behind a bounded background thread.
+      # The loop's one logger: JSON lines in the workdir; W&B unless disabled and
+      # ``writer``, each behind a bounded background thread (writers.BackgroundWriter).
       logger = tracking.make_logger(
         config.tracking,
         workdir,
