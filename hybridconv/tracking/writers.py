@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from absl import logging
@@ -32,21 +32,6 @@ class MetricWriter(Protocol):
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None: ...
 
   def close(self) -> None: ...
-
-
-class MultiWriter:
-  """Sends every event to several writers, in order."""
-
-  def __init__(self, writers: Sequence[MetricWriter]):
-    self.writers = list(writers)
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    for writer in self.writers:
-      writer.write_scalars(step, scalars)
-
-  def close(self) -> None:
-    for writer in self.writers:
-      writer.close()
 
 
 class BackgroundWriter(logger_lib.Logger):
