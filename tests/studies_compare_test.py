@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -173,3 +174,44 @@ def test_the_console_command_refuses_an_empty_folder_with_one_line(tmp_path):
   assert done.stderr.strip().splitlines() == [
     f"error: --workdir {tmp_path}: no runs found (no config.json at or below)"
   ]
+
+
+def test_robustness_is_compared_against_the_reference_paired_by_seed(study_root, tmp_path):
+  """Known robustness summaries in, their paired differences (and Holm p) out."""
+  root = tmp_path / "copy"
+  shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+  noise = {}
+  for arm in ARMS:
+    for size in SIZES:
+      for seed in SEEDS:
+        noise[(arm, size, seed)] = 0.5 + 0.1 * seed + (0.05 + 0.01 * seed if arm == "gabor" else 0)
+        summary = {"clean": 0.9, "gaussian_noise": noise[(arm, size, seed)]}
+        with open(
+          root / f"first_layer={arm},train_size={size},seed={seed}" / records.ROBUSTNESS_FILE,
+          "w",
+          encoding="utf-8",
+        ) as f:
+          json.dump({"summary": summary}, f)
+  assert (
+    compare.main(
+      ["--workdir", str(root), "--reference", "model.first_layer=free"]
+      + ["--no-likeness", "--no-figures"]
+    )
+    == 0
+  )
+  summary = _read_csv(os.path.join(root, "summary.csv"))
+  for row in summary:
+    if row["model.first_layer"] != "gabor":
+      assert not row.get("diff_robustness_gaussian_noise_mean")
+      continue
+    size = int(row["data.train_size"])
+    diffs = [noise[("gabor", size, s)] - noise[("free", size, s)] for s in SEEDS]
+    expected = stats.paired_difference(dict(enumerate(diffs)), dict.fromkeys(range(2), 0.0))
+    assert float(row["diff_robustness_gaussian_noise_mean"]) == pytest.approx(np.mean(diffs))
+    assert float(row["diff_robustness_gaussian_noise_ci_low"]) == pytest.approx(expected.ci_low)
+    assert row["diff_robustness_gaussian_noise_wins"] == "2/2"
+    assert float(row["diff_robustness_clean_mean"]) == 0.0
+    assert 0 < float(row["diff_robustness_gaussian_noise_p_holm"]) <= 1
+  study = open(os.path.join(root, "STUDY.md"), encoding="utf-8").read()
+  assert "| train_size | first_layer | clean diff | gaussian_noise diff |" in study
+  assert "5.50 (" in study  # +5.5 points, the mean of +5 and +6, with its interval

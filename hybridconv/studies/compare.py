@@ -180,12 +180,46 @@ def summary_rows(
       row[f"robustness_{family}_ci_high"] = interval.ci_high
     if reference is not None:
       row.update(_paired_columns(key, factors, reference, groups))
+      row.update(_robustness_diff_columns(key, factors, reference, groups, families))
     rows.append(row)
   if reference is not None:
     adjusted = stats.holm([row.get("diff_p", math.nan) for row in rows])
     for row, p in zip(rows, adjusted, strict=True):
       row["diff_p_holm"] = p
+    _holm_over_robustness(rows)
   return rows
+
+
+def _holm_over_robustness(rows: list[dict[str, Any]]) -> None:
+  """Adds ``..._p_holm`` to every robustness difference: one Holm family for all of them."""
+  keys = [
+    (i, k)
+    for i, row in enumerate(rows)
+    for k in row
+    if k.startswith("diff_robustness_") and k.endswith("_p")
+  ]
+  adjusted = stats.holm([rows[i][k] for i, k in keys])
+  for (i, k), p in zip(keys, adjusted, strict=True):
+    rows[i][k + "_holm"] = p
+
+
+def _partner(
+  key: tuple, factors: Sequence[str], reference: tuple[str, Any], groups: Mapping[tuple, Any]
+) -> tuple | None | bool:
+  """The reference group at ``key``'s levels of the other factors; True if ``key`` is it."""
+  ref_key, ref_value = reference
+  position = list(factors).index(ref_key)
+  if _value_text(key[position]) == ref_value:
+    return True
+  return next(
+    (
+      k
+      for k in groups
+      if _value_text(k[position]) == ref_value
+      and all(a == b for i, (a, b) in enumerate(zip(k, key, strict=True)) if i != position)
+    ),
+    None,
+  )
 
 
 def _paired_columns(
@@ -194,9 +228,8 @@ def _paired_columns(
   reference: tuple[str, Any],
   groups: Mapping[tuple, list[records.RunRecord]],
 ) -> dict[str, Any]:
-  ref_key, ref_value = reference
-  position = list(factors).index(ref_key)
-  if _value_text(key[position]) == ref_value:
+  partner = _partner(key, factors, reference, groups)
+  if partner is True:
     return {
       "diff_n": "",
       "diff_mean": "",
@@ -206,15 +239,6 @@ def _paired_columns(
       "diff_p": math.nan,
       "is_reference": True,
     }
-  partner = next(
-    (
-      k
-      for k in groups
-      if _value_text(k[position]) == ref_value
-      and all(a == b for i, (a, b) in enumerate(zip(k, key, strict=True)) if i != position)
-    ),
-    None,
-  )
   if partner is None:
     return {"diff_n": 0, "diff_p": math.nan, "is_reference": False}
   by_seed = {r.flat.get("seed"): r.final() for r in groups[key]}
@@ -229,6 +253,48 @@ def _paired_columns(
     "diff_p": diff.p_value,
     "is_reference": False,
   }
+
+
+def _robustness_of(run: records.RunRecord, family: str) -> float | None:
+  return ((run.robustness or {}).get("summary") or {}).get(family)
+
+
+def _robustness_diff_columns(
+  key: tuple,
+  factors: Sequence[str],
+  reference: tuple[str, Any],
+  groups: Mapping[tuple, list[records.RunRecord]],
+  families: Sequence[str],
+) -> dict[str, Any]:
+  """Per family: the paired difference of robustness (arm minus reference) over shared seeds.
+
+  Robustness differences are read beside the clean one: a first layer that is
+  more accurate everywhere is not thereby more robust.
+  """
+  partner = _partner(key, factors, reference, groups)
+  if partner is True or partner is None:
+    return {}
+  columns: dict[str, Any] = {}
+  for family in families:
+    mine = {r.flat.get("seed"): _robustness_of(r, family) for r in groups[key]}
+    theirs = {r.flat.get("seed"): _robustness_of(r, family) for r in groups[partner]}
+    mine = {s: v for s, v in mine.items() if v is not None}
+    theirs = {s: v for s, v in theirs.items() if v is not None}
+    if not set(mine) & set(theirs):
+      continue
+    diff = stats.paired_difference(mine, theirs)
+    prefix = f"diff_robustness_{family}"
+    columns.update(
+      {
+        f"{prefix}_n": diff.n,
+        f"{prefix}_mean": diff.mean,
+        f"{prefix}_ci_low": diff.ci_low,
+        f"{prefix}_ci_high": diff.ci_high,
+        f"{prefix}_wins": f"{diff.wins}/{diff.n}",
+        f"{prefix}_p": diff.p_value,
+      }
+    )
+  return columns
 
 
 def _sort_key(value: Any) -> tuple:
