@@ -4,9 +4,11 @@ Every point of a study is a new ``python -m hybridconv.main`` process that
 imports JAX and compiles its programs. This runs the same short arm (the tiny
 gratings config, one point per seed) twice through the real sweep runner:
 once with JAX's persistent compilation cache off, once with the runner's
-shared cache (``<root>/.jax_cache``). A point's *overhead* is its wall time
-minus the time spent in training steps (``train_seconds`` in its
-``summary.json``): imports, data, compilation, evaluation, checkpoints. The
+shared cache (``<root>/.jax_cache``). A point's *overhead* is the wall time of
+its process, as the runner records it in ``sweep_times.json``, minus the time
+spent in training steps (``train_seconds`` in its ``summary.json``): imports,
+data, compilation, evaluation, checkpoints. The runner's own start-up (once per
+study) is not a point's cost and is not counted. The
 first point of the cached run fills the cache; the second and later points
 show what a study pays per point (goal: <= 3 s).
 
@@ -22,46 +24,47 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from hybridconv.studies import runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = "configs/tiny.py:free"
 
 
 def run_points(root: str, seeds: list[int], steps: int, cache: bool) -> list[dict]:
-  """Runs one sweep point per seed, one at a time; returns per-point wall and train seconds."""
+  """Runs one sweep of one point per seed; per-point wall (the runner's record) and train s."""
   env = dict(os.environ)
   for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE"):
     env.pop(key, None)
   if not cache:
     env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.sweeps",
+      f"--config={CONFIG}",
+      f"--workdir={root}",
+      f"--config.num_train_steps={steps}",
+      "--config.cpu_devices=1",
+      "--grid",
+      "seed=" + ",".join(map(str, seeds)),
+      "model.first_layer=free",
+    ],
+    cwd=REPO,
+    env=env,
+    check=True,
+    capture_output=True,
+    text=True,
+  )
   results = []
   for seed in seeds:
-    start = time.perf_counter()
-    subprocess.run(
-      [
-        sys.executable,
-        "-m",
-        "hybridconv.sweeps",
-        f"--config={CONFIG}",
-        f"--workdir={root}",
-        f"--config.num_train_steps={steps}",
-        "--config.cpu_devices=1",
-        "--grid",
-        "seed=" + ",".join(map(str, seeds)),
-        f"seed={seed}",
-        "model.first_layer=free",
-      ],
-      cwd=REPO,
-      env=env,
-      check=True,
-      capture_output=True,
-      text=True,
-    )
-    wall = time.perf_counter() - start
     name = next(d for d in os.listdir(root) if d.endswith(f"seed={seed}"))
     with open(os.path.join(root, name, "summary.json"), encoding="utf-8") as f:
       train = json.load(f)["train_seconds"]
+    with open(os.path.join(root, name, runner.TIMES_FILE), encoding="utf-8") as f:
+      (attempt,) = json.load(f)["train"]
+    wall = attempt["wall_seconds"]
     results.append({"seed": seed, "wall_s": wall, "train_s": train, "overhead_s": wall - train})
   return results
 
