@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import tiny
 from hybridconv import configlib
@@ -215,3 +216,22 @@ def test_robustness_is_compared_against_the_reference_paired_by_seed(study_root,
   study = open(os.path.join(root, "STUDY.md"), encoding="utf-8").read()
   assert "| train_size | first_layer | clean diff | gaussian_noise diff |" in study
   assert "5.50 (" in study  # +5.5 points, the mean of +5 and +6, with its interval
+
+
+def test_gabor_parameters_are_set_beside_the_images_orientation_and_frequency_energy(
+  study_root, tmp_path
+):
+  root = tmp_path / "copy"
+  shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+  assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
+  two_panels = Image.open(root / "figures" / "gabor_parameters.png").size
+  statistics = {
+    "orientation_energy": [1 / 8] * 8,
+    "frequency_edges": [0.0, 0.0625, 0.125, 0.25, 0.5, 0.75],
+    "frequency_energy": [0.05, 0.2, 0.3, 0.4, 0.05],
+  }
+  with open(root / "image_statistics.json", "w", encoding="utf-8") as f:
+    json.dump(statistics, f)
+  assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
+  three_panels = Image.open(root / "figures" / "gabor_parameters.png").size
+  assert three_panels[0] > 1.3 * two_panels[0] and three_panels[1] == two_panels[1]

@@ -198,6 +198,27 @@ def scatter_before_after(
   return _save(fig, path)
 
 
+def _frequency_bands(axis, frequency, edges, image_energy) -> None:
+  """Share of filters per frequency band (start, end per size) beside the images' energy share."""
+  edges = np.asarray(edges, float)
+  positions = np.arange(len(edges) - 1)
+
+  def shares(values):
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), edges)
+    return counts / max(1, counts.sum())
+
+  first = next(iter(frequency.values()))[0]
+  axis.plot(positions, shares(first), "o:", color="grey", label="filters at the start")
+  for size, (_, after) in frequency.items():
+    axis.plot(positions, shares(after), "o-", label=f"filters at the end, {size}")
+  axis.plot(positions, image_energy, "k--", linewidth=2, label="training images: energy share")
+  axis.set_xticks(positions, [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)])
+  axis.set_xlabel("frequency band (cycles/pixel)")
+  axis.set_ylabel("share of filters (or of image energy)")
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize=7)
+
+
 def gabor_parameters(
   theta: Mapping[str, tuple[np.ndarray, np.ndarray]],
   frequency: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -205,9 +226,17 @@ def gabor_parameters(
   *,
   path: str,
   bins: int = 8,
+  image_frequency: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> str:
-  """Orientation shares at the start and end per arm (with the images'), and frequency moves."""
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+  """Orientation shares at the start and end per arm (with the images'), and frequency moves.
+
+  With ``image_frequency`` (band edges in cycles/pixel, the images' energy share per
+  band) a third panel sets the filters' frequency shares per band, at the start and
+  the end for each training size, beside the images' spectrum.
+  """
+  panels = 3 if image_frequency is not None else 2
+  fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
+  left, right = axes[0], axes[1]
   width = np.pi / bins
   centres = np.arange(bins) * width
   edges = np.concatenate([centres - width / 2, [np.pi - width / 2]])
@@ -246,5 +275,7 @@ def gabor_parameters(
   right.set_ylabel("final frequency (cycles/pixel)")
   right.grid(alpha=0.3)
   right.legend(fontsize=7)
+  if image_frequency is not None:
+    _frequency_bands(axes[2], frequency, *image_frequency)
   fig.suptitle("Learnable Gabor parameters: where they went")
   return _save(fig, path)

@@ -326,8 +326,10 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
     _gabor_parameters_figure(out, runs, arms, fig_dir),
     "Orientation (left): share of filters per orientation bin at the start and the end, "
     "pooled over seeds and sizes, beside the share of the training images' spectral energy per "
-    "orientation (7x7 patches; `image_statistics.json`, when present). Frequency (right): each "
-    "filter's final against its initial frequency (cycles/pixel), one colour per training size.",
+    "orientation (7x7 patches; `image_statistics.json`, when present). Frequency (middle): each "
+    "filter's final against its initial frequency (cycles/pixel), one colour per training size. "
+    "Frequency bands (right, with `image_statistics.json`): share of filters per band at the "
+    "start and the end per training size, beside the images' share of spectral energy per band.",
   )
   movement = gabor_movement_rows(runs)
   if movement:
@@ -558,10 +560,13 @@ def _gabor_parameters_figure(out, runs, arms, fig_dir):
       pair[1].append(f1)
   if not theta_rows:
     return None
-  image_energy = None
+  image_energy = image_frequency = None
   try:
     with open(os.path.join(out, "image_statistics.json"), encoding="utf-8") as f:
-      image_energy = json.load(f)["orientation_energy"]
+      statistics = json.load(f)
+    image_energy = statistics["orientation_energy"]
+    if "frequency_edges" in statistics:
+      image_frequency = (statistics["frequency_edges"], statistics["frequency_energy"])
   except (OSError, ValueError, KeyError):
     pass
   theta = {name: (np.concatenate(b), np.concatenate(a)) for name, (b, a) in theta_rows.items()}
@@ -569,7 +574,11 @@ def _gabor_parameters_figure(out, runs, arms, fig_dir):
     size: (np.concatenate(b), np.concatenate(a)) for size, (b, a) in frequency_pairs.items()
   }
   return study_figures.gabor_parameters(
-    theta, frequency, image_energy, path=os.path.join(fig_dir, "gabor_parameters.png")
+    theta,
+    frequency,
+    image_energy,
+    path=os.path.join(fig_dir, "gabor_parameters.png"),
+    image_frequency=image_frequency,
   )
 
 
