@@ -1,0 +1,100 @@
+"""The committed evidence of the kernel-choice study: a fresh clone can report and resume from it.
+
+These tests read the light records under ``experiments/kernel_study/results/fashion_mnist``
+(what git holds: configs, metrics, summaries, snapshots), copied into a temporary root as a
+fresh clone would have them: no checkpoints, no W&B folders, no images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hybridconv.studies import compare, records, runner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "experiments", "kernel_study", "results", "fashion_mnist")
+ARMS = ("free", "fixed-gabor")  # point-name labels of model.first_layer
+SEEDS = (0, 1)
+
+
+def _point(arm: str, seed: int) -> str:
+  return f"train_size=100,seed={seed},first_layer={arm}"
+
+
+def _copy_light(names, root) -> None:
+  """Copies the committed light records of ``names`` (and the sweep plan) into ``root``."""
+  os.makedirs(root, exist_ok=True)
+  shutil.copy(os.path.join(RESULTS, runner.PLAN_FILE), root)
+  for name in names:
+    for file in records.LIGHT_FILES:
+      source = os.path.join(RESULTS, name, file)
+      if os.path.isfile(source):
+        os.makedirs(os.path.dirname(os.path.join(root, name, file)), exist_ok=True)
+        shutil.copy(source, os.path.join(root, name, file))
+
+
+def _final_accuracy(name: str) -> float:
+  with open(os.path.join(RESULTS, name, "summary.json"), encoding="utf-8") as f:
+    return json.load(f)["eval/accuracy"]
+
+
+@pytest.fixture(scope="module")
+def names():
+  wanted = [_point(arm, seed) for arm in ARMS for seed in SEEDS]
+  missing = [n for n in wanted if not os.path.isfile(os.path.join(RESULTS, n, "summary.json"))]
+  assert not missing, f"committed study records missing: {missing}"
+  return wanted
+
+
+def test_compare_regenerates_the_report_from_committed_records(names, tmp_path):
+  root = str(tmp_path / "fashion_mnist")
+  _copy_light(names, root)
+  argv = ["--workdir", root, "--reference", "model.first_layer=free", "--no-likeness"]
+  assert compare.main(argv) == 0
+  with open(os.path.join(root, "summary.csv"), encoding="utf-8") as f:
+    summary = {row["model.first_layer"]: row for row in csv.DictReader(f)}
+  for arm, value in (("free", "free"), ("fixed-gabor", "fixed:gabor")):
+    expected = np.mean([_final_accuracy(_point(arm, s)) for s in SEEDS])
+    assert float(summary[value]["mean"]) == pytest.approx(expected, abs=1e-6)
+  diffs = [
+    _final_accuracy(_point("fixed-gabor", s)) - _final_accuracy(_point("free", s)) for s in SEEDS
+  ]
+  assert float(summary["fixed:gabor"]["diff_mean"]) == pytest.approx(np.mean(diffs), abs=1e-6)
+  study = open(os.path.join(root, "STUDY.md"), encoding="utf-8").read()
+  assert "## Final test accuracy" in study
+  assert os.path.getsize(os.path.join(root, "figures", "first_layer_filters.png")) > 1000
+
+
+def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
+  root = str(tmp_path / "fashion_mnist")
+  _copy_light(names[:1], root)
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.sweeps",
+      "--config=experiments/kernel_study/study.py",
+      f"--workdir={root}",
+      "data.train_size=100",
+      "seed=0",
+      "model.first_layer=free",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "[sweep] start" not in done.stdout  # nothing trained: the committed run is finished
+  with open(os.path.join(root, runner.RESULTS_FILE), encoding="utf-8") as f:
+    (row,) = [r for r in csv.DictReader(f) if r["point"] == names[0]]
+  assert row["status"] == "finished"
+  assert float(row["final_eval_accuracy"]) == pytest.approx(_final_accuracy(names[0]), abs=1e-6)
