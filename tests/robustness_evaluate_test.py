@@ -225,3 +225,20 @@ def test_cli_on_four_devices_matches_the_one_device_evaluation(run, tmp_path):
   for a, b in zip(sharded["entries"], local["entries"], strict=True):
     assert (a["family"], a["level"]) == (b["family"], b["level"])
     assert abs(a["correct"] - b["correct"]) <= 1, (a, b)  # float reduction order only
+
+
+def test_a_run_trained_before_newer_config_keys_still_evaluates(run, tmp_path):
+  """Keys added after a run was trained are missing from its config.json: defaults fill them."""
+  workdir, _ = run
+  copy = tmp_path / "old_run"
+  shutil.copytree(workdir, copy)
+  with open(copy / "config.json", encoding="utf-8") as f:
+    config = json.load(f)
+  del config["model"]["first_kernel_size"], config["data"]["train_size"], config["robustness"]
+  with open(copy / "config.json", "w", encoding="utf-8") as f:
+    json.dump(config, f)
+  small = suites.Suite("small", {suites.CLEAN: (0.0,)})
+  results = evaluate.evaluate_workdir(str(copy), suite=small)
+  assert (
+    results["clean_accuracy"] == evaluate.evaluate_workdir(workdir, suite=small)["clean_accuracy"]
+  )
