@@ -1,0 +1,66 @@
+"""What the kernel-choice study costs in wall time, from the runner's own records.
+
+The sweep runner appends the wall time of every process it starts for a point to the point's
+``sweep_times.json`` (training attempts, the robustness evaluation). This sums them per
+training-set size and projects each size's total from the median point of that size, for sizes
+whose points ran before the runner kept the record (their count is printed)::
+
+  .venv/bin/python experiments/kernel_study/study_time.py \
+      [--workdir experiments/kernel_study/results/fashion_mnist] [--extra 100=45]
+
+``--extra SIZE=SECONDS`` supplies a measured per-point wall time for a size with no record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+
+from hybridconv.studies import records
+
+DEFAULT_ROOT = os.path.join(os.path.dirname(__file__), "results", "fashion_mnist")
+
+
+def point_seconds(workdir: str) -> float | None:
+  """Training plus robustness wall seconds of one point, or None when unrecorded."""
+  path = os.path.join(workdir, records.TIMES_FILE)
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    times = json.load(f)
+  return sum(a["wall_seconds"] for kind in times.values() for a in kind)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", default=DEFAULT_ROOT)
+  parser.add_argument("--extra", action="append", default=[], help="SIZE=SECONDS per point")
+  args = parser.parse_args()
+  with open(os.path.join(args.workdir, "sweep.json"), encoding="utf-8") as f:
+    points = json.load(f)["points"]
+  extra = {int(k): float(v) for k, v in (item.split("=") for item in args.extra)}
+  by_size: dict[int, list[float | None]] = {}
+  for name in sorted(os.listdir(args.workdir)):
+    if name.startswith("train_size="):
+      size = int(name.split(",")[0].split("=")[1]) or 60_000
+      by_size.setdefault(size, []).append(point_seconds(os.path.join(args.workdir, name)))
+  planned: dict[int, int] = {}
+  for point in points:
+    size = int(point["data.train_size"]) or 60_000
+    planned[size] = planned.get(size, 0) + 1
+  total = 0.0
+  print(f"{'size':>6} | points | recorded | median s/point | projected min")
+  for size in sorted(planned):
+    recorded = [s for s in by_size.get(size, []) if s is not None]
+    median = statistics.median(recorded) if recorded else extra.get(size)
+    projected = planned[size] * median / 60 if median else float("nan")
+    total += 0 if median is None else projected
+    shown = f"{median:.0f}" if median else "-"
+    print(f"{size:>6} | {planned[size]:>6} | {len(recorded):>8} | {shown:>14} | {projected:.1f}")
+  print(f"projected whole study: {total:.0f} min ({total / 60:.2f} h; budget 2 h)")
+
+
+if __name__ == "__main__":
+  main()
