@@ -6,6 +6,8 @@ sweep runner (to apply a ``sweep()`` point).
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import os
 import sys
@@ -32,6 +34,40 @@ def load_config(spec: str):
   """The config of ``'path:variant'``, as ``config_flags`` would build it (unlocked)."""
   module, variant = load_config_module(spec)
   return module.get_config(variant) if variant else module.get_config()
+
+
+# The one declaration of every config key, beside the package in a source checkout.
+DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py"
+)
+
+
+def with_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
+  """A run's saved config (``config.json``) with the keys it lacks filled from the defaults.
+
+  Keys added to hybridconv after a run was trained are missing from its
+  ``config.json``; by convention their defaults (``configs/default.py``, when it
+  is beside the package) reproduce the behaviour from before the key existed.
+  The run's own values always win; without the defaults file ``saved`` is returned.
+  """
+  if not os.path.isfile(DEFAULT_CONFIG):
+    return dict(saved)
+  return _merged(copy.deepcopy(_defaults()), saved)
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+  return load_config(DEFAULT_CONFIG).to_dict()
+
+
+def _merged(defaults: Mapping[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
+  merged = dict(defaults)
+  for key, value in saved.items():
+    if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and value:
+      merged[key] = _merged(merged[key], value)
+    else:
+      merged[key] = value
+  return merged
 
 
 def missing_key(config, dotted: str) -> str | None:

@@ -235,3 +235,20 @@ def test_gabor_parameters_are_set_beside_the_images_orientation_and_frequency_en
   assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
   three_panels = Image.open(root / "figures" / "gabor_parameters.png").size
   assert three_panels[0] > 1.3 * two_panels[0] and three_panels[1] == two_panels[1]
+
+
+def test_a_run_from_before_a_config_key_existed_is_grouped_with_newer_ones(study_root, tmp_path):
+  """A key absent from an older run's config.json counts as its default, not as a difference."""
+  root = tmp_path / "copy"
+  shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+  path = root / "first_layer=free,train_size=64,seed=0" / "config.json"
+  config = json.loads(path.read_text(encoding="utf-8"))
+  del config["data"]["decode"], config["model"]["first_kernel_size"]
+  path.write_text(json.dumps(config), encoding="utf-8")
+  by = ["--by", "model.first_layer", "--by", "data.train_size", "--no-likeness", "--no-figures"]
+  assert compare.main(["--workdir", str(root), *by]) == 0
+  changed = root / "first_layer=free,train_size=128,seed=0" / "config.json"
+  config = json.loads(changed.read_text(encoding="utf-8"))
+  config["data"]["decode"]["crop_scale"] = [0.5, 1.0]  # a real difference is still one
+  changed.write_text(json.dumps(config), encoding="utf-8")
+  assert compare.main(["--workdir", str(root), *by]) == 2

@@ -27,21 +27,11 @@ from hybridconv.training import workdir as workdir_lib
 CHECKPOINT_CHOICES = "'latest', 'best' or a saved step"
 
 
-# The one declaration of every config key, beside the package in a source checkout.
-DEFAULT_CONFIG = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-  "configs",
-  "default.py",
-)
-
-
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with (its ``config.json``), locked.
 
-  Keys added to hybridconv after the run was trained are missing from its
-  ``config.json``; they take their defaults from ``configs/default.py`` (when it
-  is beside the package), which by convention reproduce the behaviour from
-  before the key existed. The run's own values always win.
+  Keys added to hybridconv since the run was trained take their defaults
+  (:func:`hybridconv.configlib.with_defaults`).
   """
   path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   if not os.path.isfile(path):
@@ -50,23 +40,9 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
       "written by `hybridconv train`"
     )
   with open(path, encoding="utf-8") as f:
-    saved = json.load(f)
-  if os.path.isfile(DEFAULT_CONFIG):
-    saved = _with_defaults(configlib.load_config(DEFAULT_CONFIG).to_dict(), saved)
-  config = ml_collections.ConfigDict(saved)
+    config = ml_collections.ConfigDict(configlib.with_defaults(json.load(f)))
   config.lock()
   return config
-
-
-def _with_defaults(defaults: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
-  """``saved`` with every key it lacks filled from ``defaults``, recursively."""
-  merged = dict(defaults)
-  for key, value in saved.items():
-    if isinstance(value, dict) and isinstance(merged.get(key), dict) and value:
-      merged[key] = _with_defaults(merged[key], value)
-    else:
-      merged[key] = value
-  return merged
 
 
 def _checkpointer(config, workdir: str) -> checkpointing.Checkpointer:

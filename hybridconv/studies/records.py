@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridconv import configlib
 from hybridconv.tracking.jsonl_logger import read_metrics
 from hybridconv.tracking.snapshots import SNAPSHOT_FILE
 from hybridconv.training import provenance
@@ -103,7 +104,9 @@ def load_run(path: str) -> RunRecord:
   return RunRecord(
     path=path,
     config=config,
-    flat=flatten(config),
+    # Keys added since the run was trained get their defaults, so an older run does not
+    # differ from a newer one of the same experiment in keys it never knew.
+    flat=flatten(configlib.with_defaults(config)),
     metrics=metrics,
     summary=workdir_lib.read_summary(path),
     starts=provenance.read_run_info(path),
