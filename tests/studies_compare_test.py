@@ -252,3 +252,24 @@ def test_a_run_from_before_a_config_key_existed_is_grouped_with_newer_ones(study
   config["data"]["decode"]["crop_scale"] = [0.5, 1.0]  # a real difference is still one
   changed.write_text(json.dumps(config), encoding="utf-8")
   assert compare.main(["--workdir", str(root), *by]) == 2
+
+
+def test_first_layer_movement_table_matches_the_snapshots(study_root, tmp_path):
+  root = tmp_path / "copy"
+  shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+  assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
+  changes = []
+  for seed in SEEDS:
+    with np.load(
+      root / f"first_layer=free,train_size=64,seed={seed}" / "filters" / "first_layer.npz"
+    ) as z:
+      start, end = (
+        z[f"{w}/kernel"].reshape(-1, z[f"{w}/kernel"].shape[-1]) for w in ("initial", "final")
+      )
+    changes.append(np.linalg.norm(end - start, axis=0) / np.linalg.norm(start, axis=0))
+  expected = 100 * np.median(np.concatenate(changes))
+  assert expected > 0
+  study = (root / "STUDY.md").read_text(encoding="utf-8")
+  assert "### How far the first-layer filters moved" in study
+  row = next(line for line in study.splitlines() if line.startswith("| free | 64 |"))
+  assert row.split("|")[4].strip() == f"{expected:.1f}"

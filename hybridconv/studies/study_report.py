@@ -354,6 +354,22 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
         movement,
       )
     )
+  moved = filter_movement_rows(arms)
+  if moved:
+    lines += [
+      "### How far the first-layer filters moved",
+      "",
+      "Per filter, the norm of its change from initialisation over the norm of its initial "
+      "value (the effective kernel, whatever its source), pooled over seeds; 0 for frozen "
+      "kernels. A learned first layer that moves little stays close to its initialisation, "
+      "random or Gabor.",
+      "",
+      *_md_table(
+        ["arm", "training images", "filters", "median change %", "90th pct %"],
+        moved,
+      ),
+      "",
+    ]
   add(
     "Robustness",
     _robustness_figure(runs, arms, has_sizes, fig_dir),
@@ -580,6 +596,38 @@ def _gabor_parameters_figure(out, runs, arms, fig_dir):
     path=os.path.join(fig_dir, "gabor_parameters.png"),
     image_frequency=image_frequency,
   )
+
+
+def filter_movement_rows(arms) -> list[list[str]]:
+  """Per learned arm and size: relative change of each first-layer filter, median and 90th pct."""
+  rows = []
+  for name, members in arms.items():
+    by_size: dict[int, list[np.ndarray]] = {}
+    for run in members:
+      snap = snapshots.read_snapshot(run.path)
+      if "initial/kernel" not in snap or "final/kernel" not in snap:
+        continue
+      start, end = (
+        snap[f"{when}/kernel"].reshape(-1, snap[f"{when}/kernel"].shape[-1])
+        for when in ("initial", "final")
+      )
+      norms = np.linalg.norm(start, axis=0)
+      change = np.linalg.norm(end - start, axis=0) / np.where(norms > 0, norms, 1.0)
+      by_size.setdefault(train_images(run), []).append(change)
+    for size in sorted(by_size):
+      change = np.concatenate(by_size[size])
+      if not change.any():
+        continue  # frozen: every filter exactly where it started
+      rows.append(
+        [
+          name,
+          str(size),
+          str(len(change)),
+          f"{100 * np.median(change):.1f}",
+          f"{100 * np.percentile(change, 90):.1f}",
+        ]
+      )
+  return rows
 
 
 def gabor_movement_rows(runs) -> list[list[str]]:
