@@ -273,3 +273,22 @@ def test_first_layer_movement_table_matches_the_snapshots(study_root, tmp_path):
   assert "### How far the first-layer filters moved" in study
   row = next(line for line in study.splitlines() if line.startswith("| free | 64 |"))
   assert row.split("|")[4].strip() == f"{expected:.1f}"
+
+
+def test_parameter_counts_per_arm_say_what_each_first_layer_learns(study_root, tmp_path):
+  root = tmp_path / "copy"
+  shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+  assert compare.main(["--workdir", str(root), "--no-likeness", "--no-figures"]) == 0
+  with np.load(root / "first_layer=free,train_size=64,seed=0" / "filters" / "first_layer.npz") as z:
+    height, width, channels, filters = z["initial/kernel"].shape
+  study = (root / "STUDY.md").read_text(encoding="utf-8")
+  rows = {
+    line.split("|")[1].strip(): [int(c.strip().replace(",", "")) for c in line.split("|")[2:5]]
+    for line in study.split("## Parameters per arm")[1].splitlines()
+    if line.startswith("| ") and line.split("|")[2].strip().replace(",", "").isdigit()
+  }
+  free, gabor = rows["free"], rows["gabor"]
+  assert free[1] == height * width * channels * filters + filters and free[2] == 0
+  assert gabor[1] == 3 * filters  # orientation, frequency and bias learned
+  assert gabor[2] == 3 * filters  # width, aspect ratio and phase fixed
+  assert free[0] - gabor[0] == free[1] - gabor[1]  # the rest of the model is the same

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridconv.studies import grid, records, stats, study_figures
+from hybridconv import configlib
+from hybridconv.studies import grid, model_size, records, stats, study_figures
 from hybridconv.tracking import snapshots
 
 SIZE_KEY = "data.train_size"
@@ -153,6 +154,7 @@ def write_study(
     )
   lines.append("")
   lines += _results_section(summary, factors, reference)
+  lines += _parameters_section(_arms(runs, arm_factors))
   if figures:
     lines += _figures_section(out, runs, factors, arm_factors, has_sizes, likeness)
   lines += _provenance_section(runs)
@@ -169,6 +171,35 @@ def write_study(
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path
+
+
+def _parameters_section(arms) -> list[str]:
+  """Parameter counts per arm (from its first run's config), when the input shape is known."""
+  rows = []
+  for name, members in arms.items():
+    counts = model_size.parameter_counts(configlib.with_defaults(members[0].config))
+    if counts is None:
+      return []
+    rows.append(
+      [
+        name,
+        f"{counts['learned']:,}",
+        f"{counts['first_layer_learned']:,}",
+        f"{counts['first_layer_frozen']:,}",
+      ]
+    )
+  if not rows:
+    return []
+  return [
+    "## Parameters per arm",
+    "",
+    "Learned parameters of the whole model and of its first conv layer (bias included), and the "
+    "first layer's frozen values (fixed kernel weights, or a Gabor layer's fixed shape "
+    "parameters), counted on the model built from the run's config.",
+    "",
+    *_md_table(["arm", "learned (model)", "learned (first layer)", "frozen (first layer)"], rows),
+    "",
+  ]
 
 
 def _results_section(summary, factors, reference) -> list[str]:
