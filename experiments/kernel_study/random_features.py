@@ -19,6 +19,7 @@ from hybridconv.studies.grid import product
 
 # One epoch: six ResNet-20 runs (the free ones at about 250 img/s here) fit the 30-minute budget.
 EPOCHS = 1.0
+SEEDS = (0, 1, 2)
 
 
 def get_config(arg: str | None = None):
@@ -39,5 +40,9 @@ def get_config(arg: str | None = None):
 
 
 def sweep():
-  """Every conv random and frozen (BN + classifier trained) vs all free; 3 paired seeds."""
-  yield from product({"model.kernels": [{}, {"*": "random"}], "seed": [0, 1, 2]})
+  """Every conv random and frozen (BN + classifier trained) vs all free; 3 paired seeds.
+
+  Seed by seed, both arms of a seed together, so a partial run holds complete pairs.
+  """
+  for seed in SEEDS:
+    yield from product({"model.kernels": [{}, {"*": "random"}], "seed": [seed]})
