@@ -115,8 +115,6 @@ def _publish(config, workdir: str, results: dict) -> None:
   from hybridconv.tracking import (  # noqa: PLC0415
     factory,
     report,  # noqa: PLC0415
-    wandb_logger,
-    writers,
   )
 
   try:
@@ -126,18 +124,9 @@ def _publish(config, workdir: str, results: dict) -> None:
   settings = config.tracking.wandb
   if settings.mode == "disabled":
     return
-  wandb = wandb_logger.WandbLogger(
-    project=settings.project,
-    entity=settings.entity,
-    name=settings.name,
-    mode=settings.mode,
-    init_timeout=settings.init_timeout,
-    directory=workdir,
-    run_id=factory.workdir_run_id(workdir),
-  )
   # In the background like training's: a failing or hanging W&B costs a
   # warning and at most writers.CLOSE_TIMEOUT_S, never the exit status.
-  logger = writers.BackgroundWriter(wandb)
+  logger = factory.background_wandb(settings, workdir)
   outputs.log_to_wandb(logger, results)
   logger.close()
 

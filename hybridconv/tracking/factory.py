@@ -66,20 +66,7 @@ def make_logger(
     return logger_lib.MultiLogger(background) if background else logger_lib.NullLogger()
   loggers: list[logger_lib.Logger] = [jsonl_logger.JsonlLogger(workdir)]
   if settings.mode != "disabled":
-    wandb = wandb_logger.WandbLogger(
-      project=settings.project,
-      entity=settings.entity,
-      name=settings.name,
-      mode=settings.mode,
-      init_timeout=settings.init_timeout,
-      directory=workdir,
-      config=config,
-      run_id=workdir_run_id(workdir),
-      group=settings.group,
-      tags=tuple(settings.tags),
-      job_type=settings.job_type,
-    )
-    loggers.append(writers.BackgroundWriter(wandb))
+    loggers.append(background_wandb(settings, workdir, config=config))
   if config is not None:
     loggers[0].log_config(config)  # W&B received it with wandb.init
   return logger_lib.MultiLogger(loggers + background)
@@ -111,3 +98,28 @@ def workdir_run_id(workdir: str) -> str:
     f.write(run_id + "\n")
   os.replace(temporary, path)
   return run_id
+
+
+def background_wandb(
+  settings, workdir: str, *, config: dict | None = None
+) -> writers.BackgroundWriter:
+  """The workdir's W&B run (``tracking.wandb`` settings) behind the one background writer.
+
+  Resumes the run whose id the workdir keeps, so a later command (``hybridconv
+  evaluate``) adds to the training run rather than starting another.
+  """
+  return writers.BackgroundWriter(
+    wandb_logger.WandbLogger(
+      project=settings.project,
+      entity=settings.entity,
+      name=settings.name,
+      mode=settings.mode,
+      init_timeout=settings.init_timeout,
+      directory=workdir,
+      config=config,
+      run_id=workdir_run_id(workdir),
+      group=settings.group,
+      tags=tuple(settings.tags),
+      job_type=settings.job_type,
+    )
+  )
