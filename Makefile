@@ -52,11 +52,13 @@ test-data:
 train: setup data
 	$(PY) -m hybridconv.main --config=$(CONFIG) --workdir=$(WORKDIR)
 
+# --dist loadscope: a module's tests share one worker, so module-scoped fixtures (trained runs,
+# a small trained study) are built once instead of once per worker.
 test: setup test-data
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist loadscope tests
 
 test-fast: setup
-	$(PY) -m pytest -n 2 -m "not slow" tests
+	$(PY) -m pytest -n 2 --dist loadscope -m "not slow" tests
 
 lint: setup
 	$(VENV)/bin/ruff check hybridconv tests experiments configs

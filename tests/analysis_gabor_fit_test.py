@@ -61,6 +61,7 @@ def noisy_bank():
   return params, kernels, gabor_fit.fit_gabor(kernels)
 
 
+@pytest.mark.slow
 def test_noisy_gabors_are_recovered(noisy_bank):
   params, _, fit = noisy_bank
   assert fit.theta.shape == (N,)
@@ -75,6 +76,7 @@ def test_noisy_gabors_are_recovered(noisy_bank):
   assert np.min(fit.r2) > 0.9
 
 
+@pytest.mark.slow
 def test_canonical_ranges(noisy_bank):
   _, _, fit = noisy_bank
   assert np.all((fit.theta >= 0) & (fit.theta < np.pi))
@@ -90,6 +92,7 @@ def test_white_noise_scores_low():
   assert np.max(fit.r2) < 0.35
 
 
+@pytest.mark.slow
 def test_rot90_rotates_orientation_by_quarter_turn(noisy_bank):
   _, kernels, fit = noisy_bank
   rotated = gabor_fit.fit_gabor(np.rot90(kernels, 1, axes=(0, 1)))
@@ -98,6 +101,7 @@ def test_rot90_rotates_orientation_by_quarter_turn(noisy_bank):
   np.testing.assert_allclose(rotated.r2, fit.r2, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_negating_and_scaling_keep_the_score(noisy_bank):
   _, kernels, fit = noisy_bank
   flipped = gabor_fit.fit_gabor(-1e-3 * kernels)
@@ -121,6 +125,7 @@ def test_off_centre_gabor_is_located():
   assert np.min(fit.r2) > 0.97
 
 
+@pytest.mark.slow
 def test_exact_gabor_without_centre_matches_gabor_real():
   # Non-square, one side even: the grid is centred between pixels along x.
   size = (9, 12)
@@ -168,6 +173,7 @@ def test_matches_scikit_image_orientation_convention():
   np.testing.assert_allclose(fit.sigma, 1.7, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_blobs_and_edges_are_flagged_in_the_layer_summary():
   x, y = (np.asarray(c) for c in centred_grid(SIZE))
   blob = np.exp(-(x**2 + y**2) / 8.0)
@@ -229,6 +235,7 @@ def test_per_channel_mode_shapes_and_scores():
   assert np.min(result.fit.r2) > 0.99 and np.min(result.r2_filter) > 0.99
 
 
+@pytest.mark.slow
 def test_layer_summary_separates_gabor_from_random_layers():
   rng = np.random.default_rng(8)
   gabors = _render(_random_params(rng, 8))[:, :, None, :] * rng.uniform(0.2, 1.0, (3, 8))

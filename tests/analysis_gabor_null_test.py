@@ -56,6 +56,7 @@ def test_three_dimensional_input_is_a_stack_of_single_channel_kernels():
   )
 
 
+@pytest.mark.slow
 def test_null_scores_of_gabors_fall_well_below_their_own_scores():
   kernels = _gabors(8, 7)[:, :, None, :]
   real = np.asarray(gabor_fit.fit_conv_kernel(kernels).r2_filter)

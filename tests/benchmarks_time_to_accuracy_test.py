@@ -120,6 +120,7 @@ def test_torch_spec_mirrors_the_config_and_refuses_what_it_cannot():
     ("hybrid", "cosine", 50),
   ],
 )
+@pytest.mark.slow
 def test_peer_learning_rate_is_hybridconvs(variant, schedule, total_steps):
   config = fashion_mnist.get_config(variant)
   config.optim.schedule = schedule
@@ -181,6 +182,7 @@ def test_peer_reads_and_normalises_as_hybridconv(tiny_idx):
     peer.read_idx(tiny_idx / "train-labels-idx1-ubyte.gz", peer.IMAGES_MAGIC)
 
 
+@pytest.mark.slow
 def test_run_jax_times_every_eval_of_the_real_trainer(tiny_idx):
   """train_and_evaluate on 512 images: 4 steps an epoch, evals at steps 2, 4, 6, 8."""
   config = tta.build_config("free", eval_every=0.5, max_epochs=2, data_dir=str(tiny_idx))
@@ -199,6 +201,7 @@ def test_run_jax_times_every_eval_of_the_real_trainer(tiny_idx):
   assert math.isfinite(result["total_seconds"])
 
 
+@pytest.mark.slow
 def test_run_jax_stops_at_target_through_preemption(tiny_idx):
   config = tta.build_config("free", eval_every=0.5, max_epochs=2, data_dir=str(tiny_idx))
   result = tta.run_jax(config, target=0.0, stop_at_target=True)

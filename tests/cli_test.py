@@ -59,6 +59,7 @@ def test_train_prints_where_the_results_are(tmp_path):
   assert _cli("analyze", f"--workdir={tmp_path / 'missing'}").returncode == 2
 
 
+@pytest.mark.slow
 def test_sweep_dry_run_lists_one_command_per_point(tmp_path):
   result = _cli(
     "sweep", "--config=configs/fashion_mnist.py:hybrid", f"--workdir={tmp_path}", "--dry_run"

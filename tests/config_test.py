@@ -80,6 +80,7 @@ DATA_SHAPES = {
   [(m, v) for m, vs in VARIANTS.items() for v in vs],
   ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
 )
+@pytest.mark.slow
 def test_every_variant_builds_its_model(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
   image_shape, num_classes = DATA_SHAPES[module]

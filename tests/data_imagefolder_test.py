@@ -190,6 +190,7 @@ def test_eval_preprocessing_is_deterministic_and_masks_unreadable_files(folder, 
   assert pipeline.metrics()["data/skipped_eval_images"] == 1
 
 
+@pytest.mark.slow
 def test_iterator_resumes_exactly_with_worker_processes(folder):
   pipeline = _pipeline(folder, batch=4, workers=2)
   for step in range(3):
@@ -245,6 +246,7 @@ def test_empty_train_folder_is_refused(tmp_path):
     open_imagefolder(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_small_alexnet_trains_from_the_folder_end_to_end(folder, tmp_path):
   config = tiny.get_config("free")
   config.data.source = "imagefolder"
@@ -344,6 +346,7 @@ def test_tfds_images_of_varying_size_stay_encoded_for_the_workers(
   assert sum(int(b["skipped"]) for b in batches) == 1  # one epoch: the truncated file once
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_class_folder_without_images_with_one_error_line(tmp_path):
   root = make_imagefolder(tmp_path / "images", per_class=(2, 1), corrupt=False)
   (root / "train" / "empty_class").mkdir()
@@ -368,6 +371,7 @@ def test_cli_refuses_a_class_folder_without_images_with_one_error_line(tmp_path)
   assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_small_alexnet_trains_from_a_real_prepared_tfds_imagenette(tmp_path):
   """Real ArrayRecord files read without TensorFlow; JPEGs decoded in a worker process."""
   write_tfds_imagenette(tmp_path / "tfds", num_train=12, num_val=5)

@@ -290,6 +290,7 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharding_over_four_fake_cpu_devices():
   # JAX_NUM_CPU_DEVICES must be set before JAX starts, and pytest workers may
   # already have started it: run in a fresh interpreter.

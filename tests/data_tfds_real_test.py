@@ -121,6 +121,7 @@ def test_streaming_pipeline_over_real_tfds_sources(tfds_dir):
 
 
 @pytest.mark.parametrize("pipeline", ["device", "streaming"])
+@pytest.mark.slow
 def test_train_and_evaluate_on_real_tfds_files(pipeline, tfds_dir, tmp_path):
   config = tiny.get_config("gabor")
   config.data = _data_config(tfds_dir, pipeline)

@@ -58,6 +58,7 @@ def test_every_arm_is_a_7x7_layer_of_32_filters(arm):
 @pytest.mark.parametrize(
   "model, shape", [("resnet20", (3, 3, 3, 16)), ("alexnet_small", (5, 5, 3, 64))]
 )
+@pytest.mark.slow
 def test_cifar_arms_fill_the_stem_width(model, shape):
   cifar = _module("cifar10")
   config = cifar.get_config(model)
@@ -68,6 +69,7 @@ def test_cifar_arms_fill_the_stem_width(model, shape):
     assert _first_layer_shape(config.model, (32, 32, 3)) == shape
 
 
+@pytest.mark.slow
 def test_a_cifar_point_trains_under_mock_data(tmp_path):
   cifar = _module("cifar10")
   config = cifar.get_config("resnet20")

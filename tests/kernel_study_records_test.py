@@ -54,6 +54,7 @@ def names():
   return wanted
 
 
+@pytest.mark.slow
 def test_compare_regenerates_the_report_from_committed_records(names, tmp_path):
   root = str(tmp_path / "fashion_mnist")
   _copy_light(names, root)
@@ -73,6 +74,7 @@ def test_compare_regenerates_the_report_from_committed_records(names, tmp_path):
   assert os.path.getsize(os.path.join(root, "figures", "first_layer_filters.png")) > 1000
 
 
+@pytest.mark.slow
 def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
   root = str(tmp_path / "fashion_mnist")
   _copy_light(names[:1], root)

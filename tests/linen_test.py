@@ -123,6 +123,7 @@ def _train(model, steps=4):
   return start, {"params": params, **rest}, losses
 
 
+@pytest.mark.slow
 def test_gabor_stem_in_a_flax_examples_resnet_trains_with_frozen_kernels_outside_params():
   model = ResNet([1, 1], 4, conv=hybridconv.linen.conv({"conv_init": "gabor"}))
   start, end, losses = _train(model)
@@ -159,6 +160,7 @@ def test_glob_mapping_picks_sources_by_linen_path():
   assert "['ResNetBlock_0']['KernelConv_0']['conv']['kernel_source']['kernel']" in frozen
 
 
+@pytest.mark.slow
 def test_hybrid_resnet_checkpoint_round_trip(tmp_path):
   model = ResNet([1, 1], 4, conv=hybridconv.linen.conv("hybrid"))
   _, variables, _ = _train(model, steps=2)

@@ -83,6 +83,7 @@ def test_registry_is_complete():
 
 
 @pytest.mark.parametrize("name,num_classes,image_shape,expected", PARAMETER_COUNTS)
+@pytest.mark.slow
 def test_parameter_count_pins(name, num_classes, image_shape, expected):
   assert _count(_abstract(name, num_classes, image_shape)) == expected
 
@@ -113,6 +114,7 @@ REPRESENTATIVES = ["simple_cnn", "alexnet", "alexnet_small", "resnet20", "resnet
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
+@pytest.mark.slow
 def test_gabor_first_layer_changes_the_count_by_the_kernel_parameters(name):
   """A 'pair' Gabor learning (theta, frequency) has 2*cin*cout kernel params, not kh*kw*cin*cout."""
   free = _abstract(name)
@@ -138,6 +140,7 @@ def test_first_layer_gabor_is_in_conv1_only(name):
 
 
 @pytest.mark.parametrize("name", ["alexnet", "alexnet_small", "resnet20", "resnet50"])
+@pytest.mark.slow
 def test_star_makes_every_conv_hybrid_including_shortcuts(name):
   model = _abstract(name, kernels={"*": "hybrid"})
   layers = conv_layers(model)
@@ -209,6 +212,7 @@ def test_bankmix_layer_is_found_by_name():
   [(name, classes, shape) for name, classes, shape, _ in PARAMETER_COUNTS]
   + [("resnet20", 10, (28, 28, 1)), ("resnet18", 10, (64, 64, 3))],
 )
+@pytest.mark.slow
 def test_output_shapes_abstractly(name, num_classes, image_shape):
   model = _abstract(name, num_classes, image_shape)
   model.eval()
@@ -317,6 +321,7 @@ def _same(a, b):
   ],
   ids=["alexnet_small", "alexnet"],
 )
+@pytest.mark.slow
 def test_dropout_only_in_train_mode_inside_a_jitted_functional_step(make, shape, with_grads):
   model = make()
   x = _images((4, *shape))

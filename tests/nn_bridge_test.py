@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import linen, nnx
 
 from hybridconv.nn import KernelConv, sources
@@ -33,6 +34,7 @@ class LinenClassifier(linen.Module):
 # --- end of README example ---
 
 
+@pytest.mark.slow
 def test_nnx_layer_trains_inside_a_linen_model():
   model = LinenClassifier()
   x = jax.random.normal(jax.random.key(0), (4, 12, 12, 3))

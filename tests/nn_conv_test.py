@@ -64,6 +64,7 @@ def _leaves_by_type(state, variable_type):
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
+@pytest.mark.slow
 def test_learnable_parameters_get_gradients_and_change_frozen_stay_identical(name):
   layer = conv_layer(3, 8, 3, source=SOURCES[name], rngs=nnx.Rngs(0))
   before, after, grads = _train_steps(layer)
@@ -179,6 +180,7 @@ def test_hybrid_fractions_round_to_counts():
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
+@pytest.mark.slow
 def test_jit_grad_and_bfloat16(name):
   layer = conv_layer(3, 8, 3, source=SOURCES[name], dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
   x = _images(5)

@@ -120,6 +120,7 @@ def _gabor_conv1(values):
   return layer
 
 
+@pytest.mark.slow
 def test_gabor_conversion_of_gabor_kernels_recovers_their_parameters():
   truth = {
     "theta": jnp.linspace(0.1, 3.0, 8),
@@ -144,6 +145,7 @@ def test_gabor_conversion_of_gabor_kernels_recovers_their_parameters():
   assert replaced.summary()["r2_min"] == pytest.approx(float(replaced.r2.min()))
 
 
+@pytest.mark.slow
 def test_gabor_conversion_of_a_free_layer_reports_fit_quality():
   model = CNN(rngs=nnx.Rngs(0))
   old = np.asarray(model.conv1.kernel[...])
@@ -158,6 +160,7 @@ def test_gabor_conversion_of_a_free_layer_reports_fit_quality():
   )
 
 
+@pytest.mark.slow
 def test_hybrid_conversion_carries_each_group_slice():
   model = CNN(rngs=nnx.Rngs(0))
   old = np.asarray(model.conv1.kernel[...])
@@ -172,6 +175,7 @@ def test_hybrid_conversion_carries_each_group_slice():
 
 
 @pytest.mark.parametrize("spec", ["free", "gabor", "fixed", "hybrid"])
+@pytest.mark.slow
 def test_converted_model_trains_and_round_trips_through_orbax(spec, tmp_path):
   model = CNN(rngs=nnx.Rngs(0))
   model, _ = convert(model, {"conv1": spec})
@@ -237,6 +241,7 @@ def test_bad_specs_are_one_clear_error_and_leave_the_model_untouched(spec, match
   assert all(type(conv) is nnx.Conv for _, conv in find_convs(model).values())
 
 
+@pytest.mark.slow
 def test_gabor_on_3x3_kernels_says_the_kernels_are_too_small():
   model = CNN(rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"conv 'conv2' \(kernel \(3, 3, 8, 16\)\): .*too small"):
@@ -244,6 +249,7 @@ def test_gabor_on_3x3_kernels_says_the_kernels_are_too_small():
   assert type(model.conv1) is nnx.Conv  # conv1's fit succeeded but nothing was swapped in
 
 
+@pytest.mark.slow
 def test_mix_channels_start_from_the_dominant_colour_component():
   model = nnx.Conv(3, 4, (7, 7), rngs=nnx.Rngs(0))
   colour = jnp.asarray([0.2, 0.5, -0.3])
@@ -268,6 +274,7 @@ def test_mix_channels_start_from_the_dominant_colour_component():
   assert math.isclose(float(replaced.summary()["r2_mean"]), float(replaced.r2.mean()))
 
 
+@pytest.mark.slow
 def test_gabor_conversion_of_all_zero_kernels_gives_a_finite_layer():
   model = CNN(rngs=nnx.Rngs(0))
   model.conv1.kernel[...] = jnp.zeros_like(model.conv1.kernel[...])

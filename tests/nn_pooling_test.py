@@ -23,6 +23,7 @@ def _reference(x, window, strides, padding):
 
 
 @pytest.mark.parametrize("shape,window,strides,padding", CASES)
+@pytest.mark.slow
 def test_matches_flax_outputs_and_gradients(shape, window, strides, padding):
   x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
   ours = max_pool(x, window, strides, padding)

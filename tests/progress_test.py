@@ -120,6 +120,7 @@ def _run_in_pty() -> str:
 BAR = re.compile(r"^train: +\d+%\|")
 
 
+@pytest.mark.slow
 def test_bar_under_a_terminal_keeps_every_line_whole():
   raw = _run_in_pty()
   screen = [line for line in _screen(raw) if line.strip()]
@@ -146,6 +147,7 @@ def test_bar_under_a_terminal_keeps_every_line_whole():
   assert rate > 20, final
 
 
+@pytest.mark.slow
 def test_plain_lines_through_a_pipe_with_an_eta_that_leaves_out_compilation():
   result = subprocess.run(
     [sys.executable, "-c", CHILD], cwd=REPO, capture_output=True, text=True, timeout=120, check=True

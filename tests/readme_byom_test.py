@@ -21,6 +21,7 @@ def test_the_section_has_its_three_examples():
 
 
 @pytest.mark.parametrize("index", range(3))
+@pytest.mark.slow
 def test_readme_example_runs(index, capsys):
   exec(compile(_blocks()[index], f"README byom block {index}", "exec"), {"__name__": "readme"})
   if index == 0:

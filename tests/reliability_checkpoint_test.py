@@ -72,6 +72,7 @@ def _garble_metadata(workdir, step):
   [_truncate, _flip_one_byte, _delete_array_metadata, _garble_metadata],
   ids=lambda f: f.__name__.strip("_"),
 )
+@pytest.mark.slow
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
   damage, reference, tmp_path, caplog
 ):
@@ -88,6 +89,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
   assert final["train_seconds"] > 0  # it trained, rather than only evaluating
 
 
+@pytest.mark.slow
 def test_no_intact_checkpoint_stops_with_every_error_and_moves_nothing(reference, tmp_path):
   workdir = _copy_run(reference, tmp_path)
   _flip_one_byte(workdir, 8)
@@ -102,6 +104,7 @@ def test_no_intact_checkpoint_stops_with_every_error_and_moves_nothing(reference
   assert not os.path.exists(os.path.join(workdir, "checkpoints" + checkpointing.CORRUPT_SUFFIX))
 
 
+@pytest.mark.slow
 def test_a_different_model_forced_onto_old_checkpoints_is_not_taken_for_damage(reference, tmp_path):
   workdir = _copy_run(reference, tmp_path)
   config = rs.config(**{"model.first_layer": "free", "allow_config_change": True})

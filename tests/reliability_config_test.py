@@ -102,6 +102,7 @@ def test_bad_model_or_dataset_fails_before_compiling(overrides, message, no_comp
   ],
   ids=["model", "seed", "data", "optimizer"],
 )
+@pytest.mark.slow
 def test_resuming_with_a_config_that_changes_the_model_is_refused(
   overrides, message, reference, no_compile, tmp_path
 ):
@@ -116,6 +117,7 @@ def test_resuming_with_a_config_that_changes_the_model_is_refused(
     train.train_and_evaluate(rs.config(**overrides), workdir)
 
 
+@pytest.mark.slow
 def test_allowed_config_change_resumes_and_refusal_is_one_line_from_the_cli(reference, tmp_path):
   workdir = str(tmp_path / "run")
   shutil.copytree(reference[0], workdir)
@@ -188,6 +190,7 @@ def test_truncated_idx_file_is_refused_end_to_end(no_compile, tmp_path):
     train.train_and_evaluate(config, str(tmp_path / "work"))
 
 
+@pytest.mark.slow
 def test_corrupt_gzip_is_refused_in_one_line_from_the_cli(tmp_path):
   directory = _idx_dir(tmp_path, compress=True)
   path = directory / "t10k-labels-idx1-ubyte.gz"

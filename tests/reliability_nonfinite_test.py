@@ -48,6 +48,7 @@ def _leaves(tree):
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
+@pytest.mark.slow
 def test_skip_keeps_params_optimizer_and_batchnorm_state_bit_for_bit():
   state, step, batch = _step_setup()
   skip = jax.jit(functools.partial(step, skip_nonfinite=True))
@@ -98,6 +99,7 @@ def test_monitor_names_the_step_and_the_non_finite_gradients():
     nonfinite.NonFiniteMonitor("ignore", 3, names)
 
 
+@pytest.mark.slow
 def test_nan_stops_naming_the_step_and_resume_loses_only_unsaved_steps(reference, tmp_path):
   stopped = rs.run_cli(tmp_path, fault="nan@step:6")
   assert stopped.returncode == nonfinite.EXIT_CODE == 3, stopped.stderr[-2000:]
@@ -124,6 +126,7 @@ def test_absurd_learning_rate_stops_and_no_checkpoint_holds_non_finite_values(tm
     )
 
 
+@pytest.mark.slow
 def test_skip_policy_skips_then_stops_after_too_many_in_a_row(tmp_path, monkeypatch):
   skip = {"nan_policy": "skip", "max_consecutive_skips": 2}
   monkeypatch.setenv(faults.ENV_VAR, "nan@step:3-4")

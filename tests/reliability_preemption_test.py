@@ -45,6 +45,7 @@ def _metadata(workdir, step):
   ],
   ids=["compile", "sigint", "during-save"],
 )
+@pytest.mark.slow
 def test_signal_saves_at_next_step_and_resume_is_exact(
   fault, overrides, stop_step, signal_name, reference, tmp_path, monkeypatch
 ):
@@ -69,6 +70,7 @@ def test_signal_before_the_first_step_stops_without_training(tmp_path, monkeypat
   assert not os.path.exists(tmp_path / "metrics.jsonl") or not writers.read_events(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_path, monkeypatch):
   workdir = str(tmp_path)
   monkeypatch.setenv(faults.ENV_VAR, "sigterm@eval:4")

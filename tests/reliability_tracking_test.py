@@ -70,6 +70,7 @@ def _same_training(workdir, final, reference):
     }
 
 
+@pytest.mark.slow
 def test_a_tracker_failing_mid_run_costs_one_warning(reference, tmp_path, caplog):
   failing = _FailingWriter(ok_calls=2)
   with caplog.at_level(logging.WARNING):
@@ -80,6 +81,7 @@ def test_a_tracker_failing_mid_run_costs_one_warning(reference, tmp_path, caplog
   assert len([m for m in failures if "ConnectionError" in m]) == 1, failures
 
 
+@pytest.mark.slow
 def test_a_hanging_tracker_neither_blocks_steps_nor_the_end_beyond_the_timeout(
   reference, tmp_path, monkeypatch, caplog
 ):
@@ -111,6 +113,7 @@ def test_background_writer_close_is_bounded():
     hanging.release.set()
 
 
+@pytest.mark.slow
 def test_wandb_unreachable_falls_back_and_training_is_unchanged(reference, tmp_path, monkeypatch):
   for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_ENTITY", "WANDB_PROJECT", "WANDB_RUN_ID"):
     monkeypatch.delenv(var, raising=False)

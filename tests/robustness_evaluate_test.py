@@ -54,6 +54,7 @@ def _by_family(results):
   return {f: [e["correct"] for e in entries] for f, entries in outputs.by_family(results).items()}
 
 
+@pytest.mark.slow
 def test_clean_accuracy_equals_the_runs_final_evaluation(run, results):
   _, final = run
   assert results["step"] == final["step"] == 8
@@ -61,6 +62,7 @@ def test_clean_accuracy_equals_the_runs_final_evaluation(run, results):
   assert results["num_test_images"] == 100
 
 
+@pytest.mark.slow
 def test_level_zero_reproduces_clean_exactly(results):
   counts = _by_family(results)
   clean = counts[suites.CLEAN][0]
@@ -69,6 +71,7 @@ def test_level_zero_reproduces_clean_exactly(results):
   assert results["num_attack_images"] == 100  # pgd_images=0: the same images as clean
 
 
+@pytest.mark.slow
 def test_pgd_accuracy_does_not_rise_with_eps_nor_beat_fgsm(results):
   counts = _by_family(results)
   tolerance = math.ceil(results["num_attack_images"] / 1000)  # one image per 1,000
@@ -78,6 +81,7 @@ def test_pgd_accuracy_does_not_rise_with_eps_nor_beat_fgsm(results):
   assert pgd[-1] < pgd[0]  # the attack does something on this model
 
 
+@pytest.mark.slow
 def test_results_file_schema_and_summary(run, results):
   workdir, _ = run
   with open(os.path.join(workdir, evaluate.RESULTS_FILE), encoding="utf-8") as f:
@@ -93,6 +97,7 @@ def test_results_file_schema_and_summary(run, results):
   assert list(saved["summary"]) == list(suites.FAMILIES)
 
 
+@pytest.mark.slow
 def test_report_gets_a_robustness_table_and_curves(run, results):
   workdir, _ = run
   path = report.write_report(workdir)
@@ -103,6 +108,7 @@ def test_report_gets_a_robustness_table_and_curves(run, results):
   assert os.path.isfile(os.path.join(workdir, report.FIGURE_DIR, outputs.FIGURE_NAME))
 
 
+@pytest.mark.slow
 def test_wandb_gets_a_table_and_one_line_plot_per_family(results, monkeypatch):
   logged = []
 
@@ -126,6 +132,7 @@ def test_wandb_gets_a_table_and_one_line_plot_per_family(results, monkeypatch):
   assert all(step is None for step, _ in logged)
 
 
+@pytest.mark.slow
 def test_checkpoint_choices(run):
   workdir, _ = run
   small = suites.Suite("small", {suites.CLEAN: (0.0,)})
@@ -133,6 +140,7 @@ def test_checkpoint_choices(run):
   assert evaluate.evaluate_workdir(workdir, checkpoint=4, suite=small)["step"] == 4
 
 
+@pytest.mark.slow
 def test_test_subset_holds_the_attack_subset_and_sets_the_corruption_counts(run):
   workdir, _ = run
   small = suites.Suite(
@@ -170,6 +178,7 @@ def _listing(workdir):
     (["--test-images=-1"], "--test-images=-1 must be an int >= 0"),
   ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_error_line_and_exit_2_changing_nothing(run, capsys, argv, message):
   workdir, _ = run
   before = _listing(workdir)
@@ -179,6 +188,7 @@ def test_bad_input_is_one_error_line_and_exit_2_changing_nothing(run, capsys, ar
   assert _listing(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_workdir_without_checkpoints_is_refused(run, tmp_path, capsys):
   workdir, _ = run
   shutil.copy(os.path.join(workdir, "config.json"), tmp_path / "config.json")
@@ -188,6 +198,7 @@ def test_a_workdir_without_checkpoints_is_refused(run, tmp_path, capsys):
   assert os.listdir(tmp_path) == ["config.json"]
 
 
+@pytest.mark.slow
 def test_cli_on_four_devices_matches_the_one_device_evaluation(run, tmp_path):
   workdir, _ = run
   copy = tmp_path / "run"
@@ -227,6 +238,7 @@ def test_cli_on_four_devices_matches_the_one_device_evaluation(run, tmp_path):
     assert abs(a["correct"] - b["correct"]) <= 1, (a, b)  # float reduction order only
 
 
+@pytest.mark.slow
 def test_a_run_trained_before_newer_config_keys_still_evaluates(run, tmp_path):
   """Keys added after a run was trained are missing from its config.json: defaults fill them."""
   workdir, _ = run

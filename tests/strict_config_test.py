@@ -52,6 +52,7 @@ MODEL_TYPES = {
   [(m, v) for m, vs in VARIANTS.items() for v in vs],
   ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
 )
+@pytest.mark.slow
 def test_every_variant_builds_the_model_and_first_layer_it_names(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
   image_shape, num_classes = DATA_SHAPES[module]

@@ -44,6 +44,7 @@ def _batch_norms(name, num_classes, image_shape):
     ("alexnet_small", 10, (32, 32, 3), 5),
   ],
 )
+@pytest.mark.slow
 def test_published_models_use_pytorch_batch_norm_momentum_and_epsilon(
   name, num_classes, image_shape, count
 ):
@@ -147,6 +148,7 @@ def _r2(kernel, reconstruction, axes):
   return 1 - sse / sst
 
 
+@pytest.mark.slow
 def test_logged_gabor_likeness_is_one_minus_sse_over_centred_sst():
   size, cin, cout = 7, 2, 4
   rng = np.random.default_rng(0)

@@ -82,6 +82,7 @@ def _norms(kernel):
     "fixed_sobel",
   ],
 )
+@pytest.mark.slow
 def test_gabor_and_fixed_filters_have_unit_norm_over_kh_kw_cin(source, cin):
   cout = 1 if isinstance(source, sources.Fixed) and source.bank == "sobel_x" else 6
   layer = KernelConv(cin, cout, 5, source=source, rngs=nnx.Rngs(0))

@@ -113,6 +113,7 @@ def _setup(variant="hybrid", *, label_smoothing=0.0, compute_dtype="float32"):
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.slow
 def test_train_step_loss_is_the_label_smoothed_cross_entropy(smoothing):
   fns, state, step = _setup(label_smoothing=smoothing)
   batch = _batch()
@@ -129,6 +130,7 @@ def test_train_step_loss_is_the_label_smoothed_cross_entropy(smoothing):
     assert abs(loss - _smoothed_ce(logits, batch["label"], 0.0)) > 1e-3
 
 
+@pytest.mark.slow
 def test_label_smoothing_changes_the_gradient():
   _, state, plain = _setup(label_smoothing=0.0)
   _, _, smoothed = _setup(label_smoothing=0.3)
@@ -139,6 +141,7 @@ def test_label_smoothing_changes_the_gradient():
   assert abs(a - b) > 1e-4 * a
 
 
+@pytest.mark.slow
 def test_bfloat16_loss_matches_float32_within_bf16_precision():
   """The same initial params and batch: bf16 activations change the loss by < 2%, not 0."""
   _, state32, step32 = _setup(compute_dtype="float32")
@@ -190,6 +193,7 @@ def _initial_state(config):
   return pipeline, fns, state
 
 
+@pytest.mark.slow
 def test_final_eval_metrics_equal_a_numpy_evaluation_of_the_checkpoint(smoothed_run):
   config, workdir, final = smoothed_run
   _, fns, state = _initial_state(config)
@@ -220,6 +224,7 @@ def test_final_eval_metrics_equal_a_numpy_evaluation_of_the_checkpoint(smoothed_
   assert final["eval/loss"] != pytest.approx(_smoothed_ce(logits, labels, 0.2), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_first_logged_train_loss_is_label_smoothed_as_configured(smoothed_run):
   config, workdir, _ = smoothed_run
   pipeline, fns, state = _initial_state(config)

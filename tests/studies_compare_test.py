@@ -55,6 +55,7 @@ def _read_csv(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
   assert (
     compare.main(
@@ -100,6 +101,7 @@ def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
     assert f"figures/{figure}" in study
 
 
+@pytest.mark.slow
 def test_runs_record_subset_provenance_and_first_layer_snapshots(study_root):
   run = records.load_run(os.path.join(study_root, "first_layer=gabor,train_size=64,seed=1"))
   assert run.finished and run.summary["step"] == 6
@@ -115,6 +117,7 @@ def test_runs_record_subset_provenance_and_first_layer_snapshots(study_root):
   assert any(k.startswith("final/gabor/") for k in snapshot.files)
 
 
+@pytest.mark.slow
 def test_same_seed_same_subset_across_arms(study_root):
   hashes = {
     arm: json.load(
@@ -125,6 +128,7 @@ def test_same_seed_same_subset_across_arms(study_root):
   assert hashes["free"] == hashes["gabor"]
 
 
+@pytest.mark.slow
 def test_gabor_likeness_against_the_null_is_computed_and_cached(study_root, tmp_path):
   out = str(tmp_path / "report")
   assert compare.main(["--workdir", study_root, "--out", out]) == 0
@@ -140,6 +144,7 @@ def test_gabor_likeness_against_the_null_is_computed_and_cached(study_root, tmp_
   assert len(cached["final"]["null_r2"]) == 4 * len(cached["final"]["r2"])
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
   assert compare.main(["--workdir", str(tmp_path)]) == 2
   assert "no runs found" in capsys.readouterr().err
@@ -160,6 +165,7 @@ def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
   assert "differ in config.optim.learning_rate" in err and "neither a factor nor the seed" in err
 
 
+@pytest.mark.slow
 def test_the_console_command_refuses_an_empty_folder_with_one_line(tmp_path):
   import subprocess  # noqa: PLC0415
   import sys  # noqa: PLC0415
@@ -177,6 +183,7 @@ def test_the_console_command_refuses_an_empty_folder_with_one_line(tmp_path):
   ]
 
 
+@pytest.mark.slow
 def test_robustness_is_compared_against_the_reference_paired_by_seed(study_root, tmp_path):
   """Known robustness summaries in, their paired differences (and Holm p) out."""
   root = tmp_path / "copy"
@@ -218,6 +225,7 @@ def test_robustness_is_compared_against_the_reference_paired_by_seed(study_root,
   assert "5.50 (" in study  # +5.5 points, the mean of +5 and +6, with its interval
 
 
+@pytest.mark.slow
 def test_gabor_parameters_are_set_beside_the_images_orientation_and_frequency_energy(
   study_root, tmp_path
 ):
@@ -237,6 +245,7 @@ def test_gabor_parameters_are_set_beside_the_images_orientation_and_frequency_en
   assert three_panels[0] > 1.3 * two_panels[0] and three_panels[1] == two_panels[1]
 
 
+@pytest.mark.slow
 def test_a_run_from_before_a_config_key_existed_is_grouped_with_newer_ones(study_root, tmp_path):
   """A key absent from an older run's config.json counts as its default, not as a difference."""
   root = tmp_path / "copy"
@@ -254,6 +263,7 @@ def test_a_run_from_before_a_config_key_existed_is_grouped_with_newer_ones(study
   assert compare.main(["--workdir", str(root), *by]) == 2
 
 
+@pytest.mark.slow
 def test_first_layer_movement_table_matches_the_snapshots(study_root, tmp_path):
   root = tmp_path / "copy"
   shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
@@ -275,6 +285,7 @@ def test_first_layer_movement_table_matches_the_snapshots(study_root, tmp_path):
   assert row.split("|")[4].strip() == f"{expected:.1f}"
 
 
+@pytest.mark.slow
 def test_parameter_counts_per_arm_say_what_each_first_layer_learns(study_root, tmp_path):
   root = tmp_path / "copy"
   shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))

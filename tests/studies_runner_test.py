@@ -39,6 +39,7 @@ def _rows(root):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_dry_run_prints_pasteable_commands_with_grid_and_overrides(tmp_path):
   done = _sweep(
     f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.data.train_size=64", "--dry_run"
@@ -52,6 +53,7 @@ def test_dry_run_prints_pasteable_commands_with_grid_and_overrides(tmp_path):
   assert "--config.tracking.wandb.group=tiny" in argv
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_error_line(tmp_path):
   for args, message in (
     (["--grid", "seed"], "expected key=value1,value2"),
@@ -66,6 +68,7 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert len(errors) == 1 and message in errors[0], (args, done.stderr)
 
 
+@pytest.mark.slow
 def test_help_lists_the_runners_own_flags():
   done = subprocess.run(
     [sys.executable, "-m", "hybridconv.sweeps", "--help"],
@@ -78,6 +81,7 @@ def test_help_lists_the_runners_own_flags():
     assert flag in done.stdout
 
 
+@pytest.mark.slow
 def test_wandb_yaml_parameters_are_the_factors(tmp_path):
   path = tmp_path / "sweep.yaml"
   _sweep(

@@ -266,6 +266,7 @@ class _ColourLayer(nnx.Module):
     self.conv1 = KernelConv(3, 16, 9, source="free", rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_gabor_fit_scores_gabor_kernels_high_and_noise_low():
   model = _ColourLayer()
   rng = np.random.default_rng(0)

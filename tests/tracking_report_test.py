@@ -55,6 +55,7 @@ def run_dir(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
   path = report.write_report(run_dir)
   assert path == os.path.join(run_dir, "REPORT.md")
@@ -88,6 +89,7 @@ def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
   assert '| `model.first_layer` | `"hybrid"` |' in text
 
 
+@pytest.mark.slow
 def test_report_numbers_come_from_the_logged_history(run_dir):
   text = open(report.write_report(run_dir)).read()
   metrics = tracking.read_metrics(run_dir)
@@ -102,6 +104,7 @@ def test_report_numbers_come_from_the_logged_history(run_dir):
   assert f"| theta | {drift[-1]:.4g} |" in text
 
 
+@pytest.mark.slow
 def test_command_line_entry_point(run_dir, capsys):
   assert report.main(["--workdir", run_dir]) == 0
   assert capsys.readouterr().out.strip() == os.path.join(run_dir, "REPORT.md")
@@ -128,6 +131,7 @@ def figures(monkeypatch):
   return saved
 
 
+@pytest.mark.slow
 def test_every_plot_carries_axis_labels(run_dir, figures):
   report.write_report(run_dir)
   assert {"curves.png", "gabor_conv1.png", "gabor_drift_conv1.png", "gabor_likeness.png"} <= set(
@@ -141,6 +145,7 @@ def test_every_plot_carries_axis_labels(run_dir, figures):
   assert {"theta (rad, mod pi)", "frequency (cycles/pixel)", "sigma (pixels)", "psi (rad)"} <= units
 
 
+@pytest.mark.slow
 def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, figures):
   text = open(report.write_report(run_dir)).read()
   # sources.Gabor learns theta and frequency by default; the rest are fixed.
@@ -158,6 +163,7 @@ def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, f
   assert "| sigma |" not in text  # no drift row for what cannot drift
 
 
+@pytest.mark.slow
 def test_angle_and_relative_drift_have_separate_axes(run_dir, figures):
   report.write_report(run_dir)
   axes = figures["gabor_drift_conv1.png"].axes
@@ -168,6 +174,7 @@ def test_angle_and_relative_drift_have_separate_axes(run_dir, figures):
   assert [line.get_label() for line in relative.lines] == ["frequency"]
 
 
+@pytest.mark.slow
 def test_gabor_likeness_is_drawn_over_its_null_band(run_dir, figures):
   text = open(report.write_report(run_dir)).read()
   metrics = tracking.read_metrics(run_dir)
@@ -183,6 +190,7 @@ def test_gabor_likeness_is_drawn_over_its_null_band(run_dir, figures):
   assert null[-1] < metrics["gabor_fit/conv1/r2_median"][1][-1]  # Gabors beat their surrogates
 
 
+@pytest.mark.slow
 def test_report_holds_no_absolute_path(run_dir):
   text = open(report.write_report(run_dir)).read()
   assert run_dir not in text and "](/" not in text

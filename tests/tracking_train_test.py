@@ -38,6 +38,7 @@ def _config(mode, filters_every=4):
   return config
 
 
+@pytest.mark.slow
 def test_offline_run_writes_filter_images_histograms_and_scalars(tmp_path, offline_wandb):
   workdir = str(tmp_path / "run")
   final = train.train_and_evaluate(_config("offline"), workdir)
@@ -74,6 +75,7 @@ def test_offline_run_writes_filter_images_histograms_and_scalars(tmp_path, offli
   assert os.path.exists(report.write_report(workdir))
 
 
+@pytest.mark.slow
 def test_online_without_network_finishes_normally(tmp_path, offline_wandb):
   workdir = str(tmp_path / "run")
   final = train.train_and_evaluate(_config("online", filters_every=0), workdir)

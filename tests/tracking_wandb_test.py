@@ -180,6 +180,7 @@ def test_offline_logger_records_every_kind_without_network(wandb_env):
 
 
 @pytest.mark.parametrize("api_key", [None, "x" * 40], ids=["no_api_key", "unreachable_server"])
+@pytest.mark.slow
 def test_online_without_network_falls_back_to_offline_in_bounded_time(
   wandb_env, monkeypatch, api_key
 ):
@@ -336,6 +337,7 @@ def test_artifact_names_are_made_valid():
     wandb_logger.artifact_name("///")
 
 
+@pytest.mark.slow
 def test_importing_the_library_does_not_import_wandb():
   code = (
     "import sys, hybridconv.tracking, hybridconv.tracking.report; "
@@ -352,6 +354,7 @@ def test_importing_the_library_does_not_import_wandb():
   assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_filter_animations_reach_wandb_as_gifs(wandb_env):
   workdir = str(wandb_env / "run")
   config = default.get_config().tracking

@@ -70,6 +70,7 @@ def test_missing_dataset_names_the_directory(tmp_path):
     train.train_and_evaluate(config, str(tmp_path / "work"))
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_devices_is_one_line_from_the_cli(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4")
   result = subprocess.run(
@@ -96,6 +97,7 @@ def test_batch_not_divisible_by_devices_is_one_line_from_the_cli(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_cpu_devices_is_one_line_from_the_cli_before_jax_starts(tmp_path):
   env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
   result = subprocess.run(

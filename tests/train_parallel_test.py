@@ -171,6 +171,7 @@ def test_cpu_device_count_refuses_bad_values(bad):
     ({"JAX_NUM_CPU_DEVICES": "2"}, ["None", "2"]),  # the environment's count wins
   ],
 )
+@pytest.mark.slow
 def test_configure_cpu_devices_before_jax_starts(environment, expected):
   env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
   script = (

@@ -76,6 +76,7 @@ def test_one_step_golden_values():
   assert int(new_state.step) == 1
 
 
+@pytest.mark.slow
 def test_step_loss_is_the_cross_entropy_of_the_train_mode_logits():
   model_fns, state, step = _setup("hybrid")
   batch = _batch()
@@ -90,6 +91,7 @@ def test_step_loss_is_the_cross_entropy_of_the_train_mode_logits():
   assert float(metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_step_updates_params_and_batch_stats_but_never_frozen_kernels():
   model_fns, state, step = _setup("gabor")
   before_params = _flat(state.params)
@@ -122,6 +124,7 @@ def test_step_key_depends_only_on_seed_and_step():
   np.testing.assert_array_equal(jax.random.key_data(key_a), jax.random.key_data(ts.step_key(state)))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params():
   config = tiny.get_config("hybrid")
   config.compute_dtype = "bfloat16"
@@ -144,6 +147,7 @@ def test_bfloat16_compute_keeps_float32_params():
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(new_state.params))
 
 
+@pytest.mark.slow
 def test_kernel_lr_multiplier_reaches_the_models_gabor_parameters():
   def update(multiplier):
     _, state, step = _setup(

@@ -55,6 +55,7 @@ def full_run(tmp_path_factory):
   return _full_run("device", tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_workdir_layout_and_metrics(full_run):
   workdir, final = full_run
   assert final["step"] == 8
@@ -86,6 +87,7 @@ def test_workdir_layout_and_metrics(full_run):
 
 
 @pytest.mark.parametrize("pipeline", ["device", "streaming"])
+@pytest.mark.slow
 def test_sigterm_saves_and_resume_is_bitwise_identical(
   pipeline, tmp_path, tmp_path_factory, monkeypatch
 ):
@@ -112,6 +114,7 @@ def test_sigterm_saves_and_resume_is_bitwise_identical(
   assert resumed["eval/loss"] == full_final["eval/loss"]
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_only_evaluates(full_run):
   workdir, final = full_run
   again = train.train_and_evaluate(_config(), workdir)

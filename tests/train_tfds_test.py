@@ -14,6 +14,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 
 @pytest.mark.parametrize("pipeline", ["device", "streaming"])
+@pytest.mark.slow
 def test_mnist_end_to_end_under_mock_data(pipeline, tmp_path):
   config = tiny.get_config("gabor")
   config.data.source = "tfds"

@@ -83,6 +83,7 @@ def test_value_of_the_wrong_type(override, expected, tmp_path):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_workdir_that_is_a_file(tmp_path):
   path = tmp_path / "run"
   path.write_text("my notes")
@@ -131,6 +132,7 @@ def _hold_lock(workdir) -> subprocess.Popen:
   return holder
 
 
+@pytest.mark.slow
 def test_second_run_into_a_held_workdir_is_refused_naming_the_holder(tmp_path):
   holder = _hold_lock(tmp_path)
   try:
