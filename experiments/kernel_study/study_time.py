@@ -51,15 +51,22 @@ def main() -> None:
     size = int(point["data.train_size"]) or 60_000
     planned[size] = planned.get(size, 0) + 1
   total = 0.0
+  unknown = []
   print(f"{'size':>6} | points | recorded | median s/point | projected min")
   for size in sorted(planned):
     recorded = [s for s in by_size.get(size, []) if s is not None]
     median = statistics.median(recorded) if recorded else extra.get(size)
+    if median is None:
+      unknown.append(size)
     projected = planned[size] * median / 60 if median else float("nan")
     total += 0 if median is None else projected
     shown = f"{median:.0f}" if median else "-"
     print(f"{size:>6} | {planned[size]:>6} | {len(recorded):>8} | {shown:>14} | {projected:.1f}")
-  print(f"projected whole study: {total:.0f} min ({total / 60:.2f} h; budget 2 h)")
+  if unknown:  # a total without them would understate the study
+    sizes = ", ".join(map(str, unknown))
+    print(f"no projection: sizes {sizes} have no recorded point; pass --extra SIZE=SECONDS")
+  else:
+    print(f"projected whole study: {total:.0f} min ({total / 60:.2f} h; budget 2 h)")
 
 
 if __name__ == "__main__":
