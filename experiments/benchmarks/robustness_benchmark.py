@@ -11,7 +11,8 @@ take on this machine idle), the evaluation's own time per family (from
 ``robustness.json``), the goal of 60 s and the ratios to it, and the load
 average before and after (the machine may be shared).
 
-    .venv/bin/python experiments/benchmarks/robustness_benchmark.py [--steps 300] [--rounds 2]
+    .venv/bin/python experiments/benchmarks/robustness_benchmark.py [--steps 300] [--rounds 2] \
+        [--also '--pgd-images=1000 --test-images=5000']
 """
 
 from __future__ import annotations
@@ -29,17 +30,6 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOAL_SECONDS = 60.0
-# SimpleCNN hybrid train throughput on this machine idle (README, "Measured": `make train`).
-IDLE_TRAIN_IMAGES_PER_SEC = 3441.0
-
-
-def _train_images_per_sec(workdir: str) -> float | None:
-  """The run's last logged training throughput (compilation excluded), or None."""
-  value = None
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    for line in f:
-      value = json.loads(line).get("images_per_sec", value)
-  return value
 
 
 def _child_cpu_seconds() -> float:
@@ -72,6 +62,13 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=300, help="training steps before evaluating")
   parser.add_argument("--rounds", type=int, default=2, help="timed evaluations")
   parser.add_argument("--workdir", default="", help="reuse this trained run ('' = train one)")
+  parser.add_argument(
+    "--also",
+    action="append",
+    default=[],
+    help="also time `evaluate` with these extra flags, e.g. '--pgd-images=1000 --test-images=5000'"
+    " (repeatable); printed beside the default suite with the ratio",
+  )
   args = parser.parse_args()
   print(f"cores: {len(os.sched_getaffinity(0))}, load average before: {os.getloadavg()}")
   workdir = args.workdir or tempfile.mkdtemp(prefix="robustness_benchmark_")
@@ -112,15 +109,15 @@ def main() -> None:
     f"idle cores (ratio {cpu / cores / GOAL_SECONDS:.2f}); load average after: "
     f"{os.getloadavg()}"
   )
-  # Load-normalised estimate: the run's training throughput, measured on the same shared
-  # machine, against the idle figure; meaningful when the training ran under a similar load.
-  train_rate = _train_images_per_sec(workdir)
-  if train_rate:
-    slowdown = IDLE_TRAIN_IMAGES_PER_SEC / train_rate
+  for flags in args.also:  # side by side with the default suite, on the same trained run
+    timed = [
+      _cli("evaluate", f"--workdir={workdir}", *flags.split(), cache=False)[0]
+      for _ in range(args.rounds)
+    ]
+    also_wall = statistics.median(timed)
     print(
-      f"training ran at {train_rate:.0f} img/s here vs {IDLE_TRAIN_IMAGES_PER_SEC:.0f} idle "
-      f"(x{slowdown:.1f} slower); evaluation wall / that factor: {wall / slowdown:.1f} s "
-      f"(ratio to goal {wall / slowdown / GOAL_SECONDS:.2f})"
+      f"with {flags}: median {also_wall:.1f} s wall, {also_wall / wall:.2f} of the default "
+      f"suite's (ratio to goal {also_wall / GOAL_SECONDS:.2f})"
     )
 
 
