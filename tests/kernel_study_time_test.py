@@ -58,3 +58,15 @@ def test_a_size_without_records_gives_no_total(tmp_path):
   lines = _run(root)
   assert lines[-1].startswith("no projection: sizes 100 have no recorded point")
   assert not any(line.startswith("projected whole study") for line in lines)
+
+
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
+  (tmp_path / "study").mkdir()
+  root = _root(tmp_path / "study", {})
+  for args, message in (
+    ([f"--workdir={root}", "--extra", "100:61"], "'100:61' is not SIZE=SECONDS"),
+    ([f"--workdir={tmp_path}"], "holds no sweep.json"),
+  ):
+    result = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and message in errors[0]

@@ -33,14 +33,28 @@ def point_seconds(workdir: str) -> float | None:
   return sum(a["wall_seconds"] for kind in times.values() for a in kind)
 
 
+def size_seconds(item: str) -> tuple[int, float]:
+  """``SIZE=SECONDS`` of ``--extra`` (argparse turns the ValueError into one error line)."""
+  size, _, seconds = item.partition("=")
+  try:
+    return int(size), float(seconds)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{item!r} is not SIZE=SECONDS (e.g. 100=61.3)") from None
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default=DEFAULT_ROOT)
-  parser.add_argument("--extra", action="append", default=[], help="SIZE=SECONDS per point")
+  parser.add_argument(
+    "--extra", action="append", default=[], type=size_seconds, help="SIZE=SECONDS per point"
+  )
   args = parser.parse_args()
-  with open(os.path.join(args.workdir, "sweep.json"), encoding="utf-8") as f:
+  sweep_file = os.path.join(args.workdir, "sweep.json")
+  if not os.path.isfile(sweep_file):
+    parser.error(f"--workdir={args.workdir} holds no sweep.json (not a sweep root)")
+  with open(sweep_file, encoding="utf-8") as f:
     points = json.load(f)["points"]
-  extra = {int(k): float(v) for k, v in (item.split("=") for item in args.extra)}
+  extra = dict(args.extra)
   by_size: dict[int, list[float | None]] = {}
   for name in sorted(os.listdir(args.workdir)):
     if name.startswith("train_size="):
@@ -59,7 +73,7 @@ def main() -> None:
     if median is None:
       unknown.append(size)
     projected = planned[size] * median / 60 if median else float("nan")
-    total += 0 if median is None else projected
+    total += projected
     shown = f"{median:.0f}" if median else "-"
     print(f"{size:>6} | {planned[size]:>6} | {len(recorded):>8} | {shown:>14} | {projected:.1f}")
   if unknown:  # a total without them would understate the study

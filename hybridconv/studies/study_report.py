@@ -638,10 +638,8 @@ def filter_movement_rows(arms) -> list[list[str]]:
       snap = snapshots.read_snapshot(run.path)
       if "initial/kernel" not in snap or "final/kernel" not in snap:
         continue
-      start, end = (
-        snap[f"{when}/kernel"].reshape(-1, snap[f"{when}/kernel"].shape[-1])
-        for when in ("initial", "final")
-      )
+      start, end = snap["initial/kernel"], snap["final/kernel"]
+      start, end = start.reshape(-1, start.shape[-1]), end.reshape(-1, end.shape[-1])
       norms = np.linalg.norm(start, axis=0)
       change = np.linalg.norm(end - start, axis=0) / np.where(norms > 0, norms, 1.0)
       by_size.setdefault(train_images(run), []).append(change)
