@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from hybridconv.studies import compare, records, runner
+from hybridconv.studies import compare, likeness, records, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "experiments", "kernel_study", "results", "fashion_mnist")
@@ -33,6 +33,7 @@ def _copy_light(names, root) -> None:
   """Copies the committed light records of ``names`` (and the sweep plan) into ``root``."""
   os.makedirs(root, exist_ok=True)
   shutil.copy(os.path.join(RESULTS, runner.PLAN_FILE), root)
+  shutil.copy(os.path.join(RESULTS, likeness.CONTROL_FILE), root)
   for name in names:
     for file in records.LIGHT_FILES:
       source = os.path.join(RESULTS, name, file)
@@ -46,6 +47,10 @@ def _final_accuracy(name: str) -> float:
     return json.load(f)["eval/accuracy"]
 
 
+def _no_refit(*args, **kwargs):
+  raise AssertionError("Gabor-likeness refitted: a committed cache was not used")
+
+
 @pytest.fixture(scope="module")
 def names():
   wanted = [_point(arm, seed) for arm in ARMS for seed in SEEDS]
@@ -55,10 +60,12 @@ def names():
 
 
 @pytest.mark.slow
-def test_compare_regenerates_the_report_from_committed_records(names, tmp_path):
+def test_compare_regenerates_the_report_from_committed_records(names, tmp_path, monkeypatch):
   root = str(tmp_path / "fashion_mnist")
   _copy_light(names, root)
-  argv = ["--workdir", root, "--reference", "model.first_layer=free", "--no-likeness"]
+  argv = ["--workdir", root, "--reference", "model.first_layer=free"]
+  # Gabor-likeness comes from the committed caches: a fitter that ran would fail the test.
+  monkeypatch.setattr(likeness, "score_kernels", _no_refit)
   assert compare.main(argv) == 0
   with open(os.path.join(root, "summary.csv"), encoding="utf-8") as f:
     summary = {row["model.first_layer"]: row for row in csv.DictReader(f)}
@@ -71,6 +78,9 @@ def test_compare_regenerates_the_report_from_committed_records(names, tmp_path):
   assert float(summary["fixed:gabor"]["diff_mean"]) == pytest.approx(np.mean(diffs), abs=1e-6)
   study = open(os.path.join(root, "STUDY.md"), encoding="utf-8").read()
   assert "## Final test accuracy" in study
+  with open(os.path.join(RESULTS, likeness.CONTROL_FILE), encoding="utf-8") as f:
+    control = json.load(f)["scores"]["frac_above_null_p95"]
+  assert f"Positive control (fixed Gabor bank, 7x7): {control:.2f}" in study
   assert os.path.getsize(os.path.join(root, "figures", "first_layer_filters.png")) > 1000
 
 

@@ -342,7 +342,7 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
     "mid-grey).",
   )
   if likeness:
-    path, table = _likeness_figure(runs, arm_factors, has_sizes, fig_dir)
+    path, table = _likeness_figure(out, runs, arm_factors, has_sizes, fig_dir)
     add(
       "Gabor-likeness of first-layer filters",
       path,
@@ -486,7 +486,7 @@ def _filters_figure(runs, arms, has_sizes, fig_dir):
   )
 
 
-def _likeness_figure(runs, arm_factors, has_sizes, fig_dir):
+def _likeness_figure(out, runs, arm_factors, has_sizes, fig_dir):
   from hybridconv.studies import likeness  # noqa: PLC0415  (JAX)
 
   scores = {r.path: likeness.run_likeness(r.path) for r in runs}
@@ -495,7 +495,7 @@ def _likeness_figure(runs, arm_factors, has_sizes, fig_dir):
     return None, []
   kernel_size = tuple(scores[scored[0].path]["kernel_size"])
   width = len(scores[scored[0].path]["final"]["r2"])
-  control = likeness.positive_control(kernel_size, width)
+  control = likeness.positive_control(kernel_size, width, cache_dir=out)
   table_rows, arms = [], {}
   groups = _arms(scored, arm_factors + ([SIZE_KEY] if has_sizes else []))
   for name, members in groups.items():
