@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import tiny
@@ -156,6 +157,49 @@ def test_test_subset_holds_the_attack_subset_and_sets_the_corruption_counts(run)
   assert set(evaluate.seeded_subset(100, 60, 1)) != tested  # the seed picks the images
   counts = _by_family(results)
   assert counts[suites.NOISE][0] == counts[suites.CLEAN][0]  # sigma 0 on the same 60 images
+
+
+@pytest.mark.slow
+def test_a_subset_smaller_than_a_batch_is_not_padded_to_a_whole_batch(run, monkeypatch):
+  workdir, _ = run
+  built = []
+  real = evaluate.shard_batches
+
+  def recording(images, labels, batch_size, mesh):
+    built.append((len(labels), batch_size))
+    return real(images, labels, batch_size, mesh)
+
+  monkeypatch.setattr(evaluate, "shard_batches", recording)
+  small = suites.Suite("small", {suites.CLEAN: (0.0,), suites.PGD: (2 / 255,)}, pgd_steps=3)
+  fitted = evaluate.evaluate_workdir(workdir, suite=small, test_images=60, pgd_images=25)
+  assert built == [(60, 60), (25, 25)]  # tiny's eval batch is 64
+  # The same counts as with both sets padded to whole batches of 64 (the random
+  # start of PGD does not depend on the batch length).
+  monkeypatch.setattr(evaluate, "fitted_batch_size", lambda count, batch_size, mesh: batch_size)
+  built.clear()
+  padded = evaluate.evaluate_workdir(workdir, suite=small, test_images=60, pgd_images=25)
+  assert built == [(60, 64), (25, 64)]
+  assert [e["correct"] for e in fitted["entries"]] == [e["correct"] for e in padded["entries"]]
+
+
+class _FakeMesh:
+  def __init__(self, devices):
+    self.devices = np.empty((devices,), object)
+
+
+@pytest.mark.parametrize(
+  "count, batch, devices, expected",
+  [
+    (500, 1000, 1, 500),
+    (500, 1000, 4, 500),
+    (501, 1000, 4, 504),
+    (3, 1000, 4, 4),
+    (2000, 1000, 2, 1000),
+    (1000, 1000, 8, 1000),
+  ],
+)
+def test_fitted_batch_size(count, batch, devices, expected):
+  assert evaluate.fitted_batch_size(count, batch, _FakeMesh(devices)) == expected
 
 
 def _listing(workdir):

@@ -108,6 +108,19 @@ def shard_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh)
   return batches
 
 
+def fitted_batch_size(count: int, batch_size: int, mesh) -> int:
+  """``batch_size``, or less when ``count`` images fill less than one batch: the smallest
+  multiple of the mesh size that holds them all.
+
+  Padding is computed like real images, so a 500-image attack subset in batches of
+  1,000 spent half of every FGSM and PGD step on padding. PGD's random start does
+  not change with the batch: the threefry bits of an element depend on its index,
+  not on the array's length.
+  """
+  devices = int(np.asarray(mesh.devices).size)
+  return min(batch_size, max(1, -(-count // devices)) * devices)
+
+
 def seeded_subset(num_images: int, requested: int, seed: int) -> np.ndarray:
   """Sorted indices of ``requested`` test images drawn with ``seed`` (0 = all).
 
@@ -161,17 +174,28 @@ def evaluate_suite(
     fns: the run's model functions.
     model: ``(params, model_state, mean, std)``, replicated on ``mesh``.
     split: the test split.
-    batch_size: global batch size (a multiple of the mesh size).
+    batch_size: global batch size (a multiple of the mesh size); a set smaller than one
+      batch runs as one batch of :func:`fitted_batch_size`.
     mesh: the device mesh.
     attack_images: size of the attack subset (0 = the whole test split).
     subset_seed: seed of the subsets and of all noise.
     test_images: size of the subset for clean and corrupted accuracy (0 = all).
   """
   tested = seeded_subset(len(split.labels), test_images, subset_seed)
-  full = shard_batches(split.images[tested], split.labels[tested], batch_size, mesh)
+  full = shard_batches(
+    split.images[tested],
+    split.labels[tested],
+    fitted_batch_size(len(tested), batch_size, mesh),
+    mesh,
+  )
   subset = seeded_subset(len(split.labels), attack_images, subset_seed)
   attacked = (
-    shard_batches(split.images[subset], split.labels[subset], batch_size, mesh)
+    shard_batches(
+      split.images[subset],
+      split.labels[subset],
+      fitted_batch_size(len(subset), batch_size, mesh),
+      mesh,
+    )
     if any(f in suites.ATTACKS for f in suite.levels)
     else []
   )
