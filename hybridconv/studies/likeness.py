@@ -11,8 +11,9 @@ mode):
   percentile;
 * the **positive control**: the fixed Gabor bank at the same kernel size.
 
-Scores are cached per run in ``gabor_likeness.json`` (a light record), so a
-study report is regenerated in seconds once computed.
+Scores are cached per run in ``gabor_likeness.json`` and the control once per
+report directory in ``gabor_likeness_control.json`` (light records, committed
+with a study), so a study report is regenerated without compiling the fitter.
 """
 
 from __future__ import annotations
