@@ -51,6 +51,12 @@ _DEVICE_VAR = flags.DEFINE_string(
   "Give each of the --jobs slots its own device through this variable, "
   "e.g. CUDA_VISIBLE_DEVICES (slot i sees device i).",
 )
+_ONE_PROCESS = flags.DEFINE_bool(
+  "one_process_per_point",
+  False,
+  "Run each point as its own `python -m hybridconv.main` process (the --dry_run commands) "
+  "instead of in a worker process per slot that imports JAX once for all its points.",
+)
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print each point's command; run nothing.")
 _WANDB_YAML = flags.DEFINE_string("wandb_yaml", "", "Write a W&B sweep YAML here and exit.")
 
@@ -178,6 +184,7 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     overrides=overrides,
     jobs=_JOBS.value,
     device_var=_DEVICE_VAR.value,
+    one_process_per_point=_ONE_PROCESS.value,
   )
   print(
     f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "

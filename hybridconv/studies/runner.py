@@ -1,7 +1,10 @@
-"""Runs a study's points as processes into one sweep root, resumably.
+"""Runs a study's points in worker processes into one sweep root, resumably.
 
-Each point runs ``python -m hybridconv.main`` in ``<root>/<point name>``
-(:func:`hybridconv.studies.grid.point_name`), so
+Each point trains in ``<root>/<point name>``
+(:func:`hybridconv.studies.grid.point_name`) inside a worker process
+(:mod:`hybridconv.studies.worker`: one per slot, imports JAX once, replaced
+after a point that fails), or with ``one_process_per_point`` in a
+``python -m hybridconv.main`` process of its own, so
 
 * a crash or out-of-memory in one point does not end the study;
 * running the same sweep again skips finished points (``summary.json`` says
@@ -15,8 +18,9 @@ Each point runs ``python -m hybridconv.main`` in ``<root>/<point name>``
   started for the point (training attempts, robustness evaluation): what a
   study costs, start-up and evaluation included, which ``train_seconds`` is not.
 
-Start-up cost: every point is a new process that compiles its step. Points
-share a persistent JAX compilation cache (``<root>/.jax_cache`` unless
+Start-up cost: a worker imports JAX, Flax, Optax and orbax once for all its
+points, and every point traces its programs. Points share a persistent JAX
+compilation cache (``<root>/.jax_cache`` unless
 ``JAX_COMPILATION_CACHE_DIR`` is set), so the second and later points of an
 arm load their programs instead of compiling them.
 """
@@ -92,6 +96,18 @@ def sweep_name(spec: str) -> str:
   return f"{base}-{variant}" if variant else base
 
 
+def point_settings(
+  point: Mapping[str, Any], *, overrides: Mapping[str, Any], group: str, tags: Sequence[str]
+) -> dict[str, Any]:
+  """Every config override of one point, in the order they apply."""
+  return {
+    "tracking.wandb.group": group,
+    "tracking.wandb.tags": tuple(tags),
+    **overrides,
+    **point,
+  }
+
+
 def point_command(
   spec: str,
   workdir: str,
@@ -102,12 +118,7 @@ def point_command(
   tags: Sequence[str],
 ) -> list[str]:
   """The ``python -m hybridconv.main`` command line of one point."""
-  settings = {
-    "tracking.wandb.group": group,
-    "tracking.wandb.tags": tuple(tags),
-    **overrides,
-    **point,
-  }
+  settings = point_settings(point, overrides=overrides, group=group, tags=tags)
   return [
     sys.executable,
     "-m",
@@ -275,6 +286,21 @@ def _robustness_settings(
   return bool(section.after_training), settings
 
 
+class _Process:
+  """One point in a process of its own (``one_process_per_point``): the same interface as a
+  :class:`worker.Client` serving a single point."""
+
+  def __init__(self, command: list[str], env: dict[str, str]):
+    self.process = subprocess.Popen(command, env=env)
+
+  def poll(self) -> dict[str, Any] | None:
+    code = self.process.poll()
+    return None if code is None else {"exit": code}
+
+  def close(self) -> None:
+    self.process.wait()
+
+
 def run_sweep(
   spec: str,
   root: str,
@@ -284,14 +310,23 @@ def run_sweep(
   overrides: Mapping[str, Any] | None = None,
   jobs: int = 1,
   device_var: str = "",
+  one_process_per_point: bool = False,
 ) -> int:
   """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time.
+
+  Each slot's points run one after another in one worker process
+  (:mod:`hybridconv.studies.worker`), which imports JAX once; a worker that a
+  point ends or kills is replaced for the next point. With
+  ``one_process_per_point`` every point is a ``python -m hybridconv.main``
+  process of its own instead (the printed commands of ``--dry_run``).
 
   Returns how many failed. Finished points are skipped (their robustness
   evaluation still runs if it is due and missing). Names and the results file
   cover all ``points``, so running a few of them (a W&B agent) writes into the
   same folders as running the whole study.
   """
+  from hybridconv.studies import worker as worker_lib  # noqa: PLC0415
+
   overrides = dict(overrides or {})
   root = os.path.abspath(root)
   os.makedirs(root, exist_ok=True)
@@ -302,19 +337,36 @@ def run_sweep(
   write_plan(root, spec, points, overrides, factors)
   group = sweep_name(spec)
   exit_codes: dict[str, int | None] = {}
-  running: list[tuple[subprocess.Popen, str, int, float]] = []
+  running: list[tuple[Any, str, int, float]] = []
+  workers: dict[int, worker_lib.Client] = {}
   queue = list(range(len(points)) if indices is None else indices)
   free_slots = list(range(max(1, jobs)))
 
-  def finish(process, name, slot, started):
-    exit_codes[name] = process.returncode
-    free_slots.append(slot)
-    record_time(os.path.join(root, name), "train", time.time() - started, process.returncode)
-    index = names.index(name)
-    print(
-      f"[sweep] {name}: exit {process.returncode} after {time.time() - started:.0f} s", flush=True
+  def start(index: int, slot: int):
+    """The point's process: the slot's worker (started if it has none), or a process of its own."""
+    workdir = os.path.join(root, names[index])
+    tags = point_tags(points[index], factors)
+    env = child_environment(root, slot, device_var)
+    if one_process_per_point:
+      command = point_command(
+        spec, workdir, points[index], overrides=overrides, group=group, tags=tags
+      )
+      return _Process(command, env)
+    if slot not in workers:
+      workers[slot] = worker_lib.Client(env)
+      print(f"[sweep] worker for slot {slot}: pid {workers[slot].process.pid}", flush=True)
+    workers[slot].send(
+      spec, workdir, point_settings(points[index], overrides=overrides, group=group, tags=tags)
     )
-    if process.returncode == 0:
+    return workers[slot]
+
+  def finish(name, slot, started, code):
+    exit_codes[name] = code
+    free_slots.append(slot)
+    record_time(os.path.join(root, name), "train", time.time() - started, code)
+    index = names.index(name)
+    print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
+    if code == 0:
       _maybe_evaluate(spec, root, name, overrides, points[index])
     write_results(
       root,
@@ -324,32 +376,40 @@ def run_sweep(
       ],
     )
 
-  while queue or running:
-    while queue and free_slots:
-      index = queue.pop(0)
-      name = names[index]
-      workdir = os.path.join(root, name)
-      if is_finished(workdir):
-        _maybe_evaluate(spec, root, name, overrides, points[index])
-        continue
-      slot = free_slots.pop(0)
-      command = point_command(
-        spec,
-        workdir,
-        points[index],
-        overrides=overrides,
-        group=group,
-        tags=point_tags(points[index], factors),
-      )
-      print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
-      process = subprocess.Popen(command, env=child_environment(root, slot, device_var))
-      running.append((process, name, slot, time.time()))
-    for item in list(running):
-      if item[0].poll() is not None:
+  try:
+    while queue or running:
+      while queue and free_slots:
+        index = queue[0]
+        name = names[index]
+        if is_finished(os.path.join(root, name)):
+          queue.pop(0)
+          _maybe_evaluate(spec, root, name, overrides, points[index])
+          continue
+        slot = free_slots.pop(0)
+        queue.pop(0)
+        print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
+        running.append((start(index, slot), name, slot, time.time()))
+      for item in list(running):
+        handle, name, slot, started = item
+        answer = handle.poll()
+        if answer is None:
+          continue
         running.remove(item)
-        finish(*item)
-    if running:
-      time.sleep(0.2)
+        if answer.get("restart"):  # the worker cannot take this point: a fresh one will
+          workers.pop(slot).close()
+          running.append((start(names.index(name), slot), name, slot, started))
+          continue
+        code = int(answer["exit"])
+        if one_process_per_point or code:
+          # A worker ends after a point that failed; a process serves one point.
+          handle.close()
+          workers.pop(slot, None)
+        finish(name, slot, started, code)
+      if running:
+        time.sleep(0.05)
+  finally:
+    for client in workers.values():
+      client.close()
   write_results(
     root,
     [

@@ -1,0 +1,148 @@
+"""A process that trains a sweep's points one after another, started once per runner slot.
+
+Why: a point started as a process of its own imported JAX, Flax, Optax and
+orbax again (about 2.3 s on a 2-core machine, half of a cached point's
+start-up); a worker imports them once. Each point still gets what a fresh
+``python -m hybridconv.main`` gives it -- the same config (built from the same
+file and overrides, locked), the same exit statuses and messages
+(:func:`hybridconv.training.command.run_training`), its own workdir lock, signal handlers
+and loggers -- and the runner records its wall time as before.
+
+Protocol: the runner writes one JSON request per line on the worker's stdin,
+``{"spec": "configs/x.py:variant", "workdir": DIR, "settings": "{key: value, ...}"}``
+(the settings as a Python literal, so tuples stay tuples),
+and the worker answers each on the pipe whose file descriptor is its one
+argument, one JSON line: ``{"exit": status}``, or ``{"restart": true}``
+without running the point when it needs other process-wide settings (host
+heap set-up, CPU device count) than the worker started with. The worker exits
+after a point whose status is not 0 (what failed may have left state behind),
+after a restart answer and at the end of its input; a point that kills the
+worker (out of memory, SIGKILL) is seen by the runner as the worker's exit.
+
+    python -m hybridconv.studies.worker ANSWER_FD
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import select
+import subprocess
+import sys
+from typing import Any
+
+from absl import app
+
+from hybridconv import configlib
+from hybridconv.training import command
+
+
+def build_config(spec: str, settings: dict[str, Any]):
+  """The point's config, as ``hybridconv.main`` builds it from ``--config`` and overrides."""
+  config = configlib.load_config(spec)
+  config.lock()
+  return configlib.apply_overrides(config, settings)
+
+
+def process_settings(config) -> tuple[bool, int | None]:
+  """What a point needs of the whole process: host heap set-up, CPU device count (None: JAX's)."""
+  from hybridconv import sharding  # noqa: PLC0415  (imports JAX: after the host heap set-up)
+
+  if sharding.cluster_requested(config.distributed):
+    return bool(config.keep_host_buffers), None
+  count = sharding.cpu_device_count(
+    config.cpu_devices, (config.batch_size, config.eval_batch_size), len(os.sched_getaffinity(0))
+  )
+  return bool(config.keep_host_buffers), count
+
+
+def serve(requests, answer) -> int:
+  """Runs ``requests`` (lines of JSON) until one fails or asks for a restart; the exit status."""
+  started_with = None
+  for line in requests:
+    if not line.strip():
+      continue
+    request = json.loads(line)
+    try:
+      config = build_config(request["spec"], ast.literal_eval(request["settings"]))
+      if started_with is None:
+        command.prepare_process(config)
+        command.quiet_library_logs()
+        started_with = process_settings(config)
+      needs = process_settings(config)
+    except (ValueError, TypeError) as error:  # a bad override: as the command line, exit 2
+      print(f"error: {error}", file=sys.stderr)
+      answer({"exit": 2})
+      return 2
+    if needs != started_with:
+      answer({"restart": True})
+      return 0
+    code = command.run_training(config, request["workdir"])
+    answer({"exit": code})
+    if code:
+      return code
+  return 0
+
+
+class Client:
+  """The runner's end of one worker: send a point, poll for its exit status, close."""
+
+  def __init__(self, env: dict[str, str]):
+    read_fd, write_fd = os.pipe()
+    self.process = subprocess.Popen(
+      [sys.executable, "-m", "hybridconv.studies.worker", str(write_fd)],
+      stdin=subprocess.PIPE,
+      pass_fds=(write_fd,),
+      env=env,
+      text=True,
+    )
+    os.close(write_fd)
+    self._answers = os.fdopen(read_fd, "r", encoding="utf-8")
+
+  def send(self, spec: str, workdir: str, settings: dict[str, Any]) -> None:
+    # Settings are Python literals (tuples among them), sent as their repr like the
+    # command line's --config.a.b=value; JSON would turn tuples into lists.
+    request = {"spec": spec, "workdir": workdir, "settings": repr(dict(settings))}
+    self.process.stdin.write(json.dumps(request) + "\n")
+    self.process.stdin.flush()
+
+  def poll(self) -> dict[str, Any] | None:
+    """The answer to the point sent, None while it runs; a worker that died answers with its
+    own exit status (negative: the signal that ended it)."""
+    if select.select([self._answers], [], [], 0)[0]:
+      line = self._answers.readline()
+      if line:
+        return json.loads(line)
+      return {"exit": self.process.wait()}  # the pipe closed without an answer: it died
+    if self.process.poll() is not None and not select.select([self._answers], [], [], 0)[0]:
+      return {"exit": self.process.returncode}
+    return None
+
+  def close(self) -> None:
+    """Ends the worker (end of input) and waits for it."""
+    if self.process.stdin and not self.process.stdin.closed:
+      try:
+        self.process.stdin.close()
+      except BrokenPipeError:
+        pass
+    self.process.wait()
+    self._answers.close()
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) != 2 or not argv[1].isdigit():
+    raise app.UsageError("usage: python -m hybridconv.studies.worker ANSWER_FD")
+  with os.fdopen(int(argv[1]), "w", encoding="utf-8") as pipe:
+
+    def answer(message: dict[str, Any]) -> None:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      pipe.write(json.dumps(message) + "\n")
+      pipe.flush()
+
+    sys.exit(serve(sys.stdin, answer))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,127 @@
+"""The sweep runner's worker: points trained in one process equal points trained one per process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hybridconv.studies import runner, worker
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = "configs/tiny.py"
+TIMING = re.compile(r"sec|time")
+
+
+def _sweep(root, *args):
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.sweeps",
+      f"--config={SPEC}",
+      f"--workdir={root}",
+      "--config.num_train_steps=4",
+      *args,
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+  return done
+
+
+def _records(workdir):
+  """config.json and metrics.jsonl without wall-clock entries."""
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    config = json.load(f)
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    metrics = [{k: v for k, v in json.loads(line).items() if not TIMING.search(k)} for line in f]
+  return config, metrics
+
+
+@pytest.mark.slow
+def test_one_worker_trains_the_points_exactly_as_one_process_per_point(tmp_path):
+  pooled = _sweep(tmp_path / "worker")  # configs/tiny.py's sweep(): free and gabor
+  alone = _sweep(tmp_path / "process", "--one_process_per_point")
+  assert pooled.stdout.count("[sweep] worker for slot 0") == 1  # both points in one process
+  assert "[sweep] worker" not in alone.stdout
+  for point in ("first_layer=free", "first_layer=gabor"):
+    assert _records(tmp_path / "worker" / point) == _records(tmp_path / "process" / point)
+    with open(tmp_path / "worker" / point / runner.TIMES_FILE, encoding="utf-8") as f:
+      ((attempt,),) = json.load(f).values()
+    assert attempt["exit"] == 0 and attempt["wall_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_a_point_needing_another_device_count_gets_a_fresh_worker(tmp_path):
+  done = _sweep(tmp_path / "study", "--grid", "cpu_devices=1,2", "model.first_layer=free")
+  assert done.stdout.count("[sweep] worker for slot 0") == 2
+  for count in (1, 2):
+    (workdir,) = (tmp_path / "study").glob(f"*cpu_devices={count}*")
+    with open(workdir / "run_info.json", encoding="utf-8") as f:
+      assert json.load(f)["starts"][0]["devices"]["count"] == count
+
+
+def _answer(client, timeout=300):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    answer = client.poll()
+    if answer is not None:
+      return answer
+    time.sleep(0.05)
+  raise AssertionError("the worker did not answer")
+
+
+def _env():
+  return runner.child_environment(REPO, 0, "")
+
+
+@pytest.mark.slow
+def test_the_worker_answers_restart_without_running_a_point_it_cannot_take(tmp_path):
+  client = worker.Client(_env())
+  client.send(SPEC, str(tmp_path / "a"), {"num_train_steps": 2, "cpu_devices": 1})
+  assert _answer(client) == {"exit": 0}
+  client.send(SPEC, str(tmp_path / "b"), {"num_train_steps": 2, "cpu_devices": 2})
+  assert _answer(client) == {"restart": True}
+  assert client.process.wait(timeout=60) == 0
+  assert not (tmp_path / "b").exists()  # nothing ran
+  client.close()
+
+
+@pytest.mark.slow
+def test_a_bad_override_is_exit_2_and_ends_the_worker(tmp_path, capfd):
+  client = worker.Client(_env())
+  client.send(SPEC, str(tmp_path / "a"), {"num_train_steps": "abc"})
+  assert _answer(client) == {"exit": 2}
+  assert client.process.wait(timeout=60) == 2
+  client.close()
+  assert not (tmp_path / "a").exists()
+  err = capfd.readouterr().err
+  assert "error:" in err and "num_train_steps" in err
+
+
+@pytest.mark.slow
+def test_a_killed_point_is_answered_with_the_signal(tmp_path):
+  client = worker.Client({**_env(), "HYBRIDCONV_FAULT": "kill@step:3"})
+  client.send(SPEC, str(tmp_path / "a"), {"num_train_steps": 6})
+  assert _answer(client) == {"exit": -9}
+  client.close()
+
+
+def test_settings_travel_as_python_literals():
+  settings = {"tracking.wandb.tags": ("a=1", "b"), "optim.learning_rate": 1e-4, "x": None}
+  config = worker.build_config(
+    SPEC, {"tracking.wandb.tags": ("a=1", "b"), "optim.learning_rate": 1e-4}
+  )
+  assert config.tracking.wandb.tags == ("a=1", "b") and config.optim.learning_rate == 1e-4
+  import ast  # noqa: PLC0415
+
+  assert ast.literal_eval(repr(settings)) == settings
