@@ -6,9 +6,9 @@ once and runs its points one after another. This runs the same short arm (the
 tiny gratings config, one point per seed) three times through the real sweep
 runner: a process per point with JAX's persistent compilation cache off, a
 process per point with the runner's shared cache (``<root>/.jax_cache``), and
-the default (workers, shared cache). A point's *overhead* is the wall time of
-its run (process or worker request), as the runner records it in ``sweep_times.json``, minus the time
-spent in training steps (``train_seconds`` in its ``summary.json``): imports,
+the default (workers, shared cache). A point's *overhead* is its wall time
+(process or worker request) as the runner records it in ``sweep_times.json``,
+minus the time spent in training steps (``train_seconds`` in its ``summary.json``): imports,
 data, compilation, evaluation, checkpoints. The runner's own start-up (once per
 study) is not a point's cost and is not counted. The
 first point of the cached run fills the cache; the second and later points
