@@ -8,8 +8,11 @@ user would: ``hybridconv evaluate --workdir DIR`` in a fresh process, with the
 persistent compilation cache off so compilation is counted. Prints the
 command's wall time and CPU time (CPU seconds / cores: the wall time it would
 take on this machine idle), the evaluation's own time per family (from
-``robustness.json``), the goal of 60 s and the ratios to it, and the load
-average before and after (the machine may be shared).
+``robustness.json``), the goal of 60 s and the ratios to it, the load
+average before and after (the machine may be shared), and the suite's
+steady-state floor: its forward and input-gradient passes at the speed the
+evaluation's own programs reach on full batches (:func:`steady_state_floor`),
+which no implementation of the same suite on this machine can beat by much.
 
     .venv/bin/python experiments/benchmarks/robustness_benchmark.py [--steps 300] [--rounds 2] \
         [--also '--pgd-images=1000 --test-images=5000']
@@ -55,6 +58,59 @@ def _cli(*args: str, cache: bool = True) -> tuple[float, float, subprocess.Compl
   if result.returncode:
     raise SystemExit(f"hybridconv {args[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
   return seconds, cpu, result
+
+
+def steady_state_floor(workdir: str, results: dict, repeats: int = 3) -> dict[str, float]:
+  """The suite's arithmetic at its own steady-state speed: a lower bound on its wall time.
+
+  Times, on full batches of the run's ``eval_batch_size``, the evaluation's own
+  jitted per-batch programs (compiled first, not timed): the clean one (one
+  forward pass) and FGSM's (an input gradient and a forward pass), so
+  ``gradient = fgsm - clean``. Every corruption level is one forward pass per
+  image, FGSM one gradient and one forward, PGD ``steps`` gradients and one
+  forward: the floor is those counts (from ``results``) at those speeds, with
+  no start-up, compilation, data handling or partial batches.
+  """
+  import jax  # noqa: PLC0415
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  from hybridconv import sharding  # noqa: PLC0415
+  from hybridconv.robustness import evaluate, restore, suites  # noqa: PLC0415
+
+  config = restore.load_run_config(workdir)
+  sharding.configure_cpu_devices(config)  # as `hybridconv evaluate` does
+  mesh = sharding.make_mesh()
+  split = restore.load_test_split(config, mesh)
+  step = restore.resolve_checkpoint(config, workdir, "latest")
+  fns, params, model_state = restore.restore_model(config, workdir, step, split, mesh)
+  model = (params, model_state, *jax.device_put((split.mean, split.std), sharding.replicated(mesh)))
+  size = config.eval_batch_size
+  (batch,) = evaluate.shard_batches(split.images[:size], split.labels[:size], size, mesh)
+  suite = suites.get_suite(results["suite"])
+  seconds = {}
+  for family in (suites.CLEAN, suites.FGSM):
+    program = jax.jit(evaluate._family_fn(family, suite, fns))
+    args = (model, batch, jnp.float32(2 / 255), jax.random.key(0))
+    jax.block_until_ready(program(*args))
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(program(*args))
+      times.append(time.perf_counter() - start)
+    seconds[family] = min(times) / size  # per image
+  forward, gradient = seconds[suites.CLEAN], max(seconds[suites.FGSM] - seconds[suites.CLEAN], 0.0)
+  floor = 0.0
+  for entry in results["entries"]:
+    per_image = {
+      suites.FGSM: gradient + forward,
+      suites.PGD: results["pgd_steps"] * gradient + forward,
+    }.get(entry["family"], forward)
+    floor += entry["num_images"] * per_image
+  return {
+    "forward_per_s": 1 / forward,
+    "gradient_per_s": 1 / max(gradient, 1e-12),
+    "floor_s": floor,
+  }
 
 
 def main() -> None:
@@ -108,6 +164,13 @@ def main() -> None:
     f"ratio {wall / GOAL_SECONDS:.2f}); {cpu:.1f} CPU s = {cpu / cores:.1f} s on {cores} "
     f"idle cores (ratio {cpu / cores / GOAL_SECONDS:.2f}); load average after: "
     f"{os.getloadavg()}"
+  )
+  floor = steady_state_floor(workdir, results)
+  print(
+    f"steady state on full batches: {floor['forward_per_s']:,.0f} forward img/s, "
+    f"{floor['gradient_per_s']:,.0f} input-gradient img/s -> the suite's arithmetic alone takes "
+    f"{floor['floor_s']:.1f} s (floor/goal {floor['floor_s'] / GOAL_SECONDS:.2f}; "
+    f"measured/floor {wall / floor['floor_s']:.2f})"
   )
   for flags in args.also:  # side by side with the default suite, on the same trained run
     timed = [
