@@ -83,7 +83,7 @@ def configure_cpu_devices(config) -> int | None:
   Leaves JAX alone, returning None, in multi-process runs and when the
   environment already sets the count (``JAX_NUM_CPU_DEVICES`` or XLA's
   ``--xla_force_host_platform_device_count``); warns and returns None when JAX
-  has already started.
+  has already started with another count.
   """
   if cluster_requested(config.distributed):
     return None
@@ -98,6 +98,8 @@ def configure_cpu_devices(config) -> int | None:
   try:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:
+    if len(jax.devices("cpu")) == count:  # started with this count already (a sweep worker)
+      return count
     logging.warning("config.cpu_devices=%d not applied: JAX had already started", count)
     return None
   return count

@@ -145,6 +145,7 @@ def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_res
   ]
   done = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
   assert "[sweep] robustness of first_layer=free" in done.stdout
+  assert done.stdout.count("[sweep] worker for slot 0") == 1  # evaluated in the training's worker
   with open(os.path.join(root, "first_layer=free", "robustness.json"), encoding="utf-8") as f:
     results = json.load(f)
   assert results["num_test_images"] == 40 and results["num_attack_images"] == 20

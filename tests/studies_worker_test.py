@@ -70,6 +70,43 @@ def test_a_point_needing_another_device_count_gets_a_fresh_worker(tmp_path):
       assert json.load(f)["starts"][0]["devices"]["count"] == count
 
 
+@pytest.mark.slow
+def test_a_finished_points_robustness_in_a_fresh_worker_equals_the_command_line(tmp_path):
+  root = tmp_path / "study"
+  _sweep(root, "model.first_layer=free", "--config.cpu_devices=1")
+  robust = ["--config.robustness.test_images=40", "--config.robustness.pgd_images=20"]
+  done = _sweep(
+    root,
+    "model.first_layer=free",
+    "--config.cpu_devices=1",
+    "--config.robustness.after_training=True",
+    *robust,
+  )
+  assert "start first_layer=free" not in done.stdout  # finished: only evaluated
+  assert "[sweep] robustness of first_layer=free" in done.stdout
+  assert done.stdout.count("[sweep] worker for slot 0") == 1  # its first request: evaluate
+  workdir = root / "first_layer=free"
+  with open(workdir / "robustness.json", encoding="utf-8") as f:
+    pooled = json.load(f)
+  os.rename(workdir / "robustness.json", tmp_path / "pooled.json")
+  alone = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.cli",
+      "evaluate",
+      *runner.robustness_arguments(str(workdir), suite="default", pgd_images=20, test_images=40),
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert alone.returncode == 0, alone.stderr[-2000:]
+  with open(workdir / "robustness.json", encoding="utf-8") as f:
+    assert json.load(f)["entries"] == pooled["entries"]
+
+
 def _answer(client, timeout=300):
   deadline = time.time() + timeout
   while time.time() < deadline:

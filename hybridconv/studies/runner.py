@@ -166,15 +166,11 @@ def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
   return env
 
 
-def robustness_command(
+def robustness_arguments(
   workdir: str, *, suite: str, pgd_images: int, test_images: int = 0
 ) -> list[str]:
-  """``hybridconv evaluate`` of a finished point."""
+  """The ``hybridconv evaluate`` arguments of a finished point."""
   return [
-    sys.executable,
-    "-m",
-    "hybridconv.cli",
-    "evaluate",
     f"--workdir={workdir}",
     f"--suite={suite}",
     f"--pgd_images={pgd_images}",
@@ -352,13 +348,36 @@ def run_sweep(
         spec, workdir, points[index], overrides=overrides, group=group, tags=tags
       )
       return _Process(command, env)
-    if slot not in workers:
-      workers[slot] = worker_lib.Client(env)
-      print(f"[sweep] worker for slot {slot}: pid {workers[slot].process.pid}", flush=True)
-    workers[slot].send(
+    slot_worker(slot).send(
       spec, workdir, point_settings(points[index], overrides=overrides, group=group, tags=tags)
     )
     return workers[slot]
+
+  def slot_worker(slot: int) -> worker_lib.Client:
+    if slot not in workers:
+      workers[slot] = worker_lib.Client(child_environment(root, slot, device_var))
+      print(f"[sweep] worker for slot {slot}: pid {workers[slot].process.pid}", flush=True)
+    return workers[slot]
+
+  def evaluator(slot: int):
+    """Runs a finished point's ``hybridconv evaluate`` arguments on the (idle) slot; exit status."""
+
+    def run(point: Mapping[str, Any], arguments: list[str]) -> int:
+      if one_process_per_point:
+        command = [sys.executable, "-m", "hybridconv.cli", "evaluate", *arguments]
+        return subprocess.call(command, env=child_environment(root, slot, device_var))
+      settings = {**overrides, **point}
+      while True:
+        client = slot_worker(slot)
+        client.evaluate(spec, settings, arguments)
+        while (answer := client.poll()) is None:
+          time.sleep(0.05)
+        if answer.get("restart") or answer["exit"]:  # the worker has ended
+          workers.pop(slot).close()
+        if not answer.get("restart"):
+          return int(answer["exit"])
+
+    return run
 
   def finish(name, slot, started, code):
     exit_codes[name] = code
@@ -367,7 +386,7 @@ def run_sweep(
     index = names.index(name)
     print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
     if code == 0:
-      _maybe_evaluate(spec, root, name, overrides, points[index])
+      _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluator(slot))
     write_results(
       root,
       [
@@ -383,7 +402,7 @@ def run_sweep(
         name = names[index]
         if is_finished(os.path.join(root, name)):
           queue.pop(0)
-          _maybe_evaluate(spec, root, name, overrides, points[index])
+          _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluator(free_slots[0]))
           continue
         slot = free_slots.pop(0)
         queue.pop(0)
@@ -420,18 +439,26 @@ def run_sweep(
 
 
 def _maybe_evaluate(
-  spec: str, root: str, name: str, overrides: Mapping[str, Any], point: Mapping[str, Any]
+  spec: str,
+  root: str,
+  name: str,
+  overrides: Mapping[str, Any],
+  point: Mapping[str, Any],
+  *,
+  run,
 ) -> None:
+  """Evaluates a finished point's robustness when its config asks and it has none yet.
+
+  ``run(point, arguments) -> exit status`` runs ``hybridconv evaluate`` with
+  ``arguments`` (in the slot's worker, or as a process of its own).
+  """
   due, settings = _robustness_settings(spec, overrides, point)
   workdir = os.path.join(root, name)
   if not due or os.path.exists(os.path.join(workdir, records.ROBUSTNESS_FILE)):
     return
   print(f"[sweep] robustness of {name}", flush=True)
   started = time.time()
-  code = subprocess.call(
-    robustness_command(workdir, **settings),
-    env=child_environment(root, 0, ""),
-  )
+  code = run(point, robustness_arguments(workdir, **settings))
   record_time(workdir, "robustness", time.time() - started, code)
   if code:
     print(f"[sweep] robustness evaluation of {name} failed with exit {code}", flush=True)

@@ -8,16 +8,18 @@ file and overrides, locked), the same exit statuses and messages
 (:func:`hybridconv.training.command.run_training`), its own workdir lock, signal handlers
 and loggers -- and the runner records its wall time as before.
 
-Protocol: the runner writes one JSON request per line on the worker's stdin,
-``{"spec": "configs/x.py:variant", "workdir": DIR, "settings": "{key: value, ...}"}``
-(the settings as a Python literal, so tuples stay tuples),
-and the worker answers each on the pipe whose file descriptor is its one
-argument, one JSON line: ``{"exit": status}``, or ``{"restart": true}``
-without running the point when it needs other process-wide settings (host
-heap set-up, CPU device count) than the worker started with. The worker exits
-after a point whose status is not 0 (what failed may have left state behind),
-after a restart answer and at the end of its input; a point that kills the
-worker (out of memory, SIGKILL) is seen by the runner as the worker's exit.
+Protocol: the runner writes one JSON request per line on the worker's stdin:
+``{"spec": "configs/x.py:variant", "settings": "{key: value, ...}", "workdir": DIR}``
+to train a point (the settings as a Python literal, so tuples stay tuples), or
+``{"spec", "settings", "evaluate": [arguments of hybridconv evaluate]}`` for a
+finished point's robustness evaluation. The worker answers each on the pipe
+whose file descriptor is its one argument, one JSON line: ``{"exit": status}``,
+or ``{"restart": true}`` without running anything when the point needs other
+process-wide settings (host heap set-up, CPU device count) than the worker
+started with. The worker exits after a request whose status is not 0 (what
+failed may have left state behind), after a restart answer and at the end of
+its input; a point that kills the worker (out of memory, SIGKILL) is seen by
+the runner as the worker's exit.
 
     python -m hybridconv.studies.worker ANSWER_FD
 """
@@ -78,7 +80,12 @@ def serve(requests, answer) -> int:
     if needs != started_with:
       answer({"restart": True})
       return 0
-    code = command.run_training(config, request["workdir"])
+    if "evaluate" in request:  # a finished point's robustness, as `hybridconv evaluate`
+      from hybridconv.robustness import main as robustness_main  # noqa: PLC0415
+
+      code = robustness_main.main(request["evaluate"])
+    else:
+      code = command.run_training(config, request["workdir"])
     answer({"exit": code})
     if code:
       return code
@@ -101,9 +108,18 @@ class Client:
     self._answers = os.fdopen(read_fd, "r", encoding="utf-8")
 
   def send(self, spec: str, workdir: str, settings: dict[str, Any]) -> None:
+    """Asks for the point of config ``spec`` with ``settings`` to be trained in ``workdir``."""
+    self._request(spec, settings, workdir=workdir)
+
+  def evaluate(self, spec: str, settings: dict[str, Any], arguments: list[str]) -> None:
+    """Asks for ``hybridconv evaluate <arguments>`` of the finished point of ``spec`` and
+    ``settings`` (whose config says what the process needs); answered like a point."""
+    self._request(spec, settings, evaluate=list(arguments))
+
+  def _request(self, spec: str, settings: dict[str, Any], **fields: Any) -> None:
     # Settings are Python literals (tuples among them), sent as their repr like the
     # command line's --config.a.b=value; JSON would turn tuples into lists.
-    request = {"spec": spec, "workdir": workdir, "settings": repr(dict(settings))}
+    request = {"spec": spec, "settings": repr(dict(settings)), **fields}
     self.process.stdin.write(json.dumps(request) + "\n")
     self.process.stdin.flush()
 
