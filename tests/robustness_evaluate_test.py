@@ -166,8 +166,9 @@ def test_a_subset_smaller_than_a_batch_is_not_padded_to_a_whole_batch(run, monke
   real = evaluate.shard_batches
 
   def recording(images, labels, batch_size, mesh):
-    built.append((len(labels), batch_size))
-    return real(images, labels, batch_size, mesh)
+    batches = real(images, labels, batch_size, mesh)
+    built.append((len(labels), batches[0]["label"].shape[0]))
+    return batches
 
   monkeypatch.setattr(evaluate, "shard_batches", recording)
   small = suites.Suite("small", {suites.CLEAN: (0.0,), suites.PGD: (2 / 255,)}, pgd_steps=3)

@@ -18,24 +18,18 @@ SPEC = "configs/tiny.py"
 TIMING = re.compile(r"sec|time")
 
 
-def _sweep(root, *args):
+def _python(*argv):
+  """``python -m <argv>`` from the repository; the finished process (asserted to succeed)."""
   done = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "hybridconv.sweeps",
-      f"--config={SPEC}",
-      f"--workdir={root}",
-      "--config.num_train_steps=4",
-      *args,
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=900,
+    [sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=900
   )
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
   return done
+
+
+def _sweep(root, *args):
+  steps = "--config.num_train_steps=4"
+  return _python("hybridconv.sweeps", f"--config={SPEC}", f"--workdir={root}", steps, *args)
 
 
 def _records(workdir):
@@ -89,20 +83,11 @@ def test_a_finished_points_robustness_in_a_fresh_worker_equals_the_command_line(
   with open(workdir / "robustness.json", encoding="utf-8") as f:
     pooled = json.load(f)
   os.rename(workdir / "robustness.json", tmp_path / "pooled.json")
-  alone = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "hybridconv.cli",
-      "evaluate",
-      *runner.robustness_arguments(str(workdir), suite="default", pgd_images=20, test_images=40),
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
+  _python(
+    "hybridconv.cli",
+    "evaluate",
+    *runner.robustness_arguments(str(workdir), suite="default", pgd_images=20, test_images=40),
   )
-  assert alone.returncode == 0, alone.stderr[-2000:]
   with open(workdir / "robustness.json", encoding="utf-8") as f:
     assert json.load(f)["entries"] == pooled["entries"]
 

@@ -77,13 +77,8 @@ def steady_state_floor(workdir: str, results: dict, repeats: int = 3) -> dict[st
   from hybridconv import sharding  # noqa: PLC0415
   from hybridconv.robustness import evaluate, restore, suites  # noqa: PLC0415
 
-  config = restore.load_run_config(workdir)
-  sharding.configure_cpu_devices(config)  # as `hybridconv evaluate` does
-  mesh = sharding.make_mesh()
-  split = restore.load_test_split(config, mesh)
-  step = restore.resolve_checkpoint(config, workdir, "latest")
-  fns, params, model_state = restore.restore_model(config, workdir, step, split, mesh)
-  model = (params, model_state, *jax.device_put((split.mean, split.std), sharding.replicated(mesh)))
+  sharding.configure_cpu_devices(restore.load_run_config(workdir))  # as `hybridconv evaluate`
+  config, _, mesh, split, fns, model = evaluate.load_model(workdir)
   size = config.eval_batch_size
   (batch,) = evaluate.shard_batches(split.images[:size], split.labels[:size], size, mesh)
   suite = suites.get_suite(results["suite"])

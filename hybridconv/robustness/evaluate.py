@@ -24,7 +24,7 @@ import functools
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -89,8 +89,12 @@ def _family_fn(family: str, suite: suites.Suite, fns):
 
 
 def shard_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh) -> list[dict]:
-  """Padded, masked batches as global arrays sharded over ``'data'`` (every process holds all)."""
+  """Padded, masked batches as global arrays sharded over ``'data'`` (every process holds all).
+
+  A set smaller than ``batch_size`` is one batch of :func:`fitted_batch_size`.
+  """
   count = len(labels)
+  batch_size = fitted_batch_size(count, batch_size, mesh)
   padded = -(-count // batch_size) * batch_size
   full = {
     "image": np.concatenate([images, np.zeros((padded - count, *images.shape[1:]), np.uint8)]),
@@ -175,27 +179,17 @@ def evaluate_suite(
     model: ``(params, model_state, mean, std)``, replicated on ``mesh``.
     split: the test split.
     batch_size: global batch size (a multiple of the mesh size); a set smaller than one
-      batch runs as one batch of :func:`fitted_batch_size`.
+      batch runs as one smaller batch (:func:`shard_batches`).
     mesh: the device mesh.
     attack_images: size of the attack subset (0 = the whole test split).
     subset_seed: seed of the subsets and of all noise.
     test_images: size of the subset for clean and corrupted accuracy (0 = all).
   """
   tested = seeded_subset(len(split.labels), test_images, subset_seed)
-  full = shard_batches(
-    split.images[tested],
-    split.labels[tested],
-    fitted_batch_size(len(tested), batch_size, mesh),
-    mesh,
-  )
+  full = shard_batches(split.images[tested], split.labels[tested], batch_size, mesh)
   subset = seeded_subset(len(split.labels), attack_images, subset_seed)
   attacked = (
-    shard_batches(
-      split.images[subset],
-      split.labels[subset],
-      fitted_batch_size(len(subset), batch_size, mesh),
-      mesh,
-    )
+    shard_batches(split.images[subset], split.labels[subset], batch_size, mesh)
     if any(f in suites.ATTACKS for f in suite.levels)
     else []
   )
@@ -263,6 +257,30 @@ def check_request(
   return chosen
 
 
+class LoadedRun(NamedTuple):
+  """A trained run ready to evaluate: ``model`` is what :func:`model_apply` takes."""
+
+  config: Any
+  step: int
+  mesh: Any
+  split: restore.TestSplit
+  fns: Any
+  model: tuple
+
+
+def load_model(workdir: str, checkpoint: str | int = "latest") -> LoadedRun:
+  """The run's config, checkpoint ``checkpoint`` restored on a mesh of this process's
+  devices, and its test split; ValueError when it cannot be (before anything compiles)."""
+  config = restore.load_run_config(workdir)
+  step = restore.resolve_checkpoint(config, workdir, checkpoint)
+  restore.check_data_supported(config)
+  mesh = sharding.make_mesh()
+  split = restore.load_test_split(config, mesh)
+  fns, params, model_state = restore.restore_model(config, workdir, step, split, mesh)
+  stats = jax.device_put((split.mean, split.std), sharding.replicated(mesh))
+  return LoadedRun(config, step, mesh, split, fns, (params, model_state, *stats))
+
+
 def evaluate_workdir(
   workdir: str,
   *,
@@ -323,14 +341,7 @@ def evaluate_workdir(
     pgd_steps=pgd_steps,
     test_images=test_images,
   )
-  config = restore.load_run_config(workdir)
-  step = restore.resolve_checkpoint(config, workdir, checkpoint)
-  restore.check_data_supported(config)
-  mesh = sharding.make_mesh()
-  split = restore.load_test_split(config, mesh)
-  fns, params, model_state = restore.restore_model(config, workdir, step, split, mesh)
-  stats = jax.device_put((split.mean, split.std), sharding.replicated(mesh))
-  model = (params, model_state, *stats)
+  config, step, mesh, split, fns, model = load_model(workdir, checkpoint)
   logging.info("robustness: %s step %d, suite %s", workdir, step, chosen.name)
   part = evaluate_suite(
     chosen,

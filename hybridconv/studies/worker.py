@@ -68,11 +68,11 @@ def serve(requests, answer) -> int:
     request = json.loads(line)
     try:
       config = build_config(request["spec"], ast.literal_eval(request["settings"]))
-      if started_with is None:
+      if started_with is None:  # the first request sets the process up, before JAX starts
         command.prepare_process(config)
         command.quiet_library_logs()
-        started_with = process_settings(config)
       needs = process_settings(config)
+      started_with = started_with or needs
     except (ValueError, TypeError) as error:  # a bad override: as the command line, exit 2
       print(f"error: {error}", file=sys.stderr)
       answer({"exit": 2})
