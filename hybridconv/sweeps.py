@@ -20,8 +20,10 @@ crossed::
   hybridconv sweep ... --wandb_yaml=sweep.yaml && wandb sweep sweep.yaml
 
 Each point runs in ``<workdir>/<factor values>`` (e.g.
-``first_layer=gabor,seed=1``) as its own ``python -m hybridconv.main`` process;
-see :mod:`hybridconv.studies.runner` for resumption, the results file and the
+``first_layer=gabor,seed=1``), in a worker process per slot that imports JAX
+once and trains its points one after another, as ``python -m hybridconv.main``
+would (``--one_process_per_point``: one such process each); see
+:mod:`hybridconv.studies.runner` for resumption, the results file and the
 shared compilation cache. Exit status: 0 all points finished, 1 some failed,
 2 bad input (one ``error:`` line, nothing run).
 """
