@@ -22,8 +22,8 @@ fits its 2-hour budget:
 * arms: see :data:`ARMS`; all 32 filters wide at 7x7 (the 12 classic kernels
   are widened to 32 by Gaussian scale space, the Gaussian-derivative bank is
   orders 0-3 at three scales plus two Laplacians of Gaussian);
-* budget per size in :data:`BUDGETS`: small sets get many more passes so every
-  arm's training loss plateaus, the large ones are cut to the 2-hour budget;
+* budget per size in :data:`BUDGETS`: small sets get many more passes, to their
+  training-loss floor; the large ones are cut to the 2-hour budget;
   full-test evaluations halfway and at the end (100 and 1,000 images) or at
   the end only (10,000 and 60,000);
   AdamW, cosine schedule, 5% warm-up;
@@ -110,7 +110,7 @@ def get_config(arg: str | None = None):
   config.tracking.animation = False
   # Gabor-likeness is scored once per run by `hybridconv compare` from the first-layer snapshots
   # (hybridconv.studies.likeness, against a null and the positive control); the tracker's own fit
-  # of every layer at every summary was never read by the report and cost about 6 s a point.
+  # of every layer at every summary was never read by the report and cost about 14 s a point.
   config.tracking.gabor_fit = False
   config.robustness.test_images = ROBUSTNESS_TEST_IMAGES
   config.robustness.pgd_images = ROBUSTNESS_ATTACK_IMAGES
