@@ -372,12 +372,24 @@ def run_sweep(
         client.evaluate(spec, settings, arguments)
         while (answer := client.poll()) is None:
           time.sleep(0.05)
-        if answer.get("restart") or answer["exit"]:  # the worker has ended
-          workers.pop(slot).close()
+        close_if_done(slot, client, answer)
         if not answer.get("restart"):
           return int(answer["exit"])
 
     return run
+
+  def close_if_done(slot: int, handle, answer: Mapping[str, Any]) -> None:
+    """Closes a point's own process, or a worker that has ended: after a restart answer or a
+    request that failed (what failed may have left state behind)."""
+    if one_process_per_point or answer.get("restart") or answer["exit"]:
+      handle.close()
+      workers.pop(slot, None)
+
+  def update_results() -> None:
+    rows = [
+      result_row(root, n, p, factors, exit_codes.get(n)) for n, p in zip(names, points, strict=True)
+    ]
+    write_results(root, rows)
 
   def finish(name, slot, started, code):
     exit_codes[name] = code
@@ -387,13 +399,7 @@ def run_sweep(
     print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
     if code == 0:
       _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluator(slot))
-    write_results(
-      root,
-      [
-        result_row(root, n, p, factors, exit_codes.get(n))
-        for n, p in zip(names, points, strict=True)
-      ],
-    )
+    update_results()
 
   try:
     while queue or running:
@@ -414,27 +420,17 @@ def run_sweep(
         if answer is None:
           continue
         running.remove(item)
+        close_if_done(slot, handle, answer)
         if answer.get("restart"):  # the worker cannot take this point: a fresh one will
-          workers.pop(slot).close()
           running.append((start(names.index(name), slot), name, slot, started))
           continue
-        code = int(answer["exit"])
-        if one_process_per_point or code:
-          # A worker ends after a point that failed; a process serves one point.
-          handle.close()
-          workers.pop(slot, None)
-        finish(name, slot, started, code)
+        finish(name, slot, started, int(answer["exit"]))
       if running:
         time.sleep(0.05)
   finally:
     for client in workers.values():
       client.close()
-  write_results(
-    root,
-    [
-      result_row(root, n, p, factors, exit_codes.get(n)) for n, p in zip(names, points, strict=True)
-    ],
-  )
+  update_results()
   return sum(1 for code in exit_codes.values() if code)
 
 
