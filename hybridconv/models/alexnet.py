@@ -17,6 +17,7 @@ from jax import Array
 
 from hybridconv.models.layer_specs import resolve_sources
 from hybridconv.nn import conv_layer, max_pool
+from hybridconv.nn.layer_rngs import layer_rngs
 
 
 def local_response_norm(
@@ -129,15 +130,23 @@ class AlexNet(nnx.Module):
         self,
         name,
         conv_layer(
-          cin, cout, size, source=specs[name], strides=stride, padding=pad, dtype=dtype, rngs=rngs
+          cin,
+          cout,
+          size,
+          source=specs[name],
+          strides=stride,
+          padding=pad,
+          dtype=dtype,
+          rngs=layer_rngs(rngs, name),
         ),
       )
     self.lrn = lrn
-    self.fc6 = nnx.Linear(self._feature_size(height, width_px, c5), hidden, dtype=dtype, rngs=rngs)
+    flat = self._feature_size(height, width_px, c5)
+    self.fc6 = nnx.Linear(flat, hidden, dtype=dtype, rngs=layer_rngs(rngs, "fc6"))
     self.dropout6 = nnx.Dropout(0.5, rngs=rngs)
-    self.fc7 = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+    self.fc7 = nnx.Linear(hidden, hidden, dtype=dtype, rngs=layer_rngs(rngs, "fc7"))
     self.dropout7 = nnx.Dropout(0.5, rngs=rngs)
-    self.fc8 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
+    self.fc8 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=layer_rngs(rngs, "fc8"))
 
   @staticmethod
   def _feature_size(height: int, width: int, channels: int) -> int:
@@ -223,17 +232,28 @@ class AlexNetSmall(nnx.Module):
       setattr(
         self,
         name,
-        conv_layer(cin, cout, size, source=specs[name], use_bias=False, dtype=dtype, rngs=rngs),
+        conv_layer(
+          cin,
+          cout,
+          size,
+          source=specs[name],
+          use_bias=False,
+          dtype=dtype,
+          rngs=layer_rngs(rngs, name),
+        ),
       )
+      bn_rngs = layer_rngs(rngs, f"bn{index}")
       setattr(
-        self, f"bn{index}", nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
+        self,
+        f"bn{index}",
+        nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=bn_rngs),
       )
     flat = (height // 8) * (width_px // 8) * c5
-    self.fc6 = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)
+    self.fc6 = nnx.Linear(flat, hidden, dtype=dtype, rngs=layer_rngs(rngs, "fc6"))
     self.dropout6 = nnx.Dropout(0.5, rngs=rngs)
-    self.fc7 = nnx.Linear(hidden, hidden, dtype=dtype, rngs=rngs)
+    self.fc7 = nnx.Linear(hidden, hidden, dtype=dtype, rngs=layer_rngs(rngs, "fc7"))
     self.dropout7 = nnx.Dropout(0.5, rngs=rngs)
-    self.fc8 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
+    self.fc8 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=layer_rngs(rngs, "fc8"))
 
   def __call__(self, x: Array) -> Array:
     pool = lambda y: max_pool(y, (2, 2), strides=(2, 2))

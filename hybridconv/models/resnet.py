@@ -29,6 +29,7 @@ from jax import Array
 
 from hybridconv.models.layer_specs import resolve_sources
 from hybridconv.nn import conv_layer, max_pool, sources
+from hybridconv.nn.layer_rngs import layer_rngs
 
 BLOCKS = ("basic", "bottleneck")
 SHORTCUTS = ("projection", "pad")
@@ -112,10 +113,13 @@ class BasicBlock(nnx.Module):
     self, plan: _BlockPlan, specs: Mapping[str, sources.KernelSource], *, dtype, rngs: nnx.Rngs
   ):
     c, name = plan.channels, plan.name
-    self.conv1 = _conv(plan.in_channels, c, 3, plan.stride, specs[f"{name}_conv1"], dtype, rngs)
-    self.bn1 = _batch_norm(c, dtype, rngs)
-    self.conv2 = _conv(c, c, 3, 1, specs[f"{name}_conv2"], dtype, rngs)
-    self.bn2 = _batch_norm(c, dtype, rngs)
+    r = functools.partial(layer_rngs, rngs)  # ``rngs`` are the block's own (_build_stages)
+    self.conv1 = _conv(
+      plan.in_channels, c, 3, plan.stride, specs[f"{name}_conv1"], dtype, r("conv1")
+    )
+    self.bn1 = _batch_norm(c, dtype, r("bn1"))
+    self.conv2 = _conv(c, c, 3, 1, specs[f"{name}_conv2"], dtype, r("conv2"))
+    self.bn2 = _batch_norm(c, dtype, r("bn2"))
     _add_shortcut(self, plan, c, specs, dtype, rngs)
 
   def __call__(self, x: Array) -> Array:
@@ -136,12 +140,13 @@ class Bottleneck(nnx.Module):
     self, plan: _BlockPlan, specs: Mapping[str, sources.KernelSource], *, dtype, rngs: nnx.Rngs
   ):
     c, out, name = plan.channels, plan.channels * self.expansion, plan.name
-    self.conv1 = _conv(plan.in_channels, c, 1, 1, specs[f"{name}_conv1"], dtype, rngs)
-    self.bn1 = _batch_norm(c, dtype, rngs)
-    self.conv2 = _conv(c, c, 3, plan.stride, specs[f"{name}_conv2"], dtype, rngs)
-    self.bn2 = _batch_norm(c, dtype, rngs)
-    self.conv3 = _conv(c, out, 1, 1, specs[f"{name}_conv3"], dtype, rngs)
-    self.bn3 = _batch_norm(out, dtype, rngs)
+    r = functools.partial(layer_rngs, rngs)  # ``rngs`` are the block's own (_build_stages)
+    self.conv1 = _conv(plan.in_channels, c, 1, 1, specs[f"{name}_conv1"], dtype, r("conv1"))
+    self.bn1 = _batch_norm(c, dtype, r("bn1"))
+    self.conv2 = _conv(c, c, 3, plan.stride, specs[f"{name}_conv2"], dtype, r("conv2"))
+    self.bn2 = _batch_norm(c, dtype, r("bn2"))
+    self.conv3 = _conv(c, out, 1, 1, specs[f"{name}_conv3"], dtype, r("conv3"))
+    self.bn3 = _batch_norm(out, dtype, r("bn3"))
     _add_shortcut(self, plan, out, specs, dtype, rngs)
 
   def __call__(self, x: Array) -> Array:
@@ -163,9 +168,15 @@ def _add_shortcut(
   block.stride, block.out_channels = plan.stride, out_channels
   if plan.projection:
     block.shortcut = _conv(
-      plan.in_channels, out_channels, 1, plan.stride, specs[f"{plan.name}_shortcut"], dtype, rngs
+      plan.in_channels,
+      out_channels,
+      1,
+      plan.stride,
+      specs[f"{plan.name}_shortcut"],
+      dtype,
+      layer_rngs(rngs, "shortcut"),
     )
-    block.shortcut_bn = _batch_norm(out_channels, dtype, rngs)
+    block.shortcut_bn = _batch_norm(out_channels, dtype, layer_rngs(rngs, "shortcut_bn"))
   else:
     block.shortcut = nnx.data(None)
     block.shortcut_bn = nnx.data(None)
@@ -192,7 +203,8 @@ class _ResNetBase(nnx.Module):
   ) -> int:
     block_class = Bottleneck if block == "bottleneck" else BasicBlock
     for plan in plans:
-      setattr(self, plan.name, block_class(plan, specs, dtype=dtype, rngs=rngs))
+      block_rngs = layer_rngs(rngs, plan.name)  # paired arms: see hybridconv.nn.layer_rngs
+      setattr(self, plan.name, block_class(plan, specs, dtype=dtype, rngs=block_rngs))
     self.block_names = tuple(plan.name for plan in plans)
     return plans[-1].channels * block_class.expansion
 
@@ -263,10 +275,12 @@ class CifarResNet(_ResNetBase):
     specs = resolve_sources(
       self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
     )
-    self.conv1 = _conv(image_shape[-1], stem, 3, 1, specs["conv1"], dtype, rngs)
-    self.bn1 = _batch_norm(stem, dtype, rngs)
+    self.conv1 = _conv(
+      image_shape[-1], stem, 3, 1, specs["conv1"], dtype, layer_rngs(rngs, "conv1")
+    )
+    self.bn1 = _batch_norm(stem, dtype, layer_rngs(rngs, "bn1"))
     features = self._build_stages(plans, "basic", specs, dtype, rngs)
-    self.fc = nnx.Linear(features, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = nnx.Linear(features, num_classes, dtype=dtype, rngs=layer_rngs(rngs, "fc"))
 
   def __call__(self, x: Array) -> Array:
     return self._stages_and_head(jax.nn.relu(self.bn1(self.conv1(x))))
@@ -318,10 +332,12 @@ class ResNet(_ResNetBase):
     specs = resolve_sources(
       self.conv_layer_names, first_layer=first_layer, kernels=kernels, seed=kernel_seed
     )
-    self.conv1 = _conv(image_shape[-1], stem, 7, 2, specs["conv1"], dtype, rngs)
-    self.bn1 = _batch_norm(stem, dtype, rngs)
+    self.conv1 = _conv(
+      image_shape[-1], stem, 7, 2, specs["conv1"], dtype, layer_rngs(rngs, "conv1")
+    )
+    self.bn1 = _batch_norm(stem, dtype, layer_rngs(rngs, "bn1"))
     features = self._build_stages(plans, block, specs, dtype, rngs)
-    self.fc = nnx.Linear(features, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = nnx.Linear(features, num_classes, dtype=dtype, rngs=layer_rngs(rngs, "fc"))
 
   def __call__(self, x: Array) -> Array:
     x = jax.nn.relu(self.bn1(self.conv1(x)))

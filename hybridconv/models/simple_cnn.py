@@ -11,6 +11,7 @@ from jax import Array
 
 from hybridconv.models.layer_specs import resolve_sources
 from hybridconv.nn import conv_layer, max_pool
+from hybridconv.nn.layer_rngs import layer_rngs
 
 
 class SimpleCNN(nnx.Module):
@@ -61,15 +62,23 @@ class SimpleCNN(nnx.Module):
       or first_kernel_size < 1
     ):
       raise ValueError(f"model.first_kernel_size={first_kernel_size!r} must be an int >= 1")
+    # Each layer draws from streams of its own (paired arms: see hybridconv.nn.layer_rngs).
     self.conv1 = conv_layer(
-      in_channels, c1, first_kernel_size, source=specs["conv1"], dtype=dtype, rngs=rngs
+      in_channels,
+      c1,
+      first_kernel_size,
+      source=specs["conv1"],
+      dtype=dtype,
+      rngs=layer_rngs(rngs, "conv1"),
     )
-    self.bn1 = nnx.BatchNorm(c1, dtype=dtype, rngs=rngs)
-    self.conv2 = conv_layer(c1, c2, 5, source=specs["conv2"], dtype=dtype, rngs=rngs)
-    self.bn2 = nnx.BatchNorm(c2, dtype=dtype, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(c1, dtype=dtype, rngs=layer_rngs(rngs, "bn1"))
+    self.conv2 = conv_layer(
+      c1, c2, 5, source=specs["conv2"], dtype=dtype, rngs=layer_rngs(rngs, "conv2")
+    )
+    self.bn2 = nnx.BatchNorm(c2, dtype=dtype, rngs=layer_rngs(rngs, "bn2"))
     flat = (height // 4) * (width_px // 4) * c2
-    self.fc1 = nnx.Linear(flat, hidden, dtype=dtype, rngs=rngs)
-    self.fc2 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
+    self.fc1 = nnx.Linear(flat, hidden, dtype=dtype, rngs=layer_rngs(rngs, "fc1"))
+    self.fc2 = nnx.Linear(hidden, num_classes, dtype=dtype, rngs=layer_rngs(rngs, "fc2"))
 
   def __call__(self, x: Array) -> Array:
     x = max_pool(jax.nn.relu(self.bn1(self.conv1(x))), (2, 2), (2, 2))

@@ -32,6 +32,7 @@ from flax.nnx.nn import dtypes
 
 from hybridconv.nn import sources
 from hybridconv.nn.conv import KernelConv
+from hybridconv.nn.layer_rngs import layer_rngs
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -195,7 +196,10 @@ def convert(
       path wins over the longest matching glob (``'*'`` = every conv). Sources
       as in :func:`hybridconv.nn.sources.parse` (``'gabor'``, ``'fixed:dct'``,
       ``{'source': 'gabor', 'gain': True}``, ...).
-    rngs: random streams for sources that draw (default ``nnx.Rngs(0)``).
+    rngs: random streams for sources that draw (default ``nnx.Rngs(0)``); each
+      converted conv draws from streams of its own, derived from ``rngs`` and its
+      name (:func:`hybridconv.nn.layer_rngs.layer_rngs`), so which other convs
+      are converted, and to what, never changes its initial values.
 
   Returns:
     ``(model, replacements)``: the converted model and one :class:`Replacement`
@@ -236,7 +240,8 @@ def convert(
         f"convert spec[{key!r}]: a BankMix source changes the layer structure; "
         "convert replaces kernels (free, gabor, fixed, random, hybrid)"
       )
-    layer = _replacement_layer(name, conv, source, rngs)
+    # Streams of the conv's own: its new values depend only on ``rngs`` and its name.
+    layer = _replacement_layer(name, conv, source, layer_rngs(rngs, name))
     r2 = filter_r2(layer.kernel(), conv.kernel[...]) if _starts_from_old(source) else None
     planned.append((path, layer, Replacement(name, tuple(conv.kernel.shape), source, r2)))
   for path, layer, _ in planned:

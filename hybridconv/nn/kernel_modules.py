@@ -61,8 +61,8 @@ class FreeKernel(nnx.Module):
     rngs: nnx.Rngs,
     source: sources.Free = sources.Free(),
   ):
-    # The key is drawn whatever the init, so the layers built after this one
-    # start the same in every arm of a study (paired seeds).
+    # (Other layers never see this draw: each layer has streams of its own, see
+    # hybridconv.nn.layer_rngs, so arms of a study stay paired on every other layer.)
     key = rngs.params()
     if source.init is None:
       value = _free_kernel_init(key, kernel_shape, param_dtype)

@@ -281,9 +281,11 @@ class BankMix:
   """Bank per input channel (depthwise), optional norm and activation, learned 1x1 mix.
 
   Attributes:
-    bank: a :class:`Fixed` or :class:`Gabor` source for the depthwise bank.
-    num_filters: bank filters per input channel for a Gabor bank (a fixed bank
-      uses all of its filters).
+    bank: a :class:`Fixed`, :class:`Gabor` or :class:`Random` source for the
+      depthwise bank (``Random``: spatial filters drawn once and never trained,
+      recombined by the learned mix -- Gavrikov & Keuper, arXiv 2301.11360).
+    num_filters: bank filters per input channel for a Gabor or random bank (a
+      fixed bank uses all of its filters).
     norm: 'none' or 'batch' (BatchNorm over the bank responses).
     activation: 'none', 'relu' or 'abs' between the bank and the mix.
   """
@@ -295,8 +297,8 @@ class BankMix:
 
   def __post_init__(self):
     object.__setattr__(self, "bank", parse(self.bank))
-    if not isinstance(self.bank, (Fixed, Gabor)):
-      raise ValueError(f"BankMix bank must be a Fixed or Gabor source, got {self.bank!r}")
+    if not isinstance(self.bank, (Fixed, Gabor, Random)):
+      raise ValueError(f"BankMix bank must be a Fixed, Gabor or Random source, got {self.bank!r}")
     _check_choice("BankMix norm", self.norm, BANKMIX_NORMS)
     _check_choice("BankMix activation", self.activation, BANKMIX_ACTIVATIONS)
     if self.num_filters < 1:
