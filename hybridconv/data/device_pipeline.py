@@ -134,6 +134,9 @@ class DevicePipeline:
     mesh: a mesh with an axis ``'data'``.
     augment_config: ``data.augment`` (``crop_padding``, ``horizontal_flip``), an
       :class:`Augment`, or None for no augmentation.
+    validation: ``(images, labels)`` held out of the training split
+      (:func:`hybridconv.data.subset.hold_out`), evaluated as the split
+      ``'validation'``; None for none.
   """
 
   def __init__(
@@ -145,6 +148,7 @@ class DevicePipeline:
     seed: int,
     mesh: Mesh,
     augment_config=None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
   ):
     num_shards = data_axis_size(mesh)
     check_batch_size("batch_size", global_batch_size, num_shards)  # config.batch_size
@@ -171,9 +175,20 @@ class DevicePipeline:
     self._train = tuple(
       put_replicated(a, replicated) for a in (dataset.train_images, dataset.train_labels)
     )
-    eval_arrays = pad_to_multiple(dataset.test_images, dataset.test_labels, self.eval_batch_size)
-    self.num_eval_batches = len(eval_arrays[1]) // self.eval_batch_size
-    self._eval = tuple(put_replicated(a, replicated) for a in eval_arrays)
+    splits = {"test": (dataset.test_images, dataset.test_labels)}
+    if validation is not None:
+      splits["validation"] = validation
+    self.eval_splits = tuple(splits)
+    self.num_validation_examples = len(validation[1]) if validation is not None else 0
+    # split -> (padded images, labels, mask) on the devices, and its number of batches.
+    self._eval: dict[str, tuple[tuple[Array, ...], int]] = {}
+    for split, (images, labels) in splits.items():
+      arrays = pad_to_multiple(images, labels, self.eval_batch_size)
+      self._eval[split] = (
+        tuple(put_replicated(a, replicated) for a in arrays),
+        len(arrays[1]) // self.eval_batch_size,
+      )
+    self.num_eval_batches = self._eval["test"][1]
     self._stats = tuple(put_replicated(a, replicated) for a in (self.mean, self.std))
     self.seed = int(seed)
     # Dataset arrays are arguments, not closed-over constants, so they are not
@@ -206,10 +221,12 @@ class DevicePipeline:
       position * self.global_batch_size,
     )
 
-  def eval_batches(self) -> Iterator[Batch]:
-    """The eval split in fixed order; ``'mask'`` is False on the last batch's padding."""
-    for index in range(self.num_eval_batches):
-      yield self._eval_fn(*self._eval, *self._stats, index * self.eval_batch_size)
+  def eval_batches(self, split: str = "test") -> Iterator[Batch]:
+    """``split`` ('test', or 'validation' when held out) in fixed order; ``'mask'`` is False
+    on the last batch's padding."""
+    arrays, num_batches = self._eval[split]
+    for index in range(num_batches):
+      yield self._eval_fn(*arrays, *self._stats, index * self.eval_batch_size)
 
   def get_state(self) -> None:
     """Nothing to checkpoint: every batch is a pure function of ``(seed, step)``."""

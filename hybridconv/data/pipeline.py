@@ -49,7 +49,8 @@ class Pipeline(Protocol):
     """Training batch ``step`` (0-based), sharded over the mesh."""
 
   def eval_batches(self) -> Iterator[dict[str, Any]]:
-    """The eval split in fixed order, with a ``'mask'`` of real examples."""
+    """The test split in fixed order, with a ``'mask'`` of real examples (a pipeline with a
+    validation hold-out also takes ``split='validation'``)."""
 
   def get_state(self) -> Any:
     """What a checkpoint saves to resume the batch stream exactly (None: nothing)."""
@@ -64,9 +65,20 @@ def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def check_config(data_config: Any) -> None:
-  """Refuses an unknown ``data.source`` or ``data.pipeline`` before anything loads."""
+  """Refuses an unknown ``data.source`` or ``data.pipeline``, or a bad validation hold-out,
+  before anything loads."""
   _check_choice("data.pipeline", data_config.pipeline, PIPELINES)
   _check_choice("data.source", data_config.source, SOURCES)
+  size, seed = data_config.validation_size, data_config.validation_seed
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise ValueError(f"data.validation_size={size!r} must be an int >= 0 (0 = no hold-out)")
+  if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    raise ValueError(f"data.validation_seed={seed!r} must be an int >= 0")
+  if size and data_config.pipeline != "device":
+    raise ValueError(
+      f"data.validation_size={size} needs data.pipeline='device' (the streaming pipeline "
+      f"evaluates the test split only), got data.pipeline={data_config.pipeline!r}"
+    )
 
 
 def load_dataset(data_config: Any) -> ArrayDataset:
@@ -133,6 +145,7 @@ def build_pipeline(
   )
   if data_config.pipeline == "device":
     dataset = load_dataset(data_config)
+    dataset, validation, held_out = _hold_out_validation(dataset, data_config)
     indices, record = choose(dataset.train_labels, dataset.num_classes)
     if indices is not None:
       dataset = dataclasses.replace(
@@ -140,7 +153,9 @@ def build_pipeline(
         train_images=dataset.train_images[indices],
         train_labels=dataset.train_labels[indices],
       )
-    pipeline = DevicePipeline(dataset, **common)
+    if held_out is not None:
+      record = {**record, **held_out}
+    pipeline = DevicePipeline(dataset, validation=validation, **common)
     pipeline.train_subset = record
     return pipeline
   # grain (and orbax through it) is imported only by streaming runs: a device-pipeline
@@ -174,6 +189,29 @@ def build_pipeline(
   pipeline.class_names = class_names
   pipeline.train_subset = record
   return pipeline
+
+
+def _hold_out_validation(dataset: ArrayDataset, data_config: Any):
+  """``(dataset without the hold-out, (images, labels) or None, record entries or None)``."""
+  size = data_config.validation_size
+  if not size:
+    return dataset, None, None
+  validation, remaining = subset.hold_out(
+    dataset.train_labels,
+    num_classes=dataset.num_classes,
+    size=size,
+    seed=data_config.validation_seed,
+  )
+  images, labels = dataset.train_images, dataset.train_labels
+  rest = dataclasses.replace(
+    dataset, train_images=images[remaining], train_labels=labels[remaining]
+  )
+  record = {
+    "validation_size": int(size),
+    "validation_seed": int(data_config.validation_seed),
+    "validation_sha256": subset.indices_sha256(validation),
+  }
+  return rest, (images[validation], labels[validation]), record
 
 
 def _decode_config(data_config: Any) -> DecodeConfig:

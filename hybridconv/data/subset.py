@@ -15,8 +15,9 @@ split that is
   ``data.subset_seed`` pins it, so seed ``s`` of every arm of a study trains on
   the same images.
 
-The subset is applied to the training split only; evaluation always uses the
-whole test split. :func:`subset_record` describes the subset for the workdir
+The subset is applied to the training split only, after the optional validation
+hold-out (:func:`hold_out`, ``data.validation_size``) is removed from it; the
+test split is always evaluated whole. :func:`subset_record` describes the subset for the workdir
 (``train_subset.json``): the recipe, per-class counts and a SHA-256 of the
 indices, so a resumed run can prove it trains on the same images.
 """
@@ -131,6 +132,26 @@ def _quotas(available: np.ndarray, size: int, seed: int) -> np.ndarray:
   return quota
 
 
+def hold_out(
+  labels: np.ndarray, *, num_classes: int, size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """``(validation, remaining)`` indices: a class-balanced hold-out of ``size`` and the rest.
+
+  The hold-out is :func:`balanced_indices` with its own ``seed`` (``data.validation_seed``,
+  not the run's), so every run of a study holds out the same images, and every training
+  subset is then drawn from ``remaining`` -- disjoint from the validation split by
+  construction. Both are ascending indices into ``labels``.
+  """
+  if not num_classes <= size < len(labels):
+    raise ValueError(
+      f"data.validation_size={size} is outside [{num_classes}, {len(labels) - 1}]: at least one "
+      f"image per class, and fewer than the {len(labels)} images of the training split"
+    )
+  validation = balanced_indices(labels, num_classes=num_classes, size=size, seed=seed)
+  remaining = np.setdiff1d(np.arange(len(labels)), validation, assume_unique=True)
+  return validation, remaining
+
+
 def subset_record(
   indices: np.ndarray | None,
   labels: np.ndarray,
@@ -149,8 +170,13 @@ def subset_record(
     "num_examples": int(len(used)),
     "class_counts": [int(c) for c in counts],
     "method": "balanced-splitmix64-v1",
-    "indices_sha256": hashlib.sha256(np.ascontiguousarray(used, "<i8").tobytes()).hexdigest(),
+    "indices_sha256": indices_sha256(used),
   }
+
+
+def indices_sha256(indices: np.ndarray) -> str:
+  """SHA-256 of int64 little-endian ``indices``: which images, provably, in a record."""
+  return hashlib.sha256(np.ascontiguousarray(indices, "<i8").tobytes()).hexdigest()
 
 
 def labels_of(source: Sequence[dict[str, Any]]) -> np.ndarray:

@@ -223,6 +223,7 @@ BANKS: dict[str, Callable[..., Array]] = {
   "gaussian_derivatives": gaussian.gaussian_derivative_bank,
   "log": gaussian.laplacian_of_gaussian_bank,
   "dog": gaussian.difference_of_gaussians_bank,
+  "master_key": gaussian.master_key_bank,
   "dct": dct.dct_bank,
   "classic": classic_bank,
   "classic_scales": classic_scales_bank,

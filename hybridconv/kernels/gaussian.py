@@ -155,3 +155,28 @@ def difference_of_gaussians_bank(
   x, y = _grid64(kernel_size)
   kernels = [_gaussian(x, y, s) - _gaussian(x, y, ratio * s) for s in sigmas]
   return np.stack(kernels, axis=-1).astype(np.float32)
+
+
+def master_key_bank(
+  kernel_size, *, sigma: float = 1.0, dog_sigmas=(0.8, 1.6), ratio: float = 1.6
+) -> np.ndarray:
+  """Eight filters of the kinds that trained depthwise filters converge to ("master key" filters).
+
+  Babaiee et al. (arXiv 2412.16751, 2509.11711) find that the depthwise filters of
+  trained depthwise-separable CNNs are mostly linear shifts of 8 filters that closely
+  match a Gaussian, differences of Gaussians and Gaussian derivatives, and that
+  networks with 8 such filters frozen train well. Their extracted filters are not
+  reproduced here; this bank is the analytic family they name: a Gaussian at
+  ``sigma``, on-centre DoGs at ``dog_sigmas`` (surround ``ratio`` times wider), and
+  the five Gaussian derivatives of orders 1 and 2 at ``sigma`` (x, y, xx, xy, yy).
+
+  Returns:
+    float32 ``(kh, kw, 8)`` for the defaults (``3 + len(dog_sigmas)`` + 3 in general).
+  """
+  sigma = check_float("sigma", sigma, positive=True)
+  dogs = difference_of_gaussians_bank(kernel_size, sigmas=dog_sigmas, ratio=ratio)
+  derivatives = [(1, 0), (0, 1), (2, 0), (1, 1), (0, 2)]
+  kernels = [gaussian_derivative(kernel_size, sigma, 0, 0)]
+  kernels += [dogs[..., i] for i in range(dogs.shape[-1])]
+  kernels += [gaussian_derivative(kernel_size, sigma, i, j) for i, j in derivatives]
+  return np.stack(kernels, axis=-1).astype(np.float32)

@@ -47,6 +47,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 from hybridconv import sharding
 
 BEST_METRIC = "eval/accuracy"
+VALIDATION_BEST_METRIC = "val/accuracy"
 # The checkpoint folder inside a run's workdir.
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "config", "metadata", "data")
@@ -158,7 +159,9 @@ def existing_steps(directory: str) -> list[int]:
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
-  return metrics[BEST_METRIC]
+  # A run with a validation hold-out evaluates the test split only at the end: rank by
+  # validation accuracy, never by the test split.
+  return metrics.get(VALIDATION_BEST_METRIC, metrics.get(BEST_METRIC))
 
 
 def check_keep(keep: int, keep_best: int) -> None:

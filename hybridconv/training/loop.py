@@ -32,21 +32,33 @@ from hybridconv.training.cadence import Cadence, every_steps  # noqa: F401 (ever
 from hybridconv.training.progress import Progress, Throughput
 
 
-def evaluate(eval_fn, state: ts.TrainState, pipeline, interrupted=None) -> dict[str, float] | None:
-  """Test-split loss, top-1 (and top-5) accuracy of ``state``.
+# Metric prefix of each evaluated split: ``eval/*`` is always the test split.
+SPLIT_PREFIX = {"test": "eval", "validation": "val"}
+
+
+def evaluate(
+  eval_fn, state: ts.TrainState, pipeline, interrupted=None, split: str = "test"
+) -> dict[str, float] | None:
+  """Loss, top-1 (and top-5) accuracy of ``state`` on ``split``: ``eval/*`` (test) or ``val/*``.
 
   ``interrupted()`` is asked after each batch is dispatched; when it returns
   True the evaluation is abandoned and None returned (a stop signal arrived).
   """
   sums = None
-  for batch in pipeline.eval_batches():
+  batches = pipeline.eval_batches() if split == "test" else pipeline.eval_batches(split)
+  for batch in batches:
     out = eval_fn(state.params, state.model_state, batch)
     sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     if interrupted is not None and interrupted():
       return None
   if sums is None:
-    raise ValueError("the test split produced no evaluation batches")
-  return metrics_lib.summarize_eval(jax.device_get(sums))
+    raise ValueError(f"the {split} split produced no evaluation batches")
+  return metrics_lib.summarize_eval(jax.device_get(sums), prefix=SPLIT_PREFIX[split])
+
+
+def has_validation(pipeline) -> bool:
+  """Whether the pipeline holds a validation split out of the training images."""
+  return "validation" in getattr(pipeline, "eval_splits", ())
 
 
 def run_metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dict[str, Any]:
@@ -157,10 +169,18 @@ class TrainLoop:
       self.fault.at("eval", step)
       return jax.process_count() == 1 and bool(self.flag)
 
+    # With a validation hold-out, periodic evaluations read it and the test split is
+    # evaluated once, at the end (nothing is chosen on the test split).
+    splits = ["test"]
+    if has_validation(self.pipeline):
+      splits = ["validation", "test"] if step == self.total_steps else ["validation"]
+    eval_metrics = {}
     with self.timer.paused(), self.progress.paused():
-      eval_metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted)
-    if eval_metrics is None:
-      return None
+      for split in splits:
+        metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted, split)
+        if metrics is None:
+          return None
+        eval_metrics.update(metrics)
     self.logger.log_scalars(step, eval_metrics)
     self.progress.evaluated(step, eval_metrics)
     self.final.update(eval_metrics)

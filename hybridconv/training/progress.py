@@ -243,12 +243,16 @@ class Progress:
     """An evaluation's line, and its accuracy into the postfix of later bars and lines."""
     if not self.enabled:
       return
-    if "eval/accuracy" in eval_metrics:
-      self._postfix["eval_acc"] = float(eval_metrics["eval/accuracy"])
-      self._show_postfix()
+    for key, short in (("val/accuracy", "val_acc"), ("eval/accuracy", "eval_acc")):
+      if key in eval_metrics:
+        self._postfix[short] = float(eval_metrics[key])
+        self._show_postfix()
+    # ``eval/*`` (the test split) by its bare name, as always; ``val/*`` as ``val_*``.
+    names = {
+      k: k.split("/")[-1] if k.startswith("eval/") else k.replace("/", "_") for k in eval_metrics
+    }
     self.message(
-      f"eval step {step}: "
-      + ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in eval_metrics.items())
+      f"eval step {step}: " + ", ".join(f"{names[k]} {v:.4f}" for k, v in eval_metrics.items())
     )
 
   def message(self, text: str) -> None:

@@ -35,6 +35,8 @@ MODEL_KEYS = (
   "data.gratings",
   "data.train_size",
   "data.subset_seed",
+  "data.validation_size",
+  "data.validation_seed",
   "optim.name",
 )
 OVERRIDE_KEY = "allow_config_change"
