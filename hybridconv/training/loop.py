@@ -31,7 +31,6 @@ from hybridconv.training import state as ts
 from hybridconv.training.cadence import Cadence, every_steps  # noqa: F401 (every_steps re-exported)
 from hybridconv.training.progress import Progress, Throughput
 
-
 # Metric prefix of each evaluated split: ``eval/*`` is always the test split.
 SPLIT_PREFIX = {"test": "eval", "validation": "val"}
 
