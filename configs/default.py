@@ -52,6 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
   """The defaults: Fashion-MNIST, SimpleCNN with a hybrid first layer, AdamW, on CPU."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # init, data order, augmentation, dropout, random kernels, training subset
+  config.arm = ""  # a study's name for this run's arm: labels its reports, changes no training
   config.batch_size = 128  # global train batch: split over all devices of all processes
   config.eval_batch_size = 1000  # global evaluation batch (last batch padded and masked)
   config.num_epochs = 3.0  # training length in epochs (ignored when num_train_steps > 0)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from unittest import mock
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import pytest
 import tensorflow_datasets as tfds
@@ -23,36 +25,78 @@ def _module(name):
   return importlib.import_module(f"experiments.kernel_study.{name}")
 
 
-def _first_layer_shape(model_config, image_shape):
-  def kernel():
+def _first_layer(model_config, image_shape):
+  """The first conv's (output channels, kernel shape), traced (nothing is computed)."""
+
+  def run():
     model = models.build_model(
       model_config, num_classes=10, image_shape=image_shape, rngs=nnx.Rngs(0), seed=0
     )
-    return models.conv_layers(model)["conv1"].kernel()
+    conv = models.conv_layers(model)["conv1"]
+    return conv.kernel(), conv(jnp.zeros((1, *image_shape)))
 
-  return jax.eval_shape(kernel).shape  # the layer's real kernel source, traced, not run
+  kernel, out = jax.eval_shape(run)
+  return out.shape[-1], kernel.shape
 
 
-def test_fashion_mnist_study_is_9_arms_by_4_sizes_by_3_seeds_with_unique_names():
-  points = runner.load_points(STUDY, {}, {})
-  assert len(points) == 9 * 4 * 3
+def _first_layer_shape(model_config, image_shape):
+  return _first_layer(model_config, image_shape)[1]
+
+
+def _all_budgets(study, monkeypatch, extra_arm=None):
+  monkeypatch.setattr(study, "BUDGETS", {size: 1.0 for size in study.SIZES})
+  monkeypatch.setattr(study, "LARGEST_SIZE_EXTRA_ARM", extra_arm)
+  return list(study.sweep())
+
+
+def test_fashion_mnist_study_pairs_every_arm_and_seed_with_unique_names(monkeypatch):
+  study = _module("study")
+  points = _all_budgets(study, monkeypatch, extra_arm="hybrid")
+  largest = study.design.ALL_IMAGES
+  expected = sum(
+    study.SEEDS[size] * (6 if size == largest else len(study.ARMS)) for size in study.SIZES
+  )
+  assert len(points) == expected
   factors = runner.grid_lib.primary_factors(points)
-  assert factors == ["data.train_size", "seed", "model.first_layer"]
+  assert factors == ["data.train_size", "seed", "arm"]
   names = {runner.point_name(p, factors) for p in points}
   assert len(names) == len(points)
-  # seeds are paired: every (size, arm) has seeds 0, 1, 2
   by_cell = {}
   for p in points:
-    by_cell.setdefault((p["data.train_size"], p["model.first_layer"]), set()).add(p["seed"])
-  assert all(seeds == {0, 1, 2} for seeds in by_cell.values())
+    by_cell.setdefault((p["data.train_size"], p["arm"]), set()).add(p["seed"])
+  assert all(seeds == set(range(study.SEEDS[size])) for (size, _), seeds in by_cell.items())
+  assert {arm for size, arm in by_cell if size == largest} == {*study.LARGEST_SIZE_ARMS, "hybrid"}
+  robust = {p["data.train_size"] for p in points if p["robustness.after_training"]}
+  assert robust == {1_000, largest}
+
+
+def test_a_size_without_a_chosen_budget_has_no_points(monkeypatch):
+  study = _module("study")
+  monkeypatch.setattr(study, "BUDGETS", {100: 10.0})
+  points = list(study.sweep())
+  assert {p["data.train_size"] for p in points} == {100}
+  assert all(p["num_epochs"] == 10.0 and p["eval_every_epochs"] == 10.0 / 8 for p in points)
+
+
+def test_the_study_budgets_are_the_committed_pilot_choice():
+  study = _module("study")
+  path = "experiments/kernel_study/results/pilot/budgets.json"
+  chosen = {}
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      chosen = json.load(f)
+  assert {int(size): choice["epochs"] for size, choice in chosen.items()} == study.BUDGETS
 
 
 @pytest.mark.parametrize("arm", list(_module("study").ARMS))
-def test_every_arm_is_a_7x7_layer_of_32_filters(arm):
+def test_every_arm_is_a_7x7_layer_of_32_channels(arm):
   study = _module("study")
   config = study.get_config()
   config.model.first_layer = study.ARMS[arm]
-  assert _first_layer_shape(config.model, (28, 28, 1)) == (7, 7, 1, 32)
+  channels, kernel = _first_layer(config.model, (28, 28, 1))
+  assert channels == 32 and kernel[:2] == (7, 7)
+  # a depthwise bank has one input channel and its own size (8 master-key filters)
+  assert kernel[2:] == ((1, 8) if arm == "master_key_mix" else (1, 32))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ that.
 
   hybridconv sweep --config=experiments/kernel_study/pilot.py \
       --workdir=experiments/kernel_study/results/pilot
-  .venv/bin/python experiments/kernel_study/budgets.py   # the rule's result and curves
+  .venv/bin/python -m experiments.kernel_study.budgets   # the rule's result and curves
 """
 
 from __future__ import annotations

@@ -1,43 +1,36 @@
-r"""The kernel-choice study: which first-layer kernels, at which training-set size.
+r"""The kernel-choice study (third version): which first-layer kernels, at which training-set size.
 
-Fashion-MNIST, SimpleCNN with a 7x7 first layer of 32 filters whose kernels
-come from one of nine sources (the arms); everything after the first layer is
-free and identical. Each point is (training-set size, seed, arm); seeds are
-shared by all arms, so seed s of every arm trains on the same class-balanced
-subset in the same order (a paired design).
+Fashion-MNIST, SimpleCNN with a 7x7 first layer of 32 filters whose kernels come from one of
+eleven sources (the arms); everything after the first layer is free and starts bit-identical
+in every arm of a seed (per-layer init streams, :mod:`hybridconv.nn.layer_rngs`). Seed s of
+every arm also trains on the same class-balanced subset in the same order: a paired design.
+Model, optimiser, validation split and evaluations: :mod:`experiments.kernel_study.design`.
 
 Run, resume and report (the runner skips finished points, committed ones too)::
 
   hybridconv sweep --config=experiments/kernel_study/study.py \
       --workdir=experiments/kernel_study/results/fashion_mnist
-  hybridconv compare --workdir=experiments/kernel_study/results/fashion_mnist \
-      --reference model.first_layer=free
+  hybridconv compare --workdir=experiments/kernel_study/results/fashion_mnist --reference arm=free
 
-Design (see README.md beside this file). Arms, sizes, seeds, optimiser and robustness suite were
-fixed before any result was seen; this second version re-cut only the training budgets and the
-evaluation count, from the first version's costs and training-loss curves, so that the whole study
-fits its 2-hour budget:
+Design, fixed before any run of this version (README.md beside this file):
 
-* sizes 100, 1,000, 10,000 and 60,000 (all) training images; 3 seeds;
-* arms: see :data:`ARMS`; all 32 filters wide at 7x7 (the 12 classic kernels
-  are widened to 32 by Gaussian scale space, the Gaussian-derivative bank is
-  orders 0-3 at three scales plus two Laplacians of Gaussian);
-* budget per size in :data:`BUDGETS`: small sets get many more passes, to their
-  training-loss floor; the large ones are cut to the 2-hour budget;
-  full-test evaluations halfway and at the end (100 and 1,000 images) or at
-  the end only (10,000 and 60,000);
-  AdamW, cosine schedule, 5% warm-up;
-* robustness suite (noise, blur, contrast on 2,000 test images, FGSM and PGD
-  on 500 of them) for every arm and seed at 1,000 and 60,000 images.
+* sizes 100, 1,000, 10,000 and all 55,000 training images (60,000 less the validation split);
+* budgets per size from the free arm's validation pilot (``pilot.py``, rule in
+  ``budgets.py``), the same for every arm: :data:`BUDGETS`;
+* paired seeds per size from the CI half-widths the second version's paired SDs give:
+  :data:`SEEDS`;
+* every arm at 100, 1,000 and 10,000 images; at 55,000 the reference, Gabor-initialised
+  free, fixed and learnable Gabor, random frozen, and the arm with the highest mean
+  validation accuracy at 10,000 among the others (:data:`LARGEST_SIZE_ARMS`);
+* robustness (noise, blur, contrast on 2,000 test images, FGSM and PGD on 500) for every arm
+  and seed at 1,000 and 55,000 images.
 """
 
 from __future__ import annotations
 
 import json
 
-from configs import default
-from hybridconv import configlib
-from hybridconv.studies.grid import product
+from experiments.kernel_study import design
 
 # First-layer kernel sources, by arm name (the value of model.first_layer).
 # (JSON: model.first_layer is a string key; sources.parse reads JSON objects.)
@@ -57,6 +50,22 @@ GAUSSIAN_DERIVATIVES = json.dumps(
     ],
   }
 )
+# Gavrikov & Keuper (arXiv 2301.11360): random spatial filters, never trained, recombined by
+# a learned 1x1 convolution. 32 random 7x7 filters, linear mix to the layer's 32 channels.
+RANDOM_MIX = json.dumps(
+  {"source": "bankmix", "bank": "random", "num_filters": 32, "norm": "none", "activation": "none"}
+)
+# Babaiee et al. (arXiv 2412.16751): a small frozen set of Gaussian, DoG and Gaussian-derivative
+# filters in a depthwise layer; 8 filters (hybridconv.kernels.gaussian.master_key_bank), linear
+# mix to 32 channels.
+MASTER_KEY_MIX = json.dumps(
+  {
+    "source": "bankmix",
+    "bank": {"source": "fixed", "bank": "master_key"},
+    "norm": "none",
+    "activation": "none",
+  }
+)
 ARMS = {
   "free": "free",  # LeCun-normal init, learned
   "free_gabor_init": "free:init=gabor",  # the fixed Gabor bank as init, then learned
@@ -65,91 +74,56 @@ ARMS = {
   "fixed_classic": "fixed:classic_scales",  # Sobel, Prewitt, Scharr, Laplacian, blurs ...
   "fixed_gaussian_derivatives": GAUSSIAN_DERIVATIVES,
   "fixed_dct": "fixed:dct",  # the 32 lowest-frequency 2-D DCT basis functions
-  "random": "random",  # He-normal, frozen, drawn from the run's seed
+  "random": "random",  # He-normal, frozen, drawn from the run's seed and the layer name
   "hybrid": "hybrid",  # 16 parametric Gabor + 16 free
+  "random_mix": RANDOM_MIX,  # random frozen depthwise bank + learned 1x1 mix
+  "master_key_mix": MASTER_KEY_MIX,  # 8 frozen Gaussian/DoG/derivative filters + learned mix
 }
-SIZES = (100, 1_000, 10_000, 60_000)
-SEEDS = (0, 1, 2)
-# training images -> (batch size, epochs). The two small sizes train to their training-loss
-# floor: in the first version of the study (200 and 60 epochs) it was flat from about epoch 28 at
-# 100 images and epoch 22 at 1,000; with these shorter cosine schedules it is below 0.001 from
-# halfway at 100 images and still falling slowly at the end at 1,000 (0.005-0.043). 10,000 and
-# 60,000 are budget-limited, cut to what the 2-hour budget of the whole study on the idle 2-core
-# CPU allows, and given the same 30,000 images of training (3 epochs and half an epoch), so they
-# differ only in how many distinct images the network sees. The first version (6 and 1 epochs,
-# ten and five evaluations a run) took about 3.4 hours. This one first planned 4 and 1 epochs
-# with two evaluations; each large size was cut before any of its runs started, when the machine
-# ran 30-40% slower than the plan's timing.
-BUDGETS = {100: (50, 80.0), 1_000: (100, 25.0), 10_000: (128, 3.0), 60_000: (128, 0.5)}
-# Evaluations of the full test set per run (one costs as much as training on 3,000 images; the
-# training-loss curve, logged 50 times a run, shows convergence): halfway and at the end for the
-# small sizes, at the end only for the large ones.
-EVALS = {100: 2, 1_000: 2, 10_000: 1, 60_000: 1}
-ROBUSTNESS_SIZES = (1_000, 60_000)
-# Corruptions on a seeded 2,000-image test subset, FGSM/PGD on the first 500 of it: the same
-# images for every arm and seed (paired), a quarter of the full suite's cost.
-ROBUSTNESS_TEST_IMAGES = 2000
-ROBUSTNESS_ATTACK_IMAGES = 500
+SIZES = (100, 1_000, 10_000, design.ALL_IMAGES)
+# Paired seeds per size: the second version's paired-difference SDs (1.03, 0.35, 0.23 and
+# 0.33 points at 100, 1,000, 10,000 and 60,000 images) give a 95% CI half-width near 0.3-0.5
+# points with these counts.
+SEEDS = {100: 20, 1_000: 10, 10_000: 8, design.ALL_IMAGES: 6}
+# Training images -> epochs, chosen by the pilot's rule (results/pilot/budgets.json, PILOT.md).
+BUDGETS: dict[int, float] = {}
+# The arms at 55,000 images; the last is chosen from the 10,000-image runs by validation
+# accuracy (never the test split) once they have finished (None until then).
+LARGEST_SIZE_ARMS = ("free", "free_gabor_init", "fixed_gabor", "gabor", "random")
+LARGEST_SIZE_EXTRA_ARM: str | None = None
 
 
 def get_config(arg: str | None = None):
   """The study's base config (one point: free, all images); ``sweep()`` varies it."""
   if arg:
     raise ValueError(f"unknown config variant {arg!r}: this study file has none")
-  config = default.get_config()
-  config.data.source = "idx"
-  config.data.name = "fashion_mnist"
-  config.model.name = "simple_cnn"
-  config.model.first_layer = "free"
-  config.model.first_kernel_size = 7
-  config.optim.name = "adamw"
-  config.optim.learning_rate = 2e-3
-  config.optim.weight_decay = 1e-4
-  config.eval_batch_size = 1000
-  config.tracking.wandb.mode = "disabled"  # the study commits light records, not W&B folders
-  config.tracking.animation = False
-  # Gabor-likeness is scored once per run by `hybridconv compare` from the first-layer snapshots
-  # (hybridconv.studies.likeness, against a null and the positive control); the tracker's own fit
-  # of every layer at every summary was never read by the report and cost about 14 s a point.
-  config.tracking.gabor_fit = False
-  config.robustness.test_images = ROBUSTNESS_TEST_IMAGES
-  config.robustness.pgd_images = ROBUSTNESS_ATTACK_IMAGES
-  config.checkpoint.keep = 1
-  config.checkpoint.keep_best = 0
-  apply_budget(config, 60_000)
-  return config
+  return design.base_config()
 
 
-def budget(size: int) -> dict:
-  """The overrides that set a training size's batch, length and cadences."""
-  batch, epochs = BUDGETS[size]
-  steps = int(epochs * size / batch)
-  return {
-    "data.train_size": 0 if size == 60_000 else size,
-    "batch_size": batch,
-    "num_epochs": epochs,
-    "optim.warmup_epochs": 0.05 * epochs,
-    "eval_every_epochs": epochs / EVALS[size],
-    "checkpoint.every_epochs": epochs / 2,
-    "log_every_steps": max(1, steps // 50),
-    "tracking.scalars_every_steps": max(1, steps // 50),
-    "tracking.filters_every_steps": steps,
-    "robustness.after_training": size in ROBUSTNESS_SIZES,
-  }
-
-
-def apply_budget(config, size: int) -> None:
-  configlib.apply_overrides(config, budget(size))
+def arms_at(size: int) -> list[str]:
+  """The arms run at ``size`` images."""
+  if size != design.ALL_IMAGES:
+    return list(ARMS)
+  return [*LARGEST_SIZE_ARMS, *([LARGEST_SIZE_EXTRA_ARM] if LARGEST_SIZE_EXTRA_ARM else [])]
 
 
 def sweep():
-  """Size (cheapest first), then seed, then arm: a partial run has whole seeds of every arm."""
-  for point in product({"size": SIZES, "seed": SEEDS, "arm": list(ARMS)}):
-    # Factors first: the runner names points by them; the budget keys follow the size.
-    size = point["size"]
-    yield {
-      "data.train_size": 0 if size == 60_000 else size,
-      "seed": point["seed"],
-      "model.first_layer": ARMS[point["arm"]],
-      **budget(size),
-    }
+  """Size (cheapest first), then seed, then arm: a partial run has whole seeds of every arm.
+
+  A size without a chosen budget yields no points yet.
+  """
+  for size in SIZES:
+    if size not in BUDGETS:
+      continue
+    overrides = design.budget_overrides(
+      size, BUDGETS[size], robustness=size in design.ROBUSTNESS_SIZES
+    )
+    for seed in range(SEEDS[size]):
+      for arm in arms_at(size):
+        # Factors first: the runner names points by them; the budget keys follow the size.
+        yield {
+          "data.train_size": size,
+          "seed": seed,
+          "arm": arm,
+          "model.first_layer": ARMS[arm],
+          **overrides,
+        }
