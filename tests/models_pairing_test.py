@@ -141,3 +141,22 @@ def test_convert_leaves_the_other_converted_convs_bit_identical(later):
     assert other.keys() == reference.keys()
     for path, value in reference.items():
       np.testing.assert_array_equal(other[path], value, err_msg=f"{first}: {path}")
+
+
+def test_runs_record_that_their_arms_are_paired(tmp_path):
+  from hybridconv.training import provenance, train  # noqa: PLC0415
+  from tests.conftest import make_tiny_config  # noqa: PLC0415
+
+  fingerprints = {}
+  for source in ("free", "fixed", "random"):
+    workdir = str(tmp_path / source)
+    train.train_and_evaluate(make_tiny_config(source, **{"num_train_steps": 1}), workdir)
+    fingerprints[source] = provenance.read_initial_values(workdir)
+  layers = set(fingerprints["free"])
+  assert {"conv1", "conv2", "bn1", "fc1", "fc2"} <= layers
+  for source in ("fixed", "random"):
+    assert fingerprints[source].keys() == layers
+    differ = {
+      layer for layer in layers if fingerprints[source][layer] != fingerprints["free"][layer]
+    }
+    assert differ == {"conv1"}, source

@@ -31,6 +31,7 @@ LIGHT_FILES = (
   "metrics.jsonl",
   workdir_lib.SUMMARY_FILE,
   provenance.RUN_INFO_FILE,
+  workdir_lib.INITIAL_VALUES_FILE,
   workdir_lib.SUBSET_FILE,
   ROBUSTNESS_FILE,
   TIMES_FILE,

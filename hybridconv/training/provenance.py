@@ -1,4 +1,5 @@
-"""What produced a run: code version, library versions and devices (``run_info.json``).
+"""What produced a run: code version, library versions and devices (``run_info.json``), and
+a fingerprint of its initial values per layer (``initial_values.json``).
 
 A study compares runs that may have been trained on different machines, days
 or commits. Each start of a run (the first and every resume) appends one
@@ -9,6 +10,7 @@ produced the numbers and flag runs whose commits or versions differ.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -17,6 +19,7 @@ import subprocess
 from typing import Any
 
 import jax
+import numpy as np
 
 from hybridconv.training import workdir as workdir_lib
 
@@ -92,3 +95,45 @@ def read_run_info(workdir: str) -> list[dict[str, Any]]:
   data = workdir_lib.read_json(os.path.join(workdir, RUN_INFO_FILE))
   starts = data.get("starts") if isinstance(data, dict) else None
   return list(starts) if isinstance(starts, list) else []
+
+
+def layer_fingerprints(*trees: Any) -> dict[str, str]:
+  """SHA-256 of every top-level layer's arrays (parameters, frozen kernels, statistics).
+
+  Arrays are grouped by the first element of their path (``conv1``, ``fc2``,
+  ``stage1_block0``), hashed in path order with their shapes and dtypes. Two runs
+  whose layer has the same fingerprint started that layer bit-identical, which is
+  how a study shows its arms are paired on every layer they do not swap.
+  """
+  hashes: dict[str, Any] = {}
+  for tree in trees:
+    for path, value in sorted(
+      jax.tree_util.tree_flatten_with_path(tree)[0], key=lambda item: jax.tree_util.keystr(item[0])
+    ):
+      if jax.dtypes.issubdtype(getattr(value, "dtype", None), jax.dtypes.prng_key):
+        value = jax.random.key_data(value)
+      array = np.ascontiguousarray(np.asarray(value))
+      layer = str(getattr(path[0], "key", getattr(path[0], "name", path[0])))
+      digest = hashes.setdefault(layer, hashlib.sha256())
+      digest.update(jax.tree_util.keystr(path).encode())
+      digest.update(f"{array.dtype}{array.shape}".encode())
+      digest.update(array.tobytes())
+  return {layer: digest.hexdigest() for layer, digest in sorted(hashes.items())}
+
+
+def record_initial_values(workdir: str, *trees: Any) -> None:
+  """Writes ``initial_values.json`` (process 0): :func:`layer_fingerprints` of a new run."""
+  if jax.process_index() != 0:
+    return
+  workdir_lib.write_json(
+    os.path.join(workdir, workdir_lib.INITIAL_VALUES_FILE),
+    {"layers": layer_fingerprints(*trees)},
+    indent=2,
+  )
+
+
+def read_initial_values(workdir: str) -> dict[str, str]:
+  """Layer -> fingerprint of a run's initial values ({} for a run that recorded none)."""
+  data = workdir_lib.read_json(os.path.join(workdir, workdir_lib.INITIAL_VALUES_FILE))
+  layers = data.get("layers") if isinstance(data, dict) else None
+  return dict(layers) if isinstance(layers, dict) else {}

@@ -303,6 +303,10 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
           if restored.data_state is not None:
             pipeline.set_state(restored.data_state)
           logging.info("resumed from checkpoint %d in %s", restored.step, checkpointer.directory)
+        elif is_main_process:  # a new run: which initial values each layer got
+          provenance.record_initial_values(
+            workdir, tracking.local_replica(state.params), tracking.local_replica(state.model_state)
+          )
         monitor = nonfinite.NonFiniteMonitor(
           config.nan_policy,
           config.max_consecutive_skips,
