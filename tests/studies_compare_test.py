@@ -13,7 +13,7 @@ from PIL import Image
 
 from configs import tiny
 from hybridconv import configlib
-from hybridconv.studies import compare, records, stats
+from hybridconv.studies import compare, findings, records, stats
 from hybridconv.training import train
 
 ARMS = ("free", "gabor")
@@ -303,3 +303,29 @@ def test_parameter_counts_per_arm_say_what_each_first_layer_learns(study_root, t
   assert gabor[1] == 3 * filters  # orientation, frequency and bias learned
   assert gabor[2] == 3 * filters  # width, aspect ratio and phase fixed
   assert free[0] - gabor[0] == free[1] - gabor[1]  # the rest of the model is the same
+
+
+@pytest.mark.slow
+def test_findings_are_written_and_copied_into_a_readme_block(study_root, tmp_path, capsys):
+  readme = tmp_path / "README.md"
+  readme.write_text(f"# Project\n\n{findings.BEGIN}\nstale\n{findings.END}\n\nmore prose\n")
+  args = ["--workdir", study_root, "--reference", "model.first_layer=free", "--no-figures"]
+  assert compare.main([*args, "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
+  generated = (tmp_path / "out" / "FINDINGS.md").read_text()
+  assert findings.extract(readme.read_text()) == findings.extract(generated)
+  assert readme.read_text().endswith("\n\nmore prose\n") and "stale" not in readme.read_text()
+  paired = _read_csv(tmp_path / "out" / "paired.csv")
+  end = [row for row in paired if row["reading"] == "test, end of training"]
+  assert len(end) == len(SIZES) * (len(ARMS) - 1)
+  for row in end:  # every end-of-training comparison has its sentence
+    assert f"at {int(row['data.train_size']):,} training images" in generated
+  # Bad --readme values: one line, exit 2, and the readme untouched.
+  before = readme.read_text()
+  assert compare.main([*args, "--out", str(tmp_path / "o2"), "--readme", str(tmp_path / "x")]) == 2
+  assert "--readme=" in capsys.readouterr().err
+  (tmp_path / "plain.md").write_text("no block\n")
+  assert compare.main([*args, "--readme", str(tmp_path / "plain.md")]) == 2
+  assert "has no findings block" in capsys.readouterr().err
+  assert compare.main(["--workdir", study_root, "--readme", str(readme)]) == 2
+  assert "needs --reference" in capsys.readouterr().err
+  assert readme.read_text() == before

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridconv.studies import records, runner, stats
+from hybridconv.studies import findings, readings, records, runner, stats
 
 SEED_KEYS = ("seed",)
 # Keys that do not change what a run computes (paths, logging, devices, tracking).
@@ -183,15 +183,25 @@ def summary_rows(
       row.update(_robustness_diff_columns(key, factors, reference, groups, families))
     rows.append(row)
   if reference is not None:
-    adjusted = stats.holm([row.get("diff_p", math.nan) for row in rows])
-    for row, p in zip(rows, adjusted, strict=True):
-      row["diff_p_holm"] = p
-    _holm_over_robustness(rows)
+    others = [k for k in factors if k != reference[0]]
+    for members in _levels(rows, others):
+      adjusted = stats.holm([row.get("diff_p", math.nan) for row in members])
+      for row, p in zip(members, adjusted, strict=True):
+        row["diff_p_holm"] = p
+      _holm_over_robustness(members)
   return rows
 
 
+def _levels(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[list[dict[str, Any]]]:
+  """``rows`` split by their values of ``keys`` (e.g. one list per training size)."""
+  levels: dict[tuple, list[dict[str, Any]]] = {}
+  for row in rows:
+    levels.setdefault(tuple(repr(row.get(k)) for k in keys), []).append(row)
+  return list(levels.values())
+
+
 def _holm_over_robustness(rows: list[dict[str, Any]]) -> None:
-  """Adds ``..._p_holm`` to every robustness difference: one Holm family for all of them."""
+  """Adds ``..._p_holm`` to every robustness difference of ``rows`` (one level): one family."""
   keys = [
     (i, k)
     for i, row in enumerate(rows)
@@ -341,8 +351,13 @@ def compare(
   reference: str | None = None,
   figures: bool = True,
   likeness: bool = True,
+  readme: str | None = None,
 ) -> str:
   """Writes ``STUDY.md``, ``results.csv``, ``summary.csv`` and figures; returns STUDY.md's path.
+
+  With a reference arm also ``paired.csv`` (every reading's paired differences,
+  :mod:`hybridconv.studies.readings`) and ``FINDINGS.md`` (:mod:`hybridconv.studies.findings`);
+  ``readme``: a document whose findings block is replaced by the new one.
 
   Raises:
     ValueError: bad input (see the module docstring), before anything is written.
@@ -359,10 +374,13 @@ def compare(
   unfinished = [run for run in all_runs if not run.finished]
   factors = choose_factors(runs, by, plan)
   ref = parse_reference(reference, factors)
+  if readme is not None:
+    _check_readme(readme, ref)
   out_arg, out = out, os.path.abspath(out or root)
   os.makedirs(out, exist_ok=True)
   results = results_rows(runs, factors, out)
   summary = summary_rows(runs, factors, ref)
+  paired = readings.paired_rows(runs, factors, ref) if ref else []
   write_csv(os.path.join(out, "results.csv"), results)
   write_csv(os.path.join(out, "summary.csv"), summary)
   from hybridconv.studies import study_report  # noqa: PLC0415  (matplotlib, JAX for likeness)
@@ -376,8 +394,16 @@ def compare(
       *([f"--out={out_arg}"] if out_arg else []),
       *([] if figures else ["--no-figures"]),
       *([] if likeness else ["--no-likeness"]),
+      *([f"--readme={readme}"] if readme else []),
     ]
   )
+  if ref:
+    write_csv(os.path.join(out, "paired.csv"), paired)
+    findings_path = findings.write_findings(
+      os.path.join(out, "FINDINGS.md"), paired, runs, factors, ref, command=command
+    )
+    if readme:
+      _update_readme(readme, findings_path)
   return study_report.write_study(
     out,
     runs,
@@ -390,7 +416,34 @@ def compare(
     likeness=likeness,
     command=command,
     unfinished=unfinished,
+    paired=paired,
   )
+
+
+def _update_readme(readme: str, findings_path: str) -> None:
+  """Replaces the findings block of ``readme`` by the one just written (nothing else)."""
+  with open(readme, encoding="utf-8") as f:
+    document = f.read()
+  with open(findings_path, encoding="utf-8") as f:
+    generated = f.read()
+  with open(readme, "w", encoding="utf-8") as f:
+    f.write(findings.replace_block(document, generated))
+
+
+def _check_readme(readme: str, ref) -> None:
+  """Refuses ``--readme`` before anything is written: it needs a reference and a block."""
+  if ref is None:
+    raise ValueError(f"--readme={readme!r} needs --reference (the findings compare to it)")
+  try:
+    with open(readme, encoding="utf-8") as f:
+      text = f.read()
+  except OSError as error:
+    raise ValueError(f"--readme={readme!r} cannot be read: {error.strerror}") from error
+  if findings.BEGIN not in text or findings.END not in text:
+    raise ValueError(
+      f"--readme={readme!r} has no findings block: add the lines {findings.BEGIN!r} and "
+      f"{findings.END!r} where the findings belong"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -420,6 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     action="store_false",
     help="skip the Gabor-likeness fits (and their figure)",
   )
+  parser.add_argument(
+    "--readme",
+    default=None,
+    help="also replace the findings block of this document (e.g. README.md) by the new one",
+  )
   args = parser.parse_args(argv)
   try:
     path = compare(
@@ -429,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       reference=args.reference,
       figures=args.figures,
       likeness=args.likeness,
+      readme=args.readme,
     )
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)

@@ -296,3 +296,47 @@ def gabor_parameters(
     _frequency_bands(axes[2], frequency, *image_frequency)
   fig.suptitle("Learnable Gabor parameters: where they went")
   return _save(fig, path)
+
+
+def forest(
+  panels: Mapping[str, Mapping[str, Mapping[str, tuple[float, float, float]]]],
+  *,
+  reference: str,
+  path: str,
+) -> str:
+  """Paired differences to the reference: one panel per size, one row per arm, 95% CI bars.
+
+  ``panels``: title -> reading -> arm -> (mean, low, high) in points. The first reading is
+  drawn filled, the others hollow and slightly offset, so "learns faster" and "ends
+  better" sit side by side on one row per arm.
+  """
+  arms = sorted({arm for readings in panels.values() for rows in readings.values() for arm in rows})
+  count = len(panels)
+  fig, axes = plt.subplots(
+    1, count, figsize=(3.6 * count + 1.6, 0.32 * len(arms) + 1.6), sharey=True, squeeze=False
+  )
+  y = {arm: i for i, arm in enumerate(reversed(arms))}
+  for ax, (title, by_reading) in zip(axes[0], panels.items(), strict=True):
+    for index, (reading, rows) in enumerate(by_reading.items()):
+      offset = -0.18 * index
+      for arm, (mean, low, high) in rows.items():
+        crosses = low <= 0 <= high
+        color = "grey" if crosses else ("tab:blue" if mean > 0 else "tab:red")
+        ax.plot([low, high], [y[arm] + offset] * 2, color=color, linewidth=1.6)
+        ax.plot(
+          mean,
+          y[arm] + offset,
+          marker="o" if index == 0 else "D",
+          markersize=5 if index == 0 else 4,
+          color=color,
+          markerfacecolor=color if index == 0 else "white",
+          label=reading if arm == next(iter(rows)) else None,
+        )
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(f"difference to {reference} (points)")
+    ax.grid(axis="x", alpha=0.3)
+  axes[0][0].set_yticks(list(y.values()), list(y.keys()), fontsize=8)
+  axes[0][0].legend(fontsize=6, loc="lower left")
+  fig.suptitle("Paired differences to the reference arm (mean, 95% CI; grey: CI spans 0)")
+  return _save(fig, path)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hybridconv import configlib
-from hybridconv.studies import grid, model_size, records, stats, study_figures
+from hybridconv.studies import grid, model_size, readings, records, stats, study_figures
 from hybridconv.tracking import snapshots
 
 SIZE_KEY = "data.train_size"
@@ -114,6 +114,7 @@ def write_study(
   likeness: bool,
   command: str = "hybridconv compare",
   unfinished: Sequence[records.RunRecord] = (),
+  paired: Sequence[Mapping[str, Any]] = (),
 ) -> str:
   """Writes ``STUDY.md`` (and figures under ``figures/``) in ``out``; returns its path.
 
@@ -149,13 +150,17 @@ def write_study(
       f"- Against the reference arm `{reference[0]}={reference[1]}` (within each "
       "level of the other factors): the per-seed differences (arm minus reference), "
       "their mean with a 95% paired t-interval, the seeds the arm wins, and a paired "
-      "t-test with Holm's adjustment over all comparisons shown. An interval that "
-      "spans 0 means no detectable difference at this n, not equality."
+      "t-test with Holm's adjustment over the arms compared at each level of the other "
+      "factors (each training size). An interval that spans 0 means no detectable "
+      "difference at this n, not equality. `FINDINGS.md` states each comparison in one "
+      "sentence by fixed rules; `paired.csv` holds every reading (the end, validation "
+      "accuracy after parts of the budget, robustness beyond the clean difference)."
     )
   lines.append("")
   lines += _results_section(summary, factors, reference)
   lines += _parameters_section(_arms(runs, arm_factors))
   if figures:
+    lines += _forest_section(out, paired, factors, reference)
     lines += _figures_section(out, runs, factors, arm_factors, has_sizes, likeness)
   lines += _provenance_section(runs)
   if unfinished:
@@ -171,6 +176,55 @@ def write_study(
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path
+
+
+def _forest_section(out, paired, factors, reference) -> list[str]:
+  """The main figure: each arm's paired difference to the reference with its 95% CI, per size."""
+  if not reference or not paired:
+    return []
+  arm_key = reference[0]
+  panels: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
+  early = f"validation, after {readings.BUDGET_FRACTIONS[0]:g} of the budget"
+  for row in paired:
+    if row["reading"] not in (readings.END_READING, early) or math.isnan(row["ci_low"]):
+      continue
+    size = row.get(SIZE_KEY)
+    title = f"{train_size_text(size)}" if SIZE_KEY in factors else "all runs"
+    marker = (
+      "end of training (test)"
+      if row["reading"] == readings.END_READING
+      else (f"after {readings.BUDGET_FRACTIONS[0]:g} of the budget (validation)")
+    )
+    panels.setdefault(title, {}).setdefault(marker, {})[grid.label(row[arm_key])] = (
+      100 * row["mean"],
+      100 * row["ci_low"],
+      100 * row["ci_high"],
+    )
+  if not panels:
+    return []
+  order = sorted({row.get(SIZE_KEY) for row in paired}, key=lambda v: (not v, v or 0))
+  titles = [train_size_text(size) for size in order] if SIZE_KEY in factors else ["all runs"]
+  panels = {title: panels[title] for title in titles if title in panels}
+  path = study_figures.forest(
+    panels,
+    reference=grid.label(reference[1]),
+    path=os.path.join(out, FIGURES, "paired_differences.png"),
+  )
+  return [
+    "## Paired differences to the reference",
+    "",
+    f"![paired differences]({os.path.relpath(path, out)})",
+    "",
+    f"Each arm's difference to `{reference[1]}` in accuracy points (arm minus reference, per "
+    "seed), mean with its 95% paired t-interval, one panel per training size: filled, final "
+    "test accuracy; hollow, validation accuracy after the first eighth of the budget (which "
+    "arm learns faster). An interval crossing 0 is no detectable difference at this n.",
+    "",
+  ]
+
+
+def train_size_text(size: Any) -> str:
+  return "all training images" if not size else f"{int(size):,} training images"
 
 
 def _parameters_section(arms) -> list[str]:
@@ -323,6 +377,14 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
       "Each line is an arm; the band is the 95% t-interval over seeds.",
     )
   add(
+    "Validation accuracy against training images seen",
+    _images_seen_figure(runs, arms, has_sizes, fig_dir),
+    "Validation accuracy (the split held out of the training images) at each evaluation, "
+    "against the training images seen so far, mean over seeds with its 95% band; one panel "
+    "per training-set size. The budget-matched reading is a vertical slice; the end of each "
+    "line is the converged reading.",
+  )
+  add(
     "Evaluation curves",
     _curves_figure(runs, arms, has_sizes, fig_dir),
     "Test accuracy during training, mean over seeds with its 95% band; one panel per "
@@ -445,6 +507,36 @@ def _curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="t
     xlabel="training step",
     ylabel=label,
     path=os.path.join(fig_dir, "eval_curves.png" if key == "eval/accuracy" else "train_loss.png"),
+    sharey=False,
+  )
+
+
+def _images_seen_figure(runs, arms, has_sizes, fig_dir):
+  """Validation accuracy against training images seen (x = step x batch size), per size."""
+  panels = {}
+  for title, by_arm in _size_panels(runs, arms, has_sizes):
+    series = {}
+    for name, members in by_arm.items():
+      curves = [r.series(readings.VALIDATION_KEY) for r in members]
+      curves = [(s, v) for s, v in curves if len(s)]
+      if not curves:
+        continue
+      steps = sorted(set.intersection(*[set(s.tolist()) for s, _ in curves]))
+      if not steps:
+        continue
+      batch = int(members[0].flat.get("batch_size") or 1)
+      samples = [[float(v[list(s).index(step)]) for s, v in curves] for step in steps]
+      series[name] = study_figures.band([step * batch for step in steps], samples)
+    if series:
+      panels[title] = series
+  if not panels:
+    return None
+  return study_figures.panels_with_bands(
+    panels,
+    title="Validation accuracy against training images seen",
+    xlabel="training images seen",
+    ylabel="validation accuracy",
+    path=os.path.join(fig_dir, "validation_vs_images.png"),
     sharey=False,
   )
 
