@@ -31,6 +31,7 @@ shared compilation cache. Exit status: 0 all points finished, 1 some failed,
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -178,16 +179,20 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
         )
       )
     return
-  failed = runner.run_sweep(
-    spec,
-    root,
-    points,
-    indices=indices,
-    overrides=overrides,
-    jobs=_JOBS.value,
-    device_var=_DEVICE_VAR.value,
-    one_process_per_point=_ONE_PROCESS.value,
-  )
+  try:
+    failed = runner.run_sweep(
+      spec,
+      root,
+      points,
+      indices=indices,
+      overrides=overrides,
+      jobs=_JOBS.value,
+      device_var=_DEVICE_VAR.value,
+      one_process_per_point=_ONE_PROCESS.value,
+    )
+  except runner.SweepStopped as stopped:
+    print(f"[sweep] {stopped}", flush=True)
+    sys.exit(128 + signal.Signals[stopped.signal_name].value)  # as a shell reports it
   print(
     f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
     f"{os.path.join(root, runner.RESULTS_FILE)}"

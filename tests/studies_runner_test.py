@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -159,3 +162,94 @@ def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_res
   assert float(row["robustness_wall_seconds"]) == robustness["wall_seconds"] > 0
   again = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
   assert "robustness of" not in again.stdout  # evaluated once
+
+
+LONG = [
+  "--config.num_train_steps=4000",
+  "--config.cpu_devices=1",
+  "--config.log_every_steps=20",
+  "--config.eval_every_epochs=1000",
+  "--config.checkpoint.every_epochs=1000",
+]
+
+
+def _start_sweep(root):
+  """A sweep of one long tiny point, in a session of its own (as a shell would start it)."""
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.sweeps",
+      f"--config={SPEC}",
+      f"--workdir={root}",
+      *LONG,
+      "model.first_layer=free",
+    ],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    start_new_session=True,
+  )
+  metrics = os.path.join(root, "first_layer=free", "metrics.jsonl")
+  for _ in range(1200):  # until the point has trained a little
+    if os.path.exists(metrics) and '"train/loss"' in open(metrics, encoding="utf-8").read():
+      return process
+    assert process.poll() is None, process.communicate()
+    time.sleep(0.1)
+  raise AssertionError("the point never started training")
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  return True
+
+
+def _worker_pid(stdout: str) -> int:
+  return int(re.search(r"worker for slot 0: pid (\d+)", stdout).group(1))
+
+
+def _resumes_and_finishes(root):
+  _sweep(f"--workdir={root}", *LONG, "model.first_layer=free")
+  row = next(row for row in _rows(root) if row["point"] == "first_layer=free")
+  assert row["status"] == "finished"
+  with open(os.path.join(root, "first_layer=free", "run_info.json"), encoding="utf-8") as f:
+    assert len(json.load(f)["starts"]) == 2  # resumed from the checkpoint, not restarted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_to_the_runner_stops_its_worker_with_a_checkpoint(tmp_path, signum):
+  root = str(tmp_path / "study")
+  process = _start_sweep(root)
+  process.send_signal(signum)
+  stdout, stderr = process.communicate(timeout=300)
+  assert process.returncode == 128 + signum.value
+  assert "Traceback" not in stderr and "Traceback" not in stdout
+  last = stdout.strip().splitlines()[-1]
+  assert last.startswith(f"[sweep] stopped by {signum.name}: 1 running point(s) saved a checkpoint")
+  assert not _alive(_worker_pid(stdout))
+  row = next(row for row in _rows(root) if row["point"] == "first_layer=free")
+  assert row["status"].startswith("stopped (exit")
+  assert os.listdir(os.path.join(root, "first_layer=free", "checkpoints"))
+  _resumes_and_finishes(root)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_runner_dies_stops_itself_with_a_checkpoint(tmp_path):
+  root = str(tmp_path / "study")
+  process = _start_sweep(root)
+  process.kill()
+  process.wait()
+  stdout = process.stdout.read()
+  worker = _worker_pid(stdout)
+  for _ in range(600):
+    if not _alive(worker):
+      break
+    time.sleep(0.1)
+  assert not _alive(worker)
+  assert os.listdir(os.path.join(root, "first_layer=free", "checkpoints"))
+  _resumes_and_finishes(root)

@@ -30,8 +30,10 @@ from __future__ import annotations
 import csv
 import inspect
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,6 +43,8 @@ from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import records
 
 RESULTS_FILE = "sweep_results.csv"
+# Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM/SIGINT).
+STOPPED_EXITS = (128 + signal.SIGTERM.value, 128 + signal.SIGINT.value)
 TIMES_FILE = records.TIMES_FILE
 PLAN_FILE = "sweep.json"
 CACHE_DIR = ".jax_cache"
@@ -206,6 +210,8 @@ def result_row(
   finished = is_finished(workdir)
   if finished:
     row["status"] = "finished"
+  elif exit_code in STOPPED_EXITS:
+    row["status"] = f"stopped (exit {exit_code}; resumes from its checkpoint)"
   elif exit_code not in (None, 0):
     row["status"] = f"failed (exit {exit_code})"
   else:
@@ -287,14 +293,61 @@ class _Process:
   :class:`worker.Client` serving a single point."""
 
   def __init__(self, command: list[str], env: dict[str, str]):
-    self.process = subprocess.Popen(command, env=env)
+    # A session of its own: a Ctrl-C at the terminal reaches the runner only, which
+    # forwards exactly one SIGTERM (a second signal would cut the checkpoint short).
+    self.process = subprocess.Popen(command, env=env, start_new_session=True)
 
   def poll(self) -> dict[str, Any] | None:
     code = self.process.poll()
     return None if code is None else {"exit": code}
 
+  def stop(self) -> None:
+    if self.process.poll() is None:
+      self.process.send_signal(signal.SIGTERM)
+
   def close(self) -> None:
     self.process.wait()
+
+
+class SweepStopped(Exception):
+  """The runner was stopped by a signal; running points saved checkpoints and stopped."""
+
+  def __init__(self, signal_name: str, finished: int, stopped: int, total: int):
+    super().__init__(
+      f"stopped by {signal_name}: {stopped} running point(s) saved a checkpoint and stopped, "
+      f"{finished} of {total} finished; run the same command to resume"
+    )
+    self.signal_name = signal_name
+
+
+class StopSignals:
+  """SIGTERM, SIGINT and SIGHUP to the runner: remember the first, ignore repeats.
+
+  The runner then stops starting points and forwards one SIGTERM to each running
+  point (:class:`worker.Client` and :class:`_Process` run in sessions of their own,
+  so a terminal's Ctrl-C does not reach them twice). Installed from the main thread
+  only; previous handlers are restored on exit.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+  def __init__(self):
+    self.signal_name: str | None = None
+    self._previous: dict[int, Any] = {}
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    self.signal_name = self.signal_name or signal.Signals(signum).name
+
+  def __enter__(self) -> StopSignals:
+    if threading.current_thread() is threading.main_thread():
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
 def run_sweep(
@@ -316,10 +369,12 @@ def run_sweep(
   ``one_process_per_point`` every point is a ``python -m hybridconv.main``
   process of its own instead (the printed commands of ``--dry_run``).
 
-  Returns how many failed. Finished points are skipped (their robustness
-  evaluation still runs if it is due and missing). Names and the results file
-  cover all ``points``, so running a few of them (a W&B agent) writes into the
-  same folders as running the whole study.
+  Returns how many failed. SIGTERM, SIGINT or SIGHUP stop the sweep: no new point
+  starts, each running point gets one SIGTERM (it saves a checkpoint and stops), and
+  :class:`SweepStopped` is raised once they have; a rerun resumes them. Finished
+  points are skipped (their robustness evaluation still runs if it is due and
+  missing). Names and the results file cover all ``points``, so running a few of
+  them (a W&B agent) writes into the same folders as running the whole study.
   """
   from hybridconv.studies import worker as worker_lib  # noqa: PLC0415
 
@@ -397,13 +452,20 @@ def run_sweep(
     record_time(os.path.join(root, name), "train", time.time() - started, code)
     index = names.index(name)
     print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
-    if code == 0:
+    if code == 0 and not stop.signal_name:
       _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluator(slot))
     update_results()
 
+  stop, forwarded = StopSignals(), False
   try:
+    stop.__enter__()
     while queue or running:
-      while queue and free_slots:
+      if stop.signal_name and not forwarded:
+        for handle, *_ in running:
+          handle.stop()  # once: a second signal would cut its checkpoint short
+        forwarded = True
+        queue.clear()
+      while queue and free_slots and not stop.signal_name:
         index = queue[0]
         name = names[index]
         if is_finished(os.path.join(root, name)):
@@ -422,7 +484,10 @@ def run_sweep(
         running.remove(item)
         close_if_done(slot, handle, answer)
         if answer.get("restart"):  # the worker cannot take this point: a fresh one will
-          running.append((start(names.index(name), slot), name, slot, started))
+          if stop.signal_name:
+            free_slots.append(slot)  # not started: nothing to stop
+          else:
+            running.append((start(names.index(name), slot), name, slot, started))
           continue
         finish(name, slot, started, int(answer["exit"]))
       if running:
@@ -430,7 +495,12 @@ def run_sweep(
   finally:
     for client in workers.values():
       client.close()
+    stop.__exit__()
   update_results()
+  if stop.signal_name:
+    stopped = sum(code in STOPPED_EXITS for code in exit_codes.values())
+    finished = sum(is_finished(os.path.join(root, names[i])) for i in range(len(points)))
+    raise SweepStopped(stop.signal_name, finished, stopped, len(points))
   return sum(1 for code in exit_codes.values() if code)
 
 

@@ -30,8 +30,11 @@ import ast
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 from absl import app
@@ -103,6 +106,8 @@ class Client:
       pass_fds=(write_fd,),
       env=env,
       text=True,
+      # A session of its own: signals reach it from the runner only (runner.StopSignals).
+      start_new_session=True,
     )
     os.close(write_fd)
     self._answers = os.fdopen(read_fd, "r", encoding="utf-8")
@@ -135,6 +140,11 @@ class Client:
       return {"exit": self.process.returncode}
     return None
 
+  def stop(self) -> None:
+    """Asks the running point to stop: one SIGTERM (it saves a checkpoint, then answers)."""
+    if self.process.poll() is None:
+      self.process.send_signal(signal.SIGTERM)
+
   def close(self) -> None:
     """Ends the worker (end of input) and waits for it."""
     if self.process.stdin and not self.process.stdin.closed:
@@ -146,16 +156,39 @@ class Client:
     self._answers.close()
 
 
+def watch_parent(interval: float = 0.5) -> threading.Thread:
+  """Stops this worker like a SIGTERM when the runner that started it is gone.
+
+  A runner killed outright (SIGKILL, a crash) cannot forward a stop; without this the
+  worker would go on training as an orphan, holding its point's workdir lock. The
+  point saves a checkpoint and stops, as on a SIGTERM from the runner.
+  """
+  parent = os.getppid()
+
+  def watch() -> None:
+    while os.getppid() == parent:
+      time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  thread = threading.Thread(target=watch, name="watch-parent", daemon=True)
+  thread.start()
+  return thread
+
+
 def main(argv: list[str]) -> None:
   if len(argv) != 2 or not argv[1].isdigit():
     raise app.UsageError("usage: python -m hybridconv.studies.worker ANSWER_FD")
+  watch_parent()
   with os.fdopen(int(argv[1]), "w", encoding="utf-8") as pipe:
 
     def answer(message: dict[str, Any]) -> None:
       sys.stdout.flush()
       sys.stderr.flush()
-      pipe.write(json.dumps(message) + "\n")
-      pipe.flush()
+      try:
+        pipe.write(json.dumps(message) + "\n")
+        pipe.flush()
+      except BrokenPipeError:  # the runner is gone: nobody to answer
+        os._exit(1)
 
     sys.exit(serve(sys.stdin, answer))
 
