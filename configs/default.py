@@ -58,9 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 3.0  # training length in epochs (ignored when num_train_steps > 0)
   config.num_train_steps = -1  # > 0: train exactly this many steps instead of num_epochs
   config.log_every_steps = 50  # cadence of train scalars in metrics.jsonl and log lines
-  config.eval_every_epochs = (
-    1.0  # eval cadence (+ at the end); validation hold-out if any, test at end
-  )
+  config.eval_every_epochs = 1.0  # eval cadence (+ end); the validation split if any (test: end)
   config.cpu_devices = 0  # CPU: data-parallel devices (0 = one per core, <= 8, dividing batches)
   config.keep_host_buffers = True  # glibc: reuse large freed host buffers (see host_memory.py)
   config.compute_dtype = "float32"  # activations: 'float32' or 'bfloat16' (params stay f32)
@@ -77,9 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_size = 0  # class-balanced training subset of this many images (0 = all)
   config.data.subset_seed = -1  # seed choosing the subset (-1 = config.seed, so seeds vary it)
   config.data.validation_size = 0  # balanced hold-out of the train split for evals (0 = test)
-  config.data.validation_seed = (
-    0  # seed choosing the hold-out (fixed: every run holds out the same)
-  )
+  config.data.validation_seed = 0  # seed of the hold-out (not config.seed: the same in every run)
   config.data.prepare = False  # tfds: run download_and_prepare when the dataset is missing
   config.data.augment = ml_collections.ConfigDict()
   config.data.augment.crop_padding = 0  # random crops after zero-padding by this many pixels

@@ -92,8 +92,20 @@ def apply_overrides(config, overrides: Mapping[str, Any]):
     node = config
     for part in parents:
       node = node[part]
-    node[leaf] = value
+    try:
+      node[leaf] = value
+    except TypeError as error:  # ml_collections refuses a value of another type
+      current = node[leaf]
+      raise ValueError(
+        f"override {dotted}={value!r}: {_kind(value)} where the key holds {_kind(current)} "
+        f"(default {current!r})"
+      ) from error
   return config
+
+
+def _kind(value: Any) -> str:
+  name = type(value).__name__
+  return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _config_specs(argv: Sequence[str]) -> list[str]:

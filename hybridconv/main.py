@@ -64,6 +64,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
     print(f"error: {configlib.explain_bad_override(argv) or error}", file=sys.stderr)
     sys.exit(2)
+  except OSError as error:
+    # A --config file that cannot be read, found while applying a --config.a.b=v override
+    # (config_flags loads the file only then): absl would print two tracebacks and exit 1.
+    from hybridconv import configlib  # noqa: PLC0415
+
+    print(f"error: {configlib.explain_bad_value(argv) or error}", file=sys.stderr)
+    sys.exit(2)
   except flags.IllegalFlagValueError as error:
     # A --config that cannot be built (unknown variant) or a --config.key value of the wrong
     # type: absl would print a traceback and exit 1.

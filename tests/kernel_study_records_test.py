@@ -17,16 +17,16 @@ import sys
 import numpy as np
 import pytest
 
-from hybridconv.studies import compare, likeness, records, runner
+from hybridconv.studies import compare, findings, likeness, records, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "experiments", "kernel_study", "results", "fashion_mnist")
-ARMS = ("free", "fixed-gabor")  # point-name labels of model.first_layer
+ARMS = ("free", "fixed_gabor")
 SEEDS = (0, 1)
 
 
 def _point(arm: str, seed: int) -> str:
-  return f"train_size=100,seed={seed},first_layer={arm}"
+  return f"train_size=100,seed={seed},arm={arm}"
 
 
 def _copy_light(names, root) -> None:
@@ -63,19 +63,19 @@ def names():
 def test_compare_regenerates_the_report_from_committed_records(names, tmp_path, monkeypatch):
   root = str(tmp_path / "fashion_mnist")
   _copy_light(names, root)
-  argv = ["--workdir", root, "--reference", "model.first_layer=free"]
+  argv = ["--workdir", root, "--reference", "arm=free"]
   # Gabor-likeness comes from the committed caches: a fitter that ran would fail the test.
   monkeypatch.setattr(likeness, "score_kernels", _no_refit)
   assert compare.main(argv) == 0
   with open(os.path.join(root, "summary.csv"), encoding="utf-8") as f:
-    summary = {row["model.first_layer"]: row for row in csv.DictReader(f)}
-  for arm, value in (("free", "free"), ("fixed-gabor", "fixed:gabor")):
+    summary = {row["arm"]: row for row in csv.DictReader(f)}
+  for arm in ARMS:
     expected = np.mean([_final_accuracy(_point(arm, s)) for s in SEEDS])
-    assert float(summary[value]["mean"]) == pytest.approx(expected, abs=1e-6)
+    assert float(summary[arm]["mean"]) == pytest.approx(expected, abs=1e-6)
   diffs = [
-    _final_accuracy(_point("fixed-gabor", s)) - _final_accuracy(_point("free", s)) for s in SEEDS
+    _final_accuracy(_point("fixed_gabor", s)) - _final_accuracy(_point("free", s)) for s in SEEDS
   ]
-  assert float(summary["fixed:gabor"]["diff_mean"]) == pytest.approx(np.mean(diffs), abs=1e-6)
+  assert float(summary["fixed_gabor"]["diff_mean"]) == pytest.approx(np.mean(diffs), abs=1e-6)
   study = open(os.path.join(root, "STUDY.md"), encoding="utf-8").read()
   assert "## Final test accuracy" in study
   with open(os.path.join(RESULTS, likeness.CONTROL_FILE), encoding="utf-8") as f:
@@ -97,7 +97,7 @@ def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
       f"--workdir={root}",
       "data.train_size=100",
       "seed=0",
-      "model.first_layer=free",
+      "arm=free",
     ],
     cwd=REPO,
     capture_output=True,
@@ -110,3 +110,32 @@ def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
     (row,) = [r for r in csv.DictReader(f) if r["point"] == names[0]]
   assert row["status"] == "finished"
   assert float(row["final_eval_accuracy"]) == pytest.approx(_final_accuracy(names[0]), abs=1e-6)
+
+
+def _committed_runs() -> list[str]:
+  return [
+    name
+    for name in sorted(os.listdir(RESULTS))
+    if os.path.isfile(os.path.join(RESULTS, name, "summary.json"))
+  ]
+
+
+@pytest.mark.slow
+def test_the_readme_quotes_exactly_the_findings_the_committed_records_generate(tmp_path):
+  root = str(tmp_path / "fashion_mnist")
+  _copy_light(_committed_runs(), root)
+  args = ["--workdir", root, "--reference", "arm=free", "--no-figures", "--no-likeness"]
+  assert compare.main(args) == 0
+  with open(os.path.join(root, "FINDINGS.md"), encoding="utf-8") as f:
+    generated = findings.extract(f.read())
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    assert findings.extract(f.read()) == generated
+  with open(os.path.join(RESULTS, "FINDINGS.md"), encoding="utf-8") as f:
+    assert findings.extract(f.read()) == generated
+
+
+@pytest.mark.slow
+def test_the_committed_arms_are_paired_on_every_layer_but_the_first(tmp_path):
+  runs = [records.load_run(os.path.join(RESULTS, name)) for name in _committed_runs()]
+  paired, groups, differing = findings.pairing_check(runs, ["data.train_size", "arm"], "arm")
+  assert groups and paired == groups and differing <= {"conv1"}

@@ -91,3 +91,17 @@ def test_study_report_groups_runs_by_the_factors_offline():
     wandb_report.build_study_report("me", "p", group="g", factors=["seed"])
   with pytest.raises(ValueError, match="group must be non-empty"):
     wandb_report.build_study_report("me", "p", group="", factors=["model.first_layer"])
+
+
+def test_a_save_that_did_not_happen_is_one_error_line_and_a_failure(capsys, monkeypatch):
+  monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+  args = ["--entity", "me", "--project", "p", "--save"]
+  assert wandb_report.main(args) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == ["error: the report was not saved: the W&B server is not reachable"]
+
+
+def test_bad_arguments_on_the_command_line_are_one_error_line(capsys):
+  assert wandb_report.main(["--entity", "", "--project", "p"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and "non-empty" in err[0]

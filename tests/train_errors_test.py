@@ -121,3 +121,58 @@ def test_bad_cpu_devices_is_one_line_from_the_cli_before_jax_starts(tmp_path):
     "error: config.cpu_devices=-2 must be an int >= 0 (0 = one per core, 1 = a single CPU device)"
   ]
   assert "Traceback" not in result.stderr and not os.listdir(tmp_path)
+
+
+def _cli(*args, module="hybridconv.main"):
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+
+
+def _one_error_line(result, start: str) -> None:
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr[-2000:]
+  assert result.stderr.startswith(f"error: {start}"), result.stderr
+
+
+@pytest.mark.parametrize(
+  ("module", "args", "start"),
+  [
+    (
+      "hybridconv.main",
+      ["--config=configs/missing.py", "--config.seed=1"],
+      "--config='configs/missing.py': no config file",
+    ),
+    (
+      "hybridconv.sweeps",
+      ["--config=configs/tiny.py", "--grid", "data.train_size=200,abc", "--dry_run"],
+      "override data.train_size='abc': a str where the key holds an int",
+    ),
+  ],
+)
+def test_bad_command_lines_are_one_error_line(module, args, start, tmp_path):
+  _one_error_line(_cli(*args, f"--workdir={tmp_path / 'run'}", module=module), start)
+  assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_every_checkpoint_damaged_is_one_error_line_and_nothing_moves(tmp_path):
+  workdir = str(tmp_path / "run")
+  assert _cli("--config=configs/tiny.py", f"--workdir={workdir}").returncode == 0
+  checkpoints = os.path.join(workdir, "checkpoints")
+  for step in os.listdir(checkpoints):  # garble every array chunk of every checkpoint
+    for folder, _, files in os.walk(os.path.join(checkpoints, step, "state")):
+      for name in files:
+        path = os.path.join(folder, name)
+        if os.sep + "d" + os.sep in path + os.sep and os.path.getsize(path) > 40:
+          with open(path, "r+b") as f:
+            f.seek(20)
+            f.write(b"garbage-garbage")
+  before = sorted(os.listdir(checkpoints))
+  result = _cli("--config=configs/tiny.py", f"--workdir={workdir}")
+  _one_error_line(result, f"none of the 2 checkpoint(s) in {checkpoints} can be restored")
+  assert sorted(os.listdir(checkpoints)) == before

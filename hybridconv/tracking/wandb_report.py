@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -254,17 +255,23 @@ def server_reachable(base_url: str | None = None, timeout: float = 3.0) -> bool:
     return False
 
 
-def save_report(report, *, timeout: float = 3.0) -> str | None:
-  """Saves ``report`` if the W&B server is reachable; returns its URL, else None."""
+def try_save(report, *, timeout: float = 3.0) -> tuple[str | None, str]:
+  """Saves ``report`` if the W&B server is reachable: ``(URL, '')``, or ``(None, why not)``."""
   if not server_reachable(timeout=timeout):
-    logging.warning("W&B server not reachable: the report was built but not saved.")
-    return None
+    return None, "the W&B server is not reachable"
   try:
     report.save()
-  except Exception as error:  # no key or no access: say so, do not crash
-    logging.warning("W&B report not saved (%s: %s)", type(error).__name__, error)
-    return None
-  return report.url
+  except Exception as error:  # noqa: BLE001 (no key or no access: say so, do not crash)
+    return None, f"{type(error).__name__}: {error}"
+  return report.url, ""
+
+
+def save_report(report, *, timeout: float = 3.0) -> str | None:
+  """Saves ``report`` if the W&B server is reachable; returns its URL, else None (and warns)."""
+  url, why = try_save(report, timeout=timeout)
+  if url is None:
+    logging.warning("W&B report built but not saved: %s", why)
+  return url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,11 +292,15 @@ def main(argv: Sequence[str] | None = None) -> int:
       run_filter=args.filter,
     )
   except ValueError as error:
-    parser.error(str(error))
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   print(f"built report {report.title!r} with {len(panel_specs(report))} panels")
   if args.save:
-    url = save_report(report)
-    print(url or "not saved (server unreachable or not logged in)")
+    url, why = try_save(report)
+    if url is None:  # a save that did not happen is an error, not a note
+      print(f"error: the report was not saved: {why}", file=sys.stderr)
+      return 1
+    print(url)
   return 0
 
 

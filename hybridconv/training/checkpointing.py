@@ -31,10 +31,15 @@ What survives faults:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging as py_logging
 import os
 import shutil
+import sys
+import tempfile
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -53,6 +58,8 @@ CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "config", "metadata", "data")
 CORRUPT_SUFFIX = ".corrupt"
 _ERROR_CHARS = 300  # of each checkpoint's restore error in a message
+# After a failed restore, how long its in-flight reads may still print (_stderr_kept_unless_failed).
+_LATE_READS_SECONDS = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +179,54 @@ def check_keep(keep: int, keep_best: int) -> None:
     raise ValueError(f"config.checkpoint.keep_best={keep_best} must be >= 0")
 
 
+class _OrbaxFilter(py_logging.Filter):
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return "/orbax/" not in record.pathname
+
+
+@contextlib.contextmanager
+def _orbax_errors_quiet():
+  """Drops orbax's own log lines while a checkpoint is opened or restored.
+
+  orbax logs an unreadable checkpoint at ERROR level (several lines each) before it
+  raises; the :class:`Checkpointer` turns every such failure into one message that
+  names the checkpoint and the cause, so orbax's lines would only bury it.
+  """
+  logger, quiet = py_logging.getLogger("absl"), _OrbaxFilter()
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _stderr_kept_unless_failed():
+  """Holds back what is written to stderr (the file descriptor) inside; calling the yielded
+  function drops it, else it is written out at the end.
+
+  A damaged checkpoint makes tensorstore's in-flight reads of its other arrays fail after
+  orbax's event loop has closed, and each prints a ``RuntimeError: Event loop is closed``
+  traceback from native code -- dozens of them, which would bury the one message that
+  names the damaged checkpoint. Only the file descriptor catches native writes.
+  """
+  dropped = []
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield lambda: dropped.append(True)
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      if not dropped:
+        held.seek(0)
+        sys.stderr.write(held.read().decode("utf-8", "replace"))
+        sys.stderr.flush()
+
+
 class Checkpointer:
   """Saves and restores ``TrainState``s in ``directory``; keeps the latest N and the best.
 
@@ -206,7 +261,15 @@ class Checkpointer:
       create=True,
     )
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
+    try:
+      with _orbax_errors_quiet():
+        self._manager = ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
+    except (ValueError, OSError) as error:  # e.g. a damaged metrics or metadata file
+      raise CheckpointError(
+        f"the checkpoints in {self.directory} cannot be read ({type(error).__name__}: "
+        f"{str(error)[:_ERROR_CHARS]}); move that folder away to start the run over, or use "
+        "a new --workdir"
+      ) from error
 
   def __enter__(self) -> Checkpointer:
     return self
@@ -307,21 +370,27 @@ class Checkpointer:
     failures: list[tuple[int, BaseException]] = []
     for step in sorted(self.all_steps(), reverse=True):
       restored, error = None, None
-      try:
-        restored = Restored(step, *self.restore(step, abstract_state))
-      except Exception as e:  # noqa: BLE001 (orbax/tensorstore raise many types; all mean "not usable")
-        error = e
+      with _stderr_kept_unless_failed() as failed:
+        try:
+          with _orbax_errors_quiet():
+            restored = Restored(step, *self.restore(step, abstract_state))
+        except Exception as e:  # noqa: BLE001 (orbax/tensorstore raise many types; all mean "not usable")
+          error = e
+          failed()
+          time.sleep(_LATE_READS_SECONDS)  # the failed restore's last reads report after it
       # Every process must pick the same checkpoint.
       if sharding.all_processes(error is None):
+        for failed, why in failures:  # only now is a failure damage, not a changed model
+          logging.error(
+            "checkpoint %s cannot be restored, resumed from step %d instead: %s",
+            os.path.join(self.directory, str(failed)),
+            step,
+            _one_line(why),
+          )
         if failures:
           self._quarantine([s for s, _ in failures])
         return restored
       error = error or RuntimeError("restored on this process, failed on another")
-      logging.error(
-        "checkpoint %s cannot be restored, trying an older one: %s",
-        os.path.join(self.directory, str(step)),
-        _one_line(error),
-      )
       failures.append((step, error))
     if not failures:
       return None
