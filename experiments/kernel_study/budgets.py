@@ -28,6 +28,9 @@ from experiments.kernel_study import design, pilot
 from hybridconv.studies import records
 
 DEFAULT_PILOT = "experiments/kernel_study/results/pilot"
+# Robustness evaluation per point at 1,000 and 55,000 images (the suite on 2,000 test images,
+# attacks on 500), as the study's earlier versions measured it on this machine.
+ROBUSTNESS_SECONDS = 33.0
 
 
 def read_pilot(root: str) -> dict[int, dict[float, dict[int, list[tuple[int, float]]]]]:
@@ -76,7 +79,39 @@ def budgets(curves, tolerance: float = pilot.TOLERANCE) -> dict[int, dict]:
   return chosen
 
 
-def markdown(chosen: dict[int, dict], tolerance: float) -> str:
+def point_seconds(root: str, size: int, epochs: float) -> float | None:
+  """Median wall time (runner's records) of the pilot's points at ``size`` and ``epochs``."""
+  walls = []
+  for path in records.find_run_dirs([root]):
+    run = records.load_run(path)
+    if int(run.flat["data.train_size"]) == size and float(run.flat["num_epochs"]) == epochs:
+      times = records.workdir_lib.read_json(os.path.join(path, records.TIMES_FILE)) or {}
+      walls.append(sum(a["wall_seconds"] for a in times.get("train", [])))
+  return statistics.median(walls) if walls else None
+
+
+def plan_rows(root: str, chosen: dict[int, dict]) -> list[dict]:
+  """The main study's points per size with the pilot's measured wall time per point."""
+  from experiments.kernel_study import study  # noqa: PLC0415
+
+  rows = []
+  for size in study.SIZES:
+    if size not in chosen:
+      continue
+    arms = len(study.arms_at(size))
+    if size == design.ALL_IMAGES and study.LARGEST_SIZE_EXTRA_ARM is None:
+      arms += 1  # the arm chosen from the 10,000-image runs
+    points = arms * study.SEEDS[size]
+    seconds = point_seconds(root, size, chosen[size]["epochs"])
+    robustness = ROBUSTNESS_SECONDS if size in design.ROBUSTNESS_SIZES else 0.0
+    total = None if seconds is None else points * (seconds + robustness)
+    rows.append(
+      {"size": size, "points": points, "seconds": seconds, "robustness": robustness, "total": total}
+    )
+  return rows
+
+
+def markdown(chosen: dict[int, dict], tolerance: float, plan: list[dict] = ()) -> str:
   lines = [
     "# Kernel study: budget pilot",
     "",
@@ -98,6 +133,28 @@ def markdown(chosen: dict[int, dict], tolerance: float) -> str:
     lines.append(
       f"| {size:,} | {choice['batch_size']} | {ladder} | {choice['epochs']:g} epochs{flag} |"
     )
+  if plan:
+    lines += [
+      "",
+      "## Plan of the main study",
+      "",
+      "Points per size (arms x paired seeds of `study.py`) at the chosen budget, with the wall "
+      "time of the pilot's free-arm point at that budget (training, compilation, the 8 "
+      "validation and one test evaluation, checkpoints; one point at a time on this 2-core "
+      f"CPU) and, at 1,000 and 55,000 images, about {ROBUSTNESS_SECONDS:.0f} s of robustness "
+      "evaluation per point (the earlier versions' measurement of the same suite).",
+      "",
+      "| training images | points | wall per point (s) | + robustness (s) | total (h) |",
+      "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in plan:
+      seconds = "" if row["seconds"] is None else f"{row['seconds']:.0f}"
+      total = "" if row["total"] is None else f"{row['total'] / 3600:.1f}"
+      lines.append(
+        f"| {row['size']:,} | {row['points']} | {seconds} | {row['robustness']:.0f} | {total} |"
+      )
+    known = [row["total"] for row in plan if row["total"] is not None]
+    lines.append(f"| all | {sum(r['points'] for r in plan)} | | | {sum(known) / 3600:.1f} |")
   lines += [
     "",
     "![validation curves](pilot_curves.png)",
@@ -127,7 +184,9 @@ def plot(curves, path: str) -> None:
           [100 * a for a in accuracy],
           marker="o",
           markersize=2.5,
-          color=plt.cm.viridis(list(pilot.LADDERS[size]).index(epochs) / 3),
+          color=plt.cm.viridis(
+            list(pilot.LADDERS[size]).index(epochs) / max(1, len(pilot.LADDERS[size]) - 1)
+          ),
           alpha=1.0 if index == 0 else 0.5,
           label=f"{epochs:g} epochs" if index == 0 else None,
         )
@@ -159,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     json.dump({str(k): v for k, v in chosen.items()}, f, indent=2)
     f.write("\n")
   with open(os.path.join(args.pilot, "PILOT.md"), "w", encoding="utf-8") as f:
-    f.write(markdown(chosen, pilot.TOLERANCE))
+    f.write(markdown(chosen, pilot.TOLERANCE, plan_rows(args.pilot, chosen)))
   if curves:
     plot(curves, os.path.join(args.pilot, "pilot_curves.png"))
   for size, choice in chosen.items():

@@ -33,7 +33,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 from hybridconv import configlib
 from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import records
+from hybridconv.training import preemption
 
 RESULTS_FILE = "sweep_results.csv"
 # Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM/SIGINT).
@@ -320,34 +320,20 @@ class SweepStopped(Exception):
     self.signal_name = signal_name
 
 
-class StopSignals:
+class StopSignals(preemption.PreemptionFlag):
   """SIGTERM, SIGINT and SIGHUP to the runner: remember the first, ignore repeats.
 
   The runner then stops starting points and forwards one SIGTERM to each running
   point (:class:`worker.Client` and :class:`_Process` run in sessions of their own,
-  so a terminal's Ctrl-C does not reach them twice). Installed from the main thread
-  only; previous handlers are restored on exit.
+  so a terminal's Ctrl-C does not reach them twice). Unlike a training run's flag, a
+  second signal changes nothing: the runner is only waiting for its points.
   """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-  def __init__(self):
-    self.signal_name: str | None = None
-    self._previous: dict[int, Any] = {}
-
   def _handle(self, signum, frame) -> None:
     del frame
     self.signal_name = self.signal_name or signal.Signals(signum).name
-
-  def __enter__(self) -> StopSignals:
-    if threading.current_thread() is threading.main_thread():
-      for signum in self.SIGNALS:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    for signum, previous in self._previous.items():
-      signal.signal(signum, previous)
 
 
 def run_sweep(

@@ -484,7 +484,11 @@ def _size_panels(runs, arms, has_sizes):
     )
 
 
-def _curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="test accuracy"):
+def _banded_curves(runs, arms, has_sizes, key, *, per_image=False):
+  """size panel -> arm -> mean and 95% band over seeds of ``key`` at the steps all seeds logged.
+
+  ``per_image``: x in training images seen (step x batch size) instead of steps.
+  """
   panels = {}
   for title, by_arm in _size_panels(runs, arms, has_sizes):
     series = {}
@@ -496,9 +500,15 @@ def _curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="t
       if not steps:
         continue
       samples = [[float(v[list(s).index(step)]) for s, v in curves] for step in steps]
-      series[name] = study_figures.band(steps, samples)
+      scale = int(members[0].flat.get("batch_size") or 1) if per_image else 1
+      series[name] = study_figures.band([step * scale for step in steps], samples)
     if series:
       panels[title] = series
+  return panels
+
+
+def _curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="test accuracy"):
+  panels = _banded_curves(runs, arms, has_sizes, key)
   if not panels:
     return None
   return study_figures.panels_with_bands(
@@ -512,23 +522,8 @@ def _curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="t
 
 
 def _images_seen_figure(runs, arms, has_sizes, fig_dir):
-  """Validation accuracy against training images seen (x = step x batch size), per size."""
-  panels = {}
-  for title, by_arm in _size_panels(runs, arms, has_sizes):
-    series = {}
-    for name, members in by_arm.items():
-      curves = [r.series(readings.VALIDATION_KEY) for r in members]
-      curves = [(s, v) for s, v in curves if len(s)]
-      if not curves:
-        continue
-      steps = sorted(set.intersection(*[set(s.tolist()) for s, _ in curves]))
-      if not steps:
-        continue
-      batch = int(members[0].flat.get("batch_size") or 1)
-      samples = [[float(v[list(s).index(step)]) for s, v in curves] for step in steps]
-      series[name] = study_figures.band([step * batch for step in steps], samples)
-    if series:
-      panels[title] = series
+  """Validation accuracy against training images seen, per size."""
+  panels = _banded_curves(runs, arms, has_sizes, readings.VALIDATION_KEY, per_image=True)
   if not panels:
     return None
   return study_figures.panels_with_bands(
