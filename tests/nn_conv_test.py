@@ -275,3 +275,24 @@ def test_parse_strings_and_dicts():
   assert hybrid.counts(8) == [2, 1, 5]
   with pytest.raises(ValueError, match="unknown field"):
     sources.parse({"source": "random", "sed": 1})
+
+
+@pytest.mark.parametrize("bank", ["random", {"source": "fixed", "bank": "master_key"}])
+def test_a_linear_bank_and_mix_equals_a_conv_with_its_effective_kernel(bank):
+  from hybridconv.nn import BankMixConv, convolve  # noqa: PLC0415
+
+  layer = BankMixConv(
+    2,
+    5,
+    7,
+    source={"source": "bankmix", "bank": bank, "num_filters": 4, "norm": "none"},
+    rngs=nnx.Rngs(0),
+  )
+  x = jax.random.normal(jax.random.key(1), (2, 12, 12, 2))
+  kernel = layer.effective_kernel()
+  expected = convolve(x, kernel, strides=(1, 1), padding="SAME", kernel_dilation=(1, 1))
+  expected = expected + layer.mix.bias[...]
+  np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(expected), rtol=1e-4, atol=1e-5)
+  assert layer.effective_kernel().shape == (7, 7, 2, 5)
+  normed = BankMixConv(2, 5, 7, source={"source": "bankmix", "bank": bank}, rngs=nnx.Rngs(0))
+  assert normed.effective_kernel() is None  # BatchNorm between bank and mix: not one conv

@@ -244,6 +244,20 @@ class BankMixConv(nnx.Module):
     """The bank, HWIO ``(kh, kw, 1, bank_size)``."""
     return self.bank()
 
+  def effective_kernel(self) -> Array | None:
+    """The one HWIO kernel ``(kh, kw, in, out)`` this layer equals, when it is linear.
+
+    With no norm and no activation between bank and mix, output ``o`` is
+    ``sum_c sum_j mix[c * bank_size + j, o] * (bank_j * x_c)``: a convolution with
+    kernel ``sum_j mix[c * bank_size + j, o] * bank_j`` (plus the mix's bias). These
+    are the filters the layer applies, and what a study shows of it. None otherwise.
+    """
+    if self.norm is not None or self.activation != "none":
+      return None
+    bank = self.bank()[:, :, 0, :]  # (kh, kw, bank_size)
+    mix = self.mix.kernel[...][0, 0].reshape(self.in_features, self.bank_size, self.out_features)
+    return jnp.einsum("hwn,cno->hwco", bank, mix)
+
   def __call__(self, x: Array) -> Array:
     bank = jnp.tile(self.bank(), (1, 1, 1, self.in_features))  # one copy per input channel
     x, bank = dtypes.promote_dtype((x, bank), dtype=self.dtype)

@@ -5,7 +5,8 @@ where learnable Gabor parameters went) long after the runs' checkpoints are
 deleted. At every filter summary the first conv layer's kernels (HWIO) and,
 for parametric Gabor groups, their constrained parameters are written to
 ``<workdir>/filters/first_layer.npz``: arrays ``initial/kernel``,
-``final/kernel``, ``initial/gabor/<group>/<param>``, ``final/...`` and the
+``final/kernel`` (for a linear bank + mix layer, the kernel it equals, and its
+bank as ``.../bank``), ``initial/gabor/<group>/<param>``, ``final/...`` and the
 steps ``initial/step``, ``final/step``. A few KB per run; the initial entries
 survive resumes because they are read back before the file is rewritten.
 """
@@ -29,6 +30,9 @@ def first_layer_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
     return {}
   layer = next(iter(layers.values()))
   arrays = {"kernel": np.asarray(layer.kernel(), np.float32)}
+  effective = layer.effective_kernel() if hasattr(layer, "effective_kernel") else None
+  if effective is not None:  # a linear bank + mix: its filters are what it applies
+    arrays = {"kernel": np.asarray(effective, np.float32), "bank": arrays["kernel"]}
   for group in filters.kernel_groups(layer):
     if group.kind == "gabor":
       for name, values in filters.gabor_values(group.module).items():
