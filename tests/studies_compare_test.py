@@ -329,3 +329,22 @@ def test_findings_are_written_and_copied_into_a_readme_block(study_root, tmp_pat
   assert compare.main(["--workdir", study_root, "--readme", str(readme)]) == 2
   assert "needs --reference" in capsys.readouterr().err
   assert readme.read_text() == before
+
+
+@pytest.mark.slow
+def test_a_changed_cadence_neither_splits_nor_blocks_the_groups(study_root, tmp_path):
+  root = tmp_path / "copy"
+  shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
+  for arm in ARMS:  # a third seed whose evaluations and checkpoints come at another cadence
+    config = _config(arm, 64, 2, **{"eval_every_epochs": 0.5, "checkpoint.every_epochs": 0.25})
+    train.train_and_evaluate(config, str(root / f"first_layer={arm},train_size=64,seed=2"))
+  args = ["--workdir", str(root), "--reference", "model.first_layer=free", "--no-figures"]
+  assert compare.main(args) == 0
+  summary = {
+    (row["model.first_layer"], row["data.train_size"]): row
+    for row in _read_csv(root / "summary.csv")
+  }
+  assert summary[("gabor", "64")]["n"] == "3" and summary[("gabor", "128")]["n"] == "2"
+  study = (root / "STUDY.md").read_text()
+  assert "cannot change what a run learns" in study
+  assert "`checkpoint.every_epochs`" in study and "`eval_every_epochs`" in study

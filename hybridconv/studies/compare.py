@@ -29,10 +29,14 @@ from typing import Any
 from hybridconv.studies import findings, readings, records, runner, stats
 
 SEED_KEYS = ("seed",)
-# Keys that do not change what a run computes (paths, logging, devices, tracking).
+# Keys that do not change what a run learns (paths, cadences of logging, evaluation and
+# checkpoints, devices, tracking): they never split or block a study's groups; where they
+# differ between runs, the report says so in a note.
 NEUTRAL_PREFIXES = (
   "tracking.",
   "checkpoint.",
+  "eval_every_epochs",
+  "eval_batch_size",
   "distributed.",
   "robustness.",
   "cpu_devices",
@@ -47,6 +51,14 @@ METRIC = "eval/accuracy"
 
 def _neutral(key: str) -> bool:
   return any(key == p or key.startswith(p) for p in NEUTRAL_PREFIXES)
+
+
+def neutral_differences(runs: Sequence[records.RunRecord]) -> list[str]:
+  """Keys that cannot change what a run learns but differ between these runs, sorted."""
+  keys = sorted({k for run in runs for k in run.flat})
+  return [
+    k for k in keys if _neutral(k) and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1
+  ]
 
 
 def varying_keys(runs: Sequence[records.RunRecord]) -> list[str]:

@@ -156,6 +156,15 @@ def write_study(
       "sentence by fixed rules; `paired.csv` holds every reading (the end, validation "
       "accuracy after parts of the budget, robustness beyond the clean difference)."
     )
+  from hybridconv.studies import compare  # noqa: PLC0415 (compare imports this module lazily)
+
+  neutral = compare.neutral_differences(runs)
+  if neutral:
+    lines.append(
+      "- Note: the runs differ in keys that cannot change what a run learns (cadences of "
+      "logging, evaluation and checkpoints, devices, tracking, robustness settings), which do "
+      f"not split the groups: {', '.join(f'`{k}`' for k in neutral)}."
+    )
   lines.append("")
   lines += _results_section(summary, factors, reference)
   lines += _parameters_section(_arms(runs, arm_factors))
