@@ -155,3 +155,13 @@ def test_the_findings_block_is_replaced_and_nothing_else():
 def test_a_single_seed_gets_no_interval(tmp_path):
   row = _row(0.01, math.nan, math.nan, math.nan, n=1, wins=1)
   assert "too few for an interval" in findings.sentence(row, "`g`", "`free`", "at 100")
+
+
+def test_the_status_counts_finished_runs_against_the_plan(tmp_path):
+  runs = [_run(tmp_path, 100, "free", seed, 0.8) for seed in range(3)]
+  plan = {"points": [{"data.train_size": size} for size in (100,) * 4 + (1000,) * 2]}
+  assert findings.status(runs, plan) == (
+    "3 of the 6 planned runs have finished (3 of 4 at 100 training images, 0 of 2 at 1,000 "
+    "training images); comparisons below cover the finished ones."
+  )
+  assert findings.status(runs, None) == "3 finished runs."

@@ -412,7 +412,7 @@ def compare(
   if ref:
     write_csv(os.path.join(out, "paired.csv"), paired)
     findings_path = findings.write_findings(
-      os.path.join(out, "FINDINGS.md"), paired, runs, factors, ref, command=command
+      os.path.join(out, "FINDINGS.md"), paired, runs, factors, ref, command=command, plan=plan
     )
     if readme:
       _update_readme(readme, findings_path)

@@ -107,16 +107,39 @@ def pairing_check(
   return paired, len(groups), differing
 
 
+def status(runs: Sequence[records.RunRecord], plan: Mapping[str, Any] | None) -> str:
+  """How many of the sweep's planned points have finished, in total and per training size."""
+  if not plan or not plan.get("points"):
+    return f"{len(runs)} finished runs."
+  planned: dict[Any, int] = {}
+  for point in plan["points"]:
+    planned[point.get(SIZE_KEY)] = planned.get(point.get(SIZE_KEY), 0) + 1
+  done: dict[Any, int] = {}
+  for run in runs:
+    done[run.flat.get(SIZE_KEY)] = done.get(run.flat.get(SIZE_KEY), 0) + 1
+  if len(planned) == 1:
+    return f"{len(runs)} of the {len(plan['points'])} planned runs have finished."
+  sizes = sorted(planned, key=lambda v: (not v, v or 0))
+  parts = ", ".join(
+    f"{done.get(size, 0)} of {planned[size]} at {size_text(size)}" for size in sizes
+  )
+  return (
+    f"{len(runs)} of the {len(plan['points'])} planned runs have finished ({parts}); "
+    "comparisons below cover the finished ones."
+  )
+
+
 def headline(
   rows: Sequence[Mapping[str, Any]],
   runs: Sequence[records.RunRecord],
   factors: Sequence[str],
   reference: tuple[str, Any],
+  plan: Mapping[str, Any] | None = None,
 ) -> list[str]:
   """The README block: status, pairing, and final test accuracy against the reference by size."""
   arm_key, ref_value = reference
   paired, groups, differing = pairing_check(runs, factors, arm_key)
-  lines = [f"Reference arm: `{ref_value}`. {len(runs)} finished runs."]
+  lines = [f"Reference arm: `{ref_value}`. {status(runs, plan)}"]
   if groups:
     layers = ", ".join(sorted(differing)) or "none"
     lines.append(
@@ -150,6 +173,7 @@ def write_findings(
   reference: tuple[str, Any],
   *,
   command: str,
+  plan: Mapping[str, Any] | None = None,
 ) -> str:
   """Writes ``FINDINGS.md``: the headline block between markers, then every other reading."""
   arm_key, ref_value = reference
@@ -165,7 +189,7 @@ def write_findings(
     "## Final test accuracy",
     "",
     BEGIN,
-    *headline(rows, runs, factors, reference),
+    *headline(rows, runs, factors, reference, plan),
     END,
     "",
   ]
