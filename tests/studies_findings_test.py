@@ -130,7 +130,7 @@ def test_sentences_follow_the_fixed_rules(row, expected):
 def test_an_early_reading_names_the_images_seen():
   row = _row(0.01, 0.005, 0.015, 0.01, reading="validation, after 0.125 of the budget")
   text = findings.sentence(row, "`g`", "`free`", "at 100 training images")
-  assert "in validation accuracy after 1,250 training images" in text
+  assert "in validation accuracy after 1,250 images seen" in text
 
 
 def test_pairing_check_reads_the_fingerprints(tmp_path):

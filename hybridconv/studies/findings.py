@@ -73,7 +73,7 @@ def _measure(reading: str, row: Mapping[str, Any]) -> str:
   if reading == readings.END_READING:
     return "final test accuracy"
   if reading.startswith("validation, after "):
-    return f"validation accuracy after {row['images_seen']:,} training images"
+    return f"validation accuracy after {row['images_seen']:,} images seen"
   family = reading.split(": ", 1)[1]
   return f"accuracy under {family} beyond the clean difference"
 

@@ -17,10 +17,12 @@ from hybridconv.studies import stats  # noqa: E402
 Band = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, low, high
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str, *, whole_labels: bool = False) -> str:
+  """Writes the figure; ``whole_labels``: grow the saved area to every label (long arm names)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  if not whole_labels:  # (those figures lay themselves out; the saved area grows to fit)
+    fig.tight_layout()
+  fig.savefig(path, dpi=110, bbox_inches="tight" if whole_labels else None)
   plt.close(fig)
   return path
 
@@ -141,7 +143,7 @@ def kernel_mosaic(
   for spine in ax.spines.values():
     spine.set_visible(False)
   fig.suptitle(title, fontsize=9)
-  return _save(fig, path)
+  return _save(fig, path, whole_labels=True)
 
 
 def likeness_plot(
@@ -313,7 +315,11 @@ def forest(
   arms = sorted({arm for readings in panels.values() for rows in readings.values() for arm in rows})
   count = len(panels)
   fig, axes = plt.subplots(
-    1, count, figsize=(3.6 * count + 1.6, 0.32 * len(arms) + 1.6), sharey=True, squeeze=False
+    1,
+    count,
+    figsize=(max(7.0, 3.6 * count + 1.6), 0.32 * len(arms) + 1.9),
+    sharey=True,
+    squeeze=False,
   )
   y = {arm: i for i, arm in enumerate(reversed(arms))}
   for ax, (title, by_reading) in zip(axes[0], panels.items(), strict=True):
@@ -337,6 +343,8 @@ def forest(
     ax.set_xlabel(f"difference to {reference} (points)")
     ax.grid(axis="x", alpha=0.3)
   axes[0][0].set_yticks(list(y.values()), list(y.keys()), fontsize=8)
-  axes[0][0].legend(fontsize=6, loc="lower left")
-  fig.suptitle("Paired differences to the reference arm (mean, 95% CI; grey: CI spans 0)")
-  return _save(fig, path)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
+  fig.suptitle("Paired difference to the reference (mean, 95% CI; grey: the CI spans 0)")
+  fig.tight_layout(rect=(0, 0.07, 1, 1))
+  return _save(fig, path, whole_labels=True)
