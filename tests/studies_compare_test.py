@@ -348,3 +348,33 @@ def test_a_changed_cadence_neither_splits_nor_blocks_the_groups(study_root, tmp_
   study = (root / "STUDY.md").read_text()
   assert "cannot change what a run learns" in study
   assert "`checkpoint.every_epochs`" in study and "`eval_every_epochs`" in study
+
+
+@pytest.mark.slow
+def test_the_report_shows_arms_budgets_and_per_seed_values(study_root, tmp_path):
+  out = tmp_path / "out"
+  args = ["--workdir", study_root, "--out", str(out), "--no-figures", "--no-likeness"]
+  assert compare.main([*args, "--reference", "model.first_layer=free"]) == 0
+  study = (out / "STUDY.md").read_text()
+  per_seed = study.split("## Per-seed final test accuracy")[1].split("##")[0]
+  for row in _read_csv(out / "results.csv"):
+    line = next(
+      line
+      for line in per_seed.splitlines()
+      if line.startswith(f"| {row['data.train_size']} | {row['model.first_layer']} |")
+    )
+    assert f"{row['seed']}: {100 * float(row['final_eval_accuracy']):.2f}" in line
+  arms = study.split("## Arms")[1].split("##")[0]
+  assert "fixed gabor(" not in arms and "`gabor`" in arms and "Gabor(learn=" in arms
+  budget = study.split("## Training budget per size")[1].split("##")[0]
+  assert "| 64 |" in budget and "| 128 |" in budget and "adamw" in budget.lower()
+
+
+def test_a_fixed_bank_is_shown_with_every_option():
+  from hybridconv.studies import review_tables  # noqa: PLC0415
+
+  text = review_tables.resolved_source("fixed:gabor")
+  assert text.startswith("fixed gabor(num_orientations=8, num_scales=2, highest_frequency=0.25")
+  assert "bankmix[bank: fixed master_key(sigma=1.0" in review_tables.resolved_source(
+    {"source": "bankmix", "bank": {"source": "fixed", "bank": "master_key"}}
+  )

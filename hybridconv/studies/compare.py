@@ -187,6 +187,7 @@ def summary_rows(
     for family in families:
       values = [((r.robustness or {}).get("summary") or {}).get(family, math.nan) for r in members]
       interval = stats.t_interval(values)
+      row["robustness_n"] = max(row.get("robustness_n", 0), interval.n)
       row[f"robustness_{family}_mean"] = interval.mean
       row[f"robustness_{family}_ci_low"] = interval.ci_low
       row[f"robustness_{family}_ci_high"] = interval.ci_high

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from hybridconv import configlib
-from hybridconv.studies import grid, model_size, readings, records, stats, study_figures
+from hybridconv.studies import (
+  grid,
+  model_size,
+  readings,
+  records,
+  review_tables,
+  stats,
+  study_figures,
+)
 from hybridconv.tracking import snapshots
 
 SIZE_KEY = "data.train_size"
@@ -167,6 +175,9 @@ def write_study(
     )
   lines.append("")
   lines += _results_section(summary, factors, reference)
+  lines += review_tables.per_seed_section(summary, runs, factors)
+  lines += review_tables.arms_section(runs, arm_factors)
+  lines += review_tables.budget_section(runs)
   lines += _parameters_section(_arms(runs, arm_factors))
   if figures:
     lines += _forest_section(out, paired, factors, reference)
@@ -301,9 +312,10 @@ def _results_section(summary, factors, reference) -> list[str]:
     }
   )
   if robust:
-    header = [k.split(".")[-1] for k in factors] + [f"{f} %" for f in robust]
+    header = [k.split(".")[-1] for k in factors] + ["n"] + [f"{f} %" for f in robust]
     rows = [
       [grid.label(row.get(k)) for k in factors]
+      + [str(row.get("robustness_n", ""))]
       + [
         f"{_pct(row.get(f'robustness_{f}_mean', math.nan))} "
         f"({_pct(row.get(f'robustness_{f}_ci_low', math.nan))}–"
