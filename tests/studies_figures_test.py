@@ -73,3 +73,15 @@ def test_an_unreadable_control_cache_is_rescored(tmp_path, monkeypatch, content)
   monkeypatch.setattr(likeness, "score_kernels", lambda kernel, seed=0: {"fresh": True})
   (tmp_path / likeness.CONTROL_FILE).write_text(content)
   assert likeness.positive_control((7, 7), 32, cache_dir=str(tmp_path)) == {"fresh": True}
+
+
+def test_a_flat_orientation_histogram_is_drawn_from_zero(tmp_path, monkeypatch):
+  kept = []
+  monkeypatch.setattr(study_figures, "_save", lambda fig, path, **_: kept.append(fig) or path)
+  theta = np.linspace(0, np.pi, 64, endpoint=False)  # perfectly even: 1/8 in every bin
+  frequency = np.full(64, 0.1)
+  study_figures.gabor_parameters(
+    {"gabor": (theta, theta)}, {"100": (frequency, frequency)}, None, path=str(tmp_path / "g.png")
+  )
+  low, high = kept[0].axes[0].get_ylim()
+  assert low == 0 and high >= 0.3  # a flat line sits low, instead of filling the plot

@@ -388,3 +388,17 @@ def test_animation_of_a_single_summary_is_a_one_frame_gif(tmp_path):
   (gif,) = tracking.write_animations(str(tmp_path))
   frames = iio.imread(gif, index=None)
   assert frames.shape[0] == 1 and frames.dtype == np.uint8
+
+
+def test_filter_grids_say_their_step_scale_and_channel_summary():
+  from hybridconv.tracking import images  # noqa: PLC0415
+
+  assert images.filter_caption(np.zeros((5, 5, 1, 8)), 40) == [
+    "step 40; each tile scaled to its own largest magnitude (0 = mid-grey)"
+  ]
+  many = images.filter_caption(np.zeros((5, 5, 16, 8)), 0)
+  assert (
+    many[1] == "each tile: the dominant spatial component over the 16 input channels (rank-1 SVD)"
+  )
+  with_caption = images.kernel_grid(np.ones((5, 5, 16, 4)), caption=many)
+  assert with_caption.shape[0] > images.kernel_grid(np.ones((5, 5, 16, 4))).shape[0]

@@ -31,7 +31,7 @@ def run_dir(tmp_path_factory):
   logger.log_config(
     {
       "model": {"name": "simple_cnn", "first_layer": "hybrid", "width": 0.25},
-      "data": {"name": "fashion_mnist"},
+      "data": {"name": "fashion_mnist", "train_size": 1000},
       "seed": 0,
     }
   )
@@ -209,3 +209,9 @@ def test_report_of_a_frozen_first_layer_has_filters_but_no_change_section(tmp_pa
   text = open(report.write_report(str(tmp_path))).read()
   assert "### `conv1`" in text
   assert "filters_change/conv1" not in text
+
+
+def test_the_config_table_says_how_many_training_images(run_dir):
+  report.write_report(run_dir)
+  text = open(os.path.join(run_dir, report.REPORT_FILE), encoding="utf-8").read()
+  assert re.search(r"data\.train_size.*1000", text)

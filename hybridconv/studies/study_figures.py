@@ -279,6 +279,8 @@ def gabor_parameters(
     )
   left.set_xlabel("orientation theta (degrees, bin centres; theta mod 180)")
   left.set_ylabel("share of filters (or of image energy)")
+  # From zero: a flat histogram must look flat, not fill the plot with its noise.
+  left.set_ylim(0, max(0.3, left.get_ylim()[1]))
   left.grid(alpha=0.3)
   left.legend(fontsize=7)
   for size, (before, after) in frequency.items():

@@ -265,7 +265,10 @@ class FilterTracker:
       if min(kernel.shape[:2]) >= 2:
         legend = grid_groups(groups)
         pictures[f"filters/{name}"] = images.kernel_grid(
-          kernel, max_filters=self.max_filters, groups=legend
+          kernel,
+          max_filters=self.max_filters,
+          groups=legend,
+          caption=images.filter_caption(kernel, step),
         )
         self._spectra(name, kernel, scalars, histograms)
         if any(g.kind != "frozen" for g in groups):

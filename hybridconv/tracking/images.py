@@ -71,6 +71,17 @@ def spatial_kernels(kernel_hwio: np.ndarray) -> np.ndarray:
   return np.asarray(spatial)[:, :, None, :]
 
 
+def filter_caption(kernel_hwio: np.ndarray, step: int) -> list[str]:
+  """What a filter grid shows: the step, the per-tile scale, and how input channels were folded."""
+  lines = [f"step {step}; each tile scaled to its own largest magnitude (0 = mid-grey)"]
+  channels = np.shape(kernel_hwio)[2]
+  if channels not in (1, 3):
+    lines.append(
+      f"each tile: the dominant spatial component over the {channels} input channels (rank-1 SVD)"
+    )
+  return lines
+
+
 def normalise_tiles(tiles: np.ndarray, shared: bool = False) -> np.ndarray:
   """Symmetric map of ``(kh, kw, c, n)`` floats to uint8 (0 -> 128), per filter or shared."""
   scale = np.max(np.abs(tiles), axis=(0, 1, 2, 3) if shared else (0, 1, 2), keepdims=True)

@@ -37,6 +37,8 @@ CONFIG_KEYS = (
   "model.kernels",
   "model.width",
   "data.name",
+  "data.train_size",
+  "data.validation_size",
   "optim.name",
   "optim.learning_rate",
   "batch_size",
