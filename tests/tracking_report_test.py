@@ -110,11 +110,12 @@ def test_command_line_entry_point(run_dir, capsys):
   assert capsys.readouterr().out.strip() == os.path.join(run_dir, "REPORT.md")
 
 
-def test_a_directory_without_a_run_is_refused(tmp_path):
+def test_a_directory_without_a_run_is_refused(tmp_path, capsys):
   with pytest.raises(ValueError, match="holds no run"):
     report.write_report(str(tmp_path))
-  with pytest.raises(SystemExit):
-    report.main(["--workdir", str(tmp_path / "missing")])
+  assert report.main(["--workdir", str(tmp_path / "missing")]) == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith("error: ") and "missing" in line
 
 
 @pytest.fixture

@@ -343,8 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     path = write_report(args.workdir)
-  except ValueError as error:
-    parser.error(str(error))
+  except ValueError as error:  # one line, as every entry point (not argparse's usage block)
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   print(path)
   return 0
 
