@@ -184,3 +184,22 @@ def test_a_disabled_progress_prints_nothing(enabled, capsys):
   progress.close()
   captured = capsys.readouterr()
   assert captured.out == captured.err == ""
+
+
+def test_the_eta_adds_the_evaluations_still_due_at_their_measured_length(monkeypatch):
+  from hybridconv.training import progress as progress_lib  # noqa: PLC0415
+
+  now = [100.0]
+  monkeypatch.setattr(progress_lib.time, "perf_counter", lambda: now[0])
+  progress = progress_lib.Progress(
+    total_steps=100,
+    initial_step=0,
+    enabled=False,
+    remaining_events=lambda step: {"eval": (100 - step) // 10, "checkpoint": 0},
+  )
+  progress.compiled(0)
+  now[0] += 10.0  # 10 steps in 10 s
+  with progress.paused("eval"):
+    now[0] += 3.0  # an evaluation takes 3 s
+  # 90 steps at 1 s each, and 9 evaluations at 3 s each
+  assert progress._eta(10) == 90.0 + 27.0

@@ -34,3 +34,15 @@ def test_every_cadence_fires_at_multiples_step_zero_and_the_end():
   assert [s for s in steps if cadence.log_due(s)] == [0, 3, 4, 5, 6, 8, 9, 10]
   assert [s for s in steps if cadence.scalars_due(s)] == [0, 4, 8, 10]
   assert not any(cadence.filters_due(s) for s in steps)  # 0 = off
+
+
+def test_remaining_counts_the_events_still_due_after_a_step():
+  cadence = Cadence(
+    total_steps=10, log_every=3, eval_every=4, checkpoint_every=5, scalars_every=4, filters_every=0
+  )
+  for step in range(11):
+    expected = {
+      kind: sum(cadence.due(s, every) for s in range(step + 1, 11))
+      for kind, every in (("eval", 4), ("checkpoint", 5), ("summary", 0))
+    }
+    assert cadence.remaining(step) == expected, step

@@ -55,6 +55,14 @@ class Cadence:
     """Whether a period of ``every`` steps fires at ``step``: 0 never; multiples and the end."""
     return tracking.is_due(step, every, self.total_steps)
 
+  def remaining(self, step: int) -> dict[str, int]:
+    """How many evaluations, checkpoints and filter summaries are due after ``step``."""
+    return {
+      "eval": _due_after(step, self.eval_every, self.total_steps),
+      "checkpoint": _due_after(step, self.checkpoint_every, self.total_steps),
+      "summary": _due_after(step, self.filters_every, self.total_steps),
+    }
+
   def eval_due(self, step: int) -> bool:
     return self.due(step, self.eval_every)
 
@@ -69,3 +77,11 @@ class Cadence:
 
   def filters_due(self, step: int) -> bool:
     return self.due(step, self.filters_every)
+
+
+def _due_after(step: int, every: int, total: int) -> int:
+  """Steps in ``(step, total]`` where a period of ``every`` fires (its multiples, and the end)."""
+  if every <= 0 or step >= total:
+    return 0
+  multiples = total // every - step // every
+  return multiples + (total % every != 0)

@@ -174,7 +174,7 @@ class TrainLoop:
     if has_validation(self.pipeline):
       splits = ["validation", "test"] if step == self.total_steps else ["validation"]
     eval_metrics = {}
-    with self.timer.paused(), self.progress.paused():
+    with self.timer.paused(), self.progress.paused("eval"):
       for split in splits:
         metrics = evaluate(self.eval_fn, state, self.pipeline, interrupted, split)
         if metrics is None:
@@ -188,7 +188,7 @@ class TrainLoop:
   def _save(self, state, step: int, eval_metrics: dict | None) -> None:
     metadata = run_metadata(step, self.steps_per_epoch, eval_metrics)
     metadata["consecutive_skips"] = self.monitor.consecutive
-    with self.timer.paused(), self.progress.paused():
+    with self.timer.paused(), self.progress.paused("checkpoint"):
       self.checkpointer.save(
         step,
         state,
@@ -210,14 +210,17 @@ class TrainLoop:
 
   def _summarize(self, state, step: int) -> None:
     if self.summarize is not None and self.cadence.filters_due(step):
-      with self.timer.paused(), self.progress.paused():
+      with self.timer.paused(), self.progress.paused("summary"):
         self.summarize(state, step)
 
   def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
     """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
     step = int(jax.device_get(state.step))
     self.progress = Progress(
-      total_steps=self.total_steps, initial_step=step, enabled=self.is_main_process
+      total_steps=self.total_steps,
+      initial_step=step,
+      enabled=self.is_main_process,
+      remaining_events=self.cadence.remaining,
     )
     eval_metrics = None
     try:

@@ -98,8 +98,13 @@ class Progress:
     initial_step: int,
     enabled: bool = True,
     use_bar: bool | None = None,
+    remaining_events=None,
   ):
     self.total_steps = total_steps
+    # remaining_events(step) -> {kind: count of such pauses still to come} (the loop's
+    # cadence); with it the ETA adds each kind's measured mean duration per event.
+    self._remaining_events = remaining_events
+    self._event_seconds: dict[str, list[float]] = {}
     self.enabled = enabled
     self._use_bar = enabled and (sys.stderr.isatty() if use_bar is None else use_bar)
     self._start_step = initial_step
@@ -131,6 +136,10 @@ class Progress:
     from tqdm import tqdm  # noqa: PLC0415 (only on terminals)
 
     self._out = sys.stderr
+    # With the loop's events known, the ETA is ours (in the postfix): tqdm's counts steps only.
+    bar_format = None
+    if self._remaining_events is not None:
+      bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
     self._bar = tqdm(
       total=self.total_steps,
       initial=step,
@@ -139,6 +148,7 @@ class Progress:
       smoothing=0.1,
       desc="train",
       file=self._out,
+      bar_format=bar_format,
     )
     self._redirect()
 
@@ -186,9 +196,23 @@ class Progress:
   # -- per step and per event -----------------------------------------------------
 
   def _eta(self, step: int) -> float:
+    """Seconds left: the training steps at their measured rate, plus the evaluations,
+    checkpoints and summaries still due at their measured mean durations."""
     done = step - self._start_step
     elapsed = time.perf_counter() - self._start_time - self._paused_seconds
-    return elapsed / done * (self.total_steps - step) if done > 0 else float("nan")
+    if done <= 0:
+      return float("nan")
+    return elapsed / done * (self.total_steps - step) + self._pauses_left(step)
+
+  def _pauses_left(self, step: int) -> float:
+    if self._remaining_events is None:
+      return 0.0
+    left = self._remaining_events(step)
+    return sum(
+      count * sum(self._event_seconds[kind]) / len(self._event_seconds[kind])
+      for kind, count in left.items()
+      if self._event_seconds.get(kind)
+    )
 
   def step(self, step: int) -> None:
     """Advances the bar to ``step`` (cheap; call every step)."""
@@ -201,14 +225,17 @@ class Progress:
       bar.n = step  # drawn by close(), once, with the final postfix
 
   @contextlib.contextmanager
-  def paused(self):
-    """Takes the time spent inside the block (evaluation, saving) out of the rate and ETA."""
+  def paused(self, kind: str = ""):
+    """Takes the time spent inside the block (evaluation, saving) out of the training rate;
+    a ``kind`` (e.g. ``'eval'``) also records it for the ETA of the ones still to come."""
     start = time.perf_counter()
     try:
       yield
     finally:
       seconds = time.perf_counter() - start
       self._paused_seconds += seconds
+      if kind:
+        self._event_seconds.setdefault(kind, []).append(seconds)
       if self._bar is not None:
         # Shift the bar's clock by exactly the pause (tqdm's unpause() would
         # also drop the training time since its last redraw).
@@ -217,7 +244,8 @@ class Progress:
 
   def _show_postfix(self) -> None:
     if self._bar is not None:
-      self._bar.set_postfix({k: f"{v:.4g}" for k, v in self._postfix.items()}, refresh=False)
+      shown = {k: v if isinstance(v, str) else f"{v:.4g}" for k, v in self._postfix.items()}
+      self._bar.set_postfix(shown, refresh=False)
 
   def log(self, step: int, scalars: Mapping[str, float]) -> None:
     """One event's scalars: the bar's postfix, or a line in the log (without a bar)."""
@@ -226,6 +254,9 @@ class Progress:
     self._postfix.update(scalars)
     if self._use_bar:
       self.step(step)
+      if self._remaining_events is not None:  # tqdm's own ETA knows only the steps
+        eta = self._eta(step)
+        self._postfix["eta"] = _format_eta(eta) if eta == eta else "?"
       self._show_postfix()
       return
     eta = self._eta(step)
