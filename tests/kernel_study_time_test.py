@@ -50,7 +50,7 @@ def test_projection_sums_each_points_processes_and_scales_the_median_by_the_plan
   )
   lines = _run(root, "--extra", "100=30")
   # 60,000 images: median of 150 and 170 = 160 s x 2 points; 100 images: 30 s x 2 points.
-  assert lines[-1] == f"projected whole study: {(320 + 60) / 60:.0f} min (0.11 h; budget 2 h)"
+  assert lines[-1] == f"projected whole study: {(320 + 60) / 60:.0f} min (0.11 h)"
 
 
 def test_a_size_without_records_gives_no_total(tmp_path):
@@ -70,3 +70,15 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
     result = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0]
+
+
+def test_points_run_two_at_a_time_halve_the_projection(tmp_path):
+  root = _root(tmp_path, {"train_size=100,seed=0,first_layer=free": [40.0]})
+  done = subprocess.run(
+    [sys.executable, SCRIPT, "--workdir", str(root), "--extra", "0=60", "--jobs", "2"],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  row = next(line for line in done.stdout.splitlines() if line.strip().startswith("100 |"))
+  assert row.split("|")[-1].strip() == f"{2 * 40 / 60 / 2:.1f}"

@@ -6,9 +6,10 @@ training-set size and projects each size's total from the median point of that s
 whose points ran before the runner kept the record (their count is printed)::
 
   .venv/bin/python experiments/kernel_study/study_time.py \
-      [--workdir experiments/kernel_study/results/fashion_mnist] [--extra 100=45]
+      [--workdir experiments/kernel_study/results/fashion_mnist] [--extra 100=45] [--jobs 2]
 
-``--extra SIZE=SECONDS`` supplies a measured per-point wall time for a size with no record.
+``--extra SIZE=SECONDS`` supplies a measured per-point wall time for a size with no record;
+``--jobs N``: the runner ran N points at once (each point's wall time then overlaps N-1 others).
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def main() -> None:
   parser.add_argument(
     "--extra", action="append", default=[], type=size_seconds, help="SIZE=SECONDS per point"
   )
+  parser.add_argument(
+    "--jobs", type=int, default=1, help="points the runner ran at once (run.sh: 2): wall / jobs"
+  )
   args = parser.parse_args()
+  if args.jobs < 1:
+    parser.error(f"--jobs={args.jobs} must be >= 1")
   sweep_file = os.path.join(args.workdir, "sweep.json")
   if not os.path.isfile(sweep_file):
     parser.error(f"--workdir={args.workdir} holds no sweep.json (not a sweep root)")
@@ -72,7 +78,7 @@ def main() -> None:
     median = statistics.median(recorded) if recorded else extra.get(size)
     if median is None:
       unknown.append(size)
-    projected = planned[size] * median / 60 if median else float("nan")
+    projected = planned[size] * median / 60 / args.jobs if median else float("nan")
     total += projected
     shown = f"{median:.0f}" if median else "-"
     print(f"{size:>6} | {planned[size]:>6} | {len(recorded):>8} | {shown:>14} | {projected:.1f}")
@@ -80,7 +86,7 @@ def main() -> None:
     sizes = ", ".join(map(str, unknown))
     print(f"no projection: sizes {sizes} have no recorded point; pass --extra SIZE=SECONDS")
   else:
-    print(f"projected whole study: {total:.0f} min ({total / 60:.2f} h; budget 2 h)")
+    print(f"projected whole study: {total:.0f} min ({total / 60:.2f} h)")
 
 
 if __name__ == "__main__":
