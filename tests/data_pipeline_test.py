@@ -196,6 +196,8 @@ def _config(**overrides):
       prepare=False,
       train_size=0,
       subset_seed=-1,
+      validation_size=0,
+      validation_seed=0,
       augment=dict(crop_padding=2, horizontal_flip=False),
       gratings=dict(
         num_train=96,

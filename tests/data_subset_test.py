@@ -95,6 +95,8 @@ def _gratings_config(pipeline: str, train_size: int, subset_seed: int = -1):
       "prepare": False,
       "train_size": train_size,
       "subset_seed": subset_seed,
+      "validation_size": 0,
+      "validation_seed": 0,
       "augment": {"crop_padding": 0, "horizontal_flip": False},
       "gratings": {
         "num_train": 240,

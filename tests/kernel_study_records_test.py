@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+from hybridconv import run_layout
 from hybridconv.studies import compare, findings, likeness, records, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def _copy_light(names, root) -> None:
   shutil.copy(os.path.join(RESULTS, runner.PLAN_FILE), root)
   shutil.copy(os.path.join(RESULTS, likeness.CONTROL_FILE), root)
   for name in names:
-    for file in records.LIGHT_FILES:
+    for file in run_layout.LIGHT_FILES:
       source = os.path.join(RESULTS, name, file)
       if os.path.isfile(source):
         os.makedirs(os.path.dirname(os.path.join(root, name, file)), exist_ok=True)

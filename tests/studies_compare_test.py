@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from hybridconv import configlib
+from hybridconv import configlib, run_layout
 from hybridconv.studies import compare, findings, records, stats
 from hybridconv.training import train
 
@@ -195,7 +195,7 @@ def test_robustness_is_compared_against_the_reference_paired_by_seed(study_root,
         noise[(arm, size, seed)] = 0.5 + 0.1 * seed + (0.05 + 0.01 * seed if arm == "gabor" else 0)
         summary = {"clean": 0.9, "gaussian_noise": noise[(arm, size, seed)]}
         with open(
-          root / f"first_layer={arm},train_size={size},seed={seed}" / records.ROBUSTNESS_FILE,
+          root / f"first_layer={arm},train_size={size},seed={seed}" / run_layout.ROBUSTNESS_FILE,
           "w",
           encoding="utf-8",
         ) as f:

@@ -25,6 +25,7 @@ import statistics
 import sys
 
 from experiments.kernel_study import design, pilot
+from hybridconv import run_layout
 from hybridconv.studies import records
 
 DEFAULT_PILOT = "experiments/kernel_study/results/pilot"
@@ -85,7 +86,7 @@ def point_seconds(root: str, size: int, epochs: float) -> float | None:
   for path in records.find_run_dirs([root]):
     run = records.load_run(path)
     if int(run.flat["data.train_size"]) == size and float(run.flat["num_epochs"]) == epochs:
-      times = records.workdir_lib.read_json(os.path.join(path, records.TIMES_FILE)) or {}
+      times = records.workdir_lib.read_json(os.path.join(path, run_layout.TIMES_FILE)) or {}
       walls.append(sum(a["wall_seconds"] for a in times.get("train", [])))
   return statistics.median(walls) if walls else None
 

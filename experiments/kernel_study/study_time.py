@@ -19,14 +19,14 @@ import json
 import os
 import statistics
 
-from hybridconv.studies import records
+from hybridconv import run_layout
 
 DEFAULT_ROOT = os.path.join(os.path.dirname(__file__), "results", "fashion_mnist")
 
 
 def point_seconds(workdir: str) -> float | None:
   """Training plus robustness wall seconds of one point, or None when unrecorded."""
-  path = os.path.join(workdir, records.TIMES_FILE)
+  path = os.path.join(workdir, run_layout.TIMES_FILE)
   if not os.path.isfile(path):
     return None
   with open(path, encoding="utf-8") as f:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from hybridconv.run_layout import CLASSES_FILE
+
 SPLITS = ("train", "val")
 EXTENSIONS = (".jpg", ".jpeg", ".png")
-CLASSES_FILE = "classes.json"
 
 
 class ImageFolderSource:

@@ -33,8 +33,9 @@ from absl import logging
 
 from hybridconv import sharding
 from hybridconv.robustness import attacks, corruptions, restore, suites
+from hybridconv.run_layout import ROBUSTNESS_FILE
 
-RESULTS_FILE = "robustness.json"
+RESULTS_FILE = ROBUSTNESS_FILE
 SCHEMA_VERSION = 1
 DEFAULT_ATTACK_IMAGES = 2000
 

@@ -14,7 +14,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-RESULTS_FILE = "robustness.json"  # hybridconv.robustness.evaluate.RESULTS_FILE (no JAX import)
+from hybridconv.run_layout import ROBUSTNESS_FILE
+
+RESULTS_FILE = ROBUSTNESS_FILE
 FIGURE_NAME = "robustness.png"
 TITLES = {
   "clean": "clean",

@@ -19,10 +19,9 @@ from typing import Any, NamedTuple
 import ml_collections
 import numpy as np
 
-from hybridconv import configlib, data
+from hybridconv import configlib, data, run_layout
 from hybridconv.training import checkpointing, optim, train
 from hybridconv.training import state as ts
-from hybridconv.training import workdir as workdir_lib
 
 CHECKPOINT_CHOICES = "'latest', 'best' or a saved step"
 
@@ -33,10 +32,10 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   Keys added to hybridconv since the run was trained take their defaults
   (:func:`hybridconv.configlib.with_defaults`).
   """
-  path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  path = os.path.join(workdir, run_layout.CONFIG_FILE)
   if not os.path.isfile(path):
     raise ValueError(
-      f"--workdir={workdir!r} has no {workdir_lib.CONFIG_FILE}: not a directory "
+      f"--workdir={workdir!r} has no {run_layout.CONFIG_FILE}: not a directory "
       "written by `hybridconv train`"
     )
   with open(path, encoding="utf-8") as f:
@@ -47,7 +46,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def _checkpointer(config, workdir: str) -> checkpointing.Checkpointer:
   return checkpointing.Checkpointer(
-    os.path.join(workdir, train.CHECKPOINT_DIR),
+    os.path.join(workdir, run_layout.CHECKPOINT_DIR),
     keep=config.checkpoint.keep,
     keep_best=config.checkpoint.keep_best,
     async_save=False,
@@ -61,7 +60,7 @@ def resolve_checkpoint(config, workdir: str, checkpoint: str | int) -> int:
     ValueError: no checkpoint at all, an unknown choice, a step that was not
       saved (or no longer kept), or ``best`` without eval-scored checkpoints.
   """
-  directory = os.path.join(workdir, train.CHECKPOINT_DIR)
+  directory = os.path.join(workdir, run_layout.CHECKPOINT_DIR)
   steps = checkpointing.existing_steps(directory)
   if not steps:
     raise ValueError(f"--workdir={workdir!r} has no checkpoint in {directory}; train it first")

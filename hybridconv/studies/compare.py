@@ -26,6 +26,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybridconv.run_layout import FINDINGS_FILE, PAIRED_FILE
 from hybridconv.studies import findings, readings, records, runner, stats
 
 SEED_KEYS = ("seed",)
@@ -411,9 +412,9 @@ def compare(
     ]
   )
   if ref:
-    write_csv(os.path.join(out, "paired.csv"), paired)
+    write_csv(os.path.join(out, PAIRED_FILE), paired)
     findings_path = findings.write_findings(
-      os.path.join(out, "FINDINGS.md"), paired, runs, factors, ref, command=command, plan=plan
+      os.path.join(out, FINDINGS_FILE), paired, runs, factors, ref, command=command, plan=plan
     )
     if readme:
       _update_readme(readme, findings_path)

@@ -26,11 +26,12 @@ import numpy as np
 
 from hybridconv.analysis import gabor_fit, gabor_null
 from hybridconv.kernels import banks
+from hybridconv.run_layout import LIKENESS_CONTROL_FILE, LIKENESS_FILE
 from hybridconv.tracking import snapshots
 from hybridconv.training import workdir as workdir_lib
 
-CACHE_FILE = "gabor_likeness.json"
-CONTROL_FILE = "gabor_likeness_control.json"  # in the study root
+CACHE_FILE = LIKENESS_FILE
+CONTROL_FILE = LIKENESS_CONTROL_FILE  # in the study root
 VERSION = 1
 NULL_DRAWS = 4  # surrogates per filter: 4 x 32 filters = 128 null scores per run
 NULL_QUANTILE = 0.95

@@ -17,28 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from hybridconv import configlib
+from hybridconv import configlib, run_layout
+from hybridconv.run_layout import (
+  CHECKPOINT_DIR,
+  COMPILATION_CACHE_DIR,
+  FIGURES_DIR,
+  FILTERS_DIR,
+  METRICS_FILE,
+  ROBUSTNESS_FILE,
+)
 from hybridconv.tracking.jsonl_logger import read_metrics
-from hybridconv.tracking.snapshots import SNAPSHOT_FILE
 from hybridconv.training import provenance
 from hybridconv.training import workdir as workdir_lib
 
-ROBUSTNESS_FILE = "robustness.json"
-TIMES_FILE = "sweep_times.json"  # the sweep runner's wall time of each process of a point
-# Light records of a run: what a study commits and what the report reads.
-LIGHT_FILES = (
-  workdir_lib.CONFIG_FILE,
-  "metrics.jsonl",
-  workdir_lib.SUMMARY_FILE,
-  provenance.RUN_INFO_FILE,
-  workdir_lib.INITIAL_VALUES_FILE,
-  workdir_lib.SUBSET_FILE,
-  ROBUSTNESS_FILE,
-  TIMES_FILE,
-  SNAPSHOT_FILE,
-  "gabor_likeness.json",
-)
-_SKIP_DIRS = {"checkpoints", "wandb", "filters", "figures", ".jax_cache"}
+_SKIP_DIRS = {CHECKPOINT_DIR, "wandb", FILTERS_DIR, FIGURES_DIR, COMPILATION_CACHE_DIR}
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -98,10 +90,10 @@ class RunRecord:
 def load_run(path: str) -> RunRecord:
   """The records of the run in ``path`` (which holds ``config.json``)."""
   path = os.path.abspath(path)
-  config = workdir_lib.read_json(os.path.join(path, workdir_lib.CONFIG_FILE))
+  config = workdir_lib.read_json(os.path.join(path, run_layout.CONFIG_FILE))
   if not isinstance(config, dict):
-    raise ValueError(f"{path} holds no readable {workdir_lib.CONFIG_FILE}")
-  metrics = read_metrics(path) if os.path.exists(os.path.join(path, "metrics.jsonl")) else {}
+    raise ValueError(f"{path} holds no readable {run_layout.CONFIG_FILE}")
+  metrics = read_metrics(path) if os.path.exists(os.path.join(path, METRICS_FILE)) else {}
   return RunRecord(
     path=path,
     config=config,
@@ -119,12 +111,12 @@ def find_run_dirs(paths: Iterable[str]) -> list[str]:
   """Run directories (those with ``config.json``) at or below ``paths``, sorted."""
   found = set()
   for root in paths:
-    if os.path.isfile(os.path.join(root, workdir_lib.CONFIG_FILE)):
+    if os.path.isfile(os.path.join(root, run_layout.CONFIG_FILE)):
       found.add(os.path.abspath(root))
       continue
     for directory, subdirs, files in os.walk(root, followlinks=True):
       subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
-      if workdir_lib.CONFIG_FILE in files:
+      if run_layout.CONFIG_FILE in files:
         found.add(os.path.abspath(directory))
         subdirs[:] = []
   return sorted(found)

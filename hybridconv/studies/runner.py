@@ -38,16 +38,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hybridconv import configlib
+from hybridconv.run_layout import (
+  COMPILATION_CACHE_DIR,
+  CONFIG_FILE,
+  PLAN_FILE,
+  RESULTS_FILE,
+  ROBUSTNESS_FILE,
+  TIMES_FILE,
+)
 from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import records
 from hybridconv.training import preemption
 
-RESULTS_FILE = "sweep_results.csv"
 # Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM/SIGINT).
 STOPPED_EXITS = (128 + signal.SIGTERM.value, 128 + signal.SIGINT.value)
-TIMES_FILE = records.TIMES_FILE
-PLAN_FILE = "sweep.json"
-CACHE_DIR = ".jax_cache"
+CACHE_DIR = COMPILATION_CACHE_DIR
 
 
 def _flag_value(value: Any) -> str:
@@ -216,7 +221,7 @@ def result_row(
     row["status"] = f"failed (exit {exit_code})"
   else:
     row["status"] = "started" if os.path.isdir(workdir) else "pending"
-  if os.path.isfile(os.path.join(workdir, records.workdir_lib.CONFIG_FILE)):
+  if os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
     run = records.load_run(workdir)
     best, best_step = run.best()
     row.update(
@@ -506,7 +511,7 @@ def _maybe_evaluate(
   """
   due, settings = _robustness_settings(spec, overrides, point)
   workdir = os.path.join(root, name)
-  if not due or os.path.exists(os.path.join(workdir, records.ROBUSTNESS_FILE)):
+  if not due or os.path.exists(os.path.join(workdir, ROBUSTNESS_FILE)):
     return
   print(f"[sweep] robustness of {name}", flush=True)
   started = time.time()

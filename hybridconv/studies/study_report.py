@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from hybridconv import configlib
+from hybridconv.run_layout import FIGURES_DIR, STUDY_FILE, SUBSET_FILE
 from hybridconv.studies import (
   grid,
   model_size,
@@ -24,7 +25,7 @@ from hybridconv.studies import (
 from hybridconv.tracking import snapshots
 
 SIZE_KEY = "data.train_size"
-FIGURES = "figures"
+FIGURES = FIGURES_DIR
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -44,7 +45,7 @@ def _pct(value: float) -> str:
 def train_images(run: records.RunRecord) -> int:
   """Training images a run used (its subset record, else the configured size)."""
   try:
-    with open(os.path.join(run.path, "train_subset.json"), encoding="utf-8") as f:
+    with open(os.path.join(run.path, SUBSET_FILE), encoding="utf-8") as f:
       return int(json.load(f)["num_examples"])
   except (OSError, ValueError, KeyError):
     return int(run.flat.get(SIZE_KEY) or 0)
@@ -192,7 +193,7 @@ def write_study(
       "and figure: " + ", ".join(f"`{n}`" for n in names[:30]),
       "",
     ]
-  path = os.path.join(out, "STUDY.md")
+  path = os.path.join(out, STUDY_FILE)
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path

@@ -74,6 +74,7 @@ from hybridconv.analysis import filter_stats, gabor_fit, gabor_null
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
 from hybridconv.nn import KernelGroup, conv_layers, kernel_groups  # noqa: F401 (re-exported)
 from hybridconv.nn import kernel_modules as km
+from hybridconv.run_layout import FILTERS_DIR
 from hybridconv.tracking import images
 from hybridconv.tracking import logger as logger_lib
 
@@ -113,7 +114,7 @@ def log_animations(logger: logger_lib.Logger, workdir: str, step: int) -> list[s
   Returns:
     the GIF paths written.
   """
-  base = os.path.join(workdir, "filters")
+  base = os.path.join(workdir, FILTERS_DIR)
   gifs = images.write_animations(workdir)
   for gif in gifs:
     layer = os.path.relpath(gif, base)[: -len(images.GIF_SUFFIX)].replace(os.sep, "/")

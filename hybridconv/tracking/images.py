@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from hybridconv.analysis import gabor_fit
+from hybridconv.run_layout import FILTERS_DIR
 
 GIF_SUFFIX = ".gif"
 _FRAME_PATTERN = re.compile(r"step_(\d+)\.png$")
@@ -287,7 +288,7 @@ def write_animation(directory: str, output: str, *, frame_seconds: float = 0.4) 
 
 
 def write_animations(
-  workdir: str, *, root: str = "filters", frame_seconds: float = 0.4
+  workdir: str, *, root: str = FILTERS_DIR, frame_seconds: float = 0.4
 ) -> list[str]:
   """One GIF per layer folder of frames under ``workdir/root``: ``filters/conv1.gif`` etc.
 

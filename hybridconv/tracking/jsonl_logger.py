@@ -29,13 +29,10 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from hybridconv.run_layout import CONFIG_FILE, HISTOGRAMS_FILE, METRICS_FILE, TABLES_FILE
 from hybridconv.tracking import logger as logger_lib
 
-METRICS_FILE = "metrics.jsonl"
-HISTOGRAMS_FILE = "histograms.jsonl"
-TABLES_FILE = "tables.jsonl"
 ARTIFACTS_FILE = "artifacts.jsonl"
-CONFIG_FILE = "config.json"
 IMAGE_PATTERN = "step_{step:07d}.png"
 
 

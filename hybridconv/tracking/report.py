@@ -25,12 +25,12 @@ import numpy as np
 
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
 from hybridconv.robustness import outputs as robustness
+from hybridconv.run_layout import FILTERS_DIR, REPORT_FIGURES_DIR, REPORT_FILE
 from hybridconv.tracking import images
 from hybridconv.tracking import jsonl_logger as jsonl
 from hybridconv.tracking import report_plots as plots
 
-REPORT_FILE = "REPORT.md"
-FIGURE_DIR = "report"
+FIGURE_DIR = REPORT_FIGURES_DIR
 CONFIG_KEYS = (
   "model.name",
   "model.first_layer",
@@ -64,7 +64,7 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 
 def layer_frames(workdir: str) -> dict[str, list[tuple[int, str]]]:
   """``{layer: [(step, png path), ...]}`` for every layer with logged filter images."""
-  base = os.path.join(workdir, "filters")
+  base = os.path.join(workdir, FILTERS_DIR)
   found = {}
   if os.path.isdir(base):
     for directory, _, _ in sorted(os.walk(base)):
@@ -142,7 +142,7 @@ def _filters_section(workdir: str, frames, metrics, fig_dir: str) -> list[str]:
       f"![{layer} filters]({FIGURE_DIR}/{os.path.basename(figure)})",
       "",
     ]
-    gif = os.path.join(workdir, "filters", layer + images.GIF_SUFFIX)
+    gif = os.path.join(workdir, FILTERS_DIR, layer + images.GIF_SUFFIX)
     if os.path.exists(gif):
       lines += [
         f"Animation over {len(layer_frames_)} summaries: [filters/{layer}.gif]"

@@ -18,9 +18,8 @@ import os
 import numpy as np
 from flax import nnx
 
+from hybridconv.run_layout import SNAPSHOT_FILE
 from hybridconv.tracking import filters
-
-SNAPSHOT_FILE = os.path.join("filters", "first_layer.npz")
 
 
 def first_layer_arrays(model: nnx.Module) -> dict[str, np.ndarray]:

@@ -54,7 +54,6 @@ from hybridconv import sharding
 BEST_METRIC = "eval/accuracy"
 VALIDATION_BEST_METRIC = "val/accuracy"
 # The checkpoint folder inside a run's workdir.
-CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "config", "metadata", "data")
 CORRUPT_SUFFIX = ".corrupt"
 _ERROR_CHARS = 300  # of each checkpoint's restore error in a message

@@ -21,9 +21,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from hybridconv.run_layout import INITIAL_VALUES_FILE, RUN_INFO_FILE
 from hybridconv.training import workdir as workdir_lib
 
-RUN_INFO_FILE = "run_info.json"
 # Libraries whose versions change numerics or behaviour.
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
@@ -126,7 +126,7 @@ def record_initial_values(workdir: str, *trees: Any) -> None:
   if jax.process_index() != 0:
     return
   workdir_lib.write_json(
-    os.path.join(workdir, workdir_lib.INITIAL_VALUES_FILE),
+    os.path.join(workdir, INITIAL_VALUES_FILE),
     {"layers": layer_fingerprints(*trees)},
     indent=2,
   )
@@ -134,6 +134,6 @@ def record_initial_values(workdir: str, *trees: Any) -> None:
 
 def read_initial_values(workdir: str) -> dict[str, str]:
   """Layer -> fingerprint of a run's initial values ({} for a run that recorded none)."""
-  data = workdir_lib.read_json(os.path.join(workdir, workdir_lib.INITIAL_VALUES_FILE))
+  data = workdir_lib.read_json(os.path.join(workdir, INITIAL_VALUES_FILE))
   layers = data.get("layers") if isinstance(data, dict) else None
   return dict(layers) if isinstance(layers, dict) else {}

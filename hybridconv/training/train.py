@@ -34,7 +34,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from hybridconv import data, models, sharding, tracking
+from hybridconv import data, models, run_layout, sharding, tracking
 from hybridconv.tracking import snapshots, writers
 from hybridconv.training import (
   checkpointing,
@@ -50,9 +50,6 @@ from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import state as ts
 from hybridconv.training import workdir as workdir_lib
 from hybridconv.training.cadence import Cadence
-
-CHECKPOINT_DIR = checkpointing.CHECKPOINT_DIR
-
 
 # ---------------------------------------------------------------------------
 # Set-up (validation in hybridconv.training.validation, all before anything is compiled)
@@ -220,7 +217,7 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
   """``train_and_evaluate`` once the config is checked and the workdir is locked."""
   is_main_process = jax.process_index() == 0
   fault = faults.from_env()
-  checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  checkpoint_dir = os.path.join(workdir, run_layout.CHECKPOINT_DIR)
   config_json = workdir_lib.config_json(config)
   if checkpointing.existing_steps(checkpoint_dir):
     workdir_lib.check_resume(workdir, config_json, allow_change=config.allow_config_change)
@@ -351,7 +348,7 @@ def _filter_summarizer(
   tracker = tracking.FilterTracker(
     logger,
     gabor_fit=config.tracking.gabor_fit,
-    state_path=os.path.join(workdir, "filters", "initial_gabor_parameters.npz"),
+    state_path=os.path.join(workdir, run_layout.GABOR_STATE_FILE),
   )
 
   def summarize(state: ts.TrainState, step: int) -> None:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from hybridconv import data, models, nn, sharding, tracking
+from hybridconv import data, models, nn, run_layout, sharding, tracking
 from hybridconv.data import subset
 from hybridconv.training import checkpointing, nonfinite, optim
 from hybridconv.training import state as ts
@@ -62,7 +62,7 @@ def validate_config(config, mesh, workdir: str | None = None) -> None:
   data.check_config(config.data)
   models.check_config(config.model)
   if workdir is not None:
-    workdir_lib.check_workdir(workdir, os.path.join(workdir, checkpointing.CHECKPOINT_DIR))
+    workdir_lib.check_workdir(workdir, os.path.join(workdir, run_layout.CHECKPOINT_DIR))
 
 
 def model_context(model_config, image_shape) -> str:

@@ -22,10 +22,8 @@ from typing import Any
 import jax
 from absl import logging
 
-CONFIG_FILE = "config.json"
-SUBSET_FILE = "train_subset.json"  # which training images the run uses (data.train_size)
-SUMMARY_FILE = "summary.json"  # written when a run reaches its last step: final metrics
-INITIAL_VALUES_FILE = "initial_values.json"  # per-layer fingerprints of a new run's initial values
+from hybridconv.run_layout import CONFIG_FILE, SUBSET_FILE, SUMMARY_FILE
+
 # Dotted prefixes of keys whose change makes a resumed run a different experiment.
 MODEL_KEYS = (
   "seed",
