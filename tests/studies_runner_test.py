@@ -253,3 +253,51 @@ def test_a_worker_whose_runner_dies_stops_itself_with_a_checkpoint(tmp_path):
   assert not _alive(worker)
   assert os.listdir(os.path.join(root, "first_layer=free", "checkpoints"))
   _resumes_and_finishes(root)
+
+
+def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_path):
+  lines = _sweep(
+    f"--workdir={tmp_path}", "--grid", "model.first_layer=free,random", "--dry_run"
+  ).stdout.splitlines()
+  assert [line.split("--workdir=")[1].split()[0] for line in lines] == [
+    f"{tmp_path}/first_layer=free",
+    f"{tmp_path}/first_layer=random",
+  ]
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "hybridconv.sweeps",
+      "--config=configs/fashion_mnist.py:free",
+      f"--workdir={tmp_path}",
+      "--grid",
+      "model.first_layer=free,random",
+      "--grid",
+      "seed=0,1",
+      "--dry_run",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert len(done.stdout.splitlines()) == 4  # the file's 5 sources x 3 seeds are replaced
+
+
+@pytest.mark.parametrize(
+  ("args", "says"),
+  [
+    (["--grid", "data.train_size=100,-5"], "point first_layer=free,train_size=-5: data.train_size"),
+    (
+      ["--config.robustness.after_training=True", "--config.robustness.suite=nosuch"],
+      "point first_layer=free: unknown suite 'nosuch'",
+    ),
+  ],
+)
+def test_every_points_values_are_checked_before_any_trains(tmp_path, args, says):
+  done = _sweep(f"--workdir={tmp_path / 'study'}", *args, check=False)
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+  assert done.stderr.startswith(f"error: {says}")
+  assert not os.path.exists(tmp_path / "study")

@@ -80,9 +80,20 @@ def parse_assignments(entries: Sequence[str], what: str) -> dict[str, Any]:
 def combine(
   points: Sequence[Mapping[str, Any]], grid: Mapping[str, Sequence[Any]]
 ) -> list[dict[str, Any]]:
-  """Each point of a config's ``sweep()`` crossed with the command-line grid."""
+  """Each point of a config's ``sweep()`` crossed with the command-line grid.
+
+  A factor given on the command line replaces the file's factor of the same key: the
+  file's points lose that key (repeats then merge) before the crossing, so
+  ``--grid seed=0,1`` over a file that varies the seed runs seeds 0 and 1, not both
+  lists crossed.
+  """
   extra = list(product(grid)) if grid else [{}]
-  return [{**point, **more} for point in (points or [{}]) for more in extra]
+  kept: list[dict[str, Any]] = []
+  for point in points or [{}]:
+    rest = {k: v for k, v in point.items() if k not in grid}
+    if rest not in kept:
+      kept.append(rest)
+  return [{**point, **more} for point in kept for more in extra]
 
 
 def factors_of(points: Sequence[Mapping[str, Any]]) -> list[str]:

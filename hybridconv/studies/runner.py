@@ -27,6 +27,7 @@ arm load their programs instead of compiling them.
 
 from __future__ import annotations
 
+import copy
 import csv
 import inspect
 import os
@@ -81,12 +82,40 @@ def load_points(
       "add --grid key=v1,v2 or a sweep() to the config file"
     )
   points = grid_lib.combine(points, grid)
-  config = module.get_config(variant) if variant else module.get_config()
-  config.lock()
-  configlib.apply_overrides(config, dict(overrides))
-  for point in points:
+  factors = grid_lib.primary_factors(points)
+  names = [point_name(p, factors) for p in points]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise ValueError(
+      f"several points are named {repeated[0]!r} (factors {factors}): the sweep repeats a "
+      "combination; give each factor once, on the command line or in the file's sweep()"
+    )
+  base = module.get_config(variant) if variant else module.get_config()
+  base.lock()
+  configlib.apply_overrides(base, dict(overrides))
+  for point in points:  # every point's keys and values, before the first one trains
+    config = copy.deepcopy(base)
     configlib.apply_overrides(config, point)
+    check_point(config, point_name(point, factors))
   return points
+
+
+def check_point(config, name: str) -> None:
+  """The checks of a point's values that need no devices or data (a bad point k must not
+  fail after k - 1 points trained): config values, and the robustness settings it will use."""
+  from hybridconv.robustness import suites  # noqa: PLC0415 (imports JAX, as validation does)
+  from hybridconv.training import validation  # noqa: PLC0415
+
+  try:
+    validation.check_values(config)
+    if config.robustness.after_training:
+      suites.get_suite(config.robustness.suite)
+      for key in ("pgd_images", "test_images"):
+        value = config.robustness[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+          raise ValueError(f"config.robustness.{key}={value!r} must be an int >= 0 (0 = all)")
+  except ValueError as error:
+    raise ValueError(f"point {name}: {error}") from error
 
 
 def _sweep_points(module, variant: str | None):

@@ -34,9 +34,17 @@ def validate_config(config, mesh, workdir: str | None = None) -> None:
     mesh: the device mesh (batch sizes must divide over it).
     workdir: the run directory, checked too when given (absolute path).
   """
-  sharding.check_cpu_devices(config.cpu_devices)
   sharding.check_batch_size("batch_size", config.batch_size, mesh)
   sharding.check_batch_size("eval_batch_size", config.eval_batch_size, mesh)
+  check_values(config)
+  if workdir is not None:
+    workdir_lib.check_workdir(workdir, os.path.join(workdir, run_layout.CHECKPOINT_DIR))
+
+
+def check_values(config) -> None:
+  """The checks that need neither devices nor a workdir (the sweep runner checks every
+  point with them before the first trains)."""
+  sharding.check_cpu_devices(config.cpu_devices)
   subset.check_subset_config(config.data, config.batch_size)
   ts.compute_dtype(config.compute_dtype)
   if not (config.num_epochs > 0 or config.num_train_steps > 0):
@@ -61,8 +69,6 @@ def validate_config(config, mesh, workdir: str | None = None) -> None:
   tracking.check_config(config.tracking)
   data.check_config(config.data)
   models.check_config(config.model)
-  if workdir is not None:
-    workdir_lib.check_workdir(workdir, os.path.join(workdir, run_layout.CHECKPOINT_DIR))
 
 
 def model_context(model_config, image_shape) -> str:
