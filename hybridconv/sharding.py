@@ -75,7 +75,7 @@ def configure_cpu_devices(config) -> int | None:
   Why: XLA:CPU runs one device's program largely one operation at a time, and
   many operations of a small network use one core; one device per core, each
   with its share of the batch, keeps every core busy (SimpleCNN train step on 2
-  cores: 2,478 -> 3,414 img/s; see the README). The result is the same
+  cores: 2,478 -> 3,414 img/s; see docs/training.md). The result is the same
   data-parallel step as on several GPUs, so the numbers match a one-device run
   up to float rounding. Accelerators are unaffected (the mesh uses the default
   backend's devices).

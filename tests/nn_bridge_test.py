@@ -1,4 +1,4 @@
-"""The README's Linen example: a hybridconv layer inside a Linen model via nnx.bridge."""
+"""The Linen example of docs/layers.md: a hybridconv layer inside a Linen model via nnx.bridge."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from flax import linen, nnx
 from hybridconv.nn import KernelConv, sources
 
 
-# --- README example (keep in sync with README "Using the layers from Linen") ---
+# --- docs/layers.md example (keep in sync with docs/layers.md "Using the layers from Linen") ---
 class LinenClassifier(linen.Module):
   num_classes: int = 10
 
@@ -31,7 +31,7 @@ class LinenClassifier(linen.Module):
     return linen.Dense(self.num_classes)(x)
 
 
-# --- end of README example ---
+# --- end of docs/layers.md example ---
 
 
 @pytest.mark.slow

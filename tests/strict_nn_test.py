@@ -1,6 +1,6 @@
 """Strict pins of the layers' documented numbers: constraint bounds, unit norms, frozen-ness.
 
-The README states exact ranges (frequency in [0.02, 0.45] cycles/pixel, sigma in
+docs/layers.md states exact ranges (frequency in [0.02, 0.45] cycles/pixel, sigma in
 [0.5, kernel size] pixels, gamma in [0.2, 5]), a normalisation rule (fixed and
 Gabor filters have unit L2 norm over (kh, kw, cin)) and which values each source
 trains. These tests hold those statements exactly, so a moved bound, a dropped

@@ -1,6 +1,6 @@
 """Gabor kernels as pure functions of their parameters.
 
-Conventions (fixed once for the whole project, see README "Gabor conventions"):
+Conventions (fixed once for the whole project, see docs/layers.md "Gabor conventions"):
 
 * **Grid.** A kernel of ``size`` pixels along an axis samples the offsets
   ``arange(size) - (size - 1) / 2`` in pixel units, so the grid is exactly

@@ -4,7 +4,7 @@ Why not ``nnx.max_pool``: it lowers to ``reduce_window`` max, whose gradient
 (``select_and_scatter``) is a slow generic loop on XLA:CPU -- 40.7 ms against
 1.4 ms here for the forward and backward of a 2x2 pool over a 128x28x28x32
 batch, the largest single cost of a SimpleCNN train step on CPU (measured with
-``experiments/benchmarks/train_throughput.py``; see the README). A running
+``experiments/benchmarks/train_throughput.py``; see docs/training.md). A running
 maximum over the window's strided slices is plain elementwise work that XLA
 fuses, and its gradient is a strided pad.
 

@@ -1,7 +1,7 @@
 """Experiment tracking: one logger interface, filter summaries, norms and W&B reports.
 
-Typical use in a training loop (only process 0 writes; see the README's
-tracking section for where each call goes)::
+Typical use in a training loop (only process 0 writes; see docs/tracking.md,
+for where each call goes)::
 
   from hybridconv import tracking
   logger = tracking.make_logger(config.tracking, workdir, is_main_process=is_main_process,
