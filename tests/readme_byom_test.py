@@ -23,7 +23,9 @@ def test_the_section_has_its_three_examples():
 @pytest.mark.parametrize("index", range(3))
 @pytest.mark.slow
 def test_readme_example_runs(index, capsys):
-  exec(compile(_blocks()[index], f"docs/layers.md byom block {index}", "exec"), {"__name__": "readme"})
+  exec(
+    compile(_blocks()[index], f"docs/layers.md byom block {index}", "exec"), {"__name__": "readme"}
+  )
   if index == 0:
     out = capsys.readouterr().out
     assert "conv1 (7, 7, 1, 16) {'r2_mean'" in out and "conv2 (3, 3, 16, 32) {}" in out

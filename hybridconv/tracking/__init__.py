@@ -1,6 +1,6 @@
 """Experiment tracking: one logger interface, filter summaries, norms and W&B reports.
 
-Typical use in a training loop (only process 0 writes; see docs/tracking.md,
+Typical use in a training loop (only process 0 writes; see docs/tracking.md
 for where each call goes)::
 
   from hybridconv import tracking
