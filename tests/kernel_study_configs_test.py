@@ -156,3 +156,16 @@ def test_random_features_study_freezes_every_conv():
   names = ["/".join(map(str, path)) for path, _ in nnx.to_flat_state(params)]
   assert names and not any("kernel" in n and "conv" in n for n in names), names[:5]
   assert any("bn" in n or "norm" in n for n in names)
+
+
+def test_the_extra_largest_size_arm_follows_the_rule_once_its_runs_exist():
+  extra = _module("extra_arm")
+  study = _module("study")
+  assert (
+    extra.choose({"free": 0.9, "gabor": 0.95, "hybrid": 0.91, "fixed_dct": 0.92}) == "fixed_dct"
+  )
+  means, count = extra.validation_means("experiments/kernel_study/results/fashion_mnist")
+  if count < len(study.arms_at(10_000)) * study.SEEDS[10_000]:
+    assert study.LARGEST_SIZE_EXTRA_ARM is None  # not chosen before its evidence exists
+  else:
+    assert study.LARGEST_SIZE_EXTRA_ARM == extra.choose(means)

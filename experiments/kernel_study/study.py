@@ -87,7 +87,8 @@ SEEDS = {100: 20, 1_000: 10, 10_000: 8, design.ALL_IMAGES: 6}
 # Training images -> epochs, chosen by the pilot's rule (results/pilot/budgets.json, PILOT.md).
 BUDGETS: dict[int, float] = {100: 80.0, 1_000: 50.0, 10_000: 12.0, design.ALL_IMAGES: 8.0}
 # The arms at 55,000 images; the last is chosen from the 10,000-image runs by validation
-# accuracy (never the test split) once they have finished (None until then).
+# accuracy (never the test split) once they have finished, by `python -m
+# experiments.kernel_study.extra_arm` (None until then; a test checks the copy).
 LARGEST_SIZE_ARMS = ("free", "free_gabor_init", "fixed_gabor", "gabor", "random")
 LARGEST_SIZE_EXTRA_ARM: str | None = None
 
