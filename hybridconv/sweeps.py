@@ -124,7 +124,7 @@ def wandb_sweep_yaml(
       "hybridconv.sweeps",
       f"--config={spec}",
       f"--workdir={root}",
-      *(f"{OVERRIDE_PREFIX}{k}={runner._flag_value(v)}" for k, v in overrides.items()),
+      *(f"{OVERRIDE_PREFIX}{k}={runner.flag_value(v)}" for k, v in overrides.items()),
       "${args_no_hyphens}",
     ],
   }

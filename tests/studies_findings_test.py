@@ -165,3 +165,11 @@ def test_the_status_counts_finished_runs_against_the_plan(tmp_path):
     "training images); comparisons below cover the finished ones."
   )
   assert findings.status(runs, None) == "3 finished runs."
+
+
+def test_the_whole_training_set_reads_as_all_in_report_tables():
+  from hybridconv.studies import grid  # noqa: PLC0415
+
+  assert grid.cell("data.train_size", 0) == "all"
+  assert grid.cell("data.train_size", 1000) == "1000"
+  assert grid.cell("seed", 0) == "0"

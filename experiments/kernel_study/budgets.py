@@ -27,6 +27,7 @@ import sys
 from experiments.kernel_study import design, pilot
 from hybridconv import run_layout
 from hybridconv.studies import records
+from hybridconv.training import workdir as workdir_lib
 
 DEFAULT_PILOT = "experiments/kernel_study/results/pilot"
 # Robustness evaluation per point at 1,000 and 55,000 images (the suite on 2,000 test images,
@@ -86,7 +87,7 @@ def point_seconds(root: str, size: int, epochs: float) -> float | None:
   for path in records.find_run_dirs([root]):
     run = records.load_run(path)
     if int(run.flat["data.train_size"]) == size and float(run.flat["num_epochs"]) == epochs:
-      times = records.workdir_lib.read_json(os.path.join(path, run_layout.TIMES_FILE)) or {}
+      times = workdir_lib.read_json(os.path.join(path, run_layout.TIMES_FILE)) or {}
       walls.append(sum(a["wall_seconds"] for a in times.get("train", [])))
   return statistics.median(walls) if walls else None
 

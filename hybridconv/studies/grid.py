@@ -174,6 +174,14 @@ def label(value: Any) -> str:
   return _text(value) if isinstance(value, Mapping) else str(value)
 
 
+def cell(key: str, value: Any) -> str:
+  """A factor value in a report's table: as :func:`label`, with the whole training set
+  (``data.train_size`` 0) shown as ``all``."""
+  if key == "data.train_size" and value in (0, "0"):
+    return "all"
+  return label(value)
+
+
 def point_name(point: Mapping[str, Any]) -> str:
   """A directory name from the point's values, stable whatever the grid's order or size.
 

@@ -152,7 +152,7 @@ def per_seed_section(summary: Sequence[Mapping[str, Any]], runs, factors) -> lis
   for row in summary:
     key = tuple(repr(row.get(k)) for k in factors)
     values = groups.get(key, {})
-    cells = [grid.label(row.get(k)) for k in factors]
+    cells = [grid.cell(k, row.get(k)) for k in factors]
     text = ", ".join(f"{seed}: {100 * v:.2f}" for seed, v in sorted(values.items(), key=_seed_key))
     rows.append([*cells, len(values), text])
   if not rows:

@@ -50,13 +50,14 @@ from hybridconv.run_layout import (
 from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import records
 from hybridconv.training import preemption
+from hybridconv.training import workdir as workdir_lib
 
 # Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM/SIGINT).
 STOPPED_EXITS = (128 + signal.SIGTERM.value, 128 + signal.SIGINT.value)
 CACHE_DIR = COMPILATION_CACHE_DIR
 
 
-def _flag_value(value: Any) -> str:
+def flag_value(value: Any) -> str:
   # config_flags takes str fields verbatim and parses other types as Python literals.
   return value if isinstance(value, str) else repr(value)
 
@@ -163,7 +164,7 @@ def point_command(
     "hybridconv.main",
     f"--config={spec}",
     f"--workdir={workdir}",
-    *(f"--config.{key}={_flag_value(value)}" for key, value in settings.items()),
+    *(f"--config.{key}={flag_value(value)}" for key, value in settings.items()),
   ]
 
 
@@ -185,7 +186,7 @@ def point_tags(point: Mapping[str, Any], factors: Sequence[str]) -> list[str]:
 
 def is_finished(workdir: str) -> bool:
   """Whether the point's run reached its last step (its ``summary.json`` says so)."""
-  summary = records.workdir_lib.read_summary(workdir)
+  summary = workdir_lib.read_summary(workdir)
   return bool(summary and summary.get("finished"))
 
 
@@ -224,9 +225,9 @@ def record_time(workdir: str, kind: str, seconds: float, exit_code: int) -> None
   if not os.path.isdir(workdir):
     return
   path = os.path.join(workdir, TIMES_FILE)
-  times = records.workdir_lib.read_json(path) or {}
+  times = workdir_lib.read_json(path) or {}
   times.setdefault(kind, []).append({"wall_seconds": round(seconds, 1), "exit": exit_code})
-  records.workdir_lib.write_json(path, times, indent=2)
+  workdir_lib.write_json(path, times, indent=2)
 
 
 def _total_seconds(times: Mapping[str, Any], kind: str) -> float | str:
@@ -263,7 +264,7 @@ def result_row(
         "train_seconds": (run.summary or {}).get("train_seconds", ""),
       }
     )
-    times = records.workdir_lib.read_json(os.path.join(workdir, TIMES_FILE)) or {}
+    times = workdir_lib.read_json(os.path.join(workdir, TIMES_FILE)) or {}
     row["wall_seconds"] = _total_seconds(times, "train")
     row["robustness_wall_seconds"] = _total_seconds(times, "robustness")
     for family, value in ((run.robustness or {}).get("summary") or {}).items():
@@ -300,11 +301,11 @@ def write_plan(
     "overrides": dict(overrides),
     "points": [dict(p) for p in points],
   }
-  records.workdir_lib.write_json(os.path.join(root, PLAN_FILE), plan, indent=2, default=repr)
+  workdir_lib.write_json(os.path.join(root, PLAN_FILE), plan, indent=2, default=repr)
 
 
 def read_plan(root: str) -> dict[str, Any] | None:
-  return records.workdir_lib.read_json(os.path.join(root, PLAN_FILE))
+  return workdir_lib.read_json(os.path.join(root, PLAN_FILE))
 
 
 def _robustness_settings(

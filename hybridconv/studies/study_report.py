@@ -283,7 +283,7 @@ def _results_section(summary, factors, reference) -> list[str]:
     header += ["diff vs ref (points)", "95% CI of diff", "wins", "p (Holm)"]
   rows = []
   for row in summary:
-    cells = [grid.label(row.get(k)) for k in factors]
+    cells = [grid.cell(k, row.get(k)) for k in factors]
     cells += [
       str(row["n"]),
       _pct(row["mean"]),
@@ -315,7 +315,7 @@ def _results_section(summary, factors, reference) -> list[str]:
   if robust:
     header = [k.split(".")[-1] for k in factors] + ["n"] + [f"{f} %" for f in robust]
     rows = [
-      [grid.label(row.get(k)) for k in factors]
+      [grid.cell(k, row.get(k)) for k in factors]
       + [str(row.get("robustness_n", ""))]
       + [
         f"{_pct(row.get(f'robustness_{f}_mean', math.nan))} "
@@ -353,7 +353,7 @@ def _robustness_diff_table(summary, factors, families) -> list[str]:
         f"p {_fmt(row.get(f'{prefix}_p_holm', math.nan), 2)}"
       )
     if any(cells):
-      rows.append([grid.label(row.get(k)) for k in factors] + cells)
+      rows.append([grid.cell(k, row.get(k)) for k in factors] + cells)
   if not rows:
     return []
   header = [k.split(".")[-1] for k in factors] + [f"{f} diff" for f in families]
