@@ -175,7 +175,7 @@ def write_study(
       f"not split the groups: {', '.join(f'`{k}`' for k in neutral)}."
     )
   lines.append("")
-  lines += _results_section(summary, factors, reference)
+  lines += _results_section(summary, factors, reference, runs)
   lines += review_tables.per_seed_section(summary, runs, factors)
   lines += review_tables.arms_section(runs, arm_factors)
   lines += review_tables.budget_section(runs)
@@ -277,7 +277,13 @@ def _parameters_section(arms) -> list[str]:
   ]
 
 
-def _results_section(summary, factors, reference) -> list[str]:
+def robustness_families(runs: Sequence[records.RunRecord]) -> list[str]:
+  """The robustness families the runs were evaluated on, from their records (not from the
+  summary table's column names)."""
+  return sorted({f for run in runs for f in ((run.robustness or {}).get("summary") or {})})
+
+
+def _results_section(summary, factors, reference, runs) -> list[str]:
   header = [k.split(".")[-1] for k in factors] + ["n", "mean acc. %", "sd", "95% CI"]
   if reference:
     header += ["diff vs ref (points)", "95% CI of diff", "wins", "p (Holm)"]
@@ -304,14 +310,7 @@ def _results_section(summary, factors, reference) -> list[str]:
         cells += ["no shared seeds", "", "", ""]
     rows.append(cells)
   lines = ["## Final test accuracy", ""] + _md_table(header, rows)
-  robust = sorted(
-    {
-      k[len("robustness_") : -len("_mean")]
-      for row in summary
-      for k in row
-      if k.startswith("robustness_") and k.endswith("_mean")
-    }
-  )
+  robust = robustness_families(runs)
   if robust:
     header = [k.split(".")[-1] for k in factors] + ["n"] + [f"{f} %" for f in robust]
     rows = [
