@@ -154,7 +154,7 @@ def headline(
     halves = [(r["ci_high"] - r["ci_low"]) / 2 for r in members if not math.isnan(r["ci_low"])]
     seeds = max((r["n"] for r in members), default=0)
     heading = f"**{size_text(size)}**" if SIZE_KEY in factors else "**All runs**"
-    detail = f"{seeds} paired seeds"
+    detail = f"{seeds} paired seed{'' if seeds == 1 else 's'}"
     if halves:
       detail += f", median 95% CI half-width {_points(statistics.median(halves))} points"
     lines.append(f"{heading} ({detail}):")
