@@ -40,7 +40,8 @@ def test_train_prints_where_the_results_are(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "finished at step 2" in result.stdout
   listing = (
-    "checkpoints/, config.json, metrics.jsonl, run_info.json, summary.json, train_subset.json"
+    "checkpoints/, config.json, initial_values.json, metrics.jsonl, run_info.json, summary.json, "
+    "train_subset.json"
   )
   assert f"results in {tmp_path}: {listing}" in result.stdout
   assert sorted(os.listdir(tmp_path)) == [

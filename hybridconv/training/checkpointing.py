@@ -57,8 +57,10 @@ VALIDATION_BEST_METRIC = "val/accuracy"
 ITEMS = ("state", "config", "metadata", "data")
 CORRUPT_SUFFIX = ".corrupt"
 _ERROR_CHARS = 300  # of each checkpoint's restore error in a message
-# After a failed restore, how long its in-flight reads may still print (_stderr_kept_unless_failed).
-_LATE_READS_SECONDS = 1.0
+# After a failed restore its in-flight reads may still print (_stderr_kept_unless_failed): wait
+# until they have been quiet this long, but no longer than the cap.
+_LATE_READS_QUIET_SECONDS = 1.0
+_LATE_READS_MAX_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------------------
@@ -178,6 +180,19 @@ def check_keep(keep: int, keep_best: int) -> None:
     raise ValueError(f"config.checkpoint.keep_best={keep_best} must be >= 0")
 
 
+def _wait_until_quiet(fd: int) -> None:
+  """Returns once nothing has been written to ``fd`` for a while (or at the cap)."""
+  start = last_change = time.monotonic()
+  size = os.fstat(fd).st_size
+  while time.monotonic() - start < _LATE_READS_MAX_SECONDS:
+    time.sleep(0.05)
+    now_size = os.fstat(fd).st_size
+    if now_size != size:
+      size, last_change = now_size, time.monotonic()
+    elif time.monotonic() - last_change >= _LATE_READS_QUIET_SECONDS:
+      return
+
+
 class _OrbaxFilter(py_logging.Filter):
   def filter(self, record: py_logging.LogRecord) -> bool:
     return "/orbax/" not in record.pathname
@@ -218,6 +233,8 @@ def _stderr_kept_unless_failed():
       yield lambda: dropped.append(True)
     finally:
       sys.stderr.flush()
+      if dropped:  # the failed restore's reads still in flight report after it: wait them out
+        _wait_until_quiet(held.fileno())
       os.dup2(saved, 2)
       os.close(saved)
       if not dropped:
@@ -375,8 +392,7 @@ class Checkpointer:
             restored = Restored(step, *self.restore(step, abstract_state))
         except Exception as e:  # noqa: BLE001 (orbax/tensorstore raise many types; all mean "not usable")
           error = e
-          failed()
-          time.sleep(_LATE_READS_SECONDS)  # the failed restore's last reads report after it
+          failed()  # (held until its last reads have reported, see the context manager)
       # Every process must pick the same checkpoint.
       if sharding.all_processes(error is None):
         for failed, why in failures:  # only now is a failure damage, not a changed model
