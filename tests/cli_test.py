@@ -47,6 +47,7 @@ def test_train_prints_where_the_results_are(tmp_path):
   assert sorted(os.listdir(tmp_path)) == [
     "checkpoints",
     "config.json",
+    "initial_values.json",
     "metrics.jsonl",
     "run_info.json",
     "summary.json",
