@@ -9,7 +9,7 @@ Exit status: 0 done; 2 bad input (no checkpoint, unknown suite, corruption or
 checkpoint step, eps outside [0, 1], an unsupported dataset), reported in one
 ``error:`` line before anything is loaded or compiled.
 
-argparse rather than absl flags: the issue's spelling is ``--pgd-images``, and
+argparse rather than absl flags: the documented spelling is ``--pgd-images``, and
 ``--pgd_images`` is accepted too.
 """
 
