@@ -22,7 +22,7 @@ import sys
 
 COMMANDS = {
   "train": "hybridconv.main",
-  "sweep": "hybridconv.sweeps",
+  "sweep": "hybridconv.studies.sweep",
   "analyze": "hybridconv.tracking.report",
   "evaluate": "hybridconv.robustness.main",
   "compare": "hybridconv.studies.compare",

@@ -11,8 +11,9 @@ import pytest
 from flax import nnx
 
 from configs import cifar10, default, fashion_mnist, gratings, imagefolder, imagenet, tiny
-from hybridconv import configlib, models, sweeps
+from hybridconv import configlib, models
 from hybridconv.studies import runner
+from hybridconv.studies import sweep as sweep_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
@@ -152,7 +153,7 @@ def test_wandb_yaml_is_a_grid_over_the_factors():
   yaml = pytest.importorskip("yaml")
   points = [{"seed": 0}, {"seed": 1}]
   sweep = yaml.safe_load(
-    sweeps.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"num_train_steps": 4})
+    sweep_cli.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"num_train_steps": 4})
   )
   assert sweep["method"] == "grid"
   assert sweep["parameters"] == {"seed": {"values": [0, 1]}}

@@ -93,7 +93,7 @@ def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
     [
       sys.executable,
       "-m",
-      "hybridconv.sweeps",
+      "hybridconv.studies.sweep",
       "--config=experiments/kernel_study/study.py",
       f"--workdir={root}",
       "data.train_size=100",

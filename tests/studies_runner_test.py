@@ -15,8 +15,8 @@ import time
 import pytest
 import yaml
 
-from hybridconv import sweeps
 from hybridconv.studies import runner
+from hybridconv.studies import sweep as sweep_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = "configs/tiny.py"
@@ -25,7 +25,7 @@ FAST = ["--config.num_train_steps=6", "--config.cpu_devices=1"]
 
 def _sweep(*args, env=None, check=True):
   done = subprocess.run(
-    [sys.executable, "-m", "hybridconv.sweeps", f"--config={SPEC}", *args],
+    [sys.executable, "-m", "hybridconv.studies.sweep", f"--config={SPEC}", *args],
     cwd=REPO,
     capture_output=True,
     text=True,
@@ -74,7 +74,7 @@ def test_bad_input_is_one_error_line(tmp_path):
 @pytest.mark.slow
 def test_help_lists_the_runners_own_flags():
   done = subprocess.run(
-    [sys.executable, "-m", "hybridconv.sweeps", "--help"],
+    [sys.executable, "-m", "hybridconv.studies.sweep", "--help"],
     cwd=REPO,
     capture_output=True,
     text=True,
@@ -103,7 +103,7 @@ def test_wandb_yaml_parameters_are_the_factors(tmp_path):
   assert "--config.num_train_steps=6" in sweep["command"]
   points = [{"model.first_layer": a, "seed": s} for a in ("free", "gabor") for s in (0, 1)]
   # what an agent's `${args_no_hyphens}` selects: one point (values arrive as text)
-  assert sweeps.select(points, {"model.first_layer": "gabor", "seed": "1"}) == [3]
+  assert sweep_cli.select(points, {"model.first_layer": "gabor", "seed": "1"}) == [3]
 
 
 @pytest.mark.slow
@@ -179,7 +179,7 @@ def _start_sweep(root):
     [
       sys.executable,
       "-m",
-      "hybridconv.sweeps",
+      "hybridconv.studies.sweep",
       f"--config={SPEC}",
       f"--workdir={root}",
       *LONG,
@@ -267,7 +267,7 @@ def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_pat
     [
       sys.executable,
       "-m",
-      "hybridconv.sweeps",
+      "hybridconv.studies.sweep",
       "--config=configs/fashion_mnist.py:free",
       f"--workdir={tmp_path}",
       "--grid",

@@ -29,7 +29,7 @@ def _python(*argv):
 
 def _sweep(root, *args):
   steps = "--config.num_train_steps=4"
-  return _python("hybridconv.sweeps", f"--config={SPEC}", f"--workdir={root}", steps, *args)
+  return _python("hybridconv.studies.sweep", f"--config={SPEC}", f"--workdir={root}", steps, *args)
 
 
 def _records(workdir):

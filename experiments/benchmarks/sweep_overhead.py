@@ -46,7 +46,7 @@ def run_points(
     [
       sys.executable,
       "-m",
-      "hybridconv.sweeps",
+      "hybridconv.studies.sweep",
       f"--config={CONFIG}",
       f"--workdir={root}",
       f"--config.num_train_steps={steps}",

@@ -11,12 +11,12 @@ OUT=${OUT:-experiments/kernel_study/results}
 # Two points at a time, one CPU device each: both cores stay busy through each point's
 # compilation and evaluations (the main study's points all use these settings).
 PARALLEL=(--jobs=2 --config.cpu_devices=1)
-$PY -m hybridconv.sweeps --config=experiments/kernel_study/pilot.py --workdir="$OUT/pilot"
+$PY -m hybridconv.studies.sweep --config=experiments/kernel_study/pilot.py --workdir="$OUT/pilot"
 $PY -m experiments.kernel_study.budgets --pilot="$OUT/pilot"
-MAIN=("$PY" -m hybridconv.sweeps --config=experiments/kernel_study/study.py
+MAIN=("$PY" -m hybridconv.studies.sweep --config=experiments/kernel_study/study.py
       --workdir="$OUT/fashion_mnist" "${PARALLEL[@]}")
 for size in 100 1000 10000 55000; do
   "${MAIN[@]}" data.train_size=$size
 done
-$PY -m hybridconv.sweeps --config=experiments/kernel_study/random_features.py \
+$PY -m hybridconv.studies.sweep --config=experiments/kernel_study/random_features.py \
     --workdir="$OUT/random_features"

@@ -121,7 +121,7 @@ def wandb_sweep_yaml(
       "${env}",
       "${interpreter}",
       "-m",
-      "hybridconv.sweeps",
+      "hybridconv.studies.sweep",
       f"--config={spec}",
       f"--workdir={root}",
       *(f"{OVERRIDE_PREFIX}{k}={runner.flag_value(v)}" for k, v in overrides.items()),
@@ -201,7 +201,7 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
 
 
 def run() -> None:
-  """Entry point for ``hybridconv sweep`` and ``python -m hybridconv.sweeps``."""
+  """Entry point for ``hybridconv sweep`` and ``python -m hybridconv.studies.sweep``."""
   argv, overrides = split_overrides(sys.argv)
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(lambda args: main(args, overrides), argv=argv)
