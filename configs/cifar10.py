@@ -31,20 +31,18 @@ def get_config(arg: str | None = None):
   config.model.first_layer = source
   config.batch_size = 128
   config.eval_batch_size = 1000
-  config.num_epochs = 100.0
-  config.log_every_steps = 100
-  config.eval_every_epochs = 5.0
-  config.checkpoint.every_epochs = 5.0
+  config.train_for = "100 epochs"
+  config.log_every = "100 steps"
   config.optim.name = "sgd"
   config.optim.learning_rate = 0.1
   config.optim.momentum = 0.9
   config.optim.nesterov = True
   config.optim.weight_decay = 5e-4
-  config.optim.warmup_epochs = 2.0
+  config.optim.warmup = "2 epochs"
   config.optim.schedule = "cosine"
   if config.model.name == "alexnet_small":
     config.optim.learning_rate = 0.02
-    config.num_epochs = 60.0
+    config.train_for = "60 epochs"
     if config.model.first_layer == "fixed":  # 64 filters; the default bank has 32
       config.model.kernels.conv1 = default.fixed_gabor_bank(64)
   return config

@@ -55,10 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.arm = ""  # a study's name for this run's arm: labels its reports, changes no training
   config.batch_size = 128  # global train batch: split over all devices of all processes
   config.eval_batch_size = 1000  # global evaluation batch (last batch padded and masked)
-  config.num_epochs = 3.0  # training length in epochs (ignored when num_train_steps > 0)
-  config.num_train_steps = -1  # > 0: train exactly this many steps instead of num_epochs
-  config.log_every_steps = 50  # cadence of train scalars in metrics.jsonl and log lines
-  config.eval_every_epochs = 1.0  # eval cadence (+ end); the validation split if any (test: end)
+  # Durations ('500 steps', '2 epochs', '60000 examples', '10%' of the run): training/durations.py
+  config.train_for = "3 epochs"  # training length (steps, epochs or examples; not a fraction)
+  config.log_every = "50 steps"  # train scalars in metrics.jsonl and log lines (+ evals, saves)
+  config.eval_every = "10%"  # evaluations (+ end); the validation split if any (test: end)
   config.cpu_devices = 0  # CPU: data-parallel devices (0 = one per core, <= 8, dividing batches)
   config.keep_host_buffers = True  # glibc: reuse large freed host buffers (see host_memory.py)
   config.compute_dtype = "float32"  # activations: 'float32' or 'bfloat16' (params stay f32)
@@ -107,9 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.name = "adamw"  # 'adamw' or 'sgd'
   config.optim.learning_rate = 2e-3  # peak learning rate (after warm-up)
   config.optim.schedule = "cosine"  # 'cosine', 'step' or 'constant' (each after linear warm-up)
-  config.optim.warmup_epochs = 0.2  # linear warm-up from zero
+  config.optim.warmup = "0.2 epochs"  # linear warm-up from zero (a duration; '0 steps' = none)
   config.optim.end_learning_rate_factor = 0.0  # cosine: final learning rate / peak
-  config.optim.step_epochs = (30.0, 60.0, 80.0)  # step: epochs at which the rate is multiplied
+  config.optim.step_at = ("30 epochs", "60 epochs", "80 epochs")  # step: when the rate drops
   config.optim.step_factor = 0.1  # step: the multiplier
   config.optim.momentum = 0.9  # sgd: momentum (0 = none)
   config.optim.nesterov = True  # sgd: Nesterov momentum
@@ -127,7 +127,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.robustness.test_images = 0  # test images for clean/corrupted accuracy (0 = all)
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every_epochs = 1.0  # save cadence (and always at the end and on SIGTERM)
+  config.checkpoint.every = "25%"  # save cadence (and always at the end and on SIGTERM)
+  config.checkpoint.every_minutes = 10.0  # also save when this long since the last (0 = off)
   config.checkpoint.keep = 2  # keep the latest this many checkpoints
   config.checkpoint.keep_best = 1  # also keep the best this many by eval accuracy (0 = off)
   config.checkpoint.async_save = True  # write in the background after the device-to-host copy
@@ -147,8 +148,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tracking.wandb.tags = ()  # W&B run tags (the sweep runner adds 'key=value' per factor)
   config.tracking.wandb.job_type = ""  # W&B job type, e.g. 'train' or 'study' ('' = none)
   config.tracking.wandb.init_timeout = 30.0  # seconds to reach W&B before going offline
-  config.tracking.scalars_every_steps = 50  # per-layer grad/param/update norms logged here
-  config.tracking.filters_every_steps = 500  # filter summaries: step 0, every n, end (0 = off)
+  config.tracking.scalars_every = "50 steps"  # per-layer grad/param/update norms ('never': off)
+  config.tracking.filters_every = "10%"  # filter summaries: step 0, each period, end ('never')
   config.tracking.gabor_fit = True  # Gabor-fit free kernels >= 5x5 in summaries (R^2 score)
   config.tracking.animation = True  # at the end, one GIF per layer from its filter PNGs
   config.tracking.log_checkpoints = False  # checkpoints to W&B as artifacts by reference

@@ -29,26 +29,24 @@ def get_config(arg: str | None = None):
   config.model.first_layer = source
   config.batch_size = 128
   config.eval_batch_size = 1000
-  config.num_epochs = 3.0
+  config.train_for = "3 epochs"
   config.optim.name = "adamw"
   config.optim.learning_rate = 2e-3
-  config.optim.warmup_epochs = 0.2
+  config.optim.warmup = "0.2 epochs"
   config.optim.weight_decay = 1e-4
   if "long" in options:
-    config.num_epochs = 20.0
+    config.train_for = "20 epochs"
     config.data.augment.crop_padding = 2
     config.data.augment.horizontal_flip = True
     config.label_smoothing = 0.1
     config.optim.weight_decay = 0.05  # decoupled (AdamW): shrinks by lr * 0.05 per step
-    config.eval_every_epochs = 2.0
-    config.checkpoint.every_epochs = 2.0
   if "resnet20" in options:
     config.model.name = "resnet20"
-    config.num_epochs = 30.0 if "long" in options else 10.0
+    config.train_for = "30 epochs" if "long" in options else "10 epochs"
     config.optim.name = "sgd"
     config.optim.learning_rate = 0.1
     config.optim.weight_decay = 5e-4
-    config.optim.warmup_epochs = 1.0
+    config.optim.warmup = "1 epoch"
     config.data.augment.crop_padding = 2
     config.data.augment.horizontal_flip = True
   return config

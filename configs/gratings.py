@@ -27,7 +27,7 @@ def get_config(arg: str | None = None):
   config.model.name = "simple_cnn"
   config.model.first_layer = source
   config.batch_size = 128
-  config.num_epochs = 5.0
+  config.train_for = "5 epochs"
   config.optim.name = "adamw"
   config.optim.learning_rate = 2e-3
   return config

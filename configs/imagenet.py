@@ -41,9 +41,9 @@ def get_config(arg: str | None = None):
   config.compute_dtype = "bfloat16"
   config.batch_size = 1024
   config.eval_batch_size = 1024
-  config.log_every_steps = 100
-  config.eval_every_epochs = 1.0
-  config.checkpoint.every_epochs = 1.0
+  config.log_every = "100 steps"
+  config.eval_every = "1 epoch"
+  config.checkpoint.every = "1 epoch"
   config.checkpoint.keep = 3
   config.optim.name = "sgd"
   config.optim.momentum = 0.9
@@ -51,17 +51,17 @@ def get_config(arg: str | None = None):
   config.label_smoothing = 0.1
   if config.model.name == "resnet50":
     # Goyal et al. (2017): lr 0.1 per 256 images, 5 warm-up epochs; cosine instead of steps.
-    config.num_epochs = 90.0
+    config.train_for = "90 epochs"
     config.optim.learning_rate = 0.1 * config.batch_size / 256
-    config.optim.warmup_epochs = 5.0
+    config.optim.warmup = "5 epochs"
     config.optim.weight_decay = 1e-4
     config.optim.schedule = "cosine"
   else:
     # Krizhevsky et al. (2012): lr 0.01 at batch 128, /10 on plateaus (here: fixed epochs).
-    config.num_epochs = 90.0
+    config.train_for = "90 epochs"
     config.optim.learning_rate = 0.01 * config.batch_size / 128
-    config.optim.warmup_epochs = 2.0
+    config.optim.warmup = "2 epochs"
     config.optim.weight_decay = 5e-4
     config.optim.schedule = "step"
-    config.optim.step_epochs = (30.0, 60.0, 80.0)
+    config.optim.step_at = ("30 epochs", "60 epochs", "80 epochs")
   return config

@@ -26,15 +26,15 @@ def get_config(arg: str | None = None):
   config.model.width = 0.25
   config.batch_size = 32
   config.eval_batch_size = 64
-  config.num_train_steps = 8
-  config.log_every_steps = 2
-  config.eval_every_epochs = 1.0
-  config.checkpoint.every_epochs = 0.5
-  config.optim.warmup_epochs = 0.25
+  config.train_for = "8 steps"
+  config.log_every = "2 steps"
+  config.eval_every = "1 epoch"
+  config.checkpoint.every = "0.5 epochs"
+  config.optim.warmup = "0.25 epochs"
   # Tests turn tracking on where they test it; elsewhere it would only add
   # a wandb process and a Gabor-fit compile to every smoke run.
   config.tracking.wandb.mode = "disabled"
-  config.tracking.filters_every_steps = 0
+  config.tracking.filters_every = "never"
   return config
 
 

@@ -44,7 +44,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = ["--config=configs/tiny.py", "--config.eval_every_epochs=0.5"]
+CONFIG = ["--config=configs/tiny.py", "--config.eval_every=0.5epochs"]
 TOTAL_STEPS = 8
 SYNC = ("--config.checkpoint.async_save=False",)
 _RESUMED = re.compile(r"resumed from checkpoint (\d+)")
@@ -66,7 +66,7 @@ class Broken:
   def close(self):
     if self.mode == "hang": threading.Event().wait()
 config = tiny.get_config()
-config.eval_every_epochs = 0.5
+config.eval_every = "0.5 epochs"
 config.lock()
 train.train_and_evaluate(config, sys.argv[1], writer=Broken(sys.argv[2]))
 """

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hybridconv.training import durations
+
 OVERRIDE_PREFIX = "--config."
 
 
@@ -50,9 +52,64 @@ def with_defaults(saved: Mapping[str, Any]) -> dict[str, Any]:
   is beside the package) reproduce the behaviour from before the key existed.
   The run's own values always win; without the defaults file ``saved`` is returned.
   """
+  saved = upgrade(saved)
   if not os.path.isfile(DEFAULT_CONFIG):
-    return dict(saved)
+    return saved
   return _merged(copy.deepcopy(_defaults()), saved)
+
+
+# Keys that held a duration as a number with its unit in the name, and the key that holds
+# it now (a string with its unit: training/durations.py). Old runs' config.json still
+# spell them the old way; `upgrade` rewrites them so old and new runs compare equal.
+_RENAMED_DURATIONS = (
+  ("log_every_steps", "log_every", "steps"),
+  ("eval_every_epochs", "eval_every", "epochs"),
+  ("checkpoint.every_epochs", "checkpoint.every", "epochs"),
+  ("optim.warmup_epochs", "optim.warmup", "epochs"),
+  ("tracking.scalars_every_steps", "tracking.scalars_every", "steps"),
+  ("tracking.filters_every_steps", "tracking.filters_every", "steps"),
+)
+
+
+def upgrade(saved: Mapping[str, Any]) -> dict[str, Any]:
+  """A saved config (``config.json``) with keys renamed since it was written spelt as now.
+
+  Durations once were numbers with the unit in the key (``num_epochs``,
+  ``eval_every_epochs``, ...); the same values become duration strings, spelt
+  by :func:`durations.spell` so they equal what a current config computes.
+  """
+  config = copy.deepcopy(dict(saved))
+
+  def pop(dotted: str):
+    *parents, leaf = dotted.split(".")
+    node = config
+    for parent in parents:
+      node = node.get(parent)
+      if not isinstance(node, dict):
+        return None
+    return node.pop(leaf, None)
+
+  def put(dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node.setdefault(leaf, value)
+
+  epochs, steps = pop("num_epochs"), pop("num_train_steps")
+  if steps is not None and steps > 0:
+    put("train_for", durations.spell(steps, "steps"))
+  elif epochs is not None:
+    put("train_for", durations.spell(epochs, "epochs"))
+  for old, new, unit in _RENAMED_DURATIONS:
+    value = pop(old)
+    if value is not None:
+      never = unit == "steps" and value <= 0 and new.startswith("tracking.")
+      put(new, "never" if never else durations.spell(value, unit))
+  drops = pop("optim.step_epochs")
+  if drops is not None:
+    put("optim.step_at", [durations.spell(e, "epochs") for e in drops])
+  return config
 
 
 @functools.cache

@@ -15,14 +15,12 @@ import pathlib
 import sys
 import time
 
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import fashion_mnist
 from hybridconv.data import augment, idx
 from hybridconv.tracking import writers
-from hybridconv.training import loop as train_loop
 from hybridconv.training import optim, train
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
@@ -90,23 +88,26 @@ def test_background_writer_stamps_events_promptly():
 def test_torch_spec_mirrors_the_config_and_refuses_what_it_cannot():
   spec = tta.torch_spec(
     tta.build_config("gabor,resnet20", eval_every=0.5, max_epochs=2),
+    num_train=60_000,
     target=0.9,
     stop_at_target=False,
     init="hybridconv",
   )
-  assert (spec["model"], spec["source"], spec["num_epochs"], spec["eval_every_epochs"]) == (
+  # 468 steps an epoch: the durations arrive in steps, converted by hybridconv's rules
+  assert (spec["model"], spec["source"], spec["total_steps"], spec["eval_every_steps"]) == (
     "resnet20",
     "gabor",
-    2.0,
-    0.5,
+    936,
+    234,
   )
+  assert spec["warmup_steps"] == 468  # the resnet20 variant warms up for one epoch
   assert (spec["crop_padding"], spec["horizontal_flip"]) == (2, True)
   assert spec["optim"]["name"] == "sgd" and spec["optim"]["nesterov"] is True
   assert spec["optim"]["kernel_lr_multiplier"] == 10.0
   config = fashion_mnist.get_config("hybrid")
   config.model.width = 0.5
   with pytest.raises(ValueError, match="model.width"):
-    tta.torch_spec(config, target=0.9, stop_at_target=False, init="hybridconv")
+    tta.torch_spec(config, num_train=60_000, target=0.9, stop_at_target=False, init="hybridconv")
 
 
 @pytest.mark.parametrize(
@@ -124,24 +125,17 @@ def test_torch_spec_mirrors_the_config_and_refuses_what_it_cannot():
 def test_peer_learning_rate_is_hybridconvs(variant, schedule, total_steps):
   config = fashion_mnist.get_config(variant)
   config.optim.schedule = schedule
-  config.optim.step_epochs = (1.0, 2.0)
+  config.optim.step_at = ("1 epoch", "2 epochs")
   config.optim.end_learning_rate_factor = 0.05
+  config.train_for = f"{total_steps} steps"
   steps = np.arange(total_steps + 3)
-  expected = optim.learning_rate_schedule(
-    config.optim, total_steps=total_steps, steps_per_epoch=468
-  )(steps)
-  settings = tta.workdir_lib.config_json(config.optim)
-  got = [peer.learning_rate(int(s), settings, total_steps, 468) for s in steps]
+  clock = train.run_clock(config, 468)
+  expected = optim.learning_rate_schedule(config.optim, clock)(steps)
+  spec = tta.torch_spec(
+    config, num_train=60_000, target=0.9, stop_at_target=False, init="hybridconv"
+  )
+  got = [peer.learning_rate(int(s), spec) for s in steps]
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
-
-
-def test_peer_schedule_lengths_are_the_loops():
-  spec = {"batch_size": 128, "num_train_steps": -1, "num_epochs": 2.5, "eval_every_epochs": 0.3}
-  steps_per_epoch, total, eval_every = peer.schedule_lengths(spec, 60_000)
-  assert steps_per_epoch == 468
-  config = ml_collections.ConfigDict({"num_train_steps": -1, "num_epochs": 2.5})
-  assert total == train.num_train_steps(config, 468) == 1170
-  assert eval_every == train_loop.every_steps(0.3, 468) == 140
 
 
 def _write_idx(path: pathlib.Path, array: np.ndarray, magic: int) -> None:

@@ -35,7 +35,7 @@ def test_usage_and_unknown_command():
 @pytest.mark.slow
 def test_train_prints_where_the_results_are(tmp_path):
   result = _cli(
-    "train", "--config=configs/tiny.py:free", f"--workdir={tmp_path}", "--config.num_train_steps=2"
+    "train", "--config=configs/tiny.py:free", f"--workdir={tmp_path}", "--config.train_for=2steps"
   )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "finished at step 2" in result.stdout

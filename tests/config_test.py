@@ -106,7 +106,7 @@ def test_fashion_mnist_quickstart_is_the_default_variant():
     "simple_cnn",
     "hybrid",
   )
-  assert config.num_epochs <= 3
+  assert config.train_for == "3 epochs"
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_point_command_round_trips_values():
   command = runner.point_command(
     "configs/tiny.py",
     "/w",
-    {"seed": 2, "model.first_layer": "gabor", "optim.step_epochs": (1.0, 2.0)},
+    {"seed": 2, "model.first_layer": "gabor", "optim.step_at": ("1 epoch", "50%")},
     overrides={},
     group="tiny",
     tags=(),
@@ -144,22 +144,22 @@ def test_point_command_round_trips_values():
   assert command[-3:] == [
     "--config.seed=2",
     "--config.model.first_layer=gabor",
-    "--config.optim.step_epochs=(1.0, 2.0)",
+    "--config.optim.step_at=('1 epoch', '50%')",
   ]
-  assert ast.literal_eval(command[-1].split("=", 1)[1]) == (1.0, 2.0)
+  assert ast.literal_eval(command[-1].split("=", 1)[1]) == ("1 epoch", "50%")
 
 
 def test_wandb_yaml_is_a_grid_over_the_factors():
   yaml = pytest.importorskip("yaml")
   points = [{"seed": 0}, {"seed": 1}]
   sweep = yaml.safe_load(
-    sweep_cli.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"num_train_steps": 4})
+    sweep_cli.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"train_for": "4 steps"})
   )
   assert sweep["method"] == "grid"
   assert sweep["parameters"] == {"seed": {"values": [0, 1]}}
   assert sweep["command"][-1] == "${args_no_hyphens}"
   assert "--config=configs/tiny.py:gabor" in sweep["command"]
-  assert "--config.num_train_steps=4" in sweep["command"]
+  assert "--config.train_for=4 steps" in sweep["command"]
 
 
 def _main(*args):

@@ -258,8 +258,8 @@ def test_small_alexnet_trains_from_the_folder_end_to_end(folder, tmp_path):
   config.model.name = "alexnet_small"
   config.batch_size = 5
   config.eval_batch_size = 3
-  config.num_train_steps = 6  # more than an epoch: the truncated file is met once
-  config.log_every_steps = 3
+  config.train_for = "6 steps"  # more than an epoch: the truncated file is met once
+  config.log_every = "3 steps"
   config.cpu_devices = 1
   config.lock()
   workdir = tmp_path / "work"
@@ -386,7 +386,7 @@ def test_small_alexnet_trains_from_a_real_prepared_tfds_imagenette(tmp_path):
   config.model.name = "alexnet_small"
   config.batch_size = 4
   config.eval_batch_size = 5
-  config.num_train_steps = 4
+  config.train_for = "4 steps"
   config.cpu_devices = 1
   config.lock()
   final = train.train_and_evaluate(config, str(tmp_path / "work"))

@@ -125,7 +125,7 @@ def test_streaming_pipeline_over_real_tfds_sources(tfds_dir):
 def test_train_and_evaluate_on_real_tfds_files(pipeline, tfds_dir, tmp_path):
   config = tiny.get_config("gabor")
   config.data = _data_config(tfds_dir, pipeline)
-  config.num_train_steps = 4
+  config.train_for = "4 steps"
   config.batch_size = 16
   config.eval_batch_size = 8  # 20 test examples: the last batch has 4 padding rows
   config.lock()

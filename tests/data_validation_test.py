@@ -43,7 +43,7 @@ def _metrics(workdir):
 def test_a_run_evaluates_validation_along_training_and_the_test_split_once(tmp_path):
   config = make_tiny_config(
     "free",
-    **{"data.validation_size": 56, "eval_every_epochs": 0.25, "checkpoint.keep_best": 1},
+    **{"data.validation_size": 56, "eval_every": "0.25 epochs", "checkpoint.keep_best": 1},
   )
   final = train.train_and_evaluate(config, str(tmp_path))
   rows = _metrics(str(tmp_path))

@@ -75,7 +75,7 @@ def test_a_size_without_a_chosen_budget_has_no_points(monkeypatch):
   monkeypatch.setattr(study, "BUDGETS", {100: 10.0})
   points = list(study.sweep())
   assert {p["data.train_size"] for p in points} == {100}
-  assert all(p["num_epochs"] == 10.0 and p["eval_every_epochs"] == 10.0 / 8 for p in points)
+  assert all(p["train_for"] == "10 epochs" and p["eval_every"] == "1.25 epochs" for p in points)
 
 
 def test_the_study_budgets_are_the_committed_pilot_choice():
@@ -123,10 +123,10 @@ def test_a_cifar_point_trains_under_mock_data(tmp_path):
     "data.train_size": 40,
     "batch_size": 20,
     "eval_batch_size": 20,
-    "num_train_steps": 2,
+    "train_for": "2 steps",
     "model.width": 0.25,
     "tracking.wandb.mode": "disabled",
-    "tracking.filters_every_steps": 0,
+    "tracking.filters_every": "never",
     "cpu_devices": 1,
     "data.data_dir": str(tmp_path / "no-tfds"),
   }

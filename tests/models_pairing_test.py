@@ -150,7 +150,7 @@ def test_runs_record_that_their_arms_are_paired(tmp_path):
   fingerprints = {}
   for source in ("free", "fixed", "random"):
     workdir = str(tmp_path / source)
-    train.train_and_evaluate(make_tiny_config(source, **{"num_train_steps": 1}), workdir)
+    train.train_and_evaluate(make_tiny_config(source, **{"train_for": "1 steps"}), workdir)
     fingerprints[source] = provenance.read_initial_values(workdir)
   layers = set(fingerprints["free"])
   assert {"conv1", "conv2", "bn1", "fc1", "fc2"} <= layers

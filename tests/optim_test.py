@@ -11,6 +11,7 @@ from flax import nnx
 
 from configs import default
 from hybridconv.training import optim
+from hybridconv.training.durations import RunClock
 
 
 class _Gabor(nnx.Module):
@@ -34,6 +35,10 @@ def _params():
 
 def _flat(tree):
   return {optim.path_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _clock(*, steps_per_epoch: int, total_steps: int) -> RunClock:
+  return RunClock(steps_per_epoch=steps_per_epoch, batch_size=32, total_steps=total_steps)
 
 
 def _optim_config(**overrides):
@@ -60,7 +65,7 @@ def test_masks_follow_variable_types_and_ranks():
 
 def _one_update(config, grads_value=1.0):
   params = _params()
-  tx, _ = optim.build_optimizer(config, total_steps=10, steps_per_epoch=5)
+  tx, _ = optim.build_optimizer(config, _clock(steps_per_epoch=5, total_steps=10))
   grads = jax.tree.map(lambda x: jnp.full_like(x, grads_value), params)
   updates, _ = tx.update(grads, tx.init(params), params)
   return _flat(params), _flat(updates)
@@ -70,7 +75,7 @@ def test_sgd_step_decay_and_kernel_multiplier():
   config = _optim_config(
     name="sgd",
     schedule="constant",
-    warmup_epochs=0.0,
+    warmup="0 steps",
     learning_rate=0.1,
     momentum=0.9,
     nesterov=False,
@@ -91,7 +96,7 @@ def test_adamw_decoupled_decay_and_multiplier():
   config = _optim_config(
     name="adamw",
     schedule="constant",
-    warmup_epochs=0.0,
+    warmup="0 steps",
     learning_rate=0.01,
     weight_decay=0.1,
     kernel_lr_multiplier=3.0,
@@ -108,7 +113,7 @@ def test_gradient_clipping_bounds_the_update():
   config = _optim_config(
     name="sgd",
     schedule="constant",
-    warmup_epochs=0.0,
+    warmup="0 steps",
     learning_rate=1.0,
     momentum=0.0,
     weight_decay=0.0,
@@ -121,9 +126,9 @@ def test_gradient_clipping_bounds_the_update():
 
 def test_warmup_cosine_schedule():
   config = _optim_config(
-    schedule="cosine", learning_rate=1.0, warmup_epochs=1.0, end_learning_rate_factor=0.1
+    schedule="cosine", learning_rate=1.0, warmup="1 epoch", end_learning_rate_factor=0.1
   )
-  schedule = optim.learning_rate_schedule(config, total_steps=100, steps_per_epoch=10)
+  schedule = optim.learning_rate_schedule(config, _clock(steps_per_epoch=10, total_steps=100))
   assert float(schedule(0)) == 0.0
   assert float(schedule(5)) == pytest.approx(0.5)
   assert float(schedule(10)) == pytest.approx(1.0)
@@ -133,9 +138,13 @@ def test_warmup_cosine_schedule():
 
 def test_step_schedule_with_warmup():
   config = _optim_config(
-    schedule="step", learning_rate=1.0, warmup_epochs=1.0, step_epochs=(3.0, 6.0), step_factor=0.1
+    schedule="step",
+    learning_rate=1.0,
+    warmup="10 steps",
+    step_at=("3 epochs", "60%"),
+    step_factor=0.1,
   )
-  schedule = optim.learning_rate_schedule(config, total_steps=100, steps_per_epoch=10)
+  schedule = optim.learning_rate_schedule(config, _clock(steps_per_epoch=10, total_steps=100))
   values = [float(schedule(s)) for s in (5, 10, 29, 30, 59, 60, 99)]
   np.testing.assert_allclose(values, [0.5, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
 
@@ -152,4 +161,4 @@ def test_step_schedule_with_warmup():
 def test_bad_settings_are_refused(key, value, message):
   config = _optim_config(**{key: value})
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-    optim.build_optimizer(config, total_steps=10, steps_per_epoch=5)
+    optim.build_optimizer(config, _clock(steps_per_epoch=5, total_steps=10))

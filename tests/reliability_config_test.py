@@ -122,7 +122,7 @@ def test_allowed_config_change_resumes_and_refusal_is_one_line_from_the_cli(refe
   workdir = str(tmp_path / "run")
   shutil.copytree(reference[0], workdir)
   # Cadences and run length may change: the finished run is resumed (only evaluated).
-  again = train.train_and_evaluate(rs.config(log_every_steps=4), workdir)
+  again = train.train_and_evaluate(rs.config(log_every="4 steps"), workdir)
   assert again["eval/accuracy"] == reference[1]["eval/accuracy"]
   refused = rs.run_cli(workdir, "--config.model.width=0.5")
   assert refused.returncode == 2

@@ -18,6 +18,7 @@ import pytest
 from hybridconv import sharding
 from hybridconv.tracking import writers
 from hybridconv.training import checkpointing, faults, nonfinite, optim, train
+from hybridconv.training.durations import RunClock
 from tests import reliability_support as rs
 
 
@@ -29,7 +30,9 @@ def reference(tmp_path_factory):
 def _step_setup():
   config = rs.config()
   mesh = sharding.make_mesh(jax.devices()[:1])
-  tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=8)
+  tx, schedule = optim.build_optimizer(
+    config.optim, RunClock(steps_per_epoch=8, batch_size=config.batch_size, total_steps=8)
+  )
   model_fns, state = train.create_train_state(
     config, num_classes=4, image_shape=(16, 16, 1), mesh=mesh, tx=tx
   )
@@ -115,7 +118,7 @@ def test_nan_stops_naming_the_step_and_resume_loses_only_unsaved_steps(reference
 
 
 def test_absurd_learning_rate_stops_and_no_checkpoint_holds_non_finite_values(tmp_path):
-  config = rs.config(**{"optim.learning_rate": 1e30, "optim.warmup_epochs": 0.0})
+  config = rs.config(**{"optim.learning_rate": 1e30, "optim.warmup": "0 steps"})
   with pytest.raises(nonfinite.NonFiniteError, match=r"non-finite training at step \d"):
     train.train_and_evaluate(config, str(tmp_path))
   for step in checkpointing.existing_steps(str(tmp_path / "checkpoints")):

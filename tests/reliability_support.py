@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 8
 # cpu_devices=1: the in-process reference runs on this test process's single CPU
 # device, and a different device count changes float rounding, not the run.
-OVERRIDES = {"eval_every_epochs": 0.5, "cpu_devices": 1}
+OVERRIDES = {"eval_every": "0.5 epochs", "cpu_devices": 1}
 CLI_ARGS = ["--config=configs/tiny.py"] + [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
 FINAL_KEYS = ("eval/accuracy", "eval/loss")
 

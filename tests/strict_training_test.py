@@ -23,6 +23,7 @@ from configs import tiny
 from hybridconv import data, sharding, tracking
 from hybridconv.training import checkpointing, metrics, optim, train
 from hybridconv.training import state as ts
+from hybridconv.training.durations import RunClock
 
 IMAGE_SHAPE = (16, 16, 1)
 NUM_CLASSES = 4
@@ -100,7 +101,9 @@ def _setup(variant="hybrid", *, label_smoothing=0.0, compute_dtype="float32"):
   config = tiny.get_config(variant)
   config.compute_dtype = compute_dtype
   mesh = sharding.make_mesh(jax.devices()[:1])
-  tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
+  tx, schedule = optim.build_optimizer(
+    config.optim, RunClock(steps_per_epoch=4, batch_size=config.batch_size, total_steps=8)
+  )
   fns, state = train.create_train_state(
     config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx
   )
@@ -167,7 +170,7 @@ def test_bfloat16_loss_matches_float32_within_bf16_precision():
 def smoothed_run(tmp_path_factory):
   config = tiny.get_config("hybrid")
   config.label_smoothing = 0.2
-  config.log_every_steps = 1
+  config.log_every = "1 steps"
   config.data.gratings.num_test = 100  # eval batches 64 + 36 real and 28 padding rows
   config.lock()
   workdir = str(tmp_path_factory.mktemp("smoothed"))
@@ -184,9 +187,7 @@ def _initial_state(config):
     seed=config.seed,
     mesh=mesh,
   )
-  tx, _ = optim.build_optimizer(
-    config.optim, total_steps=config.num_train_steps, steps_per_epoch=pipeline.steps_per_epoch
-  )
+  tx, _ = optim.build_optimizer(config.optim, train.run_clock(config, pipeline.steps_per_epoch))
   fns, state = train.create_train_state(
     config, num_classes=pipeline.num_classes, image_shape=pipeline.image_shape, mesh=mesh, tx=tx
   )
@@ -200,8 +201,9 @@ def test_final_eval_metrics_equal_a_numpy_evaluation_of_the_checkpoint(smoothed_
   with checkpointing.Checkpointer(
     os.path.join(workdir, "checkpoints"), keep=5, keep_best=0, async_save=False
   ) as ckpt:
-    assert ckpt.latest_step() == config.num_train_steps
-    restored, _, _ = ckpt.restore(config.num_train_steps, ts.abstract_like(state))
+    total_steps = train.run_clock(config, 1).total_steps  # train_for is in steps here
+    assert ckpt.latest_step() == total_steps
+    restored, _, _ = ckpt.restore(total_steps, ts.abstract_like(state))
   dataset = data.load_dataset(config.data)
   train_pixels = dataset.train_images.astype(np.float64) / 255
   mean = train_pixels.reshape(-1, train_pixels.shape[-1]).mean(0)

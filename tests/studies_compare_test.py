@@ -27,10 +27,10 @@ def _config(first_layer, size, seed, **extra):
     "model.first_layer": first_layer,
     "data.train_size": size,
     "seed": seed,
-    "num_train_steps": 6,
-    "tracking.filters_every_steps": 6,
+    "train_for": "6 steps",
+    "tracking.filters_every": "6 steps",
     "tracking.gabor_fit": False,
-    "eval_every_epochs": 1.0,
+    "eval_every": "1.0 epochs",
     **extra,
   }
   configlib.apply_overrides(config, settings)
@@ -336,7 +336,7 @@ def test_a_changed_cadence_neither_splits_nor_blocks_the_groups(study_root, tmp_
   root = tmp_path / "copy"
   shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
   for arm in ARMS:  # a third seed whose evaluations and checkpoints come at another cadence
-    config = _config(arm, 64, 2, **{"eval_every_epochs": 0.5, "checkpoint.every_epochs": 0.25})
+    config = _config(arm, 64, 2, **{"eval_every": "0.5 epochs", "checkpoint.every": "0.25 epochs"})
     train.train_and_evaluate(config, str(root / f"first_layer={arm},train_size=64,seed=2"))
   args = ["--workdir", str(root), "--reference", "model.first_layer=free", "--no-figures"]
   assert compare.main(args) == 0
@@ -347,7 +347,7 @@ def test_a_changed_cadence_neither_splits_nor_blocks_the_groups(study_root, tmp_
   assert summary[("gabor", "64")]["n"] == "3" and summary[("gabor", "128")]["n"] == "2"
   study = (root / "STUDY.md").read_text()
   assert "cannot change what a run learns" in study
-  assert "`checkpoint.every_epochs`" in study and "`eval_every_epochs`" in study
+  assert "`checkpoint.every`" in study and "`eval_every`" in study
 
 
 @pytest.mark.slow

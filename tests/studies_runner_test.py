@@ -20,7 +20,7 @@ from hybridconv.studies import sweep as sweep_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = "configs/tiny.py"
-FAST = ["--config.num_train_steps=6", "--config.cpu_devices=1"]
+FAST = ["--config.train_for=6steps", "--config.cpu_devices=1"]
 
 
 def _sweep(*args, env=None, check=True):
@@ -91,7 +91,7 @@ def test_wandb_yaml_parameters_are_the_factors(tmp_path):
     f"--workdir={tmp_path}",
     "--grid",
     "seed=0,1",
-    "--config.num_train_steps=6",
+    "--config.train_for=6steps",
     f"--wandb_yaml={path}",
   )
   sweep = yaml.safe_load(path.read_text())
@@ -100,7 +100,7 @@ def test_wandb_yaml_parameters_are_the_factors(tmp_path):
     "seed": {"values": [0, 1]},
   }
   assert sweep["command"][-1] == "${args_no_hyphens}"
-  assert "--config.num_train_steps=6" in sweep["command"]
+  assert "--config.train_for=6steps" in sweep["command"]
   points = [{"model.first_layer": a, "seed": s} for a in ("free", "gabor") for s in (0, 1)]
   # what an agent's `${args_no_hyphens}` selects: one point (values arrive as text)
   assert sweep_cli.select(points, {"model.first_layer": "gabor", "seed": "1"}) == [3]
@@ -165,11 +165,11 @@ def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_res
 
 
 LONG = [
-  "--config.num_train_steps=4000",
+  "--config.train_for=4000steps",
   "--config.cpu_devices=1",
-  "--config.log_every_steps=20",
-  "--config.eval_every_epochs=1000",
-  "--config.checkpoint.every_epochs=1000",
+  "--config.log_every=20steps",
+  "--config.eval_every=1000epochs",
+  "--config.checkpoint.every=1000epochs",
 ]
 
 

@@ -28,7 +28,7 @@ def _python(*argv):
 
 
 def _sweep(root, *args):
-  steps = "--config.num_train_steps=4"
+  steps = "--config.train_for=4steps"
   return _python("hybridconv.studies.sweep", f"--config={SPEC}", f"--workdir={root}", steps, *args)
 
 
@@ -109,9 +109,9 @@ def _env():
 @pytest.mark.slow
 def test_the_worker_answers_restart_without_running_a_point_it_cannot_take(tmp_path):
   client = worker.Client(_env())
-  client.send(SPEC, str(tmp_path / "a"), {"num_train_steps": 2, "cpu_devices": 1})
+  client.send(SPEC, str(tmp_path / "a"), {"train_for": "2 steps", "cpu_devices": 1})
   assert _answer(client) == {"exit": 0}
-  client.send(SPEC, str(tmp_path / "b"), {"num_train_steps": 2, "cpu_devices": 2})
+  client.send(SPEC, str(tmp_path / "b"), {"train_for": "2 steps", "cpu_devices": 2})
   assert _answer(client) == {"restart": True}
   assert client.process.wait(timeout=60) == 0
   assert not (tmp_path / "b").exists()  # nothing ran
@@ -121,19 +121,19 @@ def test_the_worker_answers_restart_without_running_a_point_it_cannot_take(tmp_p
 @pytest.mark.slow
 def test_a_bad_override_is_exit_2_and_ends_the_worker(tmp_path, capfd):
   client = worker.Client(_env())
-  client.send(SPEC, str(tmp_path / "a"), {"num_train_steps": "abc"})
+  client.send(SPEC, str(tmp_path / "a"), {"train_for": "abc"})
   assert _answer(client) == {"exit": 2}
   assert client.process.wait(timeout=60) == 2
   client.close()
   assert not (tmp_path / "a").exists()
   err = capfd.readouterr().err
-  assert "error:" in err and "num_train_steps" in err
+  assert "error:" in err and "train_for" in err
 
 
 @pytest.mark.slow
 def test_a_killed_point_is_answered_with_the_signal(tmp_path):
   client = worker.Client({**_env(), "HYBRIDCONV_FAULT": "kill@step:3"})
-  client.send(SPEC, str(tmp_path / "a"), {"num_train_steps": 6})
+  client.send(SPEC, str(tmp_path / "a"), {"train_for": "6 steps"})
   assert _answer(client) == {"exit": -9}
   client.close()
 

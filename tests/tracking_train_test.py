@@ -31,8 +31,8 @@ def _config(mode, filters_every=4):
   config = tiny.get_config("hybrid")  # 8 steps, log every 2, 16x16 gratings
   config.tracking.wandb.mode = mode
   config.tracking.wandb.init_timeout = 2.0
-  config.tracking.filters_every_steps = filters_every
-  config.tracking.scalars_every_steps = 4
+  config.tracking.filters_every = f"{filters_every} steps" if filters_every else "never"
+  config.tracking.scalars_every = "4 steps"
   config.tracking.log_checkpoints = True
   config.lock()
   return config

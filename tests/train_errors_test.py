@@ -43,7 +43,10 @@ def _config(**overrides):
     ),
     ({"cpu_devices": -1}, r"config.cpu_devices=-1 must be an int >= 0"),
     ({"label_smoothing": 1.0}, r"config.label_smoothing=1.0 must be in \[0, 1\)"),
-    ({"eval_every_epochs": 0.0}, r"config.eval_every_epochs=0.0 must be > 0"),
+    ({"eval_every": "0 epochs"}, r"config.eval_every='0 epochs' must be longer than zero"),
+    ({"eval_every": "5"}, r"config.eval_every='5' is not a duration; allowed: '<n> steps'"),
+    ({"train_for": "50%"}, r"config.train_for='50%' is not a duration; allowed: '<n> steps', "),
+    ({"tracking.filters_every": "often"}, r"config.tracking.filters_every='often' is not a dur"),
     ({"optim.name": "rmsprop"}, r"config.optim.name='rmsprop' is not one of"),
     (
       {"data.source": "hdf5"},

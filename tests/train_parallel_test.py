@@ -26,7 +26,7 @@ STEPS = 3
 OVERRIDES = {
   "optim.name": "sgd",
   "optim.learning_rate": 0.05,
-  "num_train_steps": STEPS,
+  "train_for": f"{STEPS} steps",
   "batch_size": 32,
   "eval_batch_size": 64,
 }

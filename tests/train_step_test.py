@@ -15,6 +15,7 @@ from hybridconv import sharding
 from hybridconv.nn import FrozenKernel
 from hybridconv.training import optim, train
 from hybridconv.training import state as ts
+from hybridconv.training.durations import RunClock
 
 IMAGE_SHAPE = (16, 16, 1)
 NUM_CLASSES = 4
@@ -33,7 +34,9 @@ def _setup(variant="hybrid", **optim_overrides):
   for key, value in optim_overrides.items():
     setattr(config.optim, key, value)
   mesh = sharding.make_mesh(jax.devices()[:1])
-  tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
+  tx, schedule = optim.build_optimizer(
+    config.optim, RunClock(steps_per_epoch=4, batch_size=config.batch_size, total_steps=8)
+  )
   model_fns, state = train.create_train_state(
     config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx
   )
@@ -65,7 +68,7 @@ GOLDEN = {
 def test_one_step_golden_values():
   # Pinned from this implementation (jax 0.12 CPU, per-layer init streams). A change means the
   # model's initialisation, the loss, the optimiser or the step changed: check it was meant.
-  _, state, step = _setup("hybrid", warmup_epochs=0.0, schedule="constant")
+  _, state, step = _setup("hybrid", warmup="0 steps", schedule="constant")
   new_state, metrics = step(state, _batch())
   params = _flat(new_state.params)
   assert float(metrics["train/loss"]) == pytest.approx(GOLDEN["loss"], rel=1e-5)
@@ -129,7 +132,9 @@ def test_bfloat16_compute_keeps_float32_params():
   config = tiny.get_config("hybrid")
   config.compute_dtype = "bfloat16"
   mesh = sharding.make_mesh(jax.devices()[:1])
-  tx, schedule = optim.build_optimizer(config.optim, total_steps=8, steps_per_epoch=4)
+  tx, schedule = optim.build_optimizer(
+    config.optim, RunClock(steps_per_epoch=4, batch_size=config.batch_size, total_steps=8)
+  )
   model_fns, state = train.create_train_state(
     config, num_classes=NUM_CLASSES, image_shape=IMAGE_SHAPE, mesh=mesh, tx=tx
   )
@@ -156,7 +161,7 @@ def test_kernel_lr_multiplier_reaches_the_models_gabor_parameters():
       momentum=0.0,
       weight_decay=0.0,
       schedule="constant",
-      warmup_epochs=0.0,
+      warmup="0 steps",
       kernel_lr_multiplier=multiplier,
     )
     new_state, _ = step(state, _batch())

@@ -75,7 +75,7 @@ def test_workdir_layout_and_metrics(full_run):
   )
   assert all("images_per_sec" in e for e in train_events[1:])
   assert eval_events[-1]["eval/accuracy"] == final["eval/accuracy"]
-  # checkpoint.every_epochs=0.5 (4 steps), keep=2: steps 4 and 8 remain.
+  # checkpoint.every="0.5 epochs" (4 steps), keep=2: steps 4 and 8 remain.
   assert sorted(
     int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()
   ) == [4, 8]

@@ -21,7 +21,7 @@ def test_mnist_end_to_end_under_mock_data(pipeline, tmp_path):
   config.data.name = "mnist"
   config.data.pipeline = pipeline
   config.data.data_dir = str(tmp_path / "tfds")
-  config.num_train_steps = 4
+  config.train_for = "4 steps"
   config.batch_size = 16
   config.eval_batch_size = 32
   config.lock()

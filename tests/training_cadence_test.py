@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-from hybridconv.training.cadence import Cadence, every_steps
+from hybridconv.training.cadence import Cadence
+from hybridconv.training.durations import RunClock
 from tests.conftest import make_tiny_config
 
 
 def test_from_config_converts_epochs_to_steps():
   config = make_tiny_config(
     **{
-      "eval_every_epochs": 0.5,
-      "checkpoint.every_epochs": 0.25,
-      "log_every_steps": 3,
-      "tracking.scalars_every_steps": 4,
-      "tracking.filters_every_steps": 0,
+      "eval_every": "0.5 epochs",
+      "checkpoint.every": "0.25 epochs",
+      "log_every": "3 steps",
+      "tracking.scalars_every": "4 steps",
+      "tracking.filters_every": "never",
     }
   )
-  cadence = Cadence.from_config(config, steps_per_epoch=8, total_steps=10)
+  cadence = Cadence.from_config(config, RunClock(steps_per_epoch=8, batch_size=32, total_steps=10))
   assert cadence == Cadence(
-    total_steps=10, log_every=3, eval_every=4, checkpoint_every=2, scalars_every=4, filters_every=0
+    total_steps=10,
+    log_every=3,
+    eval_every=4,
+    checkpoint_every=2,
+    scalars_every=4,
+    filters_every=0,
+    checkpoint_seconds=600.0,
   )
-  assert every_steps(0.01, 8) == 1  # at least every step
 
 
 def test_every_cadence_fires_at_multiples_step_zero_and_the_end():

@@ -68,8 +68,8 @@ def test_missing_config_file(tmp_path):
   ("override", "expected"),
   [
     (
-      "--config.num_train_steps=abc",
-      "error: --config.num_train_steps='abc' is not an int; allowed: an int like the default 8",
+      "--config.batch_size=abc",
+      "error: --config.batch_size='abc' is not an int; allowed: an int like the default 32",
     ),
     (
       "--config.optim.learning_rate=fast",

@@ -128,9 +128,9 @@ def main() -> None:
       "train",
       "--config=configs/fashion_mnist.py:hybrid",
       f"--workdir={workdir}",
-      f"--config.num_train_steps={args.steps}",
+      f"--config.train_for={args.steps}steps",
       "--config.tracking.wandb.mode=disabled",
-      "--config.tracking.filters_every_steps=0",
+      "--config.tracking.filters_every=never",
       "--config.tracking.animation=False",
     )
     print(f"trained {args.steps} steps in {seconds:.1f} s: {workdir}")

@@ -49,7 +49,7 @@ def run_points(
       "hybridconv.studies.sweep",
       f"--config={CONFIG}",
       f"--workdir={root}",
-      f"--config.num_train_steps={steps}",
+      f"--config.train_for={steps}steps",
       "--config.cpu_devices=1",
       "--grid",
       "seed=" + ",".join(map(str, seeds)),

@@ -9,8 +9,8 @@ compiling (JAX) or autotuning (cuDNN), every step, every evaluation.
 * hybridconv: ``train.train_and_evaluate`` itself, on ``configs/fashion_mnist.py``
   with ``--variant`` (``hybrid``; ``hybrid,long``; ``free,resnet20`` ...), in a
   fresh temporary workdir, with checkpoints only at the end, W&B and filter
-  tracking off, ``eval_every_epochs = --eval-every`` and ``num_epochs =
-  --max-epochs``. The eval accuracies are read back from the workdir's
+  tracking off, ``eval_every = --eval-every`` epochs and ``train_for =
+  --max-epochs`` epochs. The eval accuracies are read back from the workdir's
   ``metrics.jsonl``; their wall times come from a metric writer passed to
   ``train_and_evaluate`` that stamps ``time.perf_counter()`` when each eval
   event arrives (``metrics.jsonl`` has no clock field). That writer runs on
@@ -86,6 +86,7 @@ from hybridconv.data import idx  # noqa: E402
 from hybridconv.tracking import writers  # noqa: E402
 from hybridconv.training import preemption, train  # noqa: E402
 from hybridconv.training import workdir as workdir_lib  # noqa: E402
+from hybridconv.training.durations import spell  # noqa: E402
 
 TORCH_SCRIPT = pathlib.Path(__file__).with_name("torch_time_to_accuracy.py")
 DEFAULT_TORCH_VENV = ROOT / ".venv-torch" / "bin" / "python"
@@ -112,15 +113,16 @@ def build_config(
   """
   config = fashion_mnist.get_config(variant)
   if max_epochs is not None:
-    config.num_epochs = float(max_epochs)
+    config.train_for = spell(max_epochs, "epochs")
   config.seed = seed
-  config.eval_every_epochs = float(eval_every)
+  config.eval_every = spell(eval_every, "epochs")
   config.data.data_dir = data_dir
-  config.checkpoint.every_epochs = config.num_epochs
+  config.checkpoint.every = "100%"
+  config.checkpoint.every_minutes = 0.0
   config.checkpoint.keep = 1
   config.checkpoint.keep_best = 0
   config.tracking.wandb.mode = "disabled"
-  config.tracking.filters_every_steps = 0
+  config.tracking.filters_every = "never"
   config.tracking.gabor_fit = False
   config.tracking.animation = False
   config.tracking.log_checkpoints = False
@@ -231,9 +233,19 @@ def run_jax(config, *, target: float, stop_at_target: bool = False) -> dict:
 
 
 def torch_spec(
-  config, *, target: float, stop_at_target: bool, init: str, num_threads: int = 0
+  config,
+  *,
+  num_train: int,
+  target: float,
+  stop_at_target: bool,
+  init: str,
+  num_threads: int = 0,
 ) -> dict:
-  """What ``torch_time_to_accuracy.py`` needs of the config; refuses what it cannot mirror."""
+  """What ``torch_time_to_accuracy.py`` needs of the config; refuses what it cannot mirror.
+
+  Every duration goes over in steps of a run on ``num_train`` training images,
+  converted here by hybridconv's own rules, so the peer counts what the loop counts.
+  """
   model = config.model
   unsupported = {
     "model.name": model.name not in TORCH_MODELS,
@@ -248,6 +260,7 @@ def torch_spec(
       f"the PyTorch peer cannot mirror {', '.join(bad)} of this config; it "
       f"knows {TORCH_MODELS} with a chosen first layer, float32, IDX data"
     )
+  clock = train.run_clock(config, num_train // config.batch_size)
   return {
     "model": model.name,
     "source": model.first_layer,
@@ -256,9 +269,10 @@ def torch_spec(
     "data_dir": str(idx.idx_data_dir(config.data.name, config.data.data_dir)),
     "batch_size": config.batch_size,
     "eval_batch_size": config.eval_batch_size,
-    "num_epochs": config.num_epochs,
-    "num_train_steps": config.num_train_steps,
-    "eval_every_epochs": config.eval_every_epochs,
+    "total_steps": clock.total_steps,
+    "eval_every_steps": clock.every(config.eval_every, "eval_every"),
+    "warmup_steps": clock.at(config.optim.warmup, "optim.warmup"),
+    "step_boundaries": [clock.at(when, "optim.step_at") for when in config.optim.step_at],
     "label_smoothing": config.label_smoothing,
     "crop_padding": config.data.augment.crop_padding,
     "horizontal_flip": config.data.augment.horizontal_flip,
@@ -381,8 +395,11 @@ def main():
   if config.keep_host_buffers:  # the host and device set-up of `hybridconv.main`
     host_memory.keep_large_buffers_in_heap()
   sharding.configure_cpu_devices(config)
+  directory = idx.idx_data_dir(config.data.name, config.data.data_dir)
+  _, train_labels = idx.read_idx_split(directory, "train", idx.NUM_CLASSES[config.data.name])
   spec = torch_spec(
     config,
+    num_train=len(train_labels),
     target=args.target,
     stop_at_target=args.stop_at_target,
     init=args.torch_init,

@@ -32,8 +32,8 @@ not in recipe:
   ``s`` is ``learning_rate(s)``, the same warm-up + cosine / step / constant
   schedule as optax's; optional global-norm clipping;
 * label smoothing in the training loss; evaluation of the whole test split,
-  BatchNorm in inference mode, every ``round(eval_every_epochs *
-  steps_per_epoch)`` steps and at the end.
+  BatchNorm in inference mode, every ``eval_every_steps`` steps and at the end
+  (hybridconv converts every duration of the config to steps for the spec).
 
 Differences that remain: data order and augmentation draws come from PyTorch's
 RNG, not JAX's; ``fixed`` kernels are a frozen random bank in ``torch_train``
@@ -122,20 +122,18 @@ def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np
   return (mean / 255).astype(np.float32), std.astype(np.float32)
 
 
-def warmup_steps(optim: dict, total_steps: int, steps_per_epoch: int) -> int:
-  return min(round(optim["warmup_epochs"] * steps_per_epoch), max(total_steps - 1, 0))
-
-
-def learning_rate(step: int, optim: dict, total_steps: int, steps_per_epoch: int) -> float:
+def learning_rate(step: int, spec: dict) -> float:
   """The learning rate of update ``step`` (0-based), as ``training.optim.learning_rate_schedule``.
 
-  Linear warm-up from 0 over ``warmup`` steps, then cosine decay to
+  Linear warm-up from 0 over ``warmup_steps``, then cosine decay to
   ``peak * end_learning_rate_factor`` at ``total_steps`` (optax's
   ``warmup_cosine_decay_schedule``), or step decay (``step_factor`` at each of
-  ``step_epochs``, counted from the start of the run) or a constant.
+  ``step_boundaries``, counted from the start of the run) or a constant. The
+  spec carries every duration in steps, converted once by hybridconv.
   """
+  optim, total_steps = spec["optim"], spec["total_steps"]
   peak = optim["learning_rate"]
-  warmup = warmup_steps(optim, total_steps, steps_per_epoch)
+  warmup = min(spec["warmup_steps"], max(total_steps - 1, 0))
   if warmup > 0 and step < warmup:
     return peak * step / warmup
   after = step - warmup
@@ -145,23 +143,11 @@ def learning_rate(step: int, optim: dict, total_steps: int, steps_per_epoch: int
     cosine = 0.5 * (1 + math.cos(math.pi * min(after, decay_steps) / decay_steps))
     return peak * ((1 - alpha) * cosine + alpha)
   if optim["schedule"] == "step":
-    boundaries = {
-      round(e * steps_per_epoch) - warmup: optim["step_factor"] for e in optim["step_epochs"]
-    }
+    boundaries = {b - warmup: optim["step_factor"] for b in spec["step_boundaries"]}
     return peak * math.prod(f for b, f in sorted(boundaries.items()) if after >= b)
   if optim["schedule"] == "constant":
     return peak
   raise ValueError(f"unknown schedule {optim['schedule']!r}")
-
-
-def schedule_lengths(spec: dict, num_train: int) -> tuple[int, int, int]:
-  """``(steps_per_epoch, total_steps, eval_every)`` exactly as hybridconv's loop computes them."""
-  steps_per_epoch = num_train // spec["batch_size"]
-  total = spec["num_train_steps"]
-  if total <= 0:
-    total = max(1, math.ceil(spec["num_epochs"] * steps_per_epoch))
-  eval_every = max(1, round(spec["eval_every_epochs"] * steps_per_epoch))
-  return steps_per_epoch, total, eval_every
 
 
 def first_crossing(evals: list[dict], target: float) -> dict | None:
@@ -306,7 +292,8 @@ def train(spec: dict) -> dict:
   model = build_model(spec, train_x.shape[1], num_classes, spec["init"]).to(device).train()
   optim = spec["optim"]
   optimizer = build_optimizer(model, optim)
-  steps_per_epoch, total_steps, eval_every = schedule_lengths(spec, len(train_y))
+  steps_per_epoch, total_steps = len(train_y) // spec["batch_size"], spec["total_steps"]
+  eval_every = spec["eval_every_steps"]
   batch, crop, flip = spec["batch_size"], spec["crop_padding"], spec["horizontal_flip"]
   permutations = torch.Generator().manual_seed(spec["seed"])
 
@@ -318,7 +305,7 @@ def train(spec: dict) -> dict:
       order = torch.randperm(len(train_y), generator=permutations).to(device)
     index = order[position * batch : (position + 1) * batch]
     images = normalise(augment(train_x[index], crop, flip), mean, std)
-    rate = learning_rate(step, optim, total_steps, steps_per_epoch)
+    rate = learning_rate(step, spec)
     for group in optimizer.param_groups:
       group["lr"] = rate * group["lr_multiplier"]
     optimizer.zero_grad(set_to_none=True)

@@ -27,6 +27,7 @@ import sys
 from experiments.kernel_study import design, pilot
 from hybridconv import run_layout
 from hybridconv.studies import records
+from hybridconv.training import durations
 from hybridconv.training import workdir as workdir_lib
 
 DEFAULT_PILOT = "experiments/kernel_study/results/pilot"
@@ -46,12 +47,17 @@ def read_pilot(root: str) -> dict[int, dict[float, dict[int, list[tuple[int, flo
     run = records.load_run(path)
     if not run.finished:
       continue
-    size, epochs = int(run.flat["data.train_size"]), float(run.flat["num_epochs"])
+    size, epochs = int(run.flat["data.train_size"]), trained_epochs(run)
     steps, accuracy = run.series("val/accuracy")
     seen = [int(step) * int(run.flat["batch_size"]) for step in steps]
     curve = list(zip(seen, (float(a) for a in accuracy), strict=True))
     curves.setdefault(size, {}).setdefault(epochs, {})[int(run.flat["seed"])] = curve
   return curves
+
+
+def trained_epochs(run: records.RunRecord) -> float:
+  """The run's budget in epochs (every pilot point's ``train_for`` is spelt in epochs)."""
+  return durations.parse(run.flat["train_for"], "train_for").amount
 
 
 def choose(final_by_epochs: dict[float, float], tolerance: float) -> float:
@@ -86,7 +92,7 @@ def point_seconds(root: str, size: int, epochs: float) -> float | None:
   walls = []
   for path in records.find_run_dirs([root]):
     run = records.load_run(path)
-    if int(run.flat["data.train_size"]) == size and float(run.flat["num_epochs"]) == epochs:
+    if int(run.flat["data.train_size"]) == size and trained_epochs(run) == epochs:
       times = workdir_lib.read_json(os.path.join(path, run_layout.TIMES_FILE)) or {}
       walls.append(sum(a["wall_seconds"] for a in times.get("train", [])))
   return statistics.median(walls) if walls else None

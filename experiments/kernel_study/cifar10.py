@@ -24,6 +24,7 @@ import json
 
 from configs import cifar10
 from hybridconv.studies.grid import product
+from hybridconv.training.durations import spell
 
 MODELS = ("resnet20", "alexnet_small")
 SIZES = (100, 500, 1_000, 50_000)
@@ -76,12 +77,12 @@ def budget(size: int) -> dict:
   steps = int(epochs * size / batch)
   return {
     "batch_size": batch,
-    "num_epochs": epochs,
-    "optim.warmup_epochs": 0.05 * epochs,
-    "eval_every_epochs": epochs / 10,
-    "checkpoint.every_epochs": epochs / 4,
-    "log_every_steps": max(1, steps // 100),
-    "tracking.filters_every_steps": steps,
+    "train_for": spell(epochs, "epochs"),
+    "optim.warmup": spell(0.05 * epochs, "epochs"),
+    "eval_every": "10%",
+    "checkpoint.every": "25%",
+    "log_every": spell(max(1, steps // 100), "steps"),
+    "tracking.filters_every": "100%",  # snapshots at the start and the end
     "robustness.after_training": size in (1_000, 50_000),
   }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from configs import default
 from hybridconv import configlib
+from hybridconv.training.durations import spell
 
 VALIDATION_IMAGES = 5_000
 ALL_IMAGES = 60_000 - VALIDATION_IMAGES  # the largest training set: everything but validation
@@ -63,13 +64,13 @@ def budget_overrides(size: int, epochs: float, *, robustness: bool = False) -> d
   steps = int(epochs * size / batch)
   return {
     "data.train_size": size,
-    "num_epochs": epochs,
+    "train_for": spell(epochs, "epochs"),
     "batch_size": batch,
-    "optim.warmup_epochs": 0.05 * epochs,
-    "eval_every_epochs": epochs / EVALUATIONS,
-    "checkpoint.every_epochs": epochs / 4,
-    "log_every_steps": max(1, steps // 50),
-    "tracking.scalars_every_steps": max(1, steps // 50),
-    "tracking.filters_every_steps": steps,  # snapshots at the start and the end
+    "optim.warmup": spell(0.05 * epochs, "epochs"),
+    "eval_every": spell(epochs / EVALUATIONS, "epochs"),
+    "checkpoint.every": spell(epochs / 4, "epochs"),
+    "log_every": spell(max(1, steps // 50), "steps"),
+    "tracking.scalars_every": spell(max(1, steps // 50), "steps"),
+    "tracking.filters_every": spell(steps, "steps"),  # snapshots at the start and the end
     "robustness.after_training": robustness,
   }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from experiments.kernel_study import design
 from hybridconv.studies.grid import product
+from hybridconv.training.durations import spell
 
 # Training images -> doubling ladder of epochs (the second version's budgets were 80, 25, 3
 # and half an epoch: the ladders reach 4 to 16 times further).
@@ -46,7 +47,7 @@ def sweep():
     for point in product({"epochs": ladder, "seed": SEEDS[size]}):
       yield {
         "data.train_size": size,
-        "num_epochs": point["epochs"],
+        "train_for": spell(point["epochs"], "epochs"),
         "seed": point["seed"],
         **design.budget_overrides(size, point["epochs"]),
       }

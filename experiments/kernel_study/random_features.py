@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from configs import fashion_mnist
 from hybridconv.studies.grid import product
+from hybridconv.training.durations import spell
 
 # One epoch: six ResNet-20 runs (the free ones at about 250 img/s here) fit the 30-minute budget.
 EPOCHS = 1.0
@@ -26,16 +27,16 @@ def get_config(arg: str | None = None):
   if arg:
     raise ValueError(f"unknown config variant {arg!r}: this study file has none")
   config = fashion_mnist.get_config("free,resnet20")
-  config.num_epochs = EPOCHS
-  config.eval_every_epochs = EPOCHS / 2
-  config.checkpoint.every_epochs = EPOCHS / 2
+  config.train_for = spell(EPOCHS, "epochs")
+  config.eval_every = "50%"
+  config.checkpoint.every = "50%"
   config.checkpoint.keep = 1
   config.checkpoint.keep_best = 0
   config.tracking.wandb.mode = "disabled"
   config.tracking.animation = False
-  config.tracking.filters_every_steps = 0
-  config.log_every_steps = 100
-  config.tracking.scalars_every_steps = 100
+  config.tracking.filters_every = "never"
+  config.log_every = "100 steps"
+  config.tracking.scalars_every = "100 steps"
   return config
 
 

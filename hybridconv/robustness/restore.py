@@ -139,10 +139,7 @@ def restore_model(
   The optimiser is built only for the structure of the saved state; its
   schedule's values do not matter here.
   """
-  total_steps = train.num_train_steps(config, split.steps_per_epoch)
-  tx, _ = optim.build_optimizer(
-    config.optim, total_steps=total_steps, steps_per_epoch=split.steps_per_epoch
-  )
+  tx, _ = optim.build_optimizer(config.optim, train.run_clock(config, split.steps_per_epoch))
   fns, state = train.create_train_state(
     config, num_classes=split.num_classes, image_shape=split.images.shape[1:], mesh=mesh, tx=tx
   )

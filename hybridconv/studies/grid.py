@@ -149,6 +149,7 @@ def _text(value: Any) -> str:
       "+".join(f"{'all' if k == '*' else _text(k)}={_text(v)}" for k, v in value.items()) or "none"
     )
   text = value if isinstance(value, str) else repr(value)
+  text = re.sub(r"(?<=\d) (?=[a-z%])", "", text)  # durations: '40 epochs' -> '40epochs'
   if text.lstrip().startswith("{"):  # a JSON kernel spec: its source name and a stable hash
     head = re.search(r'"source":\s*"(\w+)"', text)
     found = re.findall(r'"bank":\s*"(\w+)"', text)

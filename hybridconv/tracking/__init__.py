@@ -10,7 +10,7 @@ for where each call goes)::
   ...
   scalars.update(tracking.scalar_metrics(grads, params, updates))   # inside the jitted step
   logger.log_scalars(step, scalars)
-  if tracking.is_due(step, config.tracking.filters_every_steps, total_steps):
+  if tracking.is_due(step, filters_every, total_steps):  # config.tracking.filters_every, in steps
     tracker(model, step)
   ...
   tracking.log_animations(logger, workdir, step)  # GIFs into the workdir and to W&B

@@ -27,10 +27,6 @@ def check_config(tracking) -> None:
   mode = tracking.wandb.mode
   if mode not in wandb_logger.MODES:
     raise ValueError(f"tracking.wandb.mode={mode!r} is not one of {wandb_logger.MODES}")
-  for key in ("scalars_every_steps", "filters_every_steps"):
-    value = tracking[key]
-    if not isinstance(value, int) or value < 0:
-      raise ValueError(f"tracking.{key} must be an int >= 0 (0 = off), got {value!r}")
 
 
 def make_logger(

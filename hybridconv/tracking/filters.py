@@ -1,6 +1,6 @@
 """Filter summaries: what every conv layer's kernels look like, at the rare cadence.
 
-:class:`FilterTracker` is called with the model every ``filters_every_steps``
+:class:`FilterTracker` is called with the model every ``config.tracking.filters_every``
 steps (and at step 0) and sends, for each layer with a kernel source
 (``KernelConv`` and ``BankMixConv``; ``<layer>`` is its spec name, the
 attribute path joined by '_' as in ``model.kernels``, e.g. ``conv1`` or

@@ -89,5 +89,5 @@ def scalar_metrics(
 
 
 def without_layer_norms(scalars: dict[str, Any]) -> dict[str, Any]:
-  """``scalars`` minus the per-layer norms (for log events off ``tracking.scalars_every_steps``)."""
+  """``scalars`` minus the per-layer norms (for log events off ``tracking.scalars_every``)."""
   return {k: v for k, v in scalars.items() if k.split("/", 1)[0] not in NORM_NAMES}

@@ -11,11 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from hybridconv import tracking
-
-
-def every_steps(epochs: float, steps_per_epoch: int) -> int:
-  """An epoch-valued cadence in steps (at least every step)."""
-  return max(1, round(epochs * steps_per_epoch))
+from hybridconv.training import durations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,13 +20,16 @@ class Cadence:
 
   Attributes:
     total_steps: the step the run ends at; every cadence fires there.
-    log_every: ``config.log_every_steps``; log events also come with every
+    log_every: ``config.log_every``; log events also come with every
       evaluation and checkpoint, so each holds the means up to its step.
-    eval_every: ``config.eval_every_epochs`` in steps.
-    checkpoint_every: ``config.checkpoint.every_epochs`` in steps.
-    scalars_every: ``config.tracking.scalars_every_steps``: log events that
-      carry the per-layer norms.
-    filters_every: ``config.tracking.filters_every_steps``: filter summaries.
+    eval_every: ``config.eval_every``.
+    checkpoint_every: ``config.checkpoint.every``.
+    scalars_every: ``config.tracking.scalars_every``: log events that carry
+      the per-layer norms.
+    filters_every: ``config.tracking.filters_every``: filter summaries.
+    checkpoint_seconds: ``config.checkpoint.every_minutes`` in seconds (0 =
+      off): a save also comes at the first log event this long after the last,
+      so a long run loses little to a crash whatever its step cadence.
   """
 
   total_steps: int
@@ -39,16 +38,23 @@ class Cadence:
   checkpoint_every: int
   scalars_every: int = 0
   filters_every: int = 0
+  checkpoint_seconds: float = 0.0
 
   @classmethod
-  def from_config(cls, config, *, steps_per_epoch: int, total_steps: int) -> Cadence:
+  def from_config(cls, config, clock: durations.RunClock) -> Cadence:
+    """Every cadence of ``config`` in steps of the run that ``clock`` describes."""
     return cls(
-      total_steps=total_steps,
-      log_every=config.log_every_steps,
-      eval_every=every_steps(config.eval_every_epochs, steps_per_epoch),
-      checkpoint_every=every_steps(config.checkpoint.every_epochs, steps_per_epoch),
-      scalars_every=config.tracking.scalars_every_steps,
-      filters_every=config.tracking.filters_every_steps,
+      total_steps=clock.total_steps,
+      log_every=clock.every(config.log_every, "log_every"),
+      eval_every=clock.every(config.eval_every, "eval_every"),
+      checkpoint_every=clock.every(config.checkpoint.every, "checkpoint.every"),
+      scalars_every=clock.every(
+        config.tracking.scalars_every, "tracking.scalars_every", allow_never=True
+      ),
+      filters_every=clock.every(
+        config.tracking.filters_every, "tracking.filters_every", allow_never=True
+      ),
+      checkpoint_seconds=60.0 * config.checkpoint.every_minutes,
     )
 
   def due(self, step: int, every: int) -> bool:
@@ -85,3 +91,23 @@ def _due_after(step: int, every: int, total: int) -> int:
     return 0
   multiples = total // every - step // every
   return multiples + (total % every != 0)
+
+
+def check_config(config) -> None:
+  """Refuses a duration key that does not parse, from the config alone (before any data).
+
+  Raises:
+    ValueError: naming the key, its value and the spellings allowed.
+  """
+  durations.parse(config.train_for, "train_for", allow_fraction=False)
+  for key, value in (
+    ("log_every", config.log_every),
+    ("eval_every", config.eval_every),
+    ("checkpoint.every", config.checkpoint.every),
+  ):
+    durations.parse(value, key)
+  for key in ("scalars_every", "filters_every"):
+    durations.parse(config.tracking[key], f"tracking.{key}", allow_never=True)
+  minutes = config.checkpoint.every_minutes
+  if not (isinstance(minutes, int | float) and minutes >= 0):
+    raise ValueError(f"config.checkpoint.every_minutes={minutes!r} must be a number >= 0 (0 = off)")

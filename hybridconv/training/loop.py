@@ -28,7 +28,7 @@ from hybridconv import data, sharding, tracking
 from hybridconv.training import metrics as metrics_lib
 from hybridconv.training import nonfinite, preemption
 from hybridconv.training import state as ts
-from hybridconv.training.cadence import Cadence, every_steps  # noqa: F401 (every_steps re-exported)
+from hybridconv.training.cadence import Cadence
 from hybridconv.training.progress import Progress, Throughput
 
 # Metric prefix of each evaluated split: ``eval/*`` is always the test split.
@@ -132,6 +132,7 @@ class TrainLoop:
     self.pending = None  # (step, device metrics) of the step dispatched last
     self.final: dict[str, float] = {}
     self.progress: Progress | None = None
+    self.last_save = time.monotonic()  # for the wall-clock checkpoint cadence
 
   def _fetch(self) -> None:
     """Brings the pending step's metrics to the host and checks them for non-finite values."""
@@ -197,6 +198,7 @@ class TrainLoop:
         metrics=eval_metrics,
         data_state=pipeline_state(self.pipeline),
       )
+    self.last_save = time.monotonic()
     if self.log_checkpoints:
       self.logger.log_artifact(
         f"file://{self.checkpointer.directory}/{step}", "checkpoints", "model"
@@ -207,6 +209,15 @@ class TrainLoop:
     self._save(state, step, eval_metrics)
     self.checkpointer.wait_until_finished()
     raise preemption.Preempted(step, self.flag.signal_name or "a signal to another process")
+
+  def _clock_save_due(self, log_due: bool) -> bool:
+    """Whether ``checkpoint.every_minutes`` has passed since the last save (checked at log
+    events, which every process reaches at the same steps; multi-process runs agree)."""
+    seconds = self.cadence.checkpoint_seconds
+    if seconds <= 0 or not log_due:
+      return False
+    late = time.monotonic() - self.last_save >= seconds
+    return late if jax.process_count() == 1 else sharding.any_process(late)
 
   def _summarize(self, state, step: int) -> None:
     if self.summarize is not None and self.cadence.filters_due(step):
@@ -271,7 +282,7 @@ class TrainLoop:
         if stopping:
           self._log(step)  # the steps since the last log event, if any
           self._stop(state, step, eval_metrics)
-        if checkpoint_due:
+        if checkpoint_due or self._clock_save_due(log_due):
           self._save(state, step, eval_metrics if eval_due else None)
 
       if "eval/accuracy" not in self.final:

@@ -26,6 +26,7 @@ import optax
 from flax import nnx
 
 from hybridconv.nn import is_kernel_parameter
+from hybridconv.training import durations
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -59,15 +60,13 @@ def weight_decay_mask(params):
   return _variable_mask(lambda v: v.ndim >= 2 and not is_kernel_parameter(v), params)
 
 
-def learning_rate_schedule(
-  optim_config, *, total_steps: int, steps_per_epoch: int
-) -> Callable[[int], float]:
+def learning_rate_schedule(optim_config, clock: durations.RunClock) -> Callable[[int], float]:
   """Linear warm-up from zero, then cosine decay, step decay or a constant.
 
   Args:
     optim_config: ``config.optim``.
-    total_steps: length of the run; cosine decay reaches its floor here.
-    steps_per_epoch: converts the epoch-valued keys into steps.
+    clock: the run's length (cosine decay reaches its floor at its end) and
+      what ``warmup`` and ``step_at`` convert against.
 
   Returns:
     an optax schedule, step -> learning rate.
@@ -76,7 +75,8 @@ def learning_rate_schedule(
   if name not in SCHEDULES:
     raise ValueError(f"config.optim.schedule={name!r} is not one of {SCHEDULES}")
   peak = optim_config.learning_rate
-  warmup = min(round(optim_config.warmup_epochs * steps_per_epoch), max(total_steps - 1, 0))
+  total_steps = clock.total_steps
+  warmup = min(clock.at(optim_config.warmup, "optim.warmup"), max(total_steps - 1, 0))
   if name == "cosine":
     return optax.warmup_cosine_decay_schedule(
       init_value=0.0,
@@ -87,8 +87,8 @@ def learning_rate_schedule(
     )
   if name == "step":
     boundaries = {
-      round(epoch * steps_per_epoch) - warmup: optim_config.step_factor
-      for epoch in optim_config.step_epochs
+      clock.at(when, "optim.step_at") - warmup: optim_config.step_factor
+      for when in optim_config.step_at
     }
     after = optax.piecewise_constant_schedule(peak, boundaries)
   else:
@@ -108,10 +108,13 @@ def check_config(optim_config) -> None:
     value = getattr(optim_config, key)
     if not (math.isfinite(value) and value >= 0):
       raise ValueError(f"config.optim.{key}={value!r} must be a finite number >= 0")
+  durations.parse(optim_config.warmup, "optim.warmup", allow_never=True)
+  for when in optim_config.step_at:
+    durations.parse(when, "optim.step_at", allow_never=True)
 
 
 def build_optimizer(
-  optim_config, *, total_steps: int, steps_per_epoch: int
+  optim_config, clock: durations.RunClock
 ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
   """The optax transformation for ``config.optim`` and its learning-rate schedule.
 
@@ -124,9 +127,7 @@ def build_optimizer(
   """
   name = optim_config.name
   check_config(optim_config)
-  schedule = learning_rate_schedule(
-    optim_config, total_steps=total_steps, steps_per_epoch=steps_per_epoch
-  )
+  schedule = learning_rate_schedule(optim_config, clock)
   decay = optax.add_decayed_weights(optim_config.weight_decay, mask=weight_decay_mask)
   parts = []
   if optim_config.grad_clip_norm > 0:

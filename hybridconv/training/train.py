@@ -25,7 +25,6 @@ hanging extra metric writer (:class:`writers.BackgroundWriter`).
 from __future__ import annotations
 
 import functools
-import math
 import os
 
 import jax
@@ -38,6 +37,7 @@ from hybridconv import data, models, run_layout, sharding, tracking
 from hybridconv.tracking import snapshots, writers
 from hybridconv.training import (
   checkpointing,
+  durations,
   faults,
   nonfinite,
   optim,
@@ -55,11 +55,11 @@ from hybridconv.training.cadence import Cadence
 # Set-up (validation in hybridconv.training.validation, all before anything is compiled)
 
 
-def num_train_steps(config, steps_per_epoch: int) -> int:
-  """``config.num_train_steps`` if set, else ``num_epochs`` worth of steps."""
-  if config.num_train_steps > 0:
-    return config.num_train_steps
-  return max(1, math.ceil(config.num_epochs * steps_per_epoch))
+def run_clock(config, steps_per_epoch: int) -> durations.RunClock:
+  """The run's length and what its durations convert against (``config.train_for`` etc.)."""
+  return durations.run_clock(
+    config.train_for, steps_per_epoch=steps_per_epoch, batch_size=config.batch_size
+  )
 
 
 def create_train_state(config, *, num_classes: int, image_shape, mesh, tx):
@@ -236,10 +236,9 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
     if checkpointing.existing_steps(checkpoint_dir):
       workdir_lib.check_train_subset(workdir, pipeline.train_subset)
     steps_per_epoch = pipeline.steps_per_epoch
-    total_steps = num_train_steps(config, steps_per_epoch)
-    tx, schedule = optim.build_optimizer(
-      config.optim, total_steps=total_steps, steps_per_epoch=steps_per_epoch
-    )
+    clock = run_clock(config, steps_per_epoch)
+    total_steps = clock.total_steps
+    tx, schedule = optim.build_optimizer(config.optim, clock)
     model_fns, state = create_train_state(
       config,
       num_classes=pipeline.num_classes,
@@ -310,9 +309,7 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
           param_names,
           consecutive=metadata.get("consecutive_skips", 0),
         )
-        cadence = Cadence.from_config(
-          config, steps_per_epoch=steps_per_epoch, total_steps=total_steps
-        )
+        cadence = Cadence.from_config(config, clock)
         loop = train_loop.TrainLoop(
           cadence,
           pipeline=pipeline,
@@ -327,7 +324,9 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
           batch_size=config.batch_size,
           is_main_process=is_main_process,
           log_checkpoints=is_main_process and config.tracking.log_checkpoints,
-          summarize=_filter_summarizer(config, model_fns, logger, workdir, is_main_process),
+          summarize=_filter_summarizer(
+            cadence, config, model_fns, logger, workdir, is_main_process
+          ),
         )
         final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
         if is_main_process and config.tracking.animation:  # after the loop only: not Preempted
@@ -340,10 +339,10 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
 
 
 def _filter_summarizer(
-  config, model_fns: ts.ModelFunctions, logger, workdir: str, is_main_process: bool
+  cadence: Cadence, config, model_fns: ts.ModelFunctions, logger, workdir: str, is_main_process
 ):
   """``summarize(state, step)`` logging every conv layer's filters, or None when off."""
-  if not is_main_process or config.tracking.filters_every_steps <= 0:
+  if not is_main_process or cadence.filters_every <= 0:
     return None
   tracker = tracking.FilterTracker(
     logger,

@@ -21,7 +21,7 @@ from flax import nnx
 
 from hybridconv import data, models, nn, run_layout, sharding, tracking
 from hybridconv.data import subset
-from hybridconv.training import checkpointing, nonfinite, optim
+from hybridconv.training import cadence, checkpointing, nonfinite, optim
 from hybridconv.training import state as ts
 from hybridconv.training import workdir as workdir_lib
 
@@ -47,20 +47,7 @@ def check_values(config) -> None:
   sharding.check_cpu_devices(config.cpu_devices)
   subset.check_subset_config(config.data, config.batch_size)
   ts.compute_dtype(config.compute_dtype)
-  if not (config.num_epochs > 0 or config.num_train_steps > 0):
-    raise ValueError(
-      f"config.num_epochs={config.num_epochs} and config.num_train_steps="
-      f"{config.num_train_steps}: one of them must be > 0"
-    )
-  for key in ("log_every_steps",):
-    if getattr(config, key) < 1:
-      raise ValueError(f"config.{key}={getattr(config, key)} must be >= 1")
-  for key, value in (
-    ("eval_every_epochs", config.eval_every_epochs),
-    ("checkpoint.every_epochs", config.checkpoint.every_epochs),
-  ):
-    if not value > 0:
-      raise ValueError(f"config.{key}={value} must be > 0 (epochs, may be fractional)")
+  cadence.check_config(config)
   if not 0 <= config.label_smoothing < 1:
     raise ValueError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
   nonfinite.check_config(config.nan_policy, config.max_consecutive_skips)
