@@ -106,6 +106,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "adamw"  # 'adamw' or 'sgd'
   config.optim.learning_rate = 2e-3  # peak learning rate (after warm-up)
+  config.optim.reference_batch_size = 0  # > 0: learning_rate is for this global batch, scaled
+  # linearly to config.batch_size by the trainer (Goyal et al. 2017), so --config.batch_size=
+  # keeps the recipe; 0: learning_rate is used as it is
   config.optim.schedule = "cosine"  # 'cosine', 'step' or 'constant' (each after linear warm-up)
   config.optim.warmup = "0.2 epochs"  # linear warm-up from zero (a duration; '0 steps' = none)
   config.optim.end_learning_rate_factor = 0.0  # cosine: final learning rate / peak

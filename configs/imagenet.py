@@ -52,14 +52,16 @@ def get_config(arg: str | None = None):
   if config.model.name == "resnet50":
     # Goyal et al. (2017): lr 0.1 per 256 images, 5 warm-up epochs; cosine instead of steps.
     config.train_for = "90 epochs"
-    config.optim.learning_rate = 0.1 * config.batch_size / 256
+    config.optim.learning_rate = 0.1
+    config.optim.reference_batch_size = 256
     config.optim.warmup = "5 epochs"
     config.optim.weight_decay = 1e-4
     config.optim.schedule = "cosine"
   else:
     # Krizhevsky et al. (2012): lr 0.01 at batch 128, /10 on plateaus (here: fixed epochs).
     config.train_for = "90 epochs"
-    config.optim.learning_rate = 0.01 * config.batch_size / 128
+    config.optim.learning_rate = 0.01
+    config.optim.reference_batch_size = 128
     config.optim.warmup = "2 epochs"
     config.optim.weight_decay = 5e-4
     config.optim.schedule = "step"

@@ -162,3 +162,29 @@ def test_bad_settings_are_refused(key, value, message):
   config = _optim_config(**{key: value})
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
     optim.build_optimizer(config, _clock(steps_per_epoch=5, total_steps=10))
+
+
+def test_a_reference_batch_size_scales_the_rate_to_the_runs_batch():
+  config = _optim_config(schedule="constant", warmup="0 steps", learning_rate=0.1)
+  config.reference_batch_size = 256
+  for batch in (256, 1024, 64):
+    clock = RunClock(steps_per_epoch=10, batch_size=batch, total_steps=100)
+    assert float(optim.learning_rate_schedule(config, clock)(50)) == pytest.approx(
+      0.1 * batch / 256
+    )
+  config.reference_batch_size = 0  # the rate as it is
+  assert float(
+    optim.learning_rate_schedule(config, _clock(steps_per_epoch=1, total_steps=9))(5)
+  ) == (pytest.approx(0.1))
+
+
+@pytest.mark.parametrize("variant", ["resnet50", "alexnet"])
+def test_recipes_keep_their_rate_per_image_when_the_batch_is_overridden(variant):
+  from configs import imagefolder, imagenet  # noqa: PLC0415
+
+  config = imagenet.get_config(variant)
+  at_1024 = optim.peak_learning_rate(config.optim, config.batch_size)
+  assert optim.peak_learning_rate(config.optim, 512) == pytest.approx(at_1024 / 2)
+  folder = imagefolder.get_config(variant)
+  assert optim.peak_learning_rate(folder.optim, folder.batch_size) == pytest.approx(at_1024 / 4)
+  assert at_1024 == pytest.approx({"resnet50": 0.4, "alexnet": 0.08}[variant])

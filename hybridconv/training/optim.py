@@ -60,6 +60,15 @@ def weight_decay_mask(params):
   return _variable_mask(lambda v: v.ndim >= 2 and not is_kernel_parameter(v), params)
 
 
+def peak_learning_rate(optim_config, batch_size: int) -> float:
+  """``optim.learning_rate``, scaled linearly from ``optim.reference_batch_size`` (when set) to
+  the run's global ``batch_size``: computed here, not in config files, so a batch-size override
+  keeps the recipe instead of silently keeping the old rate."""
+  reference = optim_config.reference_batch_size
+  rate = optim_config.learning_rate
+  return rate * batch_size / reference if reference > 0 else rate
+
+
 def learning_rate_schedule(optim_config, clock: durations.RunClock) -> Callable[[int], float]:
   """Linear warm-up from zero, then cosine decay, step decay or a constant.
 
@@ -74,7 +83,7 @@ def learning_rate_schedule(optim_config, clock: durations.RunClock) -> Callable[
   name = optim_config.schedule
   if name not in SCHEDULES:
     raise ValueError(f"config.optim.schedule={name!r} is not one of {SCHEDULES}")
-  peak = optim_config.learning_rate
+  peak = peak_learning_rate(optim_config, clock.batch_size)
   total_steps = clock.total_steps
   warmup = min(clock.at(optim_config.warmup, "optim.warmup"), max(total_steps - 1, 0))
   if name == "cosine":
@@ -108,6 +117,12 @@ def check_config(optim_config) -> None:
     value = getattr(optim_config, key)
     if not (math.isfinite(value) and value >= 0):
       raise ValueError(f"config.optim.{key}={value!r} must be a finite number >= 0")
+  reference = optim_config.reference_batch_size
+  if not (isinstance(reference, int) and reference >= 0):
+    raise ValueError(
+      f"config.optim.reference_batch_size={reference!r} must be an int >= 0 (0 = learning_rate "
+      "as it is)"
+    )
   durations.parse(optim_config.warmup, "optim.warmup", allow_never=True)
   for when in optim_config.step_at:
     durations.parse(when, "optim.step_at", allow_never=True)
