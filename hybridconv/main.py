@@ -7,8 +7,8 @@ misspelt key is an error.
 Exit status: 0 finished; 2 a bad config, bad data or no restorable checkpoint
 (one ``error:`` line, nothing compiled for config errors); 3 a non-finite loss
 or gradient (``config.nan_policy``); 128 + the signal's number (143 SIGTERM,
-130 SIGINT) stopped by that signal after saving a checkpoint -- run the same
-command again to resume.
+130 SIGINT, 140 SIGUSR2, 138 SIGUSR1) stopped by that signal after saving a
+checkpoint -- run the same command again to resume.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory (config.json, metrics.jsonl, checkpoints/); resumes if present."
+)
+_DRY_RUN = flags.DEFINE_bool(
+  "dry_run",
+  False,
+  "Check the config and workdir as a run does before loading data, print what would run, "
+  "train nothing.",
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -50,6 +56,13 @@ def main(argv: list[str]) -> None:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   command.quiet_library_logs()
+  if _DRY_RUN.value:
+    try:
+      print(command.check_training(config, _WORKDIR.value))
+    except ValueError as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+    return
   code = command.run_training(config, _WORKDIR.value)
   if code:
     sys.exit(code)

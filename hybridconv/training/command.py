@@ -14,7 +14,7 @@ import sys
 
 from absl import logging
 
-from hybridconv import host_memory
+from hybridconv import host_memory, run_layout
 
 
 class _LibraryInfoFilter(py_logging.Filter):
@@ -82,6 +82,28 @@ def run_training(config, workdir: str) -> int:
   if jax.process_index() == 0:
     _print_summary(final, workdir)
   return 0
+
+
+def check_training(config, workdir: str) -> str:
+  """What ``hybridconv train --dry_run`` prints: the run passed every check a real run makes
+  before it loads data (config values, batch sizes over this host's devices, the workdir).
+
+  Raises:
+    ValueError: the first problem, naming the key or path.
+  """
+  import jax  # noqa: PLC0415
+
+  from hybridconv import sharding  # noqa: PLC0415
+  from hybridconv.training import validation  # noqa: PLC0415
+
+  workdir = os.path.abspath(workdir)
+  validation.validate_config(config, sharding.make_mesh(), workdir)
+  state = "resumes" if os.path.isdir(os.path.join(workdir, run_layout.CHECKPOINT_DIR)) else "starts"
+  return (
+    f"config OK: {config.model.name} with first layer {config.model.first_layer!r} on "
+    f"{config.data.name}, train_for={config.train_for}, batch {config.batch_size} over "
+    f"{jax.device_count()} device(s); the run {state} in {workdir} (nothing trained: --dry_run)"
+  )
 
 
 def quiet_library_logs() -> None:
