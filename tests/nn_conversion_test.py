@@ -7,6 +7,7 @@ has pixels to work with.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -281,3 +282,31 @@ def test_gabor_conversion_of_all_zero_kernels_gives_a_finite_layer():
   model, [replaced] = convert(model, {"conv1": {"source": "gabor", "gain": True}})
   assert np.all(np.isfinite(np.asarray(model.conv1.kernel())))
   np.testing.assert_array_equal(replaced.r2, np.zeros(8))  # nothing to explain scores 0
+
+
+def _gabors_with_a_mean() -> np.ndarray:
+  """Eight exact 7x7 Gabor functions, cosine phase at low frequency: a large mean each."""
+  from hybridconv.kernels import gabor  # noqa: PLC0415
+
+  filters = [
+    gabor.gabor_real(7, theta, frequency, 2.0, 1.0, 0.0)
+    for theta, frequency in zip(np.linspace(0, 2.8, 8), np.linspace(0.06, 0.12, 8), strict=True)
+  ]
+  return np.stack([np.asarray(f) for f in filters], axis=-1)[:, :, None, :]
+
+
+@pytest.mark.slow
+def test_gabor_conversion_names_the_filters_whose_mean_it_cannot_hold():
+  kernels = _gabors_with_a_mean()
+  model = CNN(rngs=nnx.Rngs(0))
+  model.conv1.kernel[...] = jnp.asarray(kernels, model.conv1.kernel.dtype)
+  with pytest.warns(UserWarning, match=r"conv1 filter \d+: R\^2 .*zero_mean': False") as caught:
+    _, [replaced] = convert(model, {"conv1": ALL_GABOR})
+  assert replaced.poorly_fitted and len(replaced.poorly_fitted) == np.sum(replaced.r2 < 0.9)
+  assert "its mean holds" in str(caught[0].message)
+
+  model = CNN(rngs=nnx.Rngs(0))
+  model.conv1.kernel[...] = jnp.asarray(kernels, model.conv1.kernel.dtype)
+  keep_mean = dataclasses.replace(ALL_GABOR, zero_mean=False)
+  _, [kept] = convert(model, {"conv1": keep_mean})  # the fix the warning names
+  assert kept.poorly_fitted == () and kept.r2.min() > 0.99

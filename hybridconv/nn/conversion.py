@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,12 +50,16 @@ class Replacement:
     r2: ``(cout,)`` R^2 of each new filter's starting kernel against the old
       one (1 = identical), where the source starts from the old kernels (free,
       gabor, hybrid groups of them); None for kernels replaced outright.
+    poorly_fitted: one line per filter whose start is far from the old kernel
+      (R^2 below :data:`POOR_FIT_R2`), with the likely cause; ``convert`` also
+      warns with them (``warnings.warn``), so a lossy conversion is never silent.
   """
 
   path: str
   kernel_shape: tuple[int, ...]
   source: sources.KernelSource
   r2: np.ndarray | None
+  poorly_fitted: tuple[str, ...] = ()
 
   def summary(self) -> dict[str, float]:
     """Scalars for a logger: mean, median and minimum R^2 (empty when r2 is None)."""
@@ -140,6 +145,35 @@ def _starts_from_old(source: sources.KernelSource) -> bool:
   return (isinstance(source, sources.Free) and source.init is None) or (
     isinstance(source, sources.Gabor) and source.init_from is None
   )
+
+
+POOR_FIT_R2 = 0.9  # a started filter below this R^2 against its old kernel is named
+# A filter whose mean holds this share of its energy loses it to a zero-mean source.
+MEAN_ENERGY_SHARE = 0.05
+
+
+def poor_fits(name: str, source, old: jax.Array, r2: np.ndarray) -> tuple[str, ...]:
+  """A line per filter of layer ``name`` whose R^2 is below :data:`POOR_FIT_R2`, with the cause.
+
+  A zero-mean Gabor source cannot hold a filter's mean (its DC component): where the
+  mean carries a visible share of the filter's energy, that is named with the cure
+  (``zero_mean=False``); otherwise the kernel is not one the source can represent.
+  """
+  old = np.asarray(old, np.float64)
+  flat = old.reshape(-1, old.shape[-1])
+  mean_share = flat.shape[0] * flat.mean(axis=0) ** 2 / np.maximum(np.sum(flat**2, axis=0), 1e-30)
+  zero_mean = isinstance(source, sources.Gabor) and source.zero_mean
+  lines = []
+  for index in np.flatnonzero(r2 < POOR_FIT_R2):
+    if zero_mean and mean_share[index] >= MEAN_ENERGY_SHARE:
+      cause = (
+        f"its mean holds {100 * mean_share[index]:.0f}% of its energy and the Gabor source is "
+        "zero-mean; keep it with {'source': 'gabor', 'zero_mean': False}"
+      )
+    else:
+      cause = f"the kernel is not one a {type(source).__name__} source can represent"
+    lines.append(f"{name} filter {index}: R^2 {r2[index]:.3f} against the old kernel: {cause}")
+  return tuple(lines)
 
 
 def filter_r2(new: jax.Array, old: jax.Array) -> np.ndarray:
@@ -243,7 +277,15 @@ def convert(
     # Streams of the conv's own: its new values depend only on ``rngs`` and its name.
     layer = _replacement_layer(name, conv, source, layer_rngs(rngs, name))
     r2 = filter_r2(layer.kernel(), conv.kernel[...]) if _starts_from_old(source) else None
-    planned.append((path, layer, Replacement(name, tuple(conv.kernel.shape), source, r2)))
+    poor = poor_fits(name, source, conv.kernel[...], r2) if r2 is not None else ()
+    if poor:
+      lines = "\n  ".join(poor)
+      warnings.warn(
+        f"convert: {len(poor)} of {len(r2)} filters start far from their old kernels:\n  {lines}",
+        stacklevel=2,
+      )
+    replacement = Replacement(name, tuple(conv.kernel.shape), source, r2, poor)
+    planned.append((path, layer, replacement))
   for path, layer, _ in planned:
     _set(model, path, layer)
   return model, [replacement for _, _, replacement in planned]
@@ -263,4 +305,4 @@ def _set(model: nnx.Module, path: tuple, layer: nnx.Module) -> None:
     setattr(parent, key, layer)
 
 
-__all__ = ["Replacement", "convert", "filter_r2", "find_convs", "match_key"]
+__all__ = ["Replacement", "convert", "filter_r2", "find_convs", "match_key", "poor_fits"]
