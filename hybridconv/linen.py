@@ -31,7 +31,7 @@ from flax import linen, nnx
 from flax.core import FrozenDict
 
 from hybridconv import nn
-from hybridconv.nn import conversion
+from hybridconv.nn import spec_keys
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 
@@ -70,7 +70,7 @@ class KernelConv(linen.Module):
     if not isinstance(self.source, Mapping):
       return self.source
     path = "/".join(self.scope.path)
-    key = conversion.match_key(path, self.source, what="linen conv source")
+    key = spec_keys.match_key(path, self.source, what="linen conv source")
     return "free" if key is None else self.source[key]
 
   @linen.compact

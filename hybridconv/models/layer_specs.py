@@ -28,35 +28,11 @@ a study draws new random kernels, every layer draws different ones, and
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridconv.nn import BankMixConv, KernelConv, conv_layers, sources  # noqa: F401
-
-_GLOB_CHARACTERS = frozenset("*?[")
-
-
-def _is_pattern(key: str) -> bool:
-  return bool(_GLOB_CHARACTERS & set(key))
-
-
-def _matching_spec(name: str, kernels: Mapping[str, Any]) -> tuple[str | None, Any]:
-  """(key, spec) for one layer: its own entry, else the longest matching pattern (None, None)."""
-  if name in kernels:
-    return name, kernels[name]
-  matches = [key for key in kernels if _is_pattern(key) and fnmatch.fnmatchcase(name, key)]
-  if not matches:
-    return None, None
-  longest = max(len(key) for key in matches)
-  best = [key for key in matches if len(key) == longest]
-  if len(best) > 1:
-    raise ValueError(
-      f"model.kernels patterns {best} both match conv layer {name!r} and are "
-      "equally long; give that layer its own entry or make one pattern longer"
-    )
-  return best[0], kernels[best[0]]
+from hybridconv.nn import BankMixConv, KernelConv, conv_layers, sources, spec_keys  # noqa: F401
 
 
 def derived_seed(seed: int, name: str) -> int:
@@ -110,14 +86,7 @@ def resolve_sources(
       source spec.
   """
   kernels = dict(kernels or {})
-  unknown = sorted(
-    key
-    for key in kernels
-    if not (
-      key in layer_names
-      or (_is_pattern(key) and any(fnmatch.fnmatchcase(n, key) for n in layer_names))
-    )
-  )
+  unknown = spec_keys.unmatched_keys(kernels, layer_names)
   if unknown:
     raise ValueError(
       f"model.kernels names unknown conv layer(s) {unknown}; this model's conv "
@@ -125,8 +94,8 @@ def resolve_sources(
     )
   resolved = {}
   for index, name in enumerate(layer_names):
-    key, spec = _matching_spec(name, kernels)
-    where = f"model.kernels[{key!r}]"
+    key = spec_keys.match_key(name, kernels, what="model.kernels")
+    spec, where = kernels.get(key), f"model.kernels[{key!r}]"
     if key is None:
       spec = first_layer if index == 0 else "free"
       where = "model.first_layer"

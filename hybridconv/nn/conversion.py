@@ -21,7 +21,6 @@ The bias (not a kernel) is always kept.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -31,11 +30,9 @@ import numpy as np
 from flax import nnx
 from flax.nnx.nn import dtypes
 
-from hybridconv.nn import sources
+from hybridconv.nn import sources, spec_keys
 from hybridconv.nn.conv import KernelConv
 from hybridconv.nn.layer_rngs import layer_rngs
-
-_GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,25 +78,6 @@ def find_convs(model: nnx.Module) -> dict[str, tuple[tuple, nnx.Conv]]:
   return {
     _name(path): (path, node) for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Conv)
   }
-
-
-def match_key(name: str, spec: Mapping[str, Any], *, what: str = "convert spec") -> str | None:
-  """The key of ``spec`` for layer ``name``: exact, else the longest matching glob, else None.
-
-  The precedence of ``model.kernels`` (:mod:`hybridconv.models.layer_specs`).
-  """
-  if name in spec:
-    return name
-  keys = [k for k in spec if _GLOB_CHARACTERS & set(k) and fnmatch.fnmatchcase(name, k)]
-  if not keys:
-    return None
-  longest = [k for k in keys if len(k) == max(map(len, keys))]
-  if len(longest) > 1:
-    raise ValueError(
-      f"{what} patterns {longest} both match conv {name!r} and are equally "
-      "long; give that conv its own entry or make one pattern longer"
-    )
-  return longest[0]
 
 
 def _uncarried_options(conv: nnx.Conv) -> list[str]:
@@ -247,14 +225,7 @@ def convert(
   rngs = nnx.Rngs(0) if rngs is None else rngs
   convs = find_convs(model)
   spec = dict(spec)
-  unknown = sorted(
-    key
-    for key in spec
-    if not any(
-      key == name or (_GLOB_CHARACTERS & set(key) and fnmatch.fnmatchcase(name, key))
-      for name in convs
-    )
-  )
+  unknown = spec_keys.unmatched_keys(spec, convs)
   if unknown:
     raise ValueError(
       f"convert spec key(s) {unknown} match no nnx.Conv of {type(model).__name__}; "
@@ -262,7 +233,7 @@ def convert(
     )
   planned = []
   for name, (path, conv) in convs.items():
-    key = match_key(name, spec)
+    key = spec_keys.match_key(name, spec, what="convert spec")
     if key is None:
       continue
     try:
@@ -305,4 +276,4 @@ def _set(model: nnx.Module, path: tuple, layer: nnx.Module) -> None:
     setattr(parent, key, layer)
 
 
-__all__ = ["Replacement", "convert", "filter_r2", "find_convs", "match_key", "poor_fits"]
+__all__ = ["Replacement", "convert", "filter_r2", "find_convs", "poor_fits"]
