@@ -49,8 +49,6 @@ from hybridconv.kernels.gabor import centred_grid, kernel_size_2d
 
 # Batch sizes are rounded up to a multiple of this to reuse compiled fits.
 _BUCKET = 16
-# Centred sum of squares below this fraction of the energy: a flat filter.
-_FLAT = 1e-10
 # Fewer cycles than this per envelope sigma (f * sigma; one octave of bandwidth
 # is 0.56) make a fitted Gabor its f -> 0 limit: a Gaussian blob (even phase)
 # or a Gaussian-derivative edge (odd phase) rather than a striped filter.
@@ -274,7 +272,7 @@ def _filter_r2(kernel: Array, reconstruction: Array) -> Array:
   """R^2 per output filter over all input channels; 0 for a flat filter."""
   sse = jnp.sum((kernel - reconstruction) ** 2, axis=(0, 1, 2))
   sst = jnp.sum((kernel - kernel.mean(axis=(0, 1), keepdims=True)) ** 2, axis=(0, 1, 2))
-  flat = sst <= _FLAT * jnp.sum(kernel**2, axis=(0, 1, 2)) + 1e-30
+  flat = sst <= gabor_lm.FLAT * jnp.sum(kernel**2, axis=(0, 1, 2)) + 1e-30
   return jnp.where(flat, 0.0, 1.0 - sse / jnp.where(flat, 1.0, sst))
 
 

@@ -47,7 +47,7 @@ _LAMBDA0, _LAMBDA_UP, _LAMBDA_DOWN, _LAMBDA_MAX = 1e-2, 4.0, 0.3, 1e8
 _RIDGE = 1e-6
 # A kernel whose centred sum of squares is below this fraction of its energy is
 # constant to float32 precision: SST counts as 0 and R^2 as 0.
-_FLAT = 1e-10
+FLAT = 1e-10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +245,7 @@ def _finish(
   theta = jnp.where(theta >= jnp.pi, 0.0, theta)
   psi = jnp.where(jnp.mod(turns, 2) == 1, -psi, psi)
   sst = jnp.sum((targets - targets.mean(axis=1, keepdims=True)) ** 2, axis=1)
-  flat = sst <= _FLAT * jnp.sum(targets**2, axis=1) + 1e-30
+  flat = sst <= FLAT * jnp.sum(targets**2, axis=1) + 1e-30
   r2 = jnp.where(flat, 0.0, 1.0 - sse / jnp.where(flat, 1.0, sst))
   return dict(
     theta=theta,

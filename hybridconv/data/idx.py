@@ -25,7 +25,6 @@ from hybridconv.data.dataset import ArrayDataset
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
-_UBYTE = 0x08
 
 ENV_VAR = "HYBRIDCONV_IDX_DIR"
 # Where Debian's packages put the files; MNIST has no Debian package, so its

@@ -15,7 +15,6 @@ would be a new dependency for ten lines.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +80,3 @@ def contrast(images: Array, factor: Array | float, key: Array | None = None) -> 
   del key
   mean = jnp.mean(images, axis=(1, 2), keepdims=True)
   return jnp.clip(mean + factor * (images - mean), 0.0, 1.0)
-
-
-Corruption = Callable[[Array, Array, Array], Array]

@@ -16,7 +16,6 @@ CLEAN = "clean"
 NOISE, BLUR, CONTRAST = "gaussian_noise", "gaussian_blur", "contrast"
 FGSM, PGD = "fgsm", "pgd_linf"
 FAMILIES = (CLEAN, NOISE, BLUR, CONTRAST, FGSM, PGD)
-CORRUPTIONS = (NOISE, BLUR, CONTRAST)  # on the whole test split
 ATTACKS = (FGSM, PGD)  # on the seeded attack subset
 UNITS = {
   CLEAN: "",

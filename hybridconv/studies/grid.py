@@ -17,8 +17,6 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-SEED_KEY = "seed"
-
 
 def product(factors: Mapping[str, Iterable[Any]]) -> Iterator[dict[str, Any]]:
   """Every combination of the factors' values, the last factor varying fastest.

@@ -10,9 +10,8 @@ from a fresh clone without the checkpoints.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -31,26 +30,6 @@ from hybridconv.training import provenance
 from hybridconv.training import workdir as workdir_lib
 
 _SKIP_DIRS = {CHECKPOINT_DIR, "wandb", FILTERS_DIR, FIGURES_DIR, COMPILATION_CACHE_DIR}
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """Nested dicts -> ``{'a.b': value}``; lists become tuples so values can be compared."""
-  flat = {}
-  for key, value in data.items():
-    dotted = f"{prefix}{key}"
-    if isinstance(value, Mapping) and value and dotted not in ("model.kernels",):
-      flat.update(flatten(value, dotted + "."))
-    else:
-      flat[dotted] = _freeze(value)
-  return flat
-
-
-def _freeze(value: Any) -> Any:
-  if isinstance(value, list):
-    return tuple(_freeze(v) for v in value)
-  if isinstance(value, Mapping):
-    return json.dumps(value, sort_keys=True)
-  return value
 
 
 @dataclasses.dataclass
@@ -99,7 +78,7 @@ def load_run(path: str) -> RunRecord:
     config=config,
     # Keys added since the run was trained get their defaults, so an older run does not
     # differ from a newer one of the same experiment in keys it never knew.
-    flat=flatten(configlib.with_defaults(config)),
+    flat=workdir_lib.flatten_config(configlib.with_defaults(config)),
     metrics=metrics,
     summary=workdir_lib.read_summary(path),
     starts=provenance.read_run_info(path),

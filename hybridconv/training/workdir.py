@@ -70,20 +70,33 @@ def write_config(workdir: str, config_data: dict[str, Any]) -> None:
   write_json(os.path.join(workdir, CONFIG_FILE), config_data, indent=2, sort_keys=True)
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """A nested config -> ``{'a.b': value}`` with values that compare by content.
+
+  Lists become tuples; ``model.kernels`` (per-layer specs) and other mappings
+  left as values become sorted JSON, so a per-layer spec is one value.
+  """
   flat = {}
   for key, value in data.items():
     dotted = f"{prefix}{key}"
-    if isinstance(value, Mapping) and value:
-      flat.update(_flatten(value, dotted + "."))
+    if isinstance(value, Mapping) and value and dotted != "model.kernels":
+      flat.update(flatten_config(value, dotted + "."))
     else:
-      flat[dotted] = value
+      flat[dotted] = _frozen(value)
   return flat
+
+
+def _frozen(value: Any) -> Any:
+  if isinstance(value, list | tuple):
+    return tuple(_frozen(v) for v in value)
+  if isinstance(value, Mapping):
+    return json.dumps(value, sort_keys=True)
+  return value
 
 
 def config_changes(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
   """``(dotted key, saved value, new value)`` for every key that differs, sorted by key."""
-  old_flat, new_flat = _flatten(saved), _flatten(new)
+  old_flat, new_flat = flatten_config(saved), flatten_config(new)
   keys = sorted((set(old_flat) | set(new_flat)) - {OVERRIDE_KEY})
   return [
     (key, old_flat.get(key, _ABSENT), new_flat.get(key, _ABSENT))
