@@ -98,7 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "simple_cnn"  # simple_cnn, alexnet, alexnet_small, resnet20/56/18/50
-  config.model.first_layer = "hybrid"  # first conv's kernel source: free/gabor/fixed/random/hybrid
+  config.model.first_layer = "hybrid"  # first conv: free, gabor, fixed, random, hybrid, bankmix
   config.model.kernels = ml_collections.ConfigDict()  # conv name -> kernel source ('*' = all convs)
   config.model.width = 1.0  # channel-count multiplier
   config.model.first_kernel_size = 0  # simple_cnn: first conv's kernel side (0 = the model's 5)

@@ -183,3 +183,12 @@ def test_cli_refuses_unknown_variant(tmp_path):
   result = _main("--config=configs/fashion_mnist.py:gabbor", f"--workdir={tmp_path}")
   assert result.returncode != 0
   assert "unknown config variant 'gabbor'" in result.stderr
+
+
+def test_the_default_config_names_every_kernel_source():
+  from hybridconv.nn import sources  # noqa: PLC0415
+
+  with open(os.path.join(ROOT, "configs", "default.py"), encoding="utf-8") as f:
+    (line,) = [line for line in f if "config.model.first_layer =" in line]
+  comment = line.split("#", 1)[1]
+  assert all(name in comment for name in sources.SOURCE_NAMES), comment

@@ -53,36 +53,40 @@ def _ranks(seed: int, indices: np.ndarray, stream: int) -> np.ndarray:
 
 def check_subset_config(data_config, global_batch_size: int) -> None:
   """The checks of ``data.train_size`` / ``data.subset_seed`` that need no data (run first)."""
-  size, seed = data_config.train_size, data_config.subset_seed
-  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-    raise ValueError(f"data.train_size={size!r} must be an int >= 0 (0 = all images)")
-  if 0 < size < global_batch_size:
-    raise ValueError(
-      f"data.train_size={size} is smaller than the global batch (batch_size="
-      f"{global_batch_size}); use at least {global_batch_size} or a smaller batch"
-    )
+  check_train_size(data_config.train_size, global_batch_size=global_batch_size)
+  seed = data_config.subset_seed
   if isinstance(seed, bool) or not isinstance(seed, int) or seed < -1:
     raise ValueError(f"data.subset_seed={seed!r} must be an int >= 0, or -1 to follow config.seed")
 
 
 def check_train_size(
-  train_size: int, *, split_size: int, num_classes: int, global_batch_size: int
+  train_size: int,
+  *,
+  global_batch_size: int,
+  num_classes: int = 1,
+  split_size: int | None = None,
 ) -> None:
-  """Refuses a ``data.train_size`` that no balanced subset of this split can meet.
+  """Refuses a ``data.train_size`` no balanced subset can meet: the one rule, checked from the
+  config alone (``split_size`` None: before any data) and again once the split is known.
 
   Raises:
     ValueError: one line naming the value and the allowed range.
   """
-  if isinstance(train_size, bool) or int(train_size) != train_size or train_size < 0:
+  if isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 0:
     raise ValueError(f"data.train_size={train_size!r} must be an int >= 0 (0 = all images)")
   if train_size == 0:
     return
   low = max(num_classes, global_batch_size)
-  if not low <= train_size <= split_size:
+  if train_size < low or (split_size is not None and train_size > split_size):
+    needs = f"the global batch (batch_size={global_batch_size})"
+    if split_size is not None:
+      needs = (
+        f"the number of classes ({num_classes}) and {needs}, and at most the {split_size} "
+        "images of the training split"
+      )
     raise ValueError(
-      f"data.train_size={train_size} is outside [{low}, {split_size}]: it must be at least the "
-      f"number of classes ({num_classes}) and the global batch (batch_size={global_batch_size})"
-      f", and at most the {split_size} images of the training split (0 = all)"
+      f"data.train_size={train_size} is outside [{low}, {split_size or 'split size'}]: it must "
+      f"be at least {needs} (0 = all)"
     )
 
 
