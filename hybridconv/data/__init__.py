@@ -16,7 +16,13 @@ from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
 from hybridconv.data.encoded import DecodeConfig
 from hybridconv.data.imagefolder import open_imagefolder, write_class_names
-from hybridconv.data.pipeline import Pipeline, build_pipeline, check_config, load_dataset
+from hybridconv.data.pipeline import (
+  Pipeline,
+  build_pipeline,
+  check_config,
+  known_input_shape,
+  load_dataset,
+)
 
 __all__ = [
   "ArrayDataset",
@@ -28,6 +34,7 @@ __all__ = [
   "StreamingPipeline",
   "build_pipeline",
   "check_config",
+  "known_input_shape",
   "load_dataset",
   "open_imagefolder",
   "write_class_names",

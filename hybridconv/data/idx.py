@@ -34,6 +34,7 @@ DEFAULT_DIRS = {
   "mnist": "/usr/share/datasets/mnist",
 }
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10}
+IMAGE_SHAPE = (28, 28, 1)  # both datasets: 28x28 grey images
 # IDX file stems per split, as published (t10k = the 10k-example test set).
 _STEMS = {
   "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

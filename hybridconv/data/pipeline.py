@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from jax.sharding import Mesh
 
-from hybridconv.data import imagefolder, subset
+from hybridconv.data import idx, imagefolder, subset
 from hybridconv.data.dataset import ArrayDataset
 from hybridconv.data.device_pipeline import DevicePipeline
 from hybridconv.data.encoded import DecodeConfig
@@ -79,6 +79,22 @@ def check_config(data_config: Any) -> None:
       f"data.validation_size={size} needs data.pipeline='device' (the streaming pipeline "
       f"evaluates the test split only), got data.pipeline={data_config.pipeline!r}"
     )
+
+
+def known_input_shape(data_config: Any) -> tuple[tuple[int, int, int], int] | None:
+  """``(image_shape, num_classes)`` when the config alone fixes them, else None.
+
+  IDX datasets have one format; gratings take both from the config. Other
+  sources (TFDS, image folders) need the data itself. ``data_config`` is the
+  ``data`` section, as a ConfigDict or a saved config's dict.
+  """
+  if data_config.get("source") == "idx" and data_config.get("name") in idx.NUM_CLASSES:
+    return idx.IMAGE_SHAPE, idx.NUM_CLASSES[data_config["name"]]
+  if data_config.get("source") == "gratings":
+    gratings = data_config.get("gratings") or {}
+    size = int(gratings.get("image_size", 0))
+    return ((size, size, 1), int(gratings.get("num_classes", 0))) if size else None
+  return None
 
 
 def load_dataset(data_config: Any) -> ArrayDataset:

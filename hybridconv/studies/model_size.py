@@ -16,26 +16,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from hybridconv import models
-from hybridconv.data import idx
+from hybridconv import data, models
 from hybridconv.nn import conv_layers
 from hybridconv.nn.kernel_modules import FrozenKernel
-
-
-def input_shape(config: Mapping[str, Any]) -> tuple[tuple[int, int, int], int] | None:
-  """``(image_shape, num_classes)`` of a run's data when the config alone fixes it, else None.
-
-  IDX datasets are 28x28 grey images of 10 classes; gratings take both from the
-  config. Other sources (TFDS, image folders) would need the data itself.
-  """
-  data = config.get("data", {})
-  if data.get("source") == "idx" and data.get("name") in idx.NUM_CLASSES:
-    return (28, 28, 1), idx.NUM_CLASSES[data["name"]]
-  if data.get("source") == "gratings":
-    gratings = data.get("gratings", {})
-    size = int(gratings.get("image_size", 0))
-    return ((size, size, 1), int(gratings.get("num_classes", 0))) if size else None
-  return None
 
 
 def _size(tree) -> int:
@@ -48,7 +31,7 @@ def parameter_counts(config: Mapping[str, Any]) -> dict[str, int] | None:
   Returns ``{'learned', 'first_layer_learned', 'first_layer_frozen'}`` or None
   when the input shape cannot be known from the config.
   """
-  shape = input_shape(config)
+  shape = data.known_input_shape(config.get("data", {}))
   if shape is None:
     return None
   image_shape, num_classes = shape
