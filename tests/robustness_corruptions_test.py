@@ -78,3 +78,16 @@ def test_suite_checks_names_and_eps():
   assert suites.parse_levels("0, 8/255,0.5") == (0.0, 8 / 255, 0.5)
   with pytest.raises(ValueError, match="--eps='a'"):
     suites.parse_levels("a")
+
+
+def test_a_family_is_one_function_and_one_registration(monkeypatch):
+  from hybridconv.robustness import evaluate  # noqa: PLC0415
+
+  monkeypatch.setattr(suites, "REGISTRY", dict(suites.REGISTRY))
+  invert = suites.Family("invert", "inversion", "none", False, lambda s: lambda x, level, k: 1 - x)
+  suites.register(invert)  # the registry is all a suite, evaluation and the reports read
+  suite = suites.Suite("mine", {"clean": (0.0,), "invert": (1.0,)})
+  per_batch = evaluate._family_fn("invert", suite, fns=None)
+  assert per_batch.keywords["corrupt"](jnp.zeros((1, 2, 2, 1)), 1.0, None).min() == 1.0
+  with pytest.raises(ValueError, match="registered twice"):
+    suites.register(suites.Family("invert", "again", "", False, lambda s: None))

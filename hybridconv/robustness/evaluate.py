@@ -32,7 +32,7 @@ import numpy as np
 from absl import logging
 
 from hybridconv import sharding
-from hybridconv.robustness import attacks, corruptions, restore, suites
+from hybridconv.robustness import restore, suites
 from hybridconv.run_layout import ROBUSTNESS_FILE
 
 RESULTS_FILE = ROBUSTNESS_FILE
@@ -71,22 +71,10 @@ def _attacked_correct(model, batch, level, key, *, fns, attack):
 
 def _family_fn(family: str, suite: suites.Suite, fns):
   """The per-batch ``(model, batch, level, key) -> correct count`` of ``family``."""
-  if family in suites.ATTACKS:
-    if family == suites.FGSM:
-      attack = lambda apply_fn, model, x, y, eps, key: attacks.fgsm(apply_fn, model, x, y, eps)
-    else:
-      attack = functools.partial(attacks.pgd_linf, steps=suite.pgd_steps)
-    return functools.partial(_attacked_correct, fns=fns, attack=attack)
-  corrupt = {
-    suites.CLEAN: lambda x, level, key: x,
-    suites.NOISE: corruptions.gaussian_noise,
-    suites.BLUR: functools.partial(
-      corruptions.gaussian_blur,
-      radius=corruptions.blur_radius(max(suite.levels.get(suites.BLUR, (0.0,)))),
-    ),
-    suites.CONTRAST: corruptions.contrast,
-  }[family]
-  return functools.partial(_corrupted_correct, fns=fns, corrupt=corrupt)
+  registered = suites.REGISTRY[family]
+  if registered.attack:
+    return functools.partial(_attacked_correct, fns=fns, attack=registered.make(suite))
+  return functools.partial(_corrupted_correct, fns=fns, corrupt=registered.make(suite))
 
 
 def shard_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh) -> list[dict]:
@@ -325,8 +313,8 @@ def evaluate_workdir(
        "units": {family: unit of its levels},
        "seconds": {family: wall seconds, "total": ...}}
 
-    ``family`` is one of ``clean, gaussian_noise, gaussian_blur, contrast,
-    fgsm, pgd_linf``; attack entries count the attack subset's images.
+    ``family`` is a name of :data:`suites.FAMILIES` (the registry); attack
+    entries count the attack subset's images.
 
   Raises:
     ValueError: a bad argument, no (such) checkpoint, an unsupported dataset

@@ -1,30 +1,108 @@
-"""Named evaluation suites: which corruption families, at which levels.
+"""The robustness families (one registry) and named evaluation suites of their levels.
 
-A family is a corruption or attack; its levels are the values of its one
-strength parameter, in the units given in :data:`UNITS`. ``clean`` has the
-single level 0. The default suite is issue 12's: Gaussian noise, blur and
+A family is a corruption or an attack with one strength parameter; a suite
+gives each family its levels. The default suite: Gaussian noise, blur and
 contrast reduction on the whole test split, FGSM and PGD on a seeded subset.
+
+Adding a corruption is one function (``images in [0, 1], level, key -> images``,
+in :mod:`hybridconv.robustness.corruptions`) and one :func:`register` call
+below; evaluation, ``robustness.json``, the reports and the CLI's
+``--corruptions`` all read the registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fractions
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
-CLEAN = "clean"
-NOISE, BLUR, CONTRAST = "gaussian_noise", "gaussian_blur", "contrast"
-FGSM, PGD = "fgsm", "pgd_linf"
-FAMILIES = (CLEAN, NOISE, BLUR, CONTRAST, FGSM, PGD)
-ATTACKS = (FGSM, PGD)  # on the seeded attack subset
-UNITS = {
-  CLEAN: "",
-  NOISE: "sigma, [0, 1] pixel units",
-  BLUR: "sigma, pixels",
-  CONTRAST: "fraction of the original contrast",
-  FGSM: "eps, [0, 1] pixel units",
-  PGD: "eps, [0, 1] pixel units",
-}
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """One corruption or attack.
+
+  Attributes:
+    name: the key in suites, ``robustness.json`` and the CLI.
+    label: how reports name it.
+    unit: the strength parameter and its units.
+    attack: True for attacks (run on the seeded attack subset, levels are eps
+      in [0, 1]); False for corruptions (the whole test split, levels >= 0).
+    make: ``suite -> fn``: for a corruption ``fn(images, level, key)``; for an
+      attack ``fn(apply_fn, model, images, labels, eps, key)``.
+  """
+
+  name: str
+  label: str
+  unit: str
+  attack: bool
+  make: Callable[[Suite], Callable]
+
+
+REGISTRY: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+  """Adds ``family`` to the registry (its name must be new)."""
+  if family.name in REGISTRY:
+    raise ValueError(f"robustness family {family.name!r} is registered twice")
+  REGISTRY[family.name] = family
+  return family
+
+
+# The functions are imported when a family is evaluated: the registry itself stays light
+# (the CLI's --help and the sweep's checks read it without importing JAX).
+
+
+def _identity(suite: Suite):
+  return lambda images, level, key: images
+
+
+def _noise(suite: Suite):
+  from hybridconv.robustness import corruptions  # noqa: PLC0415
+
+  return corruptions.gaussian_noise
+
+
+def _blur(suite: Suite):
+  from hybridconv.robustness import corruptions  # noqa: PLC0415
+
+  # One kernel radius for every level of the suite: one compiled program.
+  radius = corruptions.blur_radius(max(suite.levels.get(BLUR, (0.0,))))
+  return functools.partial(corruptions.gaussian_blur, radius=radius)
+
+
+def _contrast(suite: Suite):
+  from hybridconv.robustness import corruptions  # noqa: PLC0415
+
+  return corruptions.contrast
+
+
+def _fgsm(suite: Suite):
+  from hybridconv.robustness import attacks  # noqa: PLC0415
+
+  return lambda apply_fn, model, x, y, eps, key: attacks.fgsm(apply_fn, model, x, y, eps)
+
+
+def _pgd(suite: Suite):
+  from hybridconv.robustness import attacks  # noqa: PLC0415
+
+  return functools.partial(attacks.pgd_linf, steps=suite.pgd_steps)
+
+
+CLEAN = register(Family("clean", "clean", "", False, _identity)).name
+NOISE = register(
+  Family("gaussian_noise", "Gaussian noise", "sigma, [0, 1] pixel units", False, _noise)
+).name
+BLUR = register(Family("gaussian_blur", "Gaussian blur", "sigma, pixels", False, _blur)).name
+CONTRAST = register(
+  Family("contrast", "contrast reduction", "fraction of the original contrast", False, _contrast)
+).name
+FGSM = register(Family("fgsm", "FGSM", "eps, [0, 1] pixel units", True, _fgsm)).name
+PGD = register(Family("pgd_linf", "PGD L-inf", "eps, [0, 1] pixel units", True, _pgd)).name
+FAMILIES = tuple(REGISTRY)
+ATTACKS = tuple(name for name, family in REGISTRY.items() if family.attack)
+UNITS = {name: family.unit for name, family in REGISTRY.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +122,7 @@ class Suite:
   def __post_init__(self):
     check_families(self.levels)
     for family, levels in self.levels.items():
-      if family in ATTACKS:
+      if REGISTRY[family].attack:
         check_eps(levels)
       elif any(level < 0 for level in levels):
         raise ValueError(f"{family} levels must be >= 0, got {list(levels)}")
@@ -60,14 +138,14 @@ class Suite:
   def with_eps(self, eps: Sequence[float]) -> Suite:
     """This suite with the attacks' eps replaced by ``eps``."""
     check_eps(eps)
-    levels = {f: (tuple(eps) if f in ATTACKS else v) for f, v in self.levels.items()}
+    levels = {f: (tuple(eps) if REGISTRY[f].attack else v) for f, v in self.levels.items()}
     return dataclasses.replace(self, levels=levels)
 
 
 def check_families(families) -> None:
-  unknown = [f for f in families if f not in FAMILIES]
+  unknown = [f for f in families if f not in REGISTRY]
   if unknown:
-    raise ValueError(f"unknown corruption {unknown[0]!r}; corruptions: {', '.join(FAMILIES)}")
+    raise ValueError(f"unknown corruption {unknown[0]!r}; corruptions: {', '.join(REGISTRY)}")
 
 
 def check_eps(eps: Sequence[float]) -> None:
