@@ -9,6 +9,9 @@ Commands:
            (``hybridconv evaluate --help``)
   compare  a study's runs -> STUDY.md, results.csv, summary.csv and figures, with
            confidence intervals (``hybridconv compare --help``)
+  wandb-report
+           build (and with ``--save`` save) a W&B report comparing a project's runs
+           (``hybridconv wandb-report --help``)
 
 Each command's module defines its own absl flags, so only the chosen one is
 imported.
@@ -23,9 +26,10 @@ import sys
 COMMANDS = {
   "train": "hybridconv.main",
   "sweep": "hybridconv.studies.sweep",
-  "analyze": "hybridconv.tracking.report",
+  "analyze": "hybridconv.reports.run_report",
   "evaluate": "hybridconv.robustness.main",
-  "compare": "hybridconv.studies.compare",
+  "compare": "hybridconv.reports.compare_report",
+  "wandb-report": "hybridconv.reports.wandb_report",
 }
 
 

@@ -129,6 +129,6 @@ def test_bad_input_is_one_error_line_and_leaves_the_run_alone(
 
 @pytest.mark.slow
 def test_the_wandb_report_refuses_bad_arguments_in_one_line():
-  done = _command("", "--entity", "", "--project", "p", module="hybridconv.tracking.wandb_report")
+  done = _command("", "--entity", "", "--project", "p", module="hybridconv.reports.wandb_report")
   lines = done.stderr.strip().splitlines()
   assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ")

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from hybridconv import run_layout
-from hybridconv.studies import compare, findings, likeness, records, runner
+from hybridconv.reports import compare_report, findings
+from hybridconv.studies import likeness, records, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "experiments", "kernel_study", "results", "fashion_mnist")
@@ -67,7 +68,7 @@ def test_compare_regenerates_the_report_from_committed_records(names, tmp_path, 
   argv = ["--workdir", root, "--reference", "arm=free"]
   # Gabor-likeness comes from the committed caches: a fitter that ran would fail the test.
   monkeypatch.setattr(likeness, "score_kernels", _no_refit)
-  assert compare.main(argv) == 0
+  assert compare_report.main(argv) == 0
   with open(os.path.join(root, "summary.csv"), encoding="utf-8") as f:
     summary = {row["arm"]: row for row in csv.DictReader(f)}
   for arm in ARMS:
@@ -126,7 +127,7 @@ def test_the_readme_quotes_exactly_the_findings_the_committed_records_generate(t
   root = str(tmp_path / "fashion_mnist")
   _copy_light(_committed_runs(), root)
   args = ["--workdir", root, "--reference", "arm=free", "--no-figures", "--no-likeness"]
-  assert compare.main(args) == 0
+  assert compare_report.main(args) == 0
   with open(os.path.join(root, "FINDINGS.md"), encoding="utf-8") as f:
     generated = findings.extract(f.read())
   with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from hybridconv.reports import robustness as robustness_report
+from hybridconv.reports import run_report
 from hybridconv.robustness import evaluate, outputs, suites
 from hybridconv.robustness import main as cli
-from hybridconv.tracking import report, wandb_logger, writers
+from hybridconv.tracking import wandb_logger, writers
 from hybridconv.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,12 +103,12 @@ def test_results_file_schema_and_summary(run, results):
 @pytest.mark.slow
 def test_report_gets_a_robustness_table_and_curves(run, results):
   workdir, _ = run
-  path = report.write_report(workdir)
+  path = run_report.write_report(workdir)
   with open(path, encoding="utf-8") as f:
     text = f.read()
   assert "## Robustness" in text
   assert "| pgd_linf | 16/255 |" in text
-  assert os.path.isfile(os.path.join(workdir, report.FIGURE_DIR, outputs.FIGURE_NAME))
+  assert os.path.isfile(os.path.join(workdir, run_report.FIGURE_DIR, robustness_report.FIGURE_NAME))
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from PIL import Image
 
 from configs import tiny
 from hybridconv import configlib, run_layout
-from hybridconv.studies import compare, findings, records, stats
+from hybridconv.reports import compare_report, findings
+from hybridconv.studies import records, stats
 from hybridconv.training import train
 
 ARMS = ("free", "gabor")
@@ -58,7 +59,7 @@ def _read_csv(path):
 @pytest.mark.slow
 def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
   assert (
-    compare.main(
+    compare_report.main(
       ["--workdir", study_root, "--reference", "model.first_layer=free", "--no-likeness"]
     )
     == 0
@@ -131,7 +132,7 @@ def test_same_seed_same_subset_across_arms(study_root):
 @pytest.mark.slow
 def test_gabor_likeness_against_the_null_is_computed_and_cached(study_root, tmp_path):
   out = str(tmp_path / "report")
-  assert compare.main(["--workdir", study_root, "--out", out]) == 0
+  assert compare_report.main(["--workdir", study_root, "--out", out]) == 0
   study = open(os.path.join(out, "STUDY.md"), encoding="utf-8").read()
   assert "figures/gabor_likeness.png" in study and "Positive control" in study
   cached = json.load(
@@ -146,12 +147,12 @@ def test_gabor_likeness_against_the_null_is_computed_and_cached(study_root, tmp_
 
 @pytest.mark.slow
 def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
-  assert compare.main(["--workdir", str(tmp_path)]) == 2
+  assert compare_report.main(["--workdir", str(tmp_path)]) == 2
   assert "no runs found" in capsys.readouterr().err
-  assert compare.main(["--workdir", study_root, "--by", "model.bogus"]) == 2
+  assert compare_report.main(["--workdir", study_root, "--by", "model.bogus"]) == 2
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "--by 'model.bogus' is not a config key" in err
-  assert compare.main(["--workdir", study_root, "--reference", "seed=0"]) == 2
+  assert compare_report.main(["--workdir", study_root, "--reference", "seed=0"]) == 2
   assert "--reference 'seed=0'" in capsys.readouterr().err
   # A run that differs in a key that is neither a factor nor the seed.
   stray = tmp_path / "stray"
@@ -159,8 +160,10 @@ def test_bad_inputs_are_refused_with_one_line(study_root, tmp_path, capsys):
     _config("free", 64, 0, **{"optim.learning_rate": 0.01}), str(stray / "odd")
   )
   os.symlink(os.path.join(study_root, "first_layer=free,train_size=64,seed=1"), stray / "normal")
-  assert compare.main(["--workdir", str(stray), "--no-figures"]) == 0  # lr becomes a factor
-  assert compare.main(["--workdir", str(stray), "--by", "model.first_layer", "--no-figures"]) == 2
+  assert compare_report.main(["--workdir", str(stray), "--no-figures"]) == 0  # lr becomes a factor
+  assert (
+    compare_report.main(["--workdir", str(stray), "--by", "model.first_layer", "--no-figures"]) == 2
+  )
   err = capsys.readouterr().err
   assert "differ in config.optim.learning_rate" in err and "neither a factor nor the seed" in err
 
@@ -201,7 +204,7 @@ def test_robustness_is_compared_against_the_reference_paired_by_seed(study_root,
         ) as f:
           json.dump({"summary": summary}, f)
   assert (
-    compare.main(
+    compare_report.main(
       ["--workdir", str(root), "--reference", "model.first_layer=free"]
       + ["--no-likeness", "--no-figures"]
     )
@@ -231,7 +234,7 @@ def test_gabor_parameters_are_set_beside_the_images_orientation_and_frequency_en
 ):
   root = tmp_path / "copy"
   shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
-  assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
+  assert compare_report.main(["--workdir", str(root), "--no-likeness"]) == 0
   two_panels = Image.open(root / "figures" / "gabor_parameters.png").size
   statistics = {
     "orientation_energy": [1 / 8] * 8,
@@ -240,7 +243,7 @@ def test_gabor_parameters_are_set_beside_the_images_orientation_and_frequency_en
   }
   with open(root / "image_statistics.json", "w", encoding="utf-8") as f:
     json.dump(statistics, f)
-  assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
+  assert compare_report.main(["--workdir", str(root), "--no-likeness"]) == 0
   three_panels = Image.open(root / "figures" / "gabor_parameters.png").size
   assert three_panels[0] > 1.3 * two_panels[0] and three_panels[1] == two_panels[1]
 
@@ -255,19 +258,19 @@ def test_a_run_from_before_a_config_key_existed_is_grouped_with_newer_ones(study
   del config["data"]["decode"], config["model"]["first_kernel_size"]
   path.write_text(json.dumps(config), encoding="utf-8")
   by = ["--by", "model.first_layer", "--by", "data.train_size", "--no-likeness", "--no-figures"]
-  assert compare.main(["--workdir", str(root), *by]) == 0
+  assert compare_report.main(["--workdir", str(root), *by]) == 0
   changed = root / "first_layer=free,train_size=128,seed=0" / "config.json"
   config = json.loads(changed.read_text(encoding="utf-8"))
   config["data"]["decode"]["crop_scale"] = [0.5, 1.0]  # a real difference is still one
   changed.write_text(json.dumps(config), encoding="utf-8")
-  assert compare.main(["--workdir", str(root), *by]) == 2
+  assert compare_report.main(["--workdir", str(root), *by]) == 2
 
 
 @pytest.mark.slow
 def test_first_layer_movement_table_matches_the_snapshots(study_root, tmp_path):
   root = tmp_path / "copy"
   shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
-  assert compare.main(["--workdir", str(root), "--no-likeness"]) == 0
+  assert compare_report.main(["--workdir", str(root), "--no-likeness"]) == 0
   changes = []
   for seed in SEEDS:
     with np.load(
@@ -289,7 +292,7 @@ def test_first_layer_movement_table_matches_the_snapshots(study_root, tmp_path):
 def test_parameter_counts_per_arm_say_what_each_first_layer_learns(study_root, tmp_path):
   root = tmp_path / "copy"
   shutil.copytree(study_root, root, ignore=shutil.ignore_patterns("checkpoints", "figures"))
-  assert compare.main(["--workdir", str(root), "--no-likeness", "--no-figures"]) == 0
+  assert compare_report.main(["--workdir", str(root), "--no-likeness", "--no-figures"]) == 0
   with np.load(root / "first_layer=free,train_size=64,seed=0" / "filters" / "first_layer.npz") as z:
     height, width, channels, filters = z["initial/kernel"].shape
   study = (root / "STUDY.md").read_text(encoding="utf-8")
@@ -310,7 +313,7 @@ def test_findings_are_written_and_copied_into_a_readme_block(study_root, tmp_pat
   readme = tmp_path / "README.md"
   readme.write_text(f"# Project\n\n{findings.BEGIN}\nstale\n{findings.END}\n\nmore prose\n")
   args = ["--workdir", study_root, "--reference", "model.first_layer=free", "--no-figures"]
-  assert compare.main([*args, "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
+  assert compare_report.main([*args, "--out", str(tmp_path / "out"), "--readme", str(readme)]) == 0
   generated = (tmp_path / "out" / "FINDINGS.md").read_text()
   assert findings.extract(readme.read_text()) == findings.extract(generated)
   assert readme.read_text().endswith("\n\nmore prose\n") and "stale" not in readme.read_text()
@@ -321,12 +324,15 @@ def test_findings_are_written_and_copied_into_a_readme_block(study_root, tmp_pat
     assert f"at {int(row['data.train_size']):,} training images" in generated
   # Bad --readme values: one line, exit 2, and the readme untouched.
   before = readme.read_text()
-  assert compare.main([*args, "--out", str(tmp_path / "o2"), "--readme", str(tmp_path / "x")]) == 2
+  assert (
+    compare_report.main([*args, "--out", str(tmp_path / "o2"), "--readme", str(tmp_path / "x")])
+    == 2
+  )
   assert "--readme=" in capsys.readouterr().err
   (tmp_path / "plain.md").write_text("no block\n")
-  assert compare.main([*args, "--readme", str(tmp_path / "plain.md")]) == 2
+  assert compare_report.main([*args, "--readme", str(tmp_path / "plain.md")]) == 2
   assert "has no findings block" in capsys.readouterr().err
-  assert compare.main(["--workdir", study_root, "--readme", str(readme)]) == 2
+  assert compare_report.main(["--workdir", study_root, "--readme", str(readme)]) == 2
   assert "needs --reference" in capsys.readouterr().err
   assert readme.read_text() == before
 
@@ -339,7 +345,7 @@ def test_a_changed_cadence_neither_splits_nor_blocks_the_groups(study_root, tmp_
     config = _config(arm, 64, 2, **{"eval_every": "0.5 epochs", "checkpoint.every": "0.25 epochs"})
     train.train_and_evaluate(config, str(root / f"first_layer={arm},train_size=64,seed=2"))
   args = ["--workdir", str(root), "--reference", "model.first_layer=free", "--no-figures"]
-  assert compare.main(args) == 0
+  assert compare_report.main(args) == 0
   summary = {
     (row["model.first_layer"], row["data.train_size"]): row
     for row in _read_csv(root / "summary.csv")
@@ -354,7 +360,7 @@ def test_a_changed_cadence_neither_splits_nor_blocks_the_groups(study_root, tmp_
 def test_the_report_shows_arms_budgets_and_per_seed_values(study_root, tmp_path):
   out = tmp_path / "out"
   args = ["--workdir", study_root, "--out", str(out), "--no-figures", "--no-likeness"]
-  assert compare.main([*args, "--reference", "model.first_layer=free"]) == 0
+  assert compare_report.main([*args, "--reference", "model.first_layer=free"]) == 0
   study = (out / "STUDY.md").read_text()
   per_seed = study.split("## Per-seed final test accuracy")[1].split("##")[0]
   for row in _read_csv(out / "results.csv"):
@@ -371,7 +377,7 @@ def test_the_report_shows_arms_budgets_and_per_seed_values(study_root, tmp_path)
 
 
 def test_a_fixed_bank_is_shown_with_every_option():
-  from hybridconv.studies import review_tables  # noqa: PLC0415
+  from hybridconv.reports import review_tables  # noqa: PLC0415
 
   text = review_tables.resolved_source("fixed:gabor")
   assert text.startswith("fixed gabor(num_orientations=8, num_scales=2, highest_frequency=0.25")

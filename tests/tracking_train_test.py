@@ -11,7 +11,8 @@ from PIL import Image
 
 from configs import tiny
 from hybridconv import tracking
-from hybridconv.tracking import jsonl_logger, report
+from hybridconv.reports import run_report
+from hybridconv.tracking import jsonl_logger
 from hybridconv.training import train
 
 
@@ -72,7 +73,7 @@ def test_offline_run_writes_filter_images_histograms_and_scalars(tmp_path, offli
   assert [os.path.basename(f) for f in changes] == ["step_0000004.png", "step_0000008.png"]
   artifacts = jsonl_logger.read_jsonl(os.path.join(workdir, "artifacts.jsonl"))
   assert artifacts and artifacts[-1]["path"].endswith("/checkpoints/8")
-  assert os.path.exists(report.write_report(workdir))
+  assert os.path.exists(run_report.write_report(workdir))
 
 
 @pytest.mark.slow

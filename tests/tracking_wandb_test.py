@@ -340,7 +340,7 @@ def test_artifact_names_are_made_valid():
 @pytest.mark.slow
 def test_importing_the_library_does_not_import_wandb():
   code = (
-    "import sys, hybridconv.tracking, hybridconv.tracking.report; "
+    "import sys, hybridconv.tracking, hybridconv.reports.run_report; "
     "print(sorted(m for m in sys.modules "
     "if m.split('.')[0] in ('wandb', 'wandb_workspaces')))"
   )

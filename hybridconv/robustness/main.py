@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -109,18 +110,32 @@ def _request(args):
   return suite, config, workdir
 
 
+def _refresh_report(workdir: str) -> None:
+  """Rewrites the run's ``REPORT.md`` with the new results, as ``hybridconv analyze`` does.
+
+  Run as that command in a child process: the report lives on the reports floor above
+  this package, which must not import it. A report that cannot be written costs a
+  warning, never the results already saved.
+  """
+  done = subprocess.run(
+    [sys.executable, "-m", "hybridconv.cli", "analyze", f"--workdir={workdir}"],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  if done.returncode == 0:
+    print(f"report: {done.stdout.strip()}")
+    return
+  why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+  print(f"warning: REPORT.md not written: {why.removeprefix('error: ')}", file=sys.stderr)
+
+
 def _publish(config, workdir: str, results: dict) -> None:
   """REPORT.md and W&B; neither may lose the results already written."""
   from hybridconv.robustness import outputs  # noqa: PLC0415
-  from hybridconv.tracking import (  # noqa: PLC0415
-    factory,
-    report,  # noqa: PLC0415
-  )
+  from hybridconv.tracking import factory  # noqa: PLC0415
 
-  try:
-    print(f"report: {report.write_report(workdir)}")
-  except ValueError as error:  # e.g. no metrics.jsonl: robustness.json stands alone
-    print(f"warning: REPORT.md not written: {error}", file=sys.stderr)
+  _refresh_report(workdir)
   settings = config.tracking.wandb
   if settings.mode == "disabled":
     return

@@ -5,5 +5,6 @@
 * :mod:`~hybridconv.studies.runner` -- runs points as processes into one sweep root;
 * :mod:`~hybridconv.studies.records` -- what a run directory holds, read without JAX;
 * :mod:`~hybridconv.studies.stats` -- per-group intervals and paired differences;
-* :mod:`~hybridconv.studies.compare` -- ``hybridconv compare``: STUDY.md, CSVs, figures.
+* :mod:`~hybridconv.studies.compare` -- ``hybridconv compare``'s study table (its files are
+  written by :mod:`hybridconv.reports.compare_report`).
 """

@@ -1,4 +1,4 @@
-r"""``hybridconv compare``: a study's runs -> STUDY.md, results.csv, summary.csv and figures.
+r"""``hybridconv compare``'s study table -- groups, paired differences, Holm -- and its flags.
 
 ::
 
@@ -14,20 +14,24 @@ Holm-adjusted paired t-test -- within each level of the other factors (e.g.
 each training-set size). Exit status 2 with one ``error:`` line for bad input:
 no runs, an unknown ``--by`` or ``--reference`` key, runs that differ in a key
 that is neither a factor nor the seed.
+
+The table is data (a :class:`Study` of :class:`Group` s); the files -- ``STUDY.md``,
+``FINDINGS.md``, the CSVs and figures -- are written from it by
+:mod:`hybridconv.reports.compare_report`, the command's entry, which hands its writer to
+:func:`main` (reports sit on the floor above studies).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hybridconv.run_layout import FINDINGS_FILE, PAIRED_FILE
-from hybridconv.studies import findings, readings, records, runner, stats
+from hybridconv.studies import readings, records, runner, stats
 
 SEED_KEYS = ("seed",)
 # Keys that do not change what a run learns (paths, cadences of logging, evaluation and
@@ -130,101 +134,142 @@ def group_key(run: records.RunRecord, factors: Sequence[str]) -> tuple:
   return tuple(run.flat.get(k) for k in factors)
 
 
-def results_rows(
-  runs: Sequence[records.RunRecord], factors: Sequence[str], root: str
-) -> list[dict[str, Any]]:
-  """One row per run: factors, seed, final and best test metrics, time, robustness summaries."""
-  rows = []
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """One group of the study table: a value per factor, every seed, and its statistics.
+
+  Against a reference arm a group is the reference itself (``is_reference``), has
+  no reference group at its levels of the other factors (``diff`` None), or has
+  its paired differences: ``diff`` for the final test accuracy and
+  ``robustness_diff`` per robustness family, each with its Holm-adjusted p.
+  """
+
+  levels: tuple  # the factors' values, in the order of the factors
+  runs: tuple[records.RunRecord, ...]
+  final: stats.Summary  # final test accuracy over the seeds
+  best: stats.Summary  # the best evaluation during training (optimistic)
+  seeds: tuple  # the group's seeds, sorted
+  robustness: Mapping[str, stats.Summary]  # family -> mean accuracy over the family's levels
+  is_reference: bool = False
+  diff: stats.PairedDifference | None = None
+  diff_p_holm: float = math.nan
+  robustness_diff: Mapping[str, stats.PairedDifference] = dataclasses.field(default_factory=dict)
+  robustness_p_holm: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+  @property
+  def robustness_n(self) -> int:
+    """Seeds with robustness results (the most over the families)."""
+    return max((s.n for s in self.robustness.values()), default=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A study's finished runs and their statistics: everything its reports are written from."""
+
+  root: str  # the common folder of the compared paths
+  plan: Mapping[str, Any] | None  # the sweep plan of a single sweep root
+  runs: list[records.RunRecord]  # the finished runs, the only ones compared
+  unfinished: list[records.RunRecord]  # listed by the report, counted nowhere
+  factors: list[str]
+  reference: tuple[str, Any] | None  # (factor, value as text) of the reference arm
+  groups: list[Group]  # sorted by the factors' values
+  paired: list[dict[str, Any]]  # every reading's paired differences (readings.paired_rows)
+
+
+def robustness_summary(run: records.RunRecord) -> Mapping[str, float]:
+  """A run's mean accuracy per robustness family (empty without robustness results)."""
+  return (run.robustness or {}).get("summary") or {}
+
+
+def group_table(
+  runs: Sequence[records.RunRecord], factors: Sequence[str], reference: tuple[str, Any] | None
+) -> list[Group]:
+  """One :class:`Group` per combination of the factors' values, sorted by them.
+
+  With a reference arm, Holm's adjustment runs over the arms compared at each
+  level of the other factors (each training size): once for the final test
+  accuracy, once over every robustness comparison of that level.
+  """
+  members: dict[tuple, list[records.RunRecord]] = {}
   for run in runs:
-    best, best_step = run.best()
-    row = {
-      "run": os.path.relpath(run.path, root),
-      **{k: run.flat.get(k) for k in factors},
-      "seed": run.flat.get("seed"),
-      "finished": run.finished,
-      "final_eval_accuracy": run.final(),
-      "best_eval_accuracy": best,
-      "best_step": best_step,
-      "final_eval_loss": run.final("eval/loss"),
-      "steps": (run.summary or {}).get("step"),
-      "train_seconds": (run.summary or {}).get("train_seconds"),
-    }
-    for family, value in sorted(((run.robustness or {}).get("summary") or {}).items()):
-      row[f"robustness_{family}"] = value
-    rows.append(row)
-  return rows
+    members.setdefault(group_key(run, factors), []).append(run)
+  keys = sorted(members, key=lambda k: tuple(_sort_key(v) for v in k))
+  table = [_group(key, factors, reference, members) for key in keys]
+  if reference is None:
+    return table
+  others = [list(factors).index(k) for k in factors if k != reference[0]]
+  for indices in _levels(table, others):
+    table = _with_holm(table, indices)
+  return table
+
+
+def _group(
+  key: tuple,
+  factors: Sequence[str],
+  reference: tuple[str, Any] | None,
+  members: Mapping[tuple, list[records.RunRecord]],
+) -> Group:
+  runs = members[key]
+  families = sorted({f for run in runs for f in robustness_summary(run)})
+  group = Group(
+    levels=key,
+    runs=tuple(runs),
+    final=stats.t_interval([run.final() for run in runs]),
+    best=stats.t_interval([run.best()[0] for run in runs]),
+    seeds=tuple(sorted((run.flat.get("seed") for run in runs), key=_sort_key)),
+    robustness={
+      f: stats.t_interval([robustness_summary(run).get(f, math.nan) for run in runs])
+      for f in families
+    },
+  )
+  if reference is None:
+    return group
+  partner = _partner(key, factors, reference, members)
+  if partner is True:
+    return dataclasses.replace(group, is_reference=True)
+  if partner is None:
+    return group
+  return dataclasses.replace(
+    group,
+    diff=stats.paired_difference(
+      _by_seed(runs, records.RunRecord.final), _by_seed(members[partner], records.RunRecord.final)
+    ),
+    robustness_diff=_robustness_differences(runs, members[partner], families),
+  )
+
+
+def _by_seed(runs: Sequence[records.RunRecord], value) -> dict[Any, float]:
+  """``{seed: value(run)}``, runs without a value left out."""
+  values = {run.flat.get("seed"): value(run) for run in runs}
+  return {seed: v for seed, v in values.items() if v is not None}
+
+
+def _levels(table: Sequence[Group], positions: Sequence[int]) -> list[list[int]]:
+  """Indices of ``table`` split by their values at ``positions`` (e.g. one list per size)."""
+  levels: dict[tuple, list[int]] = {}
+  for i, group in enumerate(table):
+    levels.setdefault(tuple(repr(group.levels[p]) for p in positions), []).append(i)
+  return list(levels.values())
+
+
+def _with_holm(table: list[Group], indices: Sequence[int]) -> list[Group]:
+  """``table`` with Holm-adjusted p-values for the groups at ``indices`` (one level)."""
+  adjusted = stats.holm(
+    [table[i].diff.p_value if table[i].diff is not None else math.nan for i in indices]
+  )
+  tests = [(i, f) for i in indices for f in table[i].robustness_diff]
+  robust = stats.holm([table[i].robustness_diff[f].p_value for i, f in tests])
+  by_group: dict[int, dict[str, float]] = {}
+  for (i, family), p in zip(tests, robust, strict=True):
+    by_group.setdefault(i, {})[family] = p
+  table = list(table)
+  for i, p in zip(indices, adjusted, strict=True):
+    table[i] = dataclasses.replace(table[i], diff_p_holm=p, robustness_p_holm=by_group.get(i, {}))
+  return table
 
 
 def _value_text(value: Any) -> str:
   return str(value)
-
-
-def summary_rows(
-  runs: Sequence[records.RunRecord], factors: Sequence[str], reference: tuple[str, Any] | None
-) -> list[dict[str, Any]]:
-  """One row per group: n, mean, sd, 95% CI; paired difference against the reference arm."""
-  groups: dict[tuple, list[records.RunRecord]] = {}
-  for run in runs:
-    groups.setdefault(group_key(run, factors), []).append(run)
-  rows = []
-  for key in sorted(groups, key=lambda k: tuple(_sort_key(v) for v in k)):
-    members = groups[key]
-    summary = stats.t_interval([r.final() for r in members])
-    best = stats.t_interval([r.best()[0] for r in members])
-    row = {
-      **dict(zip(factors, key, strict=True)),
-      "n": summary.n,
-      "mean": summary.mean,
-      "std": summary.std,
-      "ci_low": summary.ci_low,
-      "ci_high": summary.ci_high,
-      "best_mean": best.mean,
-      "seeds": " ".join(
-        str(r.flat.get("seed"))
-        for r in sorted(members, key=lambda r: _sort_key(r.flat.get("seed")))
-      ),
-    }
-    families = sorted({f for r in members for f in ((r.robustness or {}).get("summary") or {})})
-    for family in families:
-      values = [((r.robustness or {}).get("summary") or {}).get(family, math.nan) for r in members]
-      interval = stats.t_interval(values)
-      row["robustness_n"] = max(row.get("robustness_n", 0), interval.n)
-      row[f"robustness_{family}_mean"] = interval.mean
-      row[f"robustness_{family}_ci_low"] = interval.ci_low
-      row[f"robustness_{family}_ci_high"] = interval.ci_high
-    if reference is not None:
-      row.update(_paired_columns(key, factors, reference, groups))
-      row.update(_robustness_diff_columns(key, factors, reference, groups, families))
-    rows.append(row)
-  if reference is not None:
-    others = [k for k in factors if k != reference[0]]
-    for members in _levels(rows, others):
-      adjusted = stats.holm([row.get("diff_p", math.nan) for row in members])
-      for row, p in zip(members, adjusted, strict=True):
-        row["diff_p_holm"] = p
-      _holm_over_robustness(members)
-  return rows
-
-
-def _levels(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[list[dict[str, Any]]]:
-  """``rows`` split by their values of ``keys`` (e.g. one list per training size)."""
-  levels: dict[tuple, list[dict[str, Any]]] = {}
-  for row in rows:
-    levels.setdefault(tuple(repr(row.get(k)) for k in keys), []).append(row)
-  return list(levels.values())
-
-
-def _holm_over_robustness(rows: list[dict[str, Any]]) -> None:
-  """Adds ``..._p_holm`` to every robustness difference of ``rows`` (one level): one family."""
-  keys = [
-    (i, k)
-    for i, row in enumerate(rows)
-    for k in row
-    if k.startswith("diff_robustness_") and k.endswith("_p")
-  ]
-  adjusted = stats.holm([rows[i][k] for i, k in keys])
-  for (i, k), p in zip(keys, adjusted, strict=True):
-    rows[i][k + "_holm"] = p
 
 
 def _partner(
@@ -246,100 +291,27 @@ def _partner(
   )
 
 
-def _paired_columns(
-  key: tuple,
-  factors: Sequence[str],
-  reference: tuple[str, Any],
-  groups: Mapping[tuple, list[records.RunRecord]],
-) -> dict[str, Any]:
-  partner = _partner(key, factors, reference, groups)
-  if partner is True:
-    return {
-      "diff_n": "",
-      "diff_mean": "",
-      "diff_ci_low": "",
-      "diff_ci_high": "",
-      "wins": "",
-      "diff_p": math.nan,
-      "is_reference": True,
-    }
-  if partner is None:
-    return {"diff_n": 0, "diff_p": math.nan, "is_reference": False}
-  by_seed = {r.flat.get("seed"): r.final() for r in groups[key]}
-  ref_by_seed = {r.flat.get("seed"): r.final() for r in groups[partner]}
-  diff = stats.paired_difference(by_seed, ref_by_seed)
-  return {
-    "diff_n": diff.n,
-    "diff_mean": diff.mean,
-    "diff_ci_low": diff.ci_low,
-    "diff_ci_high": diff.ci_high,
-    "wins": f"{diff.wins}/{diff.n}",
-    "diff_p": diff.p_value,
-    "is_reference": False,
-  }
-
-
-def _robustness_of(run: records.RunRecord, family: str) -> float | None:
-  return ((run.robustness or {}).get("summary") or {}).get(family)
-
-
-def _robustness_diff_columns(
-  key: tuple,
-  factors: Sequence[str],
-  reference: tuple[str, Any],
-  groups: Mapping[tuple, list[records.RunRecord]],
+def _robustness_differences(
+  runs: Sequence[records.RunRecord],
+  reference_runs: Sequence[records.RunRecord],
   families: Sequence[str],
-) -> dict[str, Any]:
+) -> dict[str, stats.PairedDifference]:
   """Per family: the paired difference of robustness (arm minus reference) over shared seeds.
 
   Robustness differences are read beside the clean one: a first layer that is
   more accurate everywhere is not thereby more robust.
   """
-  partner = _partner(key, factors, reference, groups)
-  if partner is True or partner is None:
-    return {}
-  columns: dict[str, Any] = {}
+  differences = {}
   for family in families:
-    mine = {r.flat.get("seed"): _robustness_of(r, family) for r in groups[key]}
-    theirs = {r.flat.get("seed"): _robustness_of(r, family) for r in groups[partner]}
-    mine = {s: v for s, v in mine.items() if v is not None}
-    theirs = {s: v for s, v in theirs.items() if v is not None}
-    if not set(mine) & set(theirs):
-      continue
-    diff = stats.paired_difference(mine, theirs)
-    prefix = f"diff_robustness_{family}"
-    columns.update(
-      {
-        f"{prefix}_n": diff.n,
-        f"{prefix}_mean": diff.mean,
-        f"{prefix}_ci_low": diff.ci_low,
-        f"{prefix}_ci_high": diff.ci_high,
-        f"{prefix}_wins": f"{diff.wins}/{diff.n}",
-        f"{prefix}_p": diff.p_value,
-      }
-    )
-  return columns
+    mine = _by_seed(runs, lambda run, f=family: robustness_summary(run).get(f))
+    theirs = _by_seed(reference_runs, lambda run, f=family: robustness_summary(run).get(f))
+    if set(mine) & set(theirs):
+      differences[family] = stats.paired_difference(mine, theirs)
+  return differences
 
 
 def _sort_key(value: Any) -> tuple:
   return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
-
-
-def write_csv(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-  columns: list[str] = []
-  for row in rows:
-    columns += [c for c in row if c not in columns]
-  with open(path, "w", encoding="utf-8", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns, restval="")
-    writer.writeheader()
-    for row in rows:
-      writer.writerow({k: _csv_value(v) for k, v in row.items()})
-
-
-def _csv_value(value: Any) -> Any:
-  if isinstance(value, float):
-    return "" if math.isnan(value) else f"{value:.6g}"
-  return value
 
 
 def load_study(paths: Sequence[str]) -> tuple[list[records.RunRecord], dict | None, str]:
@@ -357,21 +329,10 @@ def load_study(paths: Sequence[str]) -> tuple[list[records.RunRecord], dict | No
   return runs, plan, root
 
 
-def compare(
-  paths: Sequence[str],
-  *,
-  out: str | None = None,
-  by: Sequence[str] | None = None,
-  reference: str | None = None,
-  figures: bool = True,
-  likeness: bool = True,
-  readme: str | None = None,
-) -> str:
-  """Writes ``STUDY.md``, ``results.csv``, ``summary.csv`` and figures; returns STUDY.md's path.
-
-  With a reference arm also ``paired.csv`` (every reading's paired differences,
-  :mod:`hybridconv.studies.readings`) and ``FINDINGS.md`` (:mod:`hybridconv.studies.findings`);
-  ``readme``: a document whose findings block is replaced by the new one.
+def study_table(
+  paths: Sequence[str], *, by: Sequence[str] | None = None, reference: str | None = None
+) -> Study:
+  """The study under ``paths``: its finished runs grouped, with paired differences and Holm.
 
   Raises:
     ValueError: bad input (see the module docstring), before anything is written.
@@ -385,82 +346,35 @@ def compare(
       f"--workdir {', '.join(paths)}: {len(all_runs)} runs, none finished yet "
       "(no summary.json saying so); nothing to compare"
     )
-  unfinished = [run for run in all_runs if not run.finished]
   factors = choose_factors(runs, by, plan)
   ref = parse_reference(reference, factors)
-  if readme is not None:
-    _check_readme(readme, ref)
-  out_arg, out = out, os.path.abspath(out or root)
-  os.makedirs(out, exist_ok=True)
-  results = results_rows(runs, factors, out)
-  summary = summary_rows(runs, factors, ref)
-  paired = readings.paired_rows(runs, factors, ref) if ref else []
-  write_csv(os.path.join(out, "results.csv"), results)
-  write_csv(os.path.join(out, "summary.csv"), summary)
-  from hybridconv.studies import study_report  # noqa: PLC0415  (matplotlib, JAX for likeness)
-
-  command = " ".join(
-    [
-      "hybridconv compare",
-      *(f"--workdir={p}" for p in paths),
-      *(f"--by={k}" for k in by or ()),
-      *([f"--reference={reference}"] if reference else []),
-      *([f"--out={out_arg}"] if out_arg else []),
-      *([] if figures else ["--no-figures"]),
-      *([] if likeness else ["--no-likeness"]),
-      *([f"--readme={readme}"] if readme else []),
-    ]
-  )
-  if ref:
-    write_csv(os.path.join(out, PAIRED_FILE), paired)
-    findings_path = findings.write_findings(
-      os.path.join(out, FINDINGS_FILE), paired, runs, factors, ref, command=command, plan=plan
-    )
-    if readme:
-      _update_readme(readme, findings_path)
-  return study_report.write_study(
-    out,
-    runs,
-    factors,
-    ref,
-    results,
-    summary,
+  return Study(
+    root=root,
     plan=plan,
-    figures=figures,
-    likeness=likeness,
-    command=command,
-    unfinished=unfinished,
-    paired=paired,
+    runs=runs,
+    unfinished=[run for run in all_runs if not run.finished],
+    factors=factors,
+    reference=ref,
+    groups=group_table(runs, factors, ref),
+    paired=readings.paired_rows(runs, factors, ref) if ref else [],
   )
 
 
-def _update_readme(readme: str, findings_path: str) -> None:
-  """Replaces the findings block of ``readme`` by the one just written (nothing else)."""
-  with open(readme, encoding="utf-8") as f:
-    document = f.read()
-  with open(findings_path, encoding="utf-8") as f:
-    generated = f.read()
-  with open(readme, "w", encoding="utf-8") as f:
-    f.write(findings.replace_block(document, generated))
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+  """What the command line asks the report writer for."""
+
+  out: str | None  # the output folder (None: the study's root)
+  figures: bool
+  likeness: bool  # fit Gabor-likeness (and draw its figure)
+  readme: str | None  # a document whose findings block is replaced by the new one
+  command: str  # the command line that regenerates the report
 
 
-def _check_readme(readme: str, ref) -> None:
-  """Refuses ``--readme`` before anything is written: it needs a reference and a block."""
-  if ref is None:
-    raise ValueError(f"--readme={readme!r} needs --reference (the findings compare to it)")
-  try:
-    with open(readme, encoding="utf-8") as f:
-      text = f.read()
-  except OSError as error:
-    raise ValueError(f"--readme={readme!r} cannot be read: {error.strerror}") from error
-  if findings.BEGIN not in text or findings.END not in text:
-    raise ValueError(
-      f"--readme={readme!r} has no findings block: add the lines {findings.BEGIN!r} and "
-      f"{findings.END!r} where the findings belong"
-    )
+Writer = Callable[[Study, Outputs], str]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="hybridconv compare", description=__doc__.split("\n")[0])
   parser.add_argument(
     "--workdir",
@@ -492,23 +406,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     default=None,
     help="also replace the findings block of this document (e.g. README.md) by the new one",
   )
-  args = parser.parse_args(argv)
+  return parser
+
+
+def command_line(args: argparse.Namespace) -> str:
+  """The ``hybridconv compare`` line that regenerates the report, as the report quotes it."""
+  return " ".join(
+    [
+      "hybridconv compare",
+      *(f"--workdir={p}" for p in args.workdir),
+      *(f"--by={k}" for k in args.by or ()),
+      *([f"--reference={args.reference}"] if args.reference else []),
+      *([f"--out={args.out}"] if args.out else []),
+      *([] if args.figures else ["--no-figures"]),
+      *([] if args.likeness else ["--no-likeness"]),
+      *([f"--readme={args.readme}"] if args.readme else []),
+    ]
+  )
+
+
+def main(argv: Sequence[str] | None, write: Writer) -> int:
+  """``hybridconv compare``: the study table of ``argv``'s runs, handed to ``write``.
+
+  Args:
+    argv: the command's arguments.
+    write: writes the report's files and returns the path to print
+      (:func:`hybridconv.reports.compare_report.write`).
+
+  Returns:
+    The exit status: 0, or 2 after one ``error:`` line for bad input.
+  """
+  args = parser().parse_args(argv)
   try:
-    path = compare(
-      args.workdir,
-      out=args.out,
-      by=args.by,
-      reference=args.reference,
-      figures=args.figures,
-      likeness=args.likeness,
-      readme=args.readme,
-    )
+    study = study_table(args.workdir, by=args.by, reference=args.reference)
+    outputs = Outputs(args.out, args.figures, args.likeness, args.readme, command_line(args))
+    path = write(study, outputs)
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   print(f"wrote {path}")
   return 0
-
-
-def run() -> None:
-  sys.exit(main())

@@ -1,4 +1,4 @@
-"""Experiment tracking: one logger interface, filter summaries, norms and W&B reports.
+"""Experiment tracking: one logger interface, filter summaries and norms.
 
 Typical use in a training loop (only process 0 writes; see docs/tracking.md
 for where each call goes)::

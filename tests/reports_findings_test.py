@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from hybridconv.studies import findings, readings, records, stats
+from hybridconv.reports import findings
+from hybridconv.studies import readings, records, stats
 
 FACTORS = ["data.train_size", "arm"]
 REFERENCE = ("arm", "free")

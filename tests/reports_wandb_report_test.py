@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hybridconv.tracking import wandb_report
+from hybridconv.reports import wandb_report
 
 # wandb-workspaces 0.4.13 still uses pydantic v1-style validators.
 pytestmark = pytest.mark.filterwarnings("ignore:Pydantic V1 style:DeprecationWarning")

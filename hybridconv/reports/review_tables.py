@@ -7,10 +7,10 @@ Pure functions of the runs' records that return Markdown lines for ``STUDY.md``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from hybridconv.studies import grid, records
+from hybridconv.studies import compare, grid, records
 
 SIZE_KEY = "data.train_size"
 # The budget a run trained with: (column, config key) -- the same for every arm of a size.
@@ -142,17 +142,12 @@ def budget_section(runs: Sequence[records.RunRecord]) -> list[str]:
   return lines
 
 
-def per_seed_section(summary: Sequence[Mapping[str, Any]], runs, factors) -> list[str]:
+def per_seed_section(groups: Sequence[compare.Group], factors: Sequence[str]) -> list[str]:
   """Every group's final test accuracy seed by seed (the values behind each mean)."""
-  groups: dict[tuple, dict[Any, float]] = {}
-  for run in runs:
-    key = tuple(repr(run.flat.get(k)) for k in factors)
-    groups.setdefault(key, {})[run.flat.get("seed")] = run.final()
   rows = []
-  for row in summary:
-    key = tuple(repr(row.get(k)) for k in factors)
-    values = groups.get(key, {})
-    cells = [grid.cell(k, row.get(k)) for k in factors]
+  for group in groups:
+    values = {run.flat.get("seed"): run.final() for run in group.runs}
+    cells = [grid.cell(k, v) for k, v in zip(factors, group.levels, strict=True)]
     text = ", ".join(f"{seed}: {100 * v:.2f}" for seed, v in sorted(values.items(), key=_seed_key))
     rows.append([*cells, len(values), text])
   if not rows:

@@ -13,7 +13,8 @@ from PIL import Image
 from hybridconv import tracking
 from hybridconv.kernels import gabor
 from hybridconv.models import SimpleCNN
-from hybridconv.tracking import jsonl_logger, report
+from hybridconv.reports import run_report
+from hybridconv.tracking import jsonl_logger
 
 STEPS = (0, 50, 100)
 
@@ -57,7 +58,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
-  path = report.write_report(run_dir)
+  path = run_report.write_report(run_dir)
   assert path == os.path.join(run_dir, "REPORT.md")
   text = open(path).read()
   for heading in (
@@ -91,7 +92,7 @@ def test_report_writes_markdown_whose_figures_and_links_exist(run_dir):
 
 @pytest.mark.slow
 def test_report_numbers_come_from_the_logged_history(run_dir):
-  text = open(report.write_report(run_dir)).read()
+  text = open(run_report.write_report(run_dir)).read()
   metrics = tracking.read_metrics(run_dir)
   assert f"| `eval/accuracy` | 100 | {0.8:.4g} | {0.8:.4g} |" in text
   first, last = metrics["gabor_fit/conv1/r2_median"][1][[0, -1]]
@@ -106,14 +107,14 @@ def test_report_numbers_come_from_the_logged_history(run_dir):
 
 @pytest.mark.slow
 def test_command_line_entry_point(run_dir, capsys):
-  assert report.main(["--workdir", run_dir]) == 0
+  assert run_report.main(["--workdir", run_dir]) == 0
   assert capsys.readouterr().out.strip() == os.path.join(run_dir, "REPORT.md")
 
 
 def test_a_directory_without_a_run_is_refused(tmp_path, capsys):
   with pytest.raises(ValueError, match="holds no run"):
-    report.write_report(str(tmp_path))
-  assert report.main(["--workdir", str(tmp_path / "missing")]) == 2
+    run_report.write_report(str(tmp_path))
+  assert run_report.main(["--workdir", str(tmp_path / "missing")]) == 2
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert line.startswith("error: ") and "missing" in line
 
@@ -122,19 +123,19 @@ def test_a_directory_without_a_run_is_refused(tmp_path, capsys):
 def figures(monkeypatch):
   """Every matplotlib figure the report saves, by file name."""
   saved = {}
-  save = report.plots._save
+  save = run_report.plots._save
 
   def keep(fig, path):
     saved[os.path.basename(path)] = fig
     return save(fig, path)
 
-  monkeypatch.setattr(report.plots, "_save", keep)
+  monkeypatch.setattr(run_report.plots, "_save", keep)
   return saved
 
 
 @pytest.mark.slow
 def test_every_plot_carries_axis_labels(run_dir, figures):
-  report.write_report(run_dir)
+  run_report.write_report(run_dir)
   assert {"curves.png", "gabor_conv1.png", "gabor_drift_conv1.png", "gabor_likeness.png"} <= set(
     figures
   )
@@ -148,7 +149,7 @@ def test_every_plot_carries_axis_labels(run_dir, figures):
 
 @pytest.mark.slow
 def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, figures):
-  text = open(report.write_report(run_dir)).read()
+  text = open(run_report.write_report(run_dir)).read()
   # sources.Gabor learns theta and frequency by default; the rest are fixed.
   assert "Fixed (not learned): sigma, gamma, psi." in text
   titles = {ax.get_title(): ax for ax in figures["gabor_conv1.png"].axes}
@@ -166,7 +167,7 @@ def test_fixed_gabor_parameters_are_marked_not_drawn_as_distributions(run_dir, f
 
 @pytest.mark.slow
 def test_angle_and_relative_drift_have_separate_axes(run_dir, figures):
-  report.write_report(run_dir)
+  run_report.write_report(run_dir)
   axes = figures["gabor_drift_conv1.png"].axes
   assert len(axes) == 2
   angle, relative = axes
@@ -177,7 +178,7 @@ def test_angle_and_relative_drift_have_separate_axes(run_dir, figures):
 
 @pytest.mark.slow
 def test_gabor_likeness_is_drawn_over_its_null_band(run_dir, figures):
-  text = open(report.write_report(run_dir)).read()
+  text = open(run_report.write_report(run_dir)).read()
   metrics = tracking.read_metrics(run_dir)
   null = metrics["gabor_fit/conv1/null_r2_median"][1]
   assert len(null) == len(STEPS)
@@ -193,7 +194,7 @@ def test_gabor_likeness_is_drawn_over_its_null_band(run_dir, figures):
 
 @pytest.mark.slow
 def test_report_holds_no_absolute_path(run_dir):
-  text = open(report.write_report(run_dir)).read()
+  text = open(run_report.write_report(run_dir)).read()
   assert run_dir not in text and "](/" not in text
 
 
@@ -207,12 +208,12 @@ def test_report_of_a_frozen_first_layer_has_filters_but_no_change_section(tmp_pa
   logger.close()
   assert os.path.isdir(tmp_path / "filters" / "conv1")
   assert not os.path.exists(tmp_path / "filters_change" / "conv1")
-  text = open(report.write_report(str(tmp_path))).read()
+  text = open(run_report.write_report(str(tmp_path))).read()
   assert "### `conv1`" in text
   assert "filters_change/conv1" not in text
 
 
 def test_the_config_table_says_how_many_training_images(run_dir):
-  report.write_report(run_dir)
-  text = open(os.path.join(run_dir, report.REPORT_FILE), encoding="utf-8").read()
+  run_report.write_report(run_dir)
+  text = open(os.path.join(run_dir, run_report.REPORT_FILE), encoding="utf-8").read()
   assert re.search(r"data\.train_size.*1000", text)

@@ -8,7 +8,8 @@ PNGs/GIFs by relative paths, so the workdir can be copied or browsed as is.
 
 Usage::
 
-  python -m hybridconv.tracking.report --workdir /tmp/run
+  hybridconv analyze --workdir /tmp/run
+  python -m hybridconv.reports.run_report --workdir /tmp/run
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
-from hybridconv.robustness import outputs as robustness
+from hybridconv.reports import robustness
+from hybridconv.reports import run_figures as plots
 from hybridconv.run_layout import FILTERS_DIR, REPORT_FIGURES_DIR, REPORT_FILE
 from hybridconv.tracking import images
 from hybridconv.tracking import jsonl_logger as jsonl
-from hybridconv.tracking import report_plots as plots
 
 FIGURE_DIR = REPORT_FIGURES_DIR
 CONFIG_KEYS = (
@@ -321,8 +322,7 @@ def write_report(workdir: str) -> str:
   lines = [
     f"# Run report: {os.path.basename(workdir)}",
     "",
-    "Written by `python -m hybridconv.tracking.report` into the run's workdir; every "
-    "path below is relative to it.",
+    "Written by `hybridconv analyze` into the run's workdir; every path below is relative to it.",
     "",
   ]
   lines += _config_section(workdir)

@@ -14,8 +14,8 @@ returns None, with a message, when it cannot save.
 
 Usage::
 
-  python -m hybridconv.tracking.wandb_report --entity me --project hybridconv \\
-      --layers conv1,conv2 --save
+  hybridconv wandb-report --entity me --project hybridconv --layers conv1,conv2 --save
+  python -m hybridconv.reports.wandb_report --entity me --project hybridconv --save
 """
 
 from __future__ import annotations
@@ -275,7 +275,9 @@ def save_report(report, *, timeout: float = 3.0) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description="Build (optionally save) a W&B comparison report.")
+  parser = argparse.ArgumentParser(
+    prog="hybridconv wandb-report", description="Build (optionally save) a W&B comparison report."
+  )
   parser.add_argument("--entity", required=True)
   parser.add_argument("--project", required=True)
   parser.add_argument("--layers", default="conv1", help="comma-separated conv layer paths")
@@ -304,5 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   return 0
 
 
+def run() -> None:
+  """Entry for ``hybridconv wandb-report`` (arguments from ``sys.argv``)."""
+  raise SystemExit(main(sys.argv[1:]))
+
+
 if __name__ == "__main__":
-  raise SystemExit(main())
+  run()

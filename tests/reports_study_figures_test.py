@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from hybridconv.studies import likeness, study_figures
+from hybridconv.reports import study_figures
+from hybridconv.studies import likeness
 
 
 def test_mosaic_canvas_places_each_tile_scaled_on_its_own():
