@@ -1,6 +1,6 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make train   a short real training run (Fashion-MNIST, SimpleCNN, hybrid first layer) on CPU
-#   make test    the test suite (make test-fast: without the slow multi-process and kill tests)
+#   make test    the test suite (make test-fast: without the slow multi-process, kill and SLURM tests)
 # Dependencies install from requirements.lock, the exact versions the suite passes with
 # (pyproject.toml keeps ranges for people who import hybridconv); `make lock` refreshes it.
 # jax >= 0.11 needs Python 3.12: use python3.12 from PATH, or pyenv's 3.12 when the
@@ -18,7 +18,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= 0
 
-.PHONY: setup data test-data train test test-fast lint lock bench
+.PHONY: setup data test-data test-slurm train test test-fast lint lock bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 not found (tried python3.12 and pyenv's 3.12); install python3.12" >&2; exit 1; }
@@ -49,12 +49,27 @@ test-data:
 	  fi; \
 	fi
 
+# The SLURM tests (tests/slurm_test.py) start a one-node cluster from Debian's slurm-wlm and
+# munge: install them where packages may be installed, as for the data; elsewhere they skip.
+test-slurm:
+	@if ! command -v sbatch >/dev/null || [ ! -x /usr/sbin/slurmd ] || [ ! -x /usr/sbin/munged ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
+	    echo "note: SLURM is not installed and this user cannot install packages; the SLURM tests will be skipped (install: sudo apt-get install slurm-wlm munge)"; exit 0; fi; \
+	  echo "SLURM not found: installing Debian's slurm-wlm and munge for the SLURM tests"; \
+	  $$SUDO apt-get install -y -q slurm-wlm munge || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q slurm-wlm munge; } \
+	    || echo "note: could not install slurm-wlm and munge; the SLURM tests will be skipped"; \
+	fi
+	@if [ -x /usr/sbin/mungekey ] && [ ! -f /etc/munge/munge.key ] && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO /usr/sbin/mungekey --create && $$SUDO chown munge:munge /etc/munge/munge.key; \
+	fi
+
 train: setup data
 	$(PY) -m hybridconv.main --config=$(CONFIG) --workdir=$(WORKDIR)
 
 # --dist loadscope: a module's tests share one worker, so module-scoped fixtures (trained runs,
 # a small trained study) are built once instead of once per worker.
-test: setup test-data
+test: setup test-data test-slurm
 	$(PY) -m pytest -n 2 --dist loadscope tests
 
 test-fast: setup

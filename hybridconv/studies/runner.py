@@ -52,8 +52,9 @@ from hybridconv.studies import records
 from hybridconv.training import preemption
 from hybridconv.training import workdir as workdir_lib
 
-# Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM/SIGINT).
-STOPPED_EXITS = (128 + signal.SIGTERM.value, 128 + signal.SIGINT.value)
+# Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM, SIGINT,
+# SIGUSR1 or SIGUSR2: the signals the trainer turns into a checkpoint and a stop).
+STOPPED_EXITS = tuple(128 + s.value for s in preemption.PreemptionFlag.SIGNALS)
 CACHE_DIR = COMPILATION_CACHE_DIR
 
 
@@ -168,6 +169,21 @@ def point_command(
   ]
 
 
+def point_request(
+  spec: str,
+  root: str,
+  points: Sequence[Mapping[str, Any]],
+  index: int,
+  overrides: Mapping[str, Any],
+) -> tuple[str, dict[str, Any]]:
+  """Point ``index``'s workdir and every config override it trains with, whatever runs it."""
+  factors = grid_lib.primary_factors(points)
+  point = points[index]
+  workdir = os.path.join(root, point_name(point, factors))
+  tags = point_tags(point, factors)
+  return workdir, point_settings(point, overrides=overrides, group=sweep_name(spec), tags=tags)
+
+
 def shell_line(command: Sequence[str]) -> str:
   """A command as one line that can be pasted into a shell."""
   import shlex  # noqa: PLC0415
@@ -278,12 +294,26 @@ def write_results(root: str, rows: Sequence[Mapping[str, Any]]) -> str:
   for row in rows:
     columns += [c for c in row if c not in columns]
   path = os.path.join(root, RESULTS_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+  temporary = f"{path}.{os.getpid()}.tmp"  # a process's own: SLURM array tasks write it too
+  with open(temporary, "w", encoding="utf-8", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-  os.replace(path + ".tmp", path)
+  os.replace(temporary, path)
   return path
+
+
+def refresh_results(
+  root: str, points: Sequence[Mapping[str, Any]], exit_codes: Mapping[str, int | None]
+) -> str:
+  """Rewrites ``sweep_results.csv`` from every point's records (``exit_codes`` by point name:
+  the exit statuses this process saw)."""
+  factors = grid_lib.primary_factors(points)
+  names = [point_name(p, factors) for p in points]
+  rows = [
+    result_row(root, n, p, factors, exit_codes.get(n)) for n, p in zip(names, points, strict=True)
+  ]
+  return write_results(root, rows)
 
 
 def write_plan(
@@ -416,17 +446,15 @@ def run_sweep(
 
   def start(index: int, slot: int):
     """The point's process: the slot's worker (started if it has none), or a process of its own."""
-    workdir = os.path.join(root, names[index])
-    tags = point_tags(points[index], factors)
+    workdir, settings = point_request(spec, root, points, index, overrides)
     env = child_environment(root, slot, device_var)
     if one_process_per_point:
+      tags = point_tags(points[index], factors)
       command = point_command(
         spec, workdir, points[index], overrides=overrides, group=group, tags=tags
       )
       return _Process(command, env)
-    slot_worker(slot).send(
-      spec, workdir, point_settings(points[index], overrides=overrides, group=group, tags=tags)
-    )
+    slot_worker(slot).send(spec, workdir, settings)
     return workers[slot]
 
   def slot_worker(slot: int) -> worker_lib.Client:
@@ -462,19 +490,14 @@ def run_sweep(
       workers.pop(slot, None)
 
   def update_results() -> None:
-    rows = [
-      result_row(root, n, p, factors, exit_codes.get(n)) for n, p in zip(names, points, strict=True)
-    ]
-    write_results(root, rows)
+    refresh_results(root, points, exit_codes)
 
   def finish(name, slot, started, code):
     exit_codes[name] = code
     free_slots.append(slot)
-    record_time(os.path.join(root, name), "train", time.time() - started, code)
-    index = names.index(name)
     print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
-    if code == 0 and not stop.signal_name:
-      _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluator(slot))
+    evaluate = None if stop.signal_name else evaluator(slot)
+    after_training(spec, root, name, points[names.index(name)], overrides, code, started, evaluate)
     update_results()
 
   stop, forwarded = StopSignals(), False
@@ -523,6 +546,56 @@ def run_sweep(
     finished = sum(is_finished(os.path.join(root, names[i])) for i in range(len(points)))
     raise SweepStopped(stop.signal_name, finished, stopped, len(points))
   return sum(1 for code in exit_codes.values() if code)
+
+
+def after_training(
+  spec: str,
+  root: str,
+  name: str,
+  point: Mapping[str, Any],
+  overrides: Mapping[str, Any],
+  code: int,
+  started: float,
+  evaluate,
+) -> None:
+  """What follows the training attempt of point ``name`` under every executor: its wall time
+  (since ``started``) in ``sweep_times.json``, then, if it finished, its robustness evaluation
+  when the config asks for one (``evaluate(point, arguments) -> exit status``; None: skip it,
+  the sweep is stopping)."""
+  record_time(os.path.join(root, name), "train", time.time() - started, code)
+  if code == 0 and evaluate is not None:
+    _maybe_evaluate(spec, root, name, overrides, point, run=evaluate)
+
+
+def run_point_here(
+  spec: str,
+  root: str,
+  points: Sequence[Mapping[str, Any]],
+  index: int,
+  *,
+  overrides: Mapping[str, Any],
+  train,
+  evaluate,
+) -> int:
+  """Point ``index`` in this process, as :func:`run_sweep` runs each point: skipped when
+  finished (its robustness evaluation still runs if due and missing), else trained by
+  ``train(spec, workdir, settings) -> exit status`` and followed by :func:`after_training`.
+
+  For executors whose task is one point (a SLURM array task,
+  :mod:`hybridconv.studies.slurm`). Returns the training's exit status (0 when skipped).
+  """
+  workdir, settings = point_request(spec, root, points, index, overrides)
+  name = os.path.basename(workdir)
+  if is_finished(workdir):
+    print(f"[sweep] {name}: finished already", flush=True)
+    _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluate)
+    return 0
+  print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
+  started = time.time()
+  code = train(spec, workdir, settings)
+  print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
+  after_training(spec, root, name, points[index], overrides, code, started, evaluate)
+  return code
 
 
 def _maybe_evaluate(

@@ -9,7 +9,7 @@ crossed::
   # a grid from the command line, with overrides applied to every point
   hybridconv sweep --config=configs/fashion_mnist.py:free --workdir=runs/quick \
       --grid model.first_layer=free,gabor,random --grid seed=0,1,2 \
-      --config.data.train_size=1000 --config.num_epochs=5
+      --config.data.train_size=1000 --config.train_for=5epochs
   # print the complete commands (paste into a shell), run nothing
   hybridconv sweep ... --dry_run
   # two points at a time; on a multi-GPU host, one GPU per point
@@ -18,14 +18,19 @@ crossed::
   hybridconv sweep ... model.first_layer=gabor seed=1
   # a W&B sweep whose parameters are the factors themselves
   hybridconv sweep ... --wandb_yaml=sweep.yaml && wandb sweep sweep.yaml
+  # the unfinished points as one SLURM job array (returns at once), then its state
+  hybridconv sweep ... --executor=slurm --slurm_partition=gpu --slurm_gpus_per_task=1
+  hybridconv sweep --workdir=runs/study --status
 
 Each point runs in ``<workdir>/<factor values>`` (e.g.
 ``first_layer=gabor,seed=1``), in a worker process per slot that imports JAX
 once and trains its points one after another, as ``python -m hybridconv.main``
 would (``--one_process_per_point``: one such process each); see
 :mod:`hybridconv.studies.runner` for resumption, the results file and the
-shared compilation cache. Exit status: 0 all points finished, 1 some failed,
-2 bad input (one ``error:`` line, nothing run).
+shared compilation cache. With ``--executor=slurm`` each point is a task of one
+SLURM job array instead (:mod:`hybridconv.studies.slurm`). Exit status: 0 all
+points finished (or were submitted), 1 some failed, 2 bad input (one ``error:``
+line, nothing run or queued).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import Any
 from absl import app, flags
 
 from hybridconv.studies import grid as grid_lib
-from hybridconv.studies import runner
+from hybridconv.studies import runner, slurm
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file (and variant) of every point.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each point runs in a folder below it.")
@@ -62,6 +67,29 @@ _ONE_PROCESS = flags.DEFINE_bool(
 )
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print each point's command; run nothing.")
 _WANDB_YAML = flags.DEFINE_string("wandb_yaml", "", "Write a W&B sweep YAML here and exit.")
+_EXECUTOR = flags.DEFINE_enum(
+  "executor",
+  "local",
+  ["local", "slurm"],
+  "local: run the points here; slurm: submit them as one SLURM job array and return.",
+)
+_STATUS = flags.DEFINE_bool(
+  "status", False, "Print each point's status (and SLURM state) of the sweep at --workdir; exit."
+)
+_SLURM_PARTITION = flags.DEFINE_string("slurm_partition", "", "Partition ('': the default).")
+_SLURM_TIME = flags.DEFINE_integer("slurm_time", 60, "Time limit of each point's task, minutes.")
+_SLURM_GPUS = flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs of each point's task.")
+_SLURM_CPUS = flags.DEFINE_integer(
+  "slurm_cpus_per_task", 0, "CPUs of each point's task (0: SLURM's default)."
+)
+_SLURM_MEM = flags.DEFINE_string("slurm_mem", "", "Memory of each task, e.g. 16G ('': default).")
+_SLURM_ACCOUNT = flags.DEFINE_string("slurm_account", "", "Account to charge ('': default).")
+_SLURM_SBATCH = flags.DEFINE_multi_string(
+  "slurm_sbatch", [], "A further sbatch option as key=value, e.g. qos=high (repeat for more)."
+)
+_SLURM_MAX_RUNNING = flags.DEFINE_integer(
+  "slurm_max_running", 0, "Array tasks running at once (0: no limit)."
+)
 
 # The runner's own flags, listed by `hybridconv sweep --help` (absl prints only
 # these because the module defines no others).
@@ -136,9 +164,69 @@ def wandb_sweep_yaml(
   return yaml.safe_dump(sweep, sort_keys=False)
 
 
+def slurm_options() -> slurm.Options:
+  return slurm.Options(
+    partition=_SLURM_PARTITION.value,
+    time_minutes=_SLURM_TIME.value,
+    gpus_per_task=_SLURM_GPUS.value,
+    cpus_per_task=_SLURM_CPUS.value,
+    mem=_SLURM_MEM.value,
+    account=_SLURM_ACCOUNT.value,
+    sbatch=tuple(_SLURM_SBATCH.value),
+    max_running=_SLURM_MAX_RUNNING.value,
+  )
+
+
+def print_status(root: str) -> None:
+  """``--status``: one line per point (status, SLURM state, final accuracy), then a count."""
+  rows, answered = slurm.status_rows(root)
+  width = max(len(row["point"]) for row in rows)
+  for row in rows:
+    state = f" [{row['slurm']}]" if row["slurm"] else ""
+    accuracy = row.get("final_eval_accuracy", "")
+    accuracy = f"  eval/accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
+    print(f"{row['point']:<{width}}  {row['status']}{state}{accuracy}")
+  finished = sum(row["status"] == "finished" for row in rows)
+  queued = sum(bool(row["slurm"]) for row in rows)
+  note = "" if answered or not slurm.submissions(root) else " (squeue did not answer)"
+  print(f"[sweep] {finished} of {len(rows)} points finished, {queued} queued or running{note}")
+
+
+def report_submission(root: str, submission: slurm.Submission, chosen: int) -> None:
+  skipped = []
+  if submission.finished:
+    skipped.append(f"{submission.finished} finished")
+  if submission.active:
+    skipped.append(f"{len(submission.active)} queued or running already")
+  skipped = f" ({', '.join(skipped)}: not submitted)" if skipped else ""
+  if not submission.job_id:
+    print(f"[sweep] nothing to submit: none of the {chosen} points is left{skipped}")
+    return
+  tasks = len(submission.names)
+  print(
+    f"[sweep] submitted {tasks} of {chosen} points as SLURM job {submission.job_id} "
+    f"({'array tasks 0-' + str(tasks - 1) if tasks > 1 else 'one task'}){skipped}"
+  )
+  print(f"[sweep] logs: {submission.log} (.err beside it)")
+  print(f"[sweep] state: hybridconv sweep --workdir={root} --status")
+
+
 def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
-  spec, root = _CONFIG.value, os.path.abspath(_WORKDIR.value)
+  root = os.path.abspath(_WORKDIR.value)
+  if _STATUS.value and _DRY_RUN.value:  # reading the state changes nothing: say what it reads
+    print(f"[sweep] would print the status of the sweep at {root}")
+    return
+  if _STATUS.value:
+    try:
+      print_status(root)
+    except ValueError as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+    return
+  spec = _CONFIG.value
   try:
+    if not spec:
+      raise ValueError("--config is required (the config file of every point)")
     selectors = grid_lib.parse_assignments(argv[1:], "selector")
     points = runner.load_points(spec, grid_lib.parse_grid(_GRID.value), overrides)
     indices = select(points, selectors) if selectors else list(range(len(points)))
@@ -150,6 +238,8 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
       indices = [_POINT.value]
     if _JOBS.value < 1:
       raise ValueError(f"--jobs={_JOBS.value} must be >= 1")
+    if _EXECUTOR.value == "slurm" and not (_WANDB_YAML.value or _DRY_RUN.value):
+      submission = slurm.submit(spec, root, points, indices, overrides, slurm_options())
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -162,6 +252,9 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     )
     return
   chosen = [points[i] for i in indices]
+  if _EXECUTOR.value == "slurm" and not _DRY_RUN.value:
+    report_submission(root, submission, len(chosen))
+    return
   if _DRY_RUN.value:
     factors = grid_lib.primary_factors(points)
     for point in chosen:
@@ -200,11 +293,20 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
   sys.exit(1 if failed else 0)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with an unknown flag or a bad flag value as one ``error:`` line, exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run() -> None:
   """Entry point for ``hybridconv sweep`` and ``python -m hybridconv.studies.sweep``."""
   argv, overrides = split_overrides(sys.argv)
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(lambda args: main(args, overrides), argv=argv)
+  flags.mark_flags_as_required(["workdir"])
+  app.run(lambda args: main(args, overrides), argv=argv, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""SIGTERM/SIGINT turned into a flag the train loop checks at safe points.
+"""SIGTERM/SIGINT/SIGUSR1/SIGUSR2 turned into a flag the train loop checks at safe points.
 
 Schedulers (SLURM, Kubernetes, preemptible VMs) send SIGTERM some seconds
-before killing a job. Orbax only notices preemption after
+before killing a job; SLURM's warning before a time limit or a preemption is
+the signal of ``sbatch --signal`` (SIGUSR2 in the jobs ``hybridconv sweep
+--executor=slurm`` submits, as submitit asks for; SIGUSR1 is the other usual
+choice). Orbax only notices preemption after
 ``jax.distributed.initialize()``, so single-process runs need their own handler:
 the signal sets a flag, and the loop saves a checkpoint at the next step
 boundary and stops with :class:`Preempted`. A second signal of the same kind
@@ -41,13 +44,13 @@ class Preempted(Exception):
 
 
 class PreemptionFlag:
-  """Context manager installing SIGTERM/SIGINT handlers that set ``self.signal_name``.
+  """Context manager installing handlers of ``SIGNALS`` that set ``self.signal_name``.
 
   Handlers are only installed from the main thread (Python allows no other);
   elsewhere the flag simply never fires. Previous handlers are restored on exit.
   """
 
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+  SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
   def __init__(self):
     self.signal_name: str | None = None
