@@ -17,9 +17,11 @@ import sys
 import numpy as np
 import pytest
 
-from hybridconv import run_layout
+from hybridconv import configlib, run_layout
 from hybridconv.reports import compare_report, findings
+from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import likeness, records, runner
+from hybridconv.training import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "experiments", "kernel_study", "results", "fashion_mnist")
@@ -141,3 +143,29 @@ def test_the_committed_arms_are_paired_on_every_layer_but_the_first(tmp_path):
   runs = [records.load_run(os.path.join(RESULTS, name)) for name in _committed_runs()]
   paired, groups, differing = findings.pairing_check(runs, ["data.train_size", "arm"], "arm")
   assert groups and paired == groups and differing <= {"conv1"}
+
+
+def test_the_committed_runs_were_trained_with_the_config_the_study_file_builds_now():
+  # Records keep the keys of the code that trained them (older ones spell durations as
+  # numbers, e.g. num_epochs); upgraded, every key that changes what a run learns must
+  # equal what experiments/kernel_study/study.py builds for the same point today, so a
+  # resumed study adds points of the same experiment.
+  spec = "experiments/kernel_study/study.py"
+  points = runner.load_points(spec, {}, {})
+  factors = grid_lib.primary_factors(points)
+  by_name = {runner.point_name(p, factors): p for p in points}
+  module, _ = configlib.load_config_module(spec)
+  checked = 0
+  for name in _committed_runs():
+    config = module.get_config()
+    configlib.apply_overrides(config, by_name[name])
+    built = workdir_lib.flatten_config(configlib.with_defaults(config.to_dict()))
+    saved = records.load_run(os.path.join(RESULTS, name)).flat
+    differ = {
+      k
+      for k in set(built) | set(saved)
+      if not workdir_lib.is_neutral(k) and built.get(k) != saved.get(k)
+    }
+    assert not differ, (name, {k: (saved.get(k), built.get(k)) for k in differ})
+    checked += 1
+  assert checked >= 200

@@ -15,12 +15,12 @@ from hybridconv.studies import compare, grid, records
 SIZE_KEY = "data.train_size"
 # The budget a run trained with: (column, config key) -- the same for every arm of a size.
 BUDGET_KEYS = (
-  ("epochs", "num_epochs"),
+  ("length", "train_for"),
   ("batch", "batch_size"),
   ("optimiser", "optim.name"),
   ("peak lr", "optim.learning_rate"),
   ("schedule", "optim.schedule"),
-  ("warm-up epochs", "optim.warmup_epochs"),
+  ("warm-up", "optim.warmup"),
   ("weight decay", "optim.weight_decay"),
 )
 

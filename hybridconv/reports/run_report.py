@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridconv import configlib
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
 from hybridconv.reports import robustness
 from hybridconv.reports import run_figures as plots
@@ -43,8 +44,7 @@ CONFIG_KEYS = (
   "optim.name",
   "optim.learning_rate",
   "batch_size",
-  "num_epochs",
-  "num_train_steps",
+  "train_for",
   "seed",
 )
 RESULT_KEYS = ("eval/accuracy", "eval/top5_accuracy", "eval/loss", "train/accuracy", "train/loss")
@@ -99,7 +99,7 @@ def _config_section(workdir: str) -> list[str]:
   if not os.path.exists(path):
     return []
   with open(path, encoding="utf-8") as f:
-    config = json.load(f)
+    config = configlib.upgrade(json.load(f))  # older runs' keys spelt as now
   rows = [
     (f"`{k}`", f"`{json.dumps(v)}`") for k in CONFIG_KEYS if (v := _lookup(config, k)) is not None
   ]

@@ -32,37 +32,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hybridconv.studies import readings, records, runner, stats
+from hybridconv.training import workdir as workdir_lib
 
 SEED_KEYS = ("seed",)
-# Keys that do not change what a run learns (paths, cadences of logging, evaluation and
-# checkpoints, devices, tracking): they never split or block a study's groups; where they
-# differ between runs, the report says so in a note.
-NEUTRAL_PREFIXES = (
-  "tracking.",
-  "checkpoint.",
-  "eval_every_epochs",
-  "eval_batch_size",
-  "distributed.",
-  "robustness.",
-  "cpu_devices",
-  "keep_host_buffers",
-  "allow_config_change",
-  "data.data_dir",
-  "log_every_steps",
-  "data.prepare",
-)
-METRIC = "eval/accuracy"
-
-
-def _neutral(key: str) -> bool:
-  return any(key == p or key.startswith(p) for p in NEUTRAL_PREFIXES)
 
 
 def neutral_differences(runs: Sequence[records.RunRecord]) -> list[str]:
   """Keys that cannot change what a run learns but differ between these runs, sorted."""
   keys = sorted({k for run in runs for k in run.flat})
   return [
-    k for k in keys if _neutral(k) and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1
+    k
+    for k in keys
+    if workdir_lib.is_neutral(k) and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1
   ]
 
 
@@ -72,7 +53,8 @@ def varying_keys(runs: Sequence[records.RunRecord]) -> list[str]:
   return [
     k
     for k in keys
-    if not _neutral(k) and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1
+    if not workdir_lib.is_neutral(k)
+    and len({repr(run.flat.get(k, "<absent>")) for run in runs}) > 1
   ]
 
 

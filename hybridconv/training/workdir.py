@@ -40,6 +40,28 @@ MODEL_KEYS = (
 )
 OVERRIDE_KEY = "allow_config_change"
 _ABSENT = "<absent>"
+# Keys that cannot change what a run learns (paths, cadences of logging, evaluation and
+# checkpoints, devices, tracking, robustness evaluation after training): they never split
+# or block a study's groups; where they differ between runs, reports say so in a note.
+NEUTRAL_KEYS = (
+  "tracking",
+  "checkpoint",
+  "log_every",
+  "eval_every",
+  "eval_batch_size",
+  "distributed",
+  "robustness",
+  "cpu_devices",
+  "keep_host_buffers",
+  OVERRIDE_KEY,
+  "data.data_dir",
+  "data.prepare",
+)
+
+
+def is_neutral(key: str) -> bool:
+  """Whether the dotted config ``key`` is (or lies below) one of :data:`NEUTRAL_KEYS`."""
+  return any(key == prefix or key.startswith(prefix + ".") for prefix in NEUTRAL_KEYS)
 
 
 def config_json(config) -> dict[str, Any]:
