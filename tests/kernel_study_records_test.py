@@ -110,7 +110,7 @@ def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
   )
   assert done.returncode == 0, done.stderr[-2000:]
   assert "[sweep] start" not in done.stdout  # nothing trained: the committed run is finished
-  with open(os.path.join(root, runner.RESULTS_FILE), encoding="utf-8") as f:
+  with open(os.path.join(root, run_layout.RESULTS_FILE), encoding="utf-8") as f:
     (row,) = [r for r in csv.DictReader(f) if r["point"] == names[0]]
   assert row["status"] == "finished"
   assert float(row["final_eval_accuracy"]) == pytest.approx(_final_accuracy(names[0]), abs=1e-6)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from hybridconv import run_layout
 from hybridconv.reports import robustness as robustness_report
 from hybridconv.reports import run_report
 from hybridconv.robustness import evaluate, outputs, suites
@@ -87,7 +88,7 @@ def test_pgd_accuracy_does_not_rise_with_eps_nor_beat_fgsm(results):
 @pytest.mark.slow
 def test_results_file_schema_and_summary(run, results):
   workdir, _ = run
-  with open(os.path.join(workdir, evaluate.RESULTS_FILE), encoding="utf-8") as f:
+  with open(os.path.join(workdir, run_layout.ROBUSTNESS_FILE), encoding="utf-8") as f:
     saved = json.load(f)
   assert saved == json.loads(json.dumps(results))
   assert [e["family"] for e in saved["entries"]].count(suites.PGD) == len(EPS)
@@ -108,7 +109,9 @@ def test_report_gets_a_robustness_table_and_curves(run, results):
     text = f.read()
   assert "## Robustness" in text
   assert "| pgd_linf | 16/255 |" in text
-  assert os.path.isfile(os.path.join(workdir, run_report.FIGURE_DIR, robustness_report.FIGURE_NAME))
+  assert os.path.isfile(
+    os.path.join(workdir, run_layout.REPORT_FIGURES_DIR, robustness_report.FIGURE_NAME)
+  )
 
 
 @pytest.mark.slow
@@ -267,7 +270,7 @@ def test_cli_on_four_devices_matches_the_one_device_evaluation(run, tmp_path):
   )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "results in" in result.stdout and (copy / "REPORT.md").exists()
-  with open(copy / evaluate.RESULTS_FILE, encoding="utf-8") as f:
+  with open(copy / run_layout.ROBUSTNESS_FILE, encoding="utf-8") as f:
     sharded = json.load(f)
   import jax  # noqa: PLC0415
 

@@ -15,6 +15,7 @@ import time
 import pytest
 import yaml
 
+from hybridconv import run_layout
 from hybridconv.studies import runner
 from hybridconv.studies import sweep as sweep_cli
 
@@ -38,7 +39,7 @@ def _sweep(*args, env=None, check=True):
 
 
 def _rows(root):
-  with open(os.path.join(root, runner.RESULTS_FILE), encoding="utf-8") as f:
+  with open(os.path.join(root, run_layout.RESULTS_FILE), encoding="utf-8") as f:
     return list(csv.DictReader(f))
 
 

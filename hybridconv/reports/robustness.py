@@ -12,13 +12,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from hybridconv.robustness.outputs import TITLES, by_family, read_results
+from hybridconv.robustness import suites
+from hybridconv.robustness.outputs import by_family, read_results
 
 FIGURE_NAME = "robustness.png"
 
 
 def _level_text(family: str, level: float) -> str:
-  if family in ("fgsm", "pgd_linf"):
+  if suites.is_attack(family):
     return f"{level * 255:.3g}/255"
   return f"{level:.3g}"
 
@@ -31,17 +32,17 @@ def plot_curves(results: Mapping[str, Any], path: str) -> str | None:
   fig = Figure(figsize=(3.2 * len(families), 3.0))
   for i, (family, entries) in enumerate(families):
     ax = fig.add_subplot(1, len(families), i + 1)
-    scale = 255 if family in ("fgsm", "pgd_linf") else 1
+    scale = 255 if suites.is_attack(family) else 1
     ax.plot([e["level"] * scale for e in entries], [e["accuracy"] for e in entries], marker="o")
     ax.axhline(results["clean_accuracy"], color="grey", linestyle="--", linewidth=1)
     ax.set_ylim(0, 1)
-    ax.set_title(TITLES.get(family, family), fontsize=10)
+    ax.set_title(suites.label(family), fontsize=10)
     unit = results.get("units", {}).get(family, "")
     ax.set_xlabel(
       unit.replace("[0, 1] pixel units", "x 1/255") if scale == 255 else unit, fontsize=8
     )
     ax.grid(alpha=0.3)
-    if family == "contrast":
+    if family in suites.REGISTRY and suites.REGISTRY[family].milder_up:
       ax.invert_xaxis()  # severity grows to the right in every panel
     if i == 0:
       ax.set_ylabel("accuracy")

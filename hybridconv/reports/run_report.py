@@ -32,7 +32,6 @@ from hybridconv.run_layout import FILTERS_DIR, REPORT_FIGURES_DIR, REPORT_FILE
 from hybridconv.tracking import images
 from hybridconv.tracking import jsonl_logger as jsonl
 
-FIGURE_DIR = REPORT_FIGURES_DIR
 CONFIG_KEYS = (
   "model.name",
   "model.first_layer",
@@ -118,7 +117,7 @@ def _results_section(metrics, fig_dir: str) -> list[str]:
     lines += _table(["metric", "last step", "final", "best"], rows)
   curve = plots.training_curves(metrics, os.path.join(fig_dir, "curves.png"))
   if curve:
-    lines += [f"![training curves]({FIGURE_DIR}/curves.png)", ""]
+    lines += [f"![training curves]({REPORT_FIGURES_DIR}/curves.png)", ""]
   return lines if len(lines) > 2 else []
 
 
@@ -140,7 +139,7 @@ def _filters_section(workdir: str, frames, metrics, fig_dir: str) -> list[str]:
     lines += [
       f"### `{layer}`",
       "",
-      f"![{layer} filters]({FIGURE_DIR}/{os.path.basename(figure)})",
+      f"![{layer} filters]({REPORT_FIGURES_DIR}/{os.path.basename(figure)})",
       "",
     ]
     gif = os.path.join(workdir, FILTERS_DIR, layer + images.GIF_SUFFIX)
@@ -216,7 +215,7 @@ def _gabor_section(histograms, metrics, fig_dir: str) -> list[str]:
       first, last, group, os.path.join(fig_dir, f"gabor_{_slug(group)}.png"), fixed=fixed_last
     )
     name = os.path.basename(figure)
-    lines += [f"### `{group}`", "", f"![{group} parameters]({FIGURE_DIR}/{name})", ""]
+    lines += [f"### `{group}`", "", f"![{group} parameters]({REPORT_FIGURES_DIR}/{name})", ""]
     if fixed:
       lines += [f"Fixed (not learned): {', '.join(fixed)}.", ""]
     drift = {
@@ -230,7 +229,7 @@ def _gabor_section(histograms, metrics, fig_dir: str) -> list[str]:
       figure = plots.drift(
         drift, f"{group} drift", os.path.join(fig_dir, f"gabor_drift_{_slug(group)}.png")
       )
-      lines += [f"![{group} drift]({FIGURE_DIR}/{os.path.basename(figure)})", ""]
+      lines += [f"![{group} drift]({REPORT_FIGURES_DIR}/{os.path.basename(figure)})", ""]
   return lines
 
 
@@ -296,7 +295,7 @@ def _likeness_section(metrics, fig_dir: str) -> list[str]:
     rows,
   )
   plots.gabor_likeness(layers, os.path.join(fig_dir, "gabor_likeness.png"))
-  lines += [f"![R^2 over training]({FIGURE_DIR}/gabor_likeness.png)", ""]
+  lines += [f"![R^2 over training]({REPORT_FIGURES_DIR}/gabor_likeness.png)", ""]
   return lines
 
 
@@ -314,7 +313,7 @@ def write_report(workdir: str) -> str:
       f"--workdir={workdir!r} holds no run: expected {jsonl.METRICS_FILE} or "
       "filters/<layer>/step_*.png written by a hybridconv training run"
     )
-  fig_dir = os.path.join(workdir, FIGURE_DIR)
+  fig_dir = os.path.join(workdir, REPORT_FIGURES_DIR)
   os.makedirs(fig_dir, exist_ok=True)
   histograms = first_and_last_histograms(workdir)
   # No absolute path anywhere: the report and its links stay valid when the
@@ -330,7 +329,9 @@ def write_report(workdir: str) -> str:
   lines += _filters_section(workdir, frames, metrics, fig_dir)
   lines += _gabor_section(histograms, metrics, fig_dir)
   lines += _likeness_section(metrics, fig_dir)
-  lines += robustness.report_section(workdir, fig_dir, FIGURE_DIR)  # robustness.json, if any
+  lines += robustness.report_section(
+    workdir, fig_dir, REPORT_FIGURES_DIR
+  )  # robustness.json, if any
   path = os.path.join(workdir, REPORT_FILE)
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))

@@ -12,11 +12,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from hybridconv.run_layout import FIGURES_DIR, SUBSET_FILE
+from hybridconv.run_layout import SUBSET_FILE
 from hybridconv.studies import grid, records
 
 SIZE_KEY = "data.train_size"
-FIGURES = FIGURES_DIR
 
 
 def fmt(value: Any, digits: int = 4) -> str:

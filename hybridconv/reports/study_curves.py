@@ -11,7 +11,8 @@ import math
 import os
 
 from hybridconv.reports import study_figures
-from hybridconv.reports.study_arms import FIGURES, SIZE_KEY, train_images, train_size_text
+from hybridconv.reports.study_arms import SIZE_KEY, train_images, train_size_text
+from hybridconv.run_layout import FIGURES_DIR
 from hybridconv.studies import grid, readings
 
 
@@ -45,7 +46,7 @@ def forest_section(out, paired, factors, reference) -> list[str]:
   path = study_figures.forest(
     panels,
     reference=grid.label(reference[1]),
-    path=os.path.join(out, FIGURES, "paired_differences.png"),
+    path=os.path.join(out, FIGURES_DIR, "paired_differences.png"),
   )
   return [
     "## Paired differences to the reference",

@@ -19,8 +19,8 @@ from hybridconv.reports import (
   study_filters,
   study_tables,
 )
-from hybridconv.reports.study_arms import FIGURES, SIZE_KEY, arm_groups
-from hybridconv.run_layout import STUDY_FILE
+from hybridconv.reports.study_arms import SIZE_KEY, arm_groups
+from hybridconv.run_layout import FIGURES_DIR, STUDY_FILE
 from hybridconv.studies import compare, records
 
 
@@ -148,7 +148,7 @@ def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
 def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> list[str]:
   """Every figure with its caption, in reading order (a figure with nothing to draw is left
   out), and the tables that belong beside them."""
-  fig_dir = os.path.join(out, FIGURES)
+  fig_dir = os.path.join(out, FIGURES_DIR)
   lines = ["## Figures", ""]
 
   def add(title: str, path: str | None, caption: str) -> None:

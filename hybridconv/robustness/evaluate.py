@@ -35,7 +35,6 @@ from hybridconv import sharding
 from hybridconv.robustness import restore, suites
 from hybridconv.run_layout import ROBUSTNESS_FILE
 
-RESULTS_FILE = ROBUSTNESS_FILE
 SCHEMA_VERSION = 1
 DEFAULT_ATTACK_IMAGES = 2000
 
@@ -367,7 +366,7 @@ def evaluate_workdir(
 
 def write_results(workdir: str, results: dict[str, Any]) -> str:
   """Writes ``robustness.json`` atomically; returns its path."""
-  path = os.path.join(workdir, RESULTS_FILE)
+  path = os.path.join(workdir, ROBUSTNESS_FILE)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
   os.replace(path + ".tmp", path)

@@ -11,22 +11,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from hybridconv.robustness import suites
 from hybridconv.run_layout import ROBUSTNESS_FILE
-
-RESULTS_FILE = ROBUSTNESS_FILE
-TITLES = {
-  "clean": "clean",
-  "gaussian_noise": "Gaussian noise",
-  "gaussian_blur": "Gaussian blur",
-  "contrast": "contrast reduction",
-  "fgsm": "FGSM",
-  "pgd_linf": "PGD L-inf",
-}
 
 
 def read_results(workdir: str) -> dict[str, Any] | None:
   """``robustness.json`` of ``workdir``, or None if it has none."""
-  path = os.path.join(workdir, RESULTS_FILE)
+  path = os.path.join(workdir, ROBUSTNESS_FILE)
   if not os.path.isfile(path):
     return None
   with open(path, encoding="utf-8") as f:
@@ -72,6 +63,6 @@ def log_to_wandb(logger, results: Mapping[str, Any]) -> None:
         f"robustness/{family}_curve",
         "level",
         "accuracy",
-        f"{TITLES.get(family, family)}: accuracy vs level",
+        f"{suites.label(family)}: accuracy vs level",
       ),
     )

@@ -30,6 +30,8 @@ class Family:
       in [0, 1]); False for corruptions (the whole test split, levels >= 0).
     make: ``suite -> fn``: for a corruption ``fn(images, level, key)``; for an
       attack ``fn(apply_fn, model, images, labels, eps, key)``.
+    milder_up: True where a larger level is a milder corruption (contrast
+      kept): plots reverse its axis so severity grows to the right everywhere.
   """
 
   name: str
@@ -37,6 +39,7 @@ class Family:
   unit: str
   attack: bool
   make: Callable[[Suite], Callable]
+  milder_up: bool = False
 
 
 REGISTRY: dict[str, Family] = {}
@@ -96,7 +99,14 @@ NOISE = register(
 ).name
 BLUR = register(Family("gaussian_blur", "Gaussian blur", "sigma, pixels", False, _blur)).name
 CONTRAST = register(
-  Family("contrast", "contrast reduction", "fraction of the original contrast", False, _contrast)
+  Family(
+    "contrast",
+    "contrast reduction",
+    "fraction of the original contrast",
+    False,
+    _contrast,
+    milder_up=True,
+  )
 ).name
 FGSM = register(Family("fgsm", "FGSM", "eps, [0, 1] pixel units", True, _fgsm)).name
 PGD = register(Family("pgd_linf", "PGD L-inf", "eps, [0, 1] pixel units", True, _pgd)).name
@@ -140,6 +150,16 @@ class Suite:
     check_eps(eps)
     levels = {f: (tuple(eps) if REGISTRY[f].attack else v) for f, v in self.levels.items()}
     return dataclasses.replace(self, levels=levels)
+
+
+def label(family: str) -> str:
+  """How reports name ``family`` (its name, for a family no longer registered)."""
+  return REGISTRY[family].label if family in REGISTRY else family
+
+
+def is_attack(family: str) -> bool:
+  """Whether ``family`` is an attack (levels are eps in [0, 1] pixel units)."""
+  return family in REGISTRY and REGISTRY[family].attack
 
 
 def check_families(families) -> None:

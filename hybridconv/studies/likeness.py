@@ -30,7 +30,6 @@ from hybridconv.run_layout import LIKENESS_CONTROL_FILE, LIKENESS_FILE
 from hybridconv.tracking import snapshots
 from hybridconv.training import workdir as workdir_lib
 
-CACHE_FILE = LIKENESS_FILE
 CONTROL_FILE = LIKENESS_CONTROL_FILE  # in the study root
 VERSION = 1
 NULL_DRAWS = 4  # surrogates per filter: 4 x 32 filters = 128 null scores per run
@@ -89,7 +88,7 @@ def run_likeness(workdir: str) -> dict[str, Any] | None:
   snapshot = snapshots.read_snapshot(workdir)
   if "final/kernel" not in snapshot:
     return None
-  path = os.path.join(workdir, CACHE_FILE)
+  path = os.path.join(workdir, LIKENESS_FILE)
   final_step = int(snapshot["final/step"])
   cached = workdir_lib.read_json(path)
   if (

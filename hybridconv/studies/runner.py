@@ -55,7 +55,6 @@ from hybridconv.training import workdir as workdir_lib
 # Exit statuses of a point stopped by a signal after saving a checkpoint (128 + SIGTERM, SIGINT,
 # SIGUSR1 or SIGUSR2: the signals the trainer turns into a checkpoint and a stop).
 STOPPED_EXITS = tuple(128 + s.value for s in preemption.PreemptionFlag.SIGNALS)
-CACHE_DIR = COMPILATION_CACHE_DIR
 
 
 def flag_value(value: Any) -> str:
@@ -209,7 +208,7 @@ def is_finished(workdir: str) -> bool:
 def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
   """The environment of a point: shared compilation cache; one device per slot if asked."""
   env = dict(os.environ)
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, CACHE_DIR))
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, COMPILATION_CACHE_DIR))
   # Cache every program: a point's few small programs each compile in well under
   # JAX's default 1 s threshold, yet together they are most of its start-up.
   env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

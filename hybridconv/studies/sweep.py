@@ -43,6 +43,7 @@ from typing import Any
 
 from absl import app, flags
 
+from hybridconv import run_layout
 from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import runner, slurm
 
@@ -288,7 +289,7 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     sys.exit(128 + signal.Signals[stopped.signal_name].value)  # as a shell reports it
   print(
     f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
-    f"{os.path.join(root, runner.RESULTS_FILE)}"
+    f"{os.path.join(root, run_layout.RESULTS_FILE)}"
   )
   sys.exit(1 if failed else 0)
 
