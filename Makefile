@@ -12,11 +12,9 @@ PY := $(VENV)/bin/python
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/quickstart
 CONFIG ?= configs/fashion_mnist.py:hybrid
-# Persistent XLA compilation cache: most of the test suite's time is compiling the same small
-# programs, and a second `make train` starts in seconds. Delete the folder to drop it.
-export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
-export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= 0
+# hybridconv's commands and the tests keep XLA's compilation cache per user, outside the clone
+# (~/.cache/hybridconv/jax, hybridconv/compilation_cache.py): a second `make train` or a fresh
+# clone's `make test` load what an earlier one compiled. Delete the folder to start cold.
 
 .PHONY: setup data test-data test-slurm train test test-fast lint lock bench
 

@@ -152,7 +152,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.tracking.wandb.job_type = ""  # W&B job type, e.g. 'train' or 'study' ('' = none)
   config.tracking.wandb.init_timeout = 30.0  # seconds to reach W&B before going offline
   config.tracking.scalars_every = "50 steps"  # per-layer grad/param/update norms ('never': off)
-  config.tracking.filters_every = "10%"  # filter summaries: step 0, each period, end ('never')
+  config.tracking.filters_every = "25%"  # filter summaries: step 0, each period, end ('never')
   config.tracking.gabor_fit = True  # Gabor-fit free kernels >= 5x5 in summaries (R^2 score)
   config.tracking.animation = True  # at the end, one GIF per layer from its filter PNGs
   config.tracking.log_checkpoints = False  # checkpoints to W&B as artifacts by reference

@@ -23,6 +23,8 @@ import importlib
 import os
 import sys
 
+from hybridconv import compilation_cache
+
 COMMANDS = {
   "train": "hybridconv.main",
   "sweep": "hybridconv.studies.sweep",
@@ -35,6 +37,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
+  compilation_cache.enable()  # before any command imports JAX
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     print(__doc__.strip())
     sys.exit(0 if len(argv) >= 2 else 2)

@@ -18,6 +18,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from hybridconv import compilation_cache
 from hybridconv.training import command
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -101,6 +102,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
   """Entry point for ``hybridconv train`` and ``python -m hybridconv.main``."""
+  compilation_cache.enable()  # before JAX is imported
   app.run(main, flags_parser=_parse_flags)
 
 

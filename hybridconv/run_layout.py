@@ -46,7 +46,7 @@ LIGHT_FILES = (
 # -- a sweep root (``hybridconv sweep --workdir``; ``hybridconv compare``'s output) ----------
 PLAN_FILE = "sweep.json"  # the sweep's spec, factors and points
 RESULTS_FILE = "sweep_results.csv"  # one row per point, rewritten after each
-COMPILATION_CACHE_DIR = ".jax_cache"  # shared by the sweep's points
+COMPILATION_CACHE_DIR = ".jax_cache"  # older roots' own cache (now per user: compilation_cache)
 SLURM_DIR = "slurm"  # `--executor=slurm`: submitit's job files and the array tasks' logs
 SUBMISSIONS_FILE = os.path.join(SLURM_DIR, "submissions.jsonl")  # one line per job array
 STUDY_FILE = "STUDY.md"

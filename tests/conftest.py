@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
+# The user's persistent compilation cache (hybridconv/compilation_cache.py), set before JAX
+# is imported and inherited by every subprocess a test starts: the suite compiles the same
+# small programs (tiny configs, the same train and eval steps) in hundreds of tests and
+# processes, and without it compiling was most of its time. Kept outside the clone, so a
+# fresh clone of an unchanged program compiles nothing.
+from hybridconv import compilation_cache  # imports nothing of JAX
 
-# One persistent compilation cache for the whole suite, set before JAX is imported and
-# inherited by every subprocess a test starts: the suite compiles the same small programs
-# (tiny configs, the same train and eval steps) in hundreds of tests and processes, and
-# without it compiling was most of its time. Every program is cached however fast it
-# compiled (JAX's default skips those under 1 s, which is nearly all of them here). The
-# cache is keyed by the program, the compile options and the JAX version, so an entry
-# is never stale; the Makefile sets the same folder for `make test`;
-# `rm -rf .cache/jax` empties it.
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache", "jax"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+compilation_cache.enable()
 
 import pytest  # noqa: E402
 

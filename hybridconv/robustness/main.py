@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from hybridconv import host_memory
+from hybridconv import compilation_cache, host_memory
 from hybridconv.robustness import suites
 
 
@@ -174,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
   """Entry for ``hybridconv evaluate`` (arguments from ``sys.argv``)."""
+  compilation_cache.enable()
   raise SystemExit(main(sys.argv[1:]))
 
 

@@ -19,10 +19,10 @@ after a point that fails), or with ``one_process_per_point`` in a
   study costs, start-up and evaluation included, which ``train_seconds`` is not.
 
 Start-up cost: a worker imports JAX, Flax, Optax and orbax once for all its
-points, and every point traces its programs. Points share a persistent JAX
-compilation cache (``<root>/.jax_cache`` unless
-``JAX_COMPILATION_CACHE_DIR`` is set), so the second and later points of an
-arm load their programs instead of compiling them.
+points, and every point traces its programs. Points share the user's
+persistent JAX compilation cache (:mod:`hybridconv.compilation_cache`), so
+the second and later points of an arm, and every later study, load their
+programs instead of compiling them.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridconv import configlib
+from hybridconv import compilation_cache, configlib
 from hybridconv.run_layout import (
-  COMPILATION_CACHE_DIR,
   CONFIG_FILE,
   PLAN_FILE,
   RESULTS_FILE,
@@ -206,13 +205,9 @@ def is_finished(workdir: str) -> bool:
 
 
 def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
-  """The environment of a point: shared compilation cache; one device per slot if asked."""
+  """The environment of a point: the user's compilation cache; one device per slot if asked."""
   env = dict(os.environ)
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, COMPILATION_CACHE_DIR))
-  # Cache every program: a point's few small programs each compile in well under
-  # JAX's default 1 s threshold, yet together they are most of its start-up.
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  compilation_cache.enable(env)
   if device_var:
     env[device_var] = str(slot)
   cwd = os.getcwd()  # config files import `configs.default` from the working directory

@@ -43,7 +43,7 @@ from typing import Any
 
 from absl import app, flags
 
-from hybridconv import run_layout
+from hybridconv import compilation_cache, run_layout
 from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import runner, slurm
 
@@ -305,6 +305,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
   """Entry point for ``hybridconv sweep`` and ``python -m hybridconv.studies.sweep``."""
+  compilation_cache.enable()  # inherited by every worker and point
   argv, overrides = split_overrides(sys.argv)
   flags.mark_flags_as_required(["workdir"])
   app.run(lambda args: main(args, overrides), argv=argv, flags_parser=parse_flags)
