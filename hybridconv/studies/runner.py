@@ -395,6 +395,143 @@ class StopSignals(preemption.PreemptionFlag):
     self.signal_name = self.signal_name or signal.Signals(signum).name
 
 
+class _Slots:
+  """The slots of one local run of a sweep: their workers, the points running on them, and
+  the exit status of each point that ended.
+
+  Each slot's points run one after another in one worker process
+  (:mod:`hybridconv.studies.worker`), which imports JAX once; a worker that a
+  point ends or kills is replaced for the next point. With
+  ``one_process_per_point`` every point is a ``python -m hybridconv.main``
+  process of its own instead.
+  """
+
+  def __init__(
+    self,
+    spec: str,
+    root: str,
+    points: Sequence[Mapping[str, Any]],
+    overrides: Mapping[str, Any],
+    *,
+    jobs: int,
+    device_var: str,
+    one_process_per_point: bool,
+  ):
+    self.spec, self.root, self.points, self.overrides = spec, root, points, overrides
+    self.device_var, self.one_process_per_point = device_var, one_process_per_point
+    self.factors = grid_lib.primary_factors(points)
+    self.names = [point_name(p, self.factors) for p in points]
+    self.exit_codes: dict[str, int | None] = {}
+    self.running: list[tuple[Any, str, int, float]] = []  # (handle, name, slot, started)
+    self.workers: dict = {}  # slot -> worker.Client
+    self.free = list(range(max(1, jobs)))
+    self.stop = StopSignals()
+
+  def _environment(self, slot: int) -> dict[str, str]:
+    return child_environment(self.root, slot, self.device_var)
+
+  def _worker(self, slot: int):
+    from hybridconv.studies import worker as worker_lib  # noqa: PLC0415
+
+    if slot not in self.workers:
+      self.workers[slot] = worker_lib.Client(self._environment(slot))
+      print(f"[sweep] worker for slot {slot}: pid {self.workers[slot].process.pid}", flush=True)
+    return self.workers[slot]
+
+  def _start(self, index: int, slot: int):
+    """The point's process: the slot's worker (started if it has none), or a process of its own."""
+    workdir, settings = point_request(self.spec, self.root, self.points, index, self.overrides)
+    if self.one_process_per_point:
+      command = point_command(
+        self.spec,
+        workdir,
+        self.points[index],
+        overrides=self.overrides,
+        group=sweep_name(self.spec),
+        tags=point_tags(self.points[index], self.factors),
+      )
+      return _Process(command, self._environment(slot))
+    self._worker(slot).send(self.spec, workdir, settings)
+    return self.workers[slot]
+
+  def evaluator(self, slot: int):
+    """``run(point, arguments) -> exit status``: ``hybridconv evaluate`` on the (idle) slot."""
+
+    def run(point: Mapping[str, Any], arguments: list[str]) -> int:
+      if self.one_process_per_point:
+        command = [sys.executable, "-m", "hybridconv.cli", "evaluate", *arguments]
+        return subprocess.call(command, env=self._environment(slot))
+      settings = {**self.overrides, **point}
+      while True:
+        client = self._worker(slot)
+        client.evaluate(self.spec, settings, arguments)
+        while (answer := client.poll()) is None:
+          time.sleep(0.05)
+        self._close_if_done(slot, client, answer)
+        if not answer.get("restart"):
+          return int(answer["exit"])
+
+    return run
+
+  def _close_if_done(self, slot: int, handle, answer: Mapping[str, Any]) -> None:
+    """Closes a point's own process, or a worker that has ended: after a restart answer or a
+    request that failed (what failed may have left state behind)."""
+    if self.one_process_per_point or answer.get("restart") or answer["exit"]:
+      handle.close()
+      self.workers.pop(slot, None)
+
+  def start_ready(self, queue: list[int]) -> None:
+    """Starts queued points while slots are free; finished ones are skipped (their robustness
+    evaluation still runs if due and missing)."""
+    while queue and self.free and not self.stop.signal_name:
+      index = queue.pop(0)
+      name = self.names[index]
+      if is_finished(os.path.join(self.root, name)):
+        point = self.points[index]
+        run = self.evaluator(self.free[0])
+        _maybe_evaluate(self.spec, self.root, name, self.overrides, point, run=run)
+        continue
+      slot = self.free.pop(0)
+      print(f"[sweep] start {name} ({index + 1}/{len(self.points)})", flush=True)
+      self.running.append((self._start(index, slot), name, slot, time.time()))
+
+  def collect(self) -> None:
+    """Handles every running point that answered: ended, or to be restarted on a new worker."""
+    for item in list(self.running):
+      handle, name, slot, started = item
+      answer = handle.poll()
+      if answer is None:
+        continue
+      self.running.remove(item)
+      self._close_if_done(slot, handle, answer)
+      if answer.get("restart"):  # the worker cannot take this point: a fresh one will
+        if self.stop.signal_name:
+          self.free.append(slot)  # not started: nothing to stop
+        else:
+          index = self.names.index(name)
+          self.running.append((self._start(index, slot), name, slot, started))
+        continue
+      self._finish(name, slot, started, int(answer["exit"]))
+
+  def _finish(self, name: str, slot: int, started: float, code: int) -> None:
+    self.exit_codes[name] = code
+    self.free.append(slot)
+    print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
+    evaluate = None if self.stop.signal_name else self.evaluator(slot)
+    point = self.points[self.names.index(name)]
+    after_training(self.spec, self.root, name, point, self.overrides, code, started, evaluate)
+    refresh_results(self.root, self.points, self.exit_codes)
+
+  def forward_stop(self) -> None:
+    """One SIGTERM to each running point (a second would cut its checkpoint short)."""
+    for handle, *_ in self.running:
+      handle.stop()
+
+  def close(self) -> None:
+    for client in self.workers.values():
+      client.close()
+
+
 def run_sweep(
   spec: str,
   root: str,
@@ -406,13 +543,8 @@ def run_sweep(
   device_var: str = "",
   one_process_per_point: bool = False,
 ) -> int:
-  """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time.
-
-  Each slot's points run one after another in one worker process
-  (:mod:`hybridconv.studies.worker`), which imports JAX once; a worker that a
-  point ends or kills is replaced for the next point. With
-  ``one_process_per_point`` every point is a ``python -m hybridconv.main``
-  process of its own instead (the printed commands of ``--dry_run``).
+  """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time
+  (:class:`_Slots`: a worker process per slot, or ``one_process_per_point``).
 
   Returns how many failed. SIGTERM, SIGINT or SIGHUP stop the sweep: no new point
   starts, each running point gets one SIGTERM (it saves a checkpoint and stops), and
@@ -421,125 +553,44 @@ def run_sweep(
   missing). Names and the results file cover all ``points``, so running a few of
   them (a W&B agent) writes into the same folders as running the whole study.
   """
-  from hybridconv.studies import worker as worker_lib  # noqa: PLC0415
-
   overrides = dict(overrides or {})
   root = os.path.abspath(root)
   os.makedirs(root, exist_ok=True)
-  factors = grid_lib.primary_factors(points)
-  names = [point_name(p, factors) for p in points]
-  if len(set(names)) != len(names):
+  slots = _Slots(
+    spec,
+    root,
+    points,
+    overrides,
+    jobs=jobs,
+    device_var=device_var,
+    one_process_per_point=one_process_per_point,
+  )
+  if len(set(slots.names)) != len(slots.names):
     raise ValueError("two points of the sweep have the same name; their factor values repeat")
-  write_plan(root, spec, points, overrides, factors)
-  group = sweep_name(spec)
-  exit_codes: dict[str, int | None] = {}
-  running: list[tuple[Any, str, int, float]] = []
-  workers: dict[int, worker_lib.Client] = {}
+  write_plan(root, spec, points, overrides, slots.factors)
   queue = list(range(len(points)) if indices is None else indices)
-  free_slots = list(range(max(1, jobs)))
-
-  def start(index: int, slot: int):
-    """The point's process: the slot's worker (started if it has none), or a process of its own."""
-    workdir, settings = point_request(spec, root, points, index, overrides)
-    env = child_environment(root, slot, device_var)
-    if one_process_per_point:
-      tags = point_tags(points[index], factors)
-      command = point_command(
-        spec, workdir, points[index], overrides=overrides, group=group, tags=tags
-      )
-      return _Process(command, env)
-    slot_worker(slot).send(spec, workdir, settings)
-    return workers[slot]
-
-  def slot_worker(slot: int) -> worker_lib.Client:
-    if slot not in workers:
-      workers[slot] = worker_lib.Client(child_environment(root, slot, device_var))
-      print(f"[sweep] worker for slot {slot}: pid {workers[slot].process.pid}", flush=True)
-    return workers[slot]
-
-  def evaluator(slot: int):
-    """Runs a finished point's ``hybridconv evaluate`` arguments on the (idle) slot; exit status."""
-
-    def run(point: Mapping[str, Any], arguments: list[str]) -> int:
-      if one_process_per_point:
-        command = [sys.executable, "-m", "hybridconv.cli", "evaluate", *arguments]
-        return subprocess.call(command, env=child_environment(root, slot, device_var))
-      settings = {**overrides, **point}
-      while True:
-        client = slot_worker(slot)
-        client.evaluate(spec, settings, arguments)
-        while (answer := client.poll()) is None:
-          time.sleep(0.05)
-        close_if_done(slot, client, answer)
-        if not answer.get("restart"):
-          return int(answer["exit"])
-
-    return run
-
-  def close_if_done(slot: int, handle, answer: Mapping[str, Any]) -> None:
-    """Closes a point's own process, or a worker that has ended: after a restart answer or a
-    request that failed (what failed may have left state behind)."""
-    if one_process_per_point or answer.get("restart") or answer["exit"]:
-      handle.close()
-      workers.pop(slot, None)
-
-  def update_results() -> None:
-    refresh_results(root, points, exit_codes)
-
-  def finish(name, slot, started, code):
-    exit_codes[name] = code
-    free_slots.append(slot)
-    print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
-    evaluate = None if stop.signal_name else evaluator(slot)
-    after_training(spec, root, name, points[names.index(name)], overrides, code, started, evaluate)
-    update_results()
-
-  stop, forwarded = StopSignals(), False
+  forwarded = False
   try:
-    stop.__enter__()
-    while queue or running:
-      if stop.signal_name and not forwarded:
-        for handle, *_ in running:
-          handle.stop()  # once: a second signal would cut its checkpoint short
+    slots.stop.__enter__()
+    while queue or slots.running:
+      if slots.stop.signal_name and not forwarded:
+        slots.forward_stop()
         forwarded = True
         queue.clear()
-      while queue and free_slots and not stop.signal_name:
-        index = queue[0]
-        name = names[index]
-        if is_finished(os.path.join(root, name)):
-          queue.pop(0)
-          _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluator(free_slots[0]))
-          continue
-        slot = free_slots.pop(0)
-        queue.pop(0)
-        print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
-        running.append((start(index, slot), name, slot, time.time()))
-      for item in list(running):
-        handle, name, slot, started = item
-        answer = handle.poll()
-        if answer is None:
-          continue
-        running.remove(item)
-        close_if_done(slot, handle, answer)
-        if answer.get("restart"):  # the worker cannot take this point: a fresh one will
-          if stop.signal_name:
-            free_slots.append(slot)  # not started: nothing to stop
-          else:
-            running.append((start(names.index(name), slot), name, slot, started))
-          continue
-        finish(name, slot, started, int(answer["exit"]))
-      if running:
+      slots.start_ready(queue)
+      slots.collect()
+      if slots.running:
         time.sleep(0.05)
   finally:
-    for client in workers.values():
-      client.close()
-    stop.__exit__()
-  update_results()
-  if stop.signal_name:
-    stopped = sum(code in STOPPED_EXITS for code in exit_codes.values())
-    finished = sum(is_finished(os.path.join(root, names[i])) for i in range(len(points)))
-    raise SweepStopped(stop.signal_name, finished, stopped, len(points))
-  return sum(1 for code in exit_codes.values() if code)
+    slots.close()
+    slots.stop.__exit__()
+  refresh_results(root, points, slots.exit_codes)
+  codes = slots.exit_codes.values()
+  if slots.stop.signal_name:
+    stopped = sum(code in STOPPED_EXITS for code in codes)
+    finished = sum(is_finished(os.path.join(root, name)) for name in slots.names)
+    raise SweepStopped(slots.stop.signal_name, finished, stopped, len(points))
+  return sum(1 for code in codes if code)
 
 
 def after_training(
