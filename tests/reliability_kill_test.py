@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from hybridconv.tracking import writers
+from hybridconv import tracking
 from hybridconv.training import checkpointing, train
 from tests import reliability_support as rs
 
@@ -51,8 +51,8 @@ def test_sigkill_then_resume_is_bitwise_identical(fault, args, committed, refere
   final = train.train_and_evaluate(rs.config(), str(tmp_path))
   rs.assert_same_run(tmp_path, final, reference)
   # The history is complete: every log and eval step of the reference appears.
-  want = {(e["step"], tuple(sorted(e))) for e in writers.read_events(reference[0])}
-  got = {(e["step"], tuple(sorted(e))) for e in writers.read_events(str(tmp_path))}
+  want = {(e["step"], tuple(sorted(e))) for e in tracking.read_events(reference[0])}
+  got = {(e["step"], tuple(sorted(e))) for e in tracking.read_events(str(tmp_path))}
   assert want <= got
 
 

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hybridconv import sharding
-from hybridconv.tracking import writers
+from hybridconv import sharding, tracking
 from hybridconv.training import checkpointing, faults, nonfinite, optim, train
 from hybridconv.training.durations import RunClock
 from tests import reliability_support as rs
@@ -137,7 +136,7 @@ def test_skip_policy_skips_then_stops_after_too_many_in_a_row(tmp_path, monkeypa
   assert final["step"] == rs.TOTAL_STEPS and np.isfinite(final["eval/loss"])
   logged = {
     e["step"]: e["train/nonfinite"]
-    for e in writers.read_events(str(tmp_path / "two"))
+    for e in tracking.read_events(str(tmp_path / "two"))
     if "train/nonfinite" in e
   }
   assert logged == {2: 0.0, 4: 1.0, 6: 0.0, 8: 0.0}  # steps 3 and 4 were skipped

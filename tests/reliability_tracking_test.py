@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from hybridconv import tracking
 from hybridconv.tracking import wandb_logger, writers
 from hybridconv.training import train
 from tests import reliability_support as rs
@@ -56,7 +57,7 @@ class _HangingWriter:
 def _events(workdir):
   return [
     {k: v for k, v in e.items() if k not in ("images_per_sec",)}
-    for e in writers.read_events(workdir)
+    for e in tracking.read_events(workdir)
   ]
 
 
@@ -76,7 +77,7 @@ def test_a_tracker_failing_mid_run_costs_one_warning(reference, tmp_path, caplog
   with caplog.at_level(logging.WARNING):
     final = train.train_and_evaluate(rs.config(), str(tmp_path), writer=failing)
   _same_training(str(tmp_path), final, reference)
-  assert failing.calls == len(writers.read_events(str(tmp_path)))  # offered every event
+  assert failing.calls == len(tracking.read_events(str(tmp_path)))  # offered every event
   failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
   assert len([m for m in failures if "ConnectionError" in m]) == 1, failures
 

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from hybridconv import tracking
+from hybridconv import nn, tracking
 from hybridconv.kernels import gabor
 from hybridconv.models import SimpleCNN
 from hybridconv.reports import run_report
@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory):
     }
   )
   tracker = tracking.FilterTracker(logger, gabor_fit=True)
-  gabor_group, free_group = tracking.kernel_groups(model.conv1)
+  gabor_group, free_group = nn.kernel_groups(model.conv1)
   free = free_group.module.kernel
   start = np.asarray(free[...])
   theta = np.linspace(0, np.pi, 4, endpoint=False)

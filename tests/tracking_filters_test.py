@@ -10,7 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
-from hybridconv import tracking
+from hybridconv import nn, tracking
 from hybridconv.kernels import gabor
 from hybridconv.models import SimpleCNN
 from hybridconv.nn import KernelConv, conv_layer, sources
@@ -149,15 +149,13 @@ def test_grid_refuses_non_hwio_kernels():
 
 def test_kernel_groups_find_channel_ranges_of_hybrid_and_bankmix_layers():
   model = _tiny_cnn()
-  layers = tracking.conv_layers(model)
+  layers = nn.conv_layers(model)
   assert list(layers) == ["conv1", "conv2"]
-  assert [(g.kind, g.start, g.stop) for g in tracking.kernel_groups(layers["conv1"])] == [
+  assert [(g.kind, g.start, g.stop) for g in nn.kernel_groups(layers["conv1"])] == [
     ("gabor", 0, 4),
     ("free", 4, 8),
   ]
-  assert [(g.kind, g.start, g.stop) for g in tracking.kernel_groups(layers["conv2"])] == [
-    ("free", 0, 16)
-  ]
+  assert [(g.kind, g.start, g.stop) for g in nn.kernel_groups(layers["conv2"])] == [("free", 0, 16)]
   bankmix = conv_layer(
     1,
     4,
@@ -167,7 +165,7 @@ def test_kernel_groups_find_channel_ranges_of_hybrid_and_bankmix_layers():
     ),
     rngs=nnx.Rngs(0),
   )
-  groups = tracking.kernel_groups(bankmix)
+  groups = nn.kernel_groups(bankmix)
   assert [(g.kind, g.start, g.stop) for g in groups] == [("frozen", 0, bankmix.bank_size)]
 
 
@@ -234,7 +232,7 @@ def test_drift_measures_parameter_changes_since_the_first_summary():
   first = tracker(model, 0)
   assert all(first[f"gabor/conv1/drift/{p}"] == 0 for p in ("theta", "frequency"))
   assert not any(f"gabor/conv1/drift/{p}" in first for p in ("sigma", "gamma", "psi"))  # fixed
-  gabor_module = tracking.kernel_groups(model.conv1)[0].module
+  gabor_module = nn.kernel_groups(model.conv1)[0].module
   initial = filters.gabor_values(gabor_module)
   gabor_module.theta[...] = gabor_module.theta[...] + 0.1 + np.pi  # +pi is the same orientation
   gabor_module.frequency[...] = gabor_module.frequency[...] + 0.2
@@ -255,7 +253,7 @@ def test_initial_parameters_survive_a_restart_through_state_path(tmp_path):
   model = _tiny_cnn()
   path = str(tmp_path / "filters" / "initial_gabor_parameters.npz")
   tracking.FilterTracker(tracking.MemoryLogger(), gabor_fit=False, state_path=path)(model, 0)
-  gabor_module = tracking.kernel_groups(model.conv1)[0].module
+  gabor_module = nn.kernel_groups(model.conv1)[0].module
   gabor_module.theta[...] = gabor_module.theta[...] + 0.05
   resumed = tracking.FilterTracker(tracking.MemoryLogger(), gabor_fit=False, state_path=path)
   assert resumed(model, 100)["gabor/conv1/drift/theta"] == pytest.approx(0.05, abs=1e-5)
@@ -340,7 +338,7 @@ def test_tracker_through_jsonl_writes_pngs_and_one_gif_per_layer(tmp_path):
   model = _tiny_cnn()
   logger = jsonl_logger.JsonlLogger(str(tmp_path))
   tracker = tracking.FilterTracker(logger, gabor_fit=False)
-  gabor_module = tracking.kernel_groups(model.conv1)[0].module
+  gabor_module = nn.kernel_groups(model.conv1)[0].module
   for step in (0, 10, 20):
     tracker(model, step)
     gabor_module.theta[...] = gabor_module.theta[...] + 0.3

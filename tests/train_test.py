@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from hybridconv.tracking import writers
+from hybridconv import tracking
 from hybridconv.training import faults, preemption, train
 from tests.conftest import make_tiny_config
 
@@ -64,7 +64,7 @@ def test_workdir_layout_and_metrics(full_run):
   assert final["images_per_sec"] > 0
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
     assert json.load(f)["model"]["first_layer"] == "hybrid"
-  events = writers.read_events(workdir)
+  events = tracking.read_events(workdir)
   train_events = [e for e in events if "train/loss" in e]
   eval_events = [e for e in events if "eval/accuracy" in e]
   assert [e["step"] for e in train_events] == [2, 4, 6, 8]
@@ -104,7 +104,7 @@ def test_sigterm_saves_and_resume_is_bitwise_identical(
   monkeypatch.delenv(faults.ENV_VAR)
   resumed = train.train_and_evaluate(config, workdir)
   assert resumed["step"] == 8
-  events = writers.read_events(workdir)
+  events = tracking.read_events(workdir)
   assert [e["step"] for e in events if "train/loss" in e] == [2, 4, 6, 8]
   resumed_arrays, full_arrays = _saved_arrays(workdir, 8), _saved_arrays(full_dir, 8)
   assert resumed_arrays.keys() == full_arrays.keys()

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 
 from configs import tiny
-from hybridconv.tracking import writers
+from hybridconv import tracking
 from hybridconv.training import train
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -34,5 +34,5 @@ def test_mnist_end_to_end_under_mock_data(pipeline, tmp_path):
   assert final["step"] == 4
   # 10 classes: top-5 is reported; mock labels are random, so only ranges are checked.
   assert 0.0 <= final["eval/accuracy"] <= final["eval/top5_accuracy"] <= 1.0
-  events = writers.read_events(str(tmp_path / "work"))
+  events = tracking.read_events(str(tmp_path / "work"))
   assert any("eval/loss" in e for e in events) and any("train/loss" in e for e in events)

@@ -14,10 +14,13 @@ from flax import nnx
 
 from hybridconv.models import resnet
 from hybridconv.models.alexnet import AlexNet, AlexNetSmall, local_response_norm
-from hybridconv.models.layer_specs import conv_layers, resolve_sources
+from hybridconv.models.layer_specs import resolve_sources
 from hybridconv.models.resnet import CifarResNet, ResNet
 from hybridconv.models.simple_cnn import SimpleCNN
-from hybridconv.nn import sources
+from hybridconv.nn import (
+  conv_layers,  # the zoo's conv layers by name, as model.kernels keys them
+  sources,
+)
 
 # name -> constructor (num_classes, image_shape, *, first_layer, kernels, width, dtype, rngs).
 MODELS: dict[str, Callable[..., nnx.Module]] = {

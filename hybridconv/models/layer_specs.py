@@ -32,7 +32,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hybridconv.nn import BankMixConv, KernelConv, conv_layers, sources, spec_keys  # noqa: F401
+from hybridconv.nn import sources, spec_keys
 
 
 def derived_seed(seed: int, name: str) -> int:

@@ -18,13 +18,7 @@ for where each call goes)::
 """
 
 from hybridconv.tracking.factory import check_config, is_due, make_logger
-from hybridconv.tracking.filters import (
-  FilterTracker,
-  conv_layers,
-  kernel_groups,
-  local_replica,
-  log_animations,
-)
+from hybridconv.tracking.filters import FilterTracker, local_replica, log_animations
 from hybridconv.tracking.images import kernel_grid, write_animations
 from hybridconv.tracking.jsonl_logger import JsonlLogger, read_events, read_metrics
 from hybridconv.tracking.logger import (
@@ -47,10 +41,8 @@ __all__ = [
   "NullLogger",
   "WandbLogger",
   "check_config",
-  "conv_layers",
   "is_due",
   "kernel_grid",
-  "kernel_groups",
   "local_replica",
   "log_animations",
   "make_logger",

@@ -72,7 +72,7 @@ from flax import nnx
 
 from hybridconv.analysis import filter_stats, gabor_fit, gabor_null
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
-from hybridconv.nn import KernelGroup, conv_layers, kernel_groups  # noqa: F401 (re-exported)
+from hybridconv.nn import KernelGroup, conv_layers, kernel_groups
 from hybridconv.nn import kernel_modules as km
 from hybridconv.run_layout import FILTERS_DIR
 from hybridconv.tracking import images

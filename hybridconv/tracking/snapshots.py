@@ -18,13 +18,14 @@ import os
 import numpy as np
 from flax import nnx
 
+from hybridconv import nn
 from hybridconv.run_layout import SNAPSHOT_FILE
 from hybridconv.tracking import filters
 
 
 def first_layer_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
   """``{'kernel': HWIO, 'gabor/<group>/<param>': values}`` of the model's first conv layer."""
-  layers = filters.conv_layers(model)
+  layers = nn.conv_layers(model)
   if not layers:
     return {}
   layer = next(iter(layers.values()))
@@ -32,7 +33,7 @@ def first_layer_arrays(model: nnx.Module) -> dict[str, np.ndarray]:
   effective = layer.effective_kernel() if hasattr(layer, "effective_kernel") else None
   if effective is not None:  # a linear bank + mix: its filters are what it applies
     arrays = {"kernel": np.asarray(effective, np.float32), "bank": arrays["kernel"]}
-  for group in filters.kernel_groups(layer):
+  for group in nn.kernel_groups(layer):
     if group.kind == "gabor":
       for name, values in filters.gabor_values(group.module).items():
         arrays[f"gabor/{group.start}-{group.stop}/{name}"] = np.asarray(values, np.float32)

@@ -20,7 +20,6 @@ from typing import Protocol
 from absl import logging
 
 from hybridconv.tracking import logger as logger_lib
-from hybridconv.tracking.jsonl_logger import METRICS_FILE, read_events  # noqa: F401 (re-exported)
 
 # The longest a run's end waits for a background writer (e.g. W&B's upload) to finish.
 CLOSE_TIMEOUT_S = 60.0
