@@ -194,29 +194,6 @@ def likeness_plot(
   return _save(fig, path)
 
 
-def scatter_before_after(
-  pairs: Mapping[str, tuple[np.ndarray, np.ndarray]],
-  *,
-  title: str,
-  xlabel: str,
-  ylabel: str,
-  path: str,
-) -> str:
-  """Initial against final values of a parameter, one panel per quantity, identity drawn."""
-  fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.0), squeeze=False)
-  for ax, (name, (before, after)) in zip(axes.ravel(), pairs.items(), strict=True):
-    ax.scatter(before, after, s=10, alpha=0.6)
-    lo = float(min(before.min(initial=0), after.min(initial=0)))
-    hi = float(max(before.max(initial=1), after.max(initial=1)))
-    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8, linestyle=":")
-    ax.set_title(name, fontsize=9)
-    ax.set_xlabel(f"{xlabel}")
-    ax.set_ylabel(f"{ylabel}")
-    ax.grid(alpha=0.3)
-  fig.suptitle(title)
-  return _save(fig, path)
-
-
 def _frequency_bands(axis, frequency, edges, image_energy) -> None:
   """Share of filters per frequency band (start, end per size) beside the images' energy share."""
   edges = np.asarray(edges, float)
