@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from hybridconv.tracking import writers
+from hybridconv import tracking
 from hybridconv.training import checkpointing, faults, preemption, train
 from tests import reliability_support as rs
 
@@ -67,7 +67,7 @@ def test_signal_before_the_first_step_stops_without_training(tmp_path, monkeypat
     train.train_and_evaluate(rs.config(), str(tmp_path))
   assert stop.value.step == 0
   assert checkpointing.existing_steps(str(tmp_path / "checkpoints")) == []
-  assert not os.path.exists(tmp_path / "metrics.jsonl") or not writers.read_events(str(tmp_path))
+  assert not os.path.exists(tmp_path / "metrics.jsonl") or not tracking.read_events(str(tmp_path))
 
 
 @pytest.mark.slow
@@ -78,12 +78,12 @@ def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_pa
     train.train_and_evaluate(rs.config(), workdir)
   assert stop.value.step == 4
   assert _metadata(workdir, 4)["eval"] == {}  # the evaluation was abandoned, not half-counted
-  assert not [e for e in writers.read_events(workdir) if "eval/accuracy" in e]
+  assert not [e for e in tracking.read_events(workdir) if "eval/accuracy" in e]
   monkeypatch.delenv(faults.ENV_VAR)
   final = train.train_and_evaluate(rs.config(), workdir)
   rs.assert_same_run(workdir, final, reference)
-  evals = {e["step"]: e for e in writers.read_events(workdir) if "eval/accuracy" in e}
-  want = {e["step"]: e for e in writers.read_events(reference[0]) if "eval/accuracy" in e}
+  evals = {e["step"]: e for e in tracking.read_events(workdir) if "eval/accuracy" in e}
+  want = {e["step"]: e for e in tracking.read_events(reference[0]) if "eval/accuracy" in e}
   assert evals == want  # the resumed run evaluated step 4 first, with the same result
 
 

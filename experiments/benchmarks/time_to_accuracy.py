@@ -81,9 +81,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from configs import fashion_mnist  # noqa: E402
-from hybridconv import host_memory, sharding  # noqa: E402
+from hybridconv import host_memory, sharding, tracking  # noqa: E402
 from hybridconv.data import idx  # noqa: E402
-from hybridconv.tracking import writers  # noqa: E402
 from hybridconv.training import preemption, train  # noqa: E402
 from hybridconv.training import workdir as workdir_lib  # noqa: E402
 from hybridconv.training.durations import spell  # noqa: E402
@@ -208,7 +207,7 @@ def run_jax(config, *, target: float, stop_at_target: bool = False) -> dict:
     stopped = True
   total = time.perf_counter() - start
   try:
-    evals = eval_events(writers.read_events(workdir), clock.events)
+    evals = eval_events(tracking.read_events(workdir), clock.events)
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   hit = first_crossing(evals, target)
