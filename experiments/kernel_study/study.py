@@ -90,7 +90,7 @@ BUDGETS: dict[int, float] = {100: 80.0, 1_000: 50.0, 10_000: 12.0, design.ALL_IM
 # accuracy (never the test split) once they have finished, by `python -m
 # experiments.kernel_study.extra_arm` (None until then; a test checks the copy).
 LARGEST_SIZE_ARMS = ("free", "free_gabor_init", "fixed_gabor", "gabor", "random")
-LARGEST_SIZE_EXTRA_ARM: str | None = None
+LARGEST_SIZE_EXTRA_ARM: str | None = "fixed_gaussian_derivatives"
 
 
 def get_config(arg: str | None = None):
