@@ -48,7 +48,7 @@ def get_config(arg: str | None = None):
   return config
 
 
-def sweep():
+def study():
   """First-layer kernel source x seed for ResNet-20."""
   for seed in range(3):
     for source in KERNEL_SOURCES:

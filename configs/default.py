@@ -124,7 +124,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.grad_clip_norm = 0.0  # clip the global gradient norm to this (0 = off)
 
   config.robustness = ml_collections.ConfigDict()
-  config.robustness.after_training = False  # sweep runner: robustness of each finished point
+  config.robustness.after_training = False  # study runner: robustness of each finished point
   config.robustness.suite = "default"  # the corruption/attack suite of `hybridconv evaluate`
   config.robustness.pgd_images = 2000  # test images attacked by FGSM/PGD (0 = all)
   config.robustness.test_images = 0  # test images for clean/corrupted accuracy (0 = all)
@@ -147,8 +147,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tracking.wandb.project = "hybridconv"  # W&B project
   config.tracking.wandb.entity = ""  # W&B user or team ('' = the account's default)
   config.tracking.wandb.name = ""  # run display name ('' = W&B picks one)
-  config.tracking.wandb.group = ""  # W&B run group ('' = none; sweeps set their name)
-  config.tracking.wandb.tags = ()  # W&B run tags (the sweep runner adds 'key=value' per factor)
+  config.tracking.wandb.group = ""  # W&B run group ('' = none; studies set their name)
+  config.tracking.wandb.tags = ()  # W&B run tags (the study runner adds 'key=value' per factor)
   config.tracking.wandb.job_type = ""  # W&B job type, e.g. 'train' or 'study' ('' = none)
   config.tracking.wandb.init_timeout = 30.0  # seconds to reach W&B before going offline
   config.tracking.scalars_every = "50 steps"  # per-layer grad/param/update norms ('never': off)

@@ -52,7 +52,7 @@ def get_config(arg: str | None = None):
   return config
 
 
-def sweep():
+def study():
   """First-layer kernel source x seed: the basic comparison, 5 sources x 3 seeds."""
   for seed in range(3):
     for source in KERNEL_SOURCES:

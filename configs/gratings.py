@@ -33,7 +33,7 @@ def get_config(arg: str | None = None):
   return config
 
 
-def sweep():
+def study():
   """Kernel source x task x seed."""
   for seed in range(3):
     for task in ("orientation", "frequency"):

@@ -38,7 +38,7 @@ def get_config(arg: str | None = None):
   return config
 
 
-def sweep():
-  """Two points, for testing the sweep runner."""
+def study():
+  """Two points, for testing the study runner."""
   for source in ("free", "gabor"):
     yield {"model.first_layer": source}

@@ -2,8 +2,8 @@
 
 Commands:
   train    same flags as ``python -m hybridconv.main``
-  sweep    run a config's ``sweep()`` points locally, or export a W&B sweep YAML
-           (``hybridconv sweep --help``)
+  study    run a config's ``study()`` points locally, or export a W&B sweep YAML
+           (``hybridconv study --help``)
   analyze  write REPORT.md with figures for a finished run: ``--workdir DIR``
   evaluate robustness of a trained run: noise, blur, contrast, FGSM, PGD
            (``hybridconv evaluate --help``)
@@ -27,7 +27,7 @@ from hybridconv import compilation_cache
 
 COMMANDS = {
   "train": "hybridconv.main",
-  "sweep": "hybridconv.studies.sweep",
+  "study": "hybridconv.studies.command",
   "analyze": "hybridconv.reports.run_report",
   "evaluate": "hybridconv.robustness.main",
   "compare": "hybridconv.reports.compare_report",

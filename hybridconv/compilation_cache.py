@@ -5,7 +5,7 @@ Gabor fit of the filter summaries, the robustness attacks), so on a CPU most of 
 short run's start-up, a study's first point and the test suite's time is XLA
 compiling them. The cache is keyed by the program, the compile options, the
 backend and the JAX version, so an entry is never stale and one folder can serve
-every run, sweep, clone and test session of the user: a fresh clone or a new
+every run, study, clone and test session of the user: a fresh clone or a new
 study root compiles nothing that an earlier one compiled.
 
 ``JAX_COMPILATION_CACHE_DIR`` (and the two thresholds) in the environment win,

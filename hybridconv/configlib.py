@@ -1,7 +1,7 @@
 """Loading config files by path and applying dotted-key overrides with clear errors.
 
 Shared by the entry point (to explain a bad ``--config.a.b=value``) and the
-sweep runner (to apply a ``sweep()`` point).
+study runner (to apply a ``study()`` point).
 """
 
 from __future__ import annotations

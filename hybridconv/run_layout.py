@@ -1,6 +1,6 @@
-"""The layout of a run directory and of a sweep root: every file and folder name, once.
+"""The layout of a run directory and of a study root: every file and folder name, once.
 
-Writers (the trainer, the tracker, the robustness evaluator, the sweep runner, the reports)
+Writers (the trainer, the tracker, the robustness evaluator, the study runner, the reports)
 and readers (resumption, ``hybridconv compare``, the study records) import these names
 instead of spelling them, so renaming a file is one change and a reader cannot look for a
 file under a name no writer uses. Imports nothing from the package (every layer may use it).
@@ -22,7 +22,7 @@ INITIAL_VALUES_FILE = "initial_values.json"  # per-layer fingerprints of a new r
 CLASSES_FILE = "classes.json"  # index -> class folder name (image-folder data)
 ROBUSTNESS_FILE = "robustness.json"  # `hybridconv evaluate`'s results
 LIKENESS_FILE = "gabor_likeness.json"  # `hybridconv compare`'s Gabor-likeness cache
-TIMES_FILE = "sweep_times.json"  # the sweep runner's wall time of each process of a point
+TIMES_FILE = "point_times.json"  # the study runner's wall time of each process of a point
 CHECKPOINT_DIR = "checkpoints"  # orbax step folders
 FILTERS_DIR = "filters"  # filter grids per layer, GIFs and the snapshots below
 SNAPSHOT_FILE = os.path.join(FILTERS_DIR, "first_layer.npz")  # first layer, start and end
@@ -43,9 +43,9 @@ LIGHT_FILES = (
   LIKENESS_FILE,
 )
 
-# -- a sweep root (``hybridconv sweep --workdir``; ``hybridconv compare``'s output) ----------
-PLAN_FILE = "sweep.json"  # the sweep's spec, factors and points
-RESULTS_FILE = "sweep_results.csv"  # one row per point, rewritten after each
+# -- a study root (``hybridconv study --workdir``; ``hybridconv compare``'s output) ----------
+PLAN_FILE = "study.json"  # the study's spec, factors, overrides and points
+RESULTS_FILE = "points.csv"  # one row per point (status, accuracy, wall time), rewritten after each
 COMPILATION_CACHE_DIR = ".jax_cache"  # older roots' own cache (now per user: compilation_cache)
 SLURM_DIR = "slurm"  # `--executor=slurm`: submitit's job files and the array tasks' logs
 SUBMISSIONS_FILE = os.path.join(SLURM_DIR, "submissions.jsonl")  # one line per job array

@@ -98,7 +98,7 @@ def configure_cpu_devices(config) -> int | None:
   try:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:
-    if len(jax.devices("cpu")) == count:  # started with this count already (a sweep worker)
+    if len(jax.devices("cpu")) == count:  # started with this count already (a study worker)
       return count
     logging.warning("config.cpu_devices=%d not applied: JAX had already started", count)
     return None

@@ -81,13 +81,13 @@ CASES = [
     "",  # the existing run is hybrid: resuming it with another model is refused
   ),
   (
-    "sweep",
+    "study",
     ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "--grid", "data.train_size=200,abc"],
     "override data.train_size='abc'",
   ),
-  ("sweep", ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "--grid", "nosuch=1,2"], ""),
-  ("sweep", ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "--jobs=0"], "--jobs=0"),
-  ("sweep", ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "seed=99"], "selector seed="),
+  ("study", ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "--grid", "nosuch=1,2"], ""),
+  ("study", ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "--jobs=0"], "--jobs=0"),
+  ("study", ["--config=configs/tiny.py", f"--workdir={EMPTY}/s", "seed=99"], "selector seed="),
   ("compare", [f"--workdir={EMPTY}"], f"--workdir {EMPTY}: no runs found"),
   ("compare", [f"--workdir={RUN}", "--by", "model.nosuch"], "--by 'model.nosuch'"),
   ("compare", [f"--workdir={RUN}", "--reference", "seed=0"], "--reference 'seed=0'"),

@@ -1,4 +1,4 @@
-"""The `hybridconv` console script and the local sweep runner, as a user calls them."""
+"""The `hybridconv` console script and the local study runner, as a user calls them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+from hybridconv import run_layout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +31,7 @@ def test_usage_and_unknown_command():
   assert _cli().returncode == 2
   result = _cli("fly")
   assert result.returncode == 2
-  assert "unknown command 'fly'; commands: train, sweep, analyze, evaluate" in result.stderr
+  assert "unknown command 'fly'; commands: train, study, analyze, evaluate" in result.stderr
 
 
 @pytest.mark.slow
@@ -62,9 +64,9 @@ def test_train_prints_where_the_results_are(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_dry_run_lists_one_command_per_point(tmp_path):
+def test_study_dry_run_lists_one_command_per_point(tmp_path):
   result = _cli(
-    "sweep", "--config=configs/fashion_mnist.py:hybrid", f"--workdir={tmp_path}", "--dry_run"
+    "study", "--config=configs/fashion_mnist.py:hybrid", f"--workdir={tmp_path}", "--dry_run"
   )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
@@ -75,10 +77,10 @@ def test_sweep_dry_run_lists_one_command_per_point(tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_runs_each_point_in_its_own_workdir(tmp_path):
-  result = _cli("sweep", "--config=configs/tiny.py", f"--workdir={tmp_path}", timeout=600)
+def test_study_runs_each_point_in_its_own_workdir(tmp_path):
+  result = _cli("study", "--config=configs/tiny.py", f"--workdir={tmp_path}", timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
-  with open(tmp_path / "sweep_results.csv", encoding="utf-8") as f:
+  with open(tmp_path / run_layout.RESULTS_FILE, encoding="utf-8") as f:
     results = list(csv.DictReader(f))
   assert [r["model.first_layer"] for r in results] == ["free", "gabor"]
   assert all(

@@ -21,7 +21,7 @@ def test_defaults_to_the_users_cache_and_keeps_what_the_environment_says(monkeyp
   assert mine["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "1"
 
 
-def test_every_point_of_a_sweep_shares_the_users_cache(monkeypatch, tmp_path):
+def test_every_point_of_a_study_shares_the_users_cache(monkeypatch, tmp_path):
   monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
   monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
   env = runner.child_environment(str(tmp_path / "root"), 0, "")

@@ -1,4 +1,4 @@
-"""Configs: every key declared once with a comment, variants, sweeps, CLI overrides."""
+"""Configs: every key declared once with a comment, variants, studies, CLI overrides."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from flax import nnx
 
 from configs import cifar10, default, fashion_mnist, gratings, imagefolder, imagenet, tiny
 from hybridconv import configlib, models
+from hybridconv.studies import command as study_cli
 from hybridconv.studies import runner
-from hybridconv.studies import sweep as sweep_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
@@ -112,7 +112,7 @@ def test_fashion_mnist_quickstart_is_the_default_variant():
 @pytest.mark.parametrize(
   "spec", ["configs/fashion_mnist.py:hybrid", "configs/gratings.py", "configs/cifar10.py:free"]
 )
-def test_sweep_points_apply_to_the_locked_config(spec, monkeypatch):
+def test_study_points_apply_to_the_locked_config(spec, monkeypatch):
   monkeypatch.chdir(ROOT)
   points = runner.load_points(spec, {}, {})
   assert len(points) == len({tuple(sorted(p.items())) for p in points}), "duplicate points"
@@ -153,7 +153,7 @@ def test_wandb_yaml_is_a_grid_over_the_factors():
   yaml = pytest.importorskip("yaml")
   points = [{"seed": 0}, {"seed": 1}]
   sweep = yaml.safe_load(
-    sweep_cli.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"train_for": "4 steps"})
+    study_cli.wandb_sweep_yaml("configs/tiny.py:gabor", "/runs/s", points, {"train_for": "4 steps"})
   )
   assert sweep["method"] == "grid"
   assert sweep["parameters"] == {"seed": {"values": [0, 1]}}

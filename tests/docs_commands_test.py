@@ -2,7 +2,7 @@
 
 Commands are taken from the ```bash blocks of README.md, docs/*.md and
 experiments/*/README.md (continuation lines joined, comments dropped) and each
-is dry-run the cheapest way that still exercises it: ``train`` and ``sweep``
+is dry-run the cheapest way that still exercises it: ``train`` and ``study``
 with ``--dry_run`` (config file, variant, every override and every point
 checked as a real run checks them), other ``hybridconv`` commands and Python
 modules by their flag parser (``--help`` lists every flag the command uses),
@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ["README.md", *sorted(glob.glob("docs/*.md", root_dir=REPO))]
 DOCUMENTS += sorted(glob.glob("experiments/*/README.md", root_dir=REPO))
 _BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_DRY_RUN = {"train", "sweep"}  # the `hybridconv` commands with a --dry_run flag
+_DRY_RUN = {"train", "study"}  # the `hybridconv` commands with a --dry_run flag
 
 
 def shell_commands(text: str) -> list[str]:

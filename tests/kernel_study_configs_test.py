@@ -46,7 +46,7 @@ def _first_layer_shape(model_config, image_shape):
 def _all_budgets(study, monkeypatch, extra_arm=None):
   monkeypatch.setattr(study, "BUDGETS", {size: 1.0 for size in study.SIZES})
   monkeypatch.setattr(study, "LARGEST_SIZE_EXTRA_ARM", extra_arm)
-  return list(study.sweep())
+  return list(study.study())
 
 
 def test_fashion_mnist_study_pairs_every_arm_and_seed_with_unique_names(monkeypatch):
@@ -73,7 +73,7 @@ def test_fashion_mnist_study_pairs_every_arm_and_seed_with_unique_names(monkeypa
 def test_a_size_without_a_chosen_budget_has_no_points(monkeypatch):
   study = _module("study")
   monkeypatch.setattr(study, "BUDGETS", {100: 10.0})
-  points = list(study.sweep())
+  points = list(study.study())
   assert {p["data.train_size"] for p in points} == {100}
   assert all(p["train_for"] == "10 epochs" and p["eval_every"] == "1.25 epochs" for p in points)
 
@@ -106,7 +106,7 @@ def test_every_arm_is_a_7x7_layer_of_32_channels(arm):
 def test_cifar_arms_fill_the_stem_width(model, shape):
   cifar = _module("cifar10")
   config = cifar.get_config(model)
-  points = list(cifar.sweep(model))
+  points = list(cifar.study(model))
   assert len(points) == len(cifar.arms(model)) * 4 * 3
   for source in cifar.arms(model).values():
     config.model.first_layer = source
@@ -117,7 +117,7 @@ def test_cifar_arms_fill_the_stem_width(model, shape):
 def test_a_cifar_point_trains_under_mock_data(tmp_path):
   cifar = _module("cifar10")
   config = cifar.get_config("resnet20")
-  point = next(p for p in cifar.sweep("resnet20") if p["model.first_layer"] != "free")
+  point = next(p for p in cifar.study("resnet20") if p["model.first_layer"] != "free")
   settings = {
     **point,
     "data.train_size": 40,
@@ -143,7 +143,7 @@ def test_a_cifar_point_trains_under_mock_data(tmp_path):
 
 def test_random_features_study_freezes_every_conv():
   study = _module("random_features")
-  points = list(study.sweep())
+  points = list(study.study())
   assert len(points) == 6
   config = study.get_config()
   config.model.kernels = ml_collections.ConfigDict({"*": "random"})

@@ -34,7 +34,7 @@ def _point(arm: str, seed: int) -> str:
 
 
 def _copy_light(names, root) -> None:
-  """Copies the committed light records of ``names`` (and the sweep plan) into ``root``."""
+  """Copies the committed light records of ``names`` (and the study plan) into ``root``."""
   os.makedirs(root, exist_ok=True)
   shutil.copy(os.path.join(RESULTS, runner.PLAN_FILE), root)
   shutil.copy(os.path.join(RESULTS, likeness.CONTROL_FILE), root)
@@ -96,7 +96,7 @@ def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
     [
       sys.executable,
       "-m",
-      "hybridconv.studies.sweep",
+      "hybridconv.studies.command",
       "--config=experiments/kernel_study/study.py",
       f"--workdir={root}",
       "data.train_size=100",
@@ -109,7 +109,7 @@ def test_the_runner_counts_a_committed_finished_run_as_done(names, tmp_path):
     timeout=600,
   )
   assert done.returncode == 0, done.stderr[-2000:]
-  assert "[sweep] start" not in done.stdout  # nothing trained: the committed run is finished
+  assert "[study] start" not in done.stdout  # nothing trained: the committed run is finished
   with open(os.path.join(root, run_layout.RESULTS_FILE), encoding="utf-8") as f:
     (row,) = [r for r in csv.DictReader(f) if r["point"] == names[0]]
   assert row["status"] == "finished"

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from hybridconv import run_layout
+
 SCRIPT = os.path.join(
   os.path.dirname(os.path.dirname(__file__)), "experiments", "kernel_study", "study_time.py"
 )
@@ -15,7 +17,7 @@ SCRIPT = os.path.join(
 def _root(tmp_path, recorded: dict[str, list[float]]):
   """A study root of two sizes x two seeds; ``recorded`` maps a point to its process walls."""
   points = [{"data.train_size": size, "seed": seed} for size in (100, 0) for seed in (0, 1)]
-  (tmp_path / "sweep.json").write_text(json.dumps({"points": points}))
+  (tmp_path / run_layout.PLAN_FILE).write_text(json.dumps({"points": points}))
   for point in points:
     name = f"train_size={point['data.train_size']},seed={point['seed']},first_layer=free"
     os.makedirs(tmp_path / name)
@@ -24,7 +26,7 @@ def _root(tmp_path, recorded: dict[str, list[float]]):
       times = {"train": [{"wall_seconds": walls[0], "exit": 0}]}
       if len(walls) > 1:
         times["robustness"] = [{"wall_seconds": walls[1], "exit": 0}]
-      (tmp_path / name / "sweep_times.json").write_text(json.dumps(times))
+      (tmp_path / name / run_layout.TIMES_FILE).write_text(json.dumps(times))
   return tmp_path
 
 
@@ -65,7 +67,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path):
   root = _root(tmp_path / "study", {})
   for args, message in (
     ([f"--workdir={root}", "--extra", "100:61"], "'100:61' is not SIZE=SECONDS"),
-    ([f"--workdir={tmp_path}"], "holds no sweep.json"),
+    ([f"--workdir={tmp_path}"], f"holds no {run_layout.PLAN_FILE}"),
   ):
     result = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True)
     errors = [line for line in result.stderr.splitlines() if "error:" in line]

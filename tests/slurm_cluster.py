@@ -8,7 +8,7 @@ second and are stopped by their pid files, so nothing of the machine's own set-u
 changed. The daemons run as root (``slurmd`` must); where that or a package is missing,
 :func:`unavailable` says why and the tests skip.
 
-Without accounting storage ``sacct`` fails; nothing here or in ``hybridconv sweep`` uses it
+Without accounting storage ``sacct`` fails; nothing here or in ``hybridconv study`` uses it
 (array states come from ``squeue``, results from the points' records).
 """
 

@@ -1,4 +1,4 @@
-"""``hybridconv sweep --executor=slurm`` and multi-host runs against a real one-node SLURM cluster.
+"""``hybridconv study --executor=slurm`` and multi-host runs against a real one-node SLURM cluster.
 
 The cluster (``tests/slurm_cluster.py``) is Debian's slurm-wlm and munge started from a generated
 config for this module and stopped after it; where it cannot start (not root, packages missing)
@@ -18,6 +18,7 @@ import time
 import pytest
 import slurm_cluster
 
+from hybridconv import run_layout
 from hybridconv.studies import slurm
 from hybridconv.training import preemption
 
@@ -50,9 +51,9 @@ def _environment(extra: dict[str, str] | None = None) -> dict[str, str]:
   return {**env, "WANDB_MODE": "disabled", **(extra or {})}
 
 
-def _sweep(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _study(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
   return subprocess.run(
-    [sys.executable, "-m", "hybridconv.cli", "sweep", *args],
+    [sys.executable, "-m", "hybridconv.cli", "study", *args],
     cwd=ROOT,
     capture_output=True,
     text=True,
@@ -96,10 +97,10 @@ def _starts(workdir: str) -> int:
 
 
 @pytest.mark.slow
-def test_a_slurm_sweep_writes_the_records_of_the_local_runner(cluster, tmp_path):
+def test_a_slurm_study_writes_the_records_of_the_local_runner(cluster, tmp_path):
   slurm_root, local_root = str(tmp_path / "slurm"), str(tmp_path / "local")
   common = [*TINY, *FOUR_POINTS]
-  submitted = _sweep(
+  submitted = _study(
     *common,
     f"--workdir={slurm_root}",
     "--executor=slurm",
@@ -108,10 +109,10 @@ def test_a_slurm_sweep_writes_the_records_of_the_local_runner(cluster, tmp_path)
     "--slurm_time=10",
     env=_environment(cluster.env),
   )
-  job = _job_id(submitted)  # returns at once, while the tasks run next to the local sweep
+  job = _job_id(submitted)  # returns at once, while the tasks run next to the local study
   assert "submitted 4 of 4 points" in submitted.stdout
   assert f"{slurm_root}/slurm/{job}_<task>_0_log.out" in submitted.stdout
-  local = _sweep(*common, f"--workdir={local_root}", env=_environment())
+  local = _study(*common, f"--workdir={local_root}", env=_environment())
   assert local.returncode == 0, local.stderr[-3000:]
   cluster.wait_idle()
 
@@ -119,10 +120,10 @@ def test_a_slurm_sweep_writes_the_records_of_the_local_runner(cluster, tmp_path)
   for name in _points(local_root):
     ours, theirs = (_records(os.path.join(r, name)) for r in (slurm_root, local_root))
     assert ours == theirs, name
-  status = _sweep(f"--workdir={slurm_root}", "--status", env=_environment(cluster.env))
+  status = _study(f"--workdir={slurm_root}", "--status", env=_environment(cluster.env))
   assert status.returncode == 0, status.stderr
   assert "4 of 4 points finished, 0 queued or running" in status.stdout
-  again = _sweep(*common, f"--workdir={slurm_root}", "--executor=slurm", env=cluster.env)
+  again = _study(*common, f"--workdir={slurm_root}", "--executor=slurm", env=cluster.env)
   assert again.returncode == 0, again.stderr
   assert "nothing to submit" in again.stdout and "4 finished" in again.stdout
   assert not cluster.queue()
@@ -154,12 +155,12 @@ def test_stopped_points_resume_requeued_or_resubmitted(cluster, tmp_path):
   """Task 0 gets SLURM's warning signal (SIGUSR2): it saves a checkpoint and requeues itself.
   Task 1 is cancelled (SIGTERM): it saves a checkpoint, and a resubmission queues it alone.
   Each task evaluates its point's robustness once it has finished."""
-  root = str(tmp_path / "sweep")
+  root = str(tmp_path / "study")
   command = [
     *TINY,
     "--grid",
     "seed=0,1",
-    "model.first_layer=free",  # of the config file's sweep() crossed with the seeds: 2 points
+    "model.first_layer=free",  # of the config file's study() crossed with the seeds: 2 points
     "--config.train_for=400 steps",
     "--config.log_every=50 steps",
     "--config.eval_every=50%",
@@ -168,7 +169,7 @@ def test_stopped_points_resume_requeued_or_resubmitted(cluster, tmp_path):
     "--executor=slurm",
     "--slurm_time=10",
   ]
-  job = _job_id(_sweep(*command, env=_environment(cluster.env)))
+  job = _job_id(_study(*command, env=_environment(cluster.env)))
   seed0, seed1 = (os.path.join(root, f"first_layer=free,seed={s}") for s in (0, 1))
   _wait_for_step(seed0, 100)
   _wait_for_step(seed1, 100)
@@ -178,7 +179,7 @@ def test_stopped_points_resume_requeued_or_resubmitted(cluster, tmp_path):
   cluster.client("scontrol", "update", f"JobId={job}_0", "StartTime=now")  # start it now
   _wait_for_state(cluster, f"{job}_1", ("GONE",))
 
-  again = _sweep(*command, env=_environment(cluster.env))
+  again = _study(*command, env=_environment(cluster.env))
   second = _job_id(again)
   assert "submitted 1 of 2 points" in again.stdout, again.stdout
   with open(os.path.join(root, "slurm", "submissions.jsonl"), encoding="utf-8") as f:
@@ -189,7 +190,7 @@ def test_stopped_points_resume_requeued_or_resubmitted(cluster, tmp_path):
     with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
       assert json.load(f)["step"] == 400
     assert _starts(workdir) == 2  # resumed, not restarted: one run, two starts
-    with open(os.path.join(workdir, "sweep_times.json"), encoding="utf-8") as f:
+    with open(os.path.join(workdir, run_layout.TIMES_FILE), encoding="utf-8") as f:
       exits = [attempt["exit"] for attempt in json.load(f)["train"]]
     stop = signal.SIGUSR2 if workdir == seed0 else signal.SIGTERM
     assert exits == [128 + stop.value, 0], workdir
@@ -267,8 +268,8 @@ def test_the_documented_multi_host_script_over_two_tasks_equals_one_process(clus
   ids=["partition", "point", "memory", "sbatch"],
 )
 def test_bad_input_is_refused_before_anything_is_queued(cluster, tmp_path, args, says):
-  root = tmp_path / "sweep"
-  done = _sweep(*TINY, f"--workdir={root}", "--executor=slurm", *args, env=cluster.env)
+  root = tmp_path / "study"
+  done = _study(*TINY, f"--workdir={root}", "--executor=slurm", *args, env=cluster.env)
   lines = done.stderr.strip().splitlines()
   assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
   assert lines[0].startswith("error: ") and says in lines[0], lines[0]
@@ -287,7 +288,7 @@ def test_bad_input_is_refused_before_anything_is_queued(cluster, tmp_path, args,
 )
 def test_without_a_cluster_bad_input_is_one_error_line(tmp_path, args, says):
   path = os.path.dirname(sys.executable)  # the venv's commands, not SLURM's
-  done = _sweep(*TINY, f"--workdir={tmp_path}/s", *args, env=_environment({"PATH": path}))
+  done = _study(*TINY, f"--workdir={tmp_path}/s", *args, env=_environment({"PATH": path}))
   lines = done.stderr.strip().splitlines()
   assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
   assert lines[0].startswith("error: ") and says in lines[0], lines[0]

@@ -1,4 +1,4 @@
-"""The sweep runner as a user drives it: grids, overrides, dry runs, re-runs, a killed point."""
+"""The study runner as a user drives it: grids, overrides, dry runs, re-runs, a killed point."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ import pytest
 import yaml
 
 from hybridconv import run_layout
+from hybridconv.studies import command as study_cli
 from hybridconv.studies import runner
-from hybridconv.studies import sweep as sweep_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = "configs/tiny.py"
 FAST = ["--config.train_for=6steps", "--config.cpu_devices=1"]
 
 
-def _sweep(*args, env=None, check=True):
+def _study(*args, env=None, check=True):
   done = subprocess.run(
-    [sys.executable, "-m", "hybridconv.studies.sweep", f"--config={SPEC}", *args],
+    [sys.executable, "-m", "hybridconv.studies.command", f"--config={SPEC}", *args],
     cwd=REPO,
     capture_output=True,
     text=True,
@@ -45,11 +45,11 @@ def _rows(root):
 
 @pytest.mark.slow
 def test_dry_run_prints_pasteable_commands_with_grid_and_overrides(tmp_path):
-  done = _sweep(
+  done = _study(
     f"--workdir={tmp_path}", "--grid", "seed=0,1", "--config.data.train_size=64", "--dry_run"
   )
   lines = done.stdout.strip().splitlines()
-  assert len(lines) == 4  # tiny's sweep() has 2 arms, crossed with 2 seeds
+  assert len(lines) == 4  # tiny's study() has 2 arms, crossed with 2 seeds
   argv = shlex.split(lines[-1])
   assert argv[1:3] == ["-m", "hybridconv.main"]
   assert "--config.data.train_size=64" in argv and "--config.seed=1" in argv
@@ -63,10 +63,10 @@ def test_bad_input_is_one_error_line(tmp_path):
     (["--grid", "seed"], "expected key=value1,value2"),
     (["--config.bogus.key=1"], "bogus"),
     (["--grid", "model.nope=1,2"], "nope"),
-    (["model.first_layer=nothing"], "no point of the sweep has"),
+    (["model.first_layer=nothing"], "no point of the study has"),
     (["--jobs=0"], "--jobs=0 must be >= 1"),
   ):
-    done = _sweep(f"--workdir={tmp_path}", *args, check=False)
+    done = _study(f"--workdir={tmp_path}", *args, check=False)
     assert done.returncode == 2, (args, done.stderr)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], (args, done.stderr)
@@ -75,7 +75,7 @@ def test_bad_input_is_one_error_line(tmp_path):
 @pytest.mark.slow
 def test_help_lists_the_runners_own_flags():
   done = subprocess.run(
-    [sys.executable, "-m", "hybridconv.studies.sweep", "--help"],
+    [sys.executable, "-m", "hybridconv.studies.command", "--help"],
     cwd=REPO,
     capture_output=True,
     text=True,
@@ -88,7 +88,7 @@ def test_help_lists_the_runners_own_flags():
 @pytest.mark.slow
 def test_wandb_yaml_parameters_are_the_factors(tmp_path):
   path = tmp_path / "sweep.yaml"
-  _sweep(
+  _study(
     f"--workdir={tmp_path}",
     "--grid",
     "seed=0,1",
@@ -104,15 +104,15 @@ def test_wandb_yaml_parameters_are_the_factors(tmp_path):
   assert "--config.train_for=6steps" in sweep["command"]
   points = [{"model.first_layer": a, "seed": s} for a in ("free", "gabor") for s in (0, 1)]
   # what an agent's `${args_no_hyphens}` selects: one point (values arrive as text)
-  assert sweep_cli.select(points, {"model.first_layer": "gabor", "seed": "1"}) == [3]
+  assert study_cli.select(points, {"model.first_layer": "gabor", "seed": "1"}) == [3]
 
 
 @pytest.mark.slow
 def test_rerun_adds_no_rows_and_a_killed_point_resumes(tmp_path):
   root = str(tmp_path / "study")
   # The gabor point is killed at step 5, after its step-4 checkpoint (tiny: every half epoch).
-  _sweep(f"--workdir={root}", *FAST, "model.first_layer=free")
-  killed = _sweep(
+  _study(f"--workdir={root}", *FAST, "model.first_layer=free")
+  killed = _study(
     f"--workdir={root}",
     *FAST,
     "model.first_layer=gabor",
@@ -123,7 +123,7 @@ def test_rerun_adds_no_rows_and_a_killed_point_resumes(tmp_path):
   rows = {row["point"]: row for row in _rows(root)}
   assert rows["first_layer=free"]["status"] == "finished"
   assert rows["first_layer=gabor"]["status"].startswith("failed")
-  again = _sweep(f"--workdir={root}", *FAST)
+  again = _study(f"--workdir={root}", *FAST)
   assert "start first_layer=free" not in again.stdout  # finished: skipped
   assert "start first_layer=gabor" in again.stdout
   rows = _rows(root)
@@ -135,7 +135,7 @@ def test_rerun_adds_no_rows_and_a_killed_point_resumes(tmp_path):
   with open(os.path.join(root, "first_layer=gabor", "metrics.jsonl"), encoding="utf-8") as f:
     steps = [e["step"] for e in map(json.loads, f) if "train/loss" in e]
   assert steps[-1] == 6
-  _sweep(f"--workdir={root}", *FAST)
+  _study(f"--workdir={root}", *FAST)
   assert len(_rows(root)) == 2
 
 
@@ -147,9 +147,9 @@ def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_res
     "--config.robustness.test_images=40",
     "--config.robustness.pgd_images=20",
   ]
-  done = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
-  assert "[sweep] robustness of first_layer=free" in done.stdout
-  assert done.stdout.count("[sweep] worker for slot 0") == 1  # evaluated in the training's worker
+  done = _study(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
+  assert "[study] robustness of first_layer=free" in done.stdout
+  assert done.stdout.count("[study] worker for slot 0") == 1  # evaluated in the training's worker
   with open(os.path.join(root, "first_layer=free", "robustness.json"), encoding="utf-8") as f:
     results = json.load(f)
   assert results["num_test_images"] == 40 and results["num_attack_images"] == 20
@@ -161,7 +161,7 @@ def test_robustness_after_training_uses_the_configured_subsets_and_fills_the_res
   assert train["exit"] == robustness["exit"] == 0
   assert float(row["wall_seconds"]) == train["wall_seconds"] > 0
   assert float(row["robustness_wall_seconds"]) == robustness["wall_seconds"] > 0
-  again = _sweep(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
+  again = _study(f"--workdir={root}", *FAST, *robust, "model.first_layer=free")
   assert "robustness of" not in again.stdout  # evaluated once
 
 
@@ -174,13 +174,13 @@ LONG = [
 ]
 
 
-def _start_sweep(root):
-  """A sweep of one long tiny point, in a session of its own (as a shell would start it)."""
+def _start_study(root):
+  """A study of one long tiny point, in a session of its own (as a shell would start it)."""
   process = subprocess.Popen(
     [
       sys.executable,
       "-m",
-      "hybridconv.studies.sweep",
+      "hybridconv.studies.command",
       f"--config={SPEC}",
       f"--workdir={root}",
       *LONG,
@@ -214,7 +214,7 @@ def _worker_pid(stdout: str) -> int:
 
 
 def _resumes_and_finishes(root):
-  _sweep(f"--workdir={root}", *LONG, "model.first_layer=free")
+  _study(f"--workdir={root}", *LONG, "model.first_layer=free")
   row = next(row for row in _rows(root) if row["point"] == "first_layer=free")
   assert row["status"] == "finished"
   with open(os.path.join(root, "first_layer=free", "run_info.json"), encoding="utf-8") as f:
@@ -225,13 +225,13 @@ def _resumes_and_finishes(root):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_to_the_runner_stops_its_worker_with_a_checkpoint(tmp_path, signum):
   root = str(tmp_path / "study")
-  process = _start_sweep(root)
+  process = _start_study(root)
   process.send_signal(signum)
   stdout, stderr = process.communicate(timeout=300)
   assert process.returncode == 128 + signum.value
   assert "Traceback" not in stderr and "Traceback" not in stdout
   last = stdout.strip().splitlines()[-1]
-  assert last.startswith(f"[sweep] stopped by {signum.name}: 1 running point(s) saved a checkpoint")
+  assert last.startswith(f"[study] stopped by {signum.name}: 1 running point(s) saved a checkpoint")
   assert not _alive(_worker_pid(stdout))
   row = next(row for row in _rows(root) if row["point"] == "first_layer=free")
   assert row["status"].startswith("stopped (exit")
@@ -242,7 +242,7 @@ def test_a_signal_to_the_runner_stops_its_worker_with_a_checkpoint(tmp_path, sig
 @pytest.mark.slow
 def test_a_worker_whose_runner_dies_stops_itself_with_a_checkpoint(tmp_path):
   root = str(tmp_path / "study")
-  process = _start_sweep(root)
+  process = _start_study(root)
   process.kill()
   process.wait()
   stdout = process.stdout.read()
@@ -257,7 +257,7 @@ def test_a_worker_whose_runner_dies_stops_itself_with_a_checkpoint(tmp_path):
 
 
 def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_path):
-  lines = _sweep(
+  lines = _study(
     f"--workdir={tmp_path}", "--grid", "model.first_layer=free,random", "--dry_run"
   ).stdout.splitlines()
   assert [line.split("--workdir=")[1].split()[0] for line in lines] == [
@@ -268,7 +268,7 @@ def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_pat
     [
       sys.executable,
       "-m",
-      "hybridconv.studies.sweep",
+      "hybridconv.studies.command",
       "--config=configs/fashion_mnist.py:free",
       f"--workdir={tmp_path}",
       "--grid",
@@ -297,7 +297,7 @@ def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_pat
   ],
 )
 def test_every_points_values_are_checked_before_any_trains(tmp_path, args, says):
-  done = _sweep(f"--workdir={tmp_path / 'study'}", *args, check=False)
+  done = _study(f"--workdir={tmp_path / 'study'}", *args, check=False)
   assert done.returncode == 2
   assert done.stderr.strip().splitlines() == [done.stderr.strip()]
   assert done.stderr.startswith(f"error: {says}")

@@ -1,4 +1,4 @@
-"""The sweep runner's worker: points trained in one process equal points trained one per process."""
+"""The study runner's worker: points trained in one process equal points trained one per process."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ def _python(*argv):
   return done
 
 
-def _sweep(root, *args):
+def _study(root, *args):
   steps = "--config.train_for=4steps"
-  return _python("hybridconv.studies.sweep", f"--config={SPEC}", f"--workdir={root}", steps, *args)
+  return _python(
+    "hybridconv.studies.command", f"--config={SPEC}", f"--workdir={root}", steps, *args
+  )
 
 
 def _records(workdir):
@@ -43,10 +45,10 @@ def _records(workdir):
 
 @pytest.mark.slow
 def test_one_worker_trains_the_points_exactly_as_one_process_per_point(tmp_path):
-  pooled = _sweep(tmp_path / "worker")  # configs/tiny.py's sweep(): free and gabor
-  alone = _sweep(tmp_path / "process", "--one_process_per_point")
-  assert pooled.stdout.count("[sweep] worker for slot 0") == 1  # both points in one process
-  assert "[sweep] worker" not in alone.stdout
+  pooled = _study(tmp_path / "worker")  # configs/tiny.py's study(): free and gabor
+  alone = _study(tmp_path / "process", "--one_process_per_point")
+  assert pooled.stdout.count("[study] worker for slot 0") == 1  # both points in one process
+  assert "[study] worker" not in alone.stdout
   for point in ("first_layer=free", "first_layer=gabor"):
     assert _records(tmp_path / "worker" / point) == _records(tmp_path / "process" / point)
     with open(tmp_path / "worker" / point / runner.TIMES_FILE, encoding="utf-8") as f:
@@ -56,8 +58,8 @@ def test_one_worker_trains_the_points_exactly_as_one_process_per_point(tmp_path)
 
 @pytest.mark.slow
 def test_a_point_needing_another_device_count_gets_a_fresh_worker(tmp_path):
-  done = _sweep(tmp_path / "study", "--grid", "cpu_devices=1,2", "model.first_layer=free")
-  assert done.stdout.count("[sweep] worker for slot 0") == 2
+  done = _study(tmp_path / "study", "--grid", "cpu_devices=1,2", "model.first_layer=free")
+  assert done.stdout.count("[study] worker for slot 0") == 2
   for count in (1, 2):
     (workdir,) = (tmp_path / "study").glob(f"*cpu_devices={count}*")
     with open(workdir / "run_info.json", encoding="utf-8") as f:
@@ -67,9 +69,9 @@ def test_a_point_needing_another_device_count_gets_a_fresh_worker(tmp_path):
 @pytest.mark.slow
 def test_a_finished_points_robustness_in_a_fresh_worker_equals_the_command_line(tmp_path):
   root = tmp_path / "study"
-  _sweep(root, "model.first_layer=free", "--config.cpu_devices=1")
+  _study(root, "model.first_layer=free", "--config.cpu_devices=1")
   robust = ["--config.robustness.test_images=40", "--config.robustness.pgd_images=20"]
-  done = _sweep(
+  done = _study(
     root,
     "model.first_layer=free",
     "--config.cpu_devices=1",
@@ -77,8 +79,8 @@ def test_a_finished_points_robustness_in_a_fresh_worker_equals_the_command_line(
     *robust,
   )
   assert "start first_layer=free" not in done.stdout  # finished: only evaluated
-  assert "[sweep] robustness of first_layer=free" in done.stdout
-  assert done.stdout.count("[sweep] worker for slot 0") == 1  # its first request: evaluate
+  assert "[study] robustness of first_layer=free" in done.stdout
+  assert done.stdout.count("[study] worker for slot 0") == 1  # its first request: evaluate
   workdir = root / "first_layer=free"
   with open(workdir / "robustness.json", encoding="utf-8") as f:
     pooled = json.load(f)

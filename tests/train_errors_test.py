@@ -151,7 +151,7 @@ def _one_error_line(result, start: str) -> None:
       "--config='configs/missing.py': no config file",
     ),
     (
-      "hybridconv.studies.sweep",
+      "hybridconv.studies.command",
       ["--config=configs/tiny.py", "--grid", "data.train_size=200,abc", "--dry_run"],
       "override data.train_size='abc': a str where the key holds an int",
     ),

@@ -167,7 +167,7 @@ def markdown(chosen: dict[int, dict], tolerance: float, plan: list[dict] = ()) -
     "",
     "![validation curves](pilot_curves.png)",
     "",
-    "Regenerate: `.venv/bin/python -m experiments.kernel_study.budgets` (after `hybridconv sweep "
+    "Regenerate: `.venv/bin/python -m experiments.kernel_study.budgets` (after `hybridconv study "
     "--config=experiments/kernel_study/pilot.py --workdir=experiments/kernel_study/results/pilot`"
     "; 2-core CPU, Fashion-MNIST from Debian's dataset-fashion-mnist).",
     "",
@@ -212,11 +212,11 @@ def plot(curves, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--pilot", default=DEFAULT_PILOT, help="the pilot sweep's workdir")
+  parser.add_argument("--pilot", default=DEFAULT_PILOT, help="the pilot study's workdir")
   args = parser.parse_args(argv)
   if not os.path.isdir(args.pilot):
     print(
-      f"error: --pilot={args.pilot!r} is not a directory (run the pilot sweep first)",
+      f"error: --pilot={args.pilot!r} is not a directory (run the pilot study first)",
       file=sys.stderr,
     )
     return 2

@@ -6,7 +6,7 @@ result can be set beside the published small-sample pattern (parametric scatteri
 WRN 38.78 / 62.97 / 71.37 at 100 / 500 / 1,000 samples, fixed scattering 43.16 / 61.66 / 68.16,
 random fixed bank 32.08 / 46.84 / 52.76)::
 
-  hybridconv sweep --config=experiments/kernel_study/cifar10.py:resnet20 \
+  hybridconv study --config=experiments/kernel_study/cifar10.py:resnet20 \
       --workdir=experiments/kernel_study/results/cifar10_resnet20 --jobs=8 \
       --device_var=CUDA_VISIBLE_DEVICES
   hybridconv compare --workdir=experiments/kernel_study/results/cifar10_resnet20 \
@@ -87,7 +87,7 @@ def budget(size: int) -> dict:
   }
 
 
-def sweep(model: str = "resnet20"):
+def study(model: str = "resnet20"):
   """Size (cheapest first), seed, arm; the factors first, the budget keys follow the size."""
   for point in product({"size": SIZES, "seed": SEEDS, "arm": list(arms(model))}):
     size = point["size"]

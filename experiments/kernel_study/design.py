@@ -1,4 +1,4 @@
-"""What the kernel study's pilot and main sweep share: model, optimiser, data, evaluations.
+"""What the kernel study's pilot and main study share: model, optimiser, data, evaluations.
 
 Fashion-MNIST (Debian's IDX files) with a fixed, class-balanced 5,000-image validation
 split held out of the 60,000 training images (``data.validation_seed`` 0: the same images
@@ -32,7 +32,7 @@ ROBUSTNESS_ATTACK_IMAGES = 500
 
 
 def base_config():
-  """One point of the study: free first layer, all training images; sweeps vary it."""
+  """One point of the study: free first layer, all training images; studies vary it."""
   config = default.get_config()
   config.data.source = "idx"
   config.data.name = "fashion_mnist"

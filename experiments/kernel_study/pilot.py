@@ -8,7 +8,7 @@ shortest rung whose final validation accuracy (mean over the pilot's seeds) is w
 ``TOLERANCE`` points of the best rung of its size; doubling beyond it buys no more than
 that.
 
-  hybridconv sweep --config=experiments/kernel_study/pilot.py \
+  hybridconv study --config=experiments/kernel_study/pilot.py \
       --workdir=experiments/kernel_study/results/pilot
   .venv/bin/python -m experiments.kernel_study.budgets   # the rule's result and curves
 """
@@ -41,7 +41,7 @@ def get_config(arg: str | None = None):
   return design.base_config()
 
 
-def sweep():
+def study():
   """Size (cheapest first), then budget, then seed: the free arm only."""
   for size, ladder in LADDERS.items():
     for point in product({"epochs": ladder, "seed": SEEDS[size]}):

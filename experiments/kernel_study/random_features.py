@@ -6,7 +6,7 @@ the same ResNet-20 fully trained, 3 seeds each, the same budget (SGD,
 Nesterov, 1 epoch, crop-and-flip augmentation). Random kernels are He-normal
 draws from each run's seed folded with the layer's name.
 
-  hybridconv sweep --config=experiments/kernel_study/random_features.py \
+  hybridconv study --config=experiments/kernel_study/random_features.py \
       --workdir=experiments/kernel_study/results/random_features
   hybridconv compare --workdir=experiments/kernel_study/results/random_features \
       --reference model.kernels='{}' --no-likeness
@@ -40,7 +40,7 @@ def get_config(arg: str | None = None):
   return config
 
 
-def sweep():
+def study():
   """Every conv random and frozen (BN + classifier trained) vs all free; 3 paired seeds.
 
   Seed by seed, both arms of a seed together, so a partial run holds complete pairs.

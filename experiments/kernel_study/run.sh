@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the kernel study's main sweep size by size (cheapest first), then the random-features
+# Runs the kernel study's main study size by size (cheapest first), then the random-features
 # study. Resumable: run it again (on this or another machine with the committed records) and
 # finished points are skipped; Ctrl-C or SIGTERM stops it cleanly.
 #   bash experiments/kernel_study/run.sh            # results under experiments/kernel_study/results
@@ -11,14 +11,14 @@ set -u
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-experiments/kernel_study/results}
-SWEEP=("$PY" -m hybridconv.studies.sweep)
+STUDY=("$PY" -m hybridconv.studies.command)
 if [ "${1:-}" = pilot ]; then
-  "${SWEEP[@]}" --config=experiments/kernel_study/pilot.py --workdir="$OUT/pilot" || exit $?
+  "${STUDY[@]}" --config=experiments/kernel_study/pilot.py --workdir="$OUT/pilot" || exit $?
   $PY -m experiments.kernel_study.budgets --pilot="$OUT/pilot" || exit $?
 fi
 # Two points at a time, one CPU device each: both cores stay busy through each point's
 # compilation and evaluations (the main study's points all use these settings).
-MAIN=("${SWEEP[@]}" --config=experiments/kernel_study/study.py --workdir="$OUT/fashion_mnist"
+MAIN=("${STUDY[@]}" --config=experiments/kernel_study/study.py --workdir="$OUT/fashion_mnist"
       --jobs=2 --config.cpu_devices=1)
 for size in 100 1000 10000; do
   "${MAIN[@]}" data.train_size=$size || exit $?
@@ -30,4 +30,4 @@ if $PY -c "from experiments.kernel_study import study; raise SystemExit(bool(stu
   exit 3
 fi
 "${MAIN[@]}" data.train_size=55000 || exit $?
-"${SWEEP[@]}" --config=experiments/kernel_study/random_features.py --workdir="$OUT/random_features"
+"${STUDY[@]}" --config=experiments/kernel_study/random_features.py --workdir="$OUT/random_features"

@@ -8,7 +8,7 @@ Model, optimiser, validation split and evaluations: :mod:`experiments.kernel_stu
 
 Run, resume and report (the runner skips finished points, committed ones too)::
 
-  hybridconv sweep --config=experiments/kernel_study/study.py \
+  hybridconv study --config=experiments/kernel_study/study.py \
       --workdir=experiments/kernel_study/results/fashion_mnist
   hybridconv compare --workdir=experiments/kernel_study/results/fashion_mnist --reference arm=free
 
@@ -94,7 +94,7 @@ LARGEST_SIZE_EXTRA_ARM: str | None = "fixed_gaussian_derivatives"
 
 
 def get_config(arg: str | None = None):
-  """The study's base config (one point: free, all images); ``sweep()`` varies it."""
+  """The study's base config (one point: free, all images); ``study()`` varies it."""
   if arg:
     raise ValueError(f"unknown config variant {arg!r}: this study file has none")
   return design.base_config()
@@ -107,7 +107,7 @@ def arms_at(size: int) -> list[str]:
   return [*LARGEST_SIZE_ARMS, *([LARGEST_SIZE_EXTRA_ARM] if LARGEST_SIZE_EXTRA_ARM else [])]
 
 
-def sweep():
+def study():
   """Size (cheapest first), then seed, then arm: a partial run has whole seeds of every arm.
 
   A size without a chosen budget yields no points yet.

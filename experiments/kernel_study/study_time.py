@@ -1,7 +1,7 @@
 """What the kernel-choice study costs in wall time, from the runner's own records.
 
-The sweep runner appends the wall time of every process it starts for a point to the point's
-``sweep_times.json`` (training attempts, the robustness evaluation). This sums them per
+The study runner appends the wall time of every process it starts for a point to the point's
+``point_times.json`` (training attempts, the robustness evaluation). This sums them per
 training-set size and projects each size's total from the median point of that size, for sizes
 whose points ran before the runner kept the record (their count is printed)::
 
@@ -55,10 +55,10 @@ def main() -> None:
   args = parser.parse_args()
   if args.jobs < 1:
     parser.error(f"--jobs={args.jobs} must be >= 1")
-  sweep_file = os.path.join(args.workdir, "sweep.json")
-  if not os.path.isfile(sweep_file):
-    parser.error(f"--workdir={args.workdir} holds no sweep.json (not a sweep root)")
-  with open(sweep_file, encoding="utf-8") as f:
+  study_file = os.path.join(args.workdir, run_layout.PLAN_FILE)
+  if not os.path.isfile(study_file):
+    parser.error(f"--workdir={args.workdir} holds no {run_layout.PLAN_FILE} (not a study root)")
+  with open(study_file, encoding="utf-8") as f:
     points = json.load(f)["points"]
   extra = dict(args.extra)
   by_size: dict[int, list[float | None]] = {}

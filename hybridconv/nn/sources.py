@@ -333,7 +333,7 @@ def parse(spec: Any) -> KernelSource:
     return spec
   if isinstance(spec, str) and spec.lstrip().startswith("{"):
     # A dict spec written as JSON: how a config key declared as a string (such as
-    # model.first_layer, or a sweep factor) holds a source with options.
+    # model.first_layer, or a study factor) holds a source with options.
     try:
       spec = json.loads(spec)
     except ValueError as error:

@@ -108,7 +108,7 @@ def pairing_check(
 
 
 def status(runs: Sequence[records.RunRecord], plan: Mapping[str, Any] | None) -> str:
-  """How many of the sweep's planned points have finished, in total and per training size."""
+  """How many of the study's planned points have finished, in total and per training size."""
   if not plan or not plan.get("points"):
     return f"{len(runs)} finished runs."
   planned: dict[Any, int] = {}

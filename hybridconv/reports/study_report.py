@@ -44,7 +44,7 @@ def write_study(
     "",
     f"{len(runs)} runs ({sum(r.finished for r in runs)} finished) under "
     f"`{os.path.basename(out) or out}`"
-    + (f", from the sweep `{study.plan.get('spec')}`" if study.plan else "")
+    + (f", from the study `{study.plan.get('spec')}`" if study.plan else "")
     + ".",
     "",
     f"Regenerate with `{command}`.",

@@ -152,16 +152,16 @@ def build_study_report(
   layers: Sequence[str] = ("conv1",),
   title: str = "",
 ):
-  """The W&B view of a study (``hybridconv sweep``'s runs), the online twin of STUDY.md.
+  """The W&B view of a study (``hybridconv study``'s runs), the online twin of STUDY.md.
 
-  Runs are those of the sweep's W&B ``group`` (the runner sets it to the sweep's
+  Runs are those of the study's W&B ``group`` (the runner sets it to the study's
   name), grouped by the study's ``factors`` (config keys such as
   ``model.first_layer``), so each arm is one line with its mean and a band over
   seeds, and final accuracy is one bar per arm.
 
   Args:
     entity, project: where the runs are.
-    group: the sweep's W&B group.
+    group: the study's W&B group.
     factors: config keys that define an arm (the seed left out).
     layers: conv layers whose filters and Gabor-likeness are shown.
     title: report title ('' = "study: <group>").

@@ -5,7 +5,7 @@ r"""``hybridconv compare``'s study table -- groups, paired differences, Holm -- 
   hybridconv compare --workdir runs/study --reference model.first_layer=free
   hybridconv compare --workdir runs/a --workdir runs/b --by model.first_layer --out report/
 
-Groups are the study's factors (from the sweep root's ``sweep.json``, else
+Groups are the study's factors (from the study root's ``study.json``, else
 every config key that differs between runs) except the seed, or the keys
 given with ``--by``. Per group: n, mean, standard deviation and a 95%
 Student-t interval of the final test accuracy; against the ``--reference``
@@ -149,7 +149,7 @@ class Study:
   """A study's finished runs and their statistics: everything its reports are written from."""
 
   root: str  # the common folder of the compared paths
-  plan: Mapping[str, Any] | None  # the sweep plan of a single sweep root
+  plan: Mapping[str, Any] | None  # the study plan of a single study root
   runs: list[records.RunRecord]  # the finished runs, the only ones compared
   unfinished: list[records.RunRecord]  # listed by the report, counted nowhere
   factors: list[str]
@@ -297,7 +297,7 @@ def _sort_key(value: Any) -> tuple:
 
 
 def load_study(paths: Sequence[str]) -> tuple[list[records.RunRecord], dict | None, str]:
-  """The runs under ``paths``, the sweep plan of a single root (if any), and the common root."""
+  """The runs under ``paths``, the study plan of a single root (if any), and the common root."""
   run_dirs = records.find_run_dirs(paths)
   if not run_dirs:
     raise ValueError(f"--workdir {', '.join(paths)}: no runs found (no config.json at or below)")
@@ -362,7 +362,7 @@ def parser() -> argparse.ArgumentParser:
     "--workdir",
     action="append",
     required=True,
-    help="a sweep root or a run directory (repeat for several)",
+    help="a study root or a run directory (repeat for several)",
   )
   parser.add_argument(
     "--by",
@@ -375,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     default=None,
     help="reference arm for paired differences, e.g. model.first_layer=free",
   )
-  parser.add_argument("--out", default=None, help="output folder (default: the sweep root)")
+  parser.add_argument("--out", default=None, help="output folder (default: the study root)")
   parser.add_argument("--no-figures", dest="figures", action="store_false")
   parser.add_argument(
     "--no-likeness",

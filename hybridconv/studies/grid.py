@@ -1,7 +1,7 @@
 """Study grids as data: factors, their product, and a stable name per point.
 
 A point is a dict of config overrides (``{'model.first_layer': 'gabor',
-'seed': 1}``). Config files declare a study with ``sweep()`` yielding points,
+'seed': 1}``). Config files declare a study with ``study()`` yielding points,
 usually through :func:`product`; the command line adds factors with
 ``--grid key=v1,v2``. Nothing here imports JAX or defines flags, so config
 files can import it.
@@ -78,7 +78,7 @@ def parse_assignments(entries: Sequence[str], what: str) -> dict[str, Any]:
 def combine(
   points: Sequence[Mapping[str, Any]], grid: Mapping[str, Sequence[Any]]
 ) -> list[dict[str, Any]]:
-  """Each point of a config's ``sweep()`` crossed with the command-line grid.
+  """Each point of a config's ``study()`` crossed with the command-line grid.
 
   A factor given on the command line replaces the file's factor of the same key: the
   file's points lose that key (repeats then merge) before the crossing, so

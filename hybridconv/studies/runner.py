@@ -1,4 +1,4 @@
-"""Runs a study's points in worker processes into one sweep root, resumably.
+"""Runs a study's points in worker processes into one study root, resumably.
 
 Each point trains in ``<root>/<point name>``
 (:func:`hybridconv.studies.grid.point_name`) inside a worker process
@@ -7,14 +7,14 @@ after a point that fails), or with ``one_process_per_point`` in a
 ``python -m hybridconv.main`` process of its own, so
 
 * a crash or out-of-memory in one point does not end the study;
-* running the same sweep again skips finished points (``summary.json`` says
+* running the same study again skips finished points (``summary.json`` says
   ``finished``; committed light records count too) and resumes interrupted
   ones from their checkpoints;
-* ``<root>/sweep_results.csv`` is rewritten from the points' own records after
+* ``<root>/points.csv`` is rewritten from the points' own records after
   every point: one row per point, never duplicated;
-* ``<root>/sweep.json`` records the spec, factors, overrides and points, which
+* ``<root>/study.json`` records the spec, factors, overrides and points, which
   ``hybridconv compare`` reads to know the study's factors;
-* ``<point>/sweep_times.json`` keeps the wall time of every process the runner
+* ``<point>/point_times.json`` keeps the wall time of every process the runner
   started for the point (training attempts, robustness evaluation): what a
   study costs, start-up and evaluation included, which ``train_seconds`` is not.
 
@@ -64,22 +64,22 @@ def flag_value(value: Any) -> str:
 def load_points(
   spec: str, grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-  """The study's points: the config file's ``sweep()`` (if any) crossed with ``grid``.
+  """The study's points: the config file's ``study()`` (if any) crossed with ``grid``.
 
   Every point, with ``overrides`` applied first, is checked against the config
   so a misspelt key fails before anything runs.
 
   Raises:
-    ValueError: an unknown key, a file with neither ``sweep()`` nor a grid.
+    ValueError: an unknown key, a file with neither ``study()`` nor a grid.
   """
   module, variant = configlib.load_config_module(spec)
-  points = [dict(p) for p in _sweep_points(module, variant)] if hasattr(module, "sweep") else []
-  if hasattr(module, "sweep") and not points:
-    raise ValueError(f"--config={spec!r}: sweep() yielded no points")
+  points = [dict(p) for p in _study_points(module, variant)] if hasattr(module, "study") else []
+  if hasattr(module, "study") and not points:
+    raise ValueError(f"--config={spec!r}: study() yielded no points")
   if not points and not grid:
     raise ValueError(
-      f"--config={spec!r} defines no sweep() and no --grid was given; "
-      "add --grid key=v1,v2 or a sweep() to the config file"
+      f"--config={spec!r} defines no study() and no --grid was given; "
+      "add --grid key=v1,v2 or a study() to the config file"
     )
   points = grid_lib.combine(points, grid)
   factors = grid_lib.primary_factors(points)
@@ -87,8 +87,8 @@ def load_points(
   repeated = sorted({n for n in names if names.count(n) > 1})
   if repeated:
     raise ValueError(
-      f"several points are named {repeated[0]!r} (factors {factors}): the sweep repeats a "
-      "combination; give each factor once, on the command line or in the file's sweep()"
+      f"several points are named {repeated[0]!r} (factors {factors}): the study repeats a "
+      "combination; give each factor once, on the command line or in the file's study()"
     )
   base = module.get_config(variant) if variant else module.get_config()
   base.lock()
@@ -118,18 +118,18 @@ def check_point(config, name: str) -> None:
     raise ValueError(f"point {name}: {error}") from error
 
 
-def _sweep_points(module, variant: str | None):
-  """``module.sweep()``, or ``module.sweep(variant)`` when it takes the config's variant."""
-  if variant and inspect.signature(module.sweep).parameters:
-    return module.sweep(variant)
-  return module.sweep()
+def _study_points(module, variant: str | None):
+  """``module.study()``, or ``module.study(variant)`` when it takes the config's variant."""
+  if variant and inspect.signature(module.study).parameters:
+    return module.study(variant)
+  return module.study()
 
 
-def sweep_name(spec: str) -> str:
+def study_name(spec: str) -> str:
   """``'kernel_study'`` from ``'experiments/kernel_study/study.py:main'`` (file + variant)."""
   path, _, variant = spec.partition(":")
   base = os.path.splitext(os.path.basename(path))[0]
-  if base in ("study", "config", "sweep"):
+  if base in ("study", "config"):
     base = os.path.basename(os.path.dirname(os.path.abspath(path))) or base
   return f"{base}-{variant}" if variant else base
 
@@ -179,7 +179,7 @@ def point_request(
   point = points[index]
   workdir = os.path.join(root, point_name(point, factors))
   tags = point_tags(point, factors)
-  return workdir, point_settings(point, overrides=overrides, group=sweep_name(spec), tags=tags)
+  return workdir, point_settings(point, overrides=overrides, group=study_name(spec), tags=tags)
 
 
 def shell_line(command: Sequence[str]) -> str:
@@ -228,7 +228,7 @@ def robustness_arguments(
 
 
 def record_time(workdir: str, kind: str, seconds: float, exit_code: int) -> None:
-  """Appends one process's wall time to the point's ``sweep_times.json`` under ``kind``.
+  """Appends one process's wall time to the point's ``point_times.json`` under ``kind``.
 
   Nothing is written for a point whose process left no workdir (refused before any work).
   """
@@ -248,7 +248,7 @@ def _total_seconds(times: Mapping[str, Any], kind: str) -> float | str:
 def result_row(
   root: str, name: str, point: Mapping[str, Any], factors: Sequence[str], exit_code: int | None
 ) -> dict[str, Any]:
-  """One row of ``sweep_results.csv`` from the point's records on disk."""
+  """One row of ``points.csv`` from the point's records on disk."""
   workdir = os.path.join(root, name)
   row: dict[str, Any] = {"point": name, "workdir": os.path.relpath(workdir, root)}
   row.update({key: point.get(key, "") for key in factors})
@@ -283,7 +283,7 @@ def result_row(
 
 
 def write_results(root: str, rows: Sequence[Mapping[str, Any]]) -> str:
-  """Rewrites ``sweep_results.csv`` (atomically) with one row per point."""
+  """Rewrites ``points.csv`` (atomically) with one row per point."""
   columns: list[str] = []
   for row in rows:
     columns += [c for c in row if c not in columns]
@@ -300,7 +300,7 @@ def write_results(root: str, rows: Sequence[Mapping[str, Any]]) -> str:
 def refresh_results(
   root: str, points: Sequence[Mapping[str, Any]], exit_codes: Mapping[str, int | None]
 ) -> str:
-  """Rewrites ``sweep_results.csv`` from every point's records (``exit_codes`` by point name:
+  """Rewrites ``points.csv`` from every point's records (``exit_codes`` by point name:
   the exit statuses this process saw)."""
   factors = grid_lib.primary_factors(points)
   names = [point_name(p, factors) for p in points]
@@ -317,10 +317,10 @@ def write_plan(
   overrides: Mapping[str, Any],
   factors: Sequence[str],
 ) -> None:
-  """``sweep.json``: what this root is a study of (read by ``hybridconv compare``)."""
+  """``study.json``: what this root is a study of (read by ``hybridconv compare``)."""
   plan = {
     "spec": spec,
-    "name": sweep_name(spec),
+    "name": study_name(spec),
     "factors": list(factors),
     "overrides": dict(overrides),
     "points": [dict(p) for p in points],
@@ -368,7 +368,7 @@ class _Process:
     self.process.wait()
 
 
-class SweepStopped(Exception):
+class StudyStopped(Exception):
   """The runner was stopped by a signal; running points saved checkpoints and stopped."""
 
   def __init__(self, signal_name: str, finished: int, stopped: int, total: int):
@@ -396,7 +396,7 @@ class StopSignals(preemption.PreemptionFlag):
 
 
 class _Slots:
-  """The slots of one local run of a sweep: their workers, the points running on them, and
+  """The slots of one local run of a study: their workers, the points running on them, and
   the exit status of each point that ended.
 
   Each slot's points run one after another in one worker process
@@ -435,7 +435,7 @@ class _Slots:
 
     if slot not in self.workers:
       self.workers[slot] = worker_lib.Client(self._environment(slot))
-      print(f"[sweep] worker for slot {slot}: pid {self.workers[slot].process.pid}", flush=True)
+      print(f"[study] worker for slot {slot}: pid {self.workers[slot].process.pid}", flush=True)
     return self.workers[slot]
 
   def _start(self, index: int, slot: int):
@@ -447,7 +447,7 @@ class _Slots:
         workdir,
         self.points[index],
         overrides=self.overrides,
-        group=sweep_name(self.spec),
+        group=study_name(self.spec),
         tags=point_tags(self.points[index], self.factors),
       )
       return _Process(command, self._environment(slot))
@@ -492,7 +492,7 @@ class _Slots:
         _maybe_evaluate(self.spec, self.root, name, self.overrides, point, run=run)
         continue
       slot = self.free.pop(0)
-      print(f"[sweep] start {name} ({index + 1}/{len(self.points)})", flush=True)
+      print(f"[study] start {name} ({index + 1}/{len(self.points)})", flush=True)
       self.running.append((self._start(index, slot), name, slot, time.time()))
 
   def collect(self) -> None:
@@ -516,7 +516,7 @@ class _Slots:
   def _finish(self, name: str, slot: int, started: float, code: int) -> None:
     self.exit_codes[name] = code
     self.free.append(slot)
-    print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
+    print(f"[study] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
     evaluate = None if self.stop.signal_name else self.evaluator(slot)
     point = self.points[self.names.index(name)]
     after_training(self.spec, self.root, name, point, self.overrides, code, started, evaluate)
@@ -532,7 +532,7 @@ class _Slots:
       client.close()
 
 
-def run_sweep(
+def run_study(
   spec: str,
   root: str,
   points: Sequence[Mapping[str, Any]],
@@ -546,9 +546,9 @@ def run_sweep(
   """Runs the unfinished points among ``indices`` (all by default), ``jobs`` at a time
   (:class:`_Slots`: a worker process per slot, or ``one_process_per_point``).
 
-  Returns how many failed. SIGTERM, SIGINT or SIGHUP stop the sweep: no new point
+  Returns how many failed. SIGTERM, SIGINT or SIGHUP stop the study: no new point
   starts, each running point gets one SIGTERM (it saves a checkpoint and stops), and
-  :class:`SweepStopped` is raised once they have; a rerun resumes them. Finished
+  :class:`StudyStopped` is raised once they have; a rerun resumes them. Finished
   points are skipped (their robustness evaluation still runs if it is due and
   missing). Names and the results file cover all ``points``, so running a few of
   them (a W&B agent) writes into the same folders as running the whole study.
@@ -566,7 +566,7 @@ def run_sweep(
     one_process_per_point=one_process_per_point,
   )
   if len(set(slots.names)) != len(slots.names):
-    raise ValueError("two points of the sweep have the same name; their factor values repeat")
+    raise ValueError("two points of the study have the same name; their factor values repeat")
   write_plan(root, spec, points, overrides, slots.factors)
   queue = list(range(len(points)) if indices is None else indices)
   forwarded = False
@@ -589,7 +589,7 @@ def run_sweep(
   if slots.stop.signal_name:
     stopped = sum(code in STOPPED_EXITS for code in codes)
     finished = sum(is_finished(os.path.join(root, name)) for name in slots.names)
-    raise SweepStopped(slots.stop.signal_name, finished, stopped, len(points))
+    raise StudyStopped(slots.stop.signal_name, finished, stopped, len(points))
   return sum(1 for code in codes if code)
 
 
@@ -604,9 +604,9 @@ def after_training(
   evaluate,
 ) -> None:
   """What follows the training attempt of point ``name`` under every executor: its wall time
-  (since ``started``) in ``sweep_times.json``, then, if it finished, its robustness evaluation
+  (since ``started``) in ``point_times.json``, then, if it finished, its robustness evaluation
   when the config asks for one (``evaluate(point, arguments) -> exit status``; None: skip it,
-  the sweep is stopping)."""
+  the study is stopping)."""
   record_time(os.path.join(root, name), "train", time.time() - started, code)
   if code == 0 and evaluate is not None:
     _maybe_evaluate(spec, root, name, overrides, point, run=evaluate)
@@ -622,7 +622,7 @@ def run_point_here(
   train,
   evaluate,
 ) -> int:
-  """Point ``index`` in this process, as :func:`run_sweep` runs each point: skipped when
+  """Point ``index`` in this process, as :func:`run_study` runs each point: skipped when
   finished (its robustness evaluation still runs if due and missing), else trained by
   ``train(spec, workdir, settings) -> exit status`` and followed by :func:`after_training`.
 
@@ -632,13 +632,13 @@ def run_point_here(
   workdir, settings = point_request(spec, root, points, index, overrides)
   name = os.path.basename(workdir)
   if is_finished(workdir):
-    print(f"[sweep] {name}: finished already", flush=True)
+    print(f"[study] {name}: finished already", flush=True)
     _maybe_evaluate(spec, root, name, overrides, points[index], run=evaluate)
     return 0
-  print(f"[sweep] start {name} ({index + 1}/{len(points)})", flush=True)
+  print(f"[study] start {name} ({index + 1}/{len(points)})", flush=True)
   started = time.time()
   code = train(spec, workdir, settings)
-  print(f"[sweep] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
+  print(f"[study] {name}: exit {code} after {time.time() - started:.0f} s", flush=True)
   after_training(spec, root, name, points[index], overrides, code, started, evaluate)
   return code
 
@@ -661,9 +661,9 @@ def _maybe_evaluate(
   workdir = os.path.join(root, name)
   if not due or os.path.exists(os.path.join(workdir, ROBUSTNESS_FILE)):
     return
-  print(f"[sweep] robustness of {name}", flush=True)
+  print(f"[study] robustness of {name}", flush=True)
   started = time.time()
   code = run(point, robustness_arguments(workdir, **settings))
   record_time(workdir, "robustness", time.time() - started, code)
   if code:
-    print(f"[sweep] robustness evaluation of {name} failed with exit {code}", flush=True)
+    print(f"[study] robustness evaluation of {name} failed with exit {code}", flush=True)

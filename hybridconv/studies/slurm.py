@@ -1,18 +1,18 @@
-"""``hybridconv sweep --executor=slurm``: a sweep's unfinished points as one SLURM job array.
+"""``hybridconv study --executor=slurm``: a study's unfinished points as one SLURM job array.
 
 Submission (:func:`submit`) checks everything first -- the points (as the local runner
 does), the flags, ``sbatch`` on PATH, the partition against ``sinfo`` -- then hands the
 points to submitit's ``map_array``: one array task per point, at most
-``max_running`` at once. It returns at once; ``hybridconv sweep --status`` reads the
+``max_running`` at once. It returns at once; ``hybridconv study --status`` reads the
 array's state from ``squeue`` and the points' own records (never ``sacct``, which needs
 SLURM's accounting database).
 
 Each array task (:class:`PointTask`) trains its point in the task's process exactly as
 the local runner's worker does (:func:`hybridconv.studies.runner.run_point_here`): the
 same config, workdir, lock, exit statuses, records, robustness evaluation and
-``sweep_results.csv`` row, so ``hybridconv compare`` reads the root unchanged.
+``points.csv`` row, so ``hybridconv compare`` reads the root unchanged.
 
-Resubmission and preemption: a resubmitted sweep queues only the points that have not
+Resubmission and preemption: a resubmitted study queues only the points that have not
 finished and are not queued or running already. A point stopped by SIGTERM
 (``scancel``, a preemption) saves a checkpoint and resumes from it when resubmitted;
 one stopped by the array's warning signal (SIGUSR2, ``--signal=USR2@90``: 90 s before
@@ -150,7 +150,7 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
 
 
 def submissions(root: str) -> list[dict[str, Any]]:
-  """The sweep's job arrays, oldest first: ``job_id``, ``points`` (task i runs points[i])."""
+  """The study's job arrays, oldest first: ``job_id``, ``points`` (task i runs points[i])."""
   path = os.path.join(root, run_layout.SUBMISSIONS_FILE)
   if not os.path.exists(path):
     return []
@@ -217,7 +217,7 @@ def submit(
   runner.write_plan(root, spec, points, overrides, factors)
   folder = os.path.join(root, run_layout.SLURM_DIR)
   executor = submitit.SlurmExecutor(folder=folder)
-  executor.update_parameters(**executor_parameters(options, runner.sweep_name(spec), len(chosen)))
+  executor.update_parameters(**executor_parameters(options, runner.study_name(spec), len(chosen)))
   task = PointTask(spec, root, tuple(dict(p) for p in points), dict(overrides), os.getcwd())
   try:
     with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal there
@@ -241,15 +241,15 @@ def submit(
 
 
 def status_rows(root: str) -> tuple[list[dict[str, Any]], bool]:
-  """One row per point of the sweep at ``root``: its records' status, and its SLURM state
+  """One row per point of the study at ``root``: its records' status, and its SLURM state
   while its task is queued or running; whether squeue answered. Rewrites the results file.
 
   Raises:
-    ValueError: ``root`` holds no sweep (no ``sweep.json``).
+    ValueError: ``root`` holds no study (no ``study.json``).
   """
   plan = runner.read_plan(root)
   if not plan:
-    raise ValueError(f"--workdir={root} holds no sweep ({run_layout.PLAN_FILE} not found)")
+    raise ValueError(f"--workdir={root} holds no study ({run_layout.PLAN_FILE} not found)")
   points = plan["points"]
   states, answered = point_states(root) if shutil.which("squeue") else ({}, False)
   factors = grid_lib.primary_factors(points)
@@ -265,7 +265,7 @@ def status_rows(root: str) -> tuple[list[dict[str, Any]], bool]:
 
 
 class results_lock:  # noqa: N801 (a context manager used like a function)
-  """An exclusive ``flock`` on the sweep root while a task rewrites ``sweep_results.csv``,
+  """An exclusive ``flock`` on the study root while a task rewrites ``points.csv``,
   so array tasks that finish together do not interleave their snapshots."""
 
   def __init__(self, root: str):
@@ -309,13 +309,13 @@ class PointFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class PointTask:
-  """An array task: runs point ``index`` of the sweep (pickled by submitit, called in the task)."""
+  """An array task: runs point ``index`` of the study (pickled by submitit, called in the task)."""
 
   spec: str
   root: str
   points: tuple[dict[str, Any], ...]
   overrides: dict[str, Any]
-  cwd: str  # where the sweep was submitted: config files import `configs.default` from here
+  cwd: str  # where the study was submitted: config files import `configs.default` from here
 
   def __call__(self, index: int) -> int:
     os.chdir(self.cwd)
@@ -349,8 +349,8 @@ def requeue() -> bool:
   array_id, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
   job = f"{array_id}_{task}" if array_id and task else os.environ.get("SLURM_JOB_ID", "")
   if not job or restarts >= MAX_REQUEUES:
-    print(f"[sweep] not requeued ({restarts} requeues so far)", flush=True)
+    print(f"[study] not requeued ({restarts} requeues so far)", flush=True)
     return False
   subprocess.run(["scontrol", "requeue", job], check=True, timeout=60)
-  print(f"[sweep] requeued task {job} (requeue {restarts + 1} of {MAX_REQUEUES})", flush=True)
+  print(f"[study] requeued task {job} (requeue {restarts + 1} of {MAX_REQUEUES})", flush=True)
   return True

@@ -1,4 +1,4 @@
-"""A process that trains a sweep's points one after another, started once per runner slot.
+"""A process that trains a study's points one after another, started once per runner slot.
 
 Why: a point started as a process of its own imported JAX, Flax, Optax and
 orbax again (about 2.3 s on a 2-core machine, half of a cached point's

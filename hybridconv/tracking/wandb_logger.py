@@ -53,7 +53,7 @@ class WandbLogger(logger_lib.Logger):
     run_id: W&B run id; a run started again with the same id (a resumed
       training run) continues the same W&B run instead of starting a new one.
     group, tags, job_type: W&B's grouping fields ('' / () for none); a study
-      groups its runs by sweep and tags them with their factor values.
+      groups its runs by study and tags them with their factor values.
 
   Attributes:
     mode: the mode the run uses: the requested one until the first event

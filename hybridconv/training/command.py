@@ -1,7 +1,7 @@
 """What ``hybridconv train`` does with a config: process set-up, the run, its exit status.
 
 Shared by the command line (:mod:`hybridconv.main`, which only parses flags)
-and the sweep runner's worker (:mod:`hybridconv.studies.worker`, which trains
+and the study runner's worker (:mod:`hybridconv.studies.worker`, which trains
 many points in one process). Imports no JAX until a function needs it, so the
 host heap can be set up first.
 """
@@ -45,7 +45,7 @@ def prepare_process(config) -> None:
   """The process-wide set-up of a training process, before JAX starts.
 
   The host heap set-up (``config.keep_host_buffers``) and the CPU device count
-  (``config.cpu_devices``) hold for the whole process: the sweep runner's
+  (``config.cpu_devices``) hold for the whole process: the study runner's
   worker applies them once, for its first point. Raises ValueError on a bad
   ``cpu_devices``.
   """

@@ -2,7 +2,7 @@
 
 Schedulers (SLURM, Kubernetes, preemptible VMs) send SIGTERM some seconds
 before killing a job; SLURM's warning before a time limit or a preemption is
-the signal of ``sbatch --signal`` (SIGUSR2 in the jobs ``hybridconv sweep
+the signal of ``sbatch --signal`` (SIGUSR2 in the jobs ``hybridconv study
 --executor=slurm`` submits, as submitit asks for; SIGUSR1 is the other usual
 choice). Orbax only notices preemption after
 ``jax.distributed.initialize()``, so single-process runs need their own handler:

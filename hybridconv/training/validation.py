@@ -42,7 +42,7 @@ def validate_config(config, mesh, workdir: str | None = None) -> None:
 
 
 def check_values(config) -> None:
-  """The checks that need neither devices nor a workdir (the sweep runner checks every
+  """The checks that need neither devices nor a workdir (the study runner checks every
   point with them before the first trains)."""
   sharding.check_cpu_devices(config.cpu_devices)
   subset.check_subset_config(config.data, config.batch_size)

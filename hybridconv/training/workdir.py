@@ -266,7 +266,7 @@ def write_train_subset(workdir: str, record: Mapping[str, Any]) -> None:
 def write_summary(workdir: str, final: Mapping[str, Any], *, total_steps: int) -> None:
   """Writes ``summary.json``: the final metrics of a run that reached ``total_steps``.
 
-  Its presence marks a finished run (the sweep runner skips such points);
+  Its presence marks a finished run (the study runner skips such points);
   values are plain floats so the file reads without the library.
   """
   data = {

@@ -1,20 +1,20 @@
-"""Start-up cost of a sweep point: process per point or worker, with and without the cache.
+"""Start-up cost of a study point: process per point or worker, with and without the cache.
 
 A point started as its own ``python -m hybridconv.main`` process imports JAX
 and compiles its programs; the runner's default worker (one per slot) imports
 once and runs its points one after another. This runs the same short arm (the
-tiny gratings config, one point per seed) three times through the real sweep
+tiny gratings config, one point per seed) three times through the real study
 runner: a process per point with JAX's persistent compilation cache off, a
 process per point with the runner's shared cache (``<root>/.jax_cache``), and
 the default (workers, shared cache). A point's *overhead* is its wall time
-(process or worker request) as the runner records it in ``sweep_times.json``,
+(process or worker request) as the runner records it in ``point_times.json``,
 minus the time spent in training steps (``train_seconds`` in its ``summary.json``): imports,
 data, compilation, evaluation, checkpoints. The runner's own start-up (once per
 study) is not a point's cost and is not counted. The
 first point of the cached run fills the cache; the second and later points
 show what a study pays per point (goal: <= 3 s).
 
-    .venv/bin/python experiments/benchmarks/sweep_overhead.py [--points 4] [--steps 4]
+    .venv/bin/python experiments/benchmarks/study_overhead.py [--points 4] [--steps 4]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ CONFIG = "configs/tiny.py:free"
 def run_points(
   root: str, seeds: list[int], steps: int, cache: bool, one_process: bool
 ) -> list[dict]:
-  """Runs one sweep of one point per seed; per-point wall (the runner's record) and train s."""
+  """Runs one study of one point per seed; per-point wall (the runner's record) and train s."""
   env = dict(os.environ)
   for key in ("JAX_COMPILATION_CACHE_DIR", "JAX_ENABLE_COMPILATION_CACHE"):
     env.pop(key, None)
@@ -46,7 +46,7 @@ def run_points(
     [
       sys.executable,
       "-m",
-      "hybridconv.studies.sweep",
+      "hybridconv.studies.command",
       f"--config={CONFIG}",
       f"--workdir={root}",
       f"--config.train_for={steps}steps",

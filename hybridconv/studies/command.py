@@ -1,26 +1,26 @@
-r"""``hybridconv sweep``: run a study's points locally, or export them as a W&B sweep.
+r"""``hybridconv study``: run a study's points locally, or export them as a W&B sweep.
 
-A study is a config file's ``sweep()`` (points built with
+A study is a config file's ``study()`` (points built with
 :func:`hybridconv.studies.grid.product`), a grid on the command line, or both
 crossed::
 
-  # every point of the file's sweep(), one after the other, into one root
-  hybridconv sweep --config=experiments/kernel_study/study.py --workdir=runs/study
+  # every point of the file's study(), one after the other, into one root
+  hybridconv study --config=experiments/kernel_study/study.py --workdir=runs/study
   # a grid from the command line, with overrides applied to every point
-  hybridconv sweep --config=configs/fashion_mnist.py:free --workdir=runs/quick \
+  hybridconv study --config=configs/fashion_mnist.py:free --workdir=runs/quick \
       --grid model.first_layer=free,gabor,random --grid seed=0,1,2 \
       --config.data.train_size=1000 --config.train_for=5epochs
   # print the complete commands (paste into a shell), run nothing
-  hybridconv sweep ... --dry_run
+  hybridconv study ... --dry_run
   # two points at a time; on a multi-GPU host, one GPU per point
-  hybridconv sweep ... --jobs=4 --device_var=CUDA_VISIBLE_DEVICES
+  hybridconv study ... --jobs=4 --device_var=CUDA_VISIBLE_DEVICES
   # only the points matching some factor values (what a W&B agent runs)
-  hybridconv sweep ... model.first_layer=gabor seed=1
+  hybridconv study ... model.first_layer=gabor seed=1
   # a W&B sweep whose parameters are the factors themselves
-  hybridconv sweep ... --wandb_yaml=sweep.yaml && wandb sweep sweep.yaml
+  hybridconv study ... --wandb_yaml=sweep.yaml && wandb sweep sweep.yaml
   # the unfinished points as one SLURM job array (returns at once), then its state
-  hybridconv sweep ... --executor=slurm --slurm_partition=gpu --slurm_gpus_per_task=1
-  hybridconv sweep --workdir=runs/study --status
+  hybridconv study ... --executor=slurm --slurm_partition=gpu --slurm_gpus_per_task=1
+  hybridconv study --workdir=runs/study --status
 
 Each point runs in ``<workdir>/<factor values>`` (e.g.
 ``first_layer=gabor,seed=1``), in a worker process per slot that imports JAX
@@ -48,9 +48,9 @@ from hybridconv.studies import grid as grid_lib
 from hybridconv.studies import runner, slurm
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file (and variant) of every point.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep root: each point runs in a folder below it.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Study root: each point runs in a folder below it.")
 _GRID = flags.DEFINE_multi_string(
-  "grid", [], "A factor: key=value1,value2,... (repeat for more; crossed with sweep())."
+  "grid", [], "A factor: key=value1,value2,... (repeat for more; crossed with study())."
 )
 _POINT = flags.DEFINE_integer("point", -1, "Run only the point with this index (-1: all).")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once.")
@@ -75,7 +75,7 @@ _EXECUTOR = flags.DEFINE_enum(
   "local: run the points here; slurm: submit them as one SLURM job array and return.",
 )
 _STATUS = flags.DEFINE_bool(
-  "status", False, "Print each point's status (and SLURM state) of the sweep at --workdir; exit."
+  "status", False, "Print each point's status (and SLURM state) of the study at --workdir; exit."
 )
 _SLURM_PARTITION = flags.DEFINE_string("slurm_partition", "", "Partition ('': the default).")
 _SLURM_TIME = flags.DEFINE_integer("slurm_time", 60, "Time limit of each point's task, minutes.")
@@ -92,7 +92,7 @@ _SLURM_MAX_RUNNING = flags.DEFINE_integer(
   "slurm_max_running", 0, "Array tasks running at once (0: no limit)."
 )
 
-# The runner's own flags, listed by `hybridconv sweep --help` (absl prints only
+# The runner's own flags, listed by `hybridconv study --help` (absl prints only
 # these because the module defines no others).
 OVERRIDE_PREFIX = "--config."
 
@@ -113,7 +113,7 @@ def select(points: Sequence[Mapping[str, Any]], selectors: Mapping[str, Any]) ->
   for key in selectors:
     if not any(key in p for p in points):
       raise ValueError(
-        f"selector {key}=... names no factor of the sweep; factors: "
+        f"selector {key}=... names no factor of the study; factors: "
         f"{grid_lib.factors_of(points) or sorted({k for p in points for k in p})}"
       )
   chosen = [
@@ -125,7 +125,7 @@ def select(points: Sequence[Mapping[str, Any]], selectors: Mapping[str, Any]) ->
     )
   ]
   if not chosen:
-    raise ValueError(f"no point of the sweep has {selectors}")
+    raise ValueError(f"no point of the study has {selectors}")
   return chosen
 
 
@@ -142,7 +142,7 @@ def wandb_sweep_yaml(
       if point[key] not in values[key]:
         values[key].append(point[key])
   sweep = {
-    "name": runner.sweep_name(spec),
+    "name": runner.study_name(spec),
     "method": "grid",
     "metric": {"name": "eval/accuracy", "goal": "maximize"},
     "parameters": {key: {"values": vals} for key, vals in values.items()},
@@ -150,7 +150,7 @@ def wandb_sweep_yaml(
       "${env}",
       "${interpreter}",
       "-m",
-      "hybridconv.studies.sweep",
+      "hybridconv.studies.command",
       f"--config={spec}",
       f"--workdir={root}",
       *(f"{OVERRIDE_PREFIX}{k}={runner.flag_value(v)}" for k, v in overrides.items()),
@@ -160,7 +160,7 @@ def wandb_sweep_yaml(
   if len(points) != len(list(grid_lib.product(values))):
     sweep["description"] = (
       "not a full product: agents skip combinations that are not points "
-      "(they exit 2 with 'no point of the sweep has ...')"
+      "(they exit 2 with 'no point of the study has ...')"
     )
   return yaml.safe_dump(sweep, sort_keys=False)
 
@@ -190,7 +190,7 @@ def print_status(root: str) -> None:
   finished = sum(row["status"] == "finished" for row in rows)
   queued = sum(bool(row["slurm"]) for row in rows)
   note = "" if answered or not slurm.submissions(root) else " (squeue did not answer)"
-  print(f"[sweep] {finished} of {len(rows)} points finished, {queued} queued or running{note}")
+  print(f"[study] {finished} of {len(rows)} points finished, {queued} queued or running{note}")
 
 
 def report_submission(root: str, submission: slurm.Submission, chosen: int) -> None:
@@ -201,21 +201,21 @@ def report_submission(root: str, submission: slurm.Submission, chosen: int) -> N
     skipped.append(f"{len(submission.active)} queued or running already")
   skipped = f" ({', '.join(skipped)}: not submitted)" if skipped else ""
   if not submission.job_id:
-    print(f"[sweep] nothing to submit: none of the {chosen} points is left{skipped}")
+    print(f"[study] nothing to submit: none of the {chosen} points is left{skipped}")
     return
   tasks = len(submission.names)
   print(
-    f"[sweep] submitted {tasks} of {chosen} points as SLURM job {submission.job_id} "
+    f"[study] submitted {tasks} of {chosen} points as SLURM job {submission.job_id} "
     f"({'array tasks 0-' + str(tasks - 1) if tasks > 1 else 'one task'}){skipped}"
   )
-  print(f"[sweep] logs: {submission.log} (.err beside it)")
-  print(f"[sweep] state: hybridconv sweep --workdir={root} --status")
+  print(f"[study] logs: {submission.log} (.err beside it)")
+  print(f"[study] state: hybridconv study --workdir={root} --status")
 
 
 def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
   root = os.path.abspath(_WORKDIR.value)
   if _STATUS.value and _DRY_RUN.value:  # reading the state changes nothing: say what it reads
-    print(f"[sweep] would print the status of the sweep at {root}")
+    print(f"[study] would print the status of the study at {root}")
     return
   if _STATUS.value:
     try:
@@ -234,7 +234,7 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     if _POINT.value >= 0:
       if _POINT.value >= len(points):
         raise ValueError(
-          f"--point={_POINT.value} but the sweep has {len(points)} points (0..{len(points) - 1})"
+          f"--point={_POINT.value} but the study has {len(points)} points (0..{len(points) - 1})"
         )
       indices = [_POINT.value]
     if _JOBS.value < 1:
@@ -267,14 +267,14 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
             workdir,
             point,
             overrides=overrides,
-            group=runner.sweep_name(spec),
+            group=runner.study_name(spec),
             tags=runner.point_tags(point, factors),
           )
         )
       )
     return
   try:
-    failed = runner.run_sweep(
+    failed = runner.run_study(
       spec,
       root,
       points,
@@ -284,11 +284,11 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
       device_var=_DEVICE_VAR.value,
       one_process_per_point=_ONE_PROCESS.value,
     )
-  except runner.SweepStopped as stopped:
-    print(f"[sweep] {stopped}", flush=True)
+  except runner.StudyStopped as stopped:
+    print(f"[study] {stopped}", flush=True)
     sys.exit(128 + signal.Signals[stopped.signal_name].value)  # as a shell reports it
   print(
-    f"[sweep] {len(chosen) - failed} of {len(chosen)} points finished; results in "
+    f"[study] {len(chosen) - failed} of {len(chosen)} points finished; results in "
     f"{os.path.join(root, run_layout.RESULTS_FILE)}"
   )
   sys.exit(1 if failed else 0)
@@ -304,7 +304,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-  """Entry point for ``hybridconv sweep`` and ``python -m hybridconv.studies.sweep``."""
+  """Entry point for ``hybridconv study`` and ``python -m hybridconv.studies.command``."""
   compilation_cache.enable()  # inherited by every worker and point
   argv, overrides = split_overrides(sys.argv)
   flags.mark_flags_as_required(["workdir"])
