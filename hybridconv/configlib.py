@@ -1,11 +1,14 @@
-"""Loading config files by path and applying dotted-key overrides with clear errors.
+"""Loading config files by path, applying dotted-key overrides with clear errors, and a
+complete config as a Python literal.
 
 Shared by the entry point (to explain a bad ``--config.a.b=value``) and the
-study runner (to apply a ``study()`` point).
+study runner (to apply a ``study()`` point, and to hand each point's resolved
+config to the process that trains it).
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import importlib.util
@@ -13,6 +16,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import ml_collections
 
 from hybridconv.training import durations
 
@@ -36,6 +41,38 @@ def load_config(spec: str):
   """The config of ``'path:variant'``, as ``config_flags`` would build it (unlocked)."""
   module, variant = load_config_module(spec)
   return module.get_config(variant) if variant else module.get_config()
+
+
+def to_literal(config) -> str:
+  """A complete config as the text of a Python literal (its nested dict's ``repr``).
+
+  What the study runner hands the process that trains a point, instead of the
+  config file to execute again. A literal, not JSON, so tuples stay tuples:
+  :func:`from_literal` rebuilds a config that equals ``config`` key for key.
+
+  Raises:
+    ValueError: a value that does not survive the round trip (not a Python
+      literal: an object, a non-finite float).
+  """
+  data = config.to_dict()
+  text = repr(data)
+  try:
+    same = ast.literal_eval(text) == data
+  except (ValueError, SyntaxError):
+    same = False
+  if not same:
+    raise ValueError(
+      "the config holds a value that is not a Python literal (str, number, bool, None, "
+      "tuple, list or dict of those); config files may only set such values"
+    )
+  return text
+
+
+def from_literal(text: str):
+  """The locked config whose :func:`to_literal` text is ``text``."""
+  config = ml_collections.ConfigDict(ast.literal_eval(text))
+  config.lock()
+  return config
 
 
 # The one declaration of every config key, beside the package in a source checkout.

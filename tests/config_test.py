@@ -13,7 +13,7 @@ from flax import nnx
 from configs import cifar10, default, fashion_mnist, gratings, imagefolder, imagenet, tiny
 from hybridconv import configlib, models
 from hybridconv.studies import command as study_cli
-from hybridconv.studies import runner
+from hybridconv.studies import plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("free", "gabor", "fixed", "random", "hybrid")
@@ -65,6 +65,30 @@ def test_variants_only_change_declared_keys(module, variant):
     assert config.model.first_layer == variant.split(",")[0]
 
 
+@pytest.mark.parametrize(
+  ("module", "variant"),
+  [(m, v) for m, vs in VARIANTS.items() for v in vs],
+  ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
+)
+def test_every_variant_survives_the_literal_a_study_hands_its_workers(module, variant):
+  config = module.get_config(variant) if variant else module.get_config()
+  config.lock()
+  configlib.apply_overrides(config, {"tracking.wandb.tags": ("a=1",), "model.kernels": {"*": "x"}})
+  again = configlib.from_literal(configlib.to_literal(config))
+  assert again.to_dict() == config.to_dict()
+  assert again.tracking.wandb.tags == ("a=1",)  # tuples stay tuples
+  assert again.is_locked
+  with pytest.raises(AttributeError):
+    again.no_such_key = 1
+
+
+def test_to_literal_refuses_a_value_that_is_not_a_literal():
+  config = tiny.get_config()
+  config.optim.learning_rate = float("inf")
+  with pytest.raises(ValueError, match="not a Python literal"):
+    configlib.to_literal(config)
+
+
 # (image shape, classes) of each config's dataset, to build its models abstractly.
 DATA_SHAPES = {
   fashion_mnist: ((28, 28, 1), 10),
@@ -114,11 +138,10 @@ def test_fashion_mnist_quickstart_is_the_default_variant():
 )
 def test_study_points_apply_to_the_locked_config(spec, monkeypatch):
   monkeypatch.chdir(ROOT)
-  points = runner.load_points(spec, {}, {})
+  study = plan.load_study(spec, {}, {})
+  points = study.points
   assert len(points) == len({tuple(sorted(p.items())) for p in points}), "duplicate points"
-  factors = runner.grid_lib.primary_factors(points)
-  names = [runner.point_name(p, factors) for p in points]
-  assert len(set(names)) == len(names)
+  assert len(set(study.names)) == len(study.names) == len(study.configs)
 
 
 def test_apply_overrides_refuses_unknown_keys():
@@ -133,13 +156,10 @@ def test_apply_overrides_refuses_unknown_keys():
 
 
 def test_point_command_round_trips_values():
-  command = runner.point_command(
+  command = plan.point_command(
     "configs/tiny.py",
     "/w",
     {"seed": 2, "model.first_layer": "gabor", "optim.step_at": ("1 epoch", "50%")},
-    overrides={},
-    group="tiny",
-    tags=(),
   )
   assert command[-3:] == [
     "--config.seed=2",

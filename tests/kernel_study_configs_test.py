@@ -15,7 +15,8 @@ import tensorflow_datasets as tfds
 from flax import nnx
 
 from hybridconv import configlib, models
-from hybridconv.studies import runner
+from hybridconv.studies import grid as grid_lib
+from hybridconv.studies import plan
 from hybridconv.training import train
 
 STUDY = "experiments/kernel_study/study.py"
@@ -57,9 +58,9 @@ def test_fashion_mnist_study_pairs_every_arm_and_seed_with_unique_names(monkeypa
     study.SEEDS[size] * (6 if size == largest else len(study.ARMS)) for size in study.SIZES
   )
   assert len(points) == expected
-  factors = runner.grid_lib.primary_factors(points)
+  factors = grid_lib.primary_factors(points)
   assert factors == ["data.train_size", "seed", "arm"]
-  names = {runner.point_name(p, factors) for p in points}
+  names = {plan.point_name(p, factors) for p in points}
   assert len(names) == len(points)
   by_cell = {}
   for p in points:

@@ -19,8 +19,7 @@ import pytest
 
 from hybridconv import configlib, run_layout
 from hybridconv.reports import compare_report, findings
-from hybridconv.studies import grid as grid_lib
-from hybridconv.studies import likeness, records, runner
+from hybridconv.studies import likeness, plan, records
 from hybridconv.training import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +35,7 @@ def _point(arm: str, seed: int) -> str:
 def _copy_light(names, root) -> None:
   """Copies the committed light records of ``names`` (and the study plan) into ``root``."""
   os.makedirs(root, exist_ok=True)
-  shutil.copy(os.path.join(RESULTS, runner.PLAN_FILE), root)
+  shutil.copy(os.path.join(RESULTS, run_layout.PLAN_FILE), root)
   shutil.copy(os.path.join(RESULTS, likeness.CONTROL_FILE), root)
   for name in names:
     for file in run_layout.LIGHT_FILES:
@@ -151,9 +150,8 @@ def test_the_committed_runs_were_trained_with_the_config_the_study_file_builds_n
   # equal what experiments/kernel_study/study.py builds for the same point today, so a
   # resumed study adds points of the same experiment.
   spec = "experiments/kernel_study/study.py"
-  points = runner.load_points(spec, {}, {})
-  factors = grid_lib.primary_factors(points)
-  by_name = {runner.point_name(p, factors): p for p in points}
+  study = plan.load_study(spec, {}, {})
+  by_name = dict(zip(study.names, study.points, strict=True))
   module, _ = configlib.load_config_module(spec)
   checked = 0
   for name in _committed_runs():

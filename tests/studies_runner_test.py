@@ -292,7 +292,7 @@ def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_pat
     (["--grid", "data.train_size=100,-5"], "point first_layer=free,train_size=-5: data.train_size"),
     (
       ["--config.robustness.after_training=True", "--config.robustness.suite=nosuch"],
-      "point first_layer=free: unknown suite 'nosuch'",
+      "point first_layer=free: config.robustness.suite: unknown suite 'nosuch'",
     ),
   ],
 )

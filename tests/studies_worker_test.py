@@ -1,16 +1,19 @@
-"""The study runner's worker: points trained in one process equal points trained one per process."""
+"""The study runner's worker: points trained in one process equal the `hybridconv train` runs
+that ``--dry_run`` prints."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 
 import pytest
 
+from hybridconv import configlib, run_layout
 from hybridconv.studies import runner, worker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,14 +47,18 @@ def _records(workdir):
 
 
 @pytest.mark.slow
-def test_one_worker_trains_the_points_exactly_as_one_process_per_point(tmp_path):
+def test_one_worker_trains_the_points_exactly_as_the_dry_run_commands(tmp_path):
   pooled = _study(tmp_path / "worker")  # configs/tiny.py's study(): free and gabor
-  alone = _study(tmp_path / "process", "--one_process_per_point")
   assert pooled.stdout.count("[study] worker for slot 0") == 1  # both points in one process
-  assert "[study] worker" not in alone.stdout
+  commands = _study(tmp_path / "commands", "--dry_run").stdout.splitlines()
+  assert len(commands) == 2
+  for line in commands:  # as a user pastes them into a shell
+    argv = shlex.split(line)
+    assert argv[1:3] == ["-m", "hybridconv.main"]
+    _python(*argv[2:])
   for point in ("first_layer=free", "first_layer=gabor"):
-    assert _records(tmp_path / "worker" / point) == _records(tmp_path / "process" / point)
-    with open(tmp_path / "worker" / point / runner.TIMES_FILE, encoding="utf-8") as f:
+    assert _records(tmp_path / "worker" / point) == _records(tmp_path / "commands" / point)
+    with open(tmp_path / "worker" / point / run_layout.TIMES_FILE, encoding="utf-8") as f:
       ((attempt,),) = json.load(f).values()
     assert attempt["exit"] == 0 and attempt["wall_seconds"] > 0
 
@@ -108,12 +115,19 @@ def _env():
   return runner.child_environment(REPO, 0, "")
 
 
+def _config(**settings) -> str:
+  """configs/tiny.py with ``settings``, resolved as the runner hands it to a worker."""
+  config = configlib.load_config(SPEC)
+  config.lock()
+  return configlib.to_literal(configlib.apply_overrides(config, settings))
+
+
 @pytest.mark.slow
 def test_the_worker_answers_restart_without_running_a_point_it_cannot_take(tmp_path):
   client = worker.Client(_env())
-  client.send(SPEC, str(tmp_path / "a"), {"train_for": "2 steps", "cpu_devices": 1})
+  client.send(str(tmp_path / "a"), _config(train_for="2 steps", cpu_devices=1))
   assert _answer(client) == {"exit": 0}
-  client.send(SPEC, str(tmp_path / "b"), {"train_for": "2 steps", "cpu_devices": 2})
+  client.send(str(tmp_path / "b"), _config(train_for="2 steps", cpu_devices=2))
   assert _answer(client) == {"restart": True}
   assert client.process.wait(timeout=60) == 0
   assert not (tmp_path / "b").exists()  # nothing ran
@@ -121,9 +135,9 @@ def test_the_worker_answers_restart_without_running_a_point_it_cannot_take(tmp_p
 
 
 @pytest.mark.slow
-def test_a_bad_override_is_exit_2_and_ends_the_worker(tmp_path, capfd):
+def test_a_bad_value_is_exit_2_and_ends_the_worker(tmp_path, capfd):
   client = worker.Client(_env())
-  client.send(SPEC, str(tmp_path / "a"), {"train_for": "abc"})
+  client.send(str(tmp_path / "a"), _config(train_for="abc"))
   assert _answer(client) == {"exit": 2}
   assert client.process.wait(timeout=60) == 2
   client.close()
@@ -135,17 +149,6 @@ def test_a_bad_override_is_exit_2_and_ends_the_worker(tmp_path, capfd):
 @pytest.mark.slow
 def test_a_killed_point_is_answered_with_the_signal(tmp_path):
   client = worker.Client({**_env(), "HYBRIDCONV_FAULT": "kill@step:3"})
-  client.send(SPEC, str(tmp_path / "a"), {"train_for": "6 steps"})
+  client.send(str(tmp_path / "a"), _config(train_for="6 steps"))
   assert _answer(client) == {"exit": -9}
   client.close()
-
-
-def test_settings_travel_as_python_literals():
-  settings = {"tracking.wandb.tags": ("a=1", "b"), "optim.learning_rate": 1e-4, "x": None}
-  config = worker.build_config(
-    SPEC, {"tracking.wandb.tags": ("a=1", "b"), "optim.learning_rate": 1e-4}
-  )
-  assert config.tracking.wandb.tags == ("a=1", "b") and config.optim.learning_rate == 1e-4
-  import ast  # noqa: PLC0415
-
-  assert ast.literal_eval(repr(settings)) == settings

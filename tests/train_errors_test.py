@@ -153,7 +153,8 @@ def _one_error_line(result, start: str) -> None:
     (
       "hybridconv.studies.command",
       ["--config=configs/tiny.py", "--grid", "data.train_size=200,abc", "--dry_run"],
-      "override data.train_size='abc': a str where the key holds an int",
+      "point first_layer=free,train_size=abc: override data.train_size='abc': a str where the "
+      "key holds an int",
     ),
   ],
 )

@@ -1,18 +1,18 @@
 """Start-up cost of a study point: process per point or worker, with and without the cache.
 
-A point started as its own ``python -m hybridconv.main`` process imports JAX
-and compiles its programs; the runner's default worker (one per slot) imports
-once and runs its points one after another. This runs the same short arm (the
-tiny gratings config, one point per seed) three times through the real study
-runner: a process per point with JAX's persistent compilation cache off, a
-process per point with the runner's shared cache (``<root>/.jax_cache``), and
-the default (workers, shared cache). A point's *overhead* is its wall time
-(process or worker request) as the runner records it in ``point_times.json``,
-minus the time spent in training steps (``train_seconds`` in its ``summary.json``): imports,
-data, compilation, evaluation, checkpoints. The runner's own start-up (once per
-study) is not a point's cost and is not counted. The
-first point of the cached run fills the cache; the second and later points
-show what a study pays per point (goal: <= 3 s).
+A point trained in a process of its own (``--one_process_per_point``: a fresh
+worker per point) imports JAX and compiles its programs; the runner's default
+worker (one per slot) imports once and runs its points one after another. This
+runs the same short arm (the tiny gratings config, one point per seed) three
+times through the real study runner: a process per point with JAX's persistent
+compilation cache off, a process per point with the shared cache, and the
+default (workers, shared cache). A point's *overhead* is its wall time (process
+or worker request) as the runner records it in ``point_times.json``, minus the
+time spent in training steps (``train_seconds`` in its ``summary.json``):
+imports, data, compilation, evaluation, checkpoints. The runner's own start-up
+(once per study) is not a point's cost and is not counted. The first point of
+the cached run fills the cache; the second and later points show what a study
+pays per point (goal: <= 3 s).
 
     .venv/bin/python experiments/benchmarks/study_overhead.py [--points 4] [--steps 4]
 """

@@ -54,7 +54,7 @@ def register(family: Family) -> Family:
 
 
 # The functions are imported when a family is evaluated: the registry itself stays light
-# (the CLI's --help and the sweep's checks read it without importing JAX).
+# (the CLI's --help and the study's checks read it without importing JAX).
 
 
 def _identity(suite: Suite):
@@ -208,3 +208,20 @@ def get_suite(name: str) -> Suite:
   if name not in SUITES:
     raise ValueError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}")
   return SUITES[name]
+
+
+def check_config(section) -> None:
+  """Refuses bad ``config.robustness`` values (what the study runner hands ``hybridconv
+  evaluate`` after a point trains), each with one message naming the key."""
+  if not isinstance(section.after_training, bool):
+    raise ValueError(
+      f"config.robustness.after_training={section.after_training!r} must be True or False"
+    )
+  try:
+    get_suite(section.suite)
+  except ValueError as error:
+    raise ValueError(f"config.robustness.suite: {error}") from error
+  for key in ("pgd_images", "test_images"):
+    value = section[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise ValueError(f"config.robustness.{key}={value!r} must be an int >= 0 (0 = all)")

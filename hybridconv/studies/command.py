@@ -22,10 +22,14 @@ crossed::
   hybridconv study ... --executor=slurm --slurm_partition=gpu --slurm_gpus_per_task=1
   hybridconv study --workdir=runs/study --status
 
+The config file is executed once: every point's complete config (the file's
+``get_config``, ``--config.a.b=value`` overrides, the point's values) is
+resolved and checked before the first point trains
+(:mod:`hybridconv.studies.plan`), and what trains a point receives that config.
 Each point runs in ``<workdir>/<factor values>`` (e.g.
 ``first_layer=gabor,seed=1``), in a worker process per slot that imports JAX
 once and trains its points one after another, as ``python -m hybridconv.main``
-would (``--one_process_per_point``: one such process each); see
+would (``--one_process_per_point``: a fresh worker each); see
 :mod:`hybridconv.studies.runner` for resumption, the results file and the
 shared compilation cache. With ``--executor=slurm`` each point is a task of one
 SLURM job array instead (:mod:`hybridconv.studies.slurm`). Exit status: 0 all
@@ -45,6 +49,7 @@ from absl import app, flags
 
 from hybridconv import compilation_cache, run_layout
 from hybridconv.studies import grid as grid_lib
+from hybridconv.studies import plan as plan_lib
 from hybridconv.studies import runner, slurm
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file (and variant) of every point.")
@@ -63,10 +68,12 @@ _DEVICE_VAR = flags.DEFINE_string(
 _ONE_PROCESS = flags.DEFINE_bool(
   "one_process_per_point",
   False,
-  "Run each point as its own `python -m hybridconv.main` process (the --dry_run commands) "
-  "instead of in a worker process per slot that imports JAX once for all its points.",
+  "Train each point in a fresh worker process of its own instead of in a worker process "
+  "per slot that imports JAX once for all its points.",
 )
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print each point's command; run nothing.")
+_DRY_RUN = flags.DEFINE_bool(
+  "dry_run", False, "Check every point; print the command that trains each one; run nothing."
+)
 _WANDB_YAML = flags.DEFINE_string("wandb_yaml", "", "Write a W&B sweep YAML here and exit.")
 _EXECUTOR = flags.DEFINE_enum(
   "executor",
@@ -142,7 +149,7 @@ def wandb_sweep_yaml(
       if point[key] not in values[key]:
         values[key].append(point[key])
   sweep = {
-    "name": runner.study_name(spec),
+    "name": plan_lib.study_name(spec),
     "method": "grid",
     "metric": {"name": "eval/accuracy", "goal": "maximize"},
     "parameters": {key: {"values": vals} for key, vals in values.items()},
@@ -153,7 +160,7 @@ def wandb_sweep_yaml(
       "hybridconv.studies.command",
       f"--config={spec}",
       f"--workdir={root}",
-      *(f"{OVERRIDE_PREFIX}{k}={runner.flag_value(v)}" for k, v in overrides.items()),
+      *(f"{OVERRIDE_PREFIX}{k}={plan_lib.flag_value(v)}" for k, v in overrides.items()),
       "${args_no_hyphens}",
     ],
   }
@@ -229,7 +236,8 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     if not spec:
       raise ValueError("--config is required (the config file of every point)")
     selectors = grid_lib.parse_assignments(argv[1:], "selector")
-    points = runner.load_points(spec, grid_lib.parse_grid(_GRID.value), overrides)
+    study = plan_lib.load_study(spec, grid_lib.parse_grid(_GRID.value), overrides)
+    points = study.points
     indices = select(points, selectors) if selectors else list(range(len(points)))
     if _POINT.value >= 0:
       if _POINT.value >= len(points):
@@ -240,7 +248,7 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     if _JOBS.value < 1:
       raise ValueError(f"--jobs={_JOBS.value} must be >= 1")
     if _EXECUTOR.value == "slurm" and not (_WANDB_YAML.value or _DRY_RUN.value):
-      submission = slurm.submit(spec, root, points, indices, overrides, slurm_options())
+      submission = slurm.submit(study, root, indices, slurm_options())
   except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
@@ -257,29 +265,14 @@ def main(argv: list[str], overrides: Mapping[str, Any]) -> None:
     report_submission(root, submission, len(chosen))
     return
   if _DRY_RUN.value:
-    factors = grid_lib.primary_factors(points)
-    for point in chosen:
-      workdir = os.path.join(root, runner.point_name(point, factors))
-      print(
-        runner.shell_line(
-          runner.point_command(
-            spec,
-            workdir,
-            point,
-            overrides=overrides,
-            group=runner.study_name(spec),
-            tags=runner.point_tags(point, factors),
-          )
-        )
-      )
+    for index in indices:
+      print(plan_lib.shell_line(study.command(root, index)))
     return
   try:
     failed = runner.run_study(
-      spec,
+      study,
       root,
-      points,
       indices=indices,
-      overrides=overrides,
       jobs=_JOBS.value,
       device_var=_DEVICE_VAR.value,
       one_process_per_point=_ONE_PROCESS.value,

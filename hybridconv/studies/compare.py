@@ -31,7 +31,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hybridconv.studies import readings, records, runner, stats
+from hybridconv.studies import plan as plan_lib
+from hybridconv.studies import readings, records, stats
 from hybridconv.training import workdir as workdir_lib
 
 SEED_KEYS = ("seed",)
@@ -307,7 +308,7 @@ def load_study(paths: Sequence[str]) -> tuple[list[records.RunRecord], dict | No
     if len(paths) > 1
     else os.path.abspath(paths[0])
   )
-  plan = runner.read_plan(root) if len(paths) == 1 else None
+  plan = plan_lib.read_plan(root) if len(paths) == 1 else None
   return runs, plan, root
 
 

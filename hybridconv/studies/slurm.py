@@ -9,8 +9,9 @@ SLURM's accounting database).
 
 Each array task (:class:`PointTask`) trains its point in the task's process exactly as
 the local runner's worker does (:func:`hybridconv.studies.runner.run_point_here`): the
-same config, workdir, lock, exit statuses, records, robustness evaluation and
-``points.csv`` row, so ``hybridconv compare`` reads the root unchanged.
+same resolved config (handed to the task as a Python literal: the config file was
+executed once, at submission), workdir, lock, exit statuses, records, robustness
+evaluation and ``points.csv`` row, so ``hybridconv compare`` reads the root unchanged.
 
 Resubmission and preemption: a resubmitted study queues only the points that have not
 finished and are not queued or running already. A point stopped by SIGTERM
@@ -34,11 +35,12 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from hybridconv import run_layout
+from hybridconv import configlib, run_layout
 from hybridconv.studies import grid as grid_lib
+from hybridconv.studies import plan as plan_lib
 from hybridconv.studies import runner
 
 # The signal SLURM sends the array's tasks before their time limit (``--signal=USR2@90``):
@@ -186,15 +188,10 @@ class Submission:
 
 
 def submit(
-  spec: str,
-  root: str,
-  points: Sequence[Mapping[str, Any]],
-  indices: Sequence[int],
-  overrides: Mapping[str, Any],
-  options: Options,
+  study: plan_lib.Study, root: str, indices: Sequence[int], options: Options
 ) -> Submission:
-  """Submits the points among ``indices`` that are neither finished nor queued as one job
-  array (nothing when none is left). Checks the cluster and options first.
+  """Submits the points of ``study`` among ``indices`` that are neither finished nor queued
+  as one job array (nothing when none is left). Checks the cluster and options first.
 
   Raises:
     ValueError: a check failed, or sbatch refused the array (nothing was queued).
@@ -204,8 +201,7 @@ def submit(
   check_options(options)
   check_cluster(options)
   root = os.path.abspath(root)
-  factors = grid_lib.primary_factors(points)
-  names = [runner.point_name(p, factors) for p in points]
+  names = study.names
   active, _ = point_states(root)
   finished = [i for i in indices if runner.is_finished(os.path.join(root, names[i]))]
   queued = [i for i in indices if names[i] in active and i not in finished]
@@ -214,14 +210,17 @@ def submit(
   if not chosen:
     return Submission("", (), **skipped)
   os.makedirs(root, exist_ok=True)
-  runner.write_plan(root, spec, points, overrides, factors)
+  plan_lib.write_plan(root, study)
   folder = os.path.join(root, run_layout.SLURM_DIR)
   executor = submitit.SlurmExecutor(folder=folder)
-  executor.update_parameters(**executor_parameters(options, runner.study_name(spec), len(chosen)))
-  task = PointTask(spec, root, tuple(dict(p) for p in points), dict(overrides), os.getcwd())
+  executor.update_parameters(**executor_parameters(options, study.name, len(chosen)))
+  task = PointTask(root, study.points, os.getcwd())
+  # Each task's pickle holds its own point's config only: a study's configs together
+  # would be written once per task.
+  configs = [study.configs[i] for i in chosen]
   try:
     with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's refusal there
-      jobs = executor.map_array(task, chosen)
+      jobs = executor.map_array(task, chosen, configs)
   except submitit.core.utils.FailedJobError as error:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     raise ValueError(f"sbatch refused the job array: {(lines or ['?'])[-1]}") from error
@@ -247,7 +246,7 @@ def status_rows(root: str) -> tuple[list[dict[str, Any]], bool]:
   Raises:
     ValueError: ``root`` holds no study (no ``study.json``).
   """
-  plan = runner.read_plan(root)
+  plan = plan_lib.read_plan(root)
   if not plan:
     raise ValueError(f"--workdir={root} holds no study ({run_layout.PLAN_FILE} not found)")
   points = plan["points"]
@@ -255,7 +254,7 @@ def status_rows(root: str) -> tuple[list[dict[str, Any]], bool]:
   factors = grid_lib.primary_factors(points)
   rows = []
   for point in points:
-    name = runner.point_name(point, factors)
+    name = plan_lib.point_name(point, factors)
     row = runner.result_row(root, name, point, factors, None)
     row["slurm"] = states.get(name, "")
     rows.append(row)
@@ -280,24 +279,24 @@ class results_lock:  # noqa: N801 (a context manager used like a function)
     os.close(self.fd)
 
 
-def train_here(spec: str, workdir: str, settings: Mapping[str, Any]) -> int:
-  """Trains a point in this process as ``hybridconv train`` would; its exit status."""
-  from hybridconv.studies import worker  # noqa: PLC0415
+def train_here(config: str, workdir: str) -> int:
+  """Trains a point from its resolved config (:func:`hybridconv.configlib.to_literal` text)
+  in this process as ``hybridconv train`` would; its exit status."""
   from hybridconv.training import command  # noqa: PLC0415
 
+  config = configlib.from_literal(config)
   try:
-    config = worker.build_config(spec, dict(settings))
     command.prepare_process(config)  # before anything starts JAX
-  except (ValueError, TypeError) as error:
+  except ValueError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   command.quiet_library_logs()
   return command.run_training(config, workdir)
 
 
-def evaluate_here(point: Mapping[str, Any], arguments: list[str]) -> int:
+def evaluate_here(config: str, arguments: list[str]) -> int:
   """A finished point's ``hybridconv evaluate <arguments>`` in this process; its exit status."""
-  del point
+  del config  # the run's own config.json says what the evaluation needs
   from hybridconv.robustness import main as robustness_main  # noqa: PLC0415
 
   return robustness_main.main(arguments)
@@ -309,30 +308,21 @@ class PointFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class PointTask:
-  """An array task: runs point ``index`` of the study (pickled by submitit, called in the task)."""
+  """An array task: runs point ``index`` of the study from its resolved ``config``
+  (pickled by submitit, called in the task)."""
 
-  spec: str
   root: str
-  points: tuple[dict[str, Any], ...]
-  overrides: dict[str, Any]
-  cwd: str  # where the study was submitted: config files import `configs.default` from here
+  points: tuple[dict[str, Any], ...]  # every point of the study: names, the results file
+  cwd: str  # where the study was submitted: relative paths in configs resolve from here
 
-  def __call__(self, index: int) -> int:
+  def __call__(self, index: int, config: str) -> int:
     os.chdir(self.cwd)
-    if self.cwd not in sys.path:
-      sys.path.insert(0, self.cwd)
     os.environ.update(runner.child_environment(self.root, 0, ""))  # the compilation cache
     points = list(self.points)
     code = runner.run_point_here(
-      self.spec,
-      self.root,
-      points,
-      index,
-      overrides=self.overrides,
-      train=train_here,
-      evaluate=evaluate_here,
+      self.root, points, index, config, train=train_here, evaluate=evaluate_here
     )
-    name = runner.point_name(points[index], grid_lib.primary_factors(points))
+    name = plan_lib.point_name(points[index], grid_lib.primary_factors(points))
     with results_lock(self.root):
       runner.refresh_results(self.root, points, {name: code})
     if code == 128 + WARNING_SIGNAL.value and requeue():

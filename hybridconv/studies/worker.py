@@ -3,18 +3,19 @@
 Why: a point started as a process of its own imported JAX, Flax, Optax and
 orbax again (about 2.3 s on a 2-core machine, half of a cached point's
 start-up); a worker imports them once. Each point still gets what a fresh
-``python -m hybridconv.main`` gives it -- the same config (built from the same
-file and overrides, locked), the same exit statuses and messages
+``python -m hybridconv.main`` gives it -- its config (the runner's resolved
+one, locked), the same exit statuses and messages
 (:func:`hybridconv.training.command.run_training`), its own workdir lock, signal handlers
 and loggers -- and the runner records its wall time as before.
 
 Protocol: the runner writes one JSON request per line on the worker's stdin:
-``{"spec": "configs/x.py:variant", "settings": "{key: value, ...}", "workdir": DIR}``
-to train a point (the settings as a Python literal, so tuples stay tuples), or
-``{"spec", "settings", "evaluate": [arguments of hybridconv evaluate]}`` for a
-finished point's robustness evaluation. The worker answers each on the pipe
-whose file descriptor is its one argument, one JSON line: ``{"exit": status}``,
-or ``{"restart": true}`` without running anything when the point needs other
+``{"config": "{...}", "workdir": DIR}`` to train a point, where ``config`` is the
+point's complete config as a Python literal (:func:`hybridconv.configlib.to_literal`:
+the runner executed the config file once, for the whole study), or
+``{"config", "evaluate": [arguments of hybridconv evaluate]}`` for a finished
+point's robustness evaluation. The worker answers each on the pipe whose file
+descriptor is its one argument, one JSON line: ``{"exit": status}``, or
+``{"restart": true}`` without running anything when the point needs other
 process-wide settings (host heap set-up, CPU device count) than the worker
 started with. The worker exits after a request whose status is not 0 (what
 failed may have left state behind), after a restart answer and at the end of
@@ -26,7 +27,6 @@ the runner as the worker's exit.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import select
@@ -41,13 +41,6 @@ from absl import app
 
 from hybridconv import configlib
 from hybridconv.training import command
-
-
-def build_config(spec: str, settings: dict[str, Any]):
-  """The point's config, as ``hybridconv.main`` builds it from ``--config`` and overrides."""
-  config = configlib.load_config(spec)
-  config.lock()
-  return configlib.apply_overrides(config, settings)
 
 
 def process_settings(config) -> tuple[bool, int | None]:
@@ -69,14 +62,14 @@ def serve(requests, answer) -> int:
     if not line.strip():
       continue
     request = json.loads(line)
+    config = configlib.from_literal(request["config"])
     try:
-      config = build_config(request["spec"], ast.literal_eval(request["settings"]))
       if started_with is None:  # the first request sets the process up, before JAX starts
         command.prepare_process(config)
         command.quiet_library_logs()
       needs = process_settings(config)
       started_with = started_with or needs
-    except (ValueError, TypeError) as error:  # a bad override: as the command line, exit 2
+    except ValueError as error:  # a bad cpu_devices: as the command line, exit 2
       print(f"error: {error}", file=sys.stderr)
       answer({"exit": 2})
       return 2
@@ -112,19 +105,20 @@ class Client:
     os.close(write_fd)
     self._answers = os.fdopen(read_fd, "r", encoding="utf-8")
 
-  def send(self, spec: str, workdir: str, settings: dict[str, Any]) -> None:
-    """Asks for the point of config ``spec`` with ``settings`` to be trained in ``workdir``."""
-    self._request(spec, settings, workdir=workdir)
+  def send(self, workdir: str, config: str) -> None:
+    """Asks for a point to be trained in ``workdir`` with ``config``, its resolved config as
+    :func:`hybridconv.configlib.to_literal` text."""
+    self._request(config, workdir=workdir)
 
-  def evaluate(self, spec: str, settings: dict[str, Any], arguments: list[str]) -> None:
-    """Asks for ``hybridconv evaluate <arguments>`` of the finished point of ``spec`` and
-    ``settings`` (whose config says what the process needs); answered like a point."""
-    self._request(spec, settings, evaluate=list(arguments))
+  def evaluate(self, config: str, arguments: list[str]) -> None:
+    """Asks for ``hybridconv evaluate <arguments>`` of the finished point whose resolved
+    config is ``config`` (it says what the process needs); answered like a point."""
+    self._request(config, evaluate=list(arguments))
 
-  def _request(self, spec: str, settings: dict[str, Any], **fields: Any) -> None:
-    # Settings are Python literals (tuples among them), sent as their repr like the
-    # command line's --config.a.b=value; JSON would turn tuples into lists.
-    request = {"spec": spec, "settings": repr(dict(settings)), **fields}
+  def _request(self, config: str, **fields: Any) -> None:
+    # The config travels as a Python literal's text (tuples stay tuples; JSON would turn
+    # them into lists), inside one JSON line.
+    request = {"config": config, **fields}
     self.process.stdin.write(json.dumps(request) + "\n")
     self.process.stdin.flush()
 
