@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from hybridconv import configlib, run_layout
-from hybridconv.studies import plan
+from hybridconv import configlib, run_layout, sharding
+from hybridconv.studies import plan, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXECUTIONS = "HYBRIDCONV_TEST_CONFIG_EXECUTIONS"
@@ -104,15 +105,38 @@ def test_a_bad_value_in_the_last_point_is_refused_before_the_first_trains(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["--jobs=1", "--one_process_per_point"])
+@pytest.mark.parametrize("mode", ["--jobs=2", "--one_process_per_point"])
 def test_a_study_executes_its_config_file_once(tmp_path, mode):
+  """Also: two slots on a CPU split its cores, so each point's automatic device count
+  (``cpu_devices=0``: one per core it may use) is its slot's share."""
   spec = _counted(tmp_path, [{"seed": 0}, {"seed": 1}])
   root = tmp_path / "study"
-  args = ["--config.train_for=2steps", "--config.cpu_devices=1"]
+  devices = "0" if mode == "--jobs=2" else "1"
+  args = ["--config.train_for=2steps", f"--config.cpu_devices={devices}"]
   done = _study(tmp_path, spec, f"--workdir={root}", *args, mode)
   assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
   assert _executions(tmp_path) == 1  # not again in the workers, nor for each point's settings
-  workers = done.stdout.count("[study] worker for slot 0")
-  assert workers == (2 if mode == "--one_process_per_point" else 1)
+  if mode == "--jobs=2":
+    assert done.stdout.count("[study] worker for slot 0") == 1
+    assert done.stdout.count("[study] worker for slot 1") == 1
+  else:
+    assert done.stdout.count("[study] worker for slot 0") == 2
   with open(root / run_layout.RESULTS_FILE, encoding="utf-8") as f:
     assert [row["status"] for row in csv.DictReader(f)] == ["finished", "finished"]
+  if mode == "--jobs=2":  # seed=0 starts on slot 0, seed=1 on slot 1
+    cores = os.sched_getaffinity(0)
+    for slot, name in enumerate(("seed=0", "seed=1")):
+      share = runner.slot_cores(cores, 2, slot) or cores
+      with open(root / name / run_layout.RUN_INFO_FILE, encoding="utf-8") as f:
+        (start,) = json.load(f)["starts"]
+      # tiny: batch 32, eval batch 64 (on 2 cores: 1 device each, where unpinned takes 2)
+      assert start["devices"]["count"] == sharding.cpu_device_count(0, (32, 64), len(share))
+
+
+def test_slots_share_the_cores_in_contiguous_parts():
+  assert runner.slot_cores({0, 1}, 1, 0) is None  # one slot keeps every core
+  assert runner.slot_cores({0, 1}, 3, 0) is None  # fewer cores than slots: no pinning
+  assert [runner.slot_cores({0, 1}, 2, s) for s in (0, 1)] == [{0}, {1}]
+  cores = {4, 5, 6, 7, 8, 9, 10}  # 7 cores, 3 slots: 3 + 2 + 2, none shared, none left out
+  shares = [runner.slot_cores(cores, 3, s) for s in range(3)]
+  assert shares == [{4, 5, 6}, {7, 8}, {9, 10}]

@@ -58,7 +58,12 @@ _GRID = flags.DEFINE_multi_string(
   "grid", [], "A factor: key=value1,value2,... (repeat for more; crossed with study())."
 )
 _POINT = flags.DEFINE_integer("point", -1, "Run only the point with this index (-1: all).")
-_JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once.")
+_JOBS = flags.DEFINE_integer(
+  "jobs",
+  1,
+  "Points run at once. Without --device_var each slot's worker runs on its own share of the "
+  "CPU cores (so on a CPU, cpu_devices=0 gives each point one device per core of its share).",
+)
 _DEVICE_VAR = flags.DEFINE_string(
   "device_var",
   "",

@@ -53,6 +53,23 @@ def is_finished(workdir: str) -> bool:
   return bool(summary and summary.get("finished"))
 
 
+def slot_cores(cores: Sequence[int], jobs: int, slot: int) -> set[int] | None:
+  """The CPU cores slot ``slot`` of ``jobs`` runs on: its own contiguous share of ``cores``.
+
+  Why: XLA sizes its CPU thread pools, and hybridconv its CPU device count
+  (``config.cpu_devices=0``), by the cores a process may use. Two points that each
+  take every core contend for them and finish no sooner than one after the other;
+  each on its own half, they run side by side. None (no pinning) with one slot or
+  fewer cores than slots.
+  """
+  ordered = sorted(cores)
+  if jobs < 2 or len(ordered) < jobs:
+    return None
+  share, extra = divmod(len(ordered), jobs)
+  start = slot * share + min(slot, extra)
+  return set(ordered[start : start + share + (slot < extra)])
+
+
 def child_environment(root: str, slot: int, device_var: str) -> dict[str, str]:
   """The environment of a point: the user's compilation cache; one device per slot if asked."""
   env = dict(os.environ)
@@ -203,7 +220,8 @@ class _Slots:
     self.exit_codes: dict[str, int | None] = {}
     self.running: list[tuple[Any, str, int, float]] = []  # (worker, name, slot, started)
     self.workers: dict = {}  # slot -> worker.Client
-    self.free = list(range(max(1, jobs)))
+    self.jobs = max(1, jobs)
+    self.free = list(range(self.jobs))
     self.stop = StopSignals()
 
   def _worker(self, slot: int):
@@ -211,8 +229,13 @@ class _Slots:
 
     if slot not in self.workers:
       env = child_environment(self.root, slot, self.device_var)
-      self.workers[slot] = worker_lib.Client(env)
-      print(f"[study] worker for slot {slot}: pid {self.workers[slot].process.pid}", flush=True)
+      client = self.workers[slot] = worker_lib.Client(env)
+      # Slots with devices of their own keep every host core.
+      cores = None if self.device_var else slot_cores(os.sched_getaffinity(0), self.jobs, slot)
+      if cores:  # now, before the worker imports JAX, which reads its cores once
+        os.sched_setaffinity(client.process.pid, cores)
+      on = f", cores {','.join(map(str, sorted(cores)))}" if cores else ""
+      print(f"[study] worker for slot {slot}: pid {client.process.pid}{on}", flush=True)
     return self.workers[slot]
 
   def _start(self, index: int, slot: int):
