@@ -174,9 +174,9 @@ LONG = [
 ]
 
 
-def _start_study(root):
+def _study_process(root):
   """A study of one long tiny point, in a session of its own (as a shell would start it)."""
-  process = subprocess.Popen(
+  return subprocess.Popen(
     [
       sys.executable,
       "-m",
@@ -192,10 +192,14 @@ def _start_study(root):
     text=True,
     start_new_session=True,
   )
+
+
+def _wait_until_training(root, process) -> None:
   metrics = os.path.join(root, "first_layer=free", "metrics.jsonl")
-  for _ in range(1200):  # until the point has trained a little
+  deadline = time.time() + 300
+  while time.time() < deadline:  # until the point has trained a little
     if os.path.exists(metrics) and '"train/loss"' in open(metrics, encoding="utf-8").read():
-      return process
+      return
     assert process.poll() is None, process.communicate()
     time.sleep(0.1)
   raise AssertionError("the point never started training")
@@ -213,47 +217,56 @@ def _worker_pid(stdout: str) -> int:
   return int(re.search(r"worker for slot 0: pid (\d+)", stdout).group(1))
 
 
-def _resumes_and_finishes(root):
-  _study(f"--workdir={root}", *LONG, "model.first_layer=free")
-  row = next(row for row in _rows(root) if row["point"] == "first_layer=free")
-  assert row["status"] == "finished"
-  with open(os.path.join(root, "first_layer=free", "run_info.json"), encoding="utf-8") as f:
-    assert len(json.load(f)["starts"]) == 2  # resumed from the checkpoint, not restarted
+# The ways a runner stops: the signals it handles, and SIGKILL, after which its worker is on
+# its own.
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_to_the_runner_stops_its_worker_with_a_checkpoint(tmp_path, signum):
-  root = str(tmp_path / "study")
-  process = _start_study(root)
-  process.send_signal(signum)
-  stdout, stderr = process.communicate(timeout=300)
-  assert process.returncode == 128 + signum.value
-  assert "Traceback" not in stderr and "Traceback" not in stdout
-  last = stdout.strip().splitlines()[-1]
-  assert last.startswith(f"[study] stopped by {signum.name}: 1 running point(s) saved a checkpoint")
-  assert not _alive(_worker_pid(stdout))
-  row = next(row for row in _rows(root) if row["point"] == "first_layer=free")
-  assert row["status"].startswith("stopped (exit")
-  assert os.listdir(os.path.join(root, "first_layer=free", "checkpoints"))
-  _resumes_and_finishes(root)
+def test_every_way_a_runner_stops_leaves_a_checkpoint_that_a_rerun_resumes(tmp_path):
+  """One study per way its runner stops, side by side so that their start-ups overlap.
 
+  SIGTERM, SIGINT and SIGHUP: the runner stops its worker, which saves a checkpoint; the
+  runner prints one line and no traceback, exits 128 + the signal and records the point as
+  stopped. SIGKILL: the runner dies at once; its worker notices and stops itself with a
+  checkpoint. Every rerun resumes its point from that checkpoint (two starts, not a new run)
+  and finishes it.
+  """
+  roots = {signum: str(tmp_path / signum.name) for signum in STOPS}
+  processes = {signum: _study_process(root) for signum, root in roots.items()}
+  for signum in STOPS:
+    _wait_until_training(roots[signum], processes[signum])
+  for signum, process in processes.items():
+    process.send_signal(signum)
+  for signum, process in processes.items():
+    # The worker holds the runner's stdout: this returns once both have ended.
+    stdout, stderr = process.communicate(timeout=300)
+    worker = _worker_pid(stdout)
+    if signum == signal.SIGKILL:
+      for _ in range(600):
+        if not _alive(worker):
+          break
+        time.sleep(0.1)
+    else:
+      assert process.returncode == 128 + signum.value, signum.name
+      assert "Traceback" not in stderr and "Traceback" not in stdout, signum.name
+      last = stdout.strip().splitlines()[-1]
+      stopped = f"[study] stopped by {signum.name}: 1 running point(s) saved a checkpoint"
+      assert last.startswith(stopped), last
+      row = next(row for row in _rows(roots[signum]) if row["point"] == "first_layer=free")
+      assert row["status"].startswith("stopped (exit"), signum.name
+    assert not _alive(worker), signum.name
+    assert os.listdir(os.path.join(roots[signum], "first_layer=free", "checkpoints"))
 
-@pytest.mark.slow
-def test_a_worker_whose_runner_dies_stops_itself_with_a_checkpoint(tmp_path):
-  root = str(tmp_path / "study")
-  process = _start_study(root)
-  process.kill()
-  process.wait()
-  stdout = process.stdout.read()
-  worker = _worker_pid(stdout)
-  for _ in range(600):
-    if not _alive(worker):
-      break
-    time.sleep(0.1)
-  assert not _alive(worker)
-  assert os.listdir(os.path.join(root, "first_layer=free", "checkpoints"))
-  _resumes_and_finishes(root)
+  reruns = {signum: _study_process(root) for signum, root in roots.items()}
+  for signum, process in reruns.items():
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, signum.name + stderr[-2000:]
+    row = next(row for row in _rows(roots[signum]) if row["point"] == "first_layer=free")
+    assert row["status"] == "finished", signum.name
+    info = os.path.join(roots[signum], "first_layer=free", run_layout.RUN_INFO_FILE)
+    with open(info, encoding="utf-8") as f:
+      assert len(json.load(f)["starts"]) == 2, signum.name  # resumed, not restarted
 
 
 def test_a_command_line_factor_replaces_the_files_factor_of_the_same_key(tmp_path):
