@@ -21,6 +21,7 @@ import numpy as np
 
 from hybridconv.analysis import filter_stats
 from hybridconv.data.idx import load_idx_dataset
+from hybridconv.run_layout import IMAGE_STATISTICS_FILE
 
 EDGES = (0.0, 0.0625, 0.125, 0.25, 0.5, 0.75)
 
@@ -62,7 +63,7 @@ def main() -> None:
   dataset = load_idx_dataset("fashion_mnist", "")
   stats = patch_statistics(dataset.train_images, args.patch, args.patches)
   os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, "image_statistics.json")
+  path = os.path.join(args.out, IMAGE_STATISTICS_FILE)
   with open(path, "w", encoding="utf-8") as f:
     json.dump(stats, f, indent=2)
   print(f"wrote {path}: orientation energy {np.round(stats['orientation_energy'], 3).tolist()}")

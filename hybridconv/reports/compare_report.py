@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from hybridconv.reports import findings, study_csv
-from hybridconv.run_layout import FINDINGS_FILE, PAIRED_FILE
+from hybridconv.run_layout import FINDINGS_FILE, GROUPS_TABLE_FILE, PAIRED_FILE, RUNS_TABLE_FILE
 from hybridconv.studies import compare
 
 
@@ -36,9 +36,9 @@ def write(study: compare.Study, outputs: compare.Outputs) -> str:
   out = os.path.abspath(outputs.out or study.root)
   os.makedirs(out, exist_ok=True)
   study_csv.write_csv(
-    os.path.join(out, "results.csv"), study_csv.results_rows(study.runs, study.factors, out)
+    os.path.join(out, RUNS_TABLE_FILE), study_csv.results_rows(study.runs, study.factors, out)
   )
-  study_csv.write_csv(os.path.join(out, "summary.csv"), study_csv.summary_rows(study))
+  study_csv.write_csv(os.path.join(out, GROUPS_TABLE_FILE), study_csv.summary_rows(study))
   from hybridconv.reports import study_report  # noqa: PLC0415  (matplotlib, JAX for likeness)
 
   if study.reference:

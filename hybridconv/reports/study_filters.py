@@ -15,6 +15,7 @@ import numpy as np
 
 from hybridconv.reports import study_figures
 from hybridconv.reports.study_arms import SIZE_KEY, arm_groups, fmt, md_table, train_images
+from hybridconv.run_layout import IMAGE_STATISTICS_FILE
 from hybridconv.studies import stats
 from hybridconv.tracking import snapshots
 
@@ -141,7 +142,7 @@ def gabor_parameters_figure(out, runs, arms, fig_dir):
     return None
   image_energy = image_frequency = None
   try:
-    with open(os.path.join(out, "image_statistics.json"), encoding="utf-8") as f:
+    with open(os.path.join(out, IMAGE_STATISTICS_FILE), encoding="utf-8") as f:
       statistics = json.load(f)
     image_energy = statistics["orientation_energy"]
     if "frequency_edges" in statistics:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from hybridconv import compilation_cache, host_memory
 from hybridconv.robustness import suites
+from hybridconv.run_layout import ROBUSTNESS_FILE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   for family, value in results["summary"].items():
     print(f"  {family}: {value:.4f}")
   print(
-    f"results in {os.path.join(workdir, 'robustness.json')} ({results['seconds']['total']:.1f} s)"
+    f"results in {os.path.join(workdir, ROBUSTNESS_FILE)} ({results['seconds']['total']:.1f} s)"
   )
   _publish(config, workdir, results)
   return 0

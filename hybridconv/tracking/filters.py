@@ -74,12 +74,11 @@ from hybridconv.analysis import filter_stats, gabor_fit, gabor_null
 from hybridconv.kernels.gabor import GABOR_PARAMETERS
 from hybridconv.nn import KernelGroup, conv_layers, kernel_groups
 from hybridconv.nn import kernel_modules as km
-from hybridconv.run_layout import FILTERS_DIR
+from hybridconv.run_layout import FILTERS_DIR, INITIAL_KERNELS_FILE
 from hybridconv.tracking import images
 from hybridconv.tracking import logger as logger_lib
 
 _RELATIVE = ("frequency", "sigma", "gamma")
-KERNELS_FILE = "initial_kernels.npz"
 ORIENTATION_BINS = 8
 
 
@@ -234,7 +233,7 @@ class FilterTracker:
   def _kernels_path(self) -> str | None:
     if not self.state_path:
       return None
-    return os.path.join(os.path.dirname(os.path.abspath(self.state_path)), KERNELS_FILE)
+    return os.path.join(os.path.dirname(os.path.abspath(self.state_path)), INITIAL_KERNELS_FILE)
 
   def _save_initial(self) -> None:
     if not self.state_path:

@@ -29,10 +29,15 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from hybridconv.run_layout import CONFIG_FILE, HISTOGRAMS_FILE, METRICS_FILE, TABLES_FILE
+from hybridconv.run_layout import (
+  ARTIFACTS_FILE,
+  CONFIG_FILE,
+  HISTOGRAMS_FILE,
+  METRICS_FILE,
+  TABLES_FILE,
+)
 from hybridconv.tracking import logger as logger_lib
 
-ARTIFACTS_FILE = "artifacts.jsonl"
 IMAGE_PATTERN = "step_{step:07d}.png"
 
 
