@@ -53,11 +53,15 @@ def test_default_declares_every_key_once_with_a_comment():
   assert set(assigned) - sections == declared
 
 
-@pytest.mark.parametrize(
+# Every config file's every variant.
+every_variant = pytest.mark.parametrize(
   ("module", "variant"),
   [(m, v) for m, vs in VARIANTS.items() for v in vs],
   ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
 )
+
+
+@every_variant
 def test_variants_only_change_declared_keys(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
   assert _flat_keys(config) == _flat_keys(default.get_config())
@@ -65,11 +69,7 @@ def test_variants_only_change_declared_keys(module, variant):
     assert config.model.first_layer == variant.split(",")[0]
 
 
-@pytest.mark.parametrize(
-  ("module", "variant"),
-  [(m, v) for m, vs in VARIANTS.items() for v in vs],
-  ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
-)
+@every_variant
 def test_every_variant_survives_the_literal_a_study_hands_its_workers(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
   config.lock()
@@ -100,11 +100,7 @@ DATA_SHAPES = {
 }
 
 
-@pytest.mark.parametrize(
-  ("module", "variant"),
-  [(m, v) for m, vs in VARIANTS.items() for v in vs],
-  ids=lambda x: getattr(x, "__name__", str(x)).split(".")[-1],
-)
+@every_variant
 @pytest.mark.slow
 def test_every_variant_builds_its_model(module, variant):
   config = module.get_config(variant) if variant else module.get_config()
