@@ -37,10 +37,14 @@ def load_config_module(spec: str):
   return module, variant or None
 
 
+def module_config(module, variant: str | None):
+  """A loaded config file's ``get_config``, with the variant when there is one (unlocked)."""
+  return module.get_config(variant) if variant else module.get_config()
+
+
 def load_config(spec: str):
   """The config of ``'path:variant'``, as ``config_flags`` would build it (unlocked)."""
-  module, variant = load_config_module(spec)
-  return module.get_config(variant) if variant else module.get_config()
+  return module_config(*load_config_module(spec))
 
 
 def to_literal(config) -> str:

@@ -84,7 +84,7 @@ def load_study(spec: str, grid: Mapping[str, Sequence[Any]], overrides: Mapping[
       f"several points are named {repeated[0]!r} (factors {list(factors)}): the study repeats "
       "a combination; give each factor once, on the command line or in the file's study()"
     )
-  base = module.get_config(variant) if variant else module.get_config()
+  base = configlib.module_config(module, variant)
   base.lock()
   configlib.apply_overrides(copy.deepcopy(base), dict(overrides))  # a bad override, unprefixed
   study = Study(spec, tuple(points), dict(overrides), factors, names, ())
