@@ -87,6 +87,47 @@ def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_pa
   assert evals == want  # the resumed run evaluated step 4 first, with the same result
 
 
+# Scalars that time the session rather than describe the run.
+_TIMING_KEYS = ("train_seconds", "images_per_sec", "steps_per_sec")
+
+
+def _records(workdir) -> tuple[list[dict], dict]:
+  """The logged evaluations and the summary without its timings."""
+  evals = [e for e in tracking.read_events(str(workdir)) if "eval/accuracy" in e]
+  with open(os.path.join(str(workdir), "summary.json"), encoding="utf-8") as f:
+    summary = {k: v for k, v in json.load(f).items() if k not in _TIMING_KEYS}
+  return evals, summary
+
+
+@pytest.mark.parametrize(
+  ("fault", "overrides"),
+  [
+    ("sigterm@eval:8", {}),  # the final evaluation was abandoned: none logged
+    ("sigterm@summary:8", {"tracking.filters_every": "0.5 epochs"}),  # after it was logged
+  ],
+  ids=["during-final-evaluation", "after-final-evaluation"],
+)
+@pytest.mark.slow
+def test_stop_at_the_last_step_resumes_to_the_uninterrupted_records(
+  fault, overrides, reference, tmp_path, monkeypatch
+):
+  """A run stopped at its last step, then resumed, logs the final evaluation once and writes
+  the summary an uninterrupted run writes (its train means and validation readings too)."""
+  if overrides:
+    reference = (str(tmp_path / "reference"), None)
+    reference = (reference[0], train.train_and_evaluate(rs.config(**overrides), reference[0]))
+  workdir = str(tmp_path / "run")
+  monkeypatch.setenv(faults.ENV_VAR, fault)
+  with pytest.raises(preemption.Preempted) as stop:
+    train.train_and_evaluate(rs.config(**overrides), workdir)
+  assert stop.value.step == rs.TOTAL_STEPS
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  monkeypatch.delenv(faults.ENV_VAR)
+  final = train.train_and_evaluate(rs.config(**overrides), workdir)
+  rs.assert_same_run(workdir, final, reference)
+  assert _records(workdir) == _records(reference[0])
+
+
 @pytest.mark.slow
 def test_command_line_exits_143_and_says_how_to_resume(reference, tmp_path):
   stopped = rs.run_cli(tmp_path, fault="sigterm@step:3")

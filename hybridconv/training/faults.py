@@ -16,6 +16,7 @@ hook is one dictionary lookup that finds nothing.
   ``step:N`` right after train step N was dispatched (for ``nan``: the batch of
   the update that yields step N); ``eval:N`` inside the evaluation at step N,
   after its first batch; ``log:N`` while the scalars of step N are written;
+  ``summary:N`` right after the filter summary of step N was written;
   ``save:N`` inside the write of checkpoint N, after its arrays are on disk and
   before it is committed; and, without a step, ``compile`` while the train
   step is being compiled (between tracing and the backend compiler) and
@@ -32,7 +33,7 @@ import signal
 
 ENV_VAR = "HYBRIDCONV_FAULT"
 ACTIONS = ("kill", "sigterm", "sigint", "nan")
-POINTS = ("step", "eval", "log", "save", "compile", "data")
+POINTS = ("step", "eval", "log", "summary", "save", "compile", "data")
 _STEPLESS = ("compile", "data")
 _SIGNALS = {"kill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigint": signal.SIGINT}
 # The jitted train step's name as JAX reports it in compile events.

@@ -60,7 +60,12 @@ def has_validation(pipeline) -> bool:
   return "validation" in getattr(pipeline, "eval_splits", ())
 
 
-def run_metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> dict[str, Any]:
+def run_metadata(
+  step: int, steps_per_epoch: int, eval_metrics: dict | None, logged: dict | None = None
+) -> dict[str, Any]:
+  """A checkpoint's metadata: where it is, what made it, its evaluation (``{}`` when none ran
+  at ``step``) and ``logged``, the last value of every scalar logged so far (what a run
+  resumed from it, even at its last step, needs for a summary equal to an uninterrupted one's)."""
   return {
     "step": step,
     "epoch": step / steps_per_epoch,
@@ -71,6 +76,7 @@ def run_metadata(step: int, steps_per_epoch: int, eval_metrics: dict | None) -> 
     "jax_version": jax.__version__,
     "hybridconv_version": hybridconv.__version__,
     "eval": eval_metrics or {},
+    "logged": {key: float(value) for key, value in (logged or {}).items()},
   }
 
 
@@ -187,7 +193,7 @@ class TrainLoop:
     return eval_metrics
 
   def _save(self, state, step: int, eval_metrics: dict | None) -> None:
-    metadata = run_metadata(step, self.steps_per_epoch, eval_metrics)
+    metadata = run_metadata(step, self.steps_per_epoch, eval_metrics, self.final)
     metadata["consecutive_skips"] = self.monitor.consecutive
     with self.timer.paused(), self.progress.paused("checkpoint"):
       self.checkpointer.save(
@@ -223,10 +229,15 @@ class TrainLoop:
     if self.summarize is not None and self.cadence.filters_due(step):
       with self.timer.paused(), self.progress.paused("summary"):
         self.summarize(state, step)
+        self.fault.at("summary", step)
 
-  def run(self, state, resumed_eval: dict | None) -> dict[str, float]:
-    """Trains to ``total_steps``; ``resumed_eval``: the restored checkpoint's eval metrics."""
+  def run(self, state, resumed: dict | None) -> dict[str, float]:
+    """Trains to ``total_steps``; ``resumed``: the restored checkpoint's metadata, or None."""
     step = int(jax.device_get(state.step))
+    resumed_eval = None if resumed is None else resumed.get("eval")
+    if resumed:
+      # Checkpoints from before ``logged`` was kept carry their evaluation only.
+      self.final.update(resumed.get("logged") or resumed_eval or {})
     self.progress = Progress(
       total_steps=self.total_steps,
       initial_step=step,
@@ -240,8 +251,9 @@ class TrainLoop:
         raise preemption.Preempted(
           step, self.flag.signal_name or "a signal to another process", saved=step > 0
         )
-      if resumed_eval == {} and step < self.total_steps and self.cadence.eval_due(step):
-        # The checkpoint was saved when a signal interrupted this step's evaluation.
+      if resumed_eval == {} and self.cadence.eval_due(step):
+        # The checkpoint was saved when a signal interrupted this step's evaluation (at the
+        # last step too: the validation and test readings of the end are logged as usual).
         eval_metrics = self._evaluate(state, step)
         if eval_metrics is None:
           self._stop(state, step, None)
@@ -286,7 +298,8 @@ class TrainLoop:
           self._save(state, step, eval_metrics if eval_due else None)
 
       if "eval/accuracy" not in self.final:
-        # Resumed at the end of a finished run: evaluate the restored state.
+        # No evaluation at the end (``eval_every`` 0, or a checkpoint older than its
+        # readings in the metadata): evaluate the final state.
         eval_metrics = evaluate(self.eval_fn, state, self.pipeline)
         self.final.update(eval_metrics)
     finally:

@@ -328,7 +328,7 @@ def _run(config, workdir: str, mesh, writer: writers.MetricWriter | None) -> dic
             cadence, config, model_fns, logger, workdir, is_main_process
           ),
         )
-        final = loop.run(state, resumed_eval=metadata.get("eval") if restored else None)
+        final = loop.run(state, resumed=metadata if restored else None)
         if is_main_process and config.tracking.animation:  # after the loop only: not Preempted
           tracking.log_animations(logger, workdir, final["step"])  # workdir and W&B
       finally:
