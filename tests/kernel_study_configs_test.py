@@ -170,3 +170,25 @@ def test_the_extra_largest_size_arm_follows_the_rule_once_its_runs_exist():
     assert study.LARGEST_SIZE_EXTRA_ARM is None  # not chosen before its evidence exists
   else:
     assert study.LARGEST_SIZE_EXTRA_ARM == extra.choose(means)
+
+
+def test_the_budget_check_pairs_with_the_main_study_at_twice_its_budget():
+  # Seed s of the check trains the same arm on the same subset from the same initial values
+  # as the main study's seed s at 10,000 images: only the budget and its cadences differ.
+  check, main = _module("budget_check"), _module("study")
+  main_points = {(p["seed"], p["arm"]): p for p in main.study() if p["data.train_size"] == 10_000}
+  points = list(check.study())
+  assert len(points) == check.SEEDS * len(check.ARMS) and check.ARMS[0] == "free"
+  for point in points:
+    reference = main_points[(point["seed"], point["arm"])]
+    differ = {k for k in point if point[k] != reference[k]}
+    assert differ <= {
+      "train_for",
+      "optim.warmup",
+      "eval_every",
+      "checkpoint.every",
+      "log_every",
+      "tracking.scalars_every",
+      "tracking.filters_every",
+    }
+    assert point["train_for"] == "24 epochs" and reference["train_for"] == "12 epochs"
