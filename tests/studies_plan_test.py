@@ -131,6 +131,7 @@ def test_a_study_executes_its_config_file_once(tmp_path, mode):
         (start,) = json.load(f)["starts"]
       # tiny: batch 32, eval batch 64 (on 2 cores: 1 device each, where unpinned takes 2)
       assert start["devices"]["count"] == sharding.cpu_device_count(0, (32, 64), len(share))
+      assert start["cpu"]["cores"] == len(share) and start["cpu"]["model"]
 
 
 def test_slots_share_the_cores_in_contiguous_parts():

@@ -61,12 +61,28 @@ def versions() -> dict[str, str | None]:
   return found
 
 
+def cpu() -> dict[str, Any]:
+  """The host CPU's model name and the cores this process may use (its affinity: a study
+  slot pinned to one core records 1), which a timing or a bitwise comparison depends on."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      model = next(
+        (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model
+      )
+  except OSError:  # not Linux
+    pass
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return {"model": model, "cores": cores}
+
+
 def run_info() -> dict[str, Any]:
-  """One start's record: time, host, git state, versions, devices."""
+  """One start's record: time, host, CPU, git state, versions, devices."""
   devices = jax.devices()
   return {
     "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     "host": socket.gethostname(),
+    "cpu": cpu(),
     "git": git_state(),
     "versions": versions(),
     "devices": {
