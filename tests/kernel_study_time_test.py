@@ -53,6 +53,8 @@ def test_projection_sums_each_points_processes_and_scales_the_median_by_the_plan
   lines = _run(root, "--extra", "100=30")
   # 60,000 images: median of 150 and 170 = 160 s x 2 points; 100 images: 30 s x 2 points.
   assert lines[-1] == f"projected whole study: {(320 + 60) / 60:.0f} min (0.11 h)"
+  # Paid so far: the two recorded points' processes, 150 s + 170 s.
+  assert lines[-2] == "recorded: 2 of 4 points, 5 min (0.09 h) of wall time at 1 point(s) at a time"
 
 
 def test_a_size_without_records_gives_no_total(tmp_path):

@@ -10,6 +10,7 @@ whose points ran before the runner kept the record (their count is printed)::
 
 ``--extra SIZE=SECONDS`` supplies a measured per-point wall time for a size with no record;
 ``--jobs N``: the runner ran N points at once (each point's wall time then overlaps N-1 others).
+"recorded" is the cost paid: the sum of the recorded wall times, divided by ``--jobs``.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def main() -> None:
   for point in points:
     size = int(point["data.train_size"]) or 60_000
     planned[size] = planned.get(size, 0) + 1
-  total = 0.0
+  total = paid = 0.0
   unknown = []
-  print(f"{'size':>6} | points | recorded | median s/point | projected min")
+  print(f"{'size':>6} | points | recorded | median s/point | recorded min | projected min")
   for size in sorted(planned):
     recorded = [s for s in by_size.get(size, []) if s is not None]
     median = statistics.median(recorded) if recorded else extra.get(size)
@@ -80,8 +81,18 @@ def main() -> None:
       unknown.append(size)
     projected = planned[size] * median / 60 / args.jobs if median else float("nan")
     total += projected
+    spent = sum(recorded) / 60 / args.jobs
+    paid += spent
     shown = f"{median:.0f}" if median else "-"
-    print(f"{size:>6} | {planned[size]:>6} | {len(recorded):>8} | {shown:>14} | {projected:.1f}")
+    print(
+      f"{size:>6} | {planned[size]:>6} | {len(recorded):>8} | {shown:>14} | {spent:>12.1f} | "
+      f"{projected:.1f}"
+    )
+  recorded_points = sum(1 for times in by_size.values() for t in times if t is not None)
+  print(
+    f"recorded: {recorded_points} of {sum(planned.values())} points, {paid:.0f} min "
+    f"({paid / 60:.2f} h) of wall time at {args.jobs} point(s) at a time"
+  )
   if unknown:  # a total without them would understate the study
     sizes = ", ".join(map(str, unknown))
     print(f"no projection: sizes {sizes} have no recorded point; pass --extra SIZE=SECONDS")
