@@ -89,7 +89,7 @@ def test_robustness_is_read_beyond_the_clean_difference(tmp_path):
   assert "robustness beyond clean: clean" not in rows
 
 
-def _row(mean, low, high, p_holm, n=8, wins=6, reading=readings.END_READING):
+def _row(mean, low, high, p_holm, n=8, wins=6, reading=readings.END_READING, losses=None):
   return {
     "reading": reading,
     "mean": mean,
@@ -99,6 +99,7 @@ def _row(mean, low, high, p_holm, n=8, wins=6, reading=readings.END_READING):
     "family_size": 10,
     "n": n,
     "wins": wins,
+    "losses": n - wins if losses is None else losses,
     "images_seen": 1250,
   }
 
@@ -128,10 +129,82 @@ def test_sentences_follow_the_fixed_rules(row, expected):
   assert findings.sentence(row, "`g`", "`free`", "at 10,000 training images") == expected
 
 
-def test_an_early_reading_names_the_images_seen():
+def test_a_budget_reading_names_the_images_seen_and_its_part_of_the_budget():
   row = _row(0.01, 0.005, 0.015, 0.01, reading="validation, after 0.125 of the budget")
   text = findings.sentence(row, "`g`", "`free`", "at 100 training images")
-  assert "in validation accuracy after 1,250 images seen" in text
+  assert "in validation accuracy after 1,250 images seen (1/8 of the budget)" in text
+  row = _row(0.01, 0.005, 0.015, 0.01, reading="validation, after 1 of the budget")
+  text = findings.sentence(row, "`g`", "`free`", "at 100 training images")
+  assert "in validation accuracy at the end of the budget (1,250 images seen)" in text
+
+
+@pytest.mark.parametrize(
+  ("row", "seeds"),
+  [
+    (_row(0.0062, 0.0041, 0.0083, 0.002, wins=5, losses=1), "5 of 8 seeds ahead, 2 tied,"),
+    (_row(-0.0005, -0.0021, 0.0011, 0.9, wins=3, losses=4), "3 of 8 seeds ahead, 1 tied)."),
+    (_row(-0.0005, -0.0021, 0.0011, 0.9, wins=3, losses=5), "3 of 8 seeds ahead)."),
+  ],
+)
+def test_tied_seeds_are_stated_beside_the_seeds_ahead(row, seeds):
+  assert seeds in findings.sentence(row, "`g`", "`free`", "at 100 training images")
+
+
+def test_identical_accuracies_count_as_tied_in_the_findings(tmp_path):
+  runs = []
+  for seed, gain in enumerate((0.01, 0.0, 0.02, -0.01)):
+    runs.append(_run(tmp_path, 100, "free", seed, 0.8 + seed / 100))
+    runs.append(_run(tmp_path, 100, "a", seed, 0.8 + seed / 100 + gain))
+  (row,) = readings.paired_rows(runs, FACTORS, REFERENCE)
+  assert "2 of 4 seeds ahead, 1 tied" in findings.sentence(row, "`a`", "`free`", "at 100")
+
+
+def test_paired_seeds_state_the_range_when_n_differs_between_arms():
+  assert findings.paired_seeds([{"n": 10}, {"n": 10}]) == "10 paired seeds"
+  assert findings.paired_seeds([{"n": 10}, {"n": 9}, {"n": 10}]) == "9-10 paired seeds"
+  assert findings.paired_seeds([{"n": 1}]) == "1 paired seed"
+
+
+def _study(tmp_path, seeds) -> list[records.RunRecord]:
+  """Arms ``a`` and ``b`` against ``free`` at 100 images, ``b`` on ``seeds`` only."""
+  curves = {
+    "free": [0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.75, 0.76],
+    "a": [0.6, 0.66, 0.68, 0.71, 0.72, 0.74, 0.75, 0.76],
+    "b": [0.4, 0.5, 0.55, 0.65, 0.73, 0.75, 0.76, 0.78],
+  }
+  spread = {"free": 0.0, "a": 0.002, "b": 0.004}  # per-seed differences that vary a little
+  return [
+    _run(tmp_path, 100, arm, seed, 0.8 + seed / 100, val=[v + seed * spread[arm] for v in curve])
+    for seed in range(4)
+    for arm, curve in curves.items()
+    if arm != "b" or seed in seeds
+  ]
+
+
+def test_the_headline_states_the_range_of_paired_seeds(tmp_path):
+  rows = readings.paired_rows(_study(tmp_path, seeds=(0, 1, 2)), FACTORS, REFERENCE)
+  lines = findings.headline(rows, [], FACTORS, REFERENCE)
+  assert any(line.startswith("**100 training images** (3-4 paired seeds") for line in lines)
+  (tmp_path / "all").mkdir()
+  rows = readings.paired_rows(_study(tmp_path / "all", seeds=range(4)), FACTORS, REFERENCE)
+  lines = findings.headline(rows, [], FACTORS, REFERENCE)
+  assert any(line.startswith("**100 training images** (4 paired seeds") for line in lines)
+
+
+def test_learning_speed_follows_each_arm_through_every_part_of_the_budget(tmp_path):
+  rows = readings.paired_rows(_study(tmp_path, seeds=(0, 1, 2)), FACTORS, REFERENCE)
+  lines = findings.learning_speed(rows, FACTORS, REFERENCE)
+  assert "**100 training images** (3-4 paired seeds):" in lines
+  parts = ["(1/8 of the budget)", "(1/4 of the budget)", "(1/2 of the budget)", "end of the budget"]
+  for arm in ("a", "b"):
+    start = lines.index(f"- `{arm}`:")
+    block = lines[start + 1 : start + 1 + len(parts)]
+    assert all(line.startswith("  - ") and f"`{arm}`" in line for line in block)
+    assert all(part in line for part, line in zip(parts, block, strict=True))
+  b = lines[lines.index("- `b`:") + 1 :]
+  # b starts 10 points behind and ends 2 ahead: each reading is stated, not only the first
+  assert "`b` trails `free`" in b[0] and "(1/8 of the budget)" in b[0]
+  assert "`b` leads `free`" in b[3] and "at the end of the budget" in b[3]
 
 
 def test_pairing_check_reads_the_fingerprints(tmp_path):

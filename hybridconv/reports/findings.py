@@ -11,11 +11,14 @@ paired comparison against the reference arm (:mod:`hybridconv.studies.readings`)
   n, not equality).
 
 The headline block (final test accuracy per training size, and whether the arms were
-paired) is what a README quotes verbatim between :data:`BEGIN` and :data:`END`.
+paired) is what a README quotes verbatim between :data:`BEGIN` and :data:`END`. Learning
+speed follows, per size and arm, through every budget reading in order (an arm ahead early
+may be behind later, so no single reading stands for it); then robustness beyond clean.
 """
 
 from __future__ import annotations
 
+import fractions
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -39,7 +42,25 @@ def _interval(row: Mapping[str, Any]) -> str:
 
 
 def _seeds(row: Mapping[str, Any]) -> str:
-  return f"{row['wins']} of {row['n']} seeds ahead"
+  """Seeds ahead of the reference, and those tied with it (identical accuracies), if any.
+
+  ``wins`` counts strict wins, so without the ties "9 of 10 ahead" would read as one loss.
+  """
+  tied = row["n"] - row["wins"] - row["losses"]
+  text = f"{row['wins']} of {row['n']} seeds ahead"
+  return f"{text}, {tied} tied" if tied > 0 else text
+
+
+def paired_seeds(rows: Sequence[Mapping[str, Any]]) -> str:
+  """``"10 paired seeds"``, or ``"9-10 paired seeds"`` when the comparisons' n differ.
+
+  An arm can lack a seed another has (a run missing a value), so the largest n alone would
+  overstate some comparisons.
+  """
+  counts = sorted({row["n"] for row in rows}) or [0]
+  low, high = counts[0], counts[-1]
+  text = f"{low}" if low == high else f"{low}-{high}"
+  return f"{text} paired seed{'' if high == 1 else 's'}"
 
 
 def sentence(row: Mapping[str, Any], arm: str, reference: str, where: str) -> str:
@@ -72,10 +93,21 @@ def sentence(row: Mapping[str, Any], arm: str, reference: str, where: str) -> st
 def _measure(reading: str, row: Mapping[str, Any]) -> str:
   if reading == readings.END_READING:
     return "final test accuracy"
-  if reading.startswith("validation, after "):
-    return f"validation accuracy after {row['images_seen']:,} images seen"
+  fraction = readings.budget_fraction(reading)
+  if fraction == 1:
+    return f"validation accuracy at the end of the budget ({row['images_seen']:,} images seen)"
+  if fraction is not None:
+    return (
+      f"validation accuracy after {row['images_seen']:,} images seen "
+      f"({_share(fraction)} of the budget)"
+    )
   family = reading.split(": ", 1)[1]
   return f"accuracy under {family} beyond the clean difference"
+
+
+def _share(fraction: float) -> str:
+  """``0.125`` as ``1/8``: the budget's parts are simple fractions."""
+  return str(fractions.Fraction(fraction).limit_denominator(64))
 
 
 def size_text(value: Any) -> str:
@@ -152,12 +184,10 @@ def headline(
   for size in _sizes(end_rows, factors):
     members = [r for r in end_rows if SIZE_KEY not in factors or r[SIZE_KEY] == size]
     halves = [(r["ci_high"] - r["ci_low"]) / 2 for r in members if not math.isnan(r["ci_low"])]
-    seeds = max((r["n"] for r in members), default=0)
-    heading = f"**{size_text(size)}**" if SIZE_KEY in factors else "**All runs**"
-    detail = f"{seeds} paired seed{'' if seeds == 1 else 's'}"
+    detail = paired_seeds(members)
     if halves:
       detail += f", median 95% CI half-width {_points(statistics.median(halves))} points"
-    lines.append(f"{heading} ({detail}):")
+    lines.append(f"{_heading(size, factors)} ({detail}):")
     lines.append("")
     for row in members:
       lines.append("- " + sentence(row, _arm(row, factors, arm_key), f"`{ref_value}`", _where(row)))
@@ -176,7 +206,6 @@ def write_findings(
   plan: Mapping[str, Any] | None = None,
 ) -> str:
   """Writes ``FINDINGS.md``: the headline block between markers, then every other reading."""
-  arm_key, ref_value = reference
   lines = [
     "# Findings",
     "",
@@ -193,25 +222,79 @@ def write_findings(
     END,
     "",
   ]
-  other = [r for r in rows if r["reading"] != readings.END_READING]
-  for title, keep in (
-    ("Learning speed: validation accuracy early in training", _is_early),
-    ("Robustness beyond the clean difference", lambda r: r["reading"].startswith("robustness")),
-  ):
-    chosen = [r for r in other if keep(r)]
-    if not chosen:
-      continue
-    lines += [f"## {title}", ""]
-    for row in chosen:
-      lines.append("- " + sentence(row, _arm(row, factors, arm_key), f"`{ref_value}`", _where(row)))
-    lines.append("")
+  lines += learning_speed(rows, factors, reference)
+  lines += robustness(rows, factors, reference)
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path
 
 
-def _is_early(row: Mapping[str, Any]) -> bool:
-  return row["reading"] == f"validation, after {readings.BUDGET_FRACTIONS[0]:g} of the budget"
+def learning_speed(
+  rows: Sequence[Mapping[str, Any]], factors: Sequence[str], reference: tuple[str, Any]
+) -> list[str]:
+  """Validation differences after each part of the budget: per size, per arm, in budget order.
+
+  Grouped by arm so a reader follows one difference as training proceeds rather than reading
+  one part of the budget as the arm's learning speed.
+  """
+  arm_key, ref_value = reference
+  budget = [r for r in rows if readings.budget_fraction(r["reading"]) is not None]
+  if not budget:
+    return []
+  parts = [_share(f) for f in readings.BUDGET_FRACTIONS if f < 1]
+  lines = [
+    "## Learning speed: validation accuracy along the budget",
+    "",
+    f"Validation accuracy (the split held out of the training images) after {_listed(parts)} "
+    "of each run's budget and at its end, per training size and arm in that order. Each reading "
+    "is its own comparison, with Holm's adjustment over the arms compared at that size for that "
+    "reading.",
+    "",
+  ]
+  for size in _sizes(budget, factors):
+    members = [r for r in budget if SIZE_KEY not in factors or r[SIZE_KEY] == size]
+    lines += [f"{_heading(size, factors)} ({paired_seeds(members)}):", ""]
+    for arm in dict.fromkeys(r[arm_key] for r in members):
+      mine = sorted(
+        (r for r in members if r[arm_key] == arm),
+        key=lambda r: readings.budget_fraction(r["reading"]),
+      )
+      lines.append(f"- {_arm(mine[0], factors, arm_key)}:")
+      for row in mine:
+        text = sentence(row, _arm(row, factors, arm_key), f"`{ref_value}`", _where(row))
+        lines.append(f"  - {text}")
+    lines.append("")
+  return lines
+
+
+def robustness(
+  rows: Sequence[Mapping[str, Any]], factors: Sequence[str], reference: tuple[str, Any]
+) -> list[str]:
+  """Robustness beyond the clean difference, one sentence per arm, family and size."""
+  arm_key, ref_value = reference
+  chosen = [r for r in rows if r["reading"].startswith("robustness")]
+  if not chosen:
+    return []
+  lines = [
+    "## Robustness beyond the clean difference",
+    "",
+    "Per seed, the arm's accuracy under a corruption family minus the reference's, less the "
+    "same difference on clean images; Holm's adjustment runs over the arms compared at one "
+    "training size for each family. (`STUDY.md`'s robustness table gives the plain difference "
+    "under each family beside the clean one, adjusted by the same rule.)",
+    "",
+  ]
+  for row in chosen:
+    lines.append("- " + sentence(row, _arm(row, factors, arm_key), f"`{ref_value}`", _where(row)))
+  return [*lines, ""]
+
+
+def _listed(items: Sequence[str]) -> str:
+  return " and ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def _heading(size: Any, factors: Sequence[str]) -> str:
+  return f"**{size_text(size)}**" if SIZE_KEY in factors else "**All runs**"
 
 
 def _sizes(rows, factors) -> list[Any]:

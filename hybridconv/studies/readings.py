@@ -68,6 +68,18 @@ def robustness_beyond_clean(run: records.RunRecord, family: str) -> float | None
   return float(summary[family]) - float(summary["clean"])
 
 
+def budget_reading(fraction: float) -> str:
+  """The name of the validation reading after ``fraction`` of the budget (``paired.csv``)."""
+  return f"validation, after {fraction:g} of the budget"
+
+
+def budget_fraction(reading: str) -> float | None:
+  """The fraction of the budget a validation reading is taken at (None for other readings)."""
+  if reading.startswith("validation, after "):
+    return float(reading.split()[2])
+  return None
+
+
 def readings_of(runs: Sequence[records.RunRecord]) -> list[Reading]:
   """The readings these runs support: the end, the budget fractions, robustness families."""
   found = [Reading(END_READING, lambda run: run.final("eval/accuracy"))]
@@ -75,7 +87,7 @@ def readings_of(runs: Sequence[records.RunRecord]) -> list[Reading]:
     for fraction in BUDGET_FRACTIONS:
       found.append(
         Reading(
-          f"validation, after {fraction:g} of the budget",
+          budget_reading(fraction),
           lambda run, f=fraction: validation_at(run, f),
         )
       )
@@ -140,7 +152,7 @@ def _row(reading, key, factors, members, reference_members) -> dict[str, Any] | 
   if not set(mine) & set(theirs):
     return None
   diff = stats.paired_difference(mine, theirs)
-  fraction = _fraction(reading.name)
+  fraction = budget_fraction(reading.name)
   return {
     **dict(zip(factors, key, strict=True)),
     "reading": reading.name,
@@ -153,12 +165,6 @@ def _row(reading, key, factors, members, reference_members) -> dict[str, Any] | 
     "losses": diff.losses,
     "p": diff.p_value,
   }
-
-
-def _fraction(reading: str) -> float | None:
-  if reading.startswith("validation, after "):
-    return float(reading.split()[2])
-  return None
 
 
 def _adjust(rows: list[dict[str, Any]], other_factors: Sequence[str]) -> None:
