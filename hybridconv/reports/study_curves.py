@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from hybridconv.reports import study_figures
+from hybridconv.reports import findings, study_figures
 from hybridconv.reports.study_arms import SIZE_KEY, train_images, train_size_text
 from hybridconv.run_layout import FIGURES_DIR
 from hybridconv.studies import grid, readings
@@ -21,7 +21,7 @@ def forest_section(out, paired, factors, reference) -> list[str]:
   if not reference or not paired:
     return []
   arm_key = reference[0]
-  panels: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
+  panels: dict[str, dict[str, dict[str, study_figures.Row]]] = {}
   early = f"validation, after {readings.BUDGET_FRACTIONS[0]:g} of the budget"
   for row in paired:
     if row["reading"] not in (readings.END_READING, early) or math.isnan(row["ci_low"]):
@@ -37,6 +37,7 @@ def forest_section(out, paired, factors, reference) -> list[str]:
       100 * row["mean"],
       100 * row["ci_low"],
       100 * row["ci_high"],
+      row["p_holm"],
     )
   if not panels:
     return []
@@ -47,6 +48,7 @@ def forest_section(out, paired, factors, reference) -> list[str]:
     panels,
     reference=grid.label(reference[1]),
     path=os.path.join(out, FIGURES_DIR, "paired_differences.png"),
+    alpha=findings.ALPHA,
   )
   return [
     "## Paired differences to the reference",
@@ -56,7 +58,10 @@ def forest_section(out, paired, factors, reference) -> list[str]:
     f"Each arm's difference to `{reference[1]}` in accuracy points (arm minus reference, per "
     "seed), mean with its 95% paired t-interval, one panel per training size: filled, final "
     "test accuracy; hollow, validation accuracy after the first eighth of the budget (which "
-    "arm learns faster). An interval crossing 0 is no detectable difference at this n.",
+    "arm learns faster). Blue (ahead) or red (behind) only where the difference survives "
+    f"Holm's adjustment over the arms at that size (p < {findings.ALPHA:g}, as in "
+    "`FINDINGS.md`); dark grey where the interval excludes 0 but the difference does not "
+    "survive it; light grey where the interval crosses 0, no detectable difference at this n.",
     "",
   ]
 
@@ -76,6 +81,7 @@ def accuracy_vs_size_figure(arms, fig_dir: str) -> str:
     ylabel="test accuracy",
     log_x=True,
     path=os.path.join(fig_dir, "accuracy_vs_size.png"),
+    styles=study_figures.group_styles(arms),
   )
 
 
@@ -115,7 +121,20 @@ def _banded_curves(runs, arms, has_sizes, key, *, per_image=False):
   return panels
 
 
+def test_read_only_at_end(runs) -> bool:
+  """Whether the runs hold out a validation split and read the test split once, at the end.
+
+  Their curves during training are the validation's (:func:`images_seen_figure`); a test
+  "curve" would be one dot per arm.
+  """
+  validated = any(len(r.series(readings.VALIDATION_KEY)[0]) for r in runs)
+  return validated and all(len(set(r.series("eval/accuracy")[0].tolist())) <= 1 for r in runs)
+
+
 def curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="test accuracy"):
+  """``key`` during training per size panel; no test-accuracy figure where test is read once."""
+  if key == "eval/accuracy" and test_read_only_at_end(runs):
+    return None
   panels = _banded_curves(runs, arms, has_sizes, key)
   if not panels:
     return None
@@ -126,6 +145,7 @@ def curves_figure(runs, arms, has_sizes, fig_dir, key="eval/accuracy", label="te
     ylabel=label,
     path=os.path.join(fig_dir, "eval_curves.png" if key == "eval/accuracy" else "train_loss.png"),
     sharey=False,
+    styles=study_figures.group_styles(arms),
   )
 
 
@@ -141,6 +161,7 @@ def images_seen_figure(runs, arms, has_sizes, fig_dir):
     ylabel="validation accuracy",
     path=os.path.join(fig_dir, "validation_vs_images.png"),
     sharey=False,
+    styles=study_figures.group_styles(arms),
   )
 
 
@@ -179,4 +200,5 @@ def robustness_figure(runs, arms, has_sizes, fig_dir):
     xlabel="level (family's own unit)",
     ylabel="test accuracy",
     path=os.path.join(fig_dir, "robustness.png"),
+    styles=study_figures.group_styles(arms),
   )

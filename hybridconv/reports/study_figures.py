@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -11,6 +12,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from hybridconv.studies import stats  # noqa: E402
 
@@ -36,11 +38,58 @@ def band(x: Sequence[float], samples: Sequence[Sequence[float]]) -> Band:
   return np.asarray(x, float), mean, low, high
 
 
-def _plot_band(ax, data: Band, label: str, **kwargs):
+_LINE_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D")
+
+
+def group_styles(groups: Iterable[str]) -> dict[str, dict[str, Any]]:
+  """One fixed style (colour, line style, marker) per group, from the sorted set of ``groups``.
+
+  Computed once (for a figure, or for a report's every curve figure from all its arms)
+  and used in every panel, so a group keeps its colour where another group is missing
+  and a single legend is true for all panels. Up to 10 groups
+  take tab10's colours; up to 20, tab20's dark then light shades (the light ones dashed,
+  square markers), so no two share a colour; beyond 20 the line style and marker still
+  tell them apart.
+  """
+  names = sorted(set(groups))
+  if len(names) <= 10:
+    colours = list(matplotlib.colormaps["tab10"].colors)
+  else:
+    tab20 = matplotlib.colormaps["tab20"].colors
+    colours = list(tab20[0::2]) + list(tab20[1::2])
+  return {
+    name: {
+      "color": colours[i % len(colours)],
+      "linestyle": _LINE_STYLES[(i // 10) % len(_LINE_STYLES)],
+      "marker": _MARKERS[(i // 10) % len(_MARKERS)],
+    }
+    for i, name in enumerate(names)
+  }
+
+
+def _plot_band(ax, data: Band, label: str, style: Mapping[str, Any]):
   x, mean, low, high = data
-  (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label, **kwargs)
+  (line,) = ax.plot(x, mean, markersize=3, label=label, **style)
   ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
   return line
+
+
+def _drawn(styles: Mapping[str, Mapping[str, Any]], groups: Iterable[str]) -> dict:
+  """``styles`` of the groups drawn, in the styles' order (the legend's)."""
+  groups = set(groups)
+  return {name: style for name, style in styles.items() if name in groups}
+
+
+def _thousands(axis) -> None:
+  """Tick labels like ``450k``: six-digit counts of images seen collide at panel width."""
+  axis.set_major_formatter(
+    matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 10000 else f"{v:g}")
+  )
+
+
+def _legend_handles(styles: Mapping[str, Mapping[str, Any]]) -> list[Line2D]:
+  return [Line2D([], [], markersize=3, label=name, **style) for name, style in styles.items()]
 
 
 def lines_with_bands(
@@ -52,11 +101,16 @@ def lines_with_bands(
   path: str,
   log_x: bool = False,
   reference: Mapping[str, float] | None = None,
+  styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-  """One line with a CI band per arm (e.g. accuracy against training-set size)."""
+  """One line with a CI band per arm (e.g. accuracy against training-set size).
+
+  ``styles``: the study's :func:`group_styles` (default: those of ``series``' arms).
+  """
   fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  styles = _drawn(styles or group_styles(series), series)
   for label, data in series.items():
-    _plot_band(ax, data, label)
+    _plot_band(ax, data, label, styles[label])
   for label, value in (reference or {}).items():
     ax.axhline(value, color="grey", linestyle=":", linewidth=1)
     ax.annotate(label, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
@@ -66,7 +120,7 @@ def lines_with_bands(
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(handles=_legend_handles(styles), fontsize=7, ncol=2)
   return _save(fig, path)
 
 
@@ -78,8 +132,16 @@ def panels_with_bands(
   ylabel: str,
   path: str,
   sharey: bool = True,
+  styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-  """A row of panels (e.g. one per training size or corruption family), arms as banded lines."""
+  """A grid of panels (e.g. one per training size or corruption family), arms as banded lines.
+
+  Every panel draws a group in the one style it has in ``styles`` (the study's
+  :func:`group_styles`; default: those of the groups drawn), and one legend beside
+  the panels names every group drawn anywhere.
+  """
+  drawn = [name for series in panels.values() for name in series]
+  styles = _drawn(styles or group_styles(drawn), drawn)
   count = max(1, len(panels))
   columns = min(count, 3)
   rows = -(-count // columns)
@@ -88,16 +150,20 @@ def panels_with_bands(
   )
   for ax, (name, series) in zip(axes.ravel(), panels.items(), strict=False):
     for label, data in series.items():
-      _plot_band(ax, data, label)
+      _plot_band(ax, data, label, styles[label])
     ax.set_title(name, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    _thousands(ax.xaxis)
   for ax in axes.ravel()[len(panels) :]:
     ax.axis("off")
-  axes.ravel()[0].legend(fontsize=6)
   fig.suptitle(title)
-  return _save(fig, path)
+  fig.tight_layout()
+  fig.legend(
+    handles=_legend_handles(styles), loc="upper left", bbox_to_anchor=(1.0, 0.93), fontsize=8
+  )
+  return _save(fig, path, whole_labels=True)
 
 
 def mosaic_canvas(rows: Sequence[np.ndarray], max_filters: int = 32) -> np.ndarray:
@@ -117,14 +183,19 @@ def mosaic_canvas(rows: Sequence[np.ndarray], max_filters: int = 32) -> np.ndarr
   return canvas
 
 
+MOSAIC_GAP = "#4a90c8"  # mid blue: neither a grey tile value nor the white page
+
+
 def kernel_mosaic(
   rows: Mapping[str, np.ndarray], *, title: str, path: str, max_filters: int = 32
 ) -> str:
   """One row of filter tiles per arm (``(kh, kw, n)`` arrays), each tile scaled on its own.
 
   Zero is mid-grey in every tile, so sign and structure read alike across arms.
-  The tiles are one image (:func:`mosaic_canvas`, gaps white) drawn by a single
-  ``imshow``: an Axes per tile made the study's figure (~400 tiles) take seconds.
+  The tiles are one image (:func:`mosaic_canvas`) drawn by a single ``imshow``: an
+  Axes per tile made the study's figure (~400 tiles) take seconds. Its gaps are
+  :data:`MOSAIC_GAP`, a colour no grey tile takes, so a constant (white or black) tile
+  still reads as a tile.
   """
   names = list(rows)
   canvas = mosaic_canvas([rows[n] for n in names], max_filters)
@@ -134,7 +205,7 @@ def kernel_mosaic(
   fig, ax = plt.subplots(
     figsize=(image_width + 1.8, image_width * canvas.shape[0] / canvas.shape[1] + 0.7)
   )
-  cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+  cmap = matplotlib.colormaps["gray"].with_extremes(bad=MOSAIC_GAP)
   ax.imshow(canvas, cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
   ax.set_xticks([])
   ax.set_yticks([r * tile_height + tile_height / 2 for r in range(len(names))])
@@ -147,51 +218,68 @@ def kernel_mosaic(
 
 
 def likeness_plot(
-  arms: Mapping[str, Mapping[str, Sequence[float]]],
+  panels: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
   *,
   control: float,
   null_median: float,
   title: str,
   path: str,
 ) -> str:
-  """Fraction of filters above the null's 95th percentile, start and end, per arm (95% CI)."""
-  names = list(arms)
-  fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(names) + 2), 5.2))
-  x = np.arange(len(names))
-  for offset, when, marker in ((-0.12, "initial", "o"), (0.12, "final", "s")):
-    summaries = [stats.t_interval(arms[n][when]) for n in names]
-    means = np.array([s.mean for s in summaries])
-    low = np.array([s.mean - (s.ci_low if s.n > 1 else s.mean) for s in summaries])
-    high = np.array([(s.ci_high if s.n > 1 else s.mean) - s.mean for s in summaries])
-    ax.errorbar(
-      x + offset,
-      means,
-      yerr=[low, high],
-      fmt=marker,
-      capsize=3,
-      label=f"{'start' if when == 'initial' else 'end'} of training",
+  """Fraction of filters above the null's 95th percentile, start and end, per arm (95% CI).
+
+  ``panels``: title (a training size) -> arm -> ``{"initial": [...], "final": [...]}``
+  over seeds. One panel per size, side by side with the arms as rows in one order, so
+  the arm names read horizontally and a figure of 11 arms and 4 sizes stays page-sized.
+  """
+  arms = sorted({arm for by_arm in panels.values() for arm in by_arm})
+  y = {arm: i for i, arm in enumerate(reversed(arms))}
+  count = max(1, len(panels))
+  fig, axes = plt.subplots(
+    1, count, figsize=(2.9 * count + 2.2, 0.3 * len(arms) + 2.0), sharey=True, squeeze=False
+  )
+  for ax, (name, by_arm) in zip(axes[0], panels.items(), strict=False):
+    for offset, when, marker in ((0.15, "initial", "o"), (-0.15, "final", "s")):
+      names = [arm for arm in arms if arm in by_arm]
+      summaries = [stats.t_interval(by_arm[arm][when]) for arm in names]
+      means = np.array([s.mean for s in summaries])
+      low = np.array([s.mean - (s.ci_low if s.n > 1 else s.mean) for s in summaries])
+      high = np.array([(s.ci_high if s.n > 1 else s.mean) - s.mean for s in summaries])
+      ax.errorbar(
+        means,
+        [y[arm] + offset for arm in names],
+        xerr=[low, high],
+        fmt=marker,
+        markersize=4,
+        capsize=2,
+        color="tab:blue" if when == "initial" else "tab:orange",
+        label=f"{'start' if when == 'initial' else 'end'} of training",
+      )
+    ax.axvline(
+      control,
+      color="green",
+      linestyle="--",
+      linewidth=1,
+      label=f"positive control: fixed Gabor bank ({control:.2f})",
     )
-  ax.axhline(
-    control,
-    color="green",
-    linestyle="--",
-    linewidth=1,
-    label=f"positive control: fixed Gabor bank ({control:.2f})",
-  )
-  ax.axhline(
-    0.05,
-    color="grey",
-    linestyle=":",
-    linewidth=1,
-    label="null: 5% of surrogates exceed their own 95th percentile",
-  )
-  ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-  ax.set_ylim(-0.02, 1.02)
-  ax.set_ylabel("fraction of filters\nabove the null's 95th percentile")
-  ax.set_title(f"{title} (null R² median {null_median:.2f})", fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
-  return _save(fig, path)
+    ax.axvline(
+      0.05,
+      color="grey",
+      linestyle=":",
+      linewidth=1,
+      label="null: 5% of surrogates exceed their own 95th percentile",
+    )
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel("fraction above the null's p95", fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in axes[0][len(panels) :]:
+    ax.axis("off")
+  axes[0][0].set_yticks(list(y.values()), list(y.keys()), fontsize=8)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.suptitle(f"{title} (null R² median {null_median:.2f})", fontsize=10)
+  fig.tight_layout(rect=(0, 0.1, 1, 1))
+  fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+  return _save(fig, path, whole_labels=True)
 
 
 def _frequency_bands(axis, frequency, edges, image_energy) -> None:
@@ -279,17 +367,60 @@ def gabor_parameters(
   return _save(fig, path)
 
 
+Row = tuple[float, float, float, float]  # mean, ci_low, ci_high (points), Holm-adjusted p
+_LEADS, _TRAILS, _UNADJUSTED, _SPANS = "tab:blue", "tab:red", "0.3", "0.72"
+
+
+def forest_colour(mean: float, low: float, high: float, p_holm: float, alpha: float) -> str:
+  """A row's colour: blue or red only where the difference survives Holm's adjustment.
+
+  ``FINDINGS.md`` calls a difference detected only when ``p_holm < alpha``; a raw
+  interval that excludes 0 without surviving the adjustment is dark grey, one that
+  spans 0 light grey (NaN ``p_holm``, too few seeds, never counts).
+  """
+  if p_holm < alpha:
+    return _LEADS if mean > 0 else _TRAILS
+  return _SPANS if low <= 0 <= high else _UNADJUSTED
+
+
+def _forest_legend(readings: Sequence[str], alpha: float) -> list[Line2D]:
+  """Neutral handles: the marker tells the reading, the colour what the difference survives."""
+  handles = [
+    Line2D(
+      [],
+      [],
+      linestyle="none",
+      marker="o" if index == 0 else "D",
+      markersize=5 if index == 0 else 4,
+      color="black",
+      markerfacecolor="black" if index == 0 else "white",
+      label=reading,
+    )
+    for index, reading in enumerate(readings)
+  ]
+  for colour, label in (
+    (_LEADS, f"arm ahead, Holm p < {alpha:g}"),
+    (_TRAILS, f"arm behind, Holm p < {alpha:g}"),
+    (_UNADJUSTED, "CI excludes 0, not after Holm"),
+    (_SPANS, "CI spans 0"),
+  ):
+    handles.append(Line2D([], [], color=colour, linewidth=2, label=label))
+  return handles
+
+
 def forest(
-  panels: Mapping[str, Mapping[str, Mapping[str, tuple[float, float, float]]]],
+  panels: Mapping[str, Mapping[str, Mapping[str, Row]]],
   *,
   reference: str,
   path: str,
+  alpha: float,
 ) -> str:
   """Paired differences to the reference: one panel per size, one row per arm, 95% CI bars.
 
-  ``panels``: title -> reading -> arm -> (mean, low, high) in points. The first reading is
-  drawn filled, the others hollow and slightly offset, so "learns faster" and "ends
-  better" sit side by side on one row per arm.
+  ``panels``: title -> reading -> arm -> (mean, low, high, Holm-adjusted p), the interval
+  in points. The first reading is drawn filled, the others hollow and slightly offset,
+  so "learns faster" and "ends better" sit side by side on one row per arm; the colour
+  follows :func:`forest_colour`.
   """
   arms = sorted({arm for readings in panels.values() for rows in readings.values() for arm in rows})
   count = len(panels)
@@ -301,12 +432,14 @@ def forest(
     squeeze=False,
   )
   y = {arm: i for i, arm in enumerate(reversed(arms))}
+  reading_names: list[str] = []
   for ax, (title, by_reading) in zip(axes[0], panels.items(), strict=True):
     for index, (reading, rows) in enumerate(by_reading.items()):
+      if reading not in reading_names:
+        reading_names.append(reading)
       offset = -0.18 * index
-      for arm, (mean, low, high) in rows.items():
-        crosses = low <= 0 <= high
-        color = "grey" if crosses else ("tab:blue" if mean > 0 else "tab:red")
+      for arm, (mean, low, high, p_holm) in rows.items():
+        color = forest_colour(mean, low, high, p_holm, alpha)
         ax.plot([low, high], [y[arm] + offset] * 2, color=color, linewidth=1.6)
         ax.plot(
           mean,
@@ -315,15 +448,17 @@ def forest(
           markersize=5 if index == 0 else 4,
           color=color,
           markerfacecolor=color if index == 0 else "white",
-          label=reading if arm == next(iter(rows)) else None,
         )
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(f"difference to {reference} (points)")
     ax.grid(axis="x", alpha=0.3)
   axes[0][0].set_yticks(list(y.values()), list(y.keys()), fontsize=8)
-  handles, labels = axes[0][0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
-  fig.suptitle("Paired difference to the reference (mean, 95% CI; grey: the CI spans 0)")
+  handles = _forest_legend(reading_names, alpha)
+  fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+  fig.suptitle(
+    "Paired difference to the reference (mean, 95% CI; coloured where it survives Holm's "
+    "adjustment)"
+  )
   fig.tight_layout(rect=(0, 0.07, 1, 1))
   return _save(fig, path, whole_labels=True)

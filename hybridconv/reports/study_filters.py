@@ -14,7 +14,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from hybridconv.reports import study_figures
-from hybridconv.reports.study_arms import SIZE_KEY, arm_groups, fmt, md_table, train_images
+from hybridconv.reports.study_arms import (
+  SIZE_KEY,
+  arm_groups,
+  arm_name,
+  fmt,
+  md_table,
+  train_images,
+  train_size_text,
+)
 from hybridconv.run_layout import IMAGE_STATISTICS_FILE
 from hybridconv.studies import stats
 from hybridconv.tracking import snapshots
@@ -36,7 +44,13 @@ def _spatial(kernel: np.ndarray) -> np.ndarray:
   return kernel.mean(axis=2) if kernel.ndim == 4 else kernel
 
 
+def run_label(name: str, run) -> str:
+  """``'free, 55,000 images, seed 0'``: which run a mosaic row shows (arms differ in size)."""
+  return f"{name}, {train_images(run):,} images, seed {run.flat.get('seed')}"
+
+
 def filters_figure(runs, arms, has_sizes, fig_dir):
+  """One arm's representative run per row pair: its final filters and their change."""
   rows = {}
   for name, members in arms.items():
     run = _representative(members)
@@ -44,10 +58,11 @@ def filters_figure(runs, arms, has_sizes, fig_dir):
       continue
     snap = snapshots.read_snapshot(run.path)
     final = _spatial(snap["final/kernel"])
-    rows[f"{name}: end"] = final
+    label = run_label(name, run)
+    rows[f"{label}: end"] = final
     change = final - _spatial(snap["initial/kernel"])
     if np.abs(change).max() > 1e-7:
-      rows[f"{name}: change"] = change
+      rows[f"{label}: change"] = change
   if not rows:
     return None
   return study_figures.kernel_mosaic(
@@ -67,13 +82,17 @@ def likeness_figure(out, runs, arm_factors, has_sizes, fig_dir):
   kernel_size = tuple(scores[scored[0].path]["kernel_size"])
   width = len(scores[scored[0].path]["final"]["r2"])
   control = likeness.positive_control(kernel_size, width, cache_dir=out)
-  table_rows, arms = [], {}
+  table_rows, by_size = [], {}
   groups = arm_groups(scored, arm_factors + ([SIZE_KEY] if has_sizes else []))
   for name, members in groups.items():
     initial = [scores[r.path]["initial"]["frac_above_null_p95"] for r in members]
     final = [scores[r.path]["final"]["frac_above_null_p95"] for r in members]
     r2 = [scores[r.path]["final"]["r2_mean"] for r in members]
-    arms[name] = {"initial": initial, "final": final}
+    size = train_images(members[0]) if has_sizes else 0
+    by_size.setdefault(size, {})[arm_name(members[0], arm_factors)] = {
+      "initial": initial,
+      "final": final,
+    }
     start, end = stats.t_interval(initial), stats.t_interval(final)
     table_rows.append(
       [
@@ -88,7 +107,7 @@ def likeness_figure(out, runs, arm_factors, has_sizes, fig_dir):
     )
   null_median = float(np.median([scores[r.path]["final"]["null_r2_median"] for r in scored]))
   path = study_figures.likeness_plot(
-    arms,
+    {train_size_text(s) if has_sizes else "all runs": by_size[s] for s in sorted(by_size)},
     control=control["frac_above_null_p95"],
     null_median=null_median,
     title=f"Gabor-likeness, {kernel_size[0]}x{kernel_size[1]} first-layer filters",

@@ -162,7 +162,8 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
     add(
       "Accuracy against training-set size",
       study_curves.accuracy_vs_size_figure(arms, fig_dir),
-      "Each line is an arm; the band is the 95% t-interval over seeds.",
+      "Each line is an arm (one colour and line style per arm in every curve figure); the "
+      "band is the 95% t-interval over seeds.",
     )
   add(
     "Validation accuracy against training images seen",
@@ -175,8 +176,10 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
   add(
     "Evaluation curves",
     study_curves.curves_figure(runs, arms, has_sizes, fig_dir),
-    "Test accuracy during training, mean over seeds with its 95% band; one panel per "
-    "training-set size.",
+    "Test accuracy at each evaluation during training, mean over seeds with its 95% band; one "
+    "panel per training-set size. Drawn only where the test split is read during training: "
+    "with a validation hold-out it is read once, at the end, and the curves are the "
+    "validation's.",
   )
   add(
     "Training loss",
@@ -189,9 +192,10 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
   add(
     "First-layer filters",
     study_filters.filters_figure(runs, arms, has_sizes, fig_dir),
-    "Each row is an arm (its lowest seed, largest training set): final filters, then for "
-    "learned arms the change since initialisation (each tile scaled on its own, zero "
-    "mid-grey).",
+    "Each row is one run, named with its arm, training images and seed (the arm's lowest "
+    "seed at the largest training set it has, so rows may differ in size): final filters, "
+    "then for learned arms the change since initialisation (each tile scaled on its own, "
+    "zero mid-grey; blue is the gap between tiles).",
   )
   if likeness:
     path, table = study_filters.likeness_figure(out, runs, arm_factors, has_sizes, fig_dir)
@@ -200,8 +204,9 @@ def _figures_section(out, runs, factors, arm_factors, has_sizes, likeness) -> li
       path,
       "Fraction of a run's first-layer filters whose Gabor-fit R² exceeds the 95th percentile "
       "of its own null (phase-randomised surrogates: same power spectrum, no spatial "
-      "structure), at the start and the end of training; mean over seeds with 95% CI. The "
-      "positive control is the fixed Gabor bank at the same size.",
+      "structure), at the start and the end of training; mean over seeds with 95% CI, one "
+      "panel per training-set size. The positive control is the fixed Gabor bank at the same "
+      "filter size.",
     )
     lines += table
   add(
