@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hybridconv import configlib
-from hybridconv.reports.study_arms import fmt, md_table, pct
+from hybridconv.reports.study_arms import md_table, pct
 from hybridconv.studies import compare, grid, model_size, records, stats
 
 
@@ -68,8 +68,8 @@ def _difference_cells(group: compare.Group) -> list[str]:
   return [
     pct(diff.mean),
     f"{pct(diff.ci_low)}–{pct(diff.ci_high)}" if diff.n > 1 else "",
-    f"{diff.wins}/{diff.n}",
-    fmt(group.diff_p_holm, 3),
+    _wins_text(diff),
+    _p_text(group.diff_p_holm),
   ]
 
 
@@ -85,29 +85,6 @@ def robustness_families(runs: Sequence[records.RunRecord]) -> list[str]:
   return sorted({f for run in runs for f in compare.robustness_summary(run)})
 
 
-def robustness_p_holm(
-  groups: Sequence[compare.Group], factors: Sequence[str], reference: tuple[str, Any]
-) -> dict[tuple[int, str], float]:
-  """``{(group index, family): Holm-adjusted p}``, Holm within one family at one level.
-
-  The level is the factors other than the reference's (one training size): the family of
-  tests is the arms compared there under that corruption family, the rule ``paired.csv`` and
-  ``FINDINGS.md`` apply to every reading (:mod:`hybridconv.studies.readings`), so a
-  comparison is adjusted the same way in every report.
-  """
-  others = [i for i, k in enumerate(factors) if k != reference[0]]
-  tests: dict[tuple, list[tuple[int, float]]] = {}
-  for i, group in enumerate(groups):
-    level = tuple(repr(group.levels[p]) for p in others)
-    for family, diff in group.robustness_diff.items():
-      tests.setdefault((level, family), []).append((i, diff.p_value))
-  adjusted = {}
-  for (_, family), members in tests.items():
-    for (i, _), p in zip(members, stats.holm([p for _, p in members]), strict=True):
-      adjusted[(i, family)] = p
-  return adjusted
-
-
 def _robustness_diff_table(
   groups: Sequence[compare.Group],
   factors: Sequence[str],
@@ -115,9 +92,8 @@ def _robustness_diff_table(
   families: Sequence[str],
 ) -> list[str]:
   """Paired robustness differences against the reference arm, one cell per family."""
-  p_holm = robustness_p_holm(groups, factors, reference)
   rows = []
-  for i, group in enumerate(groups):
+  for group in groups:
     cells = []
     for family in families:
       diff = group.robustness_diff.get(family)
@@ -125,8 +101,8 @@ def _robustness_diff_table(
         cells.append("")
         continue
       interval = f" ({pct(diff.ci_low)} to {pct(diff.ci_high)})" if diff.n > 1 else ""
-      p = p_holm.get((i, family), math.nan)
-      cells.append(f"{pct(diff.mean)}{interval}, {diff.wins}/{diff.n}, p {_p_text(p)}")
+      p = group.robustness_p_holm.get(family, math.nan)
+      cells.append(f"{pct(diff.mean)}{interval}, {_wins_text(diff)}, p {_p_text(p)}")
     if any(cells):
       rows.append(_level_cells(group, factors) + cells)
   if not rows:
@@ -143,6 +119,12 @@ def _robustness_diff_table(
     "",
     *md_table(header, rows),
   ]
+
+
+def _wins_text(diff: stats.PairedDifference) -> str:
+  """``wins/n``, with the tied seeds when there are any (a tie is neither a win nor a loss)."""
+  ties = diff.n - diff.wins - diff.losses
+  return f"{diff.wins}/{diff.n}" + (f" ({ties} tied)" if ties else "")
 
 
 def _p_text(p: float) -> str:

@@ -240,11 +240,14 @@ def _with_holm(table: list[Group], indices: Sequence[int]) -> list[Group]:
   adjusted = stats.holm(
     [table[i].diff.p_value if table[i].diff is not None else math.nan for i in indices]
   )
-  tests = [(i, f) for i in indices for f in table[i].robustness_diff]
-  robust = stats.holm([table[i].robustness_diff[f].p_value for i, f in tests])
+  # Robustness: Holm within each corruption family (the arms compared under it at this
+  # level), the rule every reading of hybridconv.studies.readings follows.
   by_group: dict[int, dict[str, float]] = {}
-  for (i, family), p in zip(tests, robust, strict=True):
-    by_group.setdefault(i, {})[family] = p
+  for family in sorted({f for i in indices for f in table[i].robustness_diff}):
+    tested = [i for i in indices if family in table[i].robustness_diff]
+    robust = stats.holm([table[i].robustness_diff[family].p_value for i in tested])
+    for i, p in zip(tested, robust, strict=True):
+      by_group.setdefault(i, {})[family] = p
   table = list(table)
   for i, p in zip(indices, adjusted, strict=True):
     table[i] = dataclasses.replace(table[i], diff_p_holm=p, robustness_p_holm=by_group.get(i, {}))
