@@ -93,8 +93,21 @@ def test_compare_tables_agree_with_the_runs_own_metrics(study_root):
       assert row["wins"] == f"{sum(d > 0 for d in diffs)}/2"
     else:
       assert row["is_reference"] == "True"
+  stale = os.path.join(study_root, "figures", "retired_figure.png")
+  with open(stale, "wb") as f:
+    f.write(b"an earlier report's figure")
+  assert (
+    compare_report.main(
+      ["--workdir", study_root, "--reference", "model.first_layer=free", "--no-likeness"]
+    )
+    == 0
+  )
+  assert not os.path.exists(stale)  # a figure this report does not draw is not left behind
   study = open(os.path.join(study_root, "STUDY.md"), encoding="utf-8").read()
   assert "| train_size | first_layer | n |" in study
+  start = records.load_run(os.path.join(study_root, results[0]["run"])).starts[0]
+  host = f"{start['host']} ({start['cpu']['model']}, {start['cpu']['cores']} core(s) per run)"
+  assert f"- hosts: {host} ({len(results)} runs)" in study
   gabor_64 = np.mean([finals[("gabor", 64, s)] for s in SEEDS])
   assert f"{100 * gabor_64:.2f}" in study
   for figure in ("accuracy_vs_size.png", "eval_curves.png", "first_layer_filters.png"):

@@ -42,7 +42,9 @@ def write_study(
   lines = [
     "# Study report",
     "",
-    f"{len(runs)} runs ({sum(r.finished for r in runs)} finished) under "
+    f"{len(runs)} runs ({sum(r.finished for r in runs)} finished"
+    + (f"; {len(study.unfinished)} unfinished, listed at the end" if study.unfinished else "")
+    + ") under "
     f"`{os.path.basename(out) or out}`"
     + (f", from the study `{study.plan.get('spec')}`" if study.plan else "")
     + ".",
@@ -57,6 +59,7 @@ def write_study(
   lines += review_tables.budget_section(runs)
   lines += study_tables.parameters_section(arm_groups(runs, arm_factors))
   if figures:
+    _remove_old_figures(os.path.join(out, FIGURES_DIR))
     lines += study_curves.forest_section(out, study.paired, factors, study.reference)
     lines += _figures_section(out, runs, factors, arm_factors, SIZE_KEY in factors, likeness)
   lines += _provenance_section(runs)
@@ -65,6 +68,15 @@ def write_study(
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   return path
+
+
+def _remove_old_figures(fig_dir: str) -> None:
+  """Deletes the figures of an earlier report, so that one this report no longer draws (a
+  retired figure, a reading the runs no longer have) does not linger beside the new ones."""
+  if os.path.isdir(fig_dir):
+    for name in os.listdir(fig_dir):
+      if name.endswith(".png"):
+        os.remove(os.path.join(fig_dir, name))
 
 
 def _method_section(study: compare.Study) -> list[str]:
@@ -118,9 +130,14 @@ def _unfinished_section(out: str, unfinished: Sequence[records.RunRecord]) -> li
 
 
 def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
-  commits, version_sets, devices = {}, {}, {}
+  commits, version_sets, devices, hosts = {}, {}, {}, {}
   for run in runs:
     for start in run.starts or [{}]:
+      cpu = start.get("cpu") or {}
+      host = start.get("host", "?") + (
+        f" ({cpu.get('model')}, {cpu.get('cores')} core(s) per run)" if cpu else ""
+      )
+      hosts.setdefault(host, set()).add(run.path)
       git = start.get("git") or {}
       commit = f"{(git.get('commit') or 'unknown')[:10]}{' (dirty)' if git.get('dirty') else ''}"
       commits.setdefault(commit, set()).add(run.path)
@@ -130,6 +147,7 @@ def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
       devices.setdefault(f"{dev.get('count', '?')} x {dev.get('kind', '?')}", set()).add(run.path)
   lines = ["## What produced these runs", ""]
   lines += [f"- code: {', '.join(f'`{c}` ({len(p)} runs)' for c, p in commits.items())}"]
+  lines += [f"- hosts: {', '.join(f'{h} ({len(p)} runs)' for h, p in hosts.items())}"]
   lines += [f"- devices: {', '.join(f'{d} ({len(p)} runs)' for d, p in devices.items())}"]
   for versions, paths in version_sets.items():
     lines.append(f"- versions ({len(paths)} runs): `{versions}`")
