@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from hybridconv.reports import study_curves, study_figures, study_filters
+from hybridconv.reports import forest_plot, study_curves, study_figures, study_filters
 from hybridconv.studies import likeness
 
 
@@ -15,7 +15,7 @@ from hybridconv.studies import likeness
 def drawn(monkeypatch):
   """The figures the drawing functions would save, kept open for inspection."""
   kept = []
-  monkeypatch.setattr(study_figures, "_save", lambda fig, path, **_: kept.append(fig) or path)
+  monkeypatch.setattr(study_figures, "save", lambda fig, path, **_: kept.append(fig) or path)
   return kept
 
 
@@ -88,15 +88,15 @@ def test_the_study_styles_hold_across_figures_with_fewer_arms(drawn, tmp_path):
 def test_a_forest_row_is_coloured_only_when_it_survives_holm(drawn, tmp_path):
   alpha = 0.05
   same_interval = (1.0, 0.2, 1.8)  # excludes 0 either way
-  assert study_figures.forest_colour(*same_interval, 0.01, alpha) == "tab:blue"
-  assert study_figures.forest_colour(-1.0, -1.8, -0.2, 0.01, alpha) == "tab:red"
-  unadjusted = study_figures.forest_colour(*same_interval, 0.2, alpha)
-  spans = study_figures.forest_colour(1.0, -0.5, 2.5, 0.2, alpha)
+  assert forest_plot.forest_colour(*same_interval, 0.01, alpha) == "tab:blue"
+  assert forest_plot.forest_colour(-1.0, -1.8, -0.2, 0.01, alpha) == "tab:red"
+  unadjusted = forest_plot.forest_colour(*same_interval, 0.2, alpha)
+  spans = forest_plot.forest_colour(1.0, -0.5, 2.5, 0.2, alpha)
   assert len({"tab:blue", unadjusted, spans}) == 3
-  assert study_figures.forest_colour(*same_interval, float("nan"), alpha) == unadjusted
+  assert forest_plot.forest_colour(*same_interval, float("nan"), alpha) == unadjusted
 
   panels = {"100 images": {"end": {"held": (*same_interval, 0.01), "lost": (*same_interval, 0.2)}}}
-  study_figures.forest(panels, reference="free", path=str(tmp_path / "f.png"), alpha=alpha)
+  forest_plot.forest(panels, reference="free", path=str(tmp_path / "f.png"), alpha=alpha)
   (fig,) = drawn
   ax = fig.axes[0]
   ticks = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}

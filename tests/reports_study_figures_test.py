@@ -78,7 +78,7 @@ def test_an_unreadable_control_cache_is_rescored(tmp_path, monkeypatch, content)
 
 def test_a_flat_orientation_histogram_is_drawn_from_zero(tmp_path, monkeypatch):
   kept = []
-  monkeypatch.setattr(study_figures, "_save", lambda fig, path, **_: kept.append(fig) or path)
+  monkeypatch.setattr(study_figures, "save", lambda fig, path, **_: kept.append(fig) or path)
   theta = np.linspace(0, np.pi, 64, endpoint=False)  # perfectly even: 1/8 in every bin
   frequency = np.full(64, 0.1)
   study_figures.gabor_parameters(

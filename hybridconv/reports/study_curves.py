@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from hybridconv.reports import findings, study_figures
+from hybridconv.reports import findings, forest_plot, study_figures
 from hybridconv.reports.study_arms import SIZE_KEY, train_images, train_size_text
 from hybridconv.run_layout import FIGURES_DIR
 from hybridconv.studies import grid, readings
@@ -21,7 +21,7 @@ def forest_section(out, paired, factors, reference) -> list[str]:
   if not reference or not paired:
     return []
   arm_key = reference[0]
-  panels: dict[str, dict[str, dict[str, study_figures.Row]]] = {}
+  panels: dict[str, dict[str, dict[str, forest_plot.Row]]] = {}
   early = f"validation, after {readings.BUDGET_FRACTIONS[0]:g} of the budget"
   for row in paired:
     if row["reading"] not in (readings.END_READING, early) or math.isnan(row["ci_low"]):
@@ -44,7 +44,7 @@ def forest_section(out, paired, factors, reference) -> list[str]:
   order = sorted({row.get(SIZE_KEY) for row in paired}, key=lambda v: (not v, v or 0))
   titles = [train_size_text(size) for size in order] if SIZE_KEY in factors else ["all runs"]
   panels = {title: panels[title] for title in titles if title in panels}
-  path = study_figures.forest(
+  path = forest_plot.forest(
     panels,
     reference=grid.label(reference[1]),
     path=os.path.join(out, FIGURES_DIR, "paired_differences.png"),
