@@ -167,3 +167,32 @@ def test_the_committed_runs_were_trained_with_the_config_the_study_file_builds_n
     assert not differ, (name, {k: (saved.get(k), built.get(k)) for k in differ})
     checked += 1
   assert checked >= 200
+
+
+def test_every_committed_finished_point_holds_every_reading_the_report_uses():
+  # A point that counts as finished but lost a reading (the test accuracy at its last step,
+  # a validation evaluation, the summary's training means) would silently leave its seed out
+  # of the paired comparisons: the report reads the test accuracy from metrics.jsonl.
+  incomplete = {}
+  for name in _committed_runs():
+    run_dir = os.path.join(RESULTS, name)
+    with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as f:
+      summary = json.load(f)
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+      events = [json.loads(line) for line in f]
+    last = summary["total_steps"]
+    validation = [e["step"] for e in events if "val/accuracy" in e]
+    test = [e["step"] for e in events if "eval/accuracy" in e]
+    missing = [
+      what
+      for what, present in [
+        ("8 validation evaluations", len(set(validation)) >= 8),
+        ("validation at the last step", last in validation),
+        ("test accuracy at the last step, once", test == [last]),
+        ("summary readings", {"val/accuracy", "train/loss", "eval/accuracy"} <= set(summary)),
+      ]
+      if not present
+    ]
+    if missing:
+      incomplete[name] = missing
+  assert not incomplete
