@@ -192,3 +192,23 @@ def test_the_budget_check_pairs_with_the_main_study_at_twice_its_budget():
       "tracking.filters_every",
     }
     assert point["train_for"] == "24 epochs" and reference["train_for"] == "12 epochs"
+
+
+def test_the_budget_check_table_pairs_each_arm_with_the_reference_at_both_budgets():
+  check = _module("budget_check")
+  reference, first, second = check.ARMS
+  seeds = range(check.SEEDS)
+  # The first arm leads by 1 point at 12 epochs and by 0.5 at 24; the second by 0.2 at both.
+  main = {reference: {s: 0.80 + s / 100 for s in seeds}}
+  main[first] = {s: main[reference][s] + 0.01 for s in seeds}
+  main[second] = {s: main[reference][s] + 0.002 + 0.001 * (s % 2) for s in seeds}
+  doubled = {arm: {s: v + 0.001 for s, v in values.items()} for arm, values in main.items()}
+  doubled[first] = {s: doubled[reference][s] + 0.005 for s in seeds}
+  lines = check.side_by_side(main, doubled)
+  row = next(line for line in lines if line.startswith(f"| `{first}`"))
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells[1].startswith("+1.00 (") and cells[1].endswith("4/4 ahead")
+  assert cells[2].startswith("+0.50 (") and cells[3].startswith("-0.50 (")
+  row = next(line for line in lines if line.startswith(f"| `{second}`"))
+  assert [c.strip() for c in row.strip("|").split("|")][3].startswith("+0.00 (")
+  assert f"`{reference}` +0.10" in lines[-1]
