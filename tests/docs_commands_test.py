@@ -69,6 +69,8 @@ def check_command(tokens: list[str]) -> tuple[list[str], list[str]]:
     if module == "hybridconv.main":
       return [sys.executable, "-m", module, *rest, "--dry_run"], []
     return [sys.executable, "-m", module, "--help"], _flag_names(rest)
+  if program == ".venv/bin/python" and args[:1] and args[0].endswith(".py"):
+    return [sys.executable, args[0], "--help"], _flag_names(args[1:])
   raise AssertionError(f"no dry run known for {shlex.join(tokens)!r}: add one to this test")
 
 
