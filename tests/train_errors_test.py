@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
-from hybridconv.training import train
+from hybridconv.training import command, train
 from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,3 +182,28 @@ def test_every_checkpoint_damaged_is_one_error_line_and_nothing_moves(tmp_path):
   result = _cli("--config=configs/tiny.py", f"--workdir={workdir}")
   _one_error_line(result, f"none of the 2 checkpoint(s) in {checkpoints} can be restored")
   assert sorted(os.listdir(checkpoints)) == before
+
+
+def test_abandoned_checkpoint_reads_are_not_logged_beside_the_error_line():
+  # A damaged checkpoint makes orbax abandon the reads beside the failing one; asyncio logs
+  # their exceptions when the futures are collected, at a moment that races the error line.
+  noise = command.LibraryNoiseFilter()
+
+  def record(name, level, msg):
+    return logging.LogRecord(name, level, "/x/asyncio/base_events.py", 1, msg, None, None)
+
+  assert not noise.filter(record("asyncio", logging.ERROR, "Future exception was never retrieved"))
+  assert not noise.filter(record("asyncio", logging.ERROR, "Task exception was never retrieved"))
+  assert noise.filter(record("asyncio", logging.ERROR, "Task was destroyed but it is pending!"))
+  assert noise.filter(record("hybridconv", logging.ERROR, "Future exception was never retrieved"))
+
+
+def test_unawaited_coroutines_of_abandoned_reads_are_not_reported_at_exit():
+  with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    command.quiet_library_logs()
+    warnings.warn(
+      "coroutine 'Store._get_array_metadatas' was never awaited", RuntimeWarning, stacklevel=1
+    )
+    warnings.warn("another warning", RuntimeWarning, stacklevel=1)
+  assert [str(w.message) for w in seen] == ["another warning"]

@@ -11,18 +11,28 @@ from __future__ import annotations
 import logging as py_logging
 import os
 import sys
+import warnings
 
 from absl import logging
 
 from hybridconv import host_memory, run_layout
 
 
-class _LibraryInfoFilter(py_logging.Filter):
-  """Drops INFO lines of orbax and JAX internals (dozens per checkpoint) unless -v 1."""
+class LibraryNoiseFilter(py_logging.Filter):
+  """Drops INFO lines of orbax and JAX internals (dozens per checkpoint) unless -v 1, and
+  asyncio's reports of abandoned futures.
+
+  When one array of a damaged checkpoint fails to read, orbax abandons the reads running
+  beside it; asyncio logs their exceptions (the same damage, already in the restore error)
+  whenever the futures are collected, which could land beside the one ``error:`` line.
+  """
 
   NOISY = ("/orbax/", "/jax/_src/")
+  ABANDONED = ("Future exception was never retrieved", "Task exception was never retrieved")
 
   def filter(self, record: py_logging.LogRecord) -> bool:
+    if record.name == "asyncio" and str(record.msg).startswith(self.ABANDONED):
+      return False
     if record.levelno >= py_logging.WARNING or logging.get_verbosity() >= logging.DEBUG:
       return True
     return not any(part in record.pathname for part in self.NOISY)
@@ -107,7 +117,13 @@ def check_training(config, workdir: str) -> str:
 
 
 def quiet_library_logs() -> None:
-  """Hides orbax's and JAX's INFO lines on absl's handler (once per process)."""
+  """Hides orbax's and JAX's INFO lines, and the reports of reads orbax abandoned (asyncio's
+  futures on absl's handler, unawaited coroutines), once per process."""
+  # The reads orbax abandons can also leave coroutines never awaited, which Python reports
+  # when the process exits, after the error line.
+  warnings.filterwarnings(
+    "ignore", message="coroutine .* was never awaited", category=RuntimeWarning
+  )
   handler = logging.get_absl_handler()
-  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
-    handler.addFilter(_LibraryInfoFilter())
+  if not any(isinstance(f, LibraryNoiseFilter) for f in handler.filters):
+    handler.addFilter(LibraryNoiseFilter())
