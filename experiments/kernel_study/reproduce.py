@@ -1,4 +1,4 @@
-"""Reruns committed points of the kernel study with today's code and says how closely they agree.
+"""Reruns committed points of the kernel study with the current code; says how closely they agree.
 
 The study's points ran over many commits, some from a working tree with uncommitted changes
 (each run's ``run_info.json`` records the commit and whether it was dirty, and ``STUDY.md``
@@ -26,7 +26,6 @@ reruns (a temporary directory otherwise).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -37,6 +36,8 @@ from typing import Any
 
 from hybridconv import run_layout
 from hybridconv.studies import records
+from hybridconv.training import provenance
+from hybridconv.training import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_STUDY = os.path.join(ROOT, "experiments", "kernel_study", "results", "fashion_mnist")
@@ -45,19 +46,9 @@ STUDY_CONFIG = "experiments/kernel_study/study.py"
 STUDY_FLAGS = ("--jobs=2", "--config.cpu_devices=1")
 
 
-def _read(path: str) -> Any:
-  if not os.path.isfile(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
 def code_state(run_dir: str) -> str:
-  """The commit (and ``dirty``) of the start that finished the point."""
-  starts = (_read(os.path.join(run_dir, run_layout.RUN_INFO_FILE)) or {}).get("starts") or [{}]
-  git = starts[-1].get("git") or {}
-  commit = str(git.get("commit") or "unknown")[:10]
-  return f"{commit} (dirty)" if git.get("dirty") else commit
+  """The code state (commit, dirty or not) of the start that finished the point."""
+  return provenance.code_state((provenance.read_run_info(run_dir) or [{}])[-1])
 
 
 def point_values(name: str) -> dict[str, str]:
@@ -109,9 +100,7 @@ def readings(run_dir: str) -> dict[str, Any]:
   steps, values = run.series("val/accuracy")
   robustness = (run.robustness or {}).get("summary") or {}
   return {
-    "initial values": (_read(os.path.join(run_dir, run_layout.INITIAL_VALUES_FILE)) or {}).get(
-      "layers"
-    ),
+    "initial values": provenance.read_initial_values(run_dir),
     "validation": dict(zip(steps.tolist(), values.tolist(), strict=True)),
     "test": run.final("eval/accuracy"),
     "train loss": run.final("train/loss"),
@@ -172,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--max_size", type=int, default=1000, help="with --per_commit: largest size")
   parser.add_argument("--scratch", help="where the reruns go (default: a temporary directory)")
   args = parser.parse_args(argv)
-  plan = _read(os.path.join(args.study, run_layout.PLAN_FILE))
+  plan = workdir_lib.read_json(os.path.join(args.study, run_layout.PLAN_FILE))
   if plan is None:
     parser.error(f"--study={args.study} holds no {run_layout.PLAN_FILE} (not a study directory)")
   keys = sorted({k for point in plan["points"] for k in point})

@@ -22,6 +22,7 @@ from hybridconv.reports import (
 from hybridconv.reports.study_arms import SIZE_KEY, arm_groups
 from hybridconv.run_layout import FIGURES_DIR, STUDY_FILE
 from hybridconv.studies import compare, records
+from hybridconv.training import provenance
 
 
 def write_study(
@@ -138,9 +139,7 @@ def _provenance_section(runs: Sequence[records.RunRecord]) -> list[str]:
         f" ({cpu.get('model')}, {cpu.get('cores')} core(s) per run)" if cpu else ""
       )
       hosts.setdefault(host, set()).add(run.path)
-      git = start.get("git") or {}
-      commit = f"{(git.get('commit') or 'unknown')[:10]}{' (dirty)' if git.get('dirty') else ''}"
-      commits.setdefault(commit, set()).add(run.path)
+      commits.setdefault(provenance.code_state(start), set()).add(run.path)
       versions = json.dumps(start.get("versions") or {}, sort_keys=True)
       version_sets.setdefault(versions, set()).add(run.path)
       dev = start.get("devices") or {}

@@ -123,7 +123,7 @@ def _robustness_diff_table(
 
 def _wins_text(diff: stats.PairedDifference) -> str:
   """``wins/n``, with the tied seeds when there are any (a tie is neither a win nor a loss)."""
-  ties = diff.n - diff.wins - diff.losses
+  ties = stats.tied(diff.n, diff.wins, diff.losses)
   return f"{diff.wins}/{diff.n}" + (f" ({ties} tied)" if ties else "")
 
 

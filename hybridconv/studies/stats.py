@@ -47,6 +47,11 @@ class PairedDifference:
   p_value: float  # two-sided paired t-test (NaN for n < 2 or zero variance)
 
 
+def tied(n: int, wins: int, losses: int) -> int:
+  """Seeds where arm and reference are equal: counted in ``n``, neither a win nor a loss."""
+  return n - wins - losses
+
+
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
   """Mean with a Student-t confidence interval (NaN bounds for fewer than 2 values)."""
   x = np.asarray([v for v in values if not math.isnan(v)], float)

@@ -76,6 +76,13 @@ def cpu() -> dict[str, Any]:
   return {"model": model, "cores": cores}
 
 
+def code_state(start: dict[str, Any]) -> str:
+  """One start's code as reports name it: the short commit, and ``(dirty)`` when the working
+  tree had uncommitted changes."""
+  git = start.get("git") or {}
+  return f"{str(git.get('commit') or 'unknown')[:10]}{' (dirty)' if git.get('dirty') else ''}"
+
+
 def run_info() -> dict[str, Any]:
   """One start's record: time, host, CPU, git state, versions, devices."""
   devices = jax.devices()
