@@ -212,3 +212,15 @@ def test_the_budget_check_table_pairs_each_arm_with_the_reference_at_both_budget
   row = next(line for line in lines if line.startswith(f"| `{second}`"))
   assert [c.strip() for c in row.strip("|").split("|")][3].startswith("+0.00 (")
   assert f"`{reference}` +0.10" in lines[-1]
+
+
+def test_the_budget_check_report_refuses_a_stray_argument_in_one_line(capsys):
+  with pytest.raises(SystemExit) as stop:
+    _module("budget_check").main(["--sizes=1000"])
+  assert stop.value.code == 2
+  assert (
+    capsys.readouterr()
+    .err.strip()
+    .splitlines()[-1]
+    .endswith("error: unrecognized arguments: --sizes=1000")
+  )

@@ -87,7 +87,7 @@ def test_signal_during_evaluation_resumes_with_that_evaluation(reference, tmp_pa
   assert evals == want  # the resumed run evaluated step 4 first, with the same result
 
 
-# Scalars that time the session rather than describe the run.
+# Scalars that time the process rather than describe the run.
 _TIMING_KEYS = ("train_seconds", "images_per_sec", "steps_per_sec")
 
 

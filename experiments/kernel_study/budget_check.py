@@ -27,9 +27,10 @@ project's question is about; 12 points, about half an hour on the 2-core CPU.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from experiments.kernel_study import design
 from experiments.kernel_study import study as main_study
@@ -127,7 +128,9 @@ def side_by_side(
   return lines
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+  # No options: parsed so that --help answers and a stray argument is refused in one line.
+  argparse.ArgumentParser(description="The budget check beside the main study.").parse_args(argv)
   main_runs = final_accuracies(MAIN_ROOT, f"train_size={SIZE},seed={{seed}},arm={{arm}}")
   doubled = final_accuracies(CHECK_ROOT, "seed={seed},arm={arm}")
   missing = [
